@@ -1,0 +1,30 @@
+# The two commands README.md opens with: `make run` and `make test`. Both set up .venv first.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test lint bench perf-check clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	# torch pinned to the CPU wheel: an unpinned torch pulls a multi-GB CUDA build.
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e '.[diffusion,onnx,dev]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/swiftshot serve
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+
+perf-check: $(STAMP)
+	$(BIN)/swiftshot bench check --quick
+
+clean:
+	rm -rf $(VENV) var .pytest_cache

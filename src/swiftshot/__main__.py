@@ -1,0 +1,3 @@
+from swiftshot.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,257 @@
+"""Typed settings: one section per subsystem, every knob documented where it is declared.
+
+Sources, strongest first: keyword arguments, environment (``SWIFTSHOT_`` prefix, ``__`` between
+section and field, e.g. ``SWIFTSHOT_CACHE__MEMORY_BYTES=1000000``), a TOML file named by
+``SWIFTSHOT_CONFIG`` (or passed to :func:`load_settings`), then the defaults below, which run on
+a laptop with no model files.
+
+A few flat aliases that operators expect are honoured too: ``SWIFTSHOT_REDIS_URL`` sets
+``cache.redis_url``.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+Priority = Literal["realtime", "standard", "batch", "prefetch"]
+PRIORITIES: tuple[Priority, ...] = ("realtime", "standard", "batch", "prefetch")
+
+
+class _Section(BaseModel):
+    model_config = {"extra": "forbid", "validate_assignment": True}
+
+
+class ServerSettings(_Section):
+    host: str = "127.0.0.1"
+    """Address to bind. Loopback by default; put nginx or a CDN in front for the public edge."""
+    port: int = Field(8000, ge=0, le=65535)
+    """TCP port (0 picks a free one; the chosen port is printed at start-up)."""
+    public_url: str | None = None
+    """Base URL used to build absolute image URLs in responses; derived from the request if unset."""
+    max_body_bytes: int = Field(30 * 1024 * 1024, ge=1024)
+    """Largest request body accepted; larger bodies get 413 before they are read in full."""
+    drain_timeout_s: float = Field(30.0, ge=0)
+    """On SIGTERM, how long in-flight work may take to finish before the process exits."""
+    warmup_shapes: list[tuple[int, int]] = [(1024, 1024)]
+    """Shapes (width, height) run once at start-up; /readyz answers 503 until they are done."""
+
+
+class CacheSettings(_Section):
+    memory_bytes: int = Field(256 * 1024 * 1024, ge=0)
+    """Byte budget of the in-process LRU tier (0 disables it)."""
+    disk_dir: Path | None = Path("var/cache")
+    """Folder of the disk tier (diskcache); survives restarts. None disables the tier."""
+    disk_bytes: int = Field(4 * 1024**3, ge=0)
+    """Byte budget of the disk tier; least recently used entries are culled past it."""
+    redis_url: str | None = None
+    """Redis URL of the shared tier (e.g. redis://127.0.0.1:6379/0). None disables it."""
+    ttl_s: dict[str, int] = {"preview": 3600, "adhoc": 7 * 86400, "catalog": 365 * 86400}
+    """Time to live per category, in seconds. A request names its category; adhoc by default."""
+    default_category: str = "adhoc"
+    """Category used when a request names none."""
+
+    @model_validator(mode="after")
+    def _default_category_known(self) -> CacheSettings:
+        if self.default_category not in self.ttl_s:
+            raise ValueError(
+                f"cache.default_category {self.default_category!r} is not one of "
+                f"cache.ttl_s's categories {sorted(self.ttl_s)}"
+            )
+        return self
+
+
+class SchedulerSettings(_Section):
+    max_batch_size: int = Field(8, ge=1, le=50)
+    """Most requests that share one engine call (same batch_key)."""
+    max_wait_ms: float = Field(5.0, ge=0)
+    """Longest a request waits for others to fill its batch once the engine is free."""
+    queue_limit: dict[Priority, int] = {"realtime": 64, "standard": 256, "batch": 2048, "prefetch": 512}
+    """Bounded queue length per priority class; past it requests are refused with 429/503."""
+    deadline_ms: dict[Priority, int] = {
+        "realtime": 2_000,
+        "standard": 10_000,
+        "batch": 600_000,
+        "prefetch": 60_000,
+    }
+    """Default deadline per class; a request whose estimated wait passes it is refused at once."""
+    aging_ms: float = Field(2_000.0, gt=0)
+    """A waiting request climbs one priority class per this many milliseconds (no starvation)."""
+
+
+class StudioSettings(_Section):
+    grain: float = Field(1.0, ge=0, le=4)
+    """Global multiplier on film grain (0 turns it off)."""
+
+
+class DiffusionSettings(_Section):
+    model: str | None = None
+    """Local folder of a diffusers pipeline, or a repo id found in the offline Hugging Face cache."""
+    device: str = "auto"
+    """torch device: auto (cuda if present, else cpu), cpu, cuda, cuda:1 ..."""
+    dtype: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    """auto: fp16 on CUDA, bf16 on a CPU that has it, else fp32."""
+    tiny_vae: str | None = None
+    """Folder of an AutoencoderTiny (TAESD) used to decode; None keeps the pipeline's VAE."""
+    int8: bool = False
+    """Dynamic int8 quantisation of the UNet/transformer linear layers."""
+    compile: bool = False
+    """torch.compile the denoiser (worth it on GPU for long-running servers)."""
+    channels_last: bool = True
+    """channels-last memory format on CUDA."""
+    default_steps: int = Field(1, ge=1, le=100)
+    """Steps when a request names none (turbo/schnell models are distilled for 1-4)."""
+    default_guidance: float = Field(0.0, ge=0, le=30)
+    """Guidance scale when a request names none (0 for turbo models)."""
+
+
+class EngineSettings(_Section):
+    default: str = "studio"
+    """Engine used when a request names none."""
+    studio: StudioSettings = StudioSettings()
+    diffusion: DiffusionSettings = DiffusionSettings()
+
+
+class DeliverySettings(_Section):
+    quality: dict[str, int] = {"jpeg": 85, "webp": 80, "avif": 55}
+    """Default quality per lossy format (1-100)."""
+    avif_speed: int = Field(8, ge=0, le=10)
+    """libavif encoder speed: 10 fastest. Chosen by benchmark (docs/PERFORMANCE.md)."""
+    webp_method: int = Field(2, ge=0, le=6)
+    """libwebp method: 0 fastest, 6 smallest. Chosen by benchmark."""
+    master_format: Literal["png", "webp"] = "png"
+    """Lossless format in which the master render is kept in the cache."""
+
+
+class AuthSettings(_Section):
+    api_keys_file: Path | None = None
+    """TOML/JSON file mapping API key → {tenant, tier, rate_per_s, burst}. None: no auth."""
+    anonymous_tier: Priority = "standard"
+    """Priority tier of requests without a key when auth is off."""
+
+
+class LimitsSettings(_Section):
+    max_upload_bytes: int = Field(25 * 1024 * 1024, ge=1)
+    """Largest product image accepted (bytes, encoded)."""
+    max_pixels: int = Field(50_000_000, ge=1)
+    """Largest product image accepted (width × height), checked before pixels are decoded."""
+    max_batch_items: int = Field(50, ge=1, le=50)
+    """Most items in one batch job."""
+    max_n: int = Field(10, ge=1, le=50)
+    """Most images in one generations request."""
+    url_fetch_allowlist: list[str] = []
+    """Hosts product images may be fetched from by URL. Empty: URL inputs are refused."""
+
+
+class TelemetrySettings(_Section):
+    otel_exporter: Literal["none", "console", "otlp", "memory"] = "none"
+    """Where OpenTelemetry spans go. otlp uses the standard OTEL_EXPORTER_OTLP_* variables."""
+    service_name: str = "swiftshot"
+    """service.name resource attribute of spans."""
+
+
+class JobsSettings(_Section):
+    db_path: Path = Path("var/jobs.sqlite3")
+    """SQLite file (WAL) holding batch jobs; accepted items survive a crash."""
+    webhook_secret: str | None = None
+    """HMAC-SHA256 key used to sign webhook bodies (X-Swiftshot-Signature)."""
+    webhook_retries: int = Field(5, ge=0, le=20)
+    """Delivery attempts for a webhook, with exponential backoff."""
+
+
+class Settings(BaseSettings):
+    """All of swiftshot's settings."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SWIFTSHOT_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_assignment=True,
+    )
+
+    data_dir: Path = Path("var")
+    """Root for files the service writes (cache, jobs). Relative paths below are resolved here
+    only when they are left at their defaults."""
+    server: ServerSettings = ServerSettings()
+    cache: CacheSettings = CacheSettings()
+    scheduler: SchedulerSettings = SchedulerSettings()
+    engine: EngineSettings = EngineSettings()
+    delivery: DeliverySettings = DeliverySettings()
+    auth: AuthSettings = AuthSettings()
+    limits: LimitsSettings = LimitsSettings()
+    telemetry: TelemetrySettings = TelemetrySettings()
+    jobs: JobsSettings = JobsSettings()
+
+    @field_validator("data_dir")
+    @classmethod
+    def _expand(cls, v: Path) -> Path:
+        return v.expanduser()
+
+    @model_validator(mode="after")
+    def _anchor_paths(self) -> Settings:
+        # Defaults live under data_dir so that one knob moves every file the service writes.
+        if self.cache.disk_dir == Path("var/cache"):
+            self.cache.disk_dir = self.data_dir / "cache"
+        if self.jobs.db_path == Path("var/jobs.sqlite3"):
+            self.jobs.db_path = self.data_dir / "jobs.sqlite3"
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, _FlatAliases(settings_cls), env_settings, _TomlSource(settings_cls))
+
+
+class _FlatAliases(PydanticBaseSettingsSource):
+    """SWIFTSHOT_REDIS_URL and friends: the short names operators reach for first."""
+
+    ALIASES = {"SWIFTSHOT_REDIS_URL": ("cache", "redis_url")}
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:  # pragma: no cover
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for env, (section, key) in self.ALIASES.items():
+            if os.environ.get(env):
+                out.setdefault(section, {})[key] = os.environ[env]
+        return out
+
+
+class _TomlSource(PydanticBaseSettingsSource):
+    path: Path | None = None
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:  # pragma: no cover
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        path = _TomlSource.path or (Path(p) if (p := os.environ.get("SWIFTSHOT_CONFIG")) else None)
+        if path is None:
+            return {}
+        try:
+            with open(path, "rb") as f:
+                return tomllib.load(f)
+        except FileNotFoundError:
+            raise ValueError(f"config file {str(path)!r} does not exist") from None
+        except tomllib.TOMLDecodeError as e:
+            raise ValueError(f"config file {str(path)!r} is not valid TOML: {e}") from None
+
+
+def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
+    """Build settings from a TOML file (optional), the environment and keyword overrides."""
+    _TomlSource.path = Path(config_file) if config_file else None
+    try:
+        return Settings(**overrides)
+    finally:
+        _TomlSource.path = None

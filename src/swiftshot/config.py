@@ -40,6 +40,10 @@ class ServerSettings(_Section):
     """On SIGTERM, how long in-flight work may take to finish before the process exits."""
     warmup_shapes: list[tuple[int, int]] = [(1024, 1024)]
     """Shapes (width, height) run once at start-up; /readyz answers 503 until they are done."""
+    access_log: bool = False
+    """Log one line per request (uvicorn's access log). Off by default: it costs on the hot path."""
+    retry_after_s: float = Field(5.0, ge=0)
+    """Retry-After sent with 503s while warming up or draining."""
 
 
 class CacheSettings(_Section):
@@ -110,11 +114,30 @@ class DiffusionSettings(_Section):
     """Guidance scale when a request names none (0 for turbo models)."""
 
 
+class FakeEngineSettings(_Section):
+    """Test-only: the in-memory fake engine, chosen with ``SWIFTSHOT_ENGINE__DEFAULT=fake``.
+
+    Lets tests start a real server whose inference is slow or fails on demand; never use it to
+    serve images (it paints flat colours)."""
+
+    delay_s: float = Field(0.0, ge=0)
+    """Seconds each engine call sleeps."""
+    per_item_s: float = Field(0.0, ge=0)
+    """Extra seconds per spec in the call."""
+    steps: int = Field(1, ge=1)
+    """Steps the delay is split into (cancellation is checked between them)."""
+    warmup_s: float = Field(0.0, ge=0)
+    """Seconds warm-up takes (keeps /readyz at 503 that long)."""
+    fail_prompt: str | None = None
+    """A batch holding a spec whose prompt contains this text fails with an EngineError."""
+
+
 class EngineSettings(_Section):
     default: str = "studio"
     """Engine used when a request names none."""
     studio: StudioSettings = StudioSettings()
     diffusion: DiffusionSettings = DiffusionSettings()
+    fake: FakeEngineSettings = FakeEngineSettings()
 
 
 class DeliverySettings(_Section):
@@ -133,6 +156,10 @@ class AuthSettings(_Section):
     """TOML/JSON file mapping API key → {tenant, tier, rate_per_s, burst}. None: no auth."""
     anonymous_tier: Priority = "standard"
     """Priority tier of requests without a key when auth is off."""
+    default_rate_per_s: float = Field(10.0, gt=0)
+    """Requests per second of a key whose entry names no rate_per_s."""
+    default_burst: int = Field(20, ge=1)
+    """Token-bucket size of a key whose entry names no burst."""
 
 
 class LimitsSettings(_Section):

@@ -1,0 +1,217 @@
+"""The one place product images are decoded: every entry point (API, CLI, jobs) comes here.
+
+``load_image`` turns untrusted bytes into an 8-bit sRGB ``RGB`` or ``RGBA`` image with EXIF
+orientation applied, or raises :class:`InputError` with an HTTP status, a message that says what
+was wrong and what is allowed, and a short machine code.
+
+Order matters for safety: the byte size is checked before anything is parsed, and the pixel
+count is read from the header and checked before any pixel is decoded, so a decompression bomb
+(a small file that claims gigapixels) costs nothing.
+
+Animated files (animated WebP/PNG/AVIF) are accepted and their **first frame** is used: a seller
+who uploads a spin animation still gets a catalog image, and the first frame is the one
+marketplaces show. GIF is refused: it is palette-limited and no marketplace wants it as a master.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import io
+import warnings
+
+import numpy as np
+from PIL import Image, ImageCms, ImageFile, ImageOps, UnidentifiedImageError
+
+from swiftshot.config import LimitsSettings
+
+ALLOWED_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "AVIF")
+ALLOWED_TEXT = "JPEG, PNG, WebP or AVIF"
+
+# Magic bytes of formats people commonly try, so a refusal can name what was sent.
+_MAGIC: tuple[tuple[bytes, str], ...] = (
+    (b"GIF87a", "GIF"), (b"GIF89a", "GIF"), (b"BM", "BMP"), (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"), (b"%PDF", "PDF"), (b"<svg", "SVG"), (b"<?xml", "XML/SVG"),
+    (b"8BPS", "PSD"), (b"\x00\x00\x01\x00", "ICO"),
+)
+
+# Signatures of the allowed formats: a file that starts like one but will not open is corrupt
+# (422), not of the wrong type (415).
+_ALLOWED_MAGIC: tuple[tuple[int, bytes, str], ...] = (
+    (0, b"\xff\xd8\xff", "JPEG"), (0, b"\x89PNG\r\n\x1a\n", "PNG"), (8, b"WEBP", "WebP"),
+    (4, b"ftypavi", "AVIF"),
+)
+
+_SRGB = ImageCms.createProfile("sRGB")
+
+
+class InputError(Exception):
+    """A product image that cannot be used. ``status`` is the HTTP status to answer with."""
+
+    def __init__(self, status: int, message: str, code: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.code = code
+
+    def __repr__(self) -> str:
+        return f"InputError({self.status}, {self.message!r}, {self.code!r})"
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def decode_b64(s: str, max_bytes: int | None = None) -> bytes:
+    """Decode base64 (plain or a ``data:image/...;base64,`` URL); InputError 422 if malformed."""
+    if not isinstance(s, str) or not s.strip():
+        raise InputError(422, "image_file_b64 is empty; send the image as base64 text", "empty_image")
+    text = s.strip()
+    if text.startswith("data:"):
+        head, _, text = text.partition(",")
+        if ";base64" not in head:
+            raise InputError(422, "data URL must be base64-encoded (data:image/png;base64,...)",
+                             "invalid_base64")
+    text = "".join(text.split())
+    if max_bytes is not None and len(text) * 3 // 4 > max_bytes + 3:
+        raise InputError(413, f"image is larger than the {max_bytes} bytes allowed "
+                              f"(base64 text of {len(text)} characters)", "file_too_large")
+    try:
+        return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raise InputError(422, "image_file_b64 is not valid base64", "invalid_base64") from None
+
+
+def _sniff(data: bytes) -> str | None:
+    head = data[:16].lstrip()
+    for magic, name in _MAGIC:
+        if head.startswith(magic):
+            return name
+    return None
+
+
+def _open(data: bytes, limits: LimitsSettings) -> Image.Image:
+    if not data:
+        raise InputError(422, f"image is empty (0 bytes); send a {ALLOWED_TEXT} file", "empty_image")
+    if len(data) > limits.max_upload_bytes:
+        raise InputError(413, f"image is {len(data)} bytes; the most allowed is "
+                              f"{limits.max_upload_bytes} bytes", "file_too_large")
+    try:
+        with warnings.catch_warnings():
+            # Our own limit below is the one that decides; Pillow's bomb check only backs it up.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(io.BytesIO(data), formats=list(ALLOWED_FORMATS))
+    except Image.DecompressionBombError as e:
+        raise InputError(413, f"image dimensions are too large (decompression bomb): {e}; "
+                              f"the most allowed is {limits.max_pixels} pixels",
+                         "too_many_pixels") from None
+    except UnidentifiedImageError:
+        for offset, magic, name in _ALLOWED_MAGIC:
+            if data[offset:offset + len(magic)] == magic:
+                raise InputError(422, f"{name} file is corrupt or has an impossible header "
+                                      "(zero size?)", "corrupt_image") from None
+        sniffed = _sniff(data)
+        if sniffed:
+            raise InputError(415, f"{sniffed} images are not accepted; send {ALLOWED_TEXT}",
+                             "unsupported_format") from None
+        raise InputError(415, f"file is not a recognisable image; send {ALLOWED_TEXT}",
+                         "unsupported_format") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        raise InputError(422, f"image header is corrupt: {e}", "corrupt_image") from None
+    w, h = im.size
+    if w <= 0 or h <= 0:
+        raise InputError(422, f"image has zero size ({w}x{h})", "empty_image")
+    if w * h > limits.max_pixels:
+        raise InputError(413, f"image is {w}x{h} = {w * h} pixels; the most allowed is "
+                              f"{limits.max_pixels} pixels", "too_many_pixels")
+    return im
+
+
+def _decode(im: Image.Image) -> Image.Image:
+    if getattr(im, "n_frames", 1) > 1:
+        im.seek(0)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            prev = ImageFile.LOAD_TRUNCATED_IMAGES
+            if prev:  # someone set it process-wide; truncated input must still be refused here
+                ImageFile.LOAD_TRUNCATED_IMAGES = False
+            try:
+                im.load()
+            finally:
+                ImageFile.LOAD_TRUNCATED_IMAGES = prev
+    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as e:
+        raise InputError(422, f"image data is truncated or corrupt: {e}", "corrupt_image") from None
+    return im
+
+
+def _to_8bit(im: Image.Image) -> Image.Image:
+    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        arr = np.asarray(im)
+        if arr.dtype != np.uint16 and arr.max(initial=0) <= 255:
+            return Image.fromarray(arr.astype(np.uint8), "L")
+        # 16-bit grey: round to the nearest 8-bit level (65535 / 255 = 257).
+        scaled = (arr.astype(np.uint32) + 128) // 257
+        return Image.fromarray(np.clip(scaled, 0, 255).astype(np.uint8), "L")
+    if im.mode == "F":
+        arr = np.asarray(im)
+        top = 1.0 if arr.max(initial=0) <= 1.0 else 255.0
+        return Image.fromarray(np.clip(arr / top * 255 + 0.5, 0, 255).astype(np.uint8), "L")
+    return im
+
+
+def _has_alpha(im: Image.Image) -> bool:
+    return im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
+        im.mode in ("P", "L", "RGB") and "transparency" in im.info)
+
+
+def _to_srgb(im: Image.Image, icc: bytes | None) -> Image.Image:
+    alpha = _has_alpha(im)
+    if im.mode == "P" or im.mode in ("1", "L", "LA", "La", "PA", "RGBa", "I;16"):
+        im = im.convert("RGBA" if alpha else "RGB")
+    if icc:
+        try:
+            src = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+            desc = (ImageCms.getProfileDescription(src) or "").lower()
+            if "srgb" not in desc:
+                out_mode = "RGBA" if im.mode == "RGBA" else "RGB"
+                if im.mode not in ("RGB", "RGBA", "CMYK"):
+                    im = im.convert("RGB")
+                im = ImageCms.profileToProfile(im, src, _SRGB, outputMode=out_mode,
+                                               renderingIntent=ImageCms.Intent.PERCEPTUAL,
+                                               inPlace=False) or im
+        except (ImageCms.PyCMSError, OSError, ValueError, TypeError):
+            pass  # an unreadable profile is not worth refusing the photo; assume sRGB
+    if im.mode == "CMYK":
+        # No usable profile: Adobe-style JPEG CMYK is stored inverted; Pillow's convert copes.
+        im = im.convert("RGB")
+    if im.mode not in ("RGB", "RGBA"):
+        im = im.convert("RGBA" if alpha else "RGB")
+    if im.mode == "RGBA":
+        lo, _ = im.getchannel("A").getextrema()
+        if lo == 255:  # an all-opaque alpha says nothing about the product; drop it
+            im = im.convert("RGB")
+    return im
+
+
+def load_image(data: bytes, limits: LimitsSettings | None = None) -> Image.Image:
+    """Decode an uploaded product photo safely. See the module docstring for what is allowed.
+
+    Returns an 8-bit sRGB ``RGB`` image, or ``RGBA`` when the file has a real alpha channel.
+    """
+    limits = limits or LimitsSettings()
+    im = _open(data, limits)
+    fmt = im.format
+    im = _decode(im)
+    icc = im.info.get("icc_profile")
+    try:
+        im = ImageOps.exif_transpose(im) or im
+    except (OSError, ValueError, SyntaxError, TypeError, KeyError):
+        pass  # broken EXIF: keep the pixels as stored rather than refuse the photo
+    im = _to_8bit(im)
+    im = _to_srgb(im, icc)
+    im.info.pop("icc_profile", None)
+    im.info.pop("exif", None)
+    im.format = fmt  # type: ignore[misc]
+    return im

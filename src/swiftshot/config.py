@@ -102,6 +102,9 @@ class DiffusionSettings(_Section):
     """auto: fp16 on CUDA, bf16 on a CPU that has it, else fp32."""
     tiny_vae: str | None = None
     """Folder of an AutoencoderTiny (TAESD) used to decode; None keeps the pipeline's VAE."""
+    tiny_vae_final: bool = True
+    """With tiny_vae set: decode final images with it too (about 1/20 the decode time of the
+    full VAE, slightly softer). False keeps it for step previews only."""
     int8: bool = False
     """Dynamic int8 quantisation of the UNet/transformer linear layers."""
     compile: bool = False
@@ -189,6 +192,27 @@ class JobsSettings(_Section):
     """HMAC-SHA256 key used to sign webhook bodies (X-Swiftshot-Signature)."""
     webhook_retries: int = Field(5, ge=0, le=20)
     """Delivery attempts for a webhook, with exponential backoff."""
+    webhook_backoff_s: float = Field(2.0, gt=0)
+    """Wait before the first webhook retry; doubles after each failed attempt."""
+    webhook_timeout_s: float = Field(10.0, gt=0)
+    """How long one webhook POST may take before it counts as failed."""
+    webhook_allow_private: bool = False
+    """Allow webhook URLs on loopback/private/link-local addresses (tests, single-host setups).
+    Off by default so a job cannot make the server call into its own network."""
+    enabled: bool = True
+    """Run the job runner inside ``swiftshot serve`` (off: jobs are accepted, not rendered)."""
+    concurrency: int = Field(4, ge=1, le=64)
+    """Items of batch jobs rendering at once. They run at priority ``batch``, so interactive
+    requests still go first; this only bounds how much of the queue jobs may occupy."""
+    lease_s: float = Field(60.0, gt=0)
+    """An item claimed by a process that stops renewing it is re-queued after this long."""
+    max_attempts: int = Field(3, ge=1, le=20)
+    """Renders of one item that may crash or error transiently before it is marked failed."""
+    retry_backoff_s: float = Field(1.0, gt=0)
+    """First wait before re-trying an item the service refused (overload); doubles, capped at
+    a minute. Refusals do not count as attempts."""
+    poll_s: float = Field(1.0, gt=0)
+    """How often an idle runner looks for due work (it is also woken at once by new jobs)."""
 
 
 class Settings(BaseSettings):

@@ -150,8 +150,15 @@ class DeliverySettings(_Section):
     """libavif encoder speed: 10 fastest. Chosen by benchmark (docs/PERFORMANCE.md)."""
     webp_method: int = Field(2, ge=0, le=6)
     """libwebp method: 0 fastest, 6 smallest. Chosen by benchmark."""
-    master_format: Literal["png", "webp"] = "png"
-    """Lossless format in which the master render is kept in the cache."""
+    master_format: Literal["raw", "png", "webp"] = "raw"
+    """Lossless format in which the master render is kept in the cache. raw (13-byte header +
+    pixels) encodes and decodes ~10x faster than PNG level 1 for a few more bytes
+    (bench_codecs in swiftshot/benchmarks/studio.py); decode_master reads all three."""
+    png_compress_level: int = Field(1, ge=0, le=9)
+    """zlib level of delivered PNGs: 1 is several times faster than 6 for a few % more bytes."""
+    embed_icc: bool = False
+    """Embed a 588-byte sRGB ICC profile in JPEG/WebP/AVIF. Off: untagged images are read as
+    sRGB by browsers anyway, and the bytes matter on thumbnails. PNG always gets an sRGB chunk."""
 
 
 class AuthSettings(_Section):

@@ -19,3 +19,21 @@ def settings(tmp_path):
     from swiftshot.config import Settings
 
     return Settings(data_dir=tmp_path / "var")
+
+
+@pytest.fixture(scope="session")
+def tiny_sd_dir(tmp_path_factory):
+    """A tiny random StableDiffusionPipeline folder, built offline once per test run."""
+    pytest.importorskip("diffusers")
+    from swiftshot.testing.tiny_pipeline import build_tiny_sd
+
+    return build_tiny_sd(tmp_path_factory.mktemp("tiny-sd"))
+
+
+@pytest.fixture(scope="session")
+def tiny_taesd_dir(tmp_path_factory):
+    """A tiny random AutoencoderTiny folder that decodes tiny_sd_dir's latents."""
+    pytest.importorskip("diffusers")
+    from swiftshot.testing.tiny_pipeline import build_tiny_taesd
+
+    return build_tiny_taesd(tmp_path_factory.mktemp("tiny-taesd"))

@@ -1,0 +1,479 @@
+"""The diffusion engine: any diffusers text-to-image pipeline from a local folder, never downloaded.
+
+One engine serves one model. Specs that share a :meth:`DiffusionEngine.batch_key` run as ONE
+pipeline call with the prompts as a list and one CPU ``torch.Generator`` per item seeded with the
+spec's seed, so an image does not depend on what it was batched with (nor on the device: CPU
+generators give the same starting noise on CPU and GPU).
+
+Optimisation switches (all in :class:`~swiftshot.config.DiffusionSettings`, measured by
+``swiftshot bench models``): dtype (fp32/bf16/fp16), a tiny VAE decoder (TAESD) for previews or
+finals, int8 dynamic quantisation of the denoiser's linear layers (torchao), ``torch.compile``
+and channels-last. The switches that change pixels (dtype, tiny VAE for finals, int8) are part of
+:attr:`DiffusionEngine.version`, and so of every cache key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import os
+import threading
+from collections.abc import Callable, Hashable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from PIL import Image
+
+from swiftshot.config import DiffusionSettings
+from swiftshot.engines.base import Cancelled, EngineConfigError, EngineError, StepCallback
+from swiftshot.spec import RenderSpec
+
+if TYPE_CHECKING:
+    import torch
+
+ENGINE_REVISION = "1"
+"""Bump when this module changes how pixels are made from the same model and switches."""
+
+# SD 1.x/2.x latent → RGB projection (a linear fit of the VAE decoder): a preview for nothing.
+_LATENT_RGB = ((0.298, 0.207, 0.208), (0.187, 0.286, 0.173), (-0.158, 0.189, 0.264),
+               (-0.184, -0.271, -0.473))
+
+
+def _offline() -> None:
+    # Set before diffusers/transformers/huggingface_hub read them: nothing may be fetched.
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+
+def resolve_model_folder(model: str | None) -> Path:
+    """The folder of a diffusers pipeline: a local path, or a repo id in the offline HF cache."""
+    if not model:
+        raise EngineConfigError(
+            "the diffusion engine has no model configured; set engine.diffusion.model "
+            "(SWIFTSHOT_ENGINE__DIFFUSION__MODEL) or pass --model to a local folder holding a "
+            "diffusers pipeline (with model_index.json) or a repo id in the offline HF cache"
+        )
+    path = Path(model).expanduser()
+    if not path.exists():
+        cached = _from_hf_cache(model)
+        if cached is None:
+            raise EngineConfigError(
+                f"diffusion model {model!r} does not exist: it is neither a folder nor a repo id "
+                "found in the offline Hugging Face cache (nothing is downloaded); give a folder "
+                "holding a diffusers pipeline (with model_index.json)"
+            )
+        path = cached
+    if not path.is_dir():
+        raise EngineConfigError(
+            f"diffusion model {model!r} is a file; expected a folder holding a diffusers "
+            "pipeline (with model_index.json)"
+        )
+    if not (path / "model_index.json").is_file():
+        raise EngineConfigError(
+            f"diffusion model folder {str(path)!r} is not a diffusers pipeline: it has no "
+            "model_index.json (save one with pipeline.save_pretrained(folder))"
+        )
+    return path.resolve()
+
+
+def _from_hf_cache(repo_id: str) -> Path | None:
+    if repo_id.count("/") != 1 or repo_id.startswith(("/", ".", "~")):
+        return None
+    _offline()
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(repo_id, local_files_only=True))
+    except Exception:  # not cached, or not a valid id: both mean "not found offline"
+        return None
+
+
+def folder_fingerprint(path: Path) -> str:
+    """Content fingerprint: every config file in full, and each weight file's size plus its
+    first and last MiB (reading multi-GB weights in full would make start-up slow)."""
+    h = hashlib.sha256()
+    for f in sorted(p for p in path.rglob("*") if p.is_file()):
+        rel = f.relative_to(path).as_posix()
+        if rel.startswith(".") or "/." in rel:
+            continue
+        h.update(rel.encode() + b"\0")
+        if f.suffix in (".json", ".txt", ".model"):
+            h.update(f.read_bytes())
+        elif f.suffix in (".safetensors", ".bin", ".pt", ".ckpt", ".gguf"):
+            size = f.stat().st_size
+            h.update(str(size).encode())
+            with f.open("rb") as fh:
+                h.update(fh.read(1 << 20))
+                if size > 2 << 20:
+                    fh.seek(-(1 << 20), os.SEEK_END)
+                    h.update(fh.read())
+    return h.hexdigest()[:12]
+
+
+def resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise EngineConfigError(f"engine.diffusion.device is {device!r} but CUDA is not available; "
+                                "use auto or cpu")
+    return device
+
+
+def cpu_has_bf16() -> bool:
+    """True when oneDNN has native bf16 kernels here (AVX-512 BF16 / AMX); else bf16 is emulated
+    and slower than fp32."""
+    import torch
+
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        try:
+            flags = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return False
+        return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_dtype(dtype: str, device: str) -> str:
+    if dtype != "auto":
+        if dtype == "fp16" and device == "cpu":
+            raise EngineConfigError("engine.diffusion.dtype fp16 is for CUDA; on cpu use bf16, "
+                                    "fp32 or auto")
+        return dtype
+    if device.startswith("cuda"):
+        return "fp16"
+    return "bf16" if cpu_has_bf16() else "fp32"
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    import torch
+
+    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[name]
+
+
+def quantize_int8(module: torch.nn.Module) -> torch.nn.Module:
+    """Dynamic int8 (activations quantised per call, weights once) of the Linear layers.
+
+    torchao's int8×int8 path is used; it needs fp32/bf16 linears and leaves convs as they are.
+    """
+    from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_
+
+    quantize_(module, Int8DynamicActivationInt8WeightConfig())
+    return module
+
+
+def denoiser_of(pipe: Any) -> tuple[str, Any]:
+    for attr in ("unet", "transformer", "prior"):
+        mod = getattr(pipe, attr, None)
+        if mod is not None:
+            return attr, mod
+    raise EngineConfigError(f"{type(pipe).__name__} has no unet or transformer to optimise")
+
+
+def to_pil(arr: Any) -> Image.Image:
+    """A float image in [-1, 1], CHW tensor → RGB PIL."""
+    import numpy as np
+
+    x = ((arr.float().clamp(-1, 1) + 1) * 127.5).round().to("cpu").numpy().astype(np.uint8)
+    return Image.fromarray(x.transpose(1, 2, 0), "RGB")
+
+
+class DiffusionEngine:
+    """Text-to-image (and image-to-image / inpainting) with one diffusers pipeline."""
+
+    name = "diffusion"
+
+    def __init__(self, settings: DiffusionSettings) -> None:
+        self.settings = settings
+        self.folder = resolve_model_folder(settings.model)
+        self.tiny_folder = self._tiny_folder(settings.tiny_vae)
+        self.device = resolve_device(settings.device)
+        self.dtype = resolve_dtype(settings.dtype, self.device)
+        self.pipeline_class = json.loads((self.folder / "model_index.json").read_text()).get(
+            "_class_name", "?")
+        self.version = self._version()
+        self._pipe: Any = None
+        self._tiny: Any = None
+        self._variants: dict[str, Any] = {}
+        self._load_lock = threading.Lock()
+        # One pipeline object is not safe to call from two threads at once.
+        self._run_lock = threading.Lock()
+
+    # -- identity --------------------------------------------------------------------------
+
+    @staticmethod
+    def _tiny_folder(tiny: str | None) -> Path | None:
+        if tiny is None:
+            return None
+        path = Path(tiny).expanduser()
+        if not (path / "config.json").is_file():
+            raise EngineConfigError(
+                f"engine.diffusion.tiny_vae {tiny!r} is not a folder holding an AutoencoderTiny "
+                "(config.json + weights), e.g. madebyollin/taesd saved with save_pretrained"
+            )
+        return path.resolve()
+
+    def _version(self) -> str:
+        parts = [ENGINE_REVISION, folder_fingerprint(self.folder), self.dtype]
+        if self.tiny_folder is not None and self.settings.tiny_vae_final:
+            parts.append("taesd-" + folder_fingerprint(self.tiny_folder)[:8])
+        if self.settings.int8:
+            parts.append("int8")
+        return ".".join(parts)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "model": self.settings.model,
+            "folder": str(self.folder),
+            "pipeline": self.pipeline_class,
+            "device": self.device,
+            "dtype": self.dtype,
+            "tiny_vae": str(self.tiny_folder) if self.tiny_folder else None,
+            "tiny_vae_for": (None if self.tiny_folder is None
+                             else "previews+finals" if self.settings.tiny_vae_final else "previews"),
+            "int8": self.settings.int8,
+            "compile": self.settings.compile,
+            "channels_last": self.settings.channels_last and self.device.startswith("cuda"),
+            "default_steps": self.settings.default_steps,
+            "default_guidance": self.settings.default_guidance,
+            "loaded": self._pipe is not None,
+        }
+
+    # -- loading ---------------------------------------------------------------------------
+
+    def load(self) -> None:
+        with self._load_lock:
+            if self._pipe is None:
+                self._pipe = self._load_pipeline()
+
+    def _load_pipeline(self) -> Any:
+        _offline()
+        from diffusers import AutoPipelineForText2Image, DiffusionPipeline
+        from diffusers.utils import logging as diffusers_logging
+        from transformers.utils import logging as transformers_logging
+
+        # Load bars on a server's stderr are noise; load time is reported by the caller.
+        diffusers_logging.disable_progress_bar()
+        transformers_logging.disable_progress_bar()
+        dt = torch_dtype(self.dtype)
+        try:
+            try:
+                pipe = AutoPipelineForText2Image.from_pretrained(
+                    str(self.folder), torch_dtype=dt, local_files_only=True)
+            except ValueError as e:  # a pipeline family AutoPipeline does not map
+                if "AutoPipeline" not in str(e):
+                    raise
+                pipe = DiffusionPipeline.from_pretrained(
+                    str(self.folder), torch_dtype=dt, local_files_only=True)
+        except EngineError:
+            raise
+        except Exception as e:
+            raise EngineConfigError(
+                f"could not load the diffusers pipeline in {str(self.folder)!r} "
+                f"({type(e).__name__}: {e}); expected a complete pipeline folder as written by "
+                "save_pretrained, with the weights of every component"
+            ) from e
+        pipe.to(self.device)
+        pipe.set_progress_bar_config(disable=True)
+        if self.tiny_folder is not None:
+            self._tiny = self._load_tiny(pipe, dt)
+            if self.settings.tiny_vae_final:
+                pipe.vae = self._tiny
+        self._optimise(pipe)
+        return pipe
+
+    def _load_tiny(self, pipe: Any, dt: torch.dtype) -> Any:
+        from diffusers import AutoencoderTiny
+
+        try:
+            tiny = AutoencoderTiny.from_pretrained(str(self.tiny_folder), torch_dtype=dt,
+                                                   local_files_only=True)
+        except Exception as e:
+            raise EngineConfigError(
+                f"could not load the tiny VAE in {str(self.tiny_folder)!r} ({type(e).__name__}: "
+                f"{e}); expected an AutoencoderTiny folder"
+            ) from e
+        vae = getattr(pipe, "vae", None)
+        if vae is not None:
+            want = (2 ** (len(vae.config.block_out_channels) - 1), vae.config.latent_channels)
+            got = (2 ** (len(tiny.config.block_out_channels) - 1), tiny.config.latent_channels)
+            if want != got:
+                raise EngineConfigError(
+                    f"tiny VAE {str(self.tiny_folder)!r} upscales ×{got[0]} from {got[1]} latent "
+                    f"channels but the pipeline's VAE needs ×{want[0]} from {want[1]}; use the "
+                    "TAESD that matches the model family (taesd for SD 1/2, taesdxl for SDXL)"
+                )
+        return tiny.to(self.device).eval()
+
+    def _optimise(self, pipe: Any) -> None:
+        import torch
+
+        attr, denoiser = denoiser_of(pipe)
+        if self.settings.int8:
+            if self.dtype == "fp16":
+                raise EngineConfigError("engine.diffusion.int8 needs dtype fp32 or bf16; got fp16")
+            quantize_int8(denoiser)
+        if self.settings.channels_last and self.device.startswith("cuda"):
+            for mod in (denoiser, getattr(pipe, "vae", None)):
+                if mod is not None and attr == "unet":
+                    mod.to(memory_format=torch.channels_last)
+        if self.settings.compile:
+            setattr(pipe, attr, torch.compile(denoiser, fullgraph=False))
+
+    def warmup(self, shapes: Sequence[tuple[int, int]]) -> None:
+        self.load()
+        for w, h in shapes:
+            self.run([RenderSpec(prompt="warmup", width=w, height=h, engine="diffusion",
+                                 seed=0).normalized()])
+
+    # -- running ---------------------------------------------------------------------------
+
+    def batch_key(self, spec: RenderSpec) -> Hashable:
+        return (self.name, self.version, spec.width, spec.height, self._steps(spec),
+                self._guidance(spec))
+
+    def _steps(self, spec: RenderSpec) -> int:
+        return spec.steps or self.settings.default_steps
+
+    def _guidance(self, spec: RenderSpec) -> float:
+        return self.settings.default_guidance if spec.guidance is None else spec.guidance
+
+    def run(self, specs: Sequence[RenderSpec], on_step: StepCallback | None = None) -> list[Image.Image]:
+        return self._call("text2image", specs, on_step)
+
+    def run_img2img(self, specs: Sequence[RenderSpec], init_images: Sequence[Image.Image],
+                    strength: float = 0.6, on_step: StepCallback | None = None) -> list[Image.Image]:
+        """Repaint ``init_images`` (one per spec) guided by the prompts; ``strength`` in (0, 1]
+        is how much noise is added first (1 ignores the image)."""
+        self._check_images(specs, init_images, "init_images")
+        if not 0 < strength <= 1:
+            raise ValueError(f"strength must be in (0, 1]; got {strength}")
+        images = [im.convert("RGB").resize((s.width, s.height)) for im, s in zip(init_images, specs, strict=True)]
+        return self._call("img2img", specs, on_step, image=images, strength=strength)
+
+    def run_inpaint(self, specs: Sequence[RenderSpec], images: Sequence[Image.Image],
+                    masks: Sequence[Image.Image], strength: float = 1.0,
+                    on_step: StepCallback | None = None,
+                    keep_unmasked: bool = True) -> list[Image.Image]:
+        """Paint where ``masks`` are white (L mode, 255 = repaint), keep the rest.
+
+        ``keep_unmasked`` pastes the input's pixels back where the mask is black, so a product
+        photo under a black mask comes back bit-exact (the VAE round trip would soften it).
+        """
+        self._check_images(specs, images, "images")
+        self._check_images(specs, masks, "masks")
+        if not 0 < strength <= 1:
+            raise ValueError(f"strength must be in (0, 1]; got {strength}")
+        ims = [im.convert("RGB").resize((s.width, s.height)) for im, s in zip(images, specs, strict=True)]
+        ms = [m.convert("L").resize((s.width, s.height)) for m, s in zip(masks, specs, strict=True)]
+        out = self._call("inpaint", specs, on_step, image=ims, mask_image=ms, strength=strength)
+        if keep_unmasked:
+            out = [Image.composite(o, im, m) for o, im, m in zip(out, ims, ms, strict=True)]
+        return out
+
+    @staticmethod
+    def _check_images(specs: Sequence[RenderSpec], images: Sequence[Image.Image], what: str) -> None:
+        if len(images) != len(specs):
+            raise ValueError(f"{what}: need one image per spec; got {len(images)} for {len(specs)}")
+
+    def _pipeline_for(self, task: str) -> Any:
+        if task == "text2image":
+            return self._pipe
+        if task not in self._variants:
+            from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting
+
+            auto = AutoPipelineForImage2Image if task == "img2img" else AutoPipelineForInpainting
+            try:
+                # from_pipe shares the loaded modules: no second copy of the weights.
+                variant = auto.from_pipe(self._pipe)
+            except Exception as e:
+                raise EngineConfigError(
+                    f"{self.pipeline_class} has no {task} variant in diffusers ({e})") from e
+            variant.set_progress_bar_config(disable=True)
+            self._variants[task] = variant
+        return self._variants[task]
+
+    def _call(self, task: str, specs: Sequence[RenderSpec], on_step: StepCallback | None,
+              **extra: Any) -> list[Image.Image]:
+        if not specs:
+            return []
+        self._check_batch(specs)
+        self.load()
+        import torch
+
+        first = specs[0]
+        steps, guidance = self._steps(first), self._guidance(first)
+        with self._run_lock:
+            pipe = self._pipeline_for(task)
+            params = inspect.signature(pipe.__call__).parameters
+            kwargs: dict[str, Any] = {
+                "prompt": [s.prompt for s in specs],
+                "num_inference_steps": steps,
+                "guidance_scale": guidance,
+                "width": first.width,
+                "height": first.height,
+                "generator": [torch.Generator("cpu").manual_seed(int(s.seed or 0)) for s in specs],
+                "output_type": "pil",
+                **extra,
+            }
+            if "negative_prompt" in params and any(s.negative_prompt for s in specs):
+                kwargs["negative_prompt"] = [s.negative_prompt for s in specs]
+            if on_step is not None and "callback_on_step_end" in params:
+                kwargs["callback_on_step_end"] = self._step_callback(on_step, steps)
+                kwargs["callback_on_step_end_tensor_inputs"] = ["latents"]
+            kwargs = {k: v for k, v in kwargs.items() if k in params}
+            try:
+                with torch.inference_mode():
+                    out = pipe(**kwargs)
+            except Cancelled:
+                raise
+            except torch.OutOfMemoryError as e:
+                raise EngineError(f"out of memory rendering {len(specs)}×{first.size}: {e}") from e
+            images = [im.convert("RGB") for im in out.images]
+        if len(images) != len(specs):
+            raise EngineError(f"pipeline returned {len(images)} images for {len(specs)} prompts")
+        return images
+
+    def _check_batch(self, specs: Sequence[RenderSpec]) -> None:
+        keys = {self.batch_key(s) for s in specs}
+        if len(keys) != 1:
+            raise ValueError(f"specs in one run must share a batch key; got {len(keys)} keys")
+        for s in specs:
+            if s.model and s.model not in (self.settings.model, str(self.folder)):
+                raise EngineConfigError(
+                    f"this diffusion engine serves model {self.settings.model!r}; the request "
+                    f"asked for {s.model!r}"
+                )
+
+    def _step_callback(self, on_step: StepCallback, steps: int) -> Callable[..., dict]:
+        def callback(pipe: Any, i: int, t: Any, kwargs: dict) -> dict:
+            n = int(getattr(pipe, "num_timesteps", None) or getattr(pipe, "_num_timesteps", steps))
+            # Raising here stops before the remaining steps and before the VAE decode.
+            if on_step(i + 1, n, self._preview(kwargs.get("latents"))) is False:
+                raise Cancelled(f"cancelled after step {i + 1} of {n}")
+            return {}
+
+        return callback
+
+    def _preview(self, latents: Any) -> Image.Image | None:
+        """Cheap image of the first item: the tiny VAE if there is one, else a linear latent→RGB
+        projection for 4-channel latents (SD 1/2 family), else None."""
+        if latents is None or latents.ndim != 4:
+            return None
+        import torch
+
+        with torch.inference_mode():
+            first = latents[:1]
+            if self._tiny is not None and first.shape[1] == self._tiny.config.latent_channels:
+                img = self._tiny.decode(first / self._tiny.config.scaling_factor).sample[0]
+                return to_pil(img)
+            if first.shape[1] == 4:
+                proj = torch.tensor(_LATENT_RGB, dtype=torch.float32, device=first.device)
+                rgb = torch.einsum("chw,cr->rhw", first[0].float(), proj)
+                return to_pil(rgb)
+        return None

@@ -1,0 +1,235 @@
+"""The diffusion engine, driven through the same from_pretrained path users take, on a tiny
+random Stable Diffusion pipeline built offline (testing/tiny_pipeline.py)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytest.importorskip("diffusers")
+
+from swiftshot.config import DiffusionSettings, Settings  # noqa: E402
+from swiftshot.engines import Cancelled, EngineConfigError, create_engine  # noqa: E402
+from swiftshot.engines.base import Engine  # noqa: E402
+from swiftshot.engines.diffusion import DiffusionEngine  # noqa: E402
+from swiftshot.spec import RenderSpec  # noqa: E402
+
+pytestmark = pytest.mark.diffusion
+
+PROMPTS = ["white ceramic mug on marble", "red leather handbag", "sneaker on concrete",
+           "perfume bottle, soft light"]
+
+
+def spec(prompt: str = PROMPTS[0], seed: int = 1, size: int = 64, **kw) -> RenderSpec:
+    return RenderSpec(prompt=prompt, width=size, height=size, seed=seed, engine="diffusion",
+                      **kw).normalized()
+
+
+def arr(im: Image.Image) -> np.ndarray:
+    return np.asarray(im, dtype=np.int16)
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_sd_dir) -> DiffusionEngine:
+    eng = DiffusionEngine(DiffusionSettings(model=str(tiny_sd_dir), dtype="fp32"))
+    eng.load()
+    return eng
+
+
+def test_loads_through_the_user_path_and_renders_the_asked_size(engine):
+    assert isinstance(engine, Engine)
+    (im,) = engine.run([spec(size=64)])
+    assert im.size == (64, 64) and im.mode == "RGB"
+    (wide,) = engine.run([spec(size=64).model_copy(update={"width": 96})])
+    assert wide.size == (96, 64)
+    # random weights still give an image with structure, not a flat fill
+    assert arr(im).std() > 1
+
+
+def test_batched_equals_single(engine):
+    specs = [spec(p, seed=10 + i) for i, p in enumerate(PROMPTS)]
+    assert len({engine.batch_key(s) for s in specs}) == 1
+    batched = engine.run(specs)
+    singles = [engine.run([s])[0] for s in specs]
+    for b, s in zip(batched, singles, strict=True):
+        assert np.abs(arr(b) - arr(s)).max() <= 1
+    # and the four images are not the same image
+    assert len({arr(b).tobytes() for b in batched}) == 4
+
+
+def test_seed_decides_the_pixels(engine):
+    a1, a2 = engine.run([spec(seed=5)]), engine.run([spec(seed=5)])
+    b = engine.run([spec(seed=6)])
+    assert np.array_equal(arr(a1[0]), arr(a2[0]))
+    assert np.abs(arr(a1[0]) - arr(b[0])).mean() > 1
+
+
+def test_specs_of_different_batch_keys_are_refused(engine):
+    with pytest.raises(ValueError, match="batch key"):
+        engine.run([spec(size=64), spec(size=128)])
+    other_steps = spec(steps=2)
+    assert engine.batch_key(other_steps) != engine.batch_key(spec())
+
+
+def test_on_step_sees_every_step_with_a_preview(engine):
+    seen = []
+    engine.run([spec(steps=3), spec(PROMPTS[1], steps=3)],
+               on_step=lambda i, n, preview: seen.append((i, n, preview)))
+    assert [(i, n) for i, n, _ in seen] == [(1, 3), (2, 3), (3, 3)]
+    assert all(isinstance(p, Image.Image) and p.size == (32, 32) for _, _, p in seen)
+
+
+def test_on_step_false_cancels_before_the_remaining_steps(engine):
+    calls = []
+
+    def stop_after_two(i, n, preview):
+        calls.append(i)
+        return i < 2
+
+    with pytest.raises(Cancelled):
+        engine.run([spec(steps=4)], on_step=stop_after_two)
+    assert calls == [1, 2]
+    # the engine still works after a cancelled batch
+    assert engine.run([spec()])[0].size == (64, 64)
+
+
+def test_errors_say_what_is_wrong_and_what_is_expected(tmp_path, tiny_sd_dir):
+    with pytest.raises(EngineConfigError, match="no model configured"):
+        DiffusionEngine(DiffusionSettings())
+    with pytest.raises(EngineConfigError, match="does not exist.*model_index.json"):
+        DiffusionEngine(DiffusionSettings(model=str(tmp_path / "nope")))
+    with pytest.raises(EngineConfigError, match="not a diffusers pipeline.*model_index.json"):
+        DiffusionEngine(DiffusionSettings(model=str(tmp_path)))
+    with pytest.raises(EngineConfigError, match="does not exist"):
+        DiffusionEngine(DiffusionSettings(model="nobody/not-in-the-cache"))
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_sd_dir, broken)
+    (broken / "unet" / "diffusion_pytorch_model.safetensors").unlink()
+    eng = DiffusionEngine(DiffusionSettings(model=str(broken), dtype="fp32"))
+    with pytest.raises(EngineConfigError, match="could not load.*complete pipeline folder"):
+        eng.load()
+    with pytest.raises(EngineConfigError, match="tiny_vae.*AutoencoderTiny"):
+        DiffusionEngine(DiffusionSettings(model=str(tiny_sd_dir), tiny_vae=str(tmp_path)))
+
+
+def test_a_request_for_another_model_is_refused(engine):
+    with pytest.raises(EngineConfigError, match="serves model"):
+        engine.run([spec(model="some/other-model")])
+
+
+def test_version_tracks_the_model_and_the_pixel_changing_switches(tiny_sd_dir, tiny_taesd_dir, tmp_path):
+    base = DiffusionSettings(model=str(tiny_sd_dir), dtype="fp32")
+    v = DiffusionEngine(base).version
+    assert DiffusionEngine(base).version == v
+    assert DiffusionEngine(base.model_copy(update={"dtype": "bf16"})).version != v
+    assert DiffusionEngine(base.model_copy(update={"int8": True})).version != v
+    with_tiny = base.model_copy(update={"tiny_vae": str(tiny_taesd_dir)})
+    assert DiffusionEngine(with_tiny).version != v
+    # tiny VAE for previews only does not change final pixels, so not the version either
+    assert DiffusionEngine(with_tiny.model_copy(update={"tiny_vae_final": False})).version == v
+    # the same configs with other weights are another model
+    from swiftshot.testing.tiny_pipeline import build_tiny_sd
+
+    other = build_tiny_sd(tmp_path / "other", seed=1)
+    assert DiffusionEngine(base.model_copy(update={"model": str(other)})).version != v
+    # a copy of the same folder elsewhere is the same model (the fingerprint is content)
+    copy = shutil.copytree(tiny_sd_dir, tmp_path / "copy")
+    assert DiffusionEngine(base.model_copy(update={"model": str(copy)})).version == v
+
+
+def test_create_engine_and_describe(tiny_sd_dir):
+    eng = create_engine("diffusion", Settings(), model=str(tiny_sd_dir))
+    info = eng.describe()
+    assert info["pipeline"] == "StableDiffusionPipeline"
+    assert info["device"] == "cpu" and info["int8"] is False
+    # auto dtype picks bf16 on a CPU with native bf16, fp32 otherwise
+    from swiftshot.engines.diffusion import cpu_has_bf16
+
+    assert info["dtype"] == ("bf16" if cpu_has_bf16() else "fp32")
+    assert info["dtype"] in eng.version
+
+
+def test_tiny_vae_decodes_finals_and_previews(tiny_sd_dir, tiny_taesd_dir, engine):
+    eng = DiffusionEngine(DiffusionSettings(model=str(tiny_sd_dir), dtype="fp32",
+                                            tiny_vae=str(tiny_taesd_dir)))
+    previews = []
+    (im,) = eng.run([spec()], on_step=lambda i, n, p: previews.append(p))
+    (full,) = engine.run([spec()])
+    assert im.size == full.size == (64, 64)
+    assert np.abs(arr(im) - arr(full)).mean() > 1  # another decoder, other pixels
+    assert previews and previews[0].size == (64, 64)  # the tiny VAE upsamples the latents
+    # previews only: finals keep the full VAE
+    eng2 = DiffusionEngine(DiffusionSettings(model=str(tiny_sd_dir), dtype="fp32",
+                                             tiny_vae=str(tiny_taesd_dir), tiny_vae_final=False))
+    assert np.array_equal(arr(eng2.run([spec()])[0]), arr(full))
+
+
+def test_tiny_vae_of_the_wrong_family_is_refused(tiny_sd_dir, tmp_path):
+    from diffusers import AutoencoderTiny
+
+    AutoencoderTiny(encoder_block_out_channels=(8, 8, 8), decoder_block_out_channels=(8, 8, 8),
+                    num_encoder_blocks=(1, 1, 1), num_decoder_blocks=(1, 1, 1)).save_pretrained(tmp_path)
+    eng = DiffusionEngine(DiffusionSettings(model=str(tiny_sd_dir), tiny_vae=str(tmp_path)))
+    with pytest.raises(EngineConfigError, match="upscales ×4.*needs ×2"):
+        eng.load()
+
+
+def test_bf16_and_int8_stay_close_to_fp32(tiny_sd_dir, engine):
+    ref = arr(engine.run([spec()])[0])
+    bf16 = DiffusionEngine(DiffusionSettings(model=str(tiny_sd_dir), dtype="bf16"))
+    int8 = DiffusionEngine(DiffusionSettings(model=str(tiny_sd_dir), dtype="fp32", int8=True))
+    out_bf16, out_int8 = arr(bf16.run([spec()])[0]), arr(int8.run([spec()])[0])
+    # int8 really replaced the denoiser's linear weights
+    from torchao.quantization import Int8Tensor
+
+    linears = [m for m in int8._pipe.unet.modules() if type(m).__name__ == "Linear"]
+    assert linears and all(isinstance(m.weight, Int8Tensor) for m in linears)
+    for out in (out_bf16, out_int8):
+        assert not np.array_equal(out, ref)
+        assert np.abs(out - ref).mean() < 12  # a few grey levels, not another image
+
+
+def test_inpaint_keeps_the_unmasked_pixels_exactly(engine):
+    rng = np.random.default_rng(0)
+    product = Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8))
+    mask = np.zeros((64, 64), np.uint8)
+    mask[:, 32:] = 255  # repaint the right half, keep the left
+    m = Image.fromarray(mask, "L")
+    specs = [spec(seed=1), spec(PROMPTS[1], seed=2)]
+    out = engine.run_inpaint(specs, [product, product], [m, m])
+    src = arr(product)
+    for im in out:
+        assert np.array_equal(arr(im)[:, :32], src[:, :32])
+        assert np.abs(arr(im)[:, 32:] - src[:, 32:]).mean() > 5
+    # batched equals single here too
+    (single,) = engine.run_inpaint(specs[1:], [product], [m])
+    assert np.abs(arr(single) - arr(out[1])).max() <= 1
+
+
+def test_img2img_batched_equals_single_and_follows_the_init_image(engine):
+    rng = np.random.default_rng(1)
+    inits = [Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)) for _ in range(2)]
+    specs = [spec(steps=2, seed=3), spec(PROMPTS[2], steps=2, seed=3)]
+    both = engine.run_img2img(specs, inits, strength=0.5)
+    one = engine.run_img2img(specs[1:], inits[1:], strength=0.5)
+    assert np.abs(arr(both[1]) - arr(one[0])).max() <= 1
+    other_init = engine.run_img2img(specs[1:], inits[:1], strength=0.5)
+    assert np.abs(arr(other_init[0]) - arr(one[0])).mean() > 1
+    with pytest.raises(ValueError, match="one image per spec"):
+        engine.run_img2img(specs, inits[:1])
+    with pytest.raises(ValueError, match="strength"):
+        engine.run_img2img(specs, inits, strength=0)
+
+
+def test_tiny_pipeline_tokenizer_is_real_bpe(tiny_sd_dir):
+    vocab = json.loads((tiny_sd_dir / "tokenizer" / "vocab.json").read_text())
+    from transformers import CLIPTokenizer
+
+    tok = CLIPTokenizer.from_pretrained(str(tiny_sd_dir / "tokenizer"))
+    ids = tok("a photo of a mug").input_ids
+    assert ids[0] == vocab["<|startoftext|>"] and ids[-1] == vocab["<|endoftext|>"]
+    assert "photo</w>" in vocab and vocab["photo</w>"] in ids  # a learned merge is used

@@ -105,6 +105,7 @@ class Claim:
     product_sha256: str | None
     attempts: int
     owner: str
+    rejections: int = 0
 
 
 @dataclass(frozen=True)
@@ -268,13 +269,14 @@ class JobStore:
                 got = db.execute(
                     "UPDATE items SET status='running', attempts=attempts+1, started_at=?,"
                     " lease_owner=?, lease_until=? WHERE job_id=? AND idx=? AND status='queued'"
-                    " RETURNING spec_json, product_sha256, attempts",
+                    " RETURNING spec_json, product_sha256, attempts, rejections",
                     (now, self.owner, now + self.lease_s, r["job_id"], r["idx"])).fetchone()
                 if got is None:
                     continue
                 self._event(db, r["job_id"], r["idx"], "claimed", self.owner, now)
                 claims.append(Claim(r["job_id"], r["idx"], got["spec_json"],
-                                    got["product_sha256"], got["attempts"], self.owner))
+                                    got["product_sha256"], got["attempts"], self.owner,
+                                    got["rejections"]))
             for job_id in {c.job_id for c in claims}:
                 db.execute("UPDATE jobs SET status='running' WHERE id=? AND status='queued'",
                            (job_id,))

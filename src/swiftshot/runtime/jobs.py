@@ -1,0 +1,289 @@
+"""The batch-job runner: claims items from the durable store and renders them at low priority.
+
+One asyncio task per server. It keeps at most ``jobs.concurrency`` items in flight, each going
+through ``Service.render(spec, priority="batch")`` so interactive traffic keeps its latency
+(the scheduler serves higher classes first). Outcomes:
+
+* success → ``complete`` (one transaction; the result key is content-addressed);
+* ``Rejected`` (the service is overloaded) → the item goes back to the queue after a backoff
+  and the refusal does not count as an attempt;
+* a bad request (invalid spec, unusable photo, unknown engine) → failed at once, with its error;
+* anything else → retried with backoff up to ``jobs.max_attempts``, then failed.
+
+A heartbeat renews the leases of in-flight items, so only a dead process loses them. When a
+job's last item finishes the store marks its webhook pending; a second loop delivers pending
+webhooks with exponential backoff, and because that state is in SQLite a crash delays a
+webhook but never loses it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+import httpx
+import orjson
+from PIL import Image
+from pydantic import ValidationError
+
+from swiftshot.config import Settings
+from swiftshot.engines.base import EngineConfigError
+from swiftshot.runtime import webhooks
+from swiftshot.spec import RenderSpec
+from swiftshot.store.jobs import Claim, JobStore, JobView
+
+log = logging.getLogger("swiftshot.jobs")
+_MAX_BACKOFF_S = 60.0
+
+
+class Renderer(Protocol):
+    """The slice of ``swiftshot.service.Service`` the runner needs."""
+
+    async def render(self, spec: RenderSpec, *, priority: str = "standard",
+                     deadline_s: float | None = None,
+                     products: Mapping[str, Image.Image] | None = None) -> Any: ...
+
+
+class PermanentItemError(Exception):
+    """This item can never succeed as submitted (the message is shown to the user)."""
+
+
+def _is_rejection(exc: BaseException) -> bool:
+    try:
+        from swiftshot.runtime.worker import Rejected
+    except ImportError:  # pragma: no cover - core runtime not built yet
+        return type(exc).__name__ == "Rejected"
+    return isinstance(exc, Rejected)
+
+
+def _is_user_error(exc: BaseException) -> bool:
+    if isinstance(exc, ValidationError | EngineConfigError | PermanentItemError):
+        return True
+    try:
+        from swiftshot.inputs import InputError
+    except ImportError:  # pragma: no cover
+        return False
+    return isinstance(exc, InputError)
+
+
+def result_url(key: str, output_format: str, base_url: str = "") -> str:
+    from swiftshot.delivery.codecs import extension
+
+    return f"{base_url.rstrip('/')}/i/{key}.{extension(output_format)}"
+
+
+def job_to_dict(view: JobView, base_url: str = "") -> dict[str, Any]:
+    """The public JSON of a job: used by ``GET /v1/batches/{id}`` and the webhook body."""
+    items = []
+    for it in view.items:
+        entry: dict[str, Any] = {"index": it.idx, "status": it.status}
+        if it.result_key:
+            fmt = orjson.loads(it.spec_json).get("output_format", "png")
+            entry["key"] = it.result_key
+            entry["url"] = result_url(it.result_key, fmt, base_url)
+        if it.status == "failed" and it.error:
+            entry["error"] = it.error
+        items.append(entry)
+    return {
+        "id": view.id,
+        "object": "batch",
+        "status": view.status,
+        "created": int(view.created),
+        "finished": int(view.finished) if view.finished else None,
+        "progress": view.progress,
+        "preset": view.preset,
+        "webhook": ({"url": view.webhook_url, "state": view.webhook_state,
+                     "attempts": view.webhook_attempts, "last_error": view.webhook_error}
+                    if view.webhook_url else None),
+        "items": items,
+    }
+
+
+def backoff(base_s: float, n: int) -> float:
+    """base, 2·base, 4·base ... capped at a minute."""
+    return min(_MAX_BACKOFF_S, base_s * 2 ** max(0, n))
+
+
+class JobRunner:
+    """Owns the store for the server's lifetime; ``start()`` / ``stop()`` from the lifespan."""
+
+    def __init__(self, store: JobStore, service: Renderer, settings: Settings, *,
+                 client: httpx.AsyncClient | None = None) -> None:
+        self.store = store
+        self.service = service
+        self.settings = settings
+        self.cfg = settings.jobs
+        self._client = client
+        self._own_client = client is None
+        self._wake = asyncio.Event()
+        self._webhook_wake = asyncio.Event()
+        self._inflight: dict[asyncio.Task[None], Claim] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self.base_url = (settings.server.public_url or "").rstrip("/")
+
+    @classmethod
+    def from_settings(cls, settings: Settings, service: Renderer) -> JobRunner:
+        cfg = settings.jobs
+        store = JobStore(cfg.db_path, lease_s=cfg.lease_s, max_attempts=cfg.max_attempts)
+        return cls(store, service, settings)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._tasks:
+            return
+        if self._client is None:
+            self._client = httpx.AsyncClient()
+        if self.cfg.webhook_secret is None:
+            log.warning("jobs.webhook_secret is not set: webhooks are sent unsigned")
+        self._tasks = [asyncio.create_task(self._work_loop(), name="jobs-work"),
+                       asyncio.create_task(self._heartbeat_loop(), name="jobs-heartbeat"),
+                       asyncio.create_task(self._webhook_loop(), name="jobs-webhooks")]
+
+    async def stop(self) -> None:
+        """Stop claiming; in-flight items are put back in the queue for the next start."""
+        tasks = [*self._tasks, *self._inflight]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._tasks = []
+        if self._own_client and self._client is not None:
+            await self._client.aclose()
+            self._client = None
+        self.store.close()
+
+    def notify(self) -> None:
+        """New work was committed: look now rather than at the next poll."""
+        self._wake.set()
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._inflight)
+
+    # -- items -------------------------------------------------------------------------------
+
+    async def _work_loop(self) -> None:
+        while True:
+            self._wake.clear()
+            free = self.cfg.concurrency - len(self._inflight)
+            claims = await asyncio.to_thread(self.store.claim, free) if free > 0 else []
+            for claim in claims:
+                task = asyncio.create_task(self._run_item(claim))
+                self._inflight[task] = claim
+                task.add_done_callback(self._item_done)
+            delay = self.cfg.poll_s
+            if len(claims) < free:
+                ready_in = await asyncio.to_thread(self.store.next_ready_in)
+                if ready_in is not None:
+                    delay = min(delay, max(ready_in, 0.005))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), delay)
+
+    def _item_done(self, task: asyncio.Task[None]) -> None:
+        self._inflight.pop(task, None)
+        self._wake.set()
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.error("job item task crashed: %r", exc)
+
+    async def _run_item(self, claim: Claim) -> None:
+        try:
+            spec = RenderSpec.model_validate_json(claim.spec_json)
+            products = await self._products(claim)
+            rendered = await self.service.render(spec, priority="batch", products=products)
+            if not await asyncio.to_thread(self.store.complete, claim, rendered.key):
+                log.warning("item %s/%d finished after its lease was taken over",
+                            claim.job_id, claim.idx)
+        except asyncio.CancelledError:
+            # Shutting down: hand the item back at once (not an attempt) for the next start.
+            self.store.release(claim, 0.0, "server stopped while rendering")
+            raise
+        except Exception as e:  # every outcome must be recorded
+            await self._record_error(claim, e)
+        finally:
+            self._webhook_wake.set()
+
+    async def _products(self, claim: Claim) -> dict[str, Image.Image] | None:
+        if not claim.product_sha256:
+            return None
+        data = await asyncio.to_thread(self.store.blob, claim.product_sha256)
+        if data is None:
+            raise PermanentItemError(f"product photo {claim.product_sha256} is no longer stored")
+        from swiftshot.inputs import load_image
+
+        image = await asyncio.to_thread(load_image, data, self.settings.limits)
+        return {claim.product_sha256: image}
+
+    async def _record_error(self, claim: Claim, e: Exception) -> None:
+        if _is_rejection(e):
+            hint = getattr(e, "retry_after_s", None) or 0.0
+            delay = max(float(hint), backoff(self.cfg.retry_backoff_s, claim.rejections))
+            reason = getattr(e, "reason", None) or "overloaded"
+            await asyncio.to_thread(self.store.release, claim, delay,
+                                    f"service refused ({reason}); retrying in {delay:.1f}s")
+            return
+        message = getattr(e, "message", None) or str(e) or type(e).__name__
+        if isinstance(e, ValidationError):
+            from swiftshot.cli import format_validation_error
+
+            message = format_validation_error(e)
+        if _is_user_error(e):
+            await asyncio.to_thread(self.store.fail, claim, message)
+            return
+        log.warning("item %s/%d attempt %d failed: %r", claim.job_id, claim.idx,
+                    claim.attempts, e)
+        await asyncio.to_thread(self.store.retry_or_fail, claim, f"{type(e).__name__}: {message}",
+                                backoff(self.cfg.retry_backoff_s, claim.attempts - 1))
+
+    async def _heartbeat_loop(self) -> None:
+        period = max(0.05, self.cfg.lease_s / 3)
+        while True:
+            await asyncio.sleep(period)
+            await asyncio.to_thread(self.store.renew, list(self._inflight.values()))
+            # Leases of processes on other hosts (or recycled pids) end only by expiry.
+            if await asyncio.to_thread(self.store.recover):
+                self._wake.set()
+
+    # -- webhooks ----------------------------------------------------------------------------
+
+    async def _webhook_loop(self) -> None:
+        while True:
+            self._webhook_wake.clear()
+            lease = self.cfg.webhook_timeout_s * 2 + 5
+            for due in await asyncio.to_thread(self.store.claim_webhooks, 8, lease):
+                await self._deliver(due.job_id, due.url, due.attempts)
+            delay = self.cfg.poll_s
+            nxt = await asyncio.to_thread(self.store.next_webhook_in)
+            if nxt is not None:
+                delay = min(delay, max(nxt, 0.005))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._webhook_wake.wait(), delay)
+
+    async def _deliver(self, job_id: str, url: str, attempts: int) -> None:
+        view = await asyncio.to_thread(self.store.get_job, job_id)
+        if view is None:  # pragma: no cover - jobs are never deleted while pending
+            return
+        assert self._client is not None
+        timestamp = int(time.time())
+        body = orjson.dumps({"event": "batch.completed", "timestamp": timestamp,
+                             **job_to_dict(view, self.base_url)})
+        try:
+            webhooks.check_url(url, allow_private=self.cfg.webhook_allow_private)
+            error = await webhooks.post(
+                self._client, url, body, secret=self.cfg.webhook_secret, timestamp=timestamp,
+                delivery_id=f"{job_id}-{attempts + 1}-{uuid.uuid4().hex[:6]}",
+                timeout_s=self.cfg.webhook_timeout_s)
+        except webhooks.WebhookURLError as e:
+            error = str(e)
+        if error is None:
+            await asyncio.to_thread(self.store.webhook_delivered, job_id)
+            return
+        failures = attempts + 1
+        retry = (None if failures > self.cfg.webhook_retries
+                 else backoff(self.cfg.webhook_backoff_s, failures - 1))
+        log.warning("webhook for job %s failed (attempt %d): %s", job_id, failures, error)
+        await asyncio.to_thread(self.store.webhook_failed, job_id, error, retry)

@@ -1,0 +1,154 @@
+"""The tiered cache: fastest tier first, a hit below is copied up into the faster tiers.
+
+Writes go to every tier. Because keys are content hashes, a copy never disagrees with the
+original; the only thing to keep consistent is removal, so :meth:`TieredCache.purge_tag` removes
+the keys any tier reports for the tag from *every* tier (a copy promoted from Redis into memory
+carries no tags of its own).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+from swiftshot import telemetry
+from swiftshot.store.tiers import CacheTier, DiskTier, MemoryTier, RedisTier
+
+if TYPE_CHECKING:
+    from swiftshot.config import CacheSettings
+
+PROMOTE_TTL_S = 3600.0
+"""How long a copy promoted into a faster tier lives at most. The lower tier does not say how
+long its entry has left; the cap bounds how long a purge made by another process (which cannot
+reach this process's memory) goes unseen here."""
+
+
+class TieredCache:
+    def __init__(self, tiers: Sequence[CacheTier], *, ttl_s: Mapping[str, int] | None = None,
+                 default_category: str = "adhoc",
+                 promote_ttl_s: float | None = PROMOTE_TTL_S) -> None:
+        names = [t.name for t in tiers]
+        if len(set(names)) != len(names):
+            raise ValueError(f"cache tier names must be distinct; got {names}")
+        self.tiers: list[CacheTier] = list(tiers)
+        self.ttl_s = dict(ttl_s or {})
+        self.default_category = default_category
+        self.promote_ttl_s = promote_ttl_s
+        # The leading non-blocking tiers are read on the event loop; the rest from a thread.
+        n = 0
+        while n < len(self.tiers) and not getattr(self.tiers[n], "blocking", True):
+            n += 1
+        self._n_inline = n
+
+    @classmethod
+    def from_settings(cls, cache: CacheSettings) -> TieredCache:
+        """memory (if memory_bytes > 0) → disk (if disk_dir) → redis (if redis_url)."""
+        tiers: list[CacheTier] = []
+        if cache.memory_bytes > 0:
+            tiers.append(MemoryTier(cache.memory_bytes))
+        if cache.disk_dir is not None and cache.disk_bytes > 0:
+            tiers.append(DiskTier(cache.disk_dir, cache.disk_bytes))
+        if cache.redis_url:
+            tiers.append(RedisTier(cache.redis_url))
+        return cls(tiers, ttl_s=cache.ttl_s, default_category=cache.default_category)
+
+    def ttl_for(self, category: str) -> float | None:
+        """TTL in seconds of ``category`` (the default category's for an unknown one); None:
+        no categories configured, entries live until evicted."""
+        ttl = self.ttl_s.get(category, self.ttl_s.get(self.default_category))
+        return None if ttl is None else float(ttl)
+
+    # -- sync API (call from threads, CLIs, jobs) -------------------------------------------
+
+    def get(self, key: str) -> tuple[bytes, str] | None:
+        """The value and the name of the tier that had it, or None."""
+        return self._get_from(key, 0)
+
+    def put(self, key: str, value: bytes, ttl: float | None = None,
+            tags: Sequence[str] = ()) -> None:
+        for tier in self.tiers:
+            tier.put(key, value, ttl, tags)
+
+    def delete(self, key: str) -> bool:
+        found = False
+        for tier in self.tiers:
+            found = tier.delete(key) or found
+        return found
+
+    def purge_tag(self, tag: str) -> int:
+        """Remove every entry tagged ``tag`` from every tier; return how many keys went."""
+        keys: set[str] = set()
+        for tier in self.tiers:
+            keys.update(tier.purge_tag(tag))
+        for key in keys:
+            for tier in self.tiers:
+                tier.delete(key)
+        return len(keys)
+
+    def close(self) -> None:
+        for tier in self.tiers:
+            tier.close()
+
+    # -- async API (the request path) -------------------------------------------------------
+
+    async def aget(self, key: str) -> tuple[bytes, str] | None:
+        # The memory tier answers in microseconds: a thread hop would cost more than the read.
+        for i in range(self._n_inline):
+            hit = self._look(i, key)
+            if hit is not None:
+                self._promote(key, hit, i)
+                return hit, self.tiers[i].name
+        if self._n_inline == len(self.tiers):
+            return None
+        found = await asyncio.to_thread(self._get_blocking, key)
+        if found is None:
+            return None
+        value, i = found
+        self._promote(key, value, i, upto=self._n_inline)  # inline tiers: on the loop, no race
+        return value, self.tiers[i].name
+
+    async def aput(self, key: str, value: bytes, ttl: float | None = None,
+                   tags: Sequence[str] = ()) -> None:
+        for tier in self.tiers[: self._n_inline]:
+            tier.put(key, value, ttl, tags)
+        slow = self.tiers[self._n_inline:]
+        if slow:
+            await asyncio.to_thread(_put_all, slow, key, value, ttl, tags)
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _look(self, i: int, key: str) -> bytes | None:
+        tier = self.tiers[i]
+        value = tier.get(key)
+        telemetry.CACHE_REQUESTS.labels(tier=tier.name, result="miss" if value is None else "hit").inc()
+        return value
+
+    def _get_from(self, key: str, start: int) -> tuple[bytes, str] | None:
+        for i in range(start, len(self.tiers)):
+            value = self._look(i, key)
+            if value is not None:
+                self._promote(key, value, i)
+                return value, self.tiers[i].name
+        return None
+
+    def _get_blocking(self, key: str) -> tuple[bytes, int] | None:
+        """Runs in a thread: blocking tiers, promoting between them; inline ones are left to
+        the caller on the loop."""
+        for i in range(self._n_inline, len(self.tiers)):
+            value = self._look(i, key)
+            if value is not None:
+                self._promote(key, value, i, start=self._n_inline)
+                return value, i
+        return None
+
+    def _promote(self, key: str, value: bytes, found_at: int, *, start: int = 0,
+                 upto: int | None = None) -> None:
+        for tier in self.tiers[start: found_at if upto is None else min(upto, found_at)]:
+            tier.put(key, value, self.promote_ttl_s)
+
+
+def _put_all(tiers: Sequence[CacheTier], key: str, value: bytes, ttl: float | None,
+             tags: Sequence[str]) -> None:
+    for tier in tiers:
+        tier.put(key, value, ttl, tags)

@@ -1,0 +1,379 @@
+"""Cache tiers: one key → bytes store each, behind one small protocol.
+
+Every tier keeps a tag index beside its values so that ``purge_tag("product-42")`` removes every
+image made for that product, whichever tier holds it. Values are opaque bytes (encoded masters
+and variants); keys are content hashes, so an entry never goes stale, it only gets purged or
+expires.
+
+``blocking`` says whether a call may touch disk or the network; :class:`TieredCache` calls
+non-blocking tiers inline on the event loop and the others from a thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import cachetools
+import diskcache
+import redis
+from prometheus_client import Counter
+
+from swiftshot import telemetry
+
+log = logging.getLogger(__name__)
+
+CACHE_ERRORS = Counter(
+    "swiftshot_cache_errors_total", "Cache tier calls that failed and were read as a miss.",
+    ["tier"], registry=telemetry.REGISTRY)
+
+
+@runtime_checkable
+class CacheTier(Protocol):
+    name: str
+    """"memory" | "disk" | "redis" (the label of the tier in metrics)."""
+    blocking: bool
+    """True when a call may wait on disk or the network (so it must not run on the event loop)."""
+
+    def get(self, key: str) -> bytes | None: ...
+
+    def put(self, key: str, value: bytes, ttl: float | None = None,
+            tags: Sequence[str] = ()) -> None: ...
+
+    def delete(self, key: str) -> bool: ...
+
+    def purge_tag(self, tag: str) -> list[str]:
+        """Remove every entry tagged ``tag``; return the keys removed."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class _TagIndex:
+    """tag → keys and key → tags, for the in-process tiers. Not thread-safe on its own."""
+
+    def __init__(self) -> None:
+        self.by_tag: dict[str, set[str]] = {}
+        self.by_key: dict[str, tuple[str, ...]] = {}
+
+    def add(self, key: str, tags: Sequence[str]) -> None:
+        self.discard(key)
+        if not tags:
+            return
+        self.by_key[key] = tuple(tags)
+        for tag in tags:
+            self.by_tag.setdefault(tag, set()).add(key)
+
+    def discard(self, key: str) -> None:
+        for tag in self.by_key.pop(key, ()):
+            keys = self.by_tag.get(tag)
+            if keys is not None:
+                keys.discard(key)
+                if not keys:
+                    del self.by_tag[tag]
+
+    def pop_tag(self, tag: str) -> set[str]:
+        keys = self.by_tag.pop(tag, set())
+        for key in keys:
+            self.discard(key)
+        return keys
+
+    def prune(self, alive: Callable[[str], bool]) -> None:
+        # Entries evicted by LRU or TTL never tell us; drop their index rows now and then so the
+        # index stays the size of the cache.
+        for key in [k for k in self.by_key if not alive(k)]:
+            self.discard(key)
+
+
+class DictTier:
+    """In-memory fake for unit tests: a dict with TTLs and tags, clock injectable."""
+
+    blocking = False
+
+    def __init__(self, name: str = "memory", clock: Callable[[], float] = time.monotonic) -> None:
+        self.name = name
+        self._clock = clock
+        self._data: dict[str, tuple[bytes, float]] = {}
+        self._tags = _TagIndex()
+        self._lock = threading.Lock()
+        self.gets = 0
+        self.puts = 0
+
+    def get(self, key: str) -> bytes | None:
+        with self._lock:
+            self.gets += 1
+            item = self._data.get(key)
+            if item is None:
+                return None
+            if self._clock() >= item[1]:
+                del self._data[key]
+                self._tags.discard(key)
+                return None
+            return item[0]
+
+    def put(self, key: str, value: bytes, ttl: float | None = None,
+            tags: Sequence[str] = ()) -> None:
+        with self._lock:
+            self.puts += 1
+            expires = math.inf if ttl is None else self._clock() + ttl
+            self._data[key] = (bytes(value), expires)
+            self._tags.add(key, tags)
+
+    def delete(self, key: str) -> bool:
+        with self._lock:
+            self._tags.discard(key)
+            return self._data.pop(key, None) is not None
+
+    def purge_tag(self, tag: str) -> list[str]:
+        with self._lock:
+            keys = self._tags.pop_tag(tag)
+            return sorted(k for k in keys if self._data.pop(k, None) is not None)
+
+    def close(self) -> None:
+        pass
+
+
+class MemoryTier:
+    """In-process LRU bounded in bytes, with a TTL per entry. Thread-safe."""
+
+    name = "memory"
+    blocking = False
+
+    def __init__(self, max_bytes: int, clock: Callable[[], float] = time.monotonic) -> None:
+        if max_bytes <= 0:
+            raise ValueError(f"MemoryTier max_bytes must be > 0; got {max_bytes}")
+        self.max_bytes = max_bytes
+        # Values are (bytes, ttl); TLRU gives LRU eviction plus a per-entry expiry.
+        self._cache: cachetools.TLRUCache[str, tuple[bytes, float | None]] = cachetools.TLRUCache(
+            maxsize=max_bytes, ttu=_ttu, timer=clock, getsizeof=lambda v: len(v[0]) or 1)
+        self._tags = _TagIndex()
+        self._lock = threading.Lock()
+
+    @property
+    def current_bytes(self) -> int:
+        with self._lock:
+            return int(self._cache.currsize)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._cache)
+
+    def get(self, key: str) -> bytes | None:
+        with self._lock:
+            item = self._cache.get(key)
+            return None if item is None else item[0]
+
+    def put(self, key: str, value: bytes, ttl: float | None = None,
+            tags: Sequence[str] = ()) -> None:
+        if len(value) > self.max_bytes:
+            return  # bigger than the whole tier: keeping it would evict everything else
+        with self._lock:
+            self._cache[key] = (bytes(value), ttl)
+            self._tags.add(key, tags)
+            if len(self._tags.by_key) > 2 * len(self._cache) + 1024:
+                self._tags.prune(lambda k: k in self._cache)
+
+    def delete(self, key: str) -> bool:
+        with self._lock:
+            self._tags.discard(key)
+            return self._cache.pop(key, None) is not None
+
+    def purge_tag(self, tag: str) -> list[str]:
+        with self._lock:
+            keys = self._tags.pop_tag(tag)
+            return sorted(k for k in keys if self._cache.pop(k, None) is not None)
+
+    def close(self) -> None:
+        with self._lock:
+            self._cache.clear()
+            self._tags = _TagIndex()
+
+
+def _ttu(_key: str, value: tuple[bytes, float | None], now: float) -> float:
+    ttl = value[1]
+    return math.inf if ttl is None else now + ttl
+
+
+class DiskTier:
+    """diskcache on local disk: survives restarts, shared by the processes of one machine.
+
+    diskcache tags an entry with one tag at most, so tags live in a small SQLite table beside
+    the cache (``tags.sqlite3``, WAL): (tag, key) rows, indexed both ways.
+    """
+
+    name = "disk"
+    blocking = True
+
+    def __init__(self, directory: Path, max_bytes: int) -> None:
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._cache = diskcache.Cache(str(self.directory), size_limit=max_bytes)
+        self._db_lock = threading.Lock()
+        self._db = sqlite3.connect(str(self.directory / "tags.sqlite3"), timeout=10,
+                                   check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("CREATE TABLE IF NOT EXISTS tags (tag TEXT NOT NULL, key TEXT NOT NULL,"
+                         " PRIMARY KEY (tag, key)) WITHOUT ROWID")
+        self._db.execute("CREATE INDEX IF NOT EXISTS tags_by_key ON tags (key)")
+
+    def get(self, key: str) -> bytes | None:
+        value = self._cache.get(key, default=None, retry=True)
+        return value if isinstance(value, bytes) else None
+
+    def put(self, key: str, value: bytes, ttl: float | None = None,
+            tags: Sequence[str] = ()) -> None:
+        self._cache.set(key, bytes(value), expire=ttl, retry=True)
+        if tags:
+            with self._db_lock:
+                self._db.executemany("INSERT OR IGNORE INTO tags (tag, key) VALUES (?, ?)",
+                                     [(t, key) for t in tags])
+
+    def delete(self, key: str) -> bool:
+        with self._db_lock:
+            self._db.execute("DELETE FROM tags WHERE key = ?", (key,))
+        return bool(self._cache.delete(key, retry=True))
+
+    def purge_tag(self, tag: str) -> list[str]:
+        with self._db_lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                keys = [r[0] for r in self._db.execute("SELECT key FROM tags WHERE tag = ?", (tag,))]
+                self._db.execute("DELETE FROM tags WHERE tag = ?", (tag,))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return sorted(k for k in keys if self._cache.delete(k, retry=True))
+
+    def close(self) -> None:
+        self._cache.close()
+        with self._db_lock:
+            self._db.close()
+
+
+class RedisTier:
+    """The shared tier: Redis, with tags as sets ``{prefix}tag:{tag}`` of keys.
+
+    Redis is optional infrastructure, so its failures never fail a request: a failed call is
+    counted (``swiftshot_cache_errors_total{tier="redis"}``), logged once per outage, and read
+    as a miss. After a failure the tier stays quiet for ``retry_s`` so a dead Redis does not
+    add a connect timeout to every request.
+    """
+
+    name = "redis"
+    blocking = True
+
+    def __init__(self, url: str, prefix: str = "swiftshot:", *, timeout_s: float = 0.25,
+                 retry_s: float = 2.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.url = url
+        self.prefix = prefix
+        self.retry_s = retry_s
+        self._clock = clock
+        self._client = redis.Redis.from_url(url, socket_timeout=timeout_s,
+                                            socket_connect_timeout=timeout_s)
+        self._down_until = 0.0
+        self._outage = False
+        self._lock = threading.Lock()
+        self.errors = 0
+
+    def _k(self, key: str) -> str:
+        return self.prefix + key
+
+    def _tag(self, tag: str) -> str:
+        return f"{self.prefix}tag:{tag}"
+
+    def _available(self) -> bool:
+        return self._clock() >= self._down_until
+
+    def _failed(self, op: str, exc: Exception) -> None:
+        CACHE_ERRORS.labels(tier=self.name).inc()
+        with self._lock:
+            self.errors += 1
+            self._down_until = self._clock() + self.retry_s
+            first = not self._outage
+            self._outage = True
+        if first:
+            log.warning("redis cache tier %s failed on %s (%s); treating it as a miss and "
+                        "retrying every %.1fs", self.url, op, exc, self.retry_s)
+
+    def _ok(self) -> None:
+        if self._outage:
+            with self._lock:
+                self._outage = False
+            log.warning("redis cache tier %s is answering again", self.url)
+
+    def get(self, key: str) -> bytes | None:
+        if not self._available():
+            return None
+        try:
+            value = self._client.get(self._k(key))
+        except redis.RedisError as e:
+            self._failed("get", e)
+            return None
+        self._ok()
+        return value if isinstance(value, bytes) else None
+
+    def put(self, key: str, value: bytes, ttl: float | None = None,
+            tags: Sequence[str] = ()) -> None:
+        if not self._available():
+            return
+        px = None if ttl is None else max(1, int(ttl * 1000))
+        try:
+            pipe = self._client.pipeline(transaction=True)
+            pipe.set(self._k(key), value, px=px)
+            for tag in tags:
+                # A tag set lives as long as its longest-lived member, so sets of expired
+                # entries do not pile up (NX then GT: set a first expiry, then only extend it).
+                pipe.sadd(self._tag(tag), key)
+                if px is None:
+                    pipe.persist(self._tag(tag))
+                else:
+                    pipe.pexpire(self._tag(tag), px, nx=True)
+                    pipe.pexpire(self._tag(tag), px, gt=True)
+            pipe.execute()
+        except redis.RedisError as e:
+            self._failed("put", e)
+            return
+        self._ok()
+
+    def delete(self, key: str) -> bool:
+        if not self._available():
+            return False
+        try:
+            n = self._client.delete(self._k(key))
+        except redis.RedisError as e:
+            self._failed("delete", e)
+            return False
+        self._ok()
+        return bool(n)
+
+    def purge_tag(self, tag: str) -> list[str]:
+        if not self._available():
+            return []
+        try:
+            members = self._client.smembers(self._tag(tag))
+            keys = sorted(m.decode() if isinstance(m, bytes) else str(m) for m in members)
+            removed: list[str] = []
+            if keys:
+                pipe = self._client.pipeline(transaction=True)
+                for k in keys:
+                    pipe.delete(self._k(k))
+                removed = [k for k, n in zip(keys, pipe.execute(), strict=True) if n]
+            self._client.delete(self._tag(tag))
+        except redis.RedisError as e:
+            self._failed("purge_tag", e)
+            return []
+        self._ok()
+        return removed
+
+    def close(self) -> None:
+        try:
+            self._client.close()
+        except redis.RedisError:  # pragma: no cover - closing a dead connection
+            pass

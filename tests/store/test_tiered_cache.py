@@ -1,0 +1,122 @@
+"""TieredCache: lookup order, promotion, purge across tiers, metrics, settings."""
+
+from __future__ import annotations
+
+import pytest
+
+from swiftshot import telemetry
+from swiftshot.config import CacheSettings
+from swiftshot.store.cache import TieredCache
+from swiftshot.store.tiers import DictTier, DiskTier, MemoryTier, RedisTier
+
+
+def counted(tier: str, result: str) -> float:
+    return telemetry.CACHE_REQUESTS.labels(tier=tier, result=result)._value.get()
+
+
+class SlowDictTier(DictTier):
+    blocking = True
+
+
+def three_tiers() -> tuple[TieredCache, DictTier, DictTier, DictTier]:
+    mem, disk, red = DictTier("memory"), SlowDictTier("disk"), SlowDictTier("redis")
+    return TieredCache([mem, disk, red]), mem, disk, red
+
+
+def test_hit_in_a_lower_tier_is_promoted_to_the_faster_ones():
+    cache, mem, disk, red = three_tiers()
+    red.put("k", b"v")
+    before = {(t, r): counted(t, r) for t in ("memory", "disk", "redis") for r in ("hit", "miss")}
+    assert cache.get("k") == (b"v", "redis")
+    assert mem.get("k") == b"v" and disk.get("k") == b"v"
+    assert cache.get("k") == (b"v", "memory")
+    delta = {k: counted(*k) - v for k, v in before.items()}
+    assert delta == {("memory", "miss"): 1, ("disk", "miss"): 1, ("redis", "hit"): 1,
+                     ("memory", "hit"): 1, ("disk", "hit"): 0, ("redis", "miss"): 0}
+
+
+def test_miss_everywhere_and_put_writes_every_tier():
+    cache, mem, disk, red = three_tiers()
+    assert cache.get("nope") is None
+    cache.put("k", b"v", ttl=30, tags=("p",))
+    assert [t.get("k") for t in (mem, disk, red)] == [b"v"] * 3
+    assert cache.delete("k") is True
+    assert [t.get("k") for t in (mem, disk, red)] == [None] * 3
+    assert cache.delete("k") is False
+
+
+def test_purge_reaches_copies_promoted_without_tags():
+    cache, mem, disk, red = three_tiers()
+    red.put("k", b"v", tags=("product-7",))
+    red.put("other", b"o", tags=("product-8",))
+    assert cache.get("k") == (b"v", "redis")  # now copied into memory and disk, untagged there
+    assert cache.purge_tag("product-7") == 1
+    assert [t.get("k") for t in (mem, disk, red)] == [None] * 3
+    assert red.get("other") == b"o"
+
+
+async def test_aget_reads_memory_inline_and_lower_tiers_in_a_thread():
+    cache, mem, disk, red = three_tiers()
+    disk.put("k", b"v")
+    assert await cache.aget("k") == (b"v", "disk")
+    assert mem.get("k") == b"v"
+    assert red.get("k") is None  # promotion goes up, never down
+    assert await cache.aget("k") == (b"v", "memory")
+    assert await cache.aget("absent") is None
+    await cache.aput("n", b"new", ttl=5, tags=("t",))
+    assert [t.get("n") for t in (mem, disk, red)] == [b"new"] * 3
+    assert cache.purge_tag("t") == 1
+
+
+async def test_aget_of_a_memory_hit_never_touches_the_slow_tiers():
+    cache, mem, disk, red = three_tiers()
+    await cache.aput("k", b"v")
+    disk.gets = red.gets = 0
+    for _ in range(10):
+        assert await cache.aget("k") == (b"v", "memory")
+    assert disk.gets == 0 and red.gets == 0
+
+
+def test_ttl_for_categories():
+    cache = TieredCache([DictTier()], ttl_s={"preview": 60, "adhoc": 3600}, default_category="adhoc")
+    assert cache.ttl_for("preview") == 60
+    assert cache.ttl_for("adhoc") == 3600
+    assert cache.ttl_for("unknown") == 3600
+    assert TieredCache([DictTier()]).ttl_for("anything") is None
+
+
+def test_tier_names_must_be_distinct():
+    with pytest.raises(ValueError, match="distinct"):
+        TieredCache([DictTier("memory"), DictTier("memory")])
+
+
+@pytest.mark.redis
+def test_from_settings_builds_memory_disk_redis_in_order(tmp_path, redis_url):
+    settings = CacheSettings(memory_bytes=1 << 20, disk_dir=tmp_path / "c", redis_url=redis_url)
+    cache = TieredCache.from_settings(settings)
+    try:
+        assert [type(t) for t in cache.tiers] == [MemoryTier, DiskTier, RedisTier]
+        assert cache.ttl_for("catalog") == settings.ttl_s["catalog"]
+        cache.put("k", b"v", ttl=60, tags=("p",))
+        # A second process (fresh memory tier, same disk and Redis) sees the entry.
+        other = TieredCache.from_settings(settings.model_copy(update={"disk_dir": tmp_path / "d"}))
+        try:
+            assert other.get("k") == (b"v", "redis")
+            assert other.get("k") == (b"v", "memory")
+            assert other.purge_tag("p") == 1
+        finally:
+            other.close()
+        assert cache.tiers[2].get("k") is None
+    finally:
+        cache.close()
+
+
+def test_from_settings_can_switch_tiers_off(tmp_path):
+    cache = TieredCache.from_settings(CacheSettings(memory_bytes=0, disk_dir=None))
+    assert cache.tiers == []
+    assert cache.get("k") is None
+    only_disk = TieredCache.from_settings(CacheSettings(memory_bytes=0, disk_dir=tmp_path / "c"))
+    try:
+        assert [t.name for t in only_disk.tiers] == ["disk"]
+    finally:
+        only_disk.close()

@@ -1,0 +1,410 @@
+"""``swiftshot bench serve``: open-loop load on a loopback server, with a realistic shop mix.
+
+Steps: measure the engine's capacity (closed loop of uncached requests), then per server an
+*unloaded* phase (a fifth of capacity) and a *loaded* phase (``--load`` × capacity, 1.5 by
+default), both open loop with Poisson or gamma arrivals. ``--compare naive`` repeats the phases on
+the naive baseline server (same engine, same encoder, same requests) and prints the ratios.
+
+Reported per priority class: p50/p95/p99, goodput (answers within the SLO per second), throughput,
+rejections, errors; the cache-hit ratio (``X-Cache``) and latency of hits and misses; the stage
+breakdown the server itself measured (``/metrics`` before and after, diffed); and the client's own
+cost (CPU per request, send lag) so a saturated client cannot pass for a slow server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import math
+import random
+import sys
+import tempfile
+import time
+from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
+from typing import Any
+
+from swiftshot.benchmarks import procs
+from swiftshot.benchmarks.arrivals import arrival_times
+from swiftshot.benchmarks.http import Client, NotLoopback, loopback_target
+from swiftshot.benchmarks.loadgen import HttpTarget, run_closed_loop, run_open_loop
+from swiftshot.benchmarks.machine import print_table, write_result
+from swiftshot.benchmarks.mix import (
+    DEFAULT_PRIORITY_MIX,
+    PRIORITIES,
+    Mix,
+    MixConfig,
+    default_prompts,
+    parse_shares,
+)
+from swiftshot.benchmarks.scrape import diff, parse, stage_breakdown
+from swiftshot.benchmarks.stats import Outcome, percentile, ratio, summarise
+
+# Routes that take a product photo, newest first; the first the server lists is used.
+UPLOAD_ROUTES = ("/v1/products/render", "/v1/render/upload", "/v1/images/edits")
+
+QUICK = {"calibrate_s": 3.0, "unloaded_s": 5.0, "duration": 12.0, "drain_s": 4.0}
+FULL = {"calibrate_s": 8.0, "unloaded_s": 15.0, "duration": 60.0, "drain_s": 15.0}
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--url", help="a running server on loopback, e.g. http://127.0.0.1:8000")
+    where.add_argument("--spawn", action="store_true",
+                       help="start `swiftshot serve` on a free port (the default without --url)")
+    p.add_argument("--engine", default="studio", help="engine of spawned servers (studio, fake ...)")
+    p.add_argument("--compare", choices=["naive"], help="also run the naive baseline server")
+    p.add_argument("--rate", type=float, help="arrivals per second (default: --load × capacity)")
+    p.add_argument("--load", type=float, default=1.5, help="offered load as a multiple of the "
+                   "measured capacity (default 1.5)")
+    p.add_argument("--burstiness", type=float, default=1.0,
+                   help="gamma shape of inter-arrival gaps: 1 Poisson, <1 bursty")
+    p.add_argument("--duration", type=float, help="seconds of arrivals in the loaded phase")
+    p.add_argument("--max-requests", type=int, help="cap on requests per phase")
+    p.add_argument("--unloaded-s", type=float, help="seconds of the unloaded phase (0 skips it)")
+    p.add_argument("--unloaded-load", type=float, default=0.2,
+                   help="offered load of the unloaded phase, × capacity (default 0.2)")
+    p.add_argument("--calibrate-s", type=float, help="seconds of capacity calibration")
+    p.add_argument("--calibrate-concurrency", type=int, default=8)
+    p.add_argument("--slo-ms", default="400",
+                   help='latency SLO for goodput: "400" or per class "realtime=300,default=400"')
+    p.add_argument("--priority-mix", default=DEFAULT_PRIORITY_MIX)
+    p.add_argument("--zipf-s", type=float, default=1.1, help="Zipf exponent of prompt popularity")
+    p.add_argument("--prompts", type=int, default=600, help="distinct prompts in the mix")
+    p.add_argument("--upload-share", type=float,
+                   help="share of product uploads (default 0.1 if the server has an upload route, else 0)")
+    p.add_argument("--fetch-share", type=float, default=0.5,
+                   help="share of generations followed by a GET of the image")
+    p.add_argument("--size", default="512x512")
+    p.add_argument("--format", default="webp", dest="output_format")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--timeout-s", type=float, default=30.0, help="client timeout per request")
+    p.add_argument("--drain-s", type=float, help="wait for in-flight answers after the last arrival")
+    p.add_argument("--quick", action="store_true", help="short phases (under a minute) for CI")
+    p.add_argument("--out", help="JSON result path (default bench/results/serve.json)")
+
+
+def main(args: argparse.Namespace) -> int:
+    from swiftshot.cli import CliError
+
+    try:
+        result = run(args)
+    except (NotLoopback, ValueError, procs.ServerFailed) as e:
+        raise CliError(str(e)) from None
+    report(result)
+    path = write_result("serve", result, args.out)
+    print(f"\nwrote {path}")
+    return 0
+
+
+# -- the benchmark ---------------------------------------------------------------------------
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """The whole benchmark; returns the JSON-able result (without the machine block)."""
+    base = QUICK if args.quick else FULL
+    phases = {k: getattr(args, k) if getattr(args, k, None) is not None else v for k, v in base.items()}
+    slo = parse_slo(args.slo_ms)
+    if args.url:
+        loopback_target(args.url)
+    prompts = default_prompts()
+    if not 1 <= args.prompts <= len(prompts):
+        raise ValueError(f"--prompts must be between 1 and {len(prompts)}; got {args.prompts}")
+    parse_shares(args.priority_mix, PRIORITIES, "--priority-mix")
+    for name in ("load", "unloaded_load"):
+        if getattr(args, name) <= 0:
+            raise ValueError(f"--{name.replace('_', '-')} must be > 0; got {getattr(args, name)}")
+    mix = dict(prompts=tuple(prompts[: args.prompts]), zipf_s=args.zipf_s,
+               priority_mix=args.priority_mix, fetch_share=args.fetch_share, size=args.size,
+               output_format=args.output_format, model=args.engine, seed=args.seed)
+    MixConfig(**mix)  # validate shares before any server starts
+
+    result: dict[str, Any] = {
+        "benchmark": "serve",
+        "command": "swiftshot bench " + " ".join(sys.argv[2:] if sys.argv[1:2] == ["bench"] else sys.argv[1:]),
+        "config": {**{k: v for k, v in vars(args).items() if k != "func"}, **phases, "slo_ms": slo},
+    }
+    with tempfile.TemporaryDirectory(prefix="swiftshot-bench-") as tmp:
+        servers = _servers(args, Path(tmp))
+        rate = args.rate
+        capacity: dict[str, Any] = {"rps": math.nan, "measured_on": "given (--rate)"}
+        for name, start in servers:
+            with start as url:
+                upload_route = asyncio.run(_upload_route(url))
+                share = _upload_share(args.upload_share, upload_route, name)
+                cfg = MixConfig(**mix, upload_share=share)
+                if rate is None:
+                    # The first server listed is the one calibrated: the naive one when comparing
+                    # (the engine called per request), else the target.
+                    capacity = asyncio.run(calibrate(url, cfg, upload_route,
+                                                     phases["calibrate_s"], args.calibrate_concurrency))
+                    capacity["measured_on"] = name
+                    rate = args.load * capacity["rps"]
+                    if not rate > 0:
+                        raise ValueError(f"capacity calibration on {name} finished no request; "
+                                         "is the engine working? (see the server log)")
+                unloaded_rate = args.unloaded_load * rate / args.load
+                result[name] = asyncio.run(_server_phases(
+                    url, cfg, upload_route, rate, unloaded_rate, phases, args, slo))
+                result[name]["upload_route"] = upload_route
+                result[name]["upload_share"] = share
+        result["capacity"] = capacity
+        result["rate_rps"] = rate
+    for name in ("swiftshot", "naive"):
+        if name in result:
+            result[name]["derived"] = derived(result[name])
+    if "naive" in result and "swiftshot" in result:
+        result["ratios"] = compare(result["swiftshot"]["derived"], result["naive"]["derived"])
+    return result
+
+
+def _servers(args: argparse.Namespace, tmp: Path) -> list[tuple[str, AbstractContextManager[str]]]:
+    out: list[tuple[str, AbstractContextManager[str]]] = []
+    if args.compare == "naive":
+        port = procs.free_port()
+        env = procs.server_env(tmp / "naive", args.engine, args.size)
+        out.append(("naive", procs.running(procs.naive_command(port, args.engine, args.size), env, port)))
+    if args.url:
+        out.append(("swiftshot", nullcontext(args.url.rstrip("/"))))
+    else:
+        port = procs.free_port()
+        env = procs.server_env(tmp / "swiftshot", args.engine, args.size,
+                               {"SWIFTSHOT_SERVER__DRAIN_TIMEOUT_S": "5"})
+        out.append(("swiftshot", procs.running(procs.swiftshot_command(port, args.engine), env, port)))
+    return out
+
+
+def _upload_share(asked: float | None, route: str | None, name: str) -> float:
+    if asked is None:
+        return 0.1 if route else 0.0
+    if asked > 0 and route is None:
+        raise ValueError(f"--upload-share {asked} asks for product uploads but the {name} server "
+                         f"has none of the upload routes {', '.join(UPLOAD_ROUTES)}")
+    return asked
+
+
+async def _upload_route(url: str) -> str | None:
+    client = Client(*loopback_target(url))
+    try:
+        resp = await client.request("GET", "/openapi.json")
+        paths = json.loads(resp.body).get("paths", {}) if resp.status == 200 else {}
+    except (OSError, ValueError):
+        paths = {}
+    finally:
+        await client.aclose()
+    return next((r for r in UPLOAD_ROUTES if "post" in paths.get(r, {})), None)
+
+
+async def calibrate(url: str, cfg: MixConfig, upload_route: str | None, duration_s: float,
+                    concurrency: int) -> dict[str, Any]:
+    """Closed-loop capacity for uncached requests (each has its own prompt and seed)."""
+    client = Client(*loopback_target(url))
+    target = HttpTarget(client, upload_route=upload_route)
+    mix = Mix(cfg)
+    try:
+        outs, window = await run_closed_loop(mix.unique, target.send, concurrency=concurrency,
+                                             duration_s=duration_s, warmup_s=min(1.0, duration_s / 3))
+    finally:
+        await client.aclose()
+    ok = [o for o in outs if o.ok]
+    if outs and len(ok) < 0.9 * len(outs):
+        bad = next(o for o in outs if not o.ok)
+        raise ValueError(f"capacity calibration: {len(outs) - len(ok)} of {len(outs)} requests "
+                         f"failed (first: status {bad.status}, {bad.error})")
+    service = [(o.done - o.sent) * 1000 for o in ok]
+    return {"rps": len(ok) / window, "concurrency": concurrency, "window_s": window,
+            "service_p50_ms": percentile(service, 50), "requests": len(outs)}
+
+
+async def _server_phases(url: str, cfg: MixConfig, upload_route: str | None, rate: float,
+                         unloaded_rate: float, phases: dict[str, float], args: argparse.Namespace,
+                         slo: dict[str, float]) -> dict[str, Any]:
+    out: dict[str, Any] = {"url": url}
+    common = dict(upload_route=upload_route, burstiness=args.burstiness,
+                  max_requests=args.max_requests, slo=slo, timeout_s=args.timeout_s,
+                  drain_s=phases["drain_s"])
+    if phases["unloaded_s"] > 0:
+        out["unloaded"] = await run_phase(url, cfg, unloaded_rate, phases["unloaded_s"], **common)
+    loaded_cfg = dataclasses.replace(cfg, seed=cfg.seed + 1)
+    out["loaded"] = await run_phase(url, loaded_cfg, rate, phases["duration"], **common)
+    return out
+
+
+async def run_phase(url: str, cfg: MixConfig, rate: float, duration_s: float, *,
+                    upload_route: str | None, burstiness: float, max_requests: int | None,
+                    slo: dict[str, float], timeout_s: float, drain_s: float) -> dict[str, Any]:
+    """One open-loop phase: the summary, the client's own cost and the server's stage diff."""
+    client = Client(*loopback_target(url))
+    target = HttpTarget(client, upload_route=upload_route)
+    mix = Mix(cfg)
+    schedule = arrival_times(rate, duration_s, burstiness=burstiness, max_requests=max_requests,
+                             rng=random.Random(cfg.seed))
+    planned = [mix.next() for _ in schedule]
+    try:
+        before = await _scrape(client)
+        cpu0, wall0 = time.process_time(), time.perf_counter()
+        outcomes = await run_open_loop(schedule, planned, target.send, timeout_s=timeout_s,
+                                       drain_s=drain_s)
+        cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+        after = await _scrape(client)
+    finally:
+        await client.aclose()
+    summary = summarise(outcomes, duration_s, slo)
+    summary["rate_rps"] = rate
+    summary["client"].update({
+        "cpu_ms_per_request": 1000 * cpu / max(1, len(outcomes)),
+        "cpu_share_of_one_core": cpu / wall if wall else math.nan,
+    })
+    if before is not None and after is not None:
+        summary["server"] = stage_breakdown(diff(before, after))
+    summary["overhead"] = overhead(outcomes)
+    errors = sorted({o.error for o in outcomes if o.error})[:5]
+    if errors:
+        summary["sample_errors"] = errors
+    return summary
+
+
+async def _scrape(client: Client):
+    try:
+        resp = await client.request("GET", "/metrics")
+    except OSError:
+        return None
+    return parse(resp.body.decode()) if resp.status == 200 else None
+
+
+def overhead(outcomes: list[Outcome]) -> dict[str, float]:
+    """What the server adds around the engine on misses: client-seen latency minus the
+    ``infer`` and ``encode`` the server reports in Server-Timing, relative to ``infer``."""
+    misses = [o for o in outcomes if o.ok and o.x_cache == "miss" and "infer" in o.server_timing]
+    if not misses:
+        return {"misses": 0, "ratio": math.nan}
+    infer = [o.server_timing["infer"] for o in misses]
+    extra = [o.latency_ms - o.server_timing["infer"] - o.server_timing.get("encode", 0.0)
+             for o in misses]
+    return {"misses": len(misses), "infer_p50_ms": percentile(infer, 50),
+            "overhead_p50_ms": percentile(extra, 50),
+            "ratio": ratio(percentile(extra, 50), percentile(infer, 50))}
+
+
+def parse_slo(text: str) -> dict[str, float]:
+    """``"400"`` → every class 400 ms; ``"realtime=300,default=400"`` → per class."""
+    allowed = (*PRIORITIES, "default")
+    out: dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in str(text).split(","))):
+        name, sep, value = part.rpartition("=") if "=" in part else ("default", "=", part)
+        if name not in allowed:
+            raise ValueError(f"--slo-ms: {name!r} is not one of {', '.join(allowed)}")
+        try:
+            ms = float(value)
+        except ValueError:
+            raise ValueError(f"--slo-ms: {value!r} is not a number of milliseconds") from None
+        if ms <= 0:
+            raise ValueError(f"--slo-ms must be > 0 ms; got {ms:g}")
+        out[name] = ms
+    out.setdefault("default", 400.0)
+    return out
+
+
+# -- derived figures, ratios, report ---------------------------------------------------------
+
+
+def derived(server: dict[str, Any]) -> dict[str, float]:
+    """The figures the goals and budgets are stated in."""
+    loaded, unloaded = server["loaded"], server.get("unloaded", {})
+    rt_loaded = loaded["by_priority"].get("realtime", {}).get("p95_ms", math.nan)
+    rt_unloaded = unloaded.get("by_priority", {}).get("realtime", {}).get("p95_ms", math.nan)
+    cache_u = unloaded.get("cache", {})
+    return {
+        "goodput_rps": loaded["goodput_rps"],
+        "throughput_rps": loaded["throughput_rps"],
+        "slo_attainment": loaded["slo_attainment"],
+        "p50_ms": loaded["p50_ms"],
+        "p95_ms": loaded["p95_ms"],
+        "p99_ms": loaded["p99_ms"],
+        "realtime_p95_ms": rt_loaded,
+        "realtime_p95_unloaded_ms": rt_unloaded,
+        "realtime_p95_load_ratio": ratio(rt_loaded, rt_unloaded),
+        "cache_hit_ratio": loaded["cache"]["hit_ratio"],
+        "cache_hit_p99_ms": loaded["cache"]["hit"]["p99_ms"],
+        "cache_hit_p99_unloaded_ms": cache_u.get("hit", {}).get("p99_ms", math.nan),
+        "hit_over_miss_p50": ratio(cache_u.get("hit", {}).get("p50_ms", math.nan),
+                                   cache_u.get("miss", {}).get("p50_ms", math.nan)),
+        "server_overhead_ratio": unloaded.get("overhead", {}).get("ratio", math.nan),
+        "rejection_rate": loaded["rejection_rate"],
+        "error_rate": loaded["error_rate"],
+        "client_cpu_ms_per_request": loaded["client"]["cpu_ms_per_request"],
+        "client_send_lag_p99_ms": loaded["client"]["send_lag_p99_ms"],
+    }
+
+
+def compare(sw: dict[str, float], naive: dict[str, float]) -> dict[str, float]:
+    """swiftshot ÷ naive for each figure (goodput: higher is better; latencies: lower is)."""
+    return {"goodput": ratio(sw["goodput_rps"], naive["goodput_rps"]),
+            "throughput": ratio(sw["throughput_rps"], naive["throughput_rps"]),
+            "p50": ratio(sw["p50_ms"], naive["p50_ms"]),
+            "p95": ratio(sw["p95_ms"], naive["p95_ms"]),
+            "p99": ratio(sw["p99_ms"], naive["p99_ms"]),
+            "realtime_p95": ratio(sw["realtime_p95_ms"], naive["realtime_p95_ms"])}
+
+
+def report(result: dict[str, Any]) -> None:
+    cap = result["capacity"]
+    print(f"capacity {cap['rps']:.1f} req/s (closed loop, uncached, on {cap['measured_on']}); "
+          f"offered load {result['rate_rps']:.1f} req/s")
+    rows, cache_rows, stage_rows = [], [], []
+    for name in ("swiftshot", "naive"):
+        for phase in ("unloaded", "loaded"):
+            summary = result.get(name, {}).get(phase)
+            if not summary:
+                continue
+            blocks = {"all": summary, **summary["by_priority"]}
+            if "fetch" in summary["by_kind"]:
+                blocks["GET /i/"] = summary["by_kind"]["fetch"]
+            for cls, b in blocks.items():
+                rows.append({"server": name, "phase": phase, "class": cls, "req": b["requests"],
+                             "offered/s": b["offered_rps"], "p50 ms": b["p50_ms"],
+                             "p95 ms": b["p95_ms"], "p99 ms": b["p99_ms"],
+                             "goodput/s": b["goodput_rps"], "in SLO": _pct(b["slo_attainment"]),
+                             "refused": _pct(b["rejection_rate"]), "errors": _pct(b["error_rate"])})
+            c = summary["cache"]
+            cache_rows.append({"server": name, "phase": phase, "hit": _pct(c["hit_ratio"]),
+                               "coalesced": _pct(c["coalesced_ratio"]),
+                               "hit p50 ms": c["hit"]["p50_ms"], "hit p99 ms": c["hit"]["p99_ms"],
+                               "miss p50 ms": c["miss"]["p50_ms"], "miss p99 ms": c["miss"]["p99_ms"],
+                               "client cpu ms/req": summary["client"]["cpu_ms_per_request"],
+                               "send lag p99 ms": summary["client"]["send_lag_p99_ms"]})
+            for stage, s in summary.get("server", {}).get("stages_ms", {}).items():
+                stage_rows.append({"server": name, "phase": phase, "stage": stage,
+                                   "count": int(s["count"]), "mean ms": s["mean"],
+                                   "p50 ms": s["p50"], "p95 ms": s["p95"],
+                                   "batch mean": summary["server"]["mean_batch_size"]})
+    print("\nlatency from scheduled arrival, by priority class")
+    print_table(rows)
+    print("\ncache (X-Cache) and client cost")
+    print_table(cache_rows)
+    if stage_rows:
+        print("\nserver-side stages (from /metrics, diffed over the phase)")
+        print_table(stage_rows)
+    if "ratios" in result:
+        sw, nv = result["swiftshot"]["derived"], result["naive"]["derived"]
+        print("\nswiftshot vs naive (loaded phase; ratio = swiftshot ÷ naive)")
+        print_table([
+            {"figure": "goodput req/s", "swiftshot": sw["goodput_rps"], "naive": nv["goodput_rps"],
+             "ratio": result["ratios"]["goodput"]},
+            {"figure": "throughput req/s", "swiftshot": sw["throughput_rps"],
+             "naive": nv["throughput_rps"], "ratio": result["ratios"]["throughput"]},
+            {"figure": "p95 ms", "swiftshot": sw["p95_ms"], "naive": nv["p95_ms"],
+             "ratio": result["ratios"]["p95"]},
+            {"figure": "realtime p95 ms", "swiftshot": sw["realtime_p95_ms"],
+             "naive": nv["realtime_p95_ms"], "ratio": result["ratios"]["realtime_p95"]},
+        ])
+    if "swiftshot" in result:
+        d = result["swiftshot"]["derived"]
+        print("\nswiftshot goal figures")
+        print_table([{"figure": k, "value": v} for k, v in d.items()])
+
+
+def _pct(x: float) -> str:
+    return "-" if x is None or math.isnan(x) else f"{100 * x:.1f}%"

@@ -37,3 +37,21 @@ def tiny_taesd_dir(tmp_path_factory):
     from swiftshot.testing.tiny_pipeline import build_tiny_taesd
 
     return build_tiny_taesd(tmp_path_factory.mktemp("tiny-taesd"))
+
+
+@pytest.fixture
+def redis_server(tmp_path):
+    """A real redis-server on a free loopback port (skips only when the binary is absent)."""
+    from swiftshot.testing.services import start_redis
+
+    server = start_redis(tmp_path / "redis")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server):
+    """URL of a fresh real redis-server, e.g. redis://127.0.0.1:PORT/0."""
+    return redis_server.url

@@ -1,0 +1,229 @@
+"""What runs next: priority classes, deadlines, admission control and dynamic batching.
+
+Pure: no I/O, no asyncio, no threads; time comes from an injected clock. The worker loop is
+
+    delay = scheduler.dispatch_delay()      # None: idle; > 0: wait (or for a new arrival)
+    batch = scheduler.next_batch()          # may be [] when the head expired meanwhile
+    ... run it ...
+    scheduler.record(len(batch), seconds)   # feeds the service-time estimate used to admit
+
+Order. Each item has a class rank (realtime 0 … prefetch 3) that improves by one for every
+``aging_ms`` it has waited, so nothing starves. The head is the item with the best effective
+rank, ties broken by deadline then arrival. Its batch is filled with queued items that share
+its ``batch_key`` (any class), best first, up to ``max_batch_size``.
+
+Admission. A request is refused at once rather than left to time out: when its class's queue
+is full (429, or 503 when every class is full), when the server drains (503), or when the
+estimated wait — queued work ahead of it plus the work running, times the measured per-item
+service time — would pass its deadline (429 with a Retry-After).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from typing import Any
+
+from swiftshot.config import PRIORITIES, Priority, SchedulerSettings
+
+RANK: dict[Priority, int] = {p: i for i, p in enumerate(PRIORITIES)}
+
+EWMA_ALPHA = 0.2
+"""Weight of the newest batch in the per-item service-time estimate."""
+MIN_RETRY_AFTER_S = 1.0
+MAX_RETRY_AFTER_S = 60.0
+
+
+@dataclass
+class WorkItem:
+    id: int
+    batch_key: Hashable
+    priority: Priority
+    arrival: float
+    deadline: float
+    payload: Any = None
+    cost: float = 1.0
+
+
+@dataclass(frozen=True)
+class Admission:
+    accepted: bool
+    status: int = 202
+    reason: str = ""
+    retry_after_s: float = 0.0
+    message: str = ""
+
+
+ACCEPTED = Admission(True)
+
+
+class Scheduler:
+    def __init__(self, settings: SchedulerSettings, clock: Callable[[], float] = time.monotonic,
+                 capacity_hint_s: float = 0.05) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.max_batch = settings.max_batch_size
+        self.max_wait_s = settings.max_wait_ms / 1000.0
+        self.aging_s = settings.aging_ms / 1000.0
+        self.per_item_s = capacity_hint_s
+        """EWMA of seconds of engine time per item; starts at the hint until measured."""
+        self._items: dict[int, WorkItem] = {}
+        self._by_key: dict[Hashable, dict[int, WorkItem]] = {}
+        self._count: dict[Priority, int] = dict.fromkeys(PRIORITIES, 0)
+        self._cost: dict[Priority, float] = dict.fromkeys(PRIORITIES, 0.0)
+        self._running_cost = 0.0
+        self._running_items = 0
+        self._expired: list[WorkItem] = []
+        self._draining = False
+
+    # -- admission ----------------------------------------------------------------------------
+
+    def submit(self, item: WorkItem) -> Admission:
+        if item.priority not in RANK:
+            raise ValueError(f"priority must be one of {', '.join(PRIORITIES)}; got {item.priority!r}")
+        if item.id in self._items:
+            raise ValueError(f"work item id {item.id} is already queued")
+        if self._draining:
+            return Admission(False, 503, "draining", self._retry_after(item.priority),
+                             "the server is shutting down and takes no new work; retry on another "
+                             "replica or in a moment")
+        limit = self.settings.queue_limit.get(item.priority, 0)
+        if self._count[item.priority] >= limit:
+            if all(self._count[p] >= self.settings.queue_limit.get(p, 0) for p in PRIORITIES):
+                return Admission(False, 503, "overloaded", self._retry_after("prefetch"),
+                                 "every priority queue is full; retry later")
+            return Admission(False, 429, "queue_full", self._retry_after(item.priority),
+                             f"the {item.priority} queue is full ({limit} waiting); retry later "
+                             f"or use another priority")
+        now = self.clock()
+        wait = self.estimated_wait(item.priority)
+        finish = now + wait + self.per_item_s * item.cost
+        if finish > item.deadline:
+            budget = max(0.0, item.deadline - now)
+            return Admission(False, 429, "deadline", self._retry_after(item.priority),
+                             f"estimated wait {wait:.2f}s plus {self.per_item_s * item.cost:.2f}s "
+                             f"of work would pass this request's deadline of {budget:.2f}s; "
+                             f"retry later or allow a longer deadline")
+        self._add(item)
+        return ACCEPTED
+
+    def estimated_wait(self, priority: Priority) -> float:
+        """Seconds before a new ``priority`` item would start: work running plus work queued
+        in its class and the classes above it, at the measured per-item service time."""
+        rank = RANK[priority]
+        ahead = self._running_cost + sum(self._cost[p] for p in PRIORITIES if RANK[p] <= rank)
+        return ahead * self.per_item_s
+
+    def _retry_after(self, priority: Priority) -> float:
+        # Come back once the work now ahead of this class has been done.
+        return min(MAX_RETRY_AFTER_S, max(MIN_RETRY_AFTER_S, self.estimated_wait(priority)))
+
+    def set_draining(self, draining: bool) -> None:
+        self._draining = draining
+
+    @property
+    def draining(self) -> bool:
+        return self._draining
+
+    # -- queue --------------------------------------------------------------------------------
+
+    def _add(self, item: WorkItem) -> None:
+        self._items[item.id] = item
+        self._by_key.setdefault(item.batch_key, {})[item.id] = item
+        self._count[item.priority] += 1
+        self._cost[item.priority] += item.cost
+
+    def _remove(self, item: WorkItem) -> None:
+        del self._items[item.id]
+        group = self._by_key[item.batch_key]
+        del group[item.id]
+        if not group:
+            del self._by_key[item.batch_key]
+        self._count[item.priority] -= 1
+        self._cost[item.priority] -= item.cost
+        if self._count[item.priority] == 0:
+            self._cost[item.priority] = 0.0  # no float drift once a class is empty
+
+    def cancel(self, item_id: int) -> bool:
+        """Remove a queued item (its client went away). False when it is not queued."""
+        item = self._items.get(item_id)
+        if item is None:
+            return False
+        self._remove(item)
+        return True
+
+    def depth(self) -> dict[Priority, int]:
+        return dict(self._count)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    @property
+    def running(self) -> int:
+        """Items handed out by next_batch and not yet recorded."""
+        return self._running_items
+
+    def _order(self, item: WorkItem, now: float) -> tuple[int, float, float, int]:
+        aged = int((now - item.arrival) // self.aging_s) if now > item.arrival else 0
+        return (max(0, RANK[item.priority] - aged), item.deadline, item.arrival, item.id)
+
+    def _drop_expired(self, now: float) -> None:
+        gone = [it for it in self._items.values() if it.deadline <= now]
+        for item in gone:
+            self._remove(item)
+        self._expired.extend(gone)
+
+    def _head(self, now: float) -> WorkItem | None:
+        if not self._items:
+            return None
+        return min(self._items.values(), key=lambda it: self._order(it, now))
+
+    def dispatch_delay(self) -> float | None:
+        """Seconds until :meth:`next_batch` has something to hand out; None when empty."""
+        now = self.clock()
+        head = self._head(now)
+        return None if head is None else self._delay(head, now)
+
+    def _delay(self, head: WorkItem, now: float) -> float:
+        if len(self._by_key[head.batch_key]) >= self.max_batch:
+            return 0.0
+        # Wait for company at most max_wait, and never so long that the head misses its deadline.
+        fill_by = head.arrival + self.max_wait_s
+        latest = head.deadline - self.per_item_s * head.cost
+        return max(0.0, min(fill_by, latest) - now)
+
+    def next_batch(self) -> list[WorkItem]:
+        """The next batch to run, best first; [] when nothing is due yet."""
+        now = self.clock()
+        self._drop_expired(now)
+        head = self._head(now)
+        if head is None or self._delay(head, now) > 0:
+            return []
+        group = self._by_key[head.batch_key].values()
+        batch = sorted(group, key=lambda it: self._order(it, now))[: self.max_batch]
+        for item in batch:
+            self._remove(item)
+            self._running_cost += item.cost
+        self._running_items += len(batch)
+        return batch
+
+    def expired(self) -> list[WorkItem]:
+        """Items dropped because their deadline passed, since the last call."""
+        out, self._expired = self._expired, []
+        return out
+
+    # -- feedback -----------------------------------------------------------------------------
+
+    def record(self, batch_size: int, seconds: float, *, ok: bool = True,
+               cost: float | None = None) -> None:
+        """A batch handed out by next_batch has finished (or failed: ``ok=False`` releases
+        its capacity without teaching the estimate a failure's time)."""
+        self._running_items = max(0, self._running_items - batch_size)
+        self._running_cost = max(0.0, self._running_cost - (batch_size if cost is None else cost))
+        if self._running_items == 0:
+            self._running_cost = 0.0
+        if ok and batch_size > 0 and seconds >= 0 and math.isfinite(seconds):
+            sample = seconds / batch_size
+            self.per_item_s += EWMA_ALPHA * (sample - self.per_item_s)

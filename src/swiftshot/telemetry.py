@@ -38,3 +38,127 @@ QUEUE_DEPTH = Gauge(
 REJECTED = Counter(
     "swiftshot_rejected_total", "Requests refused, by reason (overload, deadline, rate_limit, draining, ...).",
     ["reason"], registry=REGISTRY)
+
+
+# -- Stage timing, Server-Timing and OpenTelemetry spans ------------------------------------------
+# One ``Stages`` per request records (stage, start, end) once; the same record feeds the
+# Server-Timing header, the stage histogram and, when an exporter is configured, one span per
+# stage. Spans are emitted after the fact from the record, so tracing costs nothing when off.
+
+import time as _time  # noqa: E402
+from collections.abc import Mapping as _Mapping  # noqa: E402
+from typing import Any as _Any  # noqa: E402
+
+
+class Stages:
+    """Stage timings of one request, on the monotonic clock (nanoseconds)."""
+
+    __slots__ = ("t0_ns", "_epoch0_ns", "spans")
+
+    def __init__(self) -> None:
+        self.t0_ns = _time.perf_counter_ns()
+        self._epoch0_ns = _time.time_ns()
+        self.spans: list[tuple[str, int, int]] = []
+
+    def add(self, name: str, start_ns: int, end_ns: int) -> None:
+        self.spans.append((name, start_ns, end_ns))
+
+    def durations(self) -> dict[str, float]:
+        """Seconds per stage; a stage that ran several times is summed."""
+        out: dict[str, float] = {}
+        for name, start, end in self.spans:
+            out[name] = out.get(name, 0.0) + (end - start) / 1e9
+        return out
+
+    def total_s(self) -> float:
+        return (_time.perf_counter_ns() - self.t0_ns) / 1e9
+
+    def epoch_ns(self, perf_ns: int) -> int:
+        return self._epoch0_ns + (perf_ns - self.t0_ns)
+
+
+def server_timing(durations: _Mapping[str, float]) -> str:
+    """``Server-Timing`` header value: ``cache;dur=0.041, infer;dur=812.3, total;dur=815.0`` (ms)."""
+    return ", ".join(f"{name};dur={secs * 1000:.3f}" for name, secs in durations.items())
+
+
+_OBSERVED_ELSEWHERE = frozenset({"total", "queue", "infer"})  # the worker records queue and infer
+
+
+def observe_stages(durations: _Mapping[str, float]) -> None:
+    for name, secs in durations.items():
+        if name not in _OBSERVED_ELSEWHERE:
+            STAGE_DURATION.labels(name).observe(secs)
+
+
+class Tracing:
+    """OpenTelemetry for one app: exporter from settings, W3C ``traceparent`` honoured.
+
+    ``otel_exporter``: ``none`` (default: no provider, nothing recorded), ``console``, ``otlp``
+    (standard OTEL_EXPORTER_OTLP_* variables; needs opentelemetry-exporter-otlp installed) or
+    ``memory`` (an InMemorySpanExporter on ``.exporter``, for tests).
+    """
+
+    def __init__(self, settings: _Any) -> None:
+        self.exporter: _Any = None
+        self._tracer: _Any = None
+        self._propagator: _Any = None
+        kind = settings.otel_exporter
+        if kind == "none":
+            return
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+        provider = TracerProvider(resource=Resource.create({"service.name": settings.service_name}))
+        if kind == "memory":
+            from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+            self.exporter = InMemorySpanExporter()
+            provider.add_span_processor(SimpleSpanProcessor(self.exporter))
+        elif kind == "console":
+            from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+
+            provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
+        else:
+            try:
+                from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+            except ImportError as e:
+                raise ValueError(
+                    "telemetry.otel_exporter = 'otlp' needs the opentelemetry-exporter-otlp "
+                    "package; install it or choose none, console or memory"
+                ) from e
+            provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+        self.provider = provider
+        self._tracer = provider.get_tracer("swiftshot")
+        self._propagator = TraceContextTextMapPropagator()
+
+    @property
+    def enabled(self) -> bool:
+        return self._tracer is not None
+
+    def emit(self, name: str, stages: Stages, headers: _Mapping[str, str] | None,
+             attributes: _Mapping[str, _Any] | None = None,
+             end_ns: int | None = None) -> None:
+        """One server span for the request (child of the caller's ``traceparent``, if any) and
+        one child span per recorded stage."""
+        if self._tracer is None:
+            return
+        from opentelemetry import trace
+
+        parent = self._propagator.extract(carrier=dict(headers or {}))
+        end = end_ns if end_ns is not None else _time.perf_counter_ns()
+        root = self._tracer.start_span(
+            name, context=parent, kind=trace.SpanKind.SERVER,
+            start_time=stages.epoch_ns(stages.t0_ns), attributes=dict(attributes or {}))
+        ctx = trace.set_span_in_context(root)
+        for stage, start, stop in stages.spans:
+            span = self._tracer.start_span(f"swiftshot.{stage}", context=ctx,
+                                           start_time=stages.epoch_ns(start))
+            span.end(end_time=stages.epoch_ns(stop))
+        root.end(end_time=stages.epoch_ns(end))
+
+    def shutdown(self) -> None:
+        if self._tracer is not None:
+            self.provider.shutdown()

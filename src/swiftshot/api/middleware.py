@@ -1,0 +1,167 @@
+"""The one middleware: body limit, disconnect → cancel, in-flight count, request metrics.
+
+Pure ASGI (no BaseHTTPMiddleware): on a cache hit it adds a counter bump and a histogram
+observation, nothing more.
+
+Bodies (POST/PUT/PATCH) are read here in full, counting bytes against ``max_body_bytes``, so a
+too-large body is refused with 413 as soon as the limit is passed (or at once from its
+Content-Length). The route then runs as a task while this middleware waits for the client to
+hang up; if it does, the task is cancelled, which cancels the queued work down to the worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from swiftshot import telemetry
+from swiftshot.api.errors import error_response
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class InFlight:
+    """Requests being handled now; drain waits for it to reach zero."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def enter(self) -> None:
+        self.count += 1
+        self._idle.clear()
+
+    def leave(self) -> None:
+        self.count -= 1
+        if self.count == 0:
+            self._idle.set()
+
+    async def wait_idle(self, timeout_s: float) -> bool:
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout_s)
+            return True
+        except TimeoutError:
+            return False
+
+
+class ServiceMiddleware:
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int, inflight: InFlight) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+        self.inflight = inflight
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        t0 = time.perf_counter()
+        self.inflight.enter()
+        try:
+            if scope["method"] in _BODY_METHODS:
+                await self._with_body(scope, receive, send)
+            else:
+                await self.app(scope, receive, send)
+        finally:
+            self.inflight.leave()
+            route = scope.get("route")
+            path = getattr(route, "path", "unmatched")
+            prio = scope.get("state", {}).get("priority", "none")
+            telemetry.REQUEST_DURATION.labels(path, prio).observe(time.perf_counter() - t0)
+
+    async def _read_body(self, scope: Scope, receive: Receive) -> bytes | None:
+        length = _content_length(scope)
+        if length is not None and length > self.max_body_bytes:
+            raise BodyTooLarge
+        return await _read(receive, self.max_body_bytes)
+
+    async def _with_body(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            body = await self._read_body(scope, receive)
+        except BodyTooLarge:
+            await _send(send, error_response(
+                413, f"request body is larger than server.max_body_bytes "
+                f"({self.max_body_bytes} bytes)", code="body_too_large",
+                headers={"Connection": "close"}))
+            return
+        if body is None:  # the client left while sending
+            return
+        done = asyncio.Event()
+
+        async def replay() -> Message:
+            nonlocal body
+            if body is not None:
+                chunk, body = body, None
+                return {"type": "http.request", "body": chunk, "more_body": False}
+            await done.wait()
+            return {"type": "http.disconnect"}
+
+        task = asyncio.ensure_future(self.app(scope, replay, send))
+        watcher = asyncio.ensure_future(_until_disconnect(receive))
+        try:
+            await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
+            if not task.done():
+                # the client hung up: nobody will read the answer, stop the work behind it
+                task.cancel()
+                done.set()
+            try:
+                await task
+            except asyncio.CancelledError:
+                if not watcher.done():
+                    raise
+        finally:
+            done.set()
+            watcher.cancel()
+            if not task.done():
+                task.cancel()
+
+
+async def _until_disconnect(receive: Receive) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+async def _send(send: Send, response: Any) -> None:
+    await send({"type": "http.response.start", "status": response.status_code,
+                "headers": response.raw_headers})
+    await send({"type": "http.response.body", "body": response.body})
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+async def _read(receive: Receive, limit: int) -> bytes | None:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)

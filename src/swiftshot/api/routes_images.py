@@ -1,0 +1,188 @@
+"""``POST /v1/images/generations``: OpenAI's Images API, so the openai client works unchanged.
+
+Mapping onto a RenderSpec: ``size`` → width/height (``auto`` → 1024x1024), ``quality``
+(low/medium/high/hd; auto/standard → the format's default) or ``output_compression`` → lossy
+quality, ``model`` → the engine this server runs. Extensions: ``seed``, ``negative_prompt``,
+``steps``, ``guidance``, ``category``, ``tags``. ``n`` images run as parallel renders with seeds
+``seed, seed+1 ...`` (the scheduler batches them into one engine call).
+
+``response_format``: ``url`` (default; an immutable ``/i/{key}.{ext}`` URL, cheap to return
+and to put behind a CDN) or ``b64_json`` (the default for model ``gpt-image-1``, as at OpenAI).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+from typing import Any, Literal
+
+from fastapi import APIRouter
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.requests import Request
+from starlette.responses import Response
+
+from swiftshot import telemetry
+from swiftshot.api.common import base_url, caller, finish, json_response, read_json, service
+from swiftshot.api.errors import ApiError, from_validation
+from swiftshot.spec import MAX_PROMPT_CHARS, SEED_MAX, RenderSpec, parse_size
+
+router = APIRouter()
+
+QUALITY = {"low": 50, "medium": 70, "high": 90, "hd": 95, "auto": None, "standard": None}
+"""OpenAI's quality words → our lossy quality (None: the format's configured default)."""
+OPENAI_ALIASES = ("gpt-image-1", "gpt-image-1-mini", "dall-e-2", "dall-e-3")
+"""OpenAI model names accepted as "the engine this server runs", so existing code works."""
+B64_DEFAULT_MODELS = ("gpt-image-1", "gpt-image-1-mini")
+
+
+class ImagesRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: str = Field(min_length=1, max_length=MAX_PROMPT_CHARS)
+    model: str | None = None
+    n: int | None = Field(1, ge=1)
+    size: str | None = None
+    response_format: Literal["url", "b64_json"] | None = None
+    output_format: Literal["png", "jpeg", "jpg", "webp", "avif"] | None = None
+    output_compression: int | None = Field(None, ge=0, le=100)
+    quality: Literal["low", "medium", "high", "auto", "standard", "hd"] | None = None
+    background: Literal["transparent", "opaque", "auto"] | None = None
+    moderation: Literal["low", "auto"] | None = None
+    style: Literal["vivid", "natural"] | None = None
+    user: str | None = Field(None, max_length=256)
+    stream: bool | None = None
+    partial_images: int | None = Field(None, ge=0, le=3)
+    # swiftshot extensions
+    seed: int | None = Field(None, ge=-1, le=SEED_MAX)
+    negative_prompt: str | None = Field(None, max_length=MAX_PROMPT_CHARS)
+    steps: int | None = Field(None, ge=1, le=100)
+    guidance: float | None = Field(None, ge=0, le=30)
+    category: str | None = None
+    tags: list[str] | None = None
+
+
+def models(request: Request) -> dict[str, tuple[str, str | None]]:
+    """Model names this server answers to → (engine, model folder or None)."""
+    cached = getattr(request.app.state, "models", None)
+    if cached is not None:
+        return cached
+    svc = service(request)
+    name = svc.engine.name
+    configured = svc.settings.engine.diffusion.model if name == "diffusion" else None
+    out: dict[str, tuple[str, str | None]] = {name: (name, configured)}
+    if configured:
+        out[configured] = (name, configured)
+        out[configured.rstrip("/").rsplit("/", 1)[-1]] = (name, configured)
+    for alias in OPENAI_ALIASES:
+        out.setdefault(alias, (name, configured))
+    request.app.state.models = out
+    return out
+
+
+def to_spec(req: ImagesRequest, request: Request) -> tuple[RenderSpec, str]:
+    """(spec of the first image, output format)."""
+    limits = service(request).settings.limits
+    if req.stream:
+        raise ApiError(400, "stream=true is not supported; leave stream out", param="stream")
+    if req.n is not None and req.n > limits.max_n:
+        raise ApiError(400, f"n must be between 1 and {limits.max_n}; got {req.n}", param="n",
+                       code="invalid_value")
+    known = models(request)
+    engine, model = known.get(req.model or next(iter(known)), (None, None))
+    if engine is None:
+        raise ApiError(400, f"unknown model {req.model!r}; this server offers: "
+                       f"{', '.join(known)}", param="model", code="model_not_found")
+    fmt = {"jpg": "jpeg"}.get(req.output_format or "png", req.output_format or "png")
+    quality = QUALITY[req.quality or "auto"]
+    if req.output_compression is not None:
+        if fmt == "png":
+            raise ApiError(400, "output_compression applies to jpeg, webp and avif; "
+                           "output_format is png", param="output_compression")
+        quality = max(1, req.output_compression)
+    if req.background == "transparent" and fmt not in ("png", "webp", "avif"):
+        raise ApiError(400, f"background=transparent needs output_format png, webp or avif; "
+                       f"got {fmt}", param="background")
+    fields: dict[str, Any] = {"prompt": req.prompt, "engine": engine, "output_format": fmt}
+    if req.size and req.size != "auto":
+        try:
+            fields["width"], fields["height"] = parse_size(req.size)
+        except ValueError as e:
+            raise ApiError(400, str(e), param="size", code="invalid_size") from None
+    for name in ("seed", "negative_prompt", "steps", "guidance", "category"):
+        value = getattr(req, name)
+        if value is not None:
+            fields[name] = value
+    if model:
+        fields["model"] = model
+    if quality is not None and fmt != "png":
+        fields["quality"] = quality
+    if req.tags:
+        fields["tags"] = tuple(req.tags)
+    try:
+        return RenderSpec(**fields), fmt
+    except ValidationError as e:
+        raise from_validation(e, 400) from None
+
+
+@router.post("/v1/images/generations")
+async def generations(request: Request) -> Response:
+    stages0 = telemetry.Stages()
+    data = await read_json(request)
+    try:
+        req = ImagesRequest.model_validate(data)
+    except ValidationError as e:
+        raise from_validation(e, 400, ImagesRequest) from None
+    spec, fmt = to_spec(req, request)
+    n = req.n or 1
+    _, prio, deadline = caller(request, cost=n)
+    b64 = (req.response_format or ("b64_json" if req.model in B64_DEFAULT_MODELS else "url")) == "b64_json"
+    specs = _seeded(spec, n)
+    stages = [stages0] + [telemetry.Stages() for _ in range(n - 1)]
+    items = await asyncio.gather(*(
+        _one(request, s, st, prio, deadline, b64, fmt) for s, st in zip(specs, stages, strict=True)))
+    caches = [c for _, c, _ in items]
+    durations = finish(request, "POST /v1/images/generations", stages,
+                       {"swiftshot.n": n, "swiftshot.cache": ",".join(caches)})
+    body: dict[str, Any] = {
+        "created": int(time.time()),
+        "data": [d for d, _, _ in items],
+        "output_format": fmt, "size": f"{spec.width}x{spec.height}",
+        "quality": req.quality or "auto", "background": req.background or "auto",
+    }
+    headers = {"X-Cache": ", ".join(caches) if len(set(caches)) > 1 else caches[0],
+               "Server-Timing": telemetry.server_timing(durations)}
+    return json_response(body, headers=headers)
+
+
+def _seeded(spec: RenderSpec, n: int) -> list[RenderSpec]:
+    if n == 1:
+        return [spec]
+    if spec.seed == -1:
+        return [spec] * n
+    base = spec.normalized().seed if spec.seed is None else spec.seed
+    return [spec.model_copy(update={"seed": (base + i) % (SEED_MAX + 1)}) for i in range(n)]
+
+
+async def _one(request: Request, spec: RenderSpec, stages: telemetry.Stages, prio: str,
+               deadline: float | None, b64: bool, fmt: str) -> tuple[dict[str, Any], str, str]:
+    svc = service(request)
+    r = await svc.render(spec, priority=prio, deadline_s=deadline, stages=stages)
+    if b64:
+        data = await svc.variant(r.key, fmt, spec.quality, image=r.image, master=r.master,
+                                 stages=stages)
+        if data is None:  # purged between render and encode: nothing to serve
+            raise ApiError(409, "the image was purged while it was being encoded; retry")
+        item: dict[str, Any] = {"b64_json": base64.b64encode(data).decode("ascii")}
+    else:
+        item = {"url": image_url(request, r.key, fmt, spec.quality)}
+    if r.spec.prompt != spec.prompt:
+        item["revised_prompt"] = r.spec.prompt
+    return item, r.cache, r.key
+
+
+def image_url(request: Request, key: str, fmt: str, quality: int | None) -> str:
+    from swiftshot.delivery.codecs import extension
+
+    q = f"?q={quality}" if quality is not None and fmt != "png" else ""
+    return f"{base_url(request)}/i/{key}.{extension(fmt)}{q}"

@@ -1,0 +1,58 @@
+"""Operations: liveness, readiness, Prometheus metrics, and the small web page at ``/``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import APIRouter
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.requests import Request
+from starlette.responses import Response
+
+from swiftshot import telemetry
+from swiftshot.api.common import json_response, service
+from swiftshot.api.errors import error_response, retry_after
+from swiftshot.delivery import negotiate
+
+router = APIRouter()
+
+
+async def healthz(request: Request) -> Response:
+    return json_response({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    svc = service(request)
+    if svc.ready:
+        return json_response({"status": "ready", "engine": svc.engine.name,
+                              "version": svc.engine.version})
+    error = getattr(request.app.state, "start_error", None)
+    if svc.draining:
+        reason, msg = "draining", "the server is draining and takes no new work"
+    elif error:
+        reason, msg = "start_failed", f"the engine failed to start: {error}"
+    else:
+        reason, msg = "warming_up", "the engine is loading and warming up"
+    return error_response(503, msg, code=reason,
+                          headers=retry_after(svc.settings.server.retry_after_s))
+
+
+async def metrics(request: Request) -> Response:
+    return Response(generate_latest(telemetry.REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+
+_INDEX: bytes | None = None
+
+
+async def index(request: Request) -> Response:
+    global _INDEX
+    if _INDEX is None:
+        _INDEX = (Path(__file__).parent.parent / "web" / "index.html").read_bytes()
+    return Response(_INDEX, media_type="text/html; charset=utf-8",
+                    headers={"Accept-CH": negotiate.ACCEPT_CH, "Cache-Control": "no-cache"})
+
+
+router.add_route("/healthz", healthz, methods=["GET", "HEAD"])
+router.add_route("/readyz", readyz, methods=["GET", "HEAD"])
+router.add_route("/metrics", metrics, methods=["GET"])
+router.add_route("/", index, methods=["GET", "HEAD"])

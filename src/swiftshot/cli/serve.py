@@ -1,0 +1,130 @@
+"""``swiftshot serve``: the HTTP service (uvicorn, uvloop, httptools), drained on SIGTERM.
+
+On SIGTERM (or the first Ctrl-C): ``/readyz`` turns 503 so a load balancer stops sending, new
+generation requests get 503 + Retry-After, in-flight requests finish (up to
+``server.drain_timeout_s``), then the process exits 0. A second signal exits at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import socket
+import time
+from types import FrameType
+from typing import Any
+
+from swiftshot.cli import CliError, load_cli_settings
+
+log = logging.getLogger("swiftshot.serve")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="run the HTTP service", description=__doc__)
+    p.add_argument("--host", default=None, help="address to bind (default: server.host, 127.0.0.1)")
+    p.add_argument("--port", type=int, default=None, help="TCP port (default: server.port, 8000; 0: any free)")
+    p.add_argument("--engine", default=None, help="studio (default) or diffusion")
+    p.add_argument("--model", default=None, help="diffusers pipeline folder (diffusion engine)")
+    p.add_argument("--config", default=argparse.SUPPRESS,
+                   help="TOML settings file (else SWIFTSHOT_CONFIG, env, defaults)")
+    p.set_defaults(func=run)
+
+
+def _settings(args: argparse.Namespace) -> Any:
+    settings = load_cli_settings(args)
+    if args.host is not None:
+        settings.server.host = args.host
+    if args.port is not None:
+        if not 0 <= args.port <= 65535:
+            raise CliError(f"--port must be between 0 and 65535; got {args.port}")
+        settings.server.port = args.port
+    if args.engine is not None:
+        settings.engine.default = args.engine
+    if args.model is not None:
+        settings.engine.diffusion.model = args.model
+    return settings
+
+
+def run(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from swiftshot.api.app import create_app
+    from swiftshot.service import build_engine
+
+    settings = _settings(args)
+    engine = build_engine(settings)  # an unknown engine is a CLI error (exit 2), not a crash
+    try:
+        app = create_app(settings, engine=engine)
+    except ValueError as e:  # a bad api_keys_file and the like
+        raise CliError(str(e)) from None
+    sock = _bind(settings.server.host, settings.server.port)
+    host, port = sock.getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    print(f"swiftshot serving on http://{shown}:{port}  (engine {engine.name} v{engine.version})",
+          flush=True)
+    config = uvicorn.Config(app, loop="uvloop", http="httptools", lifespan="on",
+                            access_log=settings.server.access_log, log_level="info",
+                            timeout_graceful_shutdown=max(1.0, settings.server.drain_timeout_s))
+    server = DrainingServer(config, app)
+    server.run(sockets=[sock])
+    return 0
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        raise CliError(f"cannot listen on {host}:{port}: {e.strerror}") from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+class DrainingServer:
+    """uvicorn.Server whose first exit signal drains before uvicorn's own shutdown begins."""
+
+    def __new__(cls, config: Any, app: Any) -> Any:
+        import uvicorn
+
+        class _Server(uvicorn.Server):
+            def __init__(self) -> None:
+                super().__init__(config)
+                self._drain_task: asyncio.Task[None] | None = None
+                self._loop: asyncio.AbstractEventLoop | None = None
+
+            async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+                self._loop = asyncio.get_running_loop()
+                await super().serve(sockets)
+
+            # uvicorn's capture_signals routes SIGTERM and SIGINT here.
+            def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+                if self._drain_task is not None or self._loop is None:
+                    self.force_exit = self.force_exit or self._drain_task is not None
+                    super().handle_exit(sig, frame)
+                    return
+                self._loop.call_soon_threadsafe(self._begin_drain)
+
+            def _begin_drain(self) -> None:
+                self._drain_task = asyncio.ensure_future(self._drain())
+
+            async def _drain(self) -> None:
+                timeout = app.state.settings.server.drain_timeout_s
+                t0 = time.monotonic()
+                svc = app.state.service
+                svc.draining = True
+                log.info("draining: waiting up to %.1f s for in-flight requests", timeout)
+                try:
+                    idle = await app.state.inflight.wait_idle(timeout)
+                    await svc.drain(max(0.0, timeout - (time.monotonic() - t0)))
+                    if not idle:
+                        log.warning("drain timeout: %d requests still in flight",
+                                    app.state.inflight.count)
+                finally:
+                    self.should_exit = True
+
+        return _Server()

@@ -54,11 +54,8 @@ class PermanentItemError(Exception):
 
 
 def _is_rejection(exc: BaseException) -> bool:
-    try:
-        from swiftshot.runtime.worker import Rejected
-    except ImportError:  # pragma: no cover - core runtime not built yet
-        return type(exc).__name__ == "Rejected"
-    return isinstance(exc, Rejected)
+    """Overload, warming up, draining: the item is fine, the moment is not."""
+    return type(exc).__name__ in ("Rejected", "Unavailable") and hasattr(exc, "retry_after_s")
 
 
 def _is_user_error(exc: BaseException) -> bool:
@@ -71,10 +68,13 @@ def _is_user_error(exc: BaseException) -> bool:
     return isinstance(exc, InputError)
 
 
-def result_url(key: str, output_format: str, base_url: str = "") -> str:
+def result_url(key: str, output_format: str, quality: int | None = None,
+               base_url: str = "") -> str:
+    """Same shape as the images API: ``/i/{key}.{ext}`` plus ``?q=`` for lossy formats."""
     from swiftshot.delivery.codecs import extension
 
-    return f"{base_url.rstrip('/')}/i/{key}.{extension(output_format)}"
+    q = f"?q={quality}" if quality is not None and output_format != "png" else ""
+    return f"{base_url.rstrip('/')}/i/{key}.{extension(output_format)}{q}"
 
 
 def job_to_dict(view: JobView, base_url: str = "") -> dict[str, Any]:
@@ -83,9 +83,10 @@ def job_to_dict(view: JobView, base_url: str = "") -> dict[str, Any]:
     for it in view.items:
         entry: dict[str, Any] = {"index": it.idx, "status": it.status}
         if it.result_key:
-            fmt = orjson.loads(it.spec_json).get("output_format", "png")
+            spec = orjson.loads(it.spec_json)
             entry["key"] = it.result_key
-            entry["url"] = result_url(it.result_key, fmt, base_url)
+            entry["url"] = result_url(it.result_key, spec.get("output_format", "png"),
+                                      spec.get("quality"), base_url)
         if it.status == "failed" and it.error:
             entry["error"] = it.error
         items.append(entry)
@@ -171,6 +172,8 @@ class JobRunner:
         while True:
             self._wake.clear()
             free = self.cfg.concurrency - len(self._inflight)
+            if not getattr(self.service, "ready", True):
+                free = 0  # warming up: claiming now would only bounce items back
             claims = await asyncio.to_thread(self.store.claim, free) if free > 0 else []
             for claim in claims:
                 task = asyncio.create_task(self._run_item(claim))

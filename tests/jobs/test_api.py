@@ -1,0 +1,117 @@
+"""POST/GET /v1/batches through the real app (in-process ASGI, fake engine, real SQLite)."""
+
+from __future__ import annotations
+
+import io
+import time
+
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from swiftshot.config import Settings
+from swiftshot.store.jobs import JobStore
+
+
+@pytest.fixture
+def client(tmp_path):
+    from swiftshot.api.app import create_app
+
+    settings = Settings(data_dir=tmp_path / "var", engine={"default": "fake"},
+                        server={"warmup_shapes": [(64, 64)]},
+                        jobs={"poll_s": 0.05, "webhook_allow_private": True})
+    with TestClient(create_app(settings)) as c:
+        c.settings = settings
+        yield c
+
+
+def _png(color=(200, 30, 30), size=(96, 80)) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", size, color).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def _wait_done(client, url: str, timeout: float = 20.0) -> dict:
+    end = time.monotonic() + timeout
+    seen = []
+    while time.monotonic() < end:
+        body = client.get(url).json()
+        seen.append(body["status"])
+        if body["status"] == "done":
+            body["_seen"] = seen
+            return body
+        time.sleep(0.05)
+    raise AssertionError(f"batch not done in {timeout}s; statuses {seen}")
+
+
+def test_accepted_committed_then_done_with_fetchable_results(client):
+    items = [{"prompt": f"grey paper sweep {i}", "size": "64x64"} for i in range(5)]
+    items.append({"prompt": "jpeg one", "size": "64x64", "output_format": "jpeg", "quality": 70})
+    r = client.post("/v1/batches", json={"items": items})
+    assert r.status_code == 202, r.text
+    body = r.json()
+    assert body["status"] == "queued" and body["items"] == 6
+    assert body["url"] == f"/v1/batches/{body['id']}" == r.headers["location"]
+    # committed before the answer: a separate connection sees every item
+    assert len(JobStore(client.settings.jobs.db_path).get_job(body["id"]).items) == 6
+    done = _wait_done(client, body["url"])
+    assert done["progress"] == {"done": 6, "failed": 0, "total": 6}
+    assert [i["index"] for i in done["items"]] == list(range(6))
+    assert done["items"][5]["url"].endswith(".jpg?q=70")
+    for item in done["items"]:
+        got = client.get(item["url"])
+        assert got.status_code == 200, item
+        img = Image.open(io.BytesIO(got.content))
+        assert img.size == (64, 64)
+    assert len({i["key"] for i in done["items"]}) == 6
+
+
+def test_too_many_items_refused_with_clear_message(client):
+    r = client.post("/v1/batches", json={"items": [{"prompt": "x"}] * 51})
+    assert r.status_code == 422
+    err = r.json()["error"]
+    assert "at most 50 items; got 51" in err["message"] and err["param"] == "items"
+
+
+def test_bad_item_names_index_and_field(client):
+    items = [{"prompt": "ok"}, {"prompt": "ok"}, {"prompt": "ok"}, {"prompt": "x", "width": 65}]
+    r = client.post("/v1/batches", json={"items": items})
+    assert r.status_code == 422
+    err = r.json()["error"]
+    assert err["param"] == "items[3].width" and "items[3]" in err["message"]
+    assert "multiple of 8" in err["message"]
+    r = client.post("/v1/batches", json={"items": [{"prompt": "x", "colour": "red"}]})
+    assert r.status_code == 422 and "unknown field 'colour'" in r.json()["error"]["message"]
+    assert JobStore(client.settings.jobs.db_path).counts() == {}, "nothing stored on refusal"
+
+
+@pytest.mark.parametrize("body,needle", [
+    ({"items": []}, "non-empty list"),
+    ({"items": [{"prompt": "x"}], "webhook_url": "ftp://x/y"}, "http:// or https://"),
+    ({"items": [{"prompt": "x"}], "priority": "high"}, "unknown field 'priority'"),
+    ([1, 2], "JSON object"),
+])
+def test_malformed_requests_are_4xx(client, body, needle):
+    r = client.post("/v1/batches", json=body)
+    assert 400 <= r.status_code < 500 and needle in r.json()["error"]["message"]
+
+
+def test_unknown_id_is_404_json(client):
+    r = client.get("/v1/batches/0123456789abcdef")
+    assert r.status_code == 404
+    assert r.json()["error"]["code"] == "batch_not_found"
+
+
+def test_multipart_photos_become_items_and_corrupt_one_is_named(client):
+    files = [("files", ("red.png", _png((220, 20, 20)), "image/png")),
+             ("files", ("blue.png", _png((20, 20, 220)), "image/png"))]
+    r = client.post("/v1/batches", files=files, data={"preset": "amazon"})
+    assert r.status_code == 202, r.text
+    job = JobStore(client.settings.jobs.db_path).get_job(r.json()["id"])
+    assert job.preset == "amazon" and len({i.product_sha256 for i in job.items}) == 2
+    bad = [("files", ("ok.png", _png(), "image/png")),
+           ("files", ("broken.png", _png()[:60], "image/png"))]
+    r = client.post("/v1/batches", files=bad)
+    assert r.status_code == 422
+    err = r.json()["error"]
+    assert "broken.png" in err["message"] and err["param"] == "items[1].product_file"

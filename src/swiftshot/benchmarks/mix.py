@@ -31,13 +31,12 @@ _COLOURS = ("warm beige", "soft grey", "pale pink", "sage green", "navy", "ivory
             "terracotta", "sky blue", "charcoal", "butter yellow")
 _LIGHTS = ("soft morning light", "studio softbox", "hard noon shadow", "golden hour",
            "overcast daylight")
-_SURFACES = ("counter", "pedestal", "tabletop", "floor")
 
 
 def default_prompts() -> list[str]:
     """600 distinct backdrop prompts, most 'popular' first (rank 1 is the Zipf head)."""
-    combos = itertools.product(_MATERIALS, _COLOURS, _LIGHTS, _SURFACES)
-    prompts = [f"{c} {m} {s}, {light}" for m, c, light, s in combos]
+    combos = itertools.product(_MATERIALS, _COLOURS, _LIGHTS)
+    prompts = [f"{c} {m} backdrop, {light}" for m, c, light in combos]
     # A fixed shuffle: the head of the Zipf law should not be one material only.
     random.Random(7).shuffle(prompts)
     return prompts

@@ -1,0 +1,103 @@
+"""Percentiles, per-class summaries, Server-Timing parsing, and /metrics diffs."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import numpy as np
+import pytest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+from swiftshot.benchmarks import scrape
+from swiftshot.benchmarks.stats import Outcome, parse_server_timing, percentile, summarise
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 100, 1001])
+def test_percentile_agrees_with_numpy(n):
+    rng = random.Random(n)
+    xs = [rng.expovariate(1.0) for _ in range(n)]
+    for q in (0, 1, 50, 90, 95, 99, 99.9, 100):
+        assert percentile(xs, q) == pytest.approx(float(np.percentile(xs, q)), rel=1e-12)
+
+
+def test_percentile_edges():
+    assert math.isnan(percentile([], 50))
+    assert percentile([3.0, 1.0, 2.0], 50) == 2.0
+    with pytest.raises(ValueError):
+        percentile([1.0], 101)
+
+
+def test_server_timing_header_is_parsed():
+    h = 'cache;dur=0.21, queue;dur=3, infer;dur=31.5;desc="engine", encode;dur=4.0,total;dur=39'
+    assert parse_server_timing(h) == {"cache": 0.21, "queue": 3.0, "infer": 31.5, "encode": 4.0,
+                                      "total": 39.0}
+    assert parse_server_timing(None) == {}
+    assert parse_server_timing("miss, bad;dur=x") == {}
+
+
+def _out(priority: str, latency_ms: float | None, status: int = 200, x_cache: str | None = "miss",
+         kind: str = "generate", t0: float = 0.0) -> Outcome:
+    o = Outcome(kind=kind, priority=priority, scheduled=t0, sent=t0 + 0.001, status=status,
+                x_cache=x_cache)
+    o.done = t0 + (latency_ms or 0) / 1000
+    return o
+
+
+def test_summary_counts_goodput_only_within_the_slo_of_each_class():
+    outs = [
+        _out("realtime", 100, x_cache="memory"), _out("realtime", 500),  # 500 > 400: not good
+        _out("batch", 900, x_cache="disk"),  # batch SLO is 1000 below: good
+        _out("standard", 50, status=429, x_cache=None),  # refused
+        _out("standard", 50, status=500, x_cache=None),  # failed
+        _out("standard", 300, x_cache="coalesced"),
+        _out("standard", 5, kind="fetch", x_cache=None),  # not a generation
+    ]
+    s = summarise(outs, window_s=2.0, slo_ms={"default": 400, "batch": 1000})
+    assert s["requests"] == 6 and s["ok"] == 4
+    assert s["goodput_rps"] == pytest.approx(3 / 2.0)
+    assert s["slo_attainment"] == pytest.approx(3 / 6)
+    assert s["rejection_rate"] == pytest.approx(1 / 6)
+    assert s["error_rate"] == pytest.approx(1 / 6)
+    assert s["by_priority"]["realtime"]["goodput_rps"] == pytest.approx(0.5)
+    assert s["by_priority"]["realtime"]["p50_ms"] == pytest.approx(300)
+    assert s["by_kind"]["fetch"]["requests"] == 1
+    c = s["cache"]
+    assert c["hit_ratio"] == pytest.approx(2 / 4) and c["coalesced_ratio"] == pytest.approx(1 / 4)
+    assert c["by_tier"] == {"memory": 1, "disk": 1, "redis": 0}
+    assert c["hit"]["p50_ms"] == pytest.approx(500)  # hits were 100 and 900 ms
+    assert s["client"]["send_lag_p50_ms"] == pytest.approx(1.0)
+
+
+def test_latency_counts_from_the_scheduled_time_not_the_send():
+    o = Outcome(kind="generate", priority="standard", scheduled=10.0, sent=10.5, done=10.6,
+                status=200)
+    assert o.latency_ms == pytest.approx(600)
+    assert o.send_lag_ms == pytest.approx(500)
+
+
+def _registry_text(values: list[float], hits: int) -> str:
+    reg = CollectorRegistry()
+    h = Histogram("swiftshot_stage_duration_seconds", "x", ["stage"], registry=reg,
+                  buckets=(0.001, 0.01, 0.1, 1.0))
+    c = Counter("swiftshot_cache_requests_total", "x", ["tier", "result"], registry=reg)
+    for v in values:
+        h.labels(stage="infer").observe(v)
+    c.labels(tier="memory", result="hit").inc(hits)
+    return generate_latest(reg).decode()
+
+
+def test_metrics_diff_and_histogram_quantile():
+    before = scrape.parse(_registry_text([0.5] * 10, hits=3))
+    # After: 10 more at 5 ms and 10 more at 50 ms, 4 more hits.
+    after = scrape.parse(_registry_text([0.5] * 10 + [0.005] * 10 + [0.05] * 10, hits=7))
+    d = scrape.diff(before, after)
+    assert scrape.total(d, "swiftshot_stage_duration_seconds_count", stage="infer") == 20
+    # The 0.5 s observations were before: the diff's quantiles see only 5 ms and 50 ms.
+    assert scrape.histogram_quantile(0.25, d, "swiftshot_stage_duration_seconds") == \
+        pytest.approx(0.001 + 0.009 * 0.5)
+    assert scrape.histogram_quantile(0.99, d, "swiftshot_stage_duration_seconds") < 0.1
+    b = scrape.stage_breakdown(d)
+    assert b["stages_ms"]["infer"]["mean"] == pytest.approx(27.5)
+    assert b["cache_hits"] == 4
+    assert math.isnan(scrape.histogram_quantile(0.5, {}, "nothing"))

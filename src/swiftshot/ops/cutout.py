@@ -1,0 +1,402 @@
+"""Cutout: a soft alpha mask of the product in a seller's photo.
+
+``Segmenter`` is the pluggable part: ``mask(image) -> float32 HxW in 0..1``.
+
+``ClassicalSegmenter`` (the default, no weights) is built for what sellers actually shoot: one
+product on a backdrop (white sweep, coloured paper, a gradient, a textured board). It works on a
+small copy, where the eye cannot tell the difference, and goes back to full resolution only to
+refine the edge:
+
+1. **Backdrop model.** A smooth surface (quadratic in x, y per channel) fitted to the border of
+   the photo with outliers rejected: it follows a sweep's fall-off and vignetting.
+2. **Evidence.** Each pixel is compared with the backdrop predicted under it: its *chroma*
+   distance (the part of its colour a brightness change of the backdrop cannot explain), how
+   much brighter it is, how much darker (as a ratio), and how much it differs from its
+   neighbours (edges and texture). A cast shadow is the backdrop made darker with the same
+   chroma and soft edges, so it lights none of these: shadows stay background.
+3. **Regions.** Evidence is closed into regions; small specks are dropped. Holes inside the
+   product (a mug's handle) stay background when they look like the backdrop; holes that are
+   neither backdrop nor shadow (a white face of a white product) are filled.
+4. **Edge.** The small mask is brought to full size with a fast guided filter (He & Sun 2015):
+   the filter's coefficients are solved on a medium copy and applied to the full-resolution
+   guide, so the alpha snaps to the real edge and stays soft where the edge is soft.
+
+A photo that already has an alpha channel keeps it.
+
+``OnnxSegmenter`` runs rembg's model files (u2net, isnet-general-use, birefnet-general ...) with
+onnxruntime, from a local folder only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import cv2
+import numpy as np
+from PIL import Image
+
+
+@runtime_checkable
+class Segmenter(Protocol):
+    name: str
+
+    def mask(self, image: Image.Image) -> np.ndarray:
+        """float32 HxW alpha in 0..1 (1 = product) at the image's size."""
+
+
+class FakeSegmenter:
+    """In-memory fake for tests above the ops layer: a centred ellipse, or a given mask."""
+
+    name = "fake"
+
+    def __init__(self, fixed: np.ndarray | None = None) -> None:
+        self.fixed = fixed
+        self.calls = 0
+
+    def mask(self, image: Image.Image) -> np.ndarray:
+        self.calls += 1
+        if self.fixed is not None:
+            return self.fixed.astype(np.float32)
+        w, h = image.size
+        m = np.zeros((h, w), np.float32)
+        cv2.ellipse(m, (w // 2, h // 2), (w // 4, h // 3), 0, 0, 360, 1.0, -1)
+        return m
+
+
+# -- the classical segmenter -----------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ClassicalParams:
+    work_side: int = 384
+    """Long side of the copy the regions are found on."""
+    guide_side: int = 768
+    """Long side on which the guided filter's coefficients are solved."""
+    border: float = 0.04
+    """Width of the border band (fraction of the short side) the backdrop is learnt from."""
+    chroma_sigmas: float = 5.0
+    """Chroma distance, in backdrop noise units, that counts as product."""
+    min_chroma: float = 7.0
+    """...and at least this many levels (JPEG colour noise on a flat backdrop)."""
+    shadow_floor: float = 0.42
+    """Darker than this fraction of the backdrop is product, even with the same chroma."""
+    bright_sigmas: float = 5.0
+    """Brighter than the backdrop by this many noise units is product (no shadow brightens)."""
+    edge_sigmas: float = 6.0
+    """Local contrast (in noise units) that marks an edge or texture of the product."""
+    min_region: float = 0.002
+    """Regions smaller than this fraction of the frame are specks, dropped."""
+    eps: float = 2e-4
+    """Guided filter regularisation (on 0..1 intensities): larger = softer edge."""
+
+
+def _fit_backdrop(img: np.ndarray, band: int) -> tuple[np.ndarray, float]:
+    """Quadratic surface per channel fitted to the border band; returns (backdrop, noise sigma)."""
+    h, w, _ = img.shape
+    sel = np.zeros((h, w), bool)
+    sel[:band], sel[-band:], sel[:, :band], sel[:, -band:] = True, True, True, True
+    ys, xs = np.nonzero(sel)
+    step = max(1, len(ys) // 6000)
+    ys, xs = ys[::step], xs[::step]
+    xn, yn = xs / w - 0.5, ys / h - 0.5
+    design = np.stack([np.ones_like(xn), xn, yn, xn * xn, xn * yn, yn * yn], 1).astype(np.float32)
+    vals = img[ys, xs].astype(np.float32)
+    keep = np.ones(len(ys), bool)
+    coef = np.zeros((6, 3), np.float64)
+    for _ in range(3):  # re-fit without the worst outliers (a product touching the border)
+        d = design[keep].astype(np.float64)
+        coef = np.linalg.solve(d.T @ d + 1e-6 * np.eye(6), d.T @ vals[keep])
+        res = np.abs(vals - design @ coef).max(1)
+        cut = max(3.0, 3.0 * float(np.median(res[keep])) * 1.4826)
+        new_keep = res < cut
+        if new_keep.sum() < 0.3 * len(keep) or (new_keep == keep).all():
+            break
+        keep = new_keep
+    res = (vals - design @ coef)[keep]
+    sigma = float(np.median(np.abs(res - np.median(res, 0)))) * 1.4826
+    # The surface is smooth: evaluate it on a coarse grid and let resize interpolate.
+    gh, gw = min(h, 48), min(w, 48)
+    gy, gx = np.mgrid[0:gh, 0:gw].astype(np.float32)
+    gx, gy = (gx + 0.5) / gw - 0.5, (gy + 0.5) / gh - 0.5
+    grid = np.stack([np.ones_like(gx), gx, gy, gx * gx, gx * gy, gy * gy], -1)
+    coarse = (grid @ coef.astype(np.float32)).astype(np.float32)
+    return cv2.resize(coarse, (w, h), interpolation=cv2.INTER_LINEAR), max(sigma, 0.8)
+
+
+_MEAN3 = np.full((1, 3), 1 / 3, np.float32)
+_SUM3 = np.ones((1, 3), np.float32)
+
+
+def _grad(x: np.ndarray) -> np.ndarray:
+    return cv2.magnitude(cv2.Sobel(x, cv2.CV_32F, 1, 0, ksize=3),
+                         cv2.Sobel(x, cv2.CV_32F, 0, 1, ksize=3)) * 0.125
+
+
+def _evidence(img: np.ndarray, bg: np.ndarray, sigma: float, band_mask: np.ndarray,
+              p: ClassicalParams) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(product evidence, backdrop-like, shadow-like) boolean maps on the work copy."""
+    lum = cv2.transform(img, _MEAN3) + 1.0
+    lum_bg = cv2.transform(bg, _MEAN3) + 1.0
+    ratio = lum / lum_bg
+    # Chroma distance: what is left of the colour after the best brightness scaling of the
+    # backdrop's colour, i.e. the distance to the line through black and the backdrop colour.
+    scaled_bg = bg * ratio[..., None]
+    diff = img - scaled_bg
+    chroma = np.sqrt(cv2.transform(diff * diff, _SUM3))
+    t_chroma = max(p.min_chroma, p.chroma_sigmas * sigma)
+    brighter = lum - lum_bg > max(6.0, p.bright_sigmas * sigma)
+    # Sharp edges of the brightness-ratio image: a product's outline is a step, a shadow's edge
+    # is soft. The gradient of a difference of Gaussians (fine minus coarse) keeps steps and
+    # cancels gradients wider than a few pixels, even where a step sits inside a shadow's ramp.
+    rel = ratio * 255.0
+    dog = cv2.GaussianBlur(rel, (0, 0), 1.0) - cv2.GaussianBlur(rel, (0, 0), 3.0)
+    g = _grad(dog)
+    g_noise = float(np.median(g[band_mask])) if band_mask.any() else 0.3
+    # Keep only the ridge of that response: its skirt reaches several pixels past the edge.
+    ridge = g >= 0.6 * cv2.dilate(g, np.ones((5, 5), np.uint8))
+    edge = (g > max(1.2, p.edge_sigmas * g_noise)) & ridge
+    evidence = (chroma > t_chroma) | brighter | (ratio < p.shadow_floor) | edge
+    neutral = chroma < 0.6 * t_chroma
+    bg_like = neutral & (np.abs(ratio - 1.0) * lum_bg < max(4.0, 3 * sigma))
+    shadow_like = neutral & (ratio >= p.shadow_floor) & ~brighter
+    return evidence, bg_like, shadow_like
+
+
+_CROSS = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
+
+
+def _drop_specks(m: np.ndarray, min_area: float) -> np.ndarray:
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
+    keep = np.zeros(n, bool)
+    keep[1:] = stats[1:, cv2.CC_STAT_AREA] >= min_area
+    return keep[labels].astype(np.uint8)
+
+
+def _fill_holes(m: np.ndarray, bg_like: np.ndarray) -> np.ndarray:
+    """Fill what the border cannot reach, unless it looks like the backdrop (a handle's hole)."""
+    inv = (1 - m).astype(np.uint8)
+    n, labels, _, _ = cv2.connectedComponentsWithStats(inv, connectivity=4)
+    border_labels = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    hole_ids = np.setdiff1d(np.arange(1, n), border_labels)
+    if not len(hole_ids):
+        return m
+    counts = np.bincount(labels.ravel(), minlength=n)
+    bg_counts = np.bincount(labels.ravel(), weights=bg_like.ravel(), minlength=n)
+    frac = bg_counts / np.maximum(counts, 1)
+    fill = np.zeros(n, bool)
+    fill[hole_ids] = frac[hole_ids] < 0.5
+    return (m.astype(bool) | fill[labels]).astype(np.uint8)
+
+
+def _hull_fill(m: np.ndarray, bg_like: np.ndarray, solidity: float) -> np.ndarray:
+    contours, _ = cv2.findContours(m, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    if not contours:
+        return m
+    pts = np.concatenate(contours)
+    hull = np.zeros_like(m)
+    cv2.fillConvexPoly(hull, cv2.convexHull(pts), 1)
+    if m.sum() >= solidity * hull.sum():
+        return m
+    return m | (hull.astype(bool) & ~bg_like).astype(np.uint8)
+
+
+def _fill_outlines(m: np.ndarray, bg_like: np.ndarray) -> np.ndarray:
+    """A region that is mostly outline (a white product on white: only its edges differ) is
+    filled to its convex hull, less whatever there looks like the backdrop. Per region first;
+    then all regions together if they are still mostly outline (an outline broken in pieces)."""
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
+    out = m.copy()
+    for i in range(1, n):
+        x, y, w, h, _ = stats[i]
+        comp = (labels[y:y + h, x:x + w] == i).astype(np.uint8)
+        out[y:y + h, x:x + w] |= _hull_fill(comp, bg_like[y:y + h, x:x + w], 0.6)
+    return _hull_fill(out, bg_like, 0.4)
+
+
+def _regions(evidence: np.ndarray, bg_like: np.ndarray, shadow_like: np.ndarray,
+             p: ClassicalParams) -> np.ndarray:
+    h, w = evidence.shape
+    m = evidence.astype(np.uint8)
+    m = cv2.morphologyEx(m, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (7, 7)))
+    m = _drop_specks(m, p.min_region * h * w)
+    m = _fill_holes(m, bg_like)
+    m = _fill_outlines(m, bg_like)
+    # Edge evidence and the closing spill a few pixels past the true edge; give back the rim
+    # pixels that look like backdrop or shadow.
+    inner = cv2.erode(m, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (7, 7)))
+    rim = (m > 0) & (inner == 0)
+    m[rim & (bg_like | shadow_like)] = 0
+    m = cv2.morphologyEx(m, cv2.MORPH_OPEN, _CROSS)
+    m = _drop_specks(m, p.min_region * h * w)
+    return _fill_holes(m, bg_like)
+
+
+def downscale(img: np.ndarray, side: int) -> np.ndarray:
+    """Area-average to about ``side`` on the long side. An integer factor takes OpenCV's fast
+    path (several times quicker than a fractional one), and the exact size does not matter."""
+    h, w = img.shape[:2]
+    k = max(h, w) / side
+    if k <= 1.25:
+        return img
+    k = round(k)
+    return cv2.resize(img, (max(1, w // k), max(1, h // k)), interpolation=cv2.INTER_AREA)
+
+
+def _box_mean(x: np.ndarray, r: int) -> np.ndarray:
+    return cv2.boxFilter(x, -1, (2 * r + 1, 2 * r + 1), borderType=cv2.BORDER_REFLECT)
+
+
+def guided_upsample(mask_small: np.ndarray, guide_full: np.ndarray, guide_side: int, r: int = 3,
+                    eps: float = 2e-4) -> np.ndarray:
+    """Fast guided filter: coefficients on a medium copy, applied to the full-size guide."""
+    h, w = guide_full.shape
+    guide_mid = downscale(guide_full, guide_side)
+    mh, mw = guide_mid.shape
+    p = cv2.resize(mask_small, (mw, mh), interpolation=cv2.INTER_LINEAR)
+    mean_i, mean_p = _box_mean(guide_mid, r), _box_mean(p, r)
+    cov_ip = _box_mean(guide_mid * p, r) - mean_i * mean_p
+    var_i = _box_mean(guide_mid * guide_mid, r) - mean_i * mean_i
+    a = cov_ip / (var_i + eps)
+    b = mean_p - a * mean_i
+    a, b = _box_mean(a, r), _box_mean(b, r)
+    if (mh, mw) != (h, w):
+        a = cv2.resize(a, (w, h), interpolation=cv2.INTER_LINEAR)
+        b = cv2.resize(b, (w, h), interpolation=cv2.INTER_LINEAR)
+    q = cv2.multiply(a, guide_full)
+    q = cv2.add(q, b)
+    return np.clip(q, 0.0, 1.0, out=q)
+
+
+class ClassicalSegmenter:
+    """Backdrop-model segmenter for product photos on a backdrop. See the module docstring."""
+
+    name = "classical"
+
+    def __init__(self, params: ClassicalParams | None = None) -> None:
+        self.params = params or ClassicalParams()
+
+    def mask(self, image: Image.Image) -> np.ndarray:
+        if image.mode in ("RGBA", "LA", "PA"):
+            alpha = np.asarray(image.getchannel("A"), np.float32) / 255.0
+            if alpha.min() < 0.98:
+                return alpha
+            image = image.convert("RGB")
+        rgb = np.asarray(image.convert("RGB") if image.mode != "RGB" else image)
+        small, hard = self.hard_mask(rgb)
+        return self.refine(hard, rgb)
+
+    def hard_mask(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(work copy, 0/1 uint8 mask at the work size)."""
+        p = self.params
+        h, w = rgb.shape[:2]
+        small = downscale(rgb, p.work_side)
+        img = small.astype(np.float32)
+        band = max(2, round(p.border * min(img.shape[:2])))
+        bg, sigma = _fit_backdrop(img, band)
+        band_mask = np.zeros(img.shape[:2], bool)
+        band_mask[:band], band_mask[-band:], band_mask[:, :band], band_mask[:, -band:] = (
+            True, True, True, True)
+        evidence, bg_like, shadow_like = _evidence(img, bg, sigma, band_mask, p)
+        return small, _regions(evidence, bg_like, shadow_like, p)
+
+    def refine(self, hard: np.ndarray, rgb: np.ndarray) -> np.ndarray:
+        p = self.params
+        guide = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32) * (1 / 255.0)
+        soft = cv2.GaussianBlur(cv2.erode(hard, _CROSS).astype(np.float32), (0, 0), 0.8)
+        return guided_upsample(soft, guide, p.guide_side, r=3, eps=p.eps)
+
+
+# -- ONNX models (rembg's files) -------------------------------------------------------------
+
+@dataclass(frozen=True)
+class OnnxModelKind:
+    size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    output: str
+    """'minmax' (u2net family: normalise the output to 0..1) or 'sigmoid' (birefnet)."""
+
+
+ONNX_KINDS: dict[str, OnnxModelKind] = {
+    # As rembg's sessions pre/post-process each model family.
+    "u2net": OnnxModelKind(320, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), "minmax"),
+    "u2netp": OnnxModelKind(320, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), "minmax"),
+    "silueta": OnnxModelKind(320, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), "minmax"),
+    "isnet-general-use": OnnxModelKind(1024, (0.5, 0.5, 0.5), (1.0, 1.0, 1.0), "minmax"),
+    "birefnet-general": OnnxModelKind(1024, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), "sigmoid"),
+    "birefnet-general-lite": OnnxModelKind(1024, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225),
+                                           "sigmoid"),
+}
+
+
+class OnnxSegmenter:
+    """A rembg model file run with onnxruntime. ``kind`` picks its pre/post-processing."""
+
+    def __init__(self, model_path: str | Path, kind: str = "u2net",
+                 providers: list[str] | None = None) -> None:
+        if kind not in ONNX_KINDS:
+            raise ValueError(f"unknown ONNX model kind {kind!r}; known: {', '.join(ONNX_KINDS)}")
+        path = Path(model_path)
+        if not path.is_file():
+            raise FileNotFoundError(f"ONNX model file {str(path)!r} does not exist (models are "
+                                    "read from a local folder, never downloaded)")
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        self.session = ort.InferenceSession(str(path), opts,
+                                            providers=providers or ["CPUExecutionProvider"])
+        self.kind = ONNX_KINDS[kind]
+        self.name = f"onnx:{kind}"
+        self.input_name = self.session.get_inputs()[0].name
+
+    def preprocess(self, image: Image.Image) -> np.ndarray:
+        k = self.kind
+        rgb = np.asarray(image.convert("RGB").resize((k.size, k.size), Image.Resampling.LANCZOS),
+                         np.float32)
+        rgb = rgb / max(float(rgb.max()), 1e-6)
+        x = (rgb - np.array(k.mean, np.float32)) / np.array(k.std, np.float32)
+        return x.transpose(2, 0, 1)[None].astype(np.float32)
+
+    def postprocess(self, out: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+        pred = np.asarray(out, np.float32).reshape(out.shape[-2], out.shape[-1])
+        if self.kind.output == "sigmoid":
+            pred = 1.0 / (1.0 + np.exp(-pred))
+        else:
+            lo, hi = float(pred.min()), float(pred.max())
+            pred = (pred - lo) / (hi - lo) if hi > lo else np.zeros_like(pred)
+        return cv2.resize(pred, size, interpolation=cv2.INTER_LINEAR).clip(0, 1).astype(np.float32)
+
+    def mask(self, image: Image.Image) -> np.ndarray:
+        if image.mode == "RGBA":
+            alpha = np.asarray(image.getchannel("A"), np.float32) / 255.0
+            if alpha.min() < 0.98:
+                return alpha
+        out = self.session.run(None, {self.input_name: self.preprocess(image)})[0]
+        return self.postprocess(out, image.size)
+
+
+def create_segmenter(name: str = "classical", model_dir: str | Path | None = None) -> Segmenter:
+    """``classical`` or the name of a rembg model (``u2net``, ``isnet-general-use`` ...) whose
+    ``NAME.onnx`` is in ``model_dir``."""
+    if name == "classical":
+        return ClassicalSegmenter()
+    if name == "fake":
+        return FakeSegmenter()
+    if name in ONNX_KINDS:
+        if model_dir is None:
+            raise ValueError(f"segmenter {name!r} needs ops.model_dir (a local folder holding "
+                             f"{name}.onnx); models are never downloaded")
+        return OnnxSegmenter(Path(model_dir) / f"{name}.onnx", name)
+    raise ValueError(f"unknown segmenter {name!r}; known: classical, {', '.join(ONNX_KINDS)}")
+
+
+def cutout(image: Image.Image, segmenter: Segmenter | None = None) -> Image.Image:
+    """The photo as RGBA with the product's alpha."""
+    seg = segmenter or ClassicalSegmenter()
+    alpha = seg.mask(image)
+    rgba = image.convert("RGBA")
+    a = Image.fromarray((alpha * 255 + 0.5).astype(np.uint8), "L")
+    rgba.putalpha(a)
+    return rgba

@@ -25,7 +25,7 @@ from starlette.responses import Response
 from swiftshot import telemetry
 from swiftshot.api.common import base_url, caller, finish, json_response, read_json, service
 from swiftshot.api.errors import ApiError, from_validation
-from swiftshot.spec import MAX_PROMPT_CHARS, SEED_MAX, RenderSpec, parse_size
+from swiftshot.spec import MAX_PROMPT_CHARS, SEED_MAX, RenderSpec, check_side, parse_size
 
 router = APIRouter()
 
@@ -106,9 +106,10 @@ def to_spec(req: ImagesRequest, request: Request) -> tuple[RenderSpec, str]:
     fields: dict[str, Any] = {"prompt": req.prompt, "engine": engine, "output_format": fmt}
     if req.size and req.size != "auto":
         try:
-            fields["width"], fields["height"] = parse_size(req.size)
+            w, h = parse_size(req.size)
+            fields["width"], fields["height"] = check_side("width", w), check_side("height", h)
         except ValueError as e:
-            raise ApiError(400, str(e), param="size", code="invalid_size") from None
+            raise ApiError(400, f"size {req.size!r}: {e}", param="size", code="invalid_size") from None
     for name in ("seed", "negative_prompt", "steps", "guidance", "category"):
         value = getattr(req, name)
         if value is not None:

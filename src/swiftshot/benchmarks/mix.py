@@ -149,6 +149,7 @@ class Mix:
         self._classes = list(shares)
         self._class_weights = list(shares.values())
         self._profile_weights = [w for w, _ in HEADER_PROFILES]
+        self._seeds = _FreshSeeds(self.rng)
 
     def next(self) -> PlannedRequest:
         c = self.config
@@ -163,12 +164,24 @@ class Mix:
         return PlannedRequest(kind, priority, body, rank, fetch)
 
     def unique(self, i: int) -> PlannedRequest:
-        """A request no cache can answer (its own prompt and seed): for capacity calibration."""
+        """A request no cache can answer: a prompt of the mix (so the engine's cost is the
+        mix's) with a seed of its own. For capacity calibration."""
         c = self.config
-        body = {"model": c.model, "prompt": f"calibration backdrop {i} {self.rng.random():.12f}",
-                "size": c.size, "n": 1, "response_format": "url", "output_format": c.output_format,
-                "seed": self.rng.randrange(2**31)}
+        body = {"model": c.model, "prompt": c.prompts[self.zipf.sample()], "size": c.size, "n": 1,
+                "response_format": "url", "output_format": c.output_format,
+                "seed": self._seeds.next(i)}
         return PlannedRequest("generate", "standard", body, -1, None)
+
+
+class _FreshSeeds:
+    """Seeds not used by any earlier request of this process (derived seeds are 32-bit hashes;
+    a collision would be one cache hit in a calibration, and is made unlikely by the offset)."""
+
+    def __init__(self, rng: random.Random) -> None:
+        self.base = rng.randrange(2**31)
+
+    def next(self, i: int) -> int:
+        return (self.base + 7919 * i) % 2**32
 
 
 def product_png(rng: random.Random, side: int = 256) -> bytes:

@@ -22,6 +22,7 @@ import random
 import sys
 import tempfile
 import time
+from collections import Counter
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
@@ -45,8 +46,8 @@ from swiftshot.benchmarks.stats import Outcome, percentile, ratio, summarise
 # Routes that take a product photo, newest first; the first the server lists is used.
 UPLOAD_ROUTES = ("/v1/products/render", "/v1/render/upload", "/v1/images/edits")
 
-QUICK = {"calibrate_s": 3.0, "unloaded_s": 5.0, "duration": 12.0, "drain_s": 4.0}
-FULL = {"calibrate_s": 8.0, "unloaded_s": 15.0, "duration": 60.0, "drain_s": 15.0}
+QUICK = {"calibrate_s": 3.0, "unloaded_s": 5.0, "duration": 10.0, "drain_s": 4.0, "hits_s": 5.0}
+FULL = {"calibrate_s": 8.0, "unloaded_s": 15.0, "duration": 60.0, "drain_s": 15.0, "hits_s": 15.0}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -66,7 +67,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--unloaded-s", type=float, help="seconds of the unloaded phase (0 skips it)")
     p.add_argument("--unloaded-load", type=float, default=0.2,
                    help="offered load of the unloaded phase, × capacity (default 0.2)")
-    p.add_argument("--calibrate-s", type=float, help="seconds of capacity calibration")
+    p.add_argument("--calibrate-s", type=float,
+                   help="seconds of capacity calibration per server (0 skips it; needs --rate)")
+    p.add_argument("--hits-s", type=float, help="seconds of the cache-hit-only phase (0 skips it)")
+    p.add_argument("--hits-rate", type=float, default=40.0,
+                   help="arrivals per second of the cache-hit-only phase (default 40)")
     p.add_argument("--calibrate-concurrency", type=int, default=8)
     p.add_argument("--slo-ms", default="400",
                    help='latency SLO for goodput: "400" or per class "realtime=300,default=400"')
@@ -135,21 +140,24 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 upload_route = asyncio.run(_upload_route(url))
                 share = _upload_share(args.upload_share, upload_route, name)
                 cfg = MixConfig(**mix, upload_share=share)
+                # Every server's miss capacity is measured and reported; the first one's sets the
+                # offered load: the naive server's when comparing (the engine called once per
+                # request, nothing else), else the target's.
+                cap = None
+                if phases["calibrate_s"] > 0:
+                    cap = asyncio.run(calibrate(url, cfg, upload_route, phases["calibrate_s"],
+                                                args.calibrate_concurrency))
                 if rate is None:
-                    # The first server listed is the one calibrated: the naive one when comparing
-                    # (the engine called per request), else the target.
-                    capacity = asyncio.run(calibrate(url, cfg, upload_route,
-                                                     phases["calibrate_s"], args.calibrate_concurrency))
-                    capacity["measured_on"] = name
-                    rate = args.load * capacity["rps"]
-                    if not rate > 0:
+                    if cap is None or not cap["rps"] > 0:
                         raise ValueError(f"capacity calibration on {name} finished no request; "
-                                         "is the engine working? (see the server log)")
+                                         "is the engine working? (or give --rate)")
+                    capacity = {**cap, "measured_on": name}
+                    rate = args.load * cap["rps"]
                 unloaded_rate = args.unloaded_load * rate / args.load
                 result[name] = asyncio.run(_server_phases(
-                    url, cfg, upload_route, rate, unloaded_rate, phases, args, slo))
-                result[name]["upload_route"] = upload_route
-                result[name]["upload_share"] = share
+                    url, cfg, upload_route, rate, unloaded_rate, phases, args, slo,
+                    hits=name == "swiftshot"))
+                result[name].update(capacity=cap, upload_route=upload_route, upload_share=share)
         result["capacity"] = capacity
         result["rate_rps"] = rate
     for name in ("swiftshot", "naive"):
@@ -170,8 +178,11 @@ def _servers(args: argparse.Namespace, tmp: Path) -> list[tuple[str, AbstractCon
         out.append(("swiftshot", nullcontext(args.url.rstrip("/"))))
     else:
         port = procs.free_port()
+        # Auth is off in the benchmark; the anonymous caller's tier caps X-Priority, so it is
+        # raised to realtime for the mix's realtime class to be honoured.
         env = procs.server_env(tmp / "swiftshot", args.engine, args.size,
-                               {"SWIFTSHOT_SERVER__DRAIN_TIMEOUT_S": "5"})
+                               {"SWIFTSHOT_SERVER__DRAIN_TIMEOUT_S": "5",
+                                "SWIFTSHOT_AUTH__ANONYMOUS_TIER": "realtime"})
         out.append(("swiftshot", procs.running(procs.swiftshot_command(port, args.engine), env, port)))
     return out
 
@@ -220,22 +231,30 @@ async def calibrate(url: str, cfg: MixConfig, upload_route: str | None, duration
 
 async def _server_phases(url: str, cfg: MixConfig, upload_route: str | None, rate: float,
                          unloaded_rate: float, phases: dict[str, float], args: argparse.Namespace,
-                         slo: dict[str, float]) -> dict[str, Any]:
+                         slo: dict[str, float], *, hits: bool) -> dict[str, Any]:
     out: dict[str, Any] = {"url": url}
     common = dict(upload_route=upload_route, burstiness=args.burstiness,
                   max_requests=args.max_requests, slo=slo, timeout_s=args.timeout_s,
                   drain_s=phases["drain_s"])
     if phases["unloaded_s"] > 0:
-        out["unloaded"] = await run_phase(url, cfg, unloaded_rate, phases["unloaded_s"], **common)
+        out["unloaded"], _ = await run_phase(url, cfg, unloaded_rate, phases["unloaded_s"], **common)
     loaded_cfg = dataclasses.replace(cfg, seed=cfg.seed + 1)
-    out["loaded"] = await run_phase(url, loaded_cfg, rate, phases["duration"], **common)
+    out["loaded"], answered = await run_phase(url, loaded_cfg, rate, phases["duration"], **common)
+    if hits and phases["hits_s"] > 0 and answered:
+        # The cache path alone: only prompts already answered, at a modest rate, no misses in
+        # flight to compete for the CPU. The cache-hit latency goal is held against this phase.
+        hit_cfg = dataclasses.replace(cfg, prompts=tuple(answered[:64]), zipf_s=0.0,
+                                      fetch_share=0.0, upload_share=0.0, seed=cfg.seed + 2)
+        out["hits"], _ = await run_phase(url, hit_cfg, args.hits_rate, phases["hits_s"], **common)
     return out
 
 
 async def run_phase(url: str, cfg: MixConfig, rate: float, duration_s: float, *,
                     upload_route: str | None, burstiness: float, max_requests: int | None,
-                    slo: dict[str, float], timeout_s: float, drain_s: float) -> dict[str, Any]:
-    """One open-loop phase: the summary, the client's own cost and the server's stage diff."""
+                    slo: dict[str, float], timeout_s: float,
+                    drain_s: float) -> tuple[dict[str, Any], list[str]]:
+    """One open-loop phase: the summary (with the client's own cost and the server's stage
+    diff) and the prompts of the generations answered OK, most requested first."""
     client = Client(*loopback_target(url))
     target = HttpTarget(client, upload_route=upload_route)
     mix = Mix(cfg)
@@ -263,7 +282,10 @@ async def run_phase(url: str, cfg: MixConfig, rate: float, duration_s: float, *,
     errors = sorted({o.error for o in outcomes if o.error})[:5]
     if errors:
         summary["sample_errors"] = errors
-    return summary
+    primaries = [o for o in outcomes if o.kind != "fetch"]
+    answered = Counter(r.body["prompt"] for r, o in zip(planned, primaries, strict=True)
+                       if o.ok and r.kind == "generate")
+    return summary, [p for p, _ in answered.most_common()]
 
 
 async def _scrape(client: Client):
@@ -316,7 +338,10 @@ def derived(server: dict[str, Any]) -> dict[str, float]:
     rt_loaded = loaded["by_priority"].get("realtime", {}).get("p95_ms", math.nan)
     rt_unloaded = unloaded.get("by_priority", {}).get("realtime", {}).get("p95_ms", math.nan)
     cache_u = unloaded.get("cache", {})
+    hits = server.get("hits", {}).get("cache", {})
+    cap = server.get("capacity") or {}
     return {
+        "miss_capacity_rps": cap.get("rps", math.nan),
         "goodput_rps": loaded["goodput_rps"],
         "throughput_rps": loaded["throughput_rps"],
         "slo_attainment": loaded["slo_attainment"],
@@ -327,7 +352,9 @@ def derived(server: dict[str, Any]) -> dict[str, float]:
         "realtime_p95_unloaded_ms": rt_unloaded,
         "realtime_p95_load_ratio": ratio(rt_loaded, rt_unloaded),
         "cache_hit_ratio": loaded["cache"]["hit_ratio"],
-        "cache_hit_p99_ms": loaded["cache"]["hit"]["p99_ms"],
+        "cache_hit_p50_ms": hits.get("hit", {}).get("p50_ms", math.nan),
+        "cache_hit_p99_ms": hits.get("hit", {}).get("p99_ms", math.nan),
+        "cache_hit_p99_loaded_ms": loaded["cache"]["hit"]["p99_ms"],
         "cache_hit_p99_unloaded_ms": cache_u.get("hit", {}).get("p99_ms", math.nan),
         "hit_over_miss_p50": ratio(cache_u.get("hit", {}).get("p50_ms", math.nan),
                                    cache_u.get("miss", {}).get("p50_ms", math.nan)),
@@ -343,6 +370,7 @@ def compare(sw: dict[str, float], naive: dict[str, float]) -> dict[str, float]:
     """swiftshot ÷ naive for each figure (goodput: higher is better; latencies: lower is)."""
     return {"goodput": ratio(sw["goodput_rps"], naive["goodput_rps"]),
             "throughput": ratio(sw["throughput_rps"], naive["throughput_rps"]),
+            "miss_capacity": ratio(sw["miss_capacity_rps"], naive["miss_capacity_rps"]),
             "p50": ratio(sw["p50_ms"], naive["p50_ms"]),
             "p95": ratio(sw["p95_ms"], naive["p95_ms"]),
             "p99": ratio(sw["p99_ms"], naive["p99_ms"]),
@@ -353,9 +381,14 @@ def report(result: dict[str, Any]) -> None:
     cap = result["capacity"]
     print(f"capacity {cap['rps']:.1f} req/s (closed loop, uncached, on {cap['measured_on']}); "
           f"offered load {result['rate_rps']:.1f} req/s")
+    lag = max((result[n][p]["client"]["send_lag_p99_ms"] for n in ("swiftshot", "naive")
+               for p in ("unloaded", "loaded", "hits") if p in result.get(n, {})), default=0.0)
+    if lag > 20:
+        print(f"warning: the client sent up to {lag:.0f} ms late (p99): the machine is short of "
+              "CPU, and latencies include that delay")
     rows, cache_rows, stage_rows = [], [], []
     for name in ("swiftshot", "naive"):
-        for phase in ("unloaded", "loaded"):
+        for phase in ("unloaded", "loaded", "hits"):
             summary = result.get(name, {}).get(phase)
             if not summary:
                 continue
@@ -393,6 +426,8 @@ def report(result: dict[str, Any]) -> None:
         print_table([
             {"figure": "goodput req/s", "swiftshot": sw["goodput_rps"], "naive": nv["goodput_rps"],
              "ratio": result["ratios"]["goodput"]},
+            {"figure": "miss capacity req/s", "swiftshot": sw["miss_capacity_rps"],
+             "naive": nv["miss_capacity_rps"], "ratio": result["ratios"]["miss_capacity"]},
             {"figure": "throughput req/s", "swiftshot": sw["throughput_rps"],
              "naive": nv["throughput_rps"], "ratio": result["ratios"]["throughput"]},
             {"figure": "p95 ms", "swiftshot": sw["p95_ms"], "naive": nv["p95_ms"],

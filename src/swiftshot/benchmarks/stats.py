@@ -96,10 +96,11 @@ def summarise(outcomes: Iterable[Outcome], window_s: float, slo_ms: dict[str, fl
     outs = list(outcomes)
     gens = [o for o in outs if o.kind in ("generate", "upload")]
     result: dict[str, Any] = {"window_s": window_s, **_block(gens, window_s, slo_ms)}
-    result["by_priority"] = {
-        p: _block([o for o in gens if o.priority == p], window_s, slo_ms)
-        for p in sorted({o.priority for o in gens})
-    }
+    result["by_priority"] = {}
+    for p in sorted({o.priority for o in gens}):
+        of_class = [o for o in gens if o.priority == p]
+        result["by_priority"][p] = {**_block(of_class, window_s, slo_ms),
+                                    "cache": _cache_block(of_class)}
     result["by_kind"] = {k: _block([o for o in outs if o.kind == k], window_s, slo_ms)
                          for k in sorted({o.kind for o in outs})}
     result["cache"] = _cache_block(gens)

@@ -38,6 +38,10 @@ QUEUE_DEPTH = Gauge(
 REJECTED = Counter(
     "swiftshot_rejected_total", "Requests refused, by reason (overload, deadline, rate_limit, draining, ...).",
     ["reason"], registry=REGISTRY)
+RESPONSES = Counter(
+    "swiftshot_responses_total", "Responses by route template and status class (2xx, 4xx, 5xx): "
+    "the error-rate alert divides the 5xx by the whole.",
+    ["route", "code"], registry=REGISTRY)
 
 
 # -- Stage timing, Server-Timing and OpenTelemetry spans ------------------------------------------

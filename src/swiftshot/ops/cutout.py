@@ -91,8 +91,11 @@ class ClassicalParams:
     """Guided filter regularisation (on 0..1 intensities): larger = softer edge."""
 
 
-def _fit_backdrop(img: np.ndarray, band: int) -> tuple[np.ndarray, float]:
-    """Quadratic surface per channel fitted to the border band; returns (backdrop, noise sigma)."""
+def _fit_backdrop(img: np.ndarray, band: int) -> tuple[np.ndarray, float, np.ndarray]:
+    """Quadratic surface per channel fitted to the border band.
+
+    Returns (backdrop at img's size, noise sigma, 6×3 coefficients over coordinates normalised
+    to -0.5..0.5, so the same surface can be evaluated at any resolution)."""
     h, w, _ = img.shape
     sel = np.zeros((h, w), bool)
     sel[:band], sel[-band:], sel[:, :band], sel[:, -band:] = True, True, True, True
@@ -121,7 +124,16 @@ def _fit_backdrop(img: np.ndarray, band: int) -> tuple[np.ndarray, float]:
     gx, gy = (gx + 0.5) / gw - 0.5, (gy + 0.5) / gh - 0.5
     grid = np.stack([np.ones_like(gx), gx, gy, gx * gx, gx * gy, gy * gy], -1)
     coarse = (grid @ coef.astype(np.float32)).astype(np.float32)
-    return cv2.resize(coarse, (w, h), interpolation=cv2.INTER_LINEAR), max(sigma, 0.8)
+    return (cv2.resize(coarse, (w, h), interpolation=cv2.INTER_LINEAR), max(sigma, 0.8),
+            coef.astype(np.float32))
+
+
+def backdrop_at(coef: np.ndarray, ys: np.ndarray, xs: np.ndarray, h: int, w: int) -> np.ndarray:
+    """The fitted backdrop colour at pixel coordinates (ys, xs) of an h×w image."""
+    xn = (xs.astype(np.float32) + 0.5) / w - 0.5
+    yn = (ys.astype(np.float32) + 0.5) / h - 0.5
+    design = np.stack([np.ones_like(xn), xn, yn, xn * xn, xn * yn, yn * yn], 1)
+    return design @ coef
 
 
 _MEAN3 = np.full((1, 3), 1 / 3, np.float32)
@@ -243,6 +255,18 @@ def downscale(img: np.ndarray, side: int) -> np.ndarray:
     return cv2.resize(img, (max(1, w // k), max(1, h // k)), interpolation=cv2.INTER_AREA)
 
 
+@dataclass(frozen=True)
+class Found:
+    small: np.ndarray
+    """The work copy (uint8 RGB)."""
+    hard: np.ndarray
+    """0/1 uint8 product mask at the work size."""
+    coef: np.ndarray
+    """Backdrop surface coefficients (see ``backdrop_at``)."""
+    fg: np.ndarray
+    """float32 product colour near each pixel, at the work size."""
+
+
 def _box_mean(x: np.ndarray, r: int) -> np.ndarray:
     return cv2.boxFilter(x, -1, (2 * r + 1, 2 * r + 1), borderType=cv2.BORDER_REFLECT)
 
@@ -283,28 +307,75 @@ class ClassicalSegmenter:
                 return alpha
             image = image.convert("RGB")
         rgb = np.asarray(image.convert("RGB") if image.mode != "RGB" else image)
-        small, hard = self.hard_mask(rgb)
-        return self.refine(hard, rgb)
+        return self.refine(self.find(rgb), rgb)
 
-    def hard_mask(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(work copy, 0/1 uint8 mask at the work size)."""
+    def find(self, rgb: np.ndarray) -> Found:
+        """The product's regions on a small copy, and what the edge refinement needs."""
         p = self.params
-        h, w = rgb.shape[:2]
         small = downscale(rgb, p.work_side)
         img = small.astype(np.float32)
         band = max(2, round(p.border * min(img.shape[:2])))
-        bg, sigma = _fit_backdrop(img, band)
+        bg, sigma, coef = _fit_backdrop(img, band)
         band_mask = np.zeros(img.shape[:2], bool)
         band_mask[:band], band_mask[-band:], band_mask[:, :band], band_mask[:, -band:] = (
             True, True, True, True)
         evidence, bg_like, shadow_like = _evidence(img, bg, sigma, band_mask, p)
-        return small, _regions(evidence, bg_like, shadow_like, p)
+        hard = _regions(evidence, bg_like, shadow_like, p)
+        # The product's own colour near each edge: solid product pixels, spread outwards.
+        solid = cv2.erode(hard, np.ones((3, 3), np.uint8)).astype(np.float32)
+        num = cv2.GaussianBlur(img * solid[..., None], (0, 0), 1.2)
+        den = cv2.GaussianBlur(solid, (0, 0), 1.2)[..., None]
+        fg = np.where(den > 1e-3, num / np.maximum(den, 1e-3), img).astype(np.float32)
+        return Found(small, hard, coef, fg)
 
-    def refine(self, hard: np.ndarray, rgb: np.ndarray) -> np.ndarray:
+    def hard_mask(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(work copy, 0/1 uint8 mask at the work size)."""
+        f = self.find(rgb)
+        return f.small, f.hard
+
+    def refine(self, found: Found, rgb: np.ndarray) -> np.ndarray:
         p = self.params
+        h, w = rgb.shape[:2]
         guide = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32) * (1 / 255.0)
-        soft = cv2.GaussianBlur(cv2.erode(hard, _CROSS).astype(np.float32), (0, 0), 0.8)
-        return guided_upsample(soft, guide, p.guide_side, r=3, eps=p.eps)
+        soft = cv2.GaussianBlur(cv2.erode(found.hard, _CROSS).astype(np.float32), (0, 0), 0.8)
+        q = guided_upsample(soft, guide, p.guide_side, r=3, eps=p.eps)
+        q = _matte_band(q, rgb, found)
+        # Faint alpha far from an edge is filter noise; it would print as specks of product
+        # colour on a new backdrop.
+        q -= 0.06
+        q *= 1 / 0.9
+        return np.clip(q, 0.0, 1.0, out=q)
+
+
+def _matte_band(q: np.ndarray, rgb: np.ndarray, found: Found) -> np.ndarray:
+    """Known-backdrop matting on the edge band: a pixel is α·F + (1-α)·B with B the fitted
+    backdrop and F the product colour next to it, so α is where the pixel sits on the segment
+    B→F. Trusted where F and B differ clearly; elsewhere the guided filter's value stays."""
+    ys, xs = np.nonzero((q > 0.01) & (q < 0.99))
+    if not len(ys):
+        return q
+    h, w = q.shape
+    sh, sw = found.fg.shape[:2]
+    b = backdrop_at(found.coef, ys, xs, h, w)
+    f = found.fg[np.minimum(ys * sh // h, sh - 1), np.minimum(xs * sw // w, sw - 1)]
+    pix = rgb[ys, xs].astype(np.float32)
+    fb = f - b
+    n2 = (fb * fb).sum(1)
+    t = ((pix - b) * fb).sum(1) / np.maximum(n2, 1.0)
+    resid = np.sqrt(np.maximum(((pix - b) ** 2).sum(1) - t * t * n2, 0))
+    dist = np.sqrt(n2)
+    conf = np.clip((dist - 12.0) / 24.0, 0, 1) * np.clip(1.5 - resid / np.maximum(dist, 1) * 2, 0, 1)
+    old = q[ys, xs]
+    alpha = np.clip(t, 0, 1)
+    # A pixel with the backdrop's chroma that is only darker may be shadow, which the backdrop
+    # model does not include: the matte may lower its alpha but not raise it.
+    kb = (pix * b).sum(1) / np.maximum((b * b).sum(1), 1.0)
+    off_chroma = np.sqrt(np.maximum((pix * pix).sum(1) - kb * kb * (b * b).sum(1), 0))
+    shadowish = (off_chroma < 10.0) & (kb < 1.0)
+    alpha = np.where(shadowish, np.minimum(alpha, old), alpha)
+    alpha = np.clip(alpha, old - 0.5, old + 0.5)
+    q[ys, xs] = conf * alpha + (1 - conf) * old
+    return q
 
 
 # -- ONNX models (rembg's files) -------------------------------------------------------------

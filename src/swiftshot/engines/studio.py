@@ -466,7 +466,7 @@ class StudioEngine:
         elif scene.layout == "tabletop":
             # A plain wall a little lighter and greyer than the table: it recedes.
             grey = sum(floor) / 3
-            neutral = (236.0, 232.0, 226.0) if grey > 110 else (70.0, 68.0, 66.0)
+            neutral = (236.0, 232.0, 226.0) if grey > 60 else (70.0, 68.0, 66.0)
             wall = _mix(_mix(floor, (grey, grey, grey), 0.6), neutral, 0.6)
         else:
             wall = floor

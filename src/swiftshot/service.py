@@ -118,7 +118,7 @@ class Service:
         self.engine = engine if engine is not None else build_engine(settings)
         self.cache = cache if cache is not None else TieredCache.from_settings(settings.cache)
         self.flight = flight if flight is not None else SingleFlight()
-        self.variant_flight = SingleFlight()
+        self._encoding: dict[str, asyncio.Task[bytes | None]] = {}
         self.worker = worker if worker is not None else Worker(self.engine, settings)
         self._codecs = codecs
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="swiftshot-encode")
@@ -258,10 +258,15 @@ class Service:
                 stages.add("encode", t0, time.perf_counter_ns())
             return hit[0]
 
-        async def make() -> bytes | None:
-            return await self._make_variant(key, vkey, fmt, quality, width, image, master)
-
-        data, _ = await self.variant_flight.do(vkey, make)
+        task = self._encoding.get(vkey)
+        if task is None:
+            # Not SingleFlight: a variant is worth finishing (and caching) even if every asker
+            # hangs up, and joining an encode is not a "coalesced generation" in the metrics.
+            task = asyncio.ensure_future(
+                self._make_variant(key, vkey, fmt, quality, width, image, master))
+            self._encoding[vkey] = task
+            task.add_done_callback(lambda t: self._encoding.pop(vkey, None) and _retrieved(t))
+        data = await asyncio.shield(task)
         if stages is not None:
             stages.add("encode", t0, time.perf_counter_ns())
         return data
@@ -321,3 +326,9 @@ class Service:
 def _own_tag(key: str) -> str:
     # Every entry derived from a master carries this tag, so one purge removes them all.
     return f"master:{key}"
+
+
+def _retrieved(task: asyncio.Task[Any]) -> None:
+    # every asker may have left before it failed: fetch the error so it is not logged unread
+    if not task.cancelled():
+        task.exception()

@@ -185,6 +185,50 @@ class LimitsSettings(_Section):
     """Hosts product images may be fetched from by URL. Empty: URL inputs are refused."""
 
 
+class PresetRule(_Section):
+    """A marketplace's image rules: what ``preset`` makes and what ``swiftshot check`` checks."""
+
+    width: int = Field(2000, ge=64, le=8192)
+    """Canvas width the preset renders (pixels)."""
+    height: int = Field(2000, ge=64, le=8192)
+    """Canvas height the preset renders (pixels)."""
+    background: tuple[int, int, int] | None = (255, 255, 255)
+    """Background colour behind the product; None keeps the backdrop the ops made."""
+    fill: float = Field(0.85, gt=0, le=1)
+    """Fraction of the canvas the product's bounding box fills (on its limiting side)."""
+    min_fill: float | None = Field(None, gt=0, le=1)
+    """Checked: the product's bounding box covers at least this fraction of the frame's side."""
+    max_fill: float | None = Field(None, gt=0, le=1)
+    """Checked: ... and at most this fraction (Google: 75-90%)."""
+    min_long_side: int = Field(0, ge=0)
+    """Checked: the image's longer side is at least this many pixels."""
+    exact_size: bool = False
+    """Checked: the image is exactly width × height."""
+    exact_background: bool = False
+    """Checked: the frame's border is exactly the background colour (Amazon's pure white)."""
+    light_background: bool = False
+    """Checked: the frame's border is light (mean luminance ≥ 220)."""
+    format: Literal["jpeg", "png", "webp", "avif"] = "jpeg"
+    """File format the preset delivers (checked when the file's format is known)."""
+    quality: int = Field(92, ge=1, le=100)
+    """Lossy quality the preset delivers at."""
+    source_type: bool = False
+    """Checked: the file carries IPTC DigitalSourceType metadata (XMP)."""
+    shadow: bool = True
+    """Add a contact and cast shadow when the preset places a cutout on its background."""
+
+
+class OpsSettings(_Section):
+    segmenter: str = "classical"
+    """Default cutout segmenter: classical (no weights) or a rembg model name (u2net,
+    isnet-general-use, birefnet-general ...) whose NAME.onnx is in model_dir."""
+    model_dir: Path | None = None
+    """Local folder holding ONNX segmentation models. Never downloaded."""
+    presets: dict[str, PresetRule] = {}
+    """User-defined presets (name → rules), beside the built-in amazon, shopify, etsy and
+    google-merchant. A user preset with a built-in's name replaces it."""
+
+
 class TelemetrySettings(_Section):
     otel_exporter: Literal["none", "console", "otlp", "memory"] = "none"
     """Where OpenTelemetry spans go. otlp uses the standard OTEL_EXPORTER_OTLP_* variables."""
@@ -244,6 +288,7 @@ class Settings(BaseSettings):
     limits: LimitsSettings = LimitsSettings()
     telemetry: TelemetrySettings = TelemetrySettings()
     jobs: JobsSettings = JobsSettings()
+    ops: OpsSettings = OpsSettings()
 
     @field_validator("data_dir")
     @classmethod

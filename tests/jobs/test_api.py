@@ -115,3 +115,21 @@ def test_multipart_photos_become_items_and_corrupt_one_is_named(client):
     assert r.status_code == 422
     err = r.json()["error"]
     assert "broken.png" in err["message"] and err["param"] == "items[1].product_file"
+
+
+def test_batches_are_private_to_their_tenant(tmp_path):
+    from swiftshot.api.app import create_app
+
+    keys = tmp_path / "keys.toml"
+    keys.write_text('[keys."sk-acme"]\ntenant = "acme"\n[keys."sk-other"]\ntenant = "other"\n')
+    settings = Settings(data_dir=tmp_path / "var", engine={"default": "fake"},
+                        server={"warmup_shapes": [(64, 64)]}, auth={"api_keys_file": keys})
+    with TestClient(create_app(settings)) as c:
+        assert c.post("/v1/batches", json={"items": [{"prompt": "x"}]}).status_code == 401
+        r = c.post("/v1/batches", json={"items": [{"prompt": "x", "size": "64x64"}]},
+                   headers={"Authorization": "Bearer sk-acme"})
+        assert r.status_code == 202
+        url = r.json()["url"]
+        assert c.get(url, headers={"X-Api-Key": "sk-acme"}).status_code == 200
+        assert c.get(url, headers={"X-Api-Key": "sk-other"}).status_code == 404
+    assert JobStore(settings.jobs.db_path).get_job(r.json()["id"]).tenant == "acme"

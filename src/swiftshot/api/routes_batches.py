@@ -60,18 +60,19 @@ def _runner(request: Request) -> JobRunner:
     return runner
 
 
-def _tenant(request: Request) -> str:
+def _tenant(request: Request, *, spend: bool) -> str:
     auth = getattr(request.app.state, "auth", None)
     if auth is None:
         return "anonymous"
     who = auth.authenticate(request.headers)
-    auth.admit(who)
+    if spend:  # polling a batch's status must not eat the tenant's rate
+        auth.admit(who)
     return str(who.tenant)
 
 
 @router.post("/v1/batches", status_code=202)
 async def create_batch(request: Request) -> Response:
-    tenant = _tenant(request)
+    tenant = _tenant(request, spend=True)
     runner = _runner(request)
     settings = runner.settings
     doc, files = await _read(request)
@@ -114,7 +115,7 @@ async def create_batch(request: Request) -> Response:
 
 @router.get("/v1/batches/{job_id}")
 async def get_batch(job_id: str, request: Request) -> Response:
-    tenant = _tenant(request)
+    tenant = _tenant(request, spend=False)
     runner = _runner(request)
     view = await asyncio.to_thread(runner.store.get_job, job_id) if len(job_id) <= 64 else None
     auth = getattr(request.app.state, "auth", None)

@@ -164,6 +164,8 @@ def encode_master(image: Image.Image, settings: DeliverySettings | None = None) 
     if image.mode not in _MASTER_MODES:
         image = image.convert("RGBA" if "A" in image.getbands() else "RGB")
     fmt = (settings or DeliverySettings()).master_format
+    if fmt == "webp" and image.mode == "L":
+        fmt = "png"  # WebP has no grey mode: it would come back as RGB
     if fmt != "raw":
         buf = io.BytesIO()
         if fmt == "png":

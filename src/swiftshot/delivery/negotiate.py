@@ -3,8 +3,9 @@
 Pure functions of header values, so the rules are unit-tested without a server.
 
 * Format: AVIF > WebP > JPEG among what ``Accept`` allows, weighed by q-values (a higher q wins;
-  equal q falls back to that order, smallest files first). ``image/*`` or ``*/*`` admit JPEG;
-  PNG is served only when it is the one thing asked for.
+  equal q falls back to that order, smallest files first). AVIF and WebP only when named
+  outright (``*/*`` from a browser that cannot decode them must not get them); ``image/*`` or
+  ``*/*`` admit JPEG; PNG is served only when it is the one thing asked for.
 * Quality: ``Save-Data: on``, a slow ``ECT`` (slow-2g, 2g, 3g) or a low ``Downlink`` lower it.
 * Width: ``Width`` / ``Sec-CH-Width`` (physical pixels) shrink the image, rounded *up* to a short
   ladder of widths so a handful of variants serve every screen; never wider than the master.
@@ -82,8 +83,9 @@ def _q_for(fmt: str, accept: Mapping[str, float]) -> float:
         return accept[media]
     if fmt == "jpeg" and "image/jpg" in accept:
         return accept["image/jpg"]
-    if fmt == "png":
-        # a wildcard never picks PNG: it is the fallback only when named outright.
+    if fmt != "jpeg":
+        # A wildcard admits JPEG only: browsers that decode AVIF or WebP name them outright,
+        # and "*/*" from one that does not must not get a file it cannot show.
         return 0.0
     return accept.get("image/*", accept.get("*/*", 0.0))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import tempfile
 from pathlib import Path
 
 from swiftshot.cli import CliError, load_cli_settings
@@ -44,6 +45,11 @@ def format_for(path: Path, explicit: str | None) -> str:
             raise CliError(f"unsupported format {explicit!r}; use one of png, jpeg, webp, avif")
         return fmt
     fmt = EXT_FORMATS.get(path.suffix.lower())
+    if fmt is None and path.suffix:
+        raise CliError(
+            f"unsupported output format {path.suffix!r} ({str(path)!r}); "
+            "use .png, .jpg, .webp or .avif, or pass --format"
+        )
     if fmt is None:
         raise CliError(
             f"cannot tell the format from {str(path)!r}; name the file .png, .jpg, .webp or .avif "
@@ -53,11 +59,22 @@ def format_for(path: Path, explicit: str | None) -> str:
 
 
 def check_writable(path: Path) -> None:
+    """Fail before rendering, not after: a missing or read-only folder is a user error."""
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise CliError(f"cannot write {str(path)!r}: folder {str(parent)!r} does not exist")
+    if path.is_dir():
+        raise CliError(f"cannot write {str(path)!r}: it is a folder; name a file")
     if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
         raise CliError(f"cannot write {str(path)!r}: permission denied")
+    # os.access trusts mode bits, which root ignores and read-only mounts override: probe.
+    try:
+        with tempfile.NamedTemporaryFile(dir=parent, prefix=".swiftshot-probe-"):
+            pass
+    except OSError as e:
+        raise CliError(
+            f"cannot write {str(path)!r}: folder {str(parent)!r} is not writable ({e.strerror or e})"
+        ) from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -94,7 +111,10 @@ def run(args: argparse.Namespace) -> int:
     for spec, image, path in zip(specs, images, paths, strict=True):
         data = encode(image, fmt, spec.quality, source_type=source_type_for(spec),
                       settings=settings.delivery)
-        path.write_bytes(data)
+        try:
+            path.write_bytes(data)
+        except OSError as e:
+            raise CliError(f"cannot write {str(path)!r}: {e.strerror or e}") from None
         bar.update(1)
     bar.close()
     for spec, path in zip(specs, paths, strict=True):

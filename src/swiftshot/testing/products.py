@@ -276,3 +276,45 @@ def iou(pred: np.ndarray, truth: np.ndarray) -> float:
     b = truth >= 0.5 if truth.dtype != bool else truth
     union = np.logical_or(a, b).sum()
     return float(np.logical_and(a, b).sum() / union) if union else 1.0
+
+
+@dataclass(frozen=True)
+class MannequinPhoto:
+    image: Image.Image
+    garment: np.ndarray
+    """bool: the garment itself."""
+    mannequin: np.ndarray
+    """bool: visible mannequin (neck above the collar and chest inside the neck opening)."""
+    opening: np.ndarray
+    """bool: the part of the mannequin inside the neck opening (should become the inner back)."""
+    key_color: tuple[int, int, int]
+
+
+def make_mannequin_photo(size: tuple[int, int] = (480, 600), seed: int = 0) -> MannequinPhoto:
+    """A navy T-shirt on a beige mannequin, on a white sweep, with the true masks."""
+    w, h = size
+    rng = np.random.default_rng(seed)
+    key = (214, 188, 156)
+    bg = _backdrop("white_sweep", h, w, rng)
+    man, shirt, neck_cut = _canvas(h, w), _canvas(h, w), _canvas(h, w)
+    _rect(man, 0.43, 0.06, 0.57, 0.30, h, w)          # neck column
+    _ellipse(man, 0.50, 0.06, 0.09, 0.05, h, w)       # top of the neck form
+    _ellipse(man, 0.50, 0.45, 0.24, 0.22, h, w)       # chest (mostly hidden by the shirt)
+    cv2.fillPoly(shirt, [_pts([(0.30, 0.24), (0.42, 0.21), (0.58, 0.21), (0.70, 0.24),
+                               (0.90, 0.40), (0.80, 0.48), (0.72, 0.40), (0.72, 0.92),
+                               (0.28, 0.92), (0.28, 0.40), (0.20, 0.48), (0.10, 0.40)], h, w)], 255)
+    _ellipse(neck_cut, 0.50, 0.21, 0.09, 0.08, h, w)
+    shirt = cv2.subtract(shirt, neck_cut)
+    mc, sc = _down(man, h, w), _down(shirt, h, w)
+    man_vis = np.clip(mc - sc, 0, 1)
+    shade = _cylinder_shade(h, w, 0.25, 0.75)[..., None]
+    shirt_rgb = np.array([30, 44, 92], np.float32) * shade
+    man_rgb = np.array(key, np.float32) * (0.93 + 0.07 * shade)
+    img = bg * (1 - np.clip(mc + sc, 0, 1))[..., None] + man_rgb * man_vis[..., None] + \
+        shirt_rgb * sc[..., None]
+    img = img + rng.normal(0, 1.5, img.shape)
+    out = Image.fromarray(np.clip(img + 0.5, 0, 255).astype(np.uint8), "RGB")
+    garment = sc >= 0.5
+    mannequin = man_vis >= 0.5
+    opening = mannequin & (_down(neck_cut, h, w) >= 0.5) & (np.arange(h)[:, None] > 0.21 * h)
+    return MannequinPhoto(out, garment, mannequin, opening, key)

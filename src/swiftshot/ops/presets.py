@@ -1,0 +1,192 @@
+"""Marketplace presets: make an image a marketplace will accept, and check one against its rules.
+
+Built in (sources: each marketplace's seller help pages, as of 2025):
+
+* ``amazon`` — main image: background pure white RGB 255,255,255; the product fills at least
+  85% of the frame; longest side at least 1000 px so zoom works (we render 2000 × 2000);
+  sRGB JPEG.
+* ``shopify`` — 2048 × 2048 square (Shopify's recommendation for zoomable product images);
+  keeps the backdrop the ops made (studio or colour), white otherwise.
+* ``etsy`` — 3000 × 2250 (4:3). Etsy recommends 3000 × 2250 and at least 2000 px on the
+  shortest side; its search grid crops thumbnails to 4:3, so a 4:3 master is never cropped
+  there. (2000 × 1600 would be 5:4 and get cropped in the grid.)
+* ``google-merchant`` — white or light background, no text or watermark, the product between
+  75% and 90% of the image, and the IPTC DigitalSourceType metadata kept (Google asks for it
+  on generated and composited images); 2000 × 2000 JPEG.
+
+User presets come from settings (``[ops.presets.NAME]`` in the TOML file) as
+:class:`~swiftshot.config.PresetRule`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from swiftshot.config import PresetRule
+from swiftshot.ops.compose import ComposeParams, Placement, alpha_bbox, compose
+from swiftshot.ops.cutout import ClassicalSegmenter, Segmenter
+from swiftshot.ops.shadows import ShadowParams
+
+WHITE = (255, 255, 255)
+
+BUILTIN_PRESETS: dict[str, PresetRule] = {
+    "amazon": PresetRule(width=2000, height=2000, background=WHITE, fill=0.88, min_fill=0.85,
+                         min_long_side=1000, exact_background=True, format="jpeg"),
+    "shopify": PresetRule(width=2048, height=2048, background=None, fill=0.8,
+                          exact_size=True, format="jpeg"),
+    "etsy": PresetRule(width=3000, height=2250, background=None, fill=0.78, min_long_side=2000,
+                       exact_size=True, format="jpeg"),
+    "google-merchant": PresetRule(width=2000, height=2000, background=WHITE, fill=0.84,
+                                  min_fill=0.75, max_fill=0.90, min_long_side=800,
+                                  light_background=True, source_type=True, format="jpeg"),
+}
+
+# Shadow of a preset: soft and short, so the frame's border stays untouched.
+PRESET_SHADOW = ShadowParams(contact=0.45, cast=0.18, length=0.22)
+
+
+class UnknownPreset(ValueError):
+    pass
+
+
+def presets(user: Mapping[str, PresetRule] | None = None) -> dict[str, PresetRule]:
+    return {**BUILTIN_PRESETS, **(user or {})}
+
+
+def get_preset(name: str, user: Mapping[str, PresetRule] | None = None) -> PresetRule:
+    known = presets(user)
+    if name not in known:
+        raise UnknownPreset(f"unknown preset {name!r}; known presets: {', '.join(sorted(known))}")
+    return known[name]
+
+
+def apply_preset(image: Image.Image, rule: PresetRule) -> Image.Image:
+    """Make ``image`` follow ``rule``.
+
+    An RGBA image (a cutout) is placed on the preset's background at its size, with a shadow.
+    An RGB image (already composed) is scaled to fit the canvas and padded with the
+    background colour (or its own edge colour when the preset keeps the backdrop).
+    """
+    size = (rule.width, rule.height)
+    if image.mode == "RGBA":
+        bg = rule.background or WHITE
+        params = ComposeParams(placement=Placement(fill=rule.fill),
+                               shadow=PRESET_SHADOW if rule.shadow else None, colour_match=0.0)
+        return compose(image, bg, size, params)
+    rgb = image.convert("RGB")
+    if rgb.size == size:
+        return rgb
+    s = min(rule.width / rgb.width, rule.height / rgb.height)
+    tw, th = max(1, round(rgb.width * s)), max(1, round(rgb.height * s))
+    scaled = rgb.resize((tw, th), Image.Resampling.LANCZOS if s < 1 else Image.Resampling.BICUBIC)
+    if (tw, th) == size:
+        return scaled
+    fill = rule.background or _edge_colour(scaled)
+    canvas = Image.new("RGB", size, fill)
+    canvas.paste(scaled, ((rule.width - tw) // 2, (rule.height - th) // 2))
+    return canvas
+
+
+def _edge_colour(image: Image.Image) -> tuple[int, int, int]:
+    arr = np.asarray(image)
+    border = np.concatenate([arr[0], arr[-1], arr[:, 0], arr[:, -1]])
+    return tuple(int(v) for v in np.median(border, 0))  # type: ignore[return-value]
+
+
+# -- checking --------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RuleResult:
+    rule: str
+    passed: bool
+    measured: str
+    required: str
+
+
+def _border(arr: np.ndarray, frac: float = 0.01) -> np.ndarray:
+    h, w = arr.shape[:2]
+    b = max(1, round(frac * min(h, w)))
+    return np.concatenate([arr[:b].reshape(-1, 3), arr[-b:].reshape(-1, 3),
+                           arr[b:-b, :b].reshape(-1, 3), arr[b:-b, -b:].reshape(-1, 3)])
+
+
+def _has_source_type(image: Image.Image) -> bool:
+    xmp = image.info.get("xmp") or image.info.get("XML:com.adobe.xmp") or b""
+    if isinstance(xmp, str):
+        xmp = xmp.encode()
+    return b"DigitalSourceType" in xmp
+
+
+def check(image: Image.Image, rule: PresetRule, segmenter: Segmenter | None = None,
+          file_format: str | None = None) -> list[RuleResult]:
+    """Every rule of the preset, with what was measured. ``file_format`` (e.g. "JPEG") is the
+    format of the file the image came from; defaults to ``image.format``."""
+    out: list[RuleResult] = []
+    rgb = image.convert("RGB")
+    arr = np.asarray(rgb)
+    h, w = arr.shape[:2]
+    if rule.exact_size:
+        out.append(RuleResult("size", (w, h) == (rule.width, rule.height), f"{w}x{h}",
+                              f"{rule.width}x{rule.height}"))
+    if rule.min_long_side:
+        out.append(RuleResult("longest_side", max(w, h) >= rule.min_long_side, f"{max(w, h)} px",
+                              f">= {rule.min_long_side} px"))
+    border = _border(arr)
+    if rule.exact_background:
+        bg = np.asarray(rule.background or WHITE, np.uint8)
+        frac = float((border == bg).all(1).mean())
+        out.append(RuleResult("background", frac >= 0.98,
+                              f"{frac:.1%} of the border is exactly RGB {tuple(int(v) for v in bg)}",
+                              ">= 98.0%"))
+    if rule.light_background:
+        lum = float((border.astype(np.float32) @ np.array([0.2126, 0.7152, 0.0722])).mean())
+        out.append(RuleResult("light_background", lum >= 220, f"border luminance {lum:.0f}",
+                              ">= 220"))
+    if rule.min_fill is not None or rule.max_fill is not None:
+        out.append(_fill_rule(rgb, rule, segmenter))
+    fmt = (file_format or image.format or "").upper()
+    if fmt:
+        want = {"jpeg": "JPEG", "png": "PNG", "webp": "WEBP", "avif": "AVIF"}[rule.format]
+        out.append(RuleResult("format", fmt == want, fmt, want))
+    icc = image.info.get("icc_profile")
+    srgb = image.mode in ("RGB", "RGBA", "L") and (not icc or _is_srgb(icc))
+    out.append(RuleResult("colour_space", srgb, f"{image.mode}{' + ICC' if icc else ''}",
+                          "sRGB (RGB, no profile or an sRGB profile)"))
+    if rule.source_type:
+        present = _has_source_type(image)
+        out.append(RuleResult("iptc_digital_source_type", present,
+                              "present" if present else "missing", "present (XMP)"))
+    return out
+
+
+def _is_srgb(icc: bytes) -> bool:
+    import io
+
+    from PIL import ImageCms
+
+    try:
+        desc = ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(icc))) or ""
+    except (ImageCms.PyCMSError, OSError):
+        return False
+    return "srgb" in desc.lower()
+
+
+def _fill_rule(rgb: Image.Image, rule: PresetRule, segmenter: Segmenter | None) -> RuleResult:
+    # The product's extent comes from a cutout, so a shadow on the backdrop is not counted.
+    alpha = (segmenter or ClassicalSegmenter()).mask(rgb)
+    box = alpha_bbox(alpha, 0.5)
+    w, h = rgb.size
+    frac = 0.0 if box is None else max((box[2] - box[0]) / w, (box[3] - box[1]) / h)
+    lo, hi = rule.min_fill, rule.max_fill
+    passed = (lo is None or frac >= lo) and (hi is None or frac <= hi)
+    if lo is not None and hi is not None:
+        required = f"{lo:.0%}-{hi:.0%}"
+    elif lo is not None:
+        required = f">= {lo:.0%}"
+    else:
+        required = f"<= {hi:.0%}"
+    return RuleResult("product_fill", passed, f"{frac:.1%} of the frame's side", required)

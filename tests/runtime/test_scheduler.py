@@ -286,3 +286,75 @@ def test_cost_weights_the_estimate():
     assert s.estimated_wait("standard") == pytest.approx(0.5)
     s.cancel(next(iter(s._items)))
     assert s.estimated_wait("standard") == 0.0
+
+
+# -- the indexed scheduler against a brute-force reference -------------------------------------
+
+
+class Reference:
+    """The ordering rules written as plainly as possible: scan everything, every time."""
+
+    def __init__(self, s: Scheduler) -> None:
+        self.s = s
+        self.items: dict[int, WorkItem] = {}
+
+    def order(self, it: WorkItem, now: float):
+        aged = int((now - it.arrival) // self.s.aging_s) if now > it.arrival else 0
+        rank = ["realtime", "standard", "batch", "prefetch"].index(it.priority)
+        return (max(0, rank - aged), it.deadline, it.arrival, it.id)
+
+    def next_batch(self, now: float) -> tuple[list[int], list[int]]:
+        expired = sorted(i for i, it in self.items.items() if it.deadline <= now)
+        for i in expired:
+            del self.items[i]
+        if not self.items:
+            return [], expired
+        head = min(self.items.values(), key=lambda it: self.order(it, now))
+        group = [it for it in self.items.values() if it.batch_key == head.batch_key]
+        due = (len(group) >= self.s.max_batch
+               or now >= min(head.arrival + self.s.max_wait_s,
+                             head.deadline - self.s.per_item_s * head.cost))
+        if not due:
+            return [], expired
+        batch = sorted(group, key=lambda it: self.order(it, now))[: self.s.max_batch]
+        for it in batch:
+            del self.items[it.id]
+        return [it.id for it in batch], expired
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_indexed_queue_matches_a_brute_force_reference(seed):
+    import random
+
+    rng = random.Random(seed)
+    clock = Clock()
+    s = sched(clock, capacity_hint_s=0.0001, max_batch_size=rng.choice([1, 3, 8]),
+              max_wait_ms=rng.choice([0.0, 5.0]), aging_ms=rng.choice([50.0, 200.0]))
+    ref = Reference(s)
+    next_id = itertools.count(1)
+    for _step in range(400):
+        op = rng.random()
+        if op < 0.5:
+            # Arrivals a little out of order and deadlines of any length, to leave the
+            # easy case (the worker's own stamps are in order).
+            it = WorkItem(id=next(next_id), batch_key=rng.choice("ABC"),
+                          priority=rng.choice(["realtime", "standard", "batch", "prefetch"]),
+                          arrival=clock() - rng.choice([0.0, 0.0, rng.uniform(0, 0.3)]),
+                          deadline=clock() + rng.uniform(0.01, 2.0))
+            if s.submit(it).accepted:
+                ref.items[it.id] = it
+        elif op < 0.6 and ref.items:
+            victim = rng.choice(sorted(ref.items))
+            assert s.cancel(victim)
+            del ref.items[victim]
+        elif op < 0.85:
+            got = [it.id for it in s.next_batch()]
+            got_expired = sorted(it.id for it in s.expired())
+            want, want_expired = ref.next_batch(clock())
+            assert (got, got_expired) == (want, want_expired), f"step {_step}"
+            if got:
+                s.record(len(got), 0.0001)
+        else:
+            clock.advance(rng.choice([0.001, 0.01, 0.05, 0.3]))
+        assert len(s) == len(ref.items)
+        assert sum(s.depth().values()) == len(ref.items)

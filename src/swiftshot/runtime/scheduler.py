@@ -20,13 +20,15 @@ service time — would pass its deadline (429 with a Retry-After).
 
 from __future__ import annotations
 
+import heapq
 import math
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from swiftshot.config import PRIORITIES, Priority, SchedulerSettings
+from swiftshot.runtime.lane import Lane
 
 RANK: dict[Priority, int] = {p: i for i, p in enumerate(PRIORITIES)}
 
@@ -70,7 +72,10 @@ class Scheduler:
         self.per_item_s = capacity_hint_s
         """EWMA of seconds of engine time per item; starts at the hint until measured."""
         self._items: dict[int, WorkItem] = {}
-        self._by_key: dict[Hashable, dict[int, WorkItem]] = {}
+        self._lanes: dict[Priority, Lane] = {p: Lane(RANK[p], self.aging_s) for p in PRIORITIES}
+        self._key_lanes: dict[Hashable, dict[Priority, Lane]] = {}
+        self._key_count: dict[Hashable, int] = {}
+        self._deadlines: list[tuple[float, int]] = []
         self._count: dict[Priority, int] = dict.fromkeys(PRIORITIES, 0)
         self._cost: dict[Priority, float] = dict.fromkeys(PRIORITIES, 0.0)
         self._running_cost = 0.0
@@ -128,23 +133,43 @@ class Scheduler:
         return self._draining
 
     # -- queue --------------------------------------------------------------------------------
+    # Each item sits in two lanes (runtime/lane.py): its class's, to find the head, and its
+    # (batch_key, class)'s, to fill the head's batch; both answer "best item" without a scan.
+    # Expiry uses a deadline heap. All of it lazily deleted.
 
     def _add(self, item: WorkItem) -> None:
+        c = item.priority
         self._items[item.id] = item
-        self._by_key.setdefault(item.batch_key, {})[item.id] = item
-        self._count[item.priority] += 1
-        self._cost[item.priority] += item.cost
+        self._lanes[c].add(item)
+        key_lanes = self._key_lanes.setdefault(item.batch_key, {})
+        if c not in key_lanes:
+            key_lanes[c] = Lane(RANK[c], self.aging_s)
+        key_lanes[c].add(item)
+        self._key_count[item.batch_key] = self._key_count.get(item.batch_key, 0) + 1
+        self._count[c] += 1
+        self._cost[c] += item.cost
+        heapq.heappush(self._deadlines, (item.deadline, item.id))
+        if len(self._deadlines) > 2 * len(self._items) + 64:
+            self._deadlines = [(it.deadline, it.id) for it in self._items.values()]
+            heapq.heapify(self._deadlines)
 
     def _remove(self, item: WorkItem) -> None:
+        c = item.priority
         del self._items[item.id]
-        group = self._by_key[item.batch_key]
-        del group[item.id]
-        if not group:
-            del self._by_key[item.batch_key]
-        self._count[item.priority] -= 1
-        self._cost[item.priority] -= item.cost
-        if self._count[item.priority] == 0:
-            self._cost[item.priority] = 0.0  # no float drift once a class is empty
+        self._lanes[c].remove(item.id)
+        key_lanes = self._key_lanes[item.batch_key]
+        key_lanes[c].remove(item.id)
+        if not key_lanes[c]:
+            del key_lanes[c]
+            if not key_lanes:
+                del self._key_lanes[item.batch_key]
+        self._key_count[item.batch_key] -= 1
+        if not self._key_count[item.batch_key]:
+            del self._key_count[item.batch_key]
+        self._count[c] -= 1
+        self._cost[c] -= item.cost
+        if self._count[c] == 0:
+            self._cost[c] = 0.0  # no float drift once a class is empty
 
     def cancel(self, item_id: int) -> bool:
         """Remove a queued item (its client went away). False when it is not queued."""
@@ -165,20 +190,33 @@ class Scheduler:
         """Items handed out by next_batch and not yet recorded."""
         return self._running_items
 
-    def _order(self, item: WorkItem, now: float) -> tuple[int, float, float, int]:
+    def order(self, item: WorkItem, now: float) -> tuple[int, float, float, int]:
+        """Sort key of ``item`` at ``now``: (effective class, deadline, arrival, id)."""
         aged = int((now - item.arrival) // self.aging_s) if now > item.arrival else 0
         return (max(0, RANK[item.priority] - aged), item.deadline, item.arrival, item.id)
 
     def _drop_expired(self, now: float) -> None:
-        gone = [it for it in self._items.values() if it.deadline <= now]
-        for item in gone:
-            self._remove(item)
-        self._expired.extend(gone)
+        heap = self._deadlines
+        while heap and heap[0][0] <= now:
+            deadline, item_id = heapq.heappop(heap)
+            item = self._items.get(item_id)
+            if item is not None and item.deadline == deadline:
+                self._remove(item)
+                self._expired.append(item)
+
+    def _best_of(self, lanes: Iterable[Lane], now: float) -> WorkItem | None:
+        best: WorkItem | None = None
+        best_order: tuple[int, float, float, int] | None = None
+        for lane in lanes:
+            item = lane.best(now)
+            if item is not None:
+                order = self.order(item, now)
+                if best_order is None or order < best_order:
+                    best, best_order = item, order
+        return best
 
     def _head(self, now: float) -> WorkItem | None:
-        if not self._items:
-            return None
-        return min(self._items.values(), key=lambda it: self._order(it, now))
+        return self._best_of(self._lanes.values(), now) if self._items else None
 
     def dispatch_delay(self) -> float | None:
         """Seconds until :meth:`next_batch` has something to hand out; None when empty."""
@@ -187,7 +225,7 @@ class Scheduler:
         return None if head is None else self._delay(head, now)
 
     def _delay(self, head: WorkItem, now: float) -> float:
-        if len(self._by_key[head.batch_key]) >= self.max_batch:
+        if self._key_count[head.batch_key] >= self.max_batch:
             return 0.0
         # Wait for company at most max_wait, and never so long that the head misses its deadline.
         fill_by = head.arrival + self.max_wait_s
@@ -201,11 +239,22 @@ class Scheduler:
         head = self._head(now)
         if head is None or self._delay(head, now) > 0:
             return []
-        group = self._by_key[head.batch_key].values()
-        batch = sorted(group, key=lambda it: self._order(it, now))[: self.max_batch]
-        for item in batch:
+        # Merge the (key, class) lanes best-first; only the lane that gave an item is asked again.
+        lanes = dict(self._key_lanes[head.batch_key])
+        tops = {c: lane.best(now) for c, lane in lanes.items()}
+        batch: list[WorkItem] = []
+        while len(batch) < self.max_batch and tops:
+            c = min(tops, key=lambda p: self.order(tops[p], now))  # type: ignore[arg-type]
+            item = tops[c]
+            assert item is not None
             self._remove(item)
             self._running_cost += item.cost
+            batch.append(item)
+            nxt = lanes[c].best(now)
+            if nxt is None:
+                del tops[c]
+            else:
+                tops[c] = nxt
         self._running_items += len(batch)
         return batch
 

@@ -59,6 +59,14 @@ class CacheSettings(_Section):
     """Time to live per category, in seconds. A request names its category; adhoc by default."""
     default_category: str = "adhoc"
     """Category used when a request names none."""
+    redis_prefix: str = "swiftshot:"
+    """Prefix of every key swiftshot writes to Redis, so several deployments can share one."""
+    redis_timeout_s: float = Field(0.25, gt=0, le=10)
+    """Connect and read timeout of Redis calls; a Redis slower than this reads as a miss."""
+    redis_retry_s: float = Field(2.0, ge=0)
+    """After a Redis failure the tier answers misses for this long before it tries again."""
+    promote_ttl_s: float = Field(3600.0, gt=0)
+    """Longest a copy promoted from a lower tier into a faster one lives there."""
 
     @model_validator(mode="after")
     def _default_category_known(self) -> CacheSettings:
@@ -86,6 +94,21 @@ class SchedulerSettings(_Section):
     """Default deadline per class; a request whose estimated wait passes it is refused at once."""
     aging_ms: float = Field(2_000.0, gt=0)
     """A waiting request climbs one priority class per this many milliseconds (no starvation)."""
+    service_time_hint_s: float = Field(0.05, gt=0)
+    """Engine seconds per request assumed by admission control until batches are measured."""
+
+    @model_validator(mode="after")
+    def _every_class_configured(self) -> SchedulerSettings:
+        for name in ("queue_limit", "deadline_ms"):
+            table = getattr(self, name)
+            missing = [p for p in PRIORITIES if p not in table]
+            if missing:
+                raise ValueError(f"scheduler.{name} must name every priority class "
+                                 f"{list(PRIORITIES)}; missing {missing}")
+            bad = {p: v for p, v in table.items() if v <= 0}
+            if bad:
+                raise ValueError(f"scheduler.{name} values must be > 0; got {bad}")
+        return self
 
 
 class StudioSettings(_Section):

@@ -358,3 +358,12 @@ def test_indexed_queue_matches_a_brute_force_reference(seed):
             clock.advance(rng.choice([0.001, 0.01, 0.05, 0.3]))
         assert len(s) == len(ref.items)
         assert sum(s.depth().values()) == len(ref.items)
+
+
+def test_settings_must_name_every_class():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=r"queue_limit must name every priority class.*'prefetch'"):
+        SchedulerSettings(queue_limit={"realtime": 1, "standard": 1, "batch": 1})
+    with pytest.raises(ValidationError, match="deadline_ms values must be > 0"):
+        SchedulerSettings(deadline_ms={"realtime": 0, "standard": 1, "batch": 1, "prefetch": 1})

@@ -92,12 +92,14 @@ def test_tier_names_must_be_distinct():
 
 @pytest.mark.redis
 def test_from_settings_builds_memory_disk_redis_in_order(tmp_path, redis_url):
-    settings = CacheSettings(memory_bytes=1 << 20, disk_dir=tmp_path / "c", redis_url=redis_url)
+    settings = CacheSettings(memory_bytes=1 << 20, disk_dir=tmp_path / "c", redis_url=redis_url,
+                             redis_prefix="shop-a:")
     cache = TieredCache.from_settings(settings)
     try:
         assert [type(t) for t in cache.tiers] == [MemoryTier, DiskTier, RedisTier]
         assert cache.ttl_for("catalog") == settings.ttl_s["catalog"]
         cache.put("k", b"v", ttl=60, tags=("p",))
+        assert cache.tiers[2]._client.exists("shop-a:k") == 1
         # A second process (fresh memory tier, same disk and Redis) sees the entry.
         other = TieredCache.from_settings(settings.model_copy(update={"disk_dir": tmp_path / "d"}))
         try:

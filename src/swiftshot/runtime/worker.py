@@ -71,11 +71,12 @@ class Worker:
     def __init__(self, engine: Engine, settings: Settings, *,
                  run_batch: RunBatch = swiftshot.pipeline.run_batch,
                  clock: Callable[[], float] = time.monotonic,
-                 capacity_hint_s: float = 0.05) -> None:
+                 capacity_hint_s: float | None = None) -> None:
         self.engine = engine
         self.settings = settings
         self.clock = clock
-        self.scheduler = Scheduler(settings.scheduler, clock=clock, capacity_hint_s=capacity_hint_s)
+        hint = settings.scheduler.service_time_hint_s if capacity_hint_s is None else capacity_hint_s
+        self.scheduler = Scheduler(settings.scheduler, clock=clock, capacity_hint_s=hint)
         self._run_batch = run_batch
         self._takes_products = _accepts_keyword(run_batch, "products")
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="swiftshot-infer")

@@ -50,8 +50,10 @@ class TieredCache:
         if cache.disk_dir is not None and cache.disk_bytes > 0:
             tiers.append(DiskTier(cache.disk_dir, cache.disk_bytes))
         if cache.redis_url:
-            tiers.append(RedisTier(cache.redis_url))
-        return cls(tiers, ttl_s=cache.ttl_s, default_category=cache.default_category)
+            tiers.append(RedisTier(cache.redis_url, cache.redis_prefix,
+                                   timeout_s=cache.redis_timeout_s, retry_s=cache.redis_retry_s))
+        return cls(tiers, ttl_s=cache.ttl_s, default_category=cache.default_category,
+                   promote_ttl_s=cache.promote_ttl_s)
 
     def ttl_for(self, category: str) -> float | None:
         """TTL in seconds of ``category`` (the default category's for an unknown one); None:

@@ -65,7 +65,11 @@ async def test_aget_reads_memory_inline_and_lower_tiers_in_a_thread():
     assert await cache.aget("absent") is None
     await cache.aput("n", b"new", ttl=5, tags=("t",))
     assert [t.get("n") for t in (mem, disk, red)] == [b"new"] * 3
-    assert cache.purge_tag("t") == 1
+    assert await cache.apurge_tag("t") == 1
+    assert await cache.aget("n") is None
+    await cache.aput("d", b"gone soon")
+    assert await cache.adelete("d") is True
+    assert [t.get("d") for t in (mem, disk, red)] == [None] * 3
 
 
 async def test_aget_of_a_memory_hit_never_touches_the_slow_tiers():

@@ -118,6 +118,14 @@ class TieredCache:
         if slow:
             await asyncio.to_thread(_put_all, slow, key, value, ttl, tags)
 
+    async def adelete(self, key: str) -> bool:
+        """:meth:`delete` off the event loop (disk and Redis block)."""
+        return await asyncio.to_thread(self.delete, key)
+
+    async def apurge_tag(self, tag: str) -> int:
+        """:meth:`purge_tag` off the event loop (disk and Redis block)."""
+        return await asyncio.to_thread(self.purge_tag, tag)
+
     # -- internals ----------------------------------------------------------------------------
 
     def _look(self, i: int, key: str) -> bytes | None:

@@ -6,14 +6,30 @@ the CLI and the batch jobs all call it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from functools import lru_cache
+from pathlib import Path
 
+import numpy as np
 from PIL import Image
 
+from swiftshot.config import OpsSettings
 from swiftshot.engines.base import Engine, StepCallback
+from swiftshot.ops import (
+    ComposeOp,
+    CutoutOp,
+    Op,
+    OpContext,
+    OpsError,
+    backdrop_prompt,
+    needs_engine,
+    run_ops,
+    validate_ops,
+)
+from swiftshot.ops.presets import apply_preset, get_preset
 from swiftshot.spec import RenderSpec
 
-OPS_VERSION = "1"
+OPS_VERSION = "2"
 """Part of every cache key: bump when an operation's pixels change."""
 
 
@@ -25,7 +41,112 @@ def source_type_for(spec: RenderSpec) -> str:
     return "trainedAlgorithmicMedia" if generated else "algorithmicMedia"
 
 
-def run_batch(engine: Engine, specs: Sequence[RenderSpec],
-              on_step: StepCallback | None = None) -> list[Image.Image]:
-    """Render normalised specs that share one batch key: engine first, then each spec's ops."""
-    return list(engine.run(specs, on_step))
+_OPS_SETTINGS = OpsSettings()
+
+
+def configure(settings: OpsSettings) -> None:
+    """Set the segmenter, model folder and user presets the pipeline uses (call at start-up)."""
+    global _OPS_SETTINGS
+    _OPS_SETTINGS = settings
+    _segmenter.cache_clear()
+
+
+@lru_cache(maxsize=8)
+def _segmenter(name: str, model_dir: Path | None):
+    from swiftshot.ops.cutout import create_segmenter
+
+    return create_segmenter(name, model_dir)
+
+
+def segmenter_for(name: str | None):
+    cfg = _OPS_SETTINGS
+    try:
+        return _segmenter(name or cfg.segmenter, cfg.model_dir)
+    except (ValueError, FileNotFoundError) as e:
+        raise OpsError(str(e)) from None
+
+
+def run_batch(engine: Engine, specs: Sequence[RenderSpec], on_step: StepCallback | None = None,
+              products: Mapping[str, Image.Image] | None = None) -> list[Image.Image]:
+    """Render normalised specs that share one batch key. The stages, in order:
+
+    plan (validate ops) → engine (only for specs that need its image) → ops → preset.
+    A spec without a product is the engine's image (then its ops and preset, if any).
+    """
+    products = products or {}
+    plans = [plan(spec) for spec in specs]
+    backdrops = render_engine(engine, specs, plans, on_step)
+    return [apply_preset_stage(spec, run_ops_stage(engine, spec, ops, backdrop, products))
+            for spec, ops, backdrop in zip(specs, plans, backdrops, strict=True)]
+
+
+def plan(spec: RenderSpec) -> list[Op]:
+    """The spec's ops, validated. With a product and a preset but no cutout or compose, the
+    product is cut out first: a preset places a product, not a photo of one."""
+    ops = validate_ops(spec.ops)
+    if spec.preset is not None:
+        get_preset(spec.preset, _OPS_SETTINGS.presets)  # unknown preset: refuse before work
+        if spec.product_sha256 and not any(isinstance(o, (CutoutOp, ComposeOp)) for o in ops):
+            ops = [CutoutOp(), *ops]
+    return ops
+
+
+def render_engine(engine: Engine, specs: Sequence[RenderSpec], plans: Sequence[Sequence[Op]],
+                  on_step: StepCallback | None) -> list[Image.Image | None]:
+    """One engine call for the specs that need an engine image; None for the others."""
+    wanted = [i for i, (spec, ops) in enumerate(zip(specs, plans, strict=True))
+              if needs_engine(ops, spec.product_sha256 is not None)]
+    out: list[Image.Image | None] = [None] * len(specs)
+    if not wanted:
+        return out
+    batch = [_backdrop_spec(specs[i], plans[i]) for i in wanted]
+    for i, image in zip(wanted, engine.run(batch, on_step), strict=True):
+        out[i] = image
+    return out
+
+
+def _backdrop_spec(spec: RenderSpec, ops: Sequence[Op]) -> RenderSpec:
+    if spec.product_sha256 is None:
+        return spec
+    update: dict[str, object] = {"ops": (), "product_sha256": None, "preset": None}
+    prompt = backdrop_prompt(ops)
+    if prompt:
+        update["prompt"] = " ".join(prompt.split())
+    return spec.model_copy(update=update)
+
+
+def run_ops_stage(engine: Engine, spec: RenderSpec, ops: Sequence[Op],
+                  backdrop: Image.Image | None, products: Mapping[str, Image.Image]) -> Image.Image:
+    if spec.product_sha256 is not None:
+        if spec.product_sha256 not in products:
+            raise OpsError(f"product image {spec.product_sha256[:12]}… was not given with the "
+                           "request", 422)
+        image = products[spec.product_sha256]
+    elif backdrop is not None:
+        image = backdrop
+    else:  # pragma: no cover - render_engine gives every product-less spec an image
+        raise OpsError("nothing to render: no product and no engine image")
+    if not ops:
+        return image
+    ctx = OpContext(size=(spec.width, spec.height), backdrop=backdrop, products=products,
+                    segmenter=segmenter_for, inpaint=_inpainter(engine, spec))
+    return run_ops(image, ops, ctx)
+
+
+def _inpainter(engine: Engine, spec: RenderSpec):
+    run_inpaint = getattr(engine, "run_inpaint", None)
+    if run_inpaint is None:
+        return None
+
+    def inpaint(image: Image.Image, repaint: np.ndarray) -> Image.Image:
+        mask = Image.fromarray((np.clip(repaint, 0, 1) * 255 + 0.5).astype(np.uint8), "L")
+        target = spec.model_copy(update={"ops": (), "product_sha256": None, "preset": None})
+        return run_inpaint([target], [image], [mask])[0]
+
+    return inpaint
+
+
+def apply_preset_stage(spec: RenderSpec, image: Image.Image) -> Image.Image:
+    if spec.preset is None:
+        return image
+    return apply_preset(image, get_preset(spec.preset, _OPS_SETTINGS.presets))

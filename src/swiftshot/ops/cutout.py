@@ -340,10 +340,15 @@ class ClassicalSegmenter:
         soft = cv2.GaussianBlur(cv2.erode(found.hard, _CROSS).astype(np.float32), (0, 0), 0.8)
         q = guided_upsample(soft, guide, p.guide_side, r=3, eps=p.eps)
         q = _matte_band(q, rgb, found)
-        # Faint alpha far from an edge is filter noise; it would print as specks of product
-        # colour on a new backdrop.
+        # Faint alpha away from the found region is filter noise and JPEG ringing; it would
+        # print as specks of product colour on a new backdrop. Keep alpha only within about
+        # one work pixel of the region, and drop the faintest levels.
+        support = cv2.dilate(found.hard, np.ones((3, 3), np.uint8)).astype(np.float32)
+        support = cv2.resize(support, (w, h), interpolation=cv2.INTER_LINEAR)
         q -= 0.06
+        q *= support
         q *= 1 / 0.9
+        q[q < 0.03] = 0.0
         return np.clip(q, 0.0, 1.0, out=q)
 
 

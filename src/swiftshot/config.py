@@ -287,6 +287,8 @@ class JobsSettings(_Section):
     a minute. Refusals do not count as attempts."""
     poll_s: float = Field(1.0, gt=0)
     """How often an idle runner looks for due work (it is also woken at once by new jobs)."""
+    retention_days: float = Field(30.0, gt=0)
+    """Finished jobs (their status and result keys) are deleted this long after they end."""
 
 
 class Settings(BaseSettings):

@@ -175,3 +175,18 @@ def test_webhook_state_is_durable(tmp_path):
     s.webhook_delivered(job)
     v = s.get_job(job)
     assert v.webhook_state == "delivered" and v.webhook_attempts == 2
+
+
+def test_prune_removes_only_old_settled_jobs(tmp_path):
+    now = [0.0]
+    s = JobStore(tmp_path / "j.db", clock=lambda: now[0])
+    old = s.create_job(_items(1))
+    hooked = s.create_job(_items(1), webhook_url="http://127.0.0.1:1/h")
+    for c in s.claim(2):
+        s.complete(c, "k")
+    fresh = s.create_job(_items(1))
+    now[0] += 100
+    assert s.prune(50) == 1
+    assert s.get_job(old) is None and s.events(old) == []
+    assert s.get_job(hooked) is not None, "a pending webhook keeps its job"
+    assert s.get_job(fresh) is not None, "unfinished jobs are never pruned"

@@ -244,7 +244,11 @@ class JobRunner:
 
     async def _heartbeat_loop(self) -> None:
         period = max(0.05, self.cfg.lease_s / 3)
+        next_prune = 0.0
         while True:
+            if time.monotonic() >= next_prune:
+                await asyncio.to_thread(self.store.prune, self.cfg.retention_days * 86400)
+                next_prune = time.monotonic() + 3600
             await asyncio.sleep(period)
             await asyncio.to_thread(self.store.renew, list(self._inflight.values()))
             # Leases of processes on other hosts (or recycled pids) end only by expiry.

@@ -389,6 +389,19 @@ class JobStore:
                    " o.product_sha256 = blobs.sha256 AND o.status IN (?, ?))",
                    (job_id, *ACTIVE))
 
+    def prune(self, older_than_s: float) -> int:
+        """Delete finished jobs (and their items' logs) whose webhook is settled; jobs removed."""
+        cutoff = self.clock() - older_than_s
+        with self._tx() as db:
+            ids = [r[0] for r in db.execute(
+                "SELECT id FROM jobs WHERE status='done' AND finished < ?"
+                " AND webhook_state != 'pending'", (cutoff,))]
+            for job_id in ids:
+                db.execute("DELETE FROM item_events WHERE job_id=?", (job_id,))
+                db.execute("DELETE FROM items WHERE job_id=?", (job_id,))
+                db.execute("DELETE FROM jobs WHERE id=?", (job_id,))
+        return len(ids)
+
     def blob(self, sha256: str) -> bytes | None:
         with self._lock:
             row = self._db.execute("SELECT data FROM blobs WHERE sha256=?", (sha256,)).fetchone()

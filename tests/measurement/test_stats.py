@@ -52,13 +52,16 @@ def test_summary_counts_goodput_only_within_the_slo_of_each_class():
         _out("standard", 50, status=500, x_cache=None),  # failed
         _out("standard", 300, x_cache="coalesced"),
         _out("standard", 5, kind="fetch", x_cache=None),  # not a generation
+        _out("batch", None, status=0, x_cache=None),  # never answered: late, not an error
     ]
+    outs[-1].error = "unfinished"
     s = summarise(outs, window_s=2.0, slo_ms={"default": 400, "batch": 1000})
-    assert s["requests"] == 6 and s["ok"] == 4
+    assert s["requests"] == 7 and s["ok"] == 4
     assert s["goodput_rps"] == pytest.approx(3 / 2.0)
-    assert s["slo_attainment"] == pytest.approx(3 / 6)
-    assert s["rejection_rate"] == pytest.approx(1 / 6)
-    assert s["error_rate"] == pytest.approx(1 / 6)
+    assert s["slo_attainment"] == pytest.approx(3 / 7)
+    assert s["rejection_rate"] == pytest.approx(1 / 7)
+    assert s["error_rate"] == pytest.approx(1 / 7)
+    assert s["late_rate"] == pytest.approx(1 / 7)
     assert s["by_priority"]["realtime"]["goodput_rps"] == pytest.approx(0.5)
     assert s["by_priority"]["realtime"]["p50_ms"] == pytest.approx(300)
     assert s["by_kind"]["fetch"]["requests"] == 1

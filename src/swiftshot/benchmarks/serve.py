@@ -351,6 +351,8 @@ def derived(server: dict[str, Any]) -> dict[str, float]:
         "realtime_p95_ms": rt_loaded,
         "realtime_p95_unloaded_ms": rt_unloaded,
         "realtime_p95_load_ratio": ratio(rt_loaded, rt_unloaded),
+        "realtime_over_batch_p95": ratio(
+            rt_loaded, loaded["by_priority"].get("batch", {}).get("p95_ms", math.nan)),
         "cache_hit_ratio": loaded["cache"]["hit_ratio"],
         "cache_hit_p50_ms": hits.get("hit", {}).get("p50_ms", math.nan),
         "cache_hit_p99_ms": hits.get("hit", {}).get("p99_ms", math.nan),
@@ -361,6 +363,7 @@ def derived(server: dict[str, Any]) -> dict[str, float]:
         "server_overhead_ratio": unloaded.get("overhead", {}).get("ratio", math.nan),
         "rejection_rate": loaded["rejection_rate"],
         "error_rate": loaded["error_rate"],
+        "late_rate": loaded["late_rate"],
         "client_cpu_ms_per_request": loaded["client"]["cpu_ms_per_request"],
         "client_send_lag_p99_ms": loaded["client"]["send_lag_p99_ms"],
     }
@@ -400,7 +403,8 @@ def report(result: dict[str, Any]) -> None:
                              "offered/s": b["offered_rps"], "p50 ms": b["p50_ms"],
                              "p95 ms": b["p95_ms"], "p99 ms": b["p99_ms"],
                              "goodput/s": b["goodput_rps"], "in SLO": _pct(b["slo_attainment"]),
-                             "refused": _pct(b["rejection_rate"]), "errors": _pct(b["error_rate"])})
+                             "refused": _pct(b["rejection_rate"]), "late": _pct(b["late_rate"]),
+                             "errors": _pct(b["error_rate"])})
             c = summary["cache"]
             cache_rows.append({"server": name, "phase": phase, "hit": _pct(c["hit_ratio"]),
                                "coalesced": _pct(c["coalesced_ratio"]),

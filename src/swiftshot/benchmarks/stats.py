@@ -117,7 +117,10 @@ def _block(outs: list[Outcome], window_s: float, slo_ms: dict[str, float]) -> di
     lat = [o.latency_ms for o in ok]
     good = sum(1 for o in ok if o.latency_ms <= slo_ms.get(o.priority, slo_ms["default"]))
     refused = sum(1 for o in outs if o.refused)
-    failed = len(outs) - len(ok) - refused
+    # Unanswered in time (client timeout, or still open when the phase ended) is lateness under
+    # overload, not a server error; errors are 4xx/5xx answers and broken connections.
+    late = sum(1 for o in outs if o.status == 0 and _late(o.error))
+    failed = len(outs) - len(ok) - refused - late
     finished = [o.done for o in ok]
     starts = [o.sent for o in outs if not math.isnan(o.sent)]
     span = (max(finished) - min(starts)) if finished and starts else math.nan
@@ -131,8 +134,13 @@ def _block(outs: list[Outcome], window_s: float, slo_ms: dict[str, float]) -> di
         "slo_attainment": good / n if n else math.nan,
         "rejection_rate": refused / n if n else math.nan,
         "error_rate": failed / n if n else math.nan,
+        "late_rate": late / n if n else math.nan,
         **latency_summary(lat),
     }
+
+
+def _late(error: str | None) -> bool:
+    return error is not None and (error == "unfinished" or error.startswith("client timeout"))
 
 
 def _cache_block(gens: list[Outcome]) -> dict[str, Any]:

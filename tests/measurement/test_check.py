@@ -1,0 +1,88 @@
+"""`swiftshot bench check`: budgets loaded, checked against results, broken ones named."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from swiftshot.benchmarks.check import Budget, evaluate, load_budgets
+from swiftshot.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_project_budgets_load_and_name_real_result_fields():
+    budgets, runs = load_budgets(ROOT / "perf" / "budgets.toml")
+    assert len(budgets) >= 8
+    assert "--compare" in runs["serve"]["args"]
+    from swiftshot.benchmarks.serve import compare, derived
+
+    fake_loaded = {"by_priority": {}, "cache": {"hit": {"p99_ms": 1.0}, "hit_ratio": 0.5}, "client": {
+        "cpu_ms_per_request": 0.1, "send_lag_p99_ms": 1.0}, **{k: 1.0 for k in (
+            "goodput_rps", "throughput_rps", "slo_attainment", "p50_ms", "p95_ms", "p99_ms",
+            "rejection_rate", "error_rate", "late_rate")}}
+    d = derived({"loaded": fake_loaded})
+    fields = {"derived": set(d), "ratios": set(compare(d, d))}
+    for b in budgets:
+        parts = b.metric.split(".")
+        assert parts[0] == "serve"
+        section = "ratios" if parts[1] == "ratios" else "derived"
+        assert parts[-1] in fields[section], f"budget {b.name!r} names an unknown field {b.metric}"
+
+
+def test_budget_bounds():
+    b = Budget("x", "serve.a", min=2.0, max=4.0, goal="", why="")
+    assert b.check(3.0) is None
+    assert "below the minimum 2" in b.check(1.5)
+    assert "above the maximum 4" in b.check(4.5)
+    assert "not measured" in b.check(None)
+    assert "not measured" in b.check(math.nan)
+
+
+def test_evaluate_reads_dotted_paths():
+    budgets = [Budget("goodput", "serve.ratios.goodput", 5.0, None, "≥ 5", ""),
+               Budget("errors", "serve.swiftshot.derived.error_rate", None, 0.01, "0", "")]
+    rows = evaluate(budgets, {"serve": {"ratios": {"goodput": 7.5},
+                                        "swiftshot": {"derived": {"error_rate": 0.2}}}})
+    assert [r["status"] for r in rows] == ["ok", "BROKEN"]
+    assert rows[1]["measured"] == 0.2 and "0.01" in rows[1]["problem"]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("", r"no \[\[budget\]\]"),
+    ("[[budget]]\nmetric = 'serve.x'\n", "give min, max"),
+    ("[[budget]]\nmetric = 'flat'\nmin = 1\n", "dotted path"),
+    ("[[budget]]\nmetric = 'serve.x'\nmin = 1\nmaxx = 2\n", "unknown keys"),
+    ("[[budget]\n", "not valid TOML"),
+])
+def test_bad_budget_files_are_named(tmp_path, text, message):
+    path = tmp_path / "b.toml"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=message):
+        load_budgets(path)
+
+
+def test_cli_exit_codes_and_broken_budgets_named(tmp_path, capsys):
+    budgets = tmp_path / "b.toml"
+    budgets.write_text("[[budget]]\nname = 'goodput'\nmetric = 'serve.ratios.goodput'\nmin = 5\n"
+                       "goal = '≥ 5'\n\n[[budget]]\nname = 'p95'\nmetric = 'serve.ratios.p95'\n"
+                       "max = 1\n")
+    result = tmp_path / "serve.json"
+    result.write_text(json.dumps({"benchmark": "serve", "ratios": {"goodput": 2.5, "p95": 0.5}}))
+    out = tmp_path / "check.json"
+    argv = ["bench", "check", "--budgets", str(budgets), "--from", str(result), "--out", str(out)]
+    assert main(argv) == 1
+    text = capsys.readouterr().out
+    assert "budget broken: goodput: serve.ratios.goodput = 2.5, below the minimum 5" in text
+    assert "budget broken: p95" not in text
+    saved = json.loads(out.read_text())
+    assert "machine" in saved and [r["status"] for r in saved["budgets"]] == ["BROKEN", "ok"]
+
+    result.write_text(json.dumps({"benchmark": "serve", "ratios": {"goodput": 9, "p95": 0.5}}))
+    assert main(argv) == 0
+
+    assert main(["bench", "check", "--budgets", str(tmp_path / "none.toml")]) == 2
+    assert "does not exist" in capsys.readouterr().err

@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint bench perf-check clean
+.PHONY: run test lint bench bench-serve perf-check clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ lint: $(STAMP)
 
 perf-check: $(STAMP)
 	$(BIN)/swiftshot bench check --quick
+
+# The full serving benchmark against the naive baseline (a few minutes; docs/PERFORMANCE.md).
+bench-serve: $(STAMP)
+	$(BIN)/swiftshot bench serve --compare naive
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

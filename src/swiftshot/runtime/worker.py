@@ -88,6 +88,12 @@ class Worker:
         self._stopped = False
         self.ready = False
         """True once start() has loaded the engine and run the warm-up shapes."""
+        # Metric children looked up once: labels() costs more than the update on this path.
+        self._depth_gauges = {p: telemetry.QUEUE_DEPTH.labels(priority=p) for p in PRIORITIES}
+        self._depth_shown: dict[str, int] = {}
+        self._queue_hist = telemetry.STAGE_DURATION.labels(stage="queue")
+        self._infer_hist = telemetry.STAGE_DURATION.labels(stage="infer")
+        self._generations = telemetry.GENERATIONS.labels(engine=engine.name)
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -234,7 +240,7 @@ class Worker:
         start = self.clock()
         for slot in slots:
             slot.started = start
-            telemetry.STAGE_DURATION.labels(stage="queue").observe(start - slot.item.arrival)
+            self._queue_hist.observe(start - slot.item.arrival)
         self._running = slots
         ok = False
         try:
@@ -252,9 +258,9 @@ class Worker:
                 self._resolve_error(slot, e)
         else:
             infer_s = self.clock() - start
-            telemetry.STAGE_DURATION.labels(stage="infer").observe(infer_s)
+            self._infer_hist.observe(infer_s)
             telemetry.BATCH_SIZE.observe(len(slots))
-            telemetry.GENERATIONS.labels(engine=self.engine.name).inc(len(images))
+            self._generations.inc(len(images))
             for slot, image in zip(slots, images, strict=True):
                 if not slot.future.done():
                     slot.future.set_result(Result(image, start - slot.item.arrival, infer_s,
@@ -308,7 +314,9 @@ class Worker:
 
     def _update_depth(self) -> None:
         for p, n in self.scheduler.depth().items():
-            telemetry.QUEUE_DEPTH.labels(priority=p).set(n)
+            if self._depth_shown.get(p) != n:
+                self._depth_gauges[p].set(n)
+                self._depth_shown[p] = n
 
 
 def _accepts_keyword(fn: Callable[..., Any], name: str) -> bool:

@@ -228,3 +228,27 @@ def test_redis_tier_backs_off_then_recovers(redis_server, tmp_path):
             again.stop()
     finally:
         tier.close()
+
+
+def test_failing_disk_reads_as_a_miss_and_is_counted(tmp_path: Path, monkeypatch, caplog):
+    import sqlite3
+
+    tier = DiskTier(tmp_path / "cache", 1 << 24)
+    try:
+        tier.put("k", b"v")
+
+        def broken(*_a, **_k):
+            raise sqlite3.OperationalError("disk I/O error")
+
+        monkeypatch.setattr(tier._cache, "get", broken)
+        monkeypatch.setattr(tier._cache, "set", broken)
+        before = CACHE_ERRORS.labels(tier="disk")._value.get()
+        with caplog.at_level(logging.WARNING, logger="swiftshot.store.tiers"):
+            assert tier.get("k") is None
+            tier.put("k2", b"v2")
+            assert tier.get("k2") is None
+        assert CACHE_ERRORS.labels(tier="disk")._value.get() - before == 3
+        assert len([r for r in caplog.records if "disk cache tier" in r.getMessage()]) == 1
+    finally:
+        monkeypatch.undo()
+        tier.close()

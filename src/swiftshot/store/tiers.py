@@ -221,18 +221,39 @@ class DiskTier:
         self._db.execute("CREATE TABLE IF NOT EXISTS tags (tag TEXT NOT NULL, key TEXT NOT NULL,"
                          " PRIMARY KEY (tag, key)) WITHOUT ROWID")
         self._db.execute("CREATE INDEX IF NOT EXISTS tags_by_key ON tags (key)")
+        self.errors = 0
+        self._logged = False
+
+    # A full or failing disk must not fail requests: reads and writes count the error, log it
+    # once, and act as a miss. delete and purge_tag raise instead, so an operator who asked
+    # for a removal learns that it did not happen.
 
     def get(self, key: str) -> bytes | None:
-        value = self._cache.get(key, default=None, retry=True)
+        try:
+            value = self._cache.get(key, default=None, retry=True)
+        except _DISK_ERRORS as e:
+            self._failed("get", e)
+            return None
         return value if isinstance(value, bytes) else None
 
     def put(self, key: str, value: bytes, ttl: float | None = None,
             tags: Sequence[str] = ()) -> None:
-        self._cache.set(key, bytes(value), expire=ttl, retry=True)
-        if tags:
-            with self._db_lock:
-                self._db.executemany("INSERT OR IGNORE INTO tags (tag, key) VALUES (?, ?)",
-                                     [(t, key) for t in tags])
+        try:
+            self._cache.set(key, bytes(value), expire=ttl, retry=True)
+            if tags:
+                with self._db_lock:
+                    self._db.executemany("INSERT OR IGNORE INTO tags (tag, key) VALUES (?, ?)",
+                                         [(t, key) for t in tags])
+        except _DISK_ERRORS as e:
+            self._failed("put", e)
+
+    def _failed(self, op: str, exc: Exception) -> None:
+        CACHE_ERRORS.labels(tier=self.name).inc()
+        self.errors += 1
+        if not self._logged:
+            self._logged = True
+            log.warning("disk cache tier %s failed on %s (%s); treating it as a miss",
+                        self.directory, op, exc)
 
     def delete(self, key: str) -> bool:
         with self._db_lock:
@@ -255,6 +276,9 @@ class DiskTier:
         self._cache.close()
         with self._db_lock:
             self._db.close()
+
+
+_DISK_ERRORS = (OSError, sqlite3.Error, diskcache.Timeout)
 
 
 class RedisTier:

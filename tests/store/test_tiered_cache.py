@@ -126,3 +126,21 @@ def test_from_settings_can_switch_tiers_off(tmp_path):
         assert [t.name for t in only_disk.tiers] == ["disk"]
     finally:
         only_disk.close()
+
+
+@pytest.mark.redis
+async def test_a_dead_redis_never_fails_the_request_path(tmp_path, redis_server):
+    settings = CacheSettings(memory_bytes=1 << 20, disk_dir=tmp_path / "c",
+                             redis_url=redis_server.url, redis_timeout_s=0.2)
+    cache = TieredCache.from_settings(settings)
+    try:
+        await cache.aput("k", b"v", ttl=60, tags=("p",))
+        redis_server.stop()
+        assert await cache.aget("k") == (b"v", "memory")
+        assert await cache.aget("absent") is None
+        await cache.aput("k2", b"v2", ttl=60, tags=("p",))  # memory and disk still take it
+        assert await cache.aget("k2") == (b"v2", "memory")
+        assert cache.tiers[1].get("k2") == b"v2"
+        assert await cache.apurge_tag("p") == 2  # what memory and disk hold is still purged
+    finally:
+        cache.close()

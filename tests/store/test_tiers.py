@@ -20,7 +20,7 @@ class FakeClock:
         return self.t
 
 
-@pytest.fixture(params=["dict", "memory", "disk", "redis"])
+@pytest.fixture(params=["dict", "memory", "disk", pytest.param("redis", marks=pytest.mark.redis)])
 def make_tier(request, tmp_path) -> Iterator[Callable[[], CacheTier]]:
     """A factory for one tier of each kind (Redis: a real redis-server on loopback)."""
     made: list[CacheTier] = []

@@ -120,7 +120,9 @@ def main(args: argparse.Namespace) -> int:
     print("\nperformance budgets (perf/budgets.toml)")
     print_table(rows, ["budget", "measured", "bound", "goal", "status"])
     broken = [r for r in rows if r["status"] != "ok"]
-    path = write_result("check", {"budgets": rows, "results": results}, args.out)
+    from swiftshot.benchmarks.serve import json_safe
+
+    path = write_result("check", json_safe({"budgets": rows, "results": results}), args.out)
     print(f"\nwrote {path}")
     for r in broken:
         print(f"budget broken: {r['budget']}: {r['problem']} (goal {r['goal'] or 'none'})")
@@ -158,5 +160,5 @@ def _run_serve(run_cfg: dict[str, Any], *, quick: bool) -> dict[str, Any]:
     ns = parser.parse_args(argv)
     result = serve.run(ns)
     serve.report(result)
-    write_result("serve-check", result)
+    write_result("serve-check", serve.json_safe(result))
     return result

@@ -99,7 +99,7 @@ def main(args: argparse.Namespace) -> int:
     except (NotLoopback, ValueError, procs.ServerFailed) as e:
         raise CliError(str(e)) from None
     report(result)
-    path = write_result("serve", result, args.out)
+    path = write_result("serve", json_safe(result), args.out)
     print(f"\nwrote {path}")
     return 0
 
@@ -443,6 +443,17 @@ def report(result: dict[str, Any]) -> None:
         d = result["swiftshot"]["derived"]
         print("\nswiftshot goal figures")
         print_table([{"figure": k, "value": v} for k, v in d.items()])
+
+
+def json_safe(value: Any) -> Any:
+    """NaN (a figure that could not be measured) → null: strict JSON readers reject NaN."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    return value
 
 
 def _pct(x: float) -> str:

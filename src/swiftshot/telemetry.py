@@ -166,3 +166,8 @@ class Tracing:
     def shutdown(self) -> None:
         if self._tracer is not None:
             self.provider.shutdown()
+
+
+HTTP_IN_FLIGHT = Gauge(
+    "swiftshot_http_requests_in_flight", "HTTP requests being handled (set when /metrics is read).",
+    registry=REGISTRY)

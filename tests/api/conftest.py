@@ -99,10 +99,19 @@ def serve(tmp_path):
         s.stop()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def shared_server(tmp_path_factory):
-    """One fake-engine server for tests that only read answers (errors, negotiation)."""
+    """One fake-engine server for tests that need no settings of their own (they compare
+    metrics before and after, since others use it too)."""
     s = start_server(tmp_path_factory.mktemp("shared") / "var",
                      env={"SWIFTSHOT_SERVER__MAX_BODY_BYTES": "65536"})
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="session")
+def studio_server(tmp_path_factory):
+    """One studio-engine server (the real default engine) shared by the delivery tests."""
+    s = start_server(tmp_path_factory.mktemp("studio") / "var", engine="studio")
     yield s
     s.stop()

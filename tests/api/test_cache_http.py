@@ -17,16 +17,19 @@ def _post(server, body=BODY):
     return r
 
 
-def test_second_identical_request_hits_memory(serve):
-    s = serve()
-    first, second = _post(s), _post(s)
+def test_second_identical_request_hits_memory(shared_server):
+    s = shared_server
+    generated = s.metric("swiftshot_generations_total")
+    body = {**BODY, "prompt": "grey linen, top light (memory test)"}
+    first, second = _post(s, body), _post(s, body)
     assert first.headers["x-cache"] == "miss"
     assert second.headers["x-cache"] == "memory"
     assert first.json()["key"] == second.json()["key"]
     # same meaning, different spelling: whitespace and size vs width/height
-    third = _post(s, {"prompt": "  grey   linen, top light ", "width": 64, "height": 64, "seed": 3})
+    third = _post(s, {"prompt": "  grey   linen, top light   (memory test) ", "width": 64,
+                      "height": 64, "seed": 3})
     assert third.headers["x-cache"] == "memory"
-    assert s.metric("swiftshot_generations_total") == 1
+    assert s.metric("swiftshot_generations_total") == generated + 1
     timing = second.headers["server-timing"]
     assert "cache;dur=" in timing and "total;dur=" in timing and "infer" not in timing
     assert all(st in first.headers["server-timing"] for st in ("cache", "queue", "infer", "total"))

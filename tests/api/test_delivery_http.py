@@ -7,14 +7,10 @@ import io
 import pytest
 from PIL import Image
 
-from tests.api.conftest import start_server
-
 
 @pytest.fixture(scope="module")
-def studio(tmp_path_factory):
-    s = start_server(tmp_path_factory.mktemp("delivery") / "var", engine="studio")
-    yield s
-    s.stop()
+def studio(studio_server):
+    return studio_server
 
 
 @pytest.fixture(scope="module")

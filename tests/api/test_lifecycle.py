@@ -36,7 +36,10 @@ def test_sigterm_drains_in_flight_requests_then_exits_0(serve):
     threads = [threading.Thread(target=call, args=(i,)) for i in range(4)]
     for t in threads:
         t.start()
-    time.sleep(0.5)  # they are queued or running now
+    end = time.monotonic() + 20
+    # all four are in the server (the /metrics request itself is the fifth)
+    while s.metric("swiftshot_http_requests_in_flight") < 5 and time.monotonic() < end:
+        time.sleep(0.05)
     s.proc.send_signal(signal.SIGTERM)
     time.sleep(0.2)
     ready = s.client.get("/readyz")

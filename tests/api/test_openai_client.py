@@ -13,8 +13,8 @@ from PIL import Image
 
 
 @pytest.fixture
-def studio(serve):
-    return serve(engine="studio")
+def studio(studio_server):
+    return studio_server
 
 
 def test_openai_client_b64_json_and_url_round_trip(studio):

@@ -78,8 +78,12 @@ def base_url(request: Request) -> str:
     public = request.app.state.settings.server.public_url
     if public:
         return public.rstrip("/")
-    host = request.headers.get("host") or f"{request.url.hostname}:{request.url.port}"
-    return f"{request.url.scheme}://{host}"
+    scope = request.scope
+    host = request.headers.get("host")
+    if not host:
+        server = scope.get("server") or ("127.0.0.1", 80)
+        host = f"{server[0]}:{server[1]}"
+    return f"{scope.get('scheme', 'http')}://{host}"
 
 
 def timing_headers(cache: str, durations: dict[str, float]) -> dict[str, str]:

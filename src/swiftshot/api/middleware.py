@@ -76,8 +76,7 @@ class ServiceMiddleware:
                 await self.app(scope, receive, send)
         finally:
             self.inflight.leave()
-            route = scope.get("route")
-            path = getattr(route, "path", "unmatched")
+            path = _route_label(scope)
             prio = scope.get("state", {}).get("priority", "none")
             telemetry.REQUEST_DURATION.labels(path, prio).observe(time.perf_counter() - t0)
 
@@ -165,3 +164,18 @@ async def _read(receive: Receive, limit: int) -> bytes | None:
         chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)
+
+
+_PLAIN_ROUTES = frozenset({"/", "/healthz", "/readyz", "/metrics"})
+
+
+def _route_label(scope: Scope) -> str:
+    # Routes added with add_route (the cheap ones) leave no "route" in the scope under
+    # FastAPI's included routers; label them from the path, never with the raw path itself.
+    path = getattr(scope.get("route"), "path", None)
+    if path:
+        return path
+    raw = scope.get("path", "")
+    if raw.startswith("/i/"):
+        return "/i/{name}"
+    return raw if raw in _PLAIN_ROUTES else "unmatched"

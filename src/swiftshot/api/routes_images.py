@@ -182,8 +182,9 @@ async def _one(request: Request, spec: RenderSpec, stages: telemetry.Stages, pri
     return item, r.cache, r.key
 
 
-def image_url(request: Request, key: str, fmt: str, quality: int | None) -> str:
-    from swiftshot.delivery.codecs import extension
+_EXT = {"png": "png", "jpeg": "jpg", "webp": "webp", "avif": "avif"}
 
+
+def image_url(request: Request, key: str, fmt: str, quality: int | None) -> str:
     q = f"?q={quality}" if quality is not None and fmt != "png" else ""
-    return f"{base_url(request)}/i/{key}.{extension(fmt)}{q}"
+    return f"{base_url(request)}/i/{key}.{_EXT[fmt]}{q}"

@@ -38,6 +38,8 @@ async def readyz(request: Request) -> Response:
 
 
 async def metrics(request: Request) -> Response:
+    # set here, not per request: the hot path pays nothing for it
+    telemetry.HTTP_IN_FLIGHT.set(request.app.state.inflight.count)
     return Response(generate_latest(telemetry.REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
 

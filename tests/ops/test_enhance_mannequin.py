@@ -1,0 +1,90 @@
+"""Enhance corrects what it should and leaves good photos alone; ghost mannequin."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from swiftshot.ops.enhance import EnhanceParams, auto_levels, enhance, unsharp, white_balance
+from swiftshot.ops.mannequin import ghost_mannequin, key_mask
+from swiftshot.testing.products import make_mannequin_photo, make_photo
+
+
+def test_white_balance_removes_a_colour_cast():
+    photo = np.asarray(make_photo("box_gradient", (256, 256)).image).astype(np.float32)
+    cast = np.clip(photo * np.array([1.15, 1.0, 0.85]), 0, 255).astype(np.uint8)
+    fixed = white_balance(cast).astype(np.float32)
+    before = cast.reshape(-1, 3).mean(0)
+    after = fixed.reshape(-1, 3).mean(0)
+    assert np.ptp(after) < 0.5 * np.ptp(before)
+
+
+def test_levels_stretch_a_flat_dark_photo():
+    arr = (np.asarray(make_photo("bottle_white_sweep", (256, 256)).image) * 0.5 + 20).astype(np.uint8)
+    out = auto_levels(arr)
+    assert out.max() >= 250 and out.min() <= arr.min()
+    assert np.median(out) > np.median(arr) + 30
+    flat = np.full((32, 32, 3), 128, np.uint8)
+    assert (auto_levels(flat) == flat).all()  # nothing to stretch: untouched
+
+
+def test_unsharp_raises_edge_contrast_only():
+    arr = np.zeros((40, 40, 3), np.uint8)
+    arr[:, 20:] = 200
+    import cv2
+
+    arr = cv2.GaussianBlur(arr, (0, 0), 2.0)
+    out = unsharp(arr, 1.0).astype(int)
+    a = arr.astype(int)
+    assert np.diff(out[20, :, 0]).max() > np.diff(a[20, :, 0]).max() + 2  # steeper edge
+    assert (out[20, 23, 0] - out[20, 16, 0]) > (a[20, 23, 0] - a[20, 16, 0]) + 5
+    assert (out[:, :8] == a[:, :8]).all() and (out[:, -8:] == a[:, -8:]).all()  # flat: unchanged
+
+
+def test_enhance_keeps_alpha_and_upscales():
+    rgba = Image.new("RGBA", (50, 40), (100, 100, 100, 0))
+    rgba.paste((200, 50, 50, 255), (10, 10, 40, 30))
+    out = enhance(rgba, EnhanceParams(upscale=2.0))
+    assert out.mode == "RGBA" and out.size == (100, 80)
+    assert out.getpixel((2, 2))[3] == 0 and out.getpixel((50, 40))[3] == 255
+
+
+def test_key_mask_finds_the_mannequin():
+    m = make_mannequin_photo()
+    found = key_mask(np.asarray(m.image), m.key_color)
+    inter = (found & m.mannequin).sum()
+    assert inter / m.mannequin.sum() > 0.9
+    assert (found & m.garment).sum() / m.garment.sum() < 0.01
+
+
+@pytest.mark.parametrize("by", ["key", "mask"])
+def test_ghost_mannequin(by):
+    m = make_mannequin_photo()
+    kw = {"key_color": m.key_color} if by == "key" else {"mannequin_mask": m.mannequin}
+    out = ghost_mannequin(m.image, **kw)
+    a = np.asarray(out)[..., 3] / 255
+    rgb = np.asarray(out)[..., :3].astype(int)
+    assert (a[m.garment] > 0.5).mean() > 0.97          # the garment stays
+    h = a.shape[0]
+    above = m.mannequin & (np.arange(h)[:, None] < int(0.19 * h))
+    assert (a[above] < 0.5).mean() > 0.97               # the neck above the collar is gone
+    assert (a[m.opening] > 0.5).mean() > 0.9            # the opening shows the inside
+    inside = rgb[m.opening & (a > 0.5)]
+    garment_mean = rgb[m.garment].mean(0)
+    assert (inside.mean(0) < garment_mean).all()         # ... in shade: darker than the outside
+    skin = np.abs(inside - np.array(m.key_color)).sum(1) < 60
+    assert skin.mean() < 0.01                            # and no mannequin colour left there
+
+
+def test_ghost_mannequin_with_inside_photo():
+    m = make_mannequin_photo()
+    inside = Image.new("RGB", (100, 60), (180, 20, 20))  # the inner back: a red label area
+    out = np.asarray(ghost_mannequin(m.image, key_color=m.key_color, inside=inside))
+    reds = out[m.opening][:, :3].astype(int)
+    assert (reds[:, 0] > 150).mean() > 0.8
+
+
+def test_ghost_mannequin_needs_the_mannequin():
+    with pytest.raises(ValueError, match="mannequin_mask or key_color"):
+        ghost_mannequin(Image.new("RGB", (10, 10)))

@@ -305,13 +305,13 @@ class Service:
 
     # -- cache administration --------------------------------------------------------------
 
-    def purge(self, key: str) -> int:
+    async def purge(self, key: str) -> int:
         """Delete a master with its metadata and every encoded variant; entries removed."""
-        found = bool(self.cache.delete(key))
-        return int(self.cache.purge_tag(_own_tag(key))) + int(found)
+        found = bool(await self.cache.adelete(key))
+        return int(await self.cache.apurge_tag(_own_tag(key))) + int(found)
 
-    def purge_tag(self, tag: str) -> int:
-        return int(self.cache.purge_tag(tag))
+    async def purge_tag(self, tag: str) -> int:
+        return int(await self.cache.apurge_tag(tag))
 
     # -- helpers ---------------------------------------------------------------------------
 

@@ -28,7 +28,7 @@ async def purge_tag(request: Request, tag: str) -> Response:
     if not TAG_RE.match(tag):
         raise ApiError(400, f"tag must be 1-128 characters without spaces or '/'; got {tag!r}",
                        param="tag")
-    n = service(request).purge_tag(tag)
+    n = await service(request).purge_tag(tag)
     return json_response({"tag": tag, "deleted": n})
 
 
@@ -38,7 +38,7 @@ async def purge_key(request: Request, key: str) -> Response:
     if not KEY_RE.match(key):
         raise ApiError(400, f"key must be 64 lower-case hex characters (a key returned by "
                        f"/v1/render); got {key!r}", param="key")
-    n = service(request).purge(key)
+    n = await service(request).purge(key)
     if n == 0:
         raise ApiError(404, f"no cached image with key {key}", param="key", code="not_found")
     return json_response({"key": key, "deleted": n})

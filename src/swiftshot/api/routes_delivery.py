@@ -30,6 +30,8 @@ _ETAGS_MAX = 50_000
 def _etag(request: Request, vkey: str, data: bytes) -> str:
     # Keyed by variant and checked by identity: the memory tier hands back the same bytes
     # object, so hashing (~0.1 ms for a 100 KB image) happens once per variant, not per hit.
+    # Should a freed object's id be reused for the same variant key, the bytes are the same
+    # anyway: a variant key fixes master, format, quality and width, and encoding is pure.
     etags: dict[str, tuple[int, str]] = request.app.state.etags
     found = etags.get(vkey)
     if found is not None and found[0] == id(data):

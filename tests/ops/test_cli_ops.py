@@ -1,0 +1,74 @@
+"""swiftshot cutout / render / check: files in, files out, exit codes and one-line errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from swiftshot.cli import main
+from swiftshot.testing.products import make_photo
+
+
+@pytest.fixture(scope="module")
+def photo_path(tmp_path_factory):
+    path = tmp_path_factory.mktemp("cli") / "bottle.jpg"
+    make_photo("bottle_white_sweep", (600, 600)).image.save(path, quality=92)
+    return path
+
+
+def test_cutout_writes_transparent_png(photo_path, tmp_path, capsys):
+    out = tmp_path / "cut.png"
+    assert main(["cutout", str(photo_path), "-o", str(out)]) == 0
+    im = Image.open(out)
+    assert im.mode == "RGBA" and im.size == (600, 600)
+    a = np.asarray(im)[..., 3]
+    assert a[5, 5] == 0 and a[300, 300] == 255
+    assert "segmenter=classical" in capsys.readouterr().out
+
+
+def test_render_amazon_then_check_passes(photo_path, tmp_path, capsys):
+    out = tmp_path / "amazon.jpg"
+    assert main(["render", "--product", str(photo_path), "--preset", "amazon", "-o", str(out)]) == 0
+    assert Image.open(out).size == (2000, 2000)
+    capsys.readouterr()
+    assert main(["check", str(out), "--preset", "amazon"]) == 0
+    text = capsys.readouterr().out
+    assert "PASS  background" in text and "amazon: all rules pass" in text
+
+
+def test_check_fails_with_exit_1_and_names_rules(photo_path, capsys):
+    assert main(["check", str(photo_path), "--preset", "amazon"]) == 1
+    text = capsys.readouterr().out
+    assert "FAIL  background" in text and "FAIL  product_fill" in text
+    assert "(required: >= 85%)" in text
+
+
+def test_render_with_backdrop_prompt_and_ops(photo_path, tmp_path):
+    out = tmp_path / "studio.png"
+    assert main(["render", "--product", str(photo_path), "--backdrop", "white paper sweep",
+                 "--size", "512x512", "-o", str(out)]) == 0
+    assert Image.open(out).size == (512, 512)
+    out2 = tmp_path / "ops.webp"
+    ops = '[{"op":"cutout"},{"op":"compose","backdrop":"color","color":"#202020","fill":0.5}]'
+    assert main(["render", "--product", str(photo_path), "--ops", ops, "--size", "256x256",
+                 "-o", str(out2)]) == 0
+    assert Image.open(out2).convert("RGB").getpixel((2, 2))[0] < 40
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["cutout", "/nonexistent.jpg", "-o", "x.png"], "does not exist"),
+    (["render", "--product", "PHOTO", "--ops", "[{\"op\":\"nope\"}]", "-o", "OUT.png"],
+     "unknown op 'nope'"),
+    (["render", "--product", "PHOTO", "--ops", "{not json", "-o", "OUT.png"], "not valid JSON"),
+    (["check", "PHOTO", "--preset", "ebay"], "unknown preset 'ebay'"),
+    (["cutout", "GIF", "-o", "OUT.png"], "GIF images are not accepted"),
+])
+def test_user_errors_are_one_line_exit_2(photo_path, tmp_path, capsys, argv, words):
+    gif = tmp_path / "a.gif"
+    Image.new("RGB", (8, 8)).save(gif)
+    argv = [str(photo_path) if a == "PHOTO" else str(tmp_path / "out.png") if a == "OUT.png"
+            else str(gif) if a == "GIF" else a for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert words in err and err.count("\n") == 0 and err.startswith("swiftshot: error:")

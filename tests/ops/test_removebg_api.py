@@ -1,0 +1,108 @@
+"""POST /v1.0/removebg over HTTP (TestClient): remove.bg's parameters, headers and errors."""
+
+from __future__ import annotations
+
+import base64
+import io
+import zipfile
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from swiftshot.testing.products import make_photo
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory):
+    from fastapi.testclient import TestClient
+
+    from swiftshot.api.app import create_app
+    from swiftshot.config import Settings
+    from swiftshot.engines import FakeEngine
+
+    settings = Settings(data_dir=tmp_path_factory.mktemp("rbg") / "var")
+    with TestClient(create_app(settings, engine=FakeEngine())) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def jpeg() -> bytes:
+    buf = io.BytesIO()
+    make_photo("mug_handle_white_sweep", (500, 400)).image.save(buf, "JPEG", quality=92)
+    return buf.getvalue()
+
+
+def post(client, data=None, files=None, json=None, headers=None):
+    return client.post("/v1.0/removebg", data=data, files=files, json=json, headers=headers)
+
+
+def test_multipart_png_with_headers(client, jpeg):
+    r = post(client, files={"image_file": ("m.jpg", jpeg, "image/jpeg")})
+    assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+    im = Image.open(io.BytesIO(r.content))
+    assert im.mode == "RGBA" and im.size == (500, 400)
+    assert r.headers["x-width"] == "500" and r.headers["x-height"] == "400"
+    assert r.headers["x-type"] == "product"
+    top, left = int(r.headers["x-foreground-top"]), int(r.headers["x-foreground-left"])
+    w, h = int(r.headers["x-foreground-width"]), int(r.headers["x-foreground-height"])
+    a = np.asarray(im)[..., 3]
+    assert a[top + h // 2, left + w // 4] == 255 and a[2, 2] == 0
+
+
+def test_json_b64_bg_color_jpg(client, jpeg):
+    r = post(client, json={"image_file_b64": base64.b64encode(jpeg).decode(), "bg_color": "00ff00",
+                           "size": "preview"})
+    assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg"
+    im = Image.open(io.BytesIO(r.content))
+    assert im.width * im.height <= 250_000
+    g = im.getpixel((2, 2))
+    assert g[1] > 230 and g[0] < 30
+
+
+def test_zip_crop_and_alpha_channel(client, jpeg):
+    r = post(client, files={"image_file": ("m.jpg", jpeg, "image/jpeg")},
+             data={"format": "zip", "crop": "true", "crop_margin": "10px"})
+    z = zipfile.ZipFile(io.BytesIO(r.content))
+    assert sorted(z.namelist()) == ["alpha.png", "color.jpg"]
+    alpha = Image.open(io.BytesIO(z.read("alpha.png")))
+    assert alpha.size == (int(r.headers["x-width"]), int(r.headers["x-height"]))
+    assert alpha.width < 500  # cropped to the mug plus 10 px
+    r = post(client, files={"image_file": ("m.jpg", jpeg, "image/jpeg")}, data={"channels": "alpha"})
+    assert Image.open(io.BytesIO(r.content)).mode in ("L", "RGB")
+
+
+def test_scale_and_position_center(client, jpeg):
+    r = post(client, files={"image_file": ("m.jpg", jpeg, "image/jpeg")},
+             data={"scale": "50%", "position": "center"})
+    left, width = int(r.headers["x-foreground-left"]), int(r.headers["x-foreground-width"])
+    top, height = int(r.headers["x-foreground-top"]), int(r.headers["x-foreground-height"])
+    assert max(width / 500, height / 400) == pytest.approx(0.5, abs=0.02)
+    assert left + width / 2 == pytest.approx(250, abs=3) and top + height / 2 == pytest.approx(200, abs=3)
+
+
+def test_accept_json_answer(client, jpeg):
+    r = post(client, files={"image_file": ("m.jpg", jpeg, "image/jpeg")},
+             headers={"Accept": "application/json"})
+    data = r.json()["data"]
+    assert Image.open(io.BytesIO(base64.b64decode(data["result_b64"]))).mode == "RGBA"
+    assert data["foreground_width"] > 0
+
+
+@pytest.mark.parametrize("kwargs, status, code", [
+    ({"data": {"size": "preview"}}, 400, "missing_source"),
+    ({"json": {"image_url": "https://example.com/a.jpg"}}, 400, "url_not_allowed"),
+    ({"files": {"image_file": ("a.gif", b"GIF89a\x01\x00\x01\x00", "image/gif")}}, 415,
+     "unsupported_format"),
+    ({"files": {"image_file": ("a.jpg", b"\xff\xd8\xff\xe0broken", "image/jpeg")}}, 422,
+     "corrupt_image"),
+    ({"json": {"image_file_b64": "@@@"}}, 422, "invalid_base64"),
+    ({"json": {"image_file_b64": "aGVsbG8=", "size": "gigantic"}}, 400, "invalid_parameter"),
+    ({"json": {"image_file_b64": "aGVsbG8=", "scale": "500%"}}, 400, "invalid_parameter"),
+    ({"content": b"raw", "headers": {"content-type": "text/plain"}}, 415, "unsupported_media_type"),
+])
+def test_errors_have_removebg_shape(client, kwargs, status, code):
+    r = client.post("/v1.0/removebg", **kwargs)
+    assert r.status_code == status, r.text
+    err = r.json()["errors"][0]
+    assert err["code"] == code and err["title"]

@@ -39,7 +39,7 @@ def naive_url(tmp_path, monkeypatch):
 def test_small_run_against_the_naive_server(naive_url, tmp_path):
     args = _args(url=naive_url, engine="fake", size="64x64", rate=25, duration=1.5,
                  unloaded_s=0.8, hits_s=0.5, calibrate_s=0.8, calibrate_concurrency=2,
-                 drain_s=3, fetch_share=0.5, out=tmp_path / "serve.json")
+                 drain_s=3, fetch_share=0.5, upload_share=0.3, out=tmp_path / "serve.json")
     result = serve.run(args)
     sw = result["swiftshot"]
     assert result["rate_rps"] == 25 and result["capacity"]["measured_on"] == "given (--rate)"
@@ -48,6 +48,8 @@ def test_small_run_against_the_naive_server(naive_url, tmp_path):
     assert 15 <= loaded["requests"] <= 60  # ~25/s for 1.5 s, Poisson
     assert loaded["ok"] == loaded["requests"] and loaded["error_rate"] == 0
     assert loaded["by_kind"]["fetch"]["ok"] > 0  # image URLs were fetched with browser headers
+    assert loaded["by_kind"]["upload"]["ok"] > 0  # product photos were cut out
+    assert sw["upload_route"] == "/v1.0/removebg" and sw["upload_share"] == 0.3
     assert set(loaded["by_priority"]) <= {"realtime", "standard", "batch"}
     assert loaded["p50_ms"] <= loaded["p95_ms"] <= loaded["p99_ms"]
     # The naive server sends no X-Cache and has no /metrics: reported as not measured.
@@ -77,13 +79,15 @@ def test_compare_naive_gives_ratios(naive_url, tmp_path):
 def test_run_against_swiftshot_serve(tmp_path, monkeypatch):
     monkeypatch.setenv("SWIFTSHOT_ENGINE__FAKE__DELAY_S", "0.01")
     args = _args(spawn=True, engine="fake", size="64x64", rate=30, duration=2, unloaded_s=1,
-                 hits_s=1, hits_rate=30, calibrate_s=0, drain_s=5, priority_mix="realtime=1,batch=1")
+                 hits_s=1, hits_rate=30, calibrate_s=0, drain_s=5, priority_mix="realtime=1,batch=1",
+                 upload_share=0.2)
     result = serve.run(args)
     sw = result["swiftshot"]
     loaded = sw["loaded"]
     assert loaded["ok"] >= 0.9 * loaded["requests"] > 0
     assert loaded["cache"]["hit_ratio"] > 0.2  # the Zipf head repeats: swiftshot caches it
     assert set(loaded["by_priority"]) == {"realtime", "batch"}
+    assert loaded["by_kind"]["upload"]["ok"] > 0 and sw["upload_route"] == "/v1.0/removebg"
     stages = loaded["server"]["stages_ms"]
     assert "cache" in stages and loaded["server"]["generations"] > 0  # /metrics was diffed
     assert sw["hits"]["cache"]["hit_ratio"] == 1.0

@@ -123,7 +123,7 @@ class HttpTarget:
         self.upload_route = upload_route
         self.clock = clock or RealClock()
         self._rng = rng or random.Random(1)
-        self._product: bytes | None = None
+        self._products: list[bytes] = []
 
     async def send(self, req: PlannedRequest, out: Outcome, record: Record) -> None:
         if req.kind == "upload":
@@ -156,15 +156,17 @@ class HttpTarget:
             out.error = resp.body[:200].decode("utf-8", "replace")
 
     def _upload(self, req: PlannedRequest) -> tuple[str, dict[str, str], bytes]:
-        if self._product is None:
-            self._product = product_png(self._rng)
+        """A seller's product photo to cut out (remove.bg's form shape, as swiftshot serves it)."""
+        if not self._products:
+            self._products = [product_png(self._rng) for _ in range(8)]
+        photo = self._rng.choice(self._products)
         boundary = uuid.uuid4().hex
-        fields = {k: str(v) for k, v in req.body.items() if k != "model"}
+        fields = {"size": "auto", "type": "product", "format": req.body.get("output_format", "webp")}
         parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
                  for k, v in fields.items()]
-        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="image"; '
+        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="image_file"; '
                      f'filename="product.png"\r\nContent-Type: image/png\r\n\r\n'.encode()
-                     + self._product + b"\r\n")
+                     + photo + b"\r\n")
         parts.append(f"--{boundary}--\r\n".encode())
         headers = {**req.headers, "Content-Type": f"multipart/form-data; boundary={boundary}"}
         assert self.upload_route is not None

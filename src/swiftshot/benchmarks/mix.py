@@ -103,7 +103,7 @@ class MixConfig:
     """Zipf exponent: 0 is uniform; ~1 is typical of catalog traffic."""
     priority_mix: str = DEFAULT_PRIORITY_MIX
     upload_share: float = 0.0
-    """Share of requests that upload a product photo (needs a server route for it)."""
+    """Share of requests that upload a product photo to cut out (needs the server's upload route)."""
     fetch_share: float = 0.5
     """Share of generations followed by a GET of the image with browser headers."""
     size: str = "512x512"
@@ -126,7 +126,7 @@ class PlannedRequest:
     """One request the mix asks for; the client decides when and how to send it."""
 
     kind: str
-    """"generate" (POST /v1/images/generations) or "upload" (product photo + backdrop)."""
+    """"generate" (POST /v1/images/generations) or "upload" (a product photo to cut out)."""
     priority: str
     body: dict[str, Any]
     prompt_rank: int
@@ -159,7 +159,7 @@ class Mix:
         body: dict[str, Any] = {"model": c.model, "prompt": c.prompts[rank], "size": c.size,
                                 "n": 1, "response_format": "url", "output_format": c.output_format}
         fetch = None
-        if self.rng.random() < c.fetch_share:
+        if self.rng.random() < c.fetch_share and kind == "generate":
             fetch = dict(self.rng.choices(HEADER_PROFILES, self._profile_weights)[0][1])
         return PlannedRequest(kind, priority, body, rank, fetch)
 

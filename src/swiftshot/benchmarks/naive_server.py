@@ -7,7 +7,8 @@ same ``POST /v1/images/generations`` shape, so the benchmark's mix works unchang
 difference measured is the serving machinery alone.
 
 The encoded image is kept (bounded, oldest dropped) only so the returned URL can be fetched;
-it is never looked up to answer a generation.
+it is never looked up to answer a generation. Product uploads (``POST /v1.0/removebg``, the
+form shape swiftshot serves) are cut out per request with the same segmenter.
 
 Run: ``python -m swiftshot.benchmarks.naive_server --port 8100 --engine studio``.
 """
@@ -25,7 +26,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator
 from typing import Any, Literal
 
-from fastapi import FastAPI, HTTPException
+from fastapi import FastAPI, Form, HTTPException, UploadFile
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -97,6 +98,22 @@ def create_app(engine: Engine, settings: Settings, warmup: tuple[int, int] = (51
                     images.popitem(last=False)
             data.append({"url": f"/i/{key}"})
         return {"created": int(time.time()), "data": data}
+
+    # A product photo in, its cutout out: decode, segment, encode, per request, on the pool.
+    @app.post("/v1.0/removebg")
+    def removebg(image_file: UploadFile, format: str = Form("webp")) -> Response:
+        from swiftshot import pipeline
+        from swiftshot.inputs import InputError, load_image
+        from swiftshot.ops.cutout import cutout
+
+        fmt = format if format in ("png", "webp") else "png"
+        try:
+            image = load_image(image_file.file.read(), settings.limits)
+        except InputError as e:
+            raise HTTPException(e.status, e.message) from None
+        rgba = cutout(image, pipeline.segmenter_for(None))
+        body = encode(rgba, fmt, 90 if fmt == "webp" else None, settings=settings.delivery)
+        return Response(body, media_type=content_type(fmt))
 
     @app.get("/i/{key}")
     def image(key: str) -> Response:

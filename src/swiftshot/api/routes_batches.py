@@ -78,6 +78,7 @@ async def create_batch(request: Request) -> Response:
     doc, files = await _read(request)
     items_raw = _items(doc, files, settings.limits.max_batch_items)
     specs, refs = _validate(items_raw, doc, files)
+    _check_presets(specs, settings)
     webhook_url = doc.get("webhook_url")
     if webhook_url is not None:
         try:
@@ -219,6 +220,19 @@ def _validate(items: list[Any], doc: dict[str, Any], files: dict[str, UploadFile
         raise ApiError(422, f"file {unused[0]!r} is not used by any item; name it in an item's "
                             "product_file or leave it out", param="files", code="unused_file")
     return specs, refs
+
+
+def _check_presets(specs: list[RenderSpec], settings: Any) -> None:
+    from swiftshot.ops.presets import get_preset
+
+    for i, spec in enumerate(specs):
+        if spec.preset is None:
+            continue
+        try:
+            get_preset(spec.preset, settings.ops.presets)
+        except ValueError as e:
+            raise ApiError(422, f"items[{i}].preset: {e}", param=f"items[{i}].preset",
+                           code="unknown_preset") from None
 
 
 async def _load_photos(files: dict[str, UploadFile], refs: list[str | None],

@@ -17,7 +17,13 @@ import os
 import sys
 import threading
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import (
+    FIRST_COMPLETED,
+    Executor,
+    Future,
+    ProcessPoolExecutor,
+    wait,
+)
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,7 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--prompt", default="", help="backdrop prompt, when the preset composes one")
     p.add_argument("--engine", default=None, help="engine for backdrops (default: settings)")
     p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1),
-                   help="photos processed at once (default: cores, at most 4)")
+                   help="worker processes (default: cores, at most 4)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -121,6 +127,34 @@ def output_names(inputs: Iterable[Path], ext: str) -> dict[Path, str]:
                 else f"{p.stem}-{p.suffix.lstrip('.').lower()}.{ext}") for p in inputs}
 
 
+class _LazyEngine:
+    """Loads the engine on its first ``run``: a preset that only cuts out and places the
+    product never needs a backdrop, and loading the studio engine costs over a second."""
+
+    def __init__(self, engine: Any) -> None:
+        self._engine = engine
+        self._lock = threading.Lock()
+        self._loaded = False
+        self.name, self.version = engine.name, engine.version
+
+    def load(self) -> None:
+        with self._lock:
+            if not self._loaded:
+                self._engine.load()
+                self._loaded = True
+
+    def warmup(self, shapes: Any) -> None:
+        self.load()
+        self._engine.warmup(shapes)
+
+    def batch_key(self, spec: Any) -> Any:
+        return self._engine.batch_key(spec)
+
+    def run(self, specs: Any, on_step: Any = None) -> Any:
+        self.load()
+        return self._engine.run(specs, on_step)
+
+
 class FolderJob:
     """The work of one ``swiftshot batch`` run (also driven by the jobs benchmark)."""
 
@@ -142,15 +176,24 @@ class FolderJob:
             self.base["size"] = size
         self.base = {k: v for k, v in self.base.items() if v is not None}
         self._check_spec()
-        self.engine = create_engine(self.base["engine"], settings)
+        engine_version = create_engine(self.base["engine"], settings).version
         self.params = hashlib.sha256(orjson.dumps(
-            {**self.base, "engine_version": self.engine.version, "ops": OPS_VERSION},
+            {**self.base, "engine_version": engine_version, "ops": OPS_VERSION},
             option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
+        self.renderer = Renderer(settings, self.base, self.fmt, quality, outdir)
 
     def _check_spec(self) -> None:
+        from swiftshot import pipeline
+        from swiftshot.ops.presets import get_preset
         from swiftshot.spec import RenderSpec
 
         RenderSpec(**self.base, product_sha256="0" * 64)  # bad --size/--quality: exit 2 now
+        pipeline.configure(self.settings.ops)  # user presets, segmenter, model folder
+        if "preset" in self.base:
+            try:
+                get_preset(self.base["preset"], self.settings.ops.presets)
+            except ValueError as e:
+                raise CliError(str(e)) from None
 
     def run(self, on_progress: Callable[[Outcome], None] | None = None) -> Report:
         self.outdir.mkdir(parents=True, exist_ok=True)
@@ -158,52 +201,95 @@ class FolderJob:
         names = output_names(inputs, self.ext)
         manifest = Manifest(self.outdir)
         report = Report()
-        todo: list[tuple[Path, bytes, str]] = []
+        todo: list[Path] = []
         for path in inputs:
-            data = path.read_bytes()
-            sha = hashlib.sha256(data).hexdigest()
+            sha = hashlib.sha256(path.read_bytes()).hexdigest()
             if manifest.is_done(path.name, sha, self.params, self.outdir):
                 outcome = Outcome(path.name, "skipped", manifest.items[path.name]["output"])
                 report.outcomes.append(outcome)
                 if on_progress:
                     on_progress(outcome)
             else:
-                todo.append((path, data, sha))
-        if todo:
-            self.engine.load()
-        with ThreadPoolExecutor(self.workers, thread_name_prefix="swiftshot-batch") as pool:
-            futures = {pool.submit(self._one, p, data, sha, names[p]): (p, sha)
-                       for p, data, sha in todo}
-            for fut in as_completed(futures):
-                path, sha = futures[fut]
-                outcome, nbytes = fut.result()
-                entry: dict[str, Any] = {"status": outcome.status, "sha256": sha,
-                                         "params": self.params, "output": outcome.output}
-                if outcome.status == "done":
-                    entry["bytes"] = nbytes
-                else:
-                    entry["error"] = outcome.error
-                manifest.record(path.name, entry)
-                report.outcomes.append(outcome)
-                if on_progress:
-                    on_progress(outcome)
+                todo.append(path)
+        queue = iter(todo)
+        with self._pool(len(todo)) as pool:
+            # A few submissions ahead of the workers: photos are read as they are needed and
+            # every finished one is in the manifest before the next is started inline.
+            pending: dict[Future[tuple[Outcome, int]], tuple[Path, str]] = {}
+            ahead = 2 * self.workers if isinstance(pool, ProcessPoolExecutor) else 1
+
+            def fill() -> None:
+                while len(pending) < ahead and (path := next(queue, None)):
+                    data = path.read_bytes()
+                    sha = hashlib.sha256(data).hexdigest()
+                    pending[pool.submit(_work, path.name, data, sha, names[path])] = (path, sha)
+
+            fill()
+            while pending:
+                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    path, sha = pending.pop(fut)
+                    outcome, nbytes = fut.result()
+                    entry: dict[str, Any] = {"status": outcome.status, "sha256": sha,
+                                             "params": self.params, "output": outcome.output}
+                    if outcome.status == "done":
+                        entry["bytes"] = nbytes
+                    else:
+                        entry["error"] = outcome.error
+                    manifest.record(path.name, entry)
+                    report.outcomes.append(outcome)
+                    if on_progress:
+                        on_progress(outcome)
+                fill()
         report.outcomes.sort(key=lambda o: o.name)
         return report
 
-    def _one(self, path: Path, data: bytes, sha: str, out_name: str) -> tuple[Outcome, int]:
+    def _pool(self, n: int) -> Executor:
+        # Processes, not threads: the ops are numpy with much Python between the array calls,
+        # so threads serialise on the GIL. Each process loads the engine only if it needs it.
+        if self.workers == 1 or n <= 1:
+            _init(self.renderer)
+            return _InlineExecutor()
+        return ProcessPoolExecutor(min(self.workers, n), initializer=_init,
+                                   initargs=(self.renderer,))
+
+
+class Renderer:
+    """One photo → one encoded output file. Picklable: each worker process gets a copy."""
+
+    def __init__(self, settings: Any, base: dict[str, Any], fmt: str, quality: int | None,
+                 outdir: Path) -> None:
+        self.settings, self.base, self.fmt, self.quality, self.outdir = (
+            settings, base, fmt, quality, outdir)
+        self._engine: _LazyEngine | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_engine": None}
+
+    @property
+    def engine(self) -> _LazyEngine:
+        if self._engine is None:
+            from swiftshot.engines import create_engine
+
+            self._engine = _LazyEngine(create_engine(self.base["engine"], self.settings))
+        return self._engine
+
+    def one(self, name: str, data: bytes, sha: str, out_name: str) -> tuple[Outcome, int]:
         from swiftshot.engines import EngineError
         from swiftshot.inputs import InputError
 
         try:
-            encoded = self._render(data, sha)
+            encoded = self.render(data, sha)
         except InputError as e:
-            return Outcome(path.name, "failed", error=e.message), 0
+            return Outcome(name, "failed", error=e.message), 0
         except (EngineError, ValueError, OSError) as e:
-            return Outcome(path.name, "failed", error=f"{type(e).__name__}: {e}"), 0
+            return Outcome(name, "failed", error=f"{type(e).__name__}: {e}"), 0
+        except Exception as e:  # noqa: BLE001 - one bad photo must not stop the folder
+            return Outcome(name, "failed", error=f"internal error ({type(e).__name__}: {e})"), 0
         _atomic_write(self.outdir / out_name, encoded)
-        return Outcome(path.name, "done", out_name), len(encoded)
+        return Outcome(name, "done", out_name), len(encoded)
 
-    def _render(self, data: bytes, sha: str) -> bytes:
+    def render(self, data: bytes, sha: str) -> bytes:
         from swiftshot.delivery.codecs import encode
         from swiftshot.inputs import load_image
         from swiftshot.pipeline import run_batch, source_type_for
@@ -214,6 +300,34 @@ class FolderJob:
         (image,) = run_batch(self.engine, [spec], products={sha: photo})
         return encode(image, self.fmt, self.quality, source_type=source_type_for(spec),
                       settings=self.settings.delivery)
+
+
+_RENDERER: Renderer | None = None
+
+
+def _init(renderer: Renderer) -> None:
+    from swiftshot import pipeline
+
+    global _RENDERER
+    _RENDERER = renderer
+    pipeline.configure(renderer.settings.ops)
+
+
+def _work(name: str, data: bytes, sha: str, out_name: str) -> tuple[Outcome, int]:
+    assert _RENDERER is not None, "worker not initialised"
+    return _RENDERER.one(name, data, sha, out_name)
+
+
+class _InlineExecutor(Executor):
+    """workers=1: run in this process (no pickling, profilers see everything)."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        fut: Future[Any] = Future()
+        try:
+            fut.set_result(fn(*args, **kwargs))
+        except BaseException as e:  # noqa: BLE001 - handed to the caller through the future
+            fut.set_exception(e)
+        return fut
 
 
 def run(args: argparse.Namespace) -> int:

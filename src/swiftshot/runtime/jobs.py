@@ -59,7 +59,9 @@ def _is_rejection(exc: BaseException) -> bool:
 
 
 def _is_user_error(exc: BaseException) -> bool:
-    if isinstance(exc, ValidationError | EngineConfigError | PermanentItemError):
+    # ValueError covers pydantic's ValidationError and the ops' OpsError / UnknownPreset: the
+    # same spec would fail the same way again, so retrying only burns capacity.
+    if isinstance(exc, ValueError | EngineConfigError | PermanentItemError):
         return True
     try:
         from swiftshot.inputs import InputError

@@ -186,21 +186,118 @@ async def _worker_run(settings: Settings, n: int) -> tuple[float, int]:
         await worker.stop()
 
 
+# -- worker + a real-size diffusion engine -----------------------------------------------------
+
+def bench_worker_diffusion(arch: str, size: int, n: int, batches: tuple[int, ...],
+                           device: str) -> list[dict[str, Any]]:
+    """n concurrent same-size requests through the Worker, per max_batch_size: images/s,
+    latency percentiles and engine calls. ``arch``: sd-turbo / sdxl-turbo (real shapes,
+    RANDOM weights: latency is real, pixels are noise) or tiny (the test pipeline)."""
+    import os
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from swiftshot.config import DiffusionSettings
+    from swiftshot.engines.diffusion import DiffusionEngine
+
+    cuda = device.startswith("cuda")
+    cfg = DiffusionSettings(device=device, dtype="fp16" if cuda else "fp32", default_steps=1)
+    tmp = tempfile.TemporaryDirectory()
+    if arch == "tiny":
+        from swiftshot.testing.tiny_pipeline import build_tiny_sd
+
+        engine: Any = DiffusionEngine(cfg.model_copy(
+            update={"model": str(build_tiny_sd(Path(tmp.name) / "tiny"))}))
+    else:
+        import torch
+
+        from swiftshot.engines.architectures import build_architecture
+
+        pipe = build_architecture(arch, torch.float16 if cuda else torch.float32, device)
+        # build_architecture makes the scheduler under torch.device(device) too, so its tables
+        # land on the GPU and set_timesteps (numpy) fails; a fresh one keeps them on the CPU.
+        pipe.scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config)
+        engine = DiffusionEngine.from_pipeline(pipe, cfg, identity=f"{arch}-random")
+    rows = []
+    try:
+        for b in batches:
+            settings = Settings(data_dir=Path(tmp.name) / "var")
+            settings.scheduler.max_batch_size = b
+            settings.server.warmup_shapes = [(size, size)]
+            rows.append(asyncio.run(_diffusion_run(engine, settings, arch, size, n, b)))
+    finally:
+        tmp.cleanup()
+    return rows
+
+
+async def _diffusion_run(engine: Any, settings: Settings, arch: str, size: int, n: int,
+                         batch: int) -> dict[str, Any]:
+    worker = Worker(engine, settings)
+    await worker.start()
+
+    def specs(tag: str, k: int) -> list[RenderSpec]:
+        return [RenderSpec(engine="diffusion", prompt=f"{tag} product photo {i}", width=size,
+                           height=size, seed=i).normalized() for i in range(k)]
+
+    async def timed(spec: RenderSpec) -> tuple[float, int]:
+        t = time.perf_counter()
+        r = await worker.submit(spec, priority="batch")
+        return time.perf_counter() - t, r.batch_size
+
+    try:
+        await asyncio.gather(*(worker.submit(s, priority="batch") for s in specs("warm", batch)))
+        calls0 = _batch_count()
+        t0 = time.perf_counter()
+        out = await asyncio.gather(*(timed(s) for s in specs("timed", n)))
+        wall = time.perf_counter() - t0
+    finally:
+        await worker.stop()
+    lat = [x for x, _ in out]
+    return {"part": "worker+diffusion", "arch": arch, "size": f"{size}x{size}", "steps": 1,
+            "max_batch_size": batch, "n": n, "images_per_s": n / wall,
+            "p50_ms": _pct(lat, 0.5) * 1e3, "p95_ms": _pct(lat, 0.95) * 1e3,
+            "mean_batch": statistics.fmean(b for _, b in out),
+            "engine_calls": _batch_count() - calls0}
+
+
+def _batch_count() -> int:
+    from swiftshot import telemetry
+
+    for metric in telemetry.BATCH_SIZE.collect():
+        for sample in metric.samples:
+            if sample.name.endswith("_count"):
+                return int(sample.value)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer samples (CI)")
     ap.add_argument("--out", default=None, help="JSON path (default bench/results/core.json)")
+    ap.add_argument("--diffusion", metavar="ARCH", default=None,
+                    help="instead: worker batching over a diffusion engine "
+                         "(sd-turbo, sdxl-turbo: random weights; tiny: test pipeline)")
+    ap.add_argument("--device", default="cuda", help="torch device for --diffusion")
+    ap.add_argument("--size", type=int, default=512, help="image side for --diffusion")
+    ap.add_argument("--n", type=int, default=64, help="concurrent requests for --diffusion")
+    ap.add_argument("--batches", default="1,4,8", help="max_batch_size values for --diffusion")
     args = ap.parse_args(argv)
     n = 200 if args.quick else 2000
-    results: dict[str, list[dict[str, Any]]] = {
-        "tiers": bench_tiers(n, 256 * 1024) + bench_tiers(n, 16 * 1024),
-        "scheduler": bench_scheduler(n // 4),
-        "worker": bench_worker(n),
-    }
+    if args.diffusion:
+        batches = tuple(int(b) for b in args.batches.split(","))
+        results: dict[str, list[dict[str, Any]]] = {"worker+diffusion": bench_worker_diffusion(
+            args.diffusion, args.size, args.n, batches, args.device)}
+        name = f"core-{args.diffusion}"
+    else:
+        results = {
+            "tiers": bench_tiers(n, 256 * 1024) + bench_tiers(n, 16 * 1024),
+            "scheduler": bench_scheduler(n // 4),
+            "worker": bench_worker(n),
+        }
+        name = "core"
     for part, rows in results.items():
         print(f"\n== {part}")
         print_table(rows)
-    path = write_result("core", {"quick": args.quick, **results}, args.out)
+    path = write_result(name, {"quick": args.quick, **results}, args.out)
     print(f"\nwrote {path}")
     return 0
 

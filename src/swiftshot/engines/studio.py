@@ -548,8 +548,8 @@ class StudioEngine:
         turb2 = _fbm(rng, lh, lw, 1.6 * scale, 4, 0.5)
         jag = _fbm(rng, lh, lw, 12 * scale, 2, 0.5)
         wid = np.clip(0.5 + 0.5 * _fbm(rng, lh, lw, 4 * scale, 2, 0.5), 0.15, 1.2)
-        ramp1 = (gx * math.cos(a1) + gy * math.sin(a1)) * rng.uniform(0.9, 1.4) + 0.22 * turb + 0.012 * jag
-        ramp2 = (gx * math.cos(a2) + gy * math.sin(a2)) * rng.uniform(3.5, 5.5) + 0.28 * turb2 + 0.1 * turb + 0.02 * jag
+        ramp1 = (gx * math.cos(a1) + gy * math.sin(a1)) * rng.uniform(0.9, 1.4) + 0.22 * turb + 0.004 * jag
+        ramp2 = (gx * math.cos(a2) + gy * math.sin(a2)) * rng.uniform(3.5, 5.5) + 0.28 * turb2 + 0.1 * turb + 0.005 * jag
         ramp2 = ramp2 + 0.7 * _fbm(rng, lh, lw, 0.8 * scale, 2, 0.5)  # uneven spacing
         presence = _smoothstep(-0.1, 0.9, _fbm(rng, lh, lw, 1.5 * scale, 3, 0.5))
         clouds = 0.2 * np.clip(_fbm(rng, lh, lw, 2.0 * scale, 5, 0.6, aspect=2.0) * 0.5 + 0.4, 0, 1.5)
@@ -565,9 +565,20 @@ class StudioEngine:
         g1 = np.maximum(np.hypot(*np.gradient(r1)), 1e-4) * np.pi / px
         g2 = np.maximum(np.hypot(*np.gradient(r2)), 1e-4) * np.pi / px
         # Fading a vein by narrowing it (dividing q) costs nothing at full resolution.
+        # Where a ramp is nearly flat it hovers around an integer and sin() draws specks: fade
+        # those out by pushing q up where the slope is far below the typical one.
+        g1 = g1 / (1 + np.square(0.6 * float(np.median(g1)) / g1))
+        g2 = g2 / (1 + np.square(0.6 * float(np.median(g2)) / g2))
         # (kept above ~1 px: thinner lines break into dashes when upsampled)
         q1 = np.sin(r1 * np.pi) / (g1 * np.maximum(1.1, (0.8 + 4.0 * pat) * (0.4 + 0.9 * pat)))
         q2 = np.sin(r2 * np.pi) / (g2 * (0.75 + 0.8 * pat))
+        # A light blur of the signed field keeps real veins (it is locally a ramp) but removes
+        # one-sample islands, which the upsampling would turn into specks.
+        # Clipping first: past the LUT's range q only means "no vein", and a huge sample next to
+        # a normal one makes the cubic upsampling ring through zero (a speck).
+        lim = 1.5 * _VEIN_RANGE
+        q1 = cv2.GaussianBlur(np.clip(q1, -lim, lim).astype(np.float32), (0, 0), 0.9)
+        q2 = cv2.GaussianBlur(np.clip(q2, -lim, lim).astype(np.float32), (0, 0), 0.9)
         q1u = cv2.resize(q1, (w, h), interpolation=cv2.INTER_CUBIC)
         q2u = cv2.resize(q2, (w, h), interpolation=cv2.INTER_CUBIC)
         v1 = cv2.LUT(cv2.convertScaleAbs(q1u, alpha=255.0 / _VEIN_RANGE), _VEIN_LUT)

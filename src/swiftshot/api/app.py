@@ -77,6 +77,9 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     errors.install(app)
     for name in route_modules():
         app.include_router(importlib.import_module(name).router)
+    from swiftshot.api import routes_delivery
+
     app.add_middleware(ServiceMiddleware, max_body_bytes=settings.server.max_body_bytes,
-                       inflight=app.state.inflight)
+                       inflight=app.state.inflight,
+                       fast_get={"/i/": routes_delivery.fast_asgi(app.state)})
     return app

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 
 from swiftshot import telemetry
@@ -58,10 +58,13 @@ class InFlight:
 
 
 class ServiceMiddleware:
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int, inflight: InFlight) -> None:
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int, inflight: InFlight,
+                 fast_get: Mapping[str, ASGIApp] | None = None) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.inflight = inflight
+        self.fast_get = tuple((fast_get or {}).items())
+        """(path prefix, ASGI app) answered ahead of the framework for GET/HEAD (the hot path)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -73,12 +76,21 @@ class ServiceMiddleware:
             if scope["method"] in _BODY_METHODS:
                 await self._with_body(scope, receive, send)
             else:
-                await self.app(scope, receive, send)
+                await self._get(scope, receive, send)
         finally:
             self.inflight.leave()
             path = _route_label(scope)
             prio = scope.get("state", {}).get("priority", "none")
             telemetry.REQUEST_DURATION.labels(path, prio).observe(time.perf_counter() - t0)
+
+    async def _get(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] in ("GET", "HEAD"):
+            path = scope["path"]
+            for prefix, fast in self.fast_get:
+                if path.startswith(prefix):
+                    await fast(scope, receive, send)
+                    return
+        await self.app(scope, receive, send)
 
     async def _read_body(self, scope: Scope, receive: Receive) -> bytes | None:
         length = _content_length(scope)

@@ -9,6 +9,10 @@ extension the format is negotiated from ``Accept``; Client Hints (``Save-Data``,
 from __future__ import annotations
 
 import hashlib
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+from urllib.parse import parse_qsl
 
 from fastapi import APIRouter
 from starlette.requests import Request
@@ -19,6 +23,7 @@ from swiftshot.delivery import negotiate
 from swiftshot.spec import MAX_SIDE
 
 router = APIRouter()
+log = logging.getLogger("swiftshot.api")
 
 EXTENSIONS = {"avif": "avif", "webp": "webp", "jpg": "jpeg", "jpeg": "jpeg", "png": "png"}
 CONTENT_TYPES = negotiate.MEDIA_TYPES
@@ -27,12 +32,11 @@ _HEX = frozenset("0123456789abcdef")
 _ETAGS_MAX = 50_000
 
 
-def _etag(request: Request, vkey: str, data: bytes) -> str:
+def _etag(etags: dict[str, tuple[int, str]], vkey: str, data: bytes) -> str:
     # Keyed by variant and checked by identity: the memory tier hands back the same bytes
     # object, so hashing (~0.1 ms for a 100 KB image) happens once per variant, not per hit.
     # Should a freed object's id be reused for the same variant key, the bytes are the same
     # anyway: a variant key fixes master, format, quality and width, and encoding is pure.
-    etags: dict[str, tuple[int, str]] = request.app.state.etags
     found = etags.get(vkey)
     if found is not None and found[0] == id(data):
         return found[1]
@@ -43,8 +47,8 @@ def _etag(request: Request, vkey: str, data: bytes) -> str:
     return tag
 
 
-def _int_param(request: Request, name: str, lo: int, hi: int) -> int | None:
-    value = request.query_params.get(name)
+def _int_param(query: Mapping[str, str], name: str, lo: int, hi: int) -> int | None:
+    value = query.get(name)
     if value is None:
         return None
     try:
@@ -62,12 +66,22 @@ def _not_found(key: str) -> Response:
                           "POST /v1/images/generations", param="key", code="not_found")
 
 
-async def image(request: Request) -> Response:
-    name: str = request.path_params["name"]
+class _Out:
+    """What one /i/ request answers, independent of the framework that sends it."""
+
+    __slots__ = ("status", "headers", "body", "media_type")
+
+    def __init__(self, status: int, headers: dict[str, str], body: bytes = b"",
+                 media_type: str | None = None) -> None:
+        self.status, self.headers, self.body, self.media_type = status, headers, body, media_type
+
+
+async def resolve(state: Any, name: str, headers: Mapping[str, str],
+                  query: Mapping[str, str]) -> _Out | Response:
+    """The answer to ``GET /i/{name}`` (headers: lower-case names)."""
     key, dot, ext = name.partition(".")
     if len(key) != 64 or not _HEX.issuperset(key):
         return _not_found(key)
-    headers = request.headers
     vary = []
     if dot:
         fmt = EXTENSIONS.get(ext.lower())
@@ -81,13 +95,13 @@ async def image(request: Request) -> Response:
             raise ApiError(406, f"Accept {headers.get('accept')!r} admits none of: "
                            f"{', '.join(CONTENT_TYPES.values())}", code="not_acceptable")
     quality = width = None
-    if request.query_params:
-        quality = _int_param(request, "q", 1, 100)
-        width = _int_param(request, "w", 1, MAX_SIDE)
-    svc = request.app.state.service
-    hints = negotiate.parse_hints(headers)
+    if query:
+        quality = _int_param(query, "q", 1, 100)
+        width = _int_param(query, "w", 1, MAX_SIDE)
+    svc = state.service
     if quality is None or width is None:
         vary.append(negotiate.VARY_HINTS)
+    hints = negotiate.parse_hints(headers)
     if hints.any:
         if quality is None and fmt != "png":
             quality = negotiate.adapt_quality(svc.quality_for(fmt, None), hints)
@@ -98,15 +112,62 @@ async def image(request: Request) -> Response:
     data = await svc.variant(key, fmt, quality, width)
     if data is None:
         return _not_found(key)
-    etag = _etag(request, f"{key}.{fmt}.{quality}.{width}", data)
-    out = {"ETag": etag, "Cache-Control": IMMUTABLE, "Accept-CH": negotiate.ACCEPT_CH}
+    etag = _etag(state.etags, f"{key}.{fmt}.{quality}.{width}", data)
+    out = {"etag": etag, "cache-control": IMMUTABLE, "accept-ch": negotiate.ACCEPT_CH}
     if vary:
-        out["Vary"] = ", ".join(vary)
+        out["vary"] = ", ".join(vary)
     inm = headers.get("if-none-match")
     if inm is not None and (inm.strip() == "*" or etag in (t.strip().removeprefix("W/")
                                                            for t in inm.split(","))):
-        return Response(status_code=304, headers=out)
-    return Response(data, media_type=CONTENT_TYPES[fmt], headers=out)
+        return _Out(304, out)
+    return _Out(200, out, data, CONTENT_TYPES[fmt])
+
+
+async def image(request: Request) -> Response:
+    """The Starlette route (for the OpenAPI listing and for apps built without the fast path)."""
+    out = await resolve(request.app.state, request.path_params["name"], request.headers,
+                        request.query_params)
+    if isinstance(out, Response):
+        return out
+    return Response(out.body, status_code=out.status, headers=out.headers,
+                    media_type=out.media_type)
+
+
+_WANTED = frozenset({b"accept", b"if-none-match", *(h.encode() for h in negotiate.HINT_HEADERS)})
+
+
+def fast_asgi(state: Any) -> Callable[[Any, Any, Any], Awaitable[None]]:
+    """``GET /i/...`` as bare ASGI, called by the service middleware ahead of the framework:
+    a memory hit then skips routing, dependency and exception layers altogether."""
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        headers = {k.decode("latin-1"): v.decode("latin-1")
+                   for k, v in scope["headers"] if k in _WANTED}
+        qs = scope.get("query_string", b"")
+        query = dict(parse_qsl(qs.decode("latin-1"))) if qs else {}
+        try:
+            out = await resolve(state, scope["path"][3:], headers, query)
+        except ApiError as e:
+            out = error_response(e.status, e.message, param=e.param, code=e.code,
+                                 headers=e.headers)
+        except Exception as e:  # noqa: BLE001 - the same answer the app's handler would give
+            log.exception("internal error on %s", scope["path"])
+            out = error_response(500, f"internal error ({type(e).__name__}); it was logged",
+                                 code="internal_error")
+        if isinstance(out, Response):
+            raw = out.raw_headers
+            status, body = out.status_code, out.body
+        else:
+            raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in out.headers.items()]
+            status, body = out.status, out.body
+            if out.media_type is not None:
+                raw.append((b"content-type", out.media_type.encode("latin-1")))
+            if status != 304:
+                raw.append((b"content-length", str(len(body)).encode("latin-1")))
+        await send({"type": "http.response.start", "status": status, "headers": raw})
+        await send({"type": "http.response.body", "body": body})
+
+    return app
 
 
 # A plain Starlette route: FastAPI's parameter machinery costs more than this whole handler.

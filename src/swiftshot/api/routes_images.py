@@ -140,14 +140,17 @@ async def generations(request: Request) -> Response:
     b64 = (req.response_format or ("b64_json" if req.model in B64_DEFAULT_MODELS else "url")) == "b64_json"
     specs = _seeded(spec, n)
     stages = [stages0] + [telemetry.Stages() for _ in range(n - 1)]
-    tasks = [asyncio.ensure_future(_one(request, s, st, prio, deadline, b64, fmt))
-             for s, st in zip(specs, stages, strict=True)]
-    try:
-        items = await asyncio.gather(*tasks)
-    except BaseException:
-        for t in tasks:  # one failed or the client left: the siblings' work is wanted no more
-            t.cancel()
-        raise
+    if n == 1:
+        items = [await _one(request, spec, stages0, prio, deadline, b64, fmt)]
+    else:
+        tasks = [asyncio.ensure_future(_one(request, s, st, prio, deadline, b64, fmt))
+                 for s, st in zip(specs, stages, strict=True)]
+        try:
+            items = await asyncio.gather(*tasks)
+        except BaseException:
+            for t in tasks:  # one failed or the client left: the siblings' work is wanted no more
+                t.cancel()
+            raise
     caches = [c for _, c, _ in items]
     durations = finish(request, "POST /v1/images/generations", stages,
                        {"swiftshot.n": n, "swiftshot.cache": ",".join(caches)})

@@ -1,0 +1,121 @@
+"""Cache-hit latency and throughput of `swiftshot serve` (studio engine), measured with wrk.
+
+Starts a real server on a free loopback port with its data in a temporary folder, renders one
+1024x1024 image, then drives three hit paths with wrk (apt-get install wrk):
+
+* GET  /i/{key}.webp              immutable delivery, memory tier
+* POST /v1/images/generations     OpenAI shape, response_format=url, memory tier
+* POST /v1/render                 native shape, memory tier
+
+Prints a table and writes bench/results/api_hits.json with the machine it ran on. Latencies are
+wrk's (client-side, over loopback), so they include the client's share of two shared cores.
+
+    .venv/bin/python bench/api_hits.py [--duration 10] [--connections 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from swiftshot.benchmarks.machine import print_table, write_result
+
+PROMPT = "white marble counter, soft morning light"
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ms(text: str) -> float:
+    m = re.match(r"([\d.]+)(us|ms|s)", text)
+    assert m, text
+    return float(m.group(1)) * _UNITS[m.group(2)]
+
+
+def wrk(url: str, duration: int, connections: int, body: dict | None, workdir: Path) -> dict:
+    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency"]
+    if body is not None:
+        script = workdir / "post.lua"
+        script.write_text('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
+                          f"wrk.body = {json.dumps(json.dumps(body))}\n")
+        cmd += ["-s", str(script)]
+    out = subprocess.run([*cmd, url], capture_output=True, text=True, check=True).stdout
+    lat = dict(re.findall(r"^\s+(50|75|90|99)%\s+(\S+)", out, re.M))
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    total = int(re.search(r"(\d+) requests in", out).group(1))
+    return {"requests": total, "req_per_s": rps, "p50_ms": _ms(lat["50"]),
+            "p90_ms": _ms(lat["90"]), "p99_ms": _ms(lat["99"]),
+            "errors": int(non2xx.group(1)) if non2xx else 0}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--duration", type=int, default=10, help="seconds per path")
+    ap.add_argument("--connections", type=int, default=8, help="concurrent keep-alive connections")
+    ap.add_argument("--out", default=None, help="JSON file (default bench/results/api_hits.json)")
+    args = ap.parse_args()
+    if shutil.which("wrk") is None:
+        print("api_hits: error: wrk is not installed (apt-get install wrk)", file=sys.stderr)
+        return 2
+    work = Path(tempfile.mkdtemp(prefix="swiftshot-hits-"))
+    port = _free_port()
+    env = {**os.environ, "SWIFTSHOT_DATA_DIR": str(work / "var")}
+    env.pop("SWIFTSHOT_CONFIG", None)
+    log = (work / "server.log").open("wb")
+    server = subprocess.Popen([sys.executable, "-m", "swiftshot", "serve", "--port", str(port),
+                               "--engine", "studio"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        with httpx.Client(base_url=base, timeout=60) as c:
+            for _ in range(600):
+                try:
+                    if c.get("/readyz").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                time.sleep(0.1)
+            body = {"prompt": PROMPT, "size": "1024x1024"}
+            first = c.post("/v1/render", json=body)
+            first.raise_for_status()
+            key = first.json()["key"]
+            c.get(f"/i/{key}.webp").raise_for_status()
+            gen = {"prompt": PROMPT, "size": "1024x1024"}
+            assert c.post("/v1/images/generations", json=gen).headers["x-cache"] == "memory"
+        rows = []
+        for name, url, payload in [
+            ("GET /i/{key}.webp", f"{base}/i/{key}.webp", None),
+            ("POST /v1/images/generations (url)", f"{base}/v1/images/generations", gen),
+            ("POST /v1/render", f"{base}/v1/render", body),
+        ]:
+            rows.append({"path": name, **wrk(url, args.duration, args.connections, payload, work)})
+    finally:
+        server.terminate()
+        server.wait(60)
+        shutil.rmtree(work, ignore_errors=True)
+    print_table(rows, ["path", "requests", "req_per_s", "p50_ms", "p90_ms", "p99_ms", "errors"])
+    load = os.getloadavg()
+    path = write_result("api_hits", {"tool": "wrk", "connections": args.connections,
+                                     "duration_s": args.duration, "loadavg_at_end": load,
+                                     "rows": rows}, args.out)
+    print(f"\nwrote {path}  (load average at end: {load[0]:.1f})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -386,3 +386,24 @@ async def test_bad_arguments_are_named(worker_settings):
     with pytest.raises(ValueError, match="deadline_s must be > 0"):
         await w.submit(spec(), deadline_s=0)
     await w.stop()
+
+
+async def test_dispatch_loop_survives_an_unexpected_error(worker_settings, caplog):
+    engine = FakeEngine()
+    w = await started(engine, worker_settings)
+    real = w.scheduler.next_batch
+    failures = []
+
+    def flaky():
+        if not failures:
+            failures.append(1)
+            raise RuntimeError("scheduler bug")
+        return real()
+
+    w.scheduler.next_batch = flaky  # type: ignore[method-assign]
+    try:
+        r = await asyncio.wait_for(w.submit(spec("still served")), 5)
+    finally:
+        await w.stop()
+    assert failures == [1] and r.image.size == (64, 64)
+    assert any("dispatch loop failed" in rec.getMessage() for rec in caplog.records)

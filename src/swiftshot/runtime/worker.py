@@ -212,23 +212,32 @@ class Worker:
 
     async def _dispatch_loop(self) -> None:
         while True:
-            self._wake.clear()
-            self._fail_expired()
-            delay = self.scheduler.dispatch_delay()
-            if delay is None:
-                await self._wake.wait()
-                continue
-            if delay > 0:
-                try:
-                    await asyncio.wait_for(self._wake.wait(), delay)
-                except TimeoutError:
-                    pass
-                continue
-            items = self.scheduler.next_batch()
-            self._fail_expired()
-            self._update_depth()
-            if items:
-                await self._run(items)
+            try:
+                await self._dispatch_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - a dead loop would hang every queued request
+                log.exception("worker dispatch loop failed; carrying on")
+                await asyncio.sleep(0.01)
+
+    async def _dispatch_once(self) -> None:
+        self._wake.clear()
+        self._fail_expired()
+        delay = self.scheduler.dispatch_delay()
+        if delay is None:
+            await self._wake.wait()
+            return
+        if delay > 0:
+            try:
+                await asyncio.wait_for(self._wake.wait(), delay)
+            except TimeoutError:
+                pass
+            return
+        items = self.scheduler.next_batch()
+        self._fail_expired()
+        self._update_depth()
+        if items:
+            await self._run(items)
 
     def _fail_expired(self) -> None:
         for item in self.scheduler.expired():

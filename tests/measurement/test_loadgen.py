@@ -170,3 +170,32 @@ async def test_client_retries_once_when_an_idle_connection_was_closed():
     finally:
         await client.aclose()
         server.close()
+
+
+def test_cpu_seconds_counts_a_process_and_its_children():
+    import subprocess
+    import sys
+
+    from swiftshot.benchmarks.procs import cpu_seconds
+
+    # A parent that sleeps while its child burns CPU: the child's time must be counted.
+    code = ("import subprocess, sys; subprocess.run([sys.executable, '-c', "
+            "'import time\\nt=time.process_time()\\nwhile time.process_time()-t<0.6: pass\\n"
+            "time.sleep(5)'])")
+    proc = subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
+    try:
+        import time
+
+        deadline = time.monotonic() + 30
+        used = 0.0
+        while time.monotonic() < deadline and used < 0.5:
+            time.sleep(0.1)
+            used = cpu_seconds(proc.pid) or 0.0
+        assert used >= 0.5
+    finally:
+        import os
+        import signal
+
+        os.killpg(proc.pid, signal.SIGKILL)  # its own session: the child goes too
+        proc.wait()
+    assert cpu_seconds(proc.pid) is None

@@ -91,6 +91,7 @@ def test_run_against_swiftshot_serve(tmp_path, monkeypatch):
     stages = loaded["server"]["stages_ms"]
     assert "cache" in stages and loaded["server"]["generations"] > 0  # /metrics was diffed
     assert sw["hits"]["cache"]["hit_ratio"] == 1.0
+    assert sw["hits"]["server_cpu_ms_per_request"] > 0  # the spawned server's CPU was read
     d = sw["derived"]
     assert d["cache_hit_p99_ms"] > 0 and d["cache_hit_ratio"] == loaded["cache"]["hit_ratio"]
     assert sw["unloaded"]["requests"] > 0

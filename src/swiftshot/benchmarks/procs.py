@@ -16,6 +16,9 @@ from pathlib import Path
 
 from swiftshot.benchmarks.http import Client
 
+_PIDS: dict[str, int] = {}
+"""Base URL → pid of the servers started here, so a phase can read their CPU time."""
+
 
 class ServerFailed(RuntimeError):
     """The server exited or never became ready; the message holds the end of its log."""
@@ -57,8 +60,11 @@ def running(command: list[str], env: dict[str, str], port: int, *,
                                 start_new_session=True)
         try:
             asyncio.run(_wait_ready(proc, port, ready_timeout_s, Path(log.name)))
-            yield f"http://127.0.0.1:{port}"
+            url = f"http://127.0.0.1:{port}"
+            _PIDS[url] = proc.pid
+            yield url
         finally:
+            _PIDS.pop(f"http://127.0.0.1:{port}", None)
             _stop(proc)
 
 
@@ -100,3 +106,30 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(5)
+
+
+def pid_of(url: str) -> int | None:
+    return _PIDS.get(url.rstrip("/"))
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """CPU time (user + system, all threads) of ``pid`` and its descendants, from /proc."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    stats: dict[int, tuple[int, float]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            raw = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = raw.rsplit(")", 1)[1].split()  # after "pid (comm)": state ppid ...
+        stats[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / ticks)
+    if pid not in stats:
+        return None
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        total += stats[p][1]
+        todo += [c for c, (ppid, _) in stats.items() if ppid == p]
+    return total

@@ -266,10 +266,13 @@ async def run_phase(url: str, cfg: MixConfig, rate: float, duration_s: float, *,
     planned = [mix.next() for _ in schedule]
     try:
         before = await _scrape(client)
+        pid = procs.pid_of(url)
+        server_cpu0 = procs.cpu_seconds(pid) if pid else None
         cpu0, wall0 = time.process_time(), time.perf_counter()
         outcomes = await run_open_loop(schedule, planned, target.send, timeout_s=timeout_s,
                                        drain_s=drain_s)
         cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+        server_cpu1 = procs.cpu_seconds(pid) if pid else None
         after = await _scrape(client)
     finally:
         await client.aclose()
@@ -281,6 +284,11 @@ async def run_phase(url: str, cfg: MixConfig, rate: float, duration_s: float, *,
     })
     if before is not None and after is not None:
         summary["server"] = stage_breakdown(diff(before, after))
+    if server_cpu0 is not None and server_cpu1 is not None:
+        # CPU time, unlike wall time, does not grow when other jobs crowd the machine: the
+        # server's cost per request, whatever the noise.
+        summary["server_cpu_ms_per_request"] = 1000 * (server_cpu1 - server_cpu0) / max(1, len(outcomes))
+        summary["server_cpu_share_of_one_core"] = (server_cpu1 - server_cpu0) / wall if wall else math.nan
     summary["overhead"] = overhead(outcomes)
     errors = sorted({o.error for o in outcomes if o.error})[:5]
     if errors:
@@ -367,6 +375,8 @@ def derived(server: dict[str, Any]) -> dict[str, float]:
         "rejection_rate": loaded["rejection_rate"],
         "error_rate": loaded["error_rate"],
         "late_rate": loaded["late_rate"],
+        "server_cpu_ms_per_hit": server.get("hits", {}).get("server_cpu_ms_per_request", math.nan),
+        "server_cpu_ms_per_request_loaded": loaded.get("server_cpu_ms_per_request", math.nan),
         "client_cpu_ms_per_request": loaded["client"]["cpu_ms_per_request"],
         "client_send_lag_p99_ms": loaded["client"]["send_lag_p99_ms"],
     }
@@ -399,6 +409,8 @@ def report(result: dict[str, Any]) -> None:
             if not summary:
                 continue
             blocks = {"all": summary, **summary["by_priority"]}
+            if "upload" in summary["by_kind"]:
+                blocks["uploads"] = summary["by_kind"]["upload"]
             if "fetch" in summary["by_kind"]:
                 blocks["GET /i/"] = summary["by_kind"]["fetch"]
             for cls, b in blocks.items():
@@ -413,6 +425,7 @@ def report(result: dict[str, Any]) -> None:
                                "coalesced": _pct(c["coalesced_ratio"]),
                                "hit p50 ms": c["hit"]["p50_ms"], "hit p99 ms": c["hit"]["p99_ms"],
                                "miss p50 ms": c["miss"]["p50_ms"], "miss p99 ms": c["miss"]["p99_ms"],
+                               "server cpu ms/req": summary.get("server_cpu_ms_per_request", math.nan),
                                "client cpu ms/req": summary["client"]["cpu_ms_per_request"],
                                "send lag p99 ms": summary["client"]["send_lag_p99_ms"]})
             for stage, s in summary.get("server", {}).get("stages_ms", {}).items():

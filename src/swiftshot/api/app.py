@@ -77,9 +77,12 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     errors.install(app)
     for name in route_modules():
         app.include_router(importlib.import_module(name).router)
-    from swiftshot.api import routes_delivery
+    from swiftshot.api import routes_delivery, routes_images, routes_render
 
+    # The cache-hit paths skip the framework's routing and exception layers (see middleware).
     app.add_middleware(ServiceMiddleware, max_body_bytes=settings.server.max_body_bytes,
                        inflight=app.state.inflight,
-                       fast_get={"/i/": routes_delivery.fast_asgi(app.state)})
+                       fast_get={"/i/": routes_delivery.fast_asgi(app.state)},
+                       fast_post={"/v1/images/generations": routes_images.generations,
+                                  "/v1/render": routes_render.render})
     return app

@@ -87,14 +87,34 @@ def _rejected_response(exc: Any) -> Response:
                           code=getattr(exc, "reason", None), headers=headers)
 
 
-def install(app: FastAPI) -> None:
+def response_for(exc: Exception) -> Response:
+    """The JSON answer to an exception raised by a route (the same for every route)."""
     from swiftshot.runtime.worker import Rejected
     from swiftshot.service import Unavailable
 
-    @app.exception_handler(ApiError)
-    async def _api(_: Request, exc: ApiError) -> Response:
+    if isinstance(exc, ApiError):
         return error_response(exc.status, exc.message, param=exc.param, code=exc.code,
                               headers=exc.headers)
+    if isinstance(exc, Rejected):
+        return _rejected_response(exc)  # the worker counts its own refusals
+    if isinstance(exc, Unavailable):
+        telemetry.REJECTED.labels(exc.reason).inc()
+        return _rejected_response(exc)
+    if isinstance(exc, EngineConfigError):
+        return error_response(400, str(exc), param="model", code="unknown_model")
+    if isinstance(exc, EngineError):
+        log.warning("engine failure: %s", exc)
+        return error_response(502, f"the image engine failed: {exc}", code="engine_error")
+    if isinstance(exc, Cancelled):
+        return error_response(499, "the request was cancelled", code="cancelled")
+    log.error("internal error", exc_info=exc)
+    return error_response(500, f"internal error ({type(exc).__name__}); it was logged",
+                          code="internal_error")
+
+
+def install(app: FastAPI) -> None:
+    from swiftshot.runtime.worker import Rejected
+    from swiftshot.service import Unavailable
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> Response:
@@ -112,30 +132,8 @@ def install(app: FastAPI) -> None:
             message = str(exc.detail)
         return error_response(exc.status_code, message, headers=exc.headers)
 
-    @app.exception_handler(Rejected)
-    async def _rejected(_: Request, exc: Exception) -> Response:
-        return _rejected_response(exc)
+    async def _mapped(_: Request, exc: Exception) -> Response:
+        return response_for(exc)
 
-    @app.exception_handler(Unavailable)
-    async def _unavailable(_: Request, exc: Unavailable) -> Response:
-        telemetry.REJECTED.labels(exc.reason).inc()  # the worker counts its own refusals
-        return _rejected_response(exc)
-
-    @app.exception_handler(EngineConfigError)
-    async def _engine_config(_: Request, exc: EngineConfigError) -> Response:
-        return error_response(400, str(exc), param="model", code="unknown_model")
-
-    @app.exception_handler(EngineError)
-    async def _engine(_: Request, exc: EngineError) -> Response:
-        log.warning("engine failure: %s", exc)
-        return error_response(502, f"the image engine failed: {exc}", code="engine_error")
-
-    @app.exception_handler(Cancelled)
-    async def _cancelled(_: Request, exc: Cancelled) -> Response:
-        return error_response(499, "the request was cancelled", code="cancelled")
-
-    @app.exception_handler(Exception)
-    async def _internal(_: Request, exc: Exception) -> Response:
-        log.exception("internal error")
-        return error_response(500, f"internal error ({type(exc).__name__}); it was logged",
-                              code="internal_error")
+    for cls in (ApiError, Rejected, Unavailable, EngineError, Cancelled, Exception):
+        app.add_exception_handler(cls, _mapped)

@@ -24,6 +24,7 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+Endpoint = Callable[[Any], Awaitable[Any]]
 
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
@@ -59,12 +60,16 @@ class InFlight:
 
 class ServiceMiddleware:
     def __init__(self, app: ASGIApp, *, max_body_bytes: int, inflight: InFlight,
-                 fast_get: Mapping[str, ASGIApp] | None = None) -> None:
+                 fast_get: Mapping[str, ASGIApp] | None = None,
+                 fast_post: Mapping[str, Endpoint] | None = None) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.inflight = inflight
         self.fast_get = tuple((fast_get or {}).items())
         """(path prefix, ASGI app) answered ahead of the framework for GET/HEAD (the hot path)."""
+        self.fast_post = dict(fast_post or {})
+        """Exact path → endpoint for POST: called here without the framework's routing and
+        exception layers (which cost more than a cache hit); errors are mapped the same way."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -119,7 +124,10 @@ class ServiceMiddleware:
             await done.wait()
             return {"type": "http.disconnect"}
 
-        task = asyncio.ensure_future(self.app(scope, replay, send))
+        endpoint = self.fast_post.get(scope["path"]) if scope["method"] == "POST" else None
+        call = self.app(scope, replay, send) if endpoint is None else \
+            _call_endpoint(endpoint, scope, replay, send)
+        task = asyncio.ensure_future(call)
         watcher = asyncio.ensure_future(_until_disconnect(receive))
         try:
             await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
@@ -137,6 +145,18 @@ class ServiceMiddleware:
             watcher.cancel()
             if not task.done():
                 task.cancel()
+
+
+async def _call_endpoint(endpoint: Endpoint, scope: Scope, receive: Receive, send: Send) -> None:
+    from starlette.requests import Request
+
+    from swiftshot.api.errors import response_for
+
+    try:
+        response = await endpoint(Request(scope, receive))
+    except Exception as e:  # noqa: BLE001 - mapped exactly as the app's exception handlers do
+        response = response_for(e)
+    await response(scope, receive, send)
 
 
 async def _until_disconnect(receive: Receive) -> None:
@@ -178,7 +198,8 @@ async def _read(receive: Receive, limit: int) -> bytes | None:
             return b"".join(chunks)
 
 
-_PLAIN_ROUTES = frozenset({"/", "/healthz", "/readyz", "/metrics"})
+_PLAIN_ROUTES = frozenset({"/", "/healthz", "/readyz", "/metrics", "/v1/images/generations",
+                           "/v1/render"})
 
 
 def _route_label(scope: Scope) -> str:

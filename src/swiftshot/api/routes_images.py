@@ -126,7 +126,6 @@ def to_spec(req: ImagesRequest, request: Request) -> tuple[RenderSpec, str]:
         raise from_validation(e, 400) from None
 
 
-@router.post("/v1/images/generations")
 async def generations(request: Request) -> Response:
     stages0 = telemetry.Stages()
     data = await read_json(request)
@@ -197,3 +196,8 @@ _EXT = {"png": "png", "jpeg": "jpg", "webp": "webp", "avif": "avif"}
 def image_url(request: Request, key: str, fmt: str, quality: int | None) -> str:
     q = f"?q={quality}" if quality is not None and fmt != "png" else ""
     return f"{base_url(request)}/i/{key}.{_EXT[fmt]}{q}"
+
+
+# Plain Starlette routes: the body is parsed and validated here (to give OpenAI-shaped errors),
+# so FastAPI's dependency layer would only add cost on the cache-hit path.
+router.add_route("/v1/images/generations", generations, methods=["POST"])

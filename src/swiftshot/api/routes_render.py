@@ -23,7 +23,6 @@ from swiftshot.spec import OUTPUT_FORMATS, RenderSpec
 router = APIRouter()
 
 
-@router.post("/v1/render")
 async def render(request: Request) -> Response:
     stages = telemetry.Stages()
     data = await read_json(request)
@@ -81,3 +80,8 @@ async def render(request: Request) -> Response:
     if vary:
         headers["Vary"] = vary
     return Response(data_bytes, media_type=content_type(fmt), headers=headers)
+
+
+# Plain Starlette routes: the body is parsed and validated here (to give OpenAI-shaped errors),
+# so FastAPI's dependency layer would only add cost on the cache-hit path.
+router.add_route("/v1/render", render, methods=["POST"])

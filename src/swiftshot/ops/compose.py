@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from swiftshot.ops.shadows import ShadowParams, reflection_layer, shadow_map
+from swiftshot.ops.shadows import ShadowParams, darkening, reflection_layer, shadow_small
 
 RGB = tuple[int, int, int]
 
@@ -97,23 +97,24 @@ def fit(rgb: np.ndarray, alpha: np.ndarray, canvas: tuple[int, int], placement: 
 
 def decontaminate(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     """Replace semi-transparent edge pixels by the colour of the solid product next to them."""
-    edge = (alpha > 0.01) & (alpha < 0.97)
-    if not edge.any():
+    ys, xs = np.nonzero((alpha > 0.01) & (alpha < 0.97))
+    if not len(ys):
         return rgb
     h, w = alpha.shape
     k = max(1, round(max(h, w) / 400))  # the fill colour is smooth: estimate it small
-    small_rgb = cv2.resize(rgb, (max(1, w // k), max(1, h // k)), interpolation=cv2.INTER_AREA)
+    sh, sw = max(1, h // k), max(1, w // k)
+    small_rgb = cv2.resize(rgb, (sw, sh), interpolation=cv2.INTER_AREA).astype(np.float32)
     solid = (alpha >= 0.97).astype(np.float32)
-    small_w = cv2.resize(solid, (small_rgb.shape[1], small_rgb.shape[0]), interpolation=cv2.INTER_AREA)
-    sigma = 3.0
-    num = cv2.GaussianBlur(small_rgb.astype(np.float32) * small_w[..., None], (0, 0), sigma)
-    den = cv2.GaussianBlur(small_w, (0, 0), sigma)[..., None]
+    small_w = cv2.resize(solid, (sw, sh), interpolation=cv2.INTER_AREA)
+    num = cv2.GaussianBlur(small_rgb * small_w[..., None], (0, 0), 3.0)
+    den = cv2.GaussianBlur(small_w, (0, 0), 3.0)[..., None]
     fill = np.where(den > 1e-3, num / np.maximum(den, 1e-3), small_rgb)
-    fill = cv2.resize(fill.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+    f = fill[np.minimum(ys * sh // h, sh - 1), np.minimum(xs * sw // w, sw - 1)]
     # Trust the pixel itself in proportion to its alpha: at alpha 1 it is pure product.
-    t = np.clip((alpha - 0.5) * 2.0, 0, 1)[..., None]
-    out = rgb.astype(np.float32) * t + fill * (1 - t)
-    return np.where(edge[..., None], np.clip(out + 0.5, 0, 255), rgb).astype(np.uint8)
+    t = np.clip((alpha[ys, xs] - 0.5) * 2.0, 0, 1)[:, None]
+    out = rgb.copy()
+    out[ys, xs] = np.clip(rgb[ys, xs] * t + f * (1 - t) + 0.5, 0, 255).astype(np.uint8)
+    return out
 
 
 def colour_match(rgb: np.ndarray, backdrop_mean: np.ndarray, strength: float) -> np.ndarray:
@@ -130,9 +131,10 @@ def colour_match(rgb: np.ndarray, backdrop_mean: np.ndarray, strength: float) ->
 def backdrop_array(backdrop: Image.Image | RGB, size: tuple[int, int]) -> np.ndarray:
     w, h = size
     if isinstance(backdrop, tuple):
-        out = np.empty((h, w, 3), np.uint8)
-        out[...] = np.asarray(backdrop, np.uint8)
-        return out
+        # Fill row-wise: broadcasting a 3-vector over the last axis is 15× slower.
+        out = np.empty((h, w * 3), np.uint8)
+        out[:] = np.tile(np.asarray(backdrop, np.uint8), w)
+        return out.reshape(h, w, 3)
     img = backdrop.convert("RGB")
     if img.size != (w, h):
         # Cover the canvas (scale to the larger ratio, then centre-crop), never distort.
@@ -159,6 +161,12 @@ def compose(product: Image.Image, backdrop: Image.Image | RGB, size: tuple[int, 
     if size is None:
         size = backdrop.size if isinstance(backdrop, Image.Image) else product.size
     w, h = size
+    if product.mode == "RGBA":
+        # Work on the product's bounding box only: the transparent rest of a 2000² cutout is
+        # most of its pixels.
+        box = product.getchannel("A").getbbox()
+        if box is not None:
+            product = product.crop(box)
     rgb, alpha = split(product)
     f = fit(rgb, alpha, size, params.placement)
     bg = backdrop_array(backdrop, size)
@@ -169,12 +177,12 @@ def compose(product: Image.Image, backdrop: Image.Image | RGB, size: tuple[int, 
     cy, cx, py, px = _paste_region((h, w), f)
     if cy.stop <= cy.start or cx.stop <= cx.start:
         return Image.fromarray(bg, "RGB")
-    # The product's alpha on the whole canvas: shadows and reflection are made from it.
-    placed_a = np.zeros((h, w), np.float32)
-    placed_a[cy, cx] = f.alpha[py, px]
     if params.shadow is not None:
-        bg = apply_shadow(bg, placed_a, params.shadow)
+        bg = apply_darkening(bg, darkening(_placed_small(f, (h, w), SHADOW_SCALE), params.shadow))
     if params.reflection > 0:
+        # The product's alpha on the whole canvas: the reflection mirrors it.
+        placed_a = np.zeros((h, w), np.float32)
+        placed_a[cy, cx] = f.alpha[py, px]
         placed_rgb = np.zeros_like(bg)
         placed_rgb[cy, cx] = prod[py, px]
         r_rgb, r_a = reflection_layer(placed_rgb, placed_a, params.reflection)
@@ -183,17 +191,57 @@ def compose(product: Image.Image, backdrop: Image.Image | RGB, size: tuple[int, 
     return Image.fromarray(bg, "RGB")
 
 
+SHADOW_SCALE = 6
+"""Shadows are made at 1/6 of the canvas size: they are blurry, the eye cannot tell."""
+
+
+def _placed_small(f: Fitted, canvas_hw: tuple[int, int], scale: int) -> np.ndarray:
+    """The placed product's alpha on a 1/scale canvas, without building the full-size one."""
+    h, w = canvas_hw
+    sh, sw = max(1, h // scale), max(1, w // scale)
+    th, tw = f.alpha.shape
+    sx, sy = sw / w, sh / h
+    area = cv2.resize(f.alpha, (max(1, round(tw * sx)), max(1, round(th * sy))),
+                      interpolation=cv2.INTER_AREA)
+    out = np.zeros((sh, sw), np.float32)
+    x0, y0 = round(f.x * sx), round(f.y * sy)
+    ah, aw = area.shape
+    ox0, oy0 = max(x0, 0), max(y0, 0)
+    ox1, oy1 = min(x0 + aw, sw), min(y0 + ah, sh)
+    if ox1 > ox0 and oy1 > oy0:
+        out[oy0:oy1, ox0:ox1] = area[oy0 - y0:oy1 - y0, ox0 - x0:ox1 - x0]
+    return out
+
+
 def apply_shadow(bg: np.ndarray, alpha: np.ndarray, params: ShadowParams) -> np.ndarray:
-    """Darken the backdrop under the shadow map; untouched where the map is 0."""
-    dark = shadow_map(alpha, params)
-    rows = np.nonzero(dark.max(1) > 1 / 512)[0]
+    """Darken the backdrop under the shadow of a full-size alpha; untouched where there is none."""
+    small, _ = shadow_small(alpha, params, SHADOW_SCALE)
+    return apply_darkening(bg, small)
+
+
+def apply_darkening(bg: np.ndarray, small: np.ndarray) -> np.ndarray:
+    """Darken ``bg`` by a small darkening map, upsampling only the box where it is non-zero."""
+    rows = np.nonzero(small.max(1) > 1 / 512)[0]
     if not len(rows):
         return bg
-    cols = np.nonzero(dark.max(0) > 1 / 512)[0]
-    ys, xs = slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
-    keep = 1.0 - dark[ys, xs]
+    cols = np.nonzero(small.max(0) > 1 / 512)[0]
+    h, w = bg.shape[:2]
+    sh, sw = small.shape
+    # Bring only the shadow's own box to full size (a pixel of margin for interpolation).
+    y0, y1 = max(rows[0] - 1, 0), min(rows[-1] + 2, sh)
+    x0, x1 = max(cols[0] - 1, 0), min(cols[-1] + 2, sw)
+    fy0, fy1 = y0 * h // sh, min(h, y1 * h // sh)
+    fx0, fx1 = x0 * w // sw, min(w, x1 * w // sw)
+    # warpAffine maps the small box onto the full-size box with half-pixel centres kept.
+    sx, sy = sw / w, sh / h
+    m = np.float32([[sx, 0, (fx0 + 0.5) * sx - 0.5 - x0], [0, sy, (fy0 + 0.5) * sy - 0.5 - y0]])
+    dark = cv2.warpAffine(np.ascontiguousarray(small[y0:y1, x0:x1]), m, (fx1 - fx0, fy1 - fy0),
+                          flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                          borderMode=cv2.BORDER_REPLICATE)
+    keep = 1.0 - np.clip(dark, 0.0, 1.0)
     keep[keep > 1 - 1 / 512] = 1.0  # below one level of 8-bit: leave the pixel exactly as it was
-    bg[ys, xs] = blend(bg[ys, xs], np.zeros_like(bg[ys, xs]), keep)
+    roi = bg[fy0:fy1, fx0:fx1]
+    bg[fy0:fy1, fx0:fx1] = blend(roi, np.zeros_like(roi), keep)
     return bg
 
 

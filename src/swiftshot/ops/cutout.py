@@ -17,9 +17,11 @@ refine the edge:
 3. **Regions.** Evidence is closed into regions; small specks are dropped. Holes inside the
    product (a mug's handle) stay background when they look like the backdrop; holes that are
    neither backdrop nor shadow (a white face of a white product) are filled.
-4. **Edge.** The small mask is brought to full size with a fast guided filter (He & Sun 2015):
-   the filter's coefficients are solved on a medium copy and applied to the full-resolution
-   guide, so the alpha snaps to the real edge and stays soft where the edge is soft.
+4. **Edge.** Only a band a few work pixels wide around the region's edge is computed at full
+   resolution (inside is 1, outside 0). There, each pixel is matted against the known
+   backdrop: it is α·F + (1-α)·B with B the fitted backdrop and F the product colour next to
+   it, so α is its position on the segment B→F. Where F and B are too alike to tell (white on
+   white), a guided filter (He et al.) of the work mask stands in.
 
 A photo that already has an alpha channel keeps it.
 
@@ -71,8 +73,6 @@ class FakeSegmenter:
 class ClassicalParams:
     work_side: int = 384
     """Long side of the copy the regions are found on."""
-    guide_side: int = 768
-    """Long side on which the guided filter's coefficients are solved."""
     border: float = 0.04
     """Width of the border band (fraction of the short side) the backdrop is learnt from."""
     chroma_sigmas: float = 5.0
@@ -265,31 +265,24 @@ class Found:
     """Backdrop surface coefficients (see ``backdrop_at``)."""
     fg: np.ndarray
     """float32 product colour near each pixel, at the work size."""
+    scale: int = 1
+    """Integer factor from the work copy to the full image."""
+    bg: np.ndarray | None = None
+    """float32 fitted backdrop at the work size (smooth: sampling it is as good as the fit)."""
 
 
 def _box_mean(x: np.ndarray, r: int) -> np.ndarray:
     return cv2.boxFilter(x, -1, (2 * r + 1, 2 * r + 1), borderType=cv2.BORDER_REFLECT)
 
 
-def guided_upsample(mask_small: np.ndarray, guide_full: np.ndarray, guide_side: int, r: int = 3,
-                    eps: float = 2e-4) -> np.ndarray:
-    """Fast guided filter: coefficients on a medium copy, applied to the full-size guide."""
-    h, w = guide_full.shape
-    guide_mid = downscale(guide_full, guide_side)
-    mh, mw = guide_mid.shape
-    p = cv2.resize(mask_small, (mw, mh), interpolation=cv2.INTER_LINEAR)
-    mean_i, mean_p = _box_mean(guide_mid, r), _box_mean(p, r)
-    cov_ip = _box_mean(guide_mid * p, r) - mean_i * mean_p
-    var_i = _box_mean(guide_mid * guide_mid, r) - mean_i * mean_i
+def guided_filter(p: np.ndarray, guide: np.ndarray, r: int = 3, eps: float = 2e-4) -> np.ndarray:
+    """He et al.'s guided filter (grey guide): ``p`` smoothed, edges taken from ``guide``."""
+    mean_i, mean_p = _box_mean(guide, r), _box_mean(p, r)
+    cov_ip = _box_mean(guide * p, r) - mean_i * mean_p
+    var_i = _box_mean(guide * guide, r) - mean_i * mean_i
     a = cov_ip / (var_i + eps)
     b = mean_p - a * mean_i
-    a, b = _box_mean(a, r), _box_mean(b, r)
-    if (mh, mw) != (h, w):
-        a = cv2.resize(a, (w, h), interpolation=cv2.INTER_LINEAR)
-        b = cv2.resize(b, (w, h), interpolation=cv2.INTER_LINEAR)
-    q = cv2.multiply(a, guide_full)
-    q = cv2.add(q, b)
-    return np.clip(q, 0.0, 1.0, out=q)
+    return np.clip(_box_mean(a, r) * guide + _box_mean(b, r), 0.0, 1.0)
 
 
 class ClassicalSegmenter:
@@ -307,6 +300,10 @@ class ClassicalSegmenter:
                 return alpha
             image = image.convert("RGB")
         rgb = np.asarray(image.convert("RGB") if image.mode != "RGB" else image)
+        return self.mask_array(rgb)
+
+    def mask_array(self, rgb: np.ndarray) -> np.ndarray:
+        """``mask`` of an RGB uint8 array."""
         return self.refine(self.find(rgb), rgb)
 
     def find(self, rgb: np.ndarray) -> Found:
@@ -326,7 +323,8 @@ class ClassicalSegmenter:
         num = cv2.GaussianBlur(img * solid[..., None], (0, 0), 1.2)
         den = cv2.GaussianBlur(solid, (0, 0), 1.2)[..., None]
         fg = np.where(den > 1e-3, num / np.maximum(den, 1e-3), img).astype(np.float32)
-        return Found(small, hard, coef, fg)
+        k = max(1, round(rgb.shape[1] / small.shape[1]))
+        return Found(small, hard, coef, fg, k, bg)
 
     def hard_mask(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(work copy, 0/1 uint8 mask at the work size)."""
@@ -334,53 +332,80 @@ class ClassicalSegmenter:
         return f.small, f.hard
 
     def refine(self, found: Found, rgb: np.ndarray) -> np.ndarray:
+        """Full-size alpha: 1 inside the region, 0 outside, and a matte on the edge band only
+        (a few work pixels wide), which is all that differs at full resolution."""
         p = self.params
         h, w = rgb.shape[:2]
-        guide = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32) * (1 / 255.0)
-        soft = cv2.GaussianBlur(cv2.erode(found.hard, _CROSS).astype(np.float32), (0, 0), 0.8)
-        q = guided_upsample(soft, guide, p.guide_side, r=3, eps=p.eps)
-        q = _matte_band(q, rgb, found)
+        k = found.scale
+        hard = found.hard
+        sh, sw = hard.shape
+        # The work mask's edge may sit a pixel or two off: the band spans two work pixels
+        # either side of it, and only what is deeper inside is taken as solid product.
+        inner = cv2.erode(hard, np.ones((5, 5), np.uint8))
+        support = cv2.dilate(hard, np.ones((3, 3), np.uint8))
+        band_small = (cv2.dilate(hard, np.ones((5, 5), np.uint8)) > 0) & (inner == 0)
+        alpha = np.zeros((h, w), np.float32)
+        bh, bw = min(h, sh * k), min(w, sw * k)
+        alpha[:bh, :bw] = cv2.resize(inner, (sw * k, sh * k), interpolation=cv2.INTER_NEAREST
+                                     )[:bh, :bw]
+        if bh < h:  # the few rows/columns an integer downscale left out
+            alpha[bh:, :] = alpha[bh - 1:bh, :]
+        if bw < w:
+            alpha[:, bw:] = alpha[:, bw - 1:bw]
+        ys_s, xs_s = np.nonzero(band_small)
+        if not len(ys_s):
+            return alpha
+        # Every full-size pixel of each band block.
+        oy, ox = np.divmod(np.arange(k * k), k)
+        ys = (ys_s[:, None] * k + oy[None, :]).ravel()
+        xs = (xs_s[:, None] * k + ox[None, :]).ravel()
+        ok = (ys < h) & (xs < w)
+        ys, xs = ys[ok], xs[ok]
+        # The guided filter on a medium copy is the fallback where the matte is unsure.
+        gray = cv2.cvtColor(found.small, cv2.COLOR_RGB2GRAY).astype(np.float32)
+        gray *= 1 / 255.0
+        mh, mw = gray.shape
+        soft = cv2.GaussianBlur(cv2.erode(hard, _CROSS).astype(np.float32), (0, 0), 0.8)
+        q_mid = guided_filter(soft, gray, r=2, eps=p.eps)
+        old = q_mid[np.minimum(ys * mh // h, mh - 1), np.minimum(xs * mw // w, mw - 1)]
+        iy, ix = np.minimum(ys // k, sh - 1), np.minimum(xs // k, sw - 1)
+        a = _matte(rgb[ys, xs].astype(np.float32), found.bg[iy, ix], found.fg[iy, ix], old)
         # Faint alpha away from the found region is filter noise and JPEG ringing; it would
         # print as specks of product colour on a new backdrop. Keep alpha only within about
         # one work pixel of the region, and drop the faintest levels.
-        support = cv2.dilate(found.hard, np.ones((3, 3), np.uint8)).astype(np.float32)
-        support = cv2.resize(support, (w, h), interpolation=cv2.INTER_LINEAR)
-        q -= 0.06
-        q *= support
-        q *= 1 / 0.9
-        q[q < 0.03] = 0.0
-        return np.clip(q, 0.0, 1.0, out=q)
+        a = (a - 0.06) * (1 / 0.9) * support[iy, ix]
+        a[a < 0.03] = 0.0
+        alpha[ys, xs] = np.clip(a, 0.0, 1.0)
+        return alpha
 
 
-def _matte_band(q: np.ndarray, rgb: np.ndarray, found: Found) -> np.ndarray:
-    """Known-backdrop matting on the edge band: a pixel is α·F + (1-α)·B with B the fitted
-    backdrop and F the product colour next to it, so α is where the pixel sits on the segment
-    B→F. Trusted where F and B differ clearly; elsewhere the guided filter's value stays."""
-    ys, xs = np.nonzero((q > 0.01) & (q < 0.99))
-    if not len(ys):
-        return q
-    h, w = q.shape
-    sh, sw = found.fg.shape[:2]
-    b = backdrop_at(found.coef, ys, xs, h, w)
-    f = found.fg[np.minimum(ys * sh // h, sh - 1), np.minimum(xs * sw // w, sw - 1)]
-    pix = rgb[ys, xs].astype(np.float32)
+def _dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    # Row-wise dot products of N×3 arrays; spelt out because sum(axis=1) over 3 is slow.
+    return a[:, 0] * b[:, 0] + a[:, 1] * b[:, 1] + a[:, 2] * b[:, 2]
+
+
+def _matte(pix: np.ndarray, b: np.ndarray, f: np.ndarray, old: np.ndarray) -> np.ndarray:
+    """Known-backdrop matting: a pixel is α·F + (1-α)·B with B the fitted backdrop and F the
+    product colour next to it, so α is where the pixel sits on the segment B→F. Trusted where F
+    and B differ clearly; elsewhere the guided filter's value (``old``) stays."""
+    b = b.astype(np.float32)
     fb = f - b
-    n2 = (fb * fb).sum(1)
-    t = ((pix - b) * fb).sum(1) / np.maximum(n2, 1.0)
-    resid = np.sqrt(np.maximum(((pix - b) ** 2).sum(1) - t * t * n2, 0))
+    pb = pix - b
+    n2 = _dot(fb, fb)
+    t = _dot(pb, fb) / np.maximum(n2, 1.0)
+    resid = np.sqrt(np.maximum(_dot(pb, pb) - t * t * n2, 0))
     dist = np.sqrt(n2)
     conf = np.clip((dist - 12.0) / 24.0, 0, 1) * np.clip(1.5 - resid / np.maximum(dist, 1) * 2, 0, 1)
-    old = q[ys, xs]
     alpha = np.clip(t, 0, 1)
     # A pixel with the backdrop's chroma that is only darker may be shadow, which the backdrop
     # model does not include: the matte may lower its alpha but not raise it.
-    kb = (pix * b).sum(1) / np.maximum((b * b).sum(1), 1.0)
-    off_chroma = np.sqrt(np.maximum((pix * pix).sum(1) - kb * kb * (b * b).sum(1), 0))
+    bb = _dot(b, b)
+    kb = _dot(pix, b) / np.maximum(bb, 1.0)
+    off_chroma = np.sqrt(np.maximum(_dot(pix, pix) - kb * kb * bb, 0))
     shadowish = (off_chroma < 10.0) & (kb < 1.0)
     alpha = np.where(shadowish, np.minimum(alpha, old), alpha)
     alpha = np.clip(alpha, old - 0.5, old + 0.5)
-    q[ys, xs] = conf * alpha + (1 - conf) * old
-    return q
+    return conf * alpha + (1 - conf) * old
 
 
 # -- ONNX models (rembg's files) -------------------------------------------------------------
@@ -471,8 +496,15 @@ def create_segmenter(name: str = "classical", model_dir: str | Path | None = Non
 def cutout(image: Image.Image, segmenter: Segmenter | None = None) -> Image.Image:
     """The photo as RGBA with the product's alpha."""
     seg = segmenter or ClassicalSegmenter()
-    alpha = seg.mask(image)
-    rgba = image.convert("RGBA")
-    a = Image.fromarray((alpha * 255 + 0.5).astype(np.uint8), "L")
-    rgba.putalpha(a)
-    return rgba
+    if image.mode == "RGBA" and not isinstance(seg, ClassicalSegmenter):
+        rgb = np.asarray(image.convert("RGB"))
+    elif image.mode == "RGBA":
+        return image if np.asarray(image.getchannel("A")).min() < 250 else \
+            cutout(image.convert("RGB"), seg)
+    else:
+        rgb = np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
+    # The classical segmenter takes the array we already have (a 2000² copy saved).
+    alpha = seg.mask_array(rgb) if isinstance(seg, ClassicalSegmenter) else seg.mask(image)
+    rgba = cv2.cvtColor(rgb, cv2.COLOR_RGB2RGBA)
+    rgba[..., 3] = cv2.convertScaleAbs(alpha, alpha=255.0)
+    return Image.fromarray(rgba, "RGBA")

@@ -35,15 +35,19 @@ WHITE = (255, 255, 255)
 
 BUILTIN_PRESETS: dict[str, PresetRule] = {
     "amazon": PresetRule(width=2000, height=2000, background=WHITE, fill=0.88, min_fill=0.85,
-                         min_long_side=1000, exact_background=True, format="jpeg"),
+                         min_long_side=1000, exact_background=True, format="jpeg", quality=88),
     "shopify": PresetRule(width=2048, height=2048, background=None, fill=0.8,
-                          exact_size=True, format="jpeg"),
+                          exact_size=True, format="jpeg", quality=88),
     "etsy": PresetRule(width=3000, height=2250, background=None, fill=0.78, min_long_side=2000,
-                       exact_size=True, format="jpeg"),
+                       exact_size=True, format="jpeg", quality=88),
     "google-merchant": PresetRule(width=2000, height=2000, background=WHITE, fill=0.84,
                                   min_fill=0.75, max_fill=0.90, min_long_side=800,
-                                  light_background=True, source_type=True, format="jpeg"),
+                                  light_background=True, source_type=True, format="jpeg",
+                                  quality=88),
 }
+
+# Quality 88: below 90 the encoder subsamples chroma 4:2:0, which halves encode time at 2000²
+# (docs/PERFORMANCE.md) and is invisible on a product shot; white stays exactly white.
 
 # Shadow of a preset: soft and short, so the frame's border stays untouched.
 PRESET_SHADOW = ShadowParams(contact=0.45, cast=0.18, length=0.22)

@@ -4,7 +4,7 @@ A product pasted on a backdrop without a shadow floats; a real one sits on the f
 shadows make it sit: a tight, dark **contact shadow** along the base (where the product touches
 the floor, almost no light gets in) and a wide, soft **cast shadow** thrown back and to the side
 by the key light, fading and softening with distance from the base. Both are computed on a
-quarter-size copy (a shadow is blurry by nature, so the eye cannot tell) and returned as a
+sixth-size copy (a shadow is blurry by nature, so the eye cannot tell) and returned as a
 *darkening* map in 0..1 that the compositor multiplies the backdrop by, so a shadow has the
 backdrop's own colour, only darker, as on a real sweep.
 """
@@ -42,14 +42,28 @@ def _base_line(alpha: np.ndarray) -> tuple[int, int, int, int, int] | None:
     return int(rows[0]), int(rows[-1]), int(cols[0]), int(cols[-1]), int(rows[-1])
 
 
-def shadow_map(alpha: np.ndarray, params: ShadowParams, scale: int = 4) -> np.ndarray:
+def shadow_map(alpha: np.ndarray, params: ShadowParams, scale: int = 6) -> np.ndarray:
     """Darkening (0 = none, 1 = black) at alpha's size, from the placed product's alpha."""
     h, w = alpha.shape
+    small, _ = shadow_small(alpha, params, scale)
+    out = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+    return np.clip(out, 0.0, 1.0, out=out)
+
+
+def shadow_small(alpha: np.ndarray, params: ShadowParams, scale: int = 6
+                 ) -> tuple[np.ndarray, int]:
+    """The darkening map at 1/scale of alpha's size (the compositor upsamples only its box)."""
+    h, w = alpha.shape
     small = cv2.resize(alpha, (max(1, w // scale), max(1, h // scale)), interpolation=cv2.INTER_AREA)
+    return darkening(small, params), scale
+
+
+def darkening(small: np.ndarray, params: ShadowParams) -> np.ndarray:
+    """The darkening map from a (small) placed alpha, at the same size."""
     sh, sw = small.shape
     box = _base_line(small)
     if box is None:
-        return np.zeros_like(alpha)
+        return np.zeros_like(small)
     top, bottom, left, right, base = box
     ph = max(bottom - top, 1)
     cx = (left + right) / 2
@@ -82,8 +96,7 @@ def shadow_map(alpha: np.ndarray, params: ShadowParams, scale: int = 4) -> np.nd
         peak = float(foot.max())
         if peak > 0:
             dark = np.maximum(dark, params.contact * np.clip(foot / peak * 1.3, 0, 1))
-    out = cv2.resize(dark, (w, h), interpolation=cv2.INTER_LINEAR)
-    return np.clip(out, 0.0, 1.0, out=out)
+    return np.clip(dark, 0.0, 1.0, out=dark)
 
 
 def reflection_layer(rgb: np.ndarray, alpha: np.ndarray, strength: float, fade: float = 0.3

@@ -85,6 +85,8 @@ def test_auth_over_http(serve, keys_file):
     assert r.status_code == 401 and r.json()["error"]["type"] == "authentication_error"
     assert s.client.post("/v1/render", json=body,
                          headers={"Authorization": "Bearer sk-wrong"}).status_code == 401
+    bad = s.client.post("/v1/images/generations", json={"nonsense": 1})
+    assert bad.status_code == 401, "no word on the body before the caller is known"
 
     admin = {"Authorization": "Bearer sk-admin-0123456789"}
     acme = {"X-Api-Key": "sk-acme-0123456789"}

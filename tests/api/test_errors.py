@@ -107,4 +107,13 @@ def test_content_length_over_limit_refused_before_body_is_sent(shared_server):
 
 def test_server_still_healthy_after_the_table(shared_server):
     assert shared_server.client.get("/healthz").json() == {"status": "ok"}
-    assert shared_server.metric("swiftshot_request_duration_seconds_count") > 0
+    assert shared_server.metric("swiftshot_request_duration_seconds_count",
+                                route="/v1/images/generations") > 0
+    assert shared_server.metric("swiftshot_request_duration_seconds_count", route="/i/{name}") > 0
+
+
+def test_web_page(shared_server):
+    r = shared_server.client.get("/")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    assert "/v1/render" in r.text and "Server-Timing" in r.text
+    assert "Save-Data" in r.headers["accept-ch"]

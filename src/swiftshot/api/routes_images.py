@@ -128,6 +128,7 @@ def to_spec(req: ImagesRequest, request: Request) -> tuple[RenderSpec, str]:
 
 async def generations(request: Request) -> Response:
     stages0 = telemetry.Stages()
+    request.app.state.auth.authenticate(request.headers)  # 401 before any word on the body
     data = await read_json(request)
     try:
         req = ImagesRequest.model_validate(data)

@@ -25,6 +25,7 @@ router = APIRouter()
 
 async def render(request: Request) -> Response:
     stages = telemetry.Stages()
+    request.app.state.auth.authenticate(request.headers)  # 401 before any word on the body
     data = await read_json(request)
     svc = service(request)
     if "engine" not in data:

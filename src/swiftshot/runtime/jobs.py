@@ -21,10 +21,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
 import uuid
-from collections.abc import Mapping
-from typing import Any, Protocol
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol, TypeVar
 
 import httpx
 import orjson
@@ -38,6 +39,7 @@ from swiftshot.spec import RenderSpec
 from swiftshot.store.jobs import Claim, JobStore, JobView
 
 log = logging.getLogger("swiftshot.jobs")
+T = TypeVar("T")
 _MAX_BACKOFF_S = 60.0
 
 
@@ -127,6 +129,8 @@ class JobRunner:
         self._webhook_wake = asyncio.Event()
         self._inflight: dict[asyncio.Task[None], Claim] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        self._db_lock = threading.Lock()
+        self._db_threads = 0
         self.base_url = (settings.server.public_url or "").rstrip("/")
 
     @classmethod
@@ -155,10 +159,27 @@ class JobRunner:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._tasks = []
+        deadline = time.monotonic() + 10
+        while self._db_threads and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
         if self._own_client and self._client is not None:
             await self._client.aclose()
             self._client = None
         self.store.close()
+
+    async def _db(self, fn: Callable[..., T], *args: Any) -> T:
+        """A store call in a thread. Counted, so ``stop`` closes the store only when none is
+        running: cancelling an await does not stop its thread."""
+        return await asyncio.to_thread(self._counted, fn, *args)
+
+    def _counted(self, fn: Callable[..., T], *args: Any) -> T:
+        with self._db_lock:
+            self._db_threads += 1
+        try:
+            return fn(*args)
+        finally:
+            with self._db_lock:
+                self._db_threads -= 1
 
     def notify(self) -> None:
         """New work was committed: look now rather than at the next poll."""
@@ -176,14 +197,14 @@ class JobRunner:
             free = self.cfg.concurrency - len(self._inflight)
             if not getattr(self.service, "ready", True):
                 free = 0  # warming up: claiming now would only bounce items back
-            claims = await asyncio.to_thread(self.store.claim, free) if free > 0 else []
+            claims = await self._db(self.store.claim, free) if free > 0 else []
             for claim in claims:
                 task = asyncio.create_task(self._run_item(claim))
                 self._inflight[task] = claim
                 task.add_done_callback(self._item_done)
             delay = self.cfg.poll_s
             if len(claims) < free:
-                ready_in = await asyncio.to_thread(self.store.next_ready_in)
+                ready_in = await self._db(self.store.next_ready_in)
                 if ready_in is not None:
                     delay = min(delay, max(ready_in, 0.005))
             with contextlib.suppress(TimeoutError):
@@ -200,7 +221,7 @@ class JobRunner:
             spec = RenderSpec.model_validate_json(claim.spec_json)
             products = await self._products(claim)
             rendered = await self.service.render(spec, priority="batch", products=products)
-            if not await asyncio.to_thread(self.store.complete, claim, rendered.key):
+            if not await self._db(self.store.complete, claim, rendered.key):
                 log.warning("item %s/%d finished after its lease was taken over",
                             claim.job_id, claim.idx)
         except asyncio.CancelledError:
@@ -215,7 +236,7 @@ class JobRunner:
     async def _products(self, claim: Claim) -> dict[str, Image.Image] | None:
         if not claim.product_sha256:
             return None
-        data = await asyncio.to_thread(self.store.blob, claim.product_sha256)
+        data = await self._db(self.store.blob, claim.product_sha256)
         if data is None:
             raise PermanentItemError(f"product photo {claim.product_sha256} is no longer stored")
         from swiftshot.inputs import load_image
@@ -228,7 +249,7 @@ class JobRunner:
             hint = getattr(e, "retry_after_s", None) or 0.0
             delay = max(float(hint), backoff(self.cfg.retry_backoff_s, claim.rejections))
             reason = getattr(e, "reason", None) or "overloaded"
-            await asyncio.to_thread(self.store.release, claim, delay,
+            await self._db(self.store.release, claim, delay,
                                     f"service refused ({reason}); retrying in {delay:.1f}s")
             return
         message = getattr(e, "message", None) or str(e) or type(e).__name__
@@ -237,11 +258,11 @@ class JobRunner:
 
             message = format_validation_error(e)
         if _is_user_error(e):
-            await asyncio.to_thread(self.store.fail, claim, message)
+            await self._db(self.store.fail, claim, message)
             return
         log.warning("item %s/%d attempt %d failed: %r", claim.job_id, claim.idx,
                     claim.attempts, e)
-        await asyncio.to_thread(self.store.retry_or_fail, claim, f"{type(e).__name__}: {message}",
+        await self._db(self.store.retry_or_fail, claim, f"{type(e).__name__}: {message}",
                                 backoff(self.cfg.retry_backoff_s, claim.attempts - 1))
 
     async def _heartbeat_loop(self) -> None:
@@ -249,12 +270,12 @@ class JobRunner:
         next_prune = 0.0
         while True:
             if time.monotonic() >= next_prune:
-                await asyncio.to_thread(self.store.prune, self.cfg.retention_days * 86400)
+                await self._db(self.store.prune, self.cfg.retention_days * 86400)
                 next_prune = time.monotonic() + 3600
             await asyncio.sleep(period)
-            await asyncio.to_thread(self.store.renew, list(self._inflight.values()))
+            await self._db(self.store.renew, list(self._inflight.values()))
             # Leases of processes on other hosts (or recycled pids) end only by expiry.
-            if await asyncio.to_thread(self.store.recover):
+            if await self._db(self.store.recover):
                 self._wake.set()
 
     # -- webhooks ----------------------------------------------------------------------------
@@ -263,17 +284,17 @@ class JobRunner:
         while True:
             self._webhook_wake.clear()
             lease = self.cfg.webhook_timeout_s * 2 + 5
-            for due in await asyncio.to_thread(self.store.claim_webhooks, 8, lease):
+            for due in await self._db(self.store.claim_webhooks, 8, lease):
                 await self._deliver(due.job_id, due.url, due.attempts)
             delay = self.cfg.poll_s
-            nxt = await asyncio.to_thread(self.store.next_webhook_in)
+            nxt = await self._db(self.store.next_webhook_in)
             if nxt is not None:
                 delay = min(delay, max(nxt, 0.005))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._webhook_wake.wait(), delay)
 
     async def _deliver(self, job_id: str, url: str, attempts: int) -> None:
-        view = await asyncio.to_thread(self.store.get_job, job_id)
+        view = await self._db(self.store.get_job, job_id)
         if view is None:  # pragma: no cover - jobs are never deleted while pending
             return
         assert self._client is not None
@@ -289,10 +310,10 @@ class JobRunner:
         except webhooks.WebhookURLError as e:
             error = str(e)
         if error is None:
-            await asyncio.to_thread(self.store.webhook_delivered, job_id)
+            await self._db(self.store.webhook_delivered, job_id)
             return
         failures = attempts + 1
         retry = (None if failures > self.cfg.webhook_retries
                  else backoff(self.cfg.webhook_backoff_s, failures - 1))
         log.warning("webhook for job %s failed (attempt %d): %s", job_id, failures, error)
-        await asyncio.to_thread(self.store.webhook_failed, job_id, error, retry)
+        await self._db(self.store.webhook_failed, job_id, error, retry)

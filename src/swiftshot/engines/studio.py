@@ -721,9 +721,9 @@ class StudioEngine:
         pores = np.zeros((side, side), np.float32)
         n = side * side // 900
         pts = rng.integers(0, side, (n, 2))
-        radii = np.clip(rng.exponential(1.1, n), 0.6, 4)
+        radii = np.clip(rng.exponential(0.8, n), 0.5, 2.5)
         for (x, y), r in zip(pts, radii, strict=True):
-            cv2.circle(pores, (int(x) * 4, int(y) * 4), int(r * 4), float(rng.uniform(0.3, 0.8)), -1,
+            cv2.circle(pores, (int(x) * 4, int(y) * 4), int(r * 4), float(rng.uniform(0.2, 0.6)), -1,
                        cv2.LINE_AA, 2)
         return (sand + pores).astype(np.float32)
 

@@ -133,3 +133,13 @@ def test_batches_are_private_to_their_tenant(tmp_path):
         assert c.get(url, headers={"X-Api-Key": "sk-acme"}).status_code == 200
         assert c.get(url, headers={"X-Api-Key": "sk-other"}).status_code == 404
     assert JobStore(settings.jobs.db_path).get_job(r.json()["id"]).tenant == "acme"
+
+
+def test_idempotency_key_makes_a_retried_post_safe(client):
+    items = {"items": [{"prompt": "retry me", "size": "64x64"}]}
+    first = client.post("/v1/batches", json=items, headers={"Idempotency-Key": "order-42"})
+    again = client.post("/v1/batches", json=items, headers={"Idempotency-Key": "order-42"})
+    other = client.post("/v1/batches", json=items, headers={"Idempotency-Key": "order-43"})
+    assert first.status_code == again.status_code == other.status_code == 202
+    assert first.json()["id"] == again.json()["id"] != other.json()["id"]
+    assert sum(JobStore(client.settings.jobs.db_path).counts().values()) == 2

@@ -190,3 +190,19 @@ def test_prune_removes_only_old_settled_jobs(tmp_path):
     assert s.get_job(old) is None and s.events(old) == []
     assert s.get_job(hooked) is not None, "a pending webhook keeps its job"
     assert s.get_job(fresh) is not None, "unfinished jobs are never pruned"
+
+
+def test_file_from_the_first_schema_is_upgraded(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    con = sqlite3.connect(path)
+    con.executescript("CREATE TABLE jobs (id TEXT PRIMARY KEY, tenant TEXT NOT NULL, created REAL"
+                      " NOT NULL, status TEXT NOT NULL, total INTEGER NOT NULL, preset TEXT,"
+                      " webhook_url TEXT, finished REAL, webhook_state TEXT NOT NULL DEFAULT"
+                      " 'none', webhook_attempts INTEGER NOT NULL DEFAULT 0, webhook_next_at REAL,"
+                      " webhook_error TEXT);")
+    con.close()
+    store = JobStore(path)
+    a = store.create_job(_items(1), idempotency_key="k")
+    assert store.create_job(_items(1), idempotency_key="k") == a

@@ -8,7 +8,8 @@ Two request shapes:
   no ``items`` every file becomes one item (``preset`` / ``webhook_url`` may be form fields).
 
 Every item is validated before anything is stored, and errors name the item's index and field.
-The 202 is sent only after the job, its items and its photos are committed to SQLite.
+The 202 is sent only after the job, its items and its photos are committed to SQLite. A client
+that may retry sends ``Idempotency-Key``: the same key (per tenant) answers with the first job.
 """
 
 from __future__ import annotations
@@ -75,6 +76,10 @@ async def create_batch(request: Request) -> Response:
     tenant = _tenant(request, spend=True)
     runner = _runner(request)
     settings = runner.settings
+    idem = request.headers.get("idempotency-key")
+    if idem is not None and not 1 <= len(idem) <= 255:
+        raise ApiError(422, "Idempotency-Key must be 1 to 255 characters", param="Idempotency-Key",
+                       code="invalid_value")
     doc, files = await _read(request)
     items_raw = _items(doc, files, settings.limits.max_batch_items)
     specs, refs = _validate(items_raw, doc, files)
@@ -105,11 +110,15 @@ async def create_batch(request: Request) -> Response:
                        param=f"items[{i}].product_sha256", code="unknown_product")
     job_id = await asyncio.to_thread(runner.store.create_job, new_items, tenant=tenant,
                                      webhook_url=webhook_url, preset=doc.get("preset"),
-                                     blobs=known)
+                                     blobs=known, idempotency_key=idem)
     runner.notify()
     url = f"/v1/batches/{job_id}"
-    body = {"id": job_id, "object": "batch", "status": "queued", "items": len(new_items),
-            "url": url}
+    status, total = "queued", len(new_items)
+    if idem is not None:  # maybe a replay: answer with the first job's state
+        view = await asyncio.to_thread(runner.store.get_job, job_id)
+        if view is not None:
+            status, total = view.status, view.total
+    body = {"id": job_id, "object": "batch", "status": status, "items": total, "url": url}
     return Response(orjson.dumps(body), status_code=202, media_type="application/json",
                     headers={"Location": url})
 

@@ -51,7 +51,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     webhook_state TEXT NOT NULL DEFAULT 'none',
     webhook_attempts INTEGER NOT NULL DEFAULT 0,
     webhook_next_at REAL,
-    webhook_error TEXT
+    webhook_error TEXT,
+    idempotency_key TEXT
 );
 CREATE TABLE IF NOT EXISTS items (
     job_id TEXT NOT NULL REFERENCES jobs(id),
@@ -86,6 +87,12 @@ CREATE TABLE IF NOT EXISTS item_events (
 );
 CREATE INDEX IF NOT EXISTS item_events_item ON item_events(job_id, idx);
 CREATE INDEX IF NOT EXISTS jobs_webhook ON jobs(webhook_state, webhook_next_at);
+"""
+# Columns added after the first schema, with their definitions: added to older files on open.
+_ADDED_COLUMNS = {"jobs": {"idempotency_key": "TEXT"}}
+_INDEXES_AFTER_MIGRATION = """
+CREATE UNIQUE INDEX IF NOT EXISTS jobs_idempotency ON jobs(tenant, idempotency_key)
+    WHERE idempotency_key IS NOT NULL;
 """
 
 
@@ -200,6 +207,12 @@ class JobStore:
         self._db.execute("PRAGMA foreign_keys=ON")
         with self._lock:
             self._db.executescript(_SCHEMA)
+            for table, columns in _ADDED_COLUMNS.items():
+                have = {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}
+                for name, decl in columns.items():
+                    if name not in have:
+                        self._db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
+            self._db.executescript(_INDEXES_AFTER_MIGRATION)
         self.recovered = self.recover()
 
     def close(self) -> None:
@@ -226,8 +239,14 @@ class JobStore:
 
     def create_job(self, items: Sequence[NewItem], *, tenant: str = "anonymous",
                    webhook_url: str | None = None, preset: str | None = None,
-                   blobs: Mapping[str, bytes] | None = None) -> str:
-        """Persist a job, its items and their product photos in one committed transaction."""
+                   blobs: Mapping[str, bytes] | None = None,
+                   idempotency_key: str | None = None) -> str:
+        """Persist a job, its items and their product photos in one committed transaction.
+
+        With an ``idempotency_key`` already used by this tenant, nothing is written and the
+        earlier job's id is returned: a client that retries a POST it never saw answered does
+        not get its batch twice.
+        """
         if not items:
             raise ValueError("a job needs at least one item")
         blobs = blobs or {}
@@ -235,6 +254,11 @@ class JobStore:
         job_id = uuid.uuid4().hex
         now = self.clock()
         with self._tx() as db:
+            if idempotency_key is not None:
+                row = db.execute("SELECT id FROM jobs WHERE tenant=? AND idempotency_key=?",
+                                 (tenant, idempotency_key)).fetchone()
+                if row is not None:
+                    return str(row[0])
             if missing:
                 have = {r[0] for r in db.execute(
                     f"SELECT sha256 FROM blobs WHERE sha256 IN ({','.join('?' * len(missing))})",
@@ -243,9 +267,10 @@ class JobStore:
                     raise KeyError(f"product photos not supplied: {sorted(missing - have)}")
             db.executemany("INSERT OR IGNORE INTO blobs(sha256, data) VALUES (?, ?)",
                            list(blobs.items()))
-            db.execute("INSERT INTO jobs(id, tenant, created, status, total, preset, webhook_url)"
-                       " VALUES (?,?,?,?,?,?,?)",
-                       (job_id, tenant, now, "queued", len(items), preset, webhook_url))
+            db.execute("INSERT INTO jobs(id, tenant, created, status, total, preset, webhook_url,"
+                       " idempotency_key) VALUES (?,?,?,?,?,?,?,?)",
+                       (job_id, tenant, now, "queued", len(items), preset, webhook_url,
+                        idempotency_key))
             db.executemany("INSERT INTO items(job_id, idx, spec_json, product_sha256)"
                            " VALUES (?,?,?,?)",
                            [(job_id, i, it.spec_json, it.product_sha256)

@@ -104,3 +104,21 @@ def test_metrics_diff_and_histogram_quantile():
     assert b["stages_ms"]["infer"]["mean"] == pytest.approx(27.5)
     assert b["cache_hits"] == 4
     assert math.isnan(scrape.histogram_quantile(0.5, {}, "nothing"))
+
+
+def test_overhead_counts_only_misses_and_subtracts_the_engine_work():
+    from swiftshot.benchmarks.serve import overhead
+
+    outs = []
+    for infer, total, latency in ((10.0, 14.0, 20.0), (20.0, 26.0, 30.0), (30.0, 33.0, 45.0)):
+        o = _out("standard", latency)
+        o.server_timing = {"infer": infer, "encode": 1.0, "total": total}
+        outs.append(o)
+    hit = _out("standard", 500, x_cache="memory")
+    hit.server_timing = {"cache": 0.2, "total": 0.5}
+    o = overhead([*outs, hit])
+    assert o["misses"] == 3 and o["infer_p50_ms"] == 20.0
+    assert o["server_overhead_p50_ms"] == pytest.approx(3.0)  # 14-11, 26-21, 33-31 → median 3
+    assert o["ratio"] == pytest.approx(3.0 / 20.0)
+    assert o["client_seen_overhead_p50_ms"] == pytest.approx(9.0)  # 20-11, 30-21, 45-31
+    assert math.isnan(overhead([hit])["ratio"])

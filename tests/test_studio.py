@@ -194,3 +194,21 @@ def test_grain_setting_scales_noise() -> None:
         return highpass_energy(render(StudioEngine(StudioSettings(grain=grain)), "grey paper", 256))
 
     assert noise(0.0) < noise(1.0) < noise(3.0)
+
+
+# -- benchmark functions (shape only: timing claims live in the benchmark's output) ----------
+
+
+def test_bench_functions_return_rows_for_every_size_and_codec_setting() -> None:
+    from swiftshot.benchmarks.studio import bench_codecs, bench_studio
+
+    rows = bench_studio(sizes=(64, 128), repeats=2, prompts=("paper", "marble"))
+    assert [(r["size"], r["prompt"]) for r in rows] == [
+        (64, "paper"), (64, "marble"), (64, "(all)"), (128, "paper"), (128, "marble"), (128, "(all)")]
+    assert all(0 < r["p50_ms"] <= r["p90_ms"] for r in rows)
+    codecs = bench_codecs(repeats=1, size=64)
+    settings = {(r["format"], r["setting"]) for r in codecs}
+    assert {("avif", "speed=9"), ("webp", "method=2"), ("master", "raw"), ("png", "compress_level=1")} <= settings
+    assert all(r["bytes"] > 0 for r in codecs)
+    lossy = [r for r in codecs if r["format"] in ("jpeg", "webp", "avif")]
+    assert all(25 < r["psnr_db"] < 80 for r in lossy)

@@ -10,7 +10,7 @@ Starts a real server on a free loopback port with its data in a temporary folder
 Prints a table and writes bench/results/api_hits.json with the machine it ran on. Latencies are
 wrk's (client-side, over loopback), so they include the client's share of two shared cores.
 
-    .venv/bin/python bench/api_hits.py [--duration 10] [--connections 8]
+    .venv/bin/python bench/api_hits.py [--duration 10] [--connections 1 8]
 """
 
 from __future__ import annotations
@@ -67,7 +67,9 @@ def wrk(url: str, duration: int, connections: int, body: dict | None, workdir: P
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--duration", type=int, default=10, help="seconds per path")
-    ap.add_argument("--connections", type=int, default=8, help="concurrent keep-alive connections")
+    ap.add_argument("--connections", type=int, nargs="+", default=[1, 8],
+                    help="concurrent keep-alive connections; one run per value (1: latency, "
+                         "8: throughput)")
     ap.add_argument("--out", default=None, help="JSON file (default bench/results/api_hits.json)")
     args = ap.parse_args()
     if shutil.which("wrk") is None:
@@ -98,19 +100,21 @@ def main() -> int:
             gen = {"prompt": PROMPT, "size": "1024x1024"}
             assert c.post("/v1/images/generations", json=gen).headers["x-cache"] == "memory"
         rows = []
-        for name, url, payload in [
-            ("GET /i/{key}.webp", f"{base}/i/{key}.webp", None),
-            ("POST /v1/images/generations (url)", f"{base}/v1/images/generations", gen),
-            ("POST /v1/render", f"{base}/v1/render", body),
-        ]:
-            rows.append({"path": name, **wrk(url, args.duration, args.connections, payload, work)})
+        for conns in args.connections:
+            for name, url, payload in [
+                ("GET /i/{key}.webp", f"{base}/i/{key}.webp", None),
+                ("POST /v1/images/generations (url)", f"{base}/v1/images/generations", gen),
+                ("POST /v1/render", f"{base}/v1/render", body),
+            ]:
+                rows.append({"path": name, "conns": conns,
+                             **wrk(url, args.duration, conns, payload, work)})
     finally:
         server.terminate()
         server.wait(60)
         shutil.rmtree(work, ignore_errors=True)
-    print_table(rows, ["path", "requests", "req_per_s", "p50_ms", "p90_ms", "p99_ms", "errors"])
+    print_table(rows, ["path", "conns", "requests", "req_per_s", "p50_ms", "p90_ms", "p99_ms", "errors"])
     load = os.getloadavg()
-    path = write_result("api_hits", {"tool": "wrk", "connections": args.connections,
+    path = write_result("api_hits", {"tool": "wrk", "server_engine": "studio",
                                      "duration_s": args.duration, "loadavg_at_end": load,
                                      "rows": rows}, args.out)
     print(f"\nwrote {path}  (load average at end: {load[0]:.1f})")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import importlib
 import logging
 import pkgutil
@@ -50,6 +51,11 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         async def start() -> None:
             try:
                 await svc.start()
+                # Start-up leaves ~10^5 long-lived objects (engine tables, modules); a full
+                # collection walking them took 86 ms mid-request in a profile. Freezing them
+                # keeps the collector to what requests allocate.
+                gc.collect()
+                gc.freeze()
             except Exception as e:  # noqa: BLE001 - reported by /readyz and the log
                 app.state.start_error = f"{type(e).__name__}: {e}"
                 log.exception("engine start failed")

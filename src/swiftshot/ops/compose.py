@@ -50,7 +50,7 @@ class Fitted:
     rgb: np.ndarray
     """uint8 h×w×3 product pixels, scaled."""
     alpha: np.ndarray
-    """float32 h×w alpha, scaled."""
+    """float32 h×w alpha in 0..1 (uint8 0..255 inside ``compose``), scaled."""
     x: int
     y: int
     """Top-left corner on the canvas (may be negative: the product is clipped)."""
@@ -95,23 +95,39 @@ def fit(rgb: np.ndarray, alpha: np.ndarray, canvas: tuple[int, int], placement: 
                   round(py * ch - th / 2))
 
 
+def fit_rgba(rgba: np.ndarray, canvas: tuple[int, int], placement: Placement
+             ) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """``fit`` for an RGBA uint8 array already cropped to the product: one resize for colour
+    and alpha together. Returns (rgb, alpha uint8, x, y)."""
+    cw, ch = canvas
+    bh, bw = rgba.shape[:2]
+    s = placement.fill * min(cw / bw, ch / bh)
+    tw, th = max(1, round(bw * s)), max(1, round(bh * s))
+    if (tw, th) != (bw, bh):
+        rgba = cv2.resize(rgba, (tw, th), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_CUBIC)
+    px, py = placement.position
+    return (cv2.cvtColor(rgba, cv2.COLOR_RGBA2RGB), np.ascontiguousarray(rgba[..., 3]),
+            round(px * cw - tw / 2), round(py * ch - th / 2))
+
+
 def decontaminate(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-    """Replace semi-transparent edge pixels by the colour of the solid product next to them."""
-    ys, xs = np.nonzero((alpha > 0.01) & (alpha < 0.97))
+    """Replace semi-transparent edge pixels by the colour of the solid product next to them.
+    ``alpha`` is float 0..1 or uint8 0..255."""
+    a8 = alpha if alpha.dtype == np.uint8 else cv2.convertScaleAbs(alpha, alpha=255.0)
+    ys, xs = np.nonzero(cv2.inRange(a8, 3, 247))
     if not len(ys):
         return rgb
-    h, w = alpha.shape
+    h, w = a8.shape
     k = max(1, round(max(h, w) / 400))  # the fill colour is smooth: estimate it small
     sh, sw = max(1, h // k), max(1, w // k)
     small_rgb = cv2.resize(rgb, (sw, sh), interpolation=cv2.INTER_AREA).astype(np.float32)
-    solid = (alpha >= 0.97).astype(np.float32)
-    small_w = cv2.resize(solid, (sw, sh), interpolation=cv2.INTER_AREA)
+    small_w = cv2.resize((a8 >= 248).astype(np.float32), (sw, sh), interpolation=cv2.INTER_AREA)
     num = cv2.GaussianBlur(small_rgb * small_w[..., None], (0, 0), 3.0)
     den = cv2.GaussianBlur(small_w, (0, 0), 3.0)[..., None]
     fill = np.where(den > 1e-3, num / np.maximum(den, 1e-3), small_rgb)
     f = fill[np.minimum(ys * sh // h, sh - 1), np.minimum(xs * sw // w, sw - 1)]
     # Trust the pixel itself in proportion to its alpha: at alpha 1 it is pure product.
-    t = np.clip((alpha[ys, xs] - 0.5) * 2.0, 0, 1)[:, None]
+    t = np.clip((a8[ys, xs].astype(np.float32) * (1 / 255.0) - 0.5) * 2.0, 0, 1)[:, None]
     out = rgb.copy()
     out[ys, xs] = np.clip(rgb[ys, xs] * t + f * (1 - t) + 0.5, 0, 255).astype(np.uint8)
     return out
@@ -154,41 +170,95 @@ def _paste_region(canvas_shape: tuple[int, int], f: Fitted) -> tuple[slice, slic
     return (slice(cy0, cy1), slice(cx0, cx1), slice(cy0 - f.y, cy1 - f.y), slice(cx0 - f.x, cx1 - f.x))
 
 
+def backdrop_image(backdrop: Image.Image | RGB, size: tuple[int, int]) -> Image.Image:
+    """A new RGB image of ``size`` to draw on: a colour, or the backdrop scaled to cover."""
+    if isinstance(backdrop, tuple):
+        return Image.new("RGB", size, backdrop)
+    w, h = size
+    img = backdrop.convert("RGB") if backdrop.mode != "RGB" else backdrop.copy()
+    if img.size != (w, h):
+        s = max(w / img.width, h / img.height)
+        rw, rh = max(w, round(img.width * s)), max(h, round(img.height * s))
+        img = img.resize((rw, rh), Image.Resampling.BILINEAR)
+        left, top = (rw - w) // 2, (rh - h) // 2
+        img = img.crop((left, top, left + w, top + h))
+    return img
+
+
 def compose(product: Image.Image, backdrop: Image.Image | RGB, size: tuple[int, int] | None = None,
             params: ComposeParams | None = None) -> Image.Image:
-    """The product (RGBA cutout) on the backdrop (image or colour), RGB at ``size``."""
+    """The product (RGBA cutout) on the backdrop (image or colour), RGB at ``size``.
+
+    Drawing is done with Pillow's in-place masked paste (C, no copies of the canvas): shadow
+    as black pasted through the darkening mask, then the product through its alpha.
+    """
     params = params or ComposeParams()
     if size is None:
         size = backdrop.size if isinstance(backdrop, Image.Image) else product.size
     w, h = size
-    if product.mode == "RGBA":
-        # Work on the product's bounding box only: the transparent rest of a 2000² cutout is
-        # most of its pixels.
-        box = product.getchannel("A").getbbox()
-        if box is not None:
-            product = product.crop(box)
-    rgb, alpha = split(product)
-    f = fit(rgb, alpha, size, params.placement)
-    bg = backdrop_array(backdrop, size)
-    prod = decontaminate(f.rgb, f.alpha)
+    product = product if product.mode == "RGBA" else product.convert("RGBA")
+    # Work on the product's bounding box only: the transparent rest of a 2000² cutout is most
+    # of its pixels.
+    box = product.getchannel("A").getbbox()
+    if box is None:
+        raise ValueError("the cutout is empty: no product was found in the photo")
+    rgb, a8, x, y = fit_rgba(np.asarray(product.crop(box)), size, params.placement)
+    canvas = backdrop_image(backdrop, size)
+    prod = decontaminate(rgb, a8)
     if params.colour_match > 0:
-        mean = bg[:: max(1, h // 64), :: max(1, w // 64)].reshape(-1, 3).mean(0)
+        if isinstance(backdrop, tuple):
+            mean = np.asarray(backdrop, np.float32)
+        else:
+            thumb = canvas.resize((16, 16), Image.Resampling.NEAREST)
+            mean = np.asarray(thumb, np.float32).reshape(-1, 3).mean(0)
         prod = colour_match(prod, mean, params.colour_match)
-    cy, cx, py, px = _paste_region((h, w), f)
-    if cy.stop <= cy.start or cx.stop <= cx.start:
-        return Image.fromarray(bg, "RGB")
+    placed = Fitted(prod, a8, x, y)
     if params.shadow is not None:
-        bg = apply_darkening(bg, darkening(_placed_small(f, (h, w), SHADOW_SCALE), params.shadow))
+        paste_darkening(canvas, darkening(_placed_small(placed, (h, w), SHADOW_SCALE),
+                                          params.shadow))
     if params.reflection > 0:
-        # The product's alpha on the whole canvas: the reflection mirrors it.
+        cy, cx, py, px = _paste_region((h, w), placed)
         placed_a = np.zeros((h, w), np.float32)
-        placed_a[cy, cx] = f.alpha[py, px]
-        placed_rgb = np.zeros_like(bg)
+        placed_rgb = np.zeros((h, w, 3), np.uint8)
+        placed_a[cy, cx] = a8[py, px] * (1 / 255.0)
         placed_rgb[cy, cx] = prod[py, px]
         r_rgb, r_a = reflection_layer(placed_rgb, placed_a, params.reflection)
-        bg = blend(r_rgb, bg, r_a)
-    bg[cy, cx] = blend(prod[py, px], bg[cy, cx], f.alpha[py, px])
-    return Image.fromarray(bg, "RGB")
+        canvas.paste(Image.fromarray(r_rgb, "RGB"), (0, 0),
+                     Image.fromarray(cv2.convertScaleAbs(r_a, alpha=255.0), "L"))
+    canvas.paste(Image.fromarray(prod, "RGB"), (x, y), Image.fromarray(a8, "L"))
+    return canvas
+
+
+def paste_darkening(canvas: Image.Image, small: np.ndarray) -> None:
+    """Darken ``canvas`` in place by a small darkening map (upsampled on its own box only)."""
+    found = _upsample_box(small, (canvas.height, canvas.width))
+    if found is None:
+        return
+    dark, (fx0, fy0, fx1, fy1) = found
+    mask = cv2.convertScaleAbs(dark, alpha=255.0)  # below half a level rounds to 0: untouched
+    canvas.paste((0, 0, 0), (fx0, fy0, fx1, fy1), Image.fromarray(mask, "L"))
+
+
+def _upsample_box(small: np.ndarray, hw: tuple[int, int]
+                  ) -> tuple[np.ndarray, tuple[int, int, int, int]] | None:
+    rows = np.nonzero(small.max(1) > 1 / 512)[0]
+    if not len(rows):
+        return None
+    cols = np.nonzero(small.max(0) > 1 / 512)[0]
+    h, w = hw
+    sh, sw = small.shape
+    # Bring only the shadow's own box to full size (a pixel of margin for interpolation).
+    y0, y1 = max(rows[0] - 1, 0), min(rows[-1] + 2, sh)
+    x0, x1 = max(cols[0] - 1, 0), min(cols[-1] + 2, sw)
+    fy0, fy1 = y0 * h // sh, min(h, y1 * h // sh)
+    fx0, fx1 = x0 * w // sw, min(w, x1 * w // sw)
+    # warpAffine maps the small box onto the full-size box with half-pixel centres kept.
+    sx, sy = sw / w, sh / h
+    m = np.float32([[sx, 0, (fx0 + 0.5) * sx - 0.5 - x0], [0, sy, (fy0 + 0.5) * sy - 0.5 - y0]])
+    dark = cv2.warpAffine(np.ascontiguousarray(small[y0:y1, x0:x1]), m, (fx1 - fx0, fy1 - fy0),
+                          flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                          borderMode=cv2.BORDER_REPLICATE)
+    return np.clip(dark, 0.0, 1.0, out=dark), (fx0, fy0, fx1, fy1)
 
 
 SHADOW_SCALE = 6
@@ -203,6 +273,8 @@ def _placed_small(f: Fitted, canvas_hw: tuple[int, int], scale: int) -> np.ndarr
     sx, sy = sw / w, sh / h
     area = cv2.resize(f.alpha, (max(1, round(tw * sx)), max(1, round(th * sy))),
                       interpolation=cv2.INTER_AREA)
+    if area.dtype == np.uint8:
+        area = area.astype(np.float32) * (1 / 255.0)
     out = np.zeros((sh, sw), np.float32)
     x0, y0 = round(f.x * sx), round(f.y * sy)
     ah, aw = area.shape
@@ -220,25 +292,12 @@ def apply_shadow(bg: np.ndarray, alpha: np.ndarray, params: ShadowParams) -> np.
 
 
 def apply_darkening(bg: np.ndarray, small: np.ndarray) -> np.ndarray:
-    """Darken ``bg`` by a small darkening map, upsampling only the box where it is non-zero."""
-    rows = np.nonzero(small.max(1) > 1 / 512)[0]
-    if not len(rows):
+    """Darken the array ``bg`` by a small darkening map (see ``paste_darkening``)."""
+    found = _upsample_box(small, bg.shape[:2])
+    if found is None:
         return bg
-    cols = np.nonzero(small.max(0) > 1 / 512)[0]
-    h, w = bg.shape[:2]
-    sh, sw = small.shape
-    # Bring only the shadow's own box to full size (a pixel of margin for interpolation).
-    y0, y1 = max(rows[0] - 1, 0), min(rows[-1] + 2, sh)
-    x0, x1 = max(cols[0] - 1, 0), min(cols[-1] + 2, sw)
-    fy0, fy1 = y0 * h // sh, min(h, y1 * h // sh)
-    fx0, fx1 = x0 * w // sw, min(w, x1 * w // sw)
-    # warpAffine maps the small box onto the full-size box with half-pixel centres kept.
-    sx, sy = sw / w, sh / h
-    m = np.float32([[sx, 0, (fx0 + 0.5) * sx - 0.5 - x0], [0, sy, (fy0 + 0.5) * sy - 0.5 - y0]])
-    dark = cv2.warpAffine(np.ascontiguousarray(small[y0:y1, x0:x1]), m, (fx1 - fx0, fy1 - fy0),
-                          flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                          borderMode=cv2.BORDER_REPLICATE)
-    keep = 1.0 - np.clip(dark, 0.0, 1.0)
+    dark, (fx0, fy0, fx1, fy1) = found
+    keep = 1.0 - dark
     keep[keep > 1 - 1 / 512] = 1.0  # below one level of 8-bit: leave the pixel exactly as it was
     roi = bg[fy0:fy1, fx0:fx1]
     bg[fy0:fy1, fx0:fx1] = blend(roi, np.zeros_like(roi), keep)

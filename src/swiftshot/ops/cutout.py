@@ -304,6 +304,10 @@ class ClassicalSegmenter:
 
     def mask_array(self, rgb: np.ndarray) -> np.ndarray:
         """``mask`` of an RGB uint8 array."""
+        return self.alpha_u8(rgb).astype(np.float32) * (1 / 255.0)
+
+    def alpha_u8(self, rgb: np.ndarray) -> np.ndarray:
+        """The alpha as uint8 0..255 (what an RGBA image stores; saves a float copy)."""
         return self.refine(self.find(rgb), rgb)
 
     def find(self, rgb: np.ndarray) -> Found:
@@ -332,8 +336,8 @@ class ClassicalSegmenter:
         return f.small, f.hard
 
     def refine(self, found: Found, rgb: np.ndarray) -> np.ndarray:
-        """Full-size alpha: 1 inside the region, 0 outside, and a matte on the edge band only
-        (a few work pixels wide), which is all that differs at full resolution."""
+        """Full-size uint8 alpha: 255 inside the region, 0 outside, and a matte on the edge band
+        only (a few work pixels wide), which is all that differs at full resolution."""
         p = self.params
         h, w = rgb.shape[:2]
         k = found.scale
@@ -344,10 +348,10 @@ class ClassicalSegmenter:
         inner = cv2.erode(hard, np.ones((5, 5), np.uint8))
         support = cv2.dilate(hard, np.ones((3, 3), np.uint8))
         band_small = (cv2.dilate(hard, np.ones((5, 5), np.uint8)) > 0) & (inner == 0)
-        alpha = np.zeros((h, w), np.float32)
+        alpha = np.zeros((h, w), np.uint8)
         bh, bw = min(h, sh * k), min(w, sw * k)
-        alpha[:bh, :bw] = cv2.resize(inner, (sw * k, sh * k), interpolation=cv2.INTER_NEAREST
-                                     )[:bh, :bw]
+        alpha[:bh, :bw] = cv2.resize(inner * np.uint8(255), (sw * k, sh * k),
+                                     interpolation=cv2.INTER_NEAREST)[:bh, :bw]
         if bh < h:  # the few rows/columns an integer downscale left out
             alpha[bh:, :] = alpha[bh - 1:bh, :]
         if bw < w:
@@ -375,7 +379,7 @@ class ClassicalSegmenter:
         # one work pixel of the region, and drop the faintest levels.
         a = (a - 0.06) * (1 / 0.9) * support[iy, ix]
         a[a < 0.03] = 0.0
-        alpha[ys, xs] = np.clip(a, 0.0, 1.0)
+        alpha[ys, xs] = np.clip(a * 255.0 + 0.5, 0.0, 255.0).astype(np.uint8)
         return alpha
 
 
@@ -504,7 +508,10 @@ def cutout(image: Image.Image, segmenter: Segmenter | None = None) -> Image.Imag
     else:
         rgb = np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
     # The classical segmenter takes the array we already have (a 2000² copy saved).
-    alpha = seg.mask_array(rgb) if isinstance(seg, ClassicalSegmenter) else seg.mask(image)
+    if isinstance(seg, ClassicalSegmenter):
+        a8 = seg.alpha_u8(rgb)
+    else:
+        a8 = cv2.convertScaleAbs(seg.mask(image), alpha=255.0)
     rgba = cv2.cvtColor(rgb, cv2.COLOR_RGB2RGBA)
-    rgba[..., 3] = cv2.convertScaleAbs(alpha, alpha=255.0)
+    rgba[..., 3] = a8
     return Image.fromarray(rgba, "RGBA")

@@ -33,6 +33,13 @@ class ShadowParams:
     """Blur of the cast shadow, relative to the default (about 4% of the product height)."""
 
 
+def _blur(x: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian-like blur; stack blur for wide ones (its cost does not grow with the radius)."""
+    if sigma < 4:
+        return cv2.GaussianBlur(x, (0, 0), max(sigma, 0.3))
+    return cv2.stackBlur(x, (2 * round(sigma * 1.7) + 1,) * 2)
+
+
 def _base_line(alpha: np.ndarray) -> tuple[int, int, int, int, int] | None:
     """(top, bottom, left, right, base_y) of the product's alpha, or None when it is empty."""
     rows = np.nonzero(alpha.max(1) > 0.5)[0]
@@ -80,8 +87,8 @@ def darkening(small: np.ndarray, params: ShadowParams) -> np.ndarray:
         yy = np.arange(sh, dtype=np.float32)[:, None]
         dist = np.clip((base - yy) / max(k * ph, 1), 0, 1)
         sigma = max(1.0, 0.04 * ph * params.softness)
-        near = cv2.GaussianBlur(cast, (0, 0), sigma * 0.4)
-        far = cv2.GaussianBlur(cast, (0, 0), sigma * 1.6)
+        near = _blur(cast, sigma * 0.4)
+        far = _blur(cast, sigma * 1.6)
         cast = near * (1 - dist) + far * dist
         dark = np.maximum(dark, params.cast * cast * (1 - 0.7 * dist))
     if params.contact > 0:

@@ -42,6 +42,15 @@ RESPONSES = Counter(
     "swiftshot_responses_total", "Responses by route template and status class (2xx, 4xx, 5xx): "
     "the error-rate alert divides the 5xx by the whole.",
     ["route", "code"], registry=REGISTRY)
+JOB_ITEMS = Gauge(
+    "swiftshot_job_items", "Batch-job items in the job store, by status (queued, running, done, "
+    "failed); queued is the batch backlog.", ["status"], registry=REGISTRY)
+JOB_ITEM_OUTCOMES = Counter(
+    "swiftshot_job_item_outcomes_total", "Batch-job item attempts by outcome (done, failed, "
+    "retry, refused).", ["outcome"], registry=REGISTRY)
+WEBHOOK_DELIVERIES = Counter(
+    "swiftshot_webhook_deliveries_total", "Webhook attempts by result (delivered, retry, "
+    "failed).", ["result"], registry=REGISTRY)
 
 
 # -- Stage timing, Server-Timing and OpenTelemetry spans ------------------------------------------

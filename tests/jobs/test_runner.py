@@ -148,3 +148,37 @@ def test_webhook_url_refused(url):
 
 def test_loopback_allowed_when_configured():
     assert webhooks.check_url("http://127.0.0.1:8080/h", allow_private=True)
+
+
+async def test_outcomes_are_counted_in_metrics(tmp_path):
+    from swiftshot import telemetry
+
+    def value(metric, label):
+        return metric.labels(label)._value.get()
+
+    before = {k: value(telemetry.JOB_ITEM_OUTCOMES, k) for k in ("done", "refused", "retry", "failed")}
+    runner = JobRunner.from_settings(_settings(tmp_path, concurrency=1), FakeService(reject_first=1))
+    job = runner.store.create_job(_specs("ok", "explode"))
+    await runner.start()
+    await _until(lambda: runner.store.get_job(job).status == "done")
+    await runner.stop()
+    delta = {k: value(telemetry.JOB_ITEM_OUTCOMES, k) - before[k] for k in before}
+    assert delta == {"done": 1, "refused": 1, "retry": 1, "failed": 1}
+
+
+async def test_a_failing_store_call_does_not_stop_the_runner(tmp_path, caplog):
+    runner = JobRunner.from_settings(_settings(tmp_path), FakeService())
+    real_claim, calls = runner.store.claim, []
+
+    def flaky_claim(n):
+        calls.append(n)
+        if len(calls) == 1:
+            raise OSError("disk hiccup")
+        return real_claim(n)
+
+    runner.store.claim = flaky_claim
+    job = runner.store.create_job(_specs("a"))
+    await runner.start()
+    await _until(lambda: runner.store.get_job(job).status == "done")
+    await runner.stop()
+    assert "disk hiccup" in caplog.text

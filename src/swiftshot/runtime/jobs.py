@@ -32,6 +32,7 @@ import orjson
 from PIL import Image
 from pydantic import ValidationError
 
+from swiftshot import telemetry
 from swiftshot.config import Settings
 from swiftshot.engines.base import EngineConfigError
 from swiftshot.runtime import webhooks
@@ -148,9 +149,8 @@ class JobRunner:
             self._client = httpx.AsyncClient()
         if self.cfg.webhook_secret is None:
             log.warning("jobs.webhook_secret is not set: webhooks are sent unsigned")
-        self._tasks = [asyncio.create_task(self._work_loop(), name="jobs-work"),
-                       asyncio.create_task(self._heartbeat_loop(), name="jobs-heartbeat"),
-                       asyncio.create_task(self._webhook_loop(), name="jobs-webhooks")]
+        self._tasks = [asyncio.create_task(self._supervised(loop), name=f"jobs-{loop.__name__}")
+                       for loop in (self._work_loop, self._heartbeat_loop, self._webhook_loop)]
 
     async def stop(self) -> None:
         """Stop claiming; in-flight items are put back in the queue for the next start."""
@@ -166,6 +166,17 @@ class JobRunner:
             await self._client.aclose()
             self._client = None
         self.store.close()
+
+    async def _supervised(self, loop: Callable[[], Any]) -> None:
+        """Keep a loop alive: a failed step (disk full, database locked) is logged and the loop
+        starts again, rather than the runner silently stopping."""
+        while True:
+            try:
+                await loop()
+                return
+            except Exception:  # noqa: BLE001 - logged; the loop is restarted
+                log.exception("jobs %s failed; restarting it", loop.__name__)
+                await asyncio.sleep(self.cfg.poll_s)
 
     async def _db(self, fn: Callable[..., T], *args: Any) -> T:
         """A store call in a thread. Counted, so ``stop`` closes the store only when none is
@@ -192,8 +203,14 @@ class JobRunner:
     # -- items -------------------------------------------------------------------------------
 
     async def _work_loop(self) -> None:
+        next_gauge = 0.0
         while True:
             self._wake.clear()
+            if time.monotonic() >= next_gauge:  # the backlog gauge, at most every 2 s
+                counts = await self._db(self.store.counts)
+                for status in ("queued", "running", "done", "failed"):
+                    telemetry.JOB_ITEMS.labels(status).set(counts.get(status, 0))
+                next_gauge = time.monotonic() + 2.0
             free = self.cfg.concurrency - len(self._inflight)
             if not getattr(self.service, "ready", True):
                 free = 0  # warming up: claiming now would only bounce items back
@@ -221,6 +238,7 @@ class JobRunner:
             spec = RenderSpec.model_validate_json(claim.spec_json)
             products = await self._products(claim)
             rendered = await self.service.render(spec, priority="batch", products=products)
+            telemetry.JOB_ITEM_OUTCOMES.labels("done").inc()
             if not await self._db(self.store.complete, claim, rendered.key):
                 log.warning("item %s/%d finished after its lease was taken over",
                             claim.job_id, claim.idx)
@@ -249,8 +267,9 @@ class JobRunner:
             hint = getattr(e, "retry_after_s", None) or 0.0
             delay = max(float(hint), backoff(self.cfg.retry_backoff_s, claim.rejections))
             reason = getattr(e, "reason", None) or "overloaded"
+            telemetry.JOB_ITEM_OUTCOMES.labels("refused").inc()
             await self._db(self.store.release, claim, delay,
-                                    f"service refused ({reason}); retrying in {delay:.1f}s")
+                           f"service refused ({reason}); retrying in {delay:.1f}s")
             return
         message = getattr(e, "message", None) or str(e) or type(e).__name__
         if isinstance(e, ValidationError):
@@ -258,12 +277,14 @@ class JobRunner:
 
             message = format_validation_error(e)
         if _is_user_error(e):
+            telemetry.JOB_ITEM_OUTCOMES.labels("failed").inc()
             await self._db(self.store.fail, claim, message)
             return
         log.warning("item %s/%d attempt %d failed: %r", claim.job_id, claim.idx,
                     claim.attempts, e)
-        await self._db(self.store.retry_or_fail, claim, f"{type(e).__name__}: {message}",
-                                backoff(self.cfg.retry_backoff_s, claim.attempts - 1))
+        outcome = await self._db(self.store.retry_or_fail, claim, f"{type(e).__name__}: {message}",
+                                 backoff(self.cfg.retry_backoff_s, claim.attempts - 1))
+        telemetry.JOB_ITEM_OUTCOMES.labels("retry" if outcome == "queued" else "failed").inc()
 
     async def _heartbeat_loop(self) -> None:
         period = max(0.05, self.cfg.lease_s / 3)
@@ -284,8 +305,13 @@ class JobRunner:
         while True:
             self._webhook_wake.clear()
             lease = self.cfg.webhook_timeout_s * 2 + 5
-            for due in await self._db(self.store.claim_webhooks, 8, lease):
-                await self._deliver(due.job_id, due.url, due.attempts)
+            due = await self._db(self.store.claim_webhooks, 8, lease)
+            # Concurrently: one slow receiver must not hold up the others' deliveries.
+            results = await asyncio.gather(*(self._deliver(d.job_id, d.url, d.attempts)
+                                             for d in due), return_exceptions=True)
+            for d, r in zip(due, results, strict=True):
+                if isinstance(r, Exception):  # the lease on it brings it back later
+                    log.error("webhook for job %s: %r", d.job_id, r)
             delay = self.cfg.poll_s
             nxt = await self._db(self.store.next_webhook_in)
             if nxt is not None:
@@ -310,10 +336,12 @@ class JobRunner:
         except webhooks.WebhookURLError as e:
             error = str(e)
         if error is None:
+            telemetry.WEBHOOK_DELIVERIES.labels("delivered").inc()
             await self._db(self.store.webhook_delivered, job_id)
             return
         failures = attempts + 1
         retry = (None if failures > self.cfg.webhook_retries
                  else backoff(self.cfg.webhook_backoff_s, failures - 1))
+        telemetry.WEBHOOK_DELIVERIES.labels("failed" if retry is None else "retry").inc()
         log.warning("webhook for job %s failed (attempt %d): %s", job_id, failures, error)
         await self._db(self.store.webhook_failed, job_id, error, retry)

@@ -534,11 +534,12 @@ class StudioEngine:
     def _marble(self, rng: np.random.Generator, w: int, h: int, layout: str, horizon: float) -> np.ndarray:
         m, pw, ph = self._plane_warp(layout, horizon, w, h)
         # Veins are the zero crossings of slanted ramps bent by turbulence (the classic marble
-        # recipe). The ramps are smooth, so they are built at 1/8 of the plane and warped to
-        # 1/4 of the image; only the sine that turns them into thin lines runs after the warp.
-        s = 8
-        lw, lh = max(8, pw // s), max(8, ph // s)
+        # recipe). The ramps are smooth, so they are built at 1/8 of the plane (coarser for a
+        # table's plane, most of which lies far away) and warped to 1/4 of the image; only the
+        # sine that turns them into thin lines runs after the warp.
         scale = max(pw, ph) / max(w, h)
+        s = int(8 * max(1.0, scale / 1.5))
+        lw, lh = max(8, pw // s), max(8, ph // s)
         gx, gy = np.meshgrid(np.linspace(0, scale, lw, dtype=np.float32),
                              np.linspace(0, scale * lh / lw, lh, dtype=np.float32))
         sign = 1 if rng.random() < 0.5 else -1
@@ -546,10 +547,9 @@ class StudioEngine:
         a2 = a1 - sign * rng.uniform(0.4, 0.7)
         turb = _fbm(rng, lh, lw, 1.4 * scale, 4, 0.45)
         turb2 = _fbm(rng, lh, lw, 1.6 * scale, 4, 0.5)
-        jag = _fbm(rng, lh, lw, 12 * scale, 2, 0.5)
-        wid = np.clip(0.5 + 0.5 * _fbm(rng, lh, lw, 4 * scale, 2, 0.5), 0.15, 1.2)
-        ramp1 = (gx * math.cos(a1) + gy * math.sin(a1)) * rng.uniform(0.9, 1.4) + 0.22 * turb + 0.004 * jag
-        ramp2 = (gx * math.cos(a2) + gy * math.sin(a2)) * rng.uniform(3.5, 5.5) + 0.28 * turb2 + 0.1 * turb + 0.005 * jag
+        wid = np.clip(0.6 + 0.4 * turb2, 0.15, 1.2)
+        ramp1 = (gx * math.cos(a1) + gy * math.sin(a1)) * rng.uniform(0.9, 1.4) + 0.22 * turb
+        ramp2 = (gx * math.cos(a2) + gy * math.sin(a2)) * rng.uniform(3.5, 5.5) + 0.28 * turb2 + 0.1 * turb
         ramp2 = ramp2 + 0.7 * _fbm(rng, lh, lw, 0.8 * scale, 2, 0.5)  # uneven spacing
         presence = _smoothstep(-0.1, 0.9, _fbm(rng, lh, lw, 1.5 * scale, 3, 0.5))
         clouds = 0.2 * np.clip(_fbm(rng, lh, lw, 2.0 * scale, 5, 0.6, aspect=2.0) * 0.5 + 0.4, 0, 1.5)

@@ -257,7 +257,7 @@ class StudioEngine:
     """Procedural studio backdrops; see the module docstring."""
 
     name = "studio"
-    version = "1"
+    version = "2"  # bump whenever the same spec would give other pixels (it is in every cache key)
     _LOW = 4  # smooth layers are computed at 1/_LOW resolution
     _GRAIN_SIDE = 2048 + 256
 

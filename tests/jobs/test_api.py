@@ -143,3 +143,12 @@ def test_idempotency_key_makes_a_retried_post_safe(client):
     assert first.status_code == again.status_code == other.status_code == 202
     assert first.json()["id"] == again.json()["id"] != other.json()["id"]
     assert sum(JobStore(client.settings.jobs.db_path).counts().values()) == 2
+
+
+def test_unknown_product_hash_is_refused(client):
+    r = client.post("/v1/batches", json={"items": [{"product_sha256": "ab" * 32}]})
+    assert r.status_code == 422
+    err = r.json()["error"]
+    assert err["param"] == "items[0].product_sha256" and "product_file" in err["message"]
+    r = client.post("/v1/batches", json={"items": [{"prompt": "x"}], "preset": "ebay"})
+    assert r.status_code == 422 and "unknown preset 'ebay'" in r.json()["error"]["message"]

@@ -108,9 +108,14 @@ async def create_batch(request: Request) -> Response:
         raise ApiError(422, f"items[{i}].product_sha256: no photo with this hash is stored; attach "
                             "the photo as a file part and name it with product_file",
                        param=f"items[{i}].product_sha256", code="unknown_product")
-    job_id = await asyncio.to_thread(runner.store.create_job, new_items, tenant=tenant,
-                                     webhook_url=webhook_url, preset=doc.get("preset"),
-                                     blobs=known, idempotency_key=idem)
+    try:
+        job_id = await asyncio.to_thread(runner.store.create_job, new_items, tenant=tenant,
+                                         webhook_url=webhook_url, preset=doc.get("preset"),
+                                         blobs=known, idempotency_key=idem)
+    except KeyError:  # a stored photo was dropped (its last job ended) since the check above
+        raise ApiError(422, "a product_sha256 names a photo that is no longer stored; attach "
+                            "the photo as a file part", param="items",
+                       code="unknown_product") from None
     runner.notify()
     url = f"/v1/batches/{job_id}"
     status, total = "queued", len(new_items)

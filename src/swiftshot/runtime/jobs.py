@@ -328,7 +328,8 @@ class JobRunner:
         body = orjson.dumps({"event": "batch.completed", "timestamp": timestamp,
                              **job_to_dict(view, self.base_url)})
         try:
-            webhooks.check_url(url, allow_private=self.cfg.webhook_allow_private)
+            await asyncio.to_thread(webhooks.check_url, url,  # DNS: not on the loop
+                                    allow_private=self.cfg.webhook_allow_private)
             error = await webhooks.post(
                 self._client, url, body, secret=self.cfg.webhook_secret, timestamp=timestamp,
                 delivery_id=f"{job_id}-{attempts + 1}-{uuid.uuid4().hex[:6]}",

@@ -86,6 +86,7 @@ def bench_codecs(repeats: int = 5, size: int = 1024,
         cases.append(("webp", f"method={method}", defaults.model_copy(update={"webp_method": method})))
     for speed in range(6, 11):
         cases.append(("avif", f"speed={speed}", defaults.model_copy(update={"avif_speed": speed})))
+    cases.append(("jpeg", "q=85 progressive", defaults.model_copy(update={"jpeg_progressive": True})))
     cases.append(("jpeg", "q=85 +icc", defaults.model_copy(update={"embed_icc": True})))
     rows: list[dict[str, Any]] = []
     for fmt, setting, st in cases:

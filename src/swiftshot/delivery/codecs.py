@@ -143,7 +143,8 @@ def encode(image: Image.Image, fmt: str, quality: int | None = None, *,
             info.add_itxt("XML:com.adobe.xmp", xmp.decode())
         params.update(pnginfo=info, compress_level=settings.png_compress_level)
     elif fmt == "jpeg":
-        params.update(quality=q, optimize=False, progressive=q >= 70 and img.width * img.height > 512 * 512,
+        # optimize=True (Huffman tables fitted to the image): ~10% fewer bytes for ~5 ms at 1024²
+        params.update(quality=q, optimize=True, progressive=settings.jpeg_progressive,
                       subsampling="4:2:0" if q < 90 else "4:4:4")
     elif fmt == "webp":
         params.update(quality=q, method=settings.webp_method)

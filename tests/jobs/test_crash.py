@@ -133,3 +133,39 @@ def test_kill_9_mid_batch_then_restart_finishes_every_item_once(tmp_path):
     assert webhooks.verify(delivery.body, SECRET, delivery.headers["X-Swiftshot-Signature"])
     payload = orjson.loads(delivery.body)
     assert payload["id"] == job_id and payload["progress"]["done"] == 20
+
+
+def test_sigterm_mid_batch_drains_and_a_restart_finishes_the_rest(tmp_path):
+    data, db = tmp_path / "var", tmp_path / "var" / "jobs.sqlite3"
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        proc, base = _start(data, tmp_path / "server.log")
+        procs.append(proc)
+        items = [{"prompt": f"term item {i}", "size": "64x64"} for i in range(12)]
+        job_id = httpx.post(f"{base}/v1/batches", json={"items": items}, timeout=30).json()["id"]
+        deadline = time.monotonic() + 60
+        while not any(r["status"] == "done" for r in _items(db)):
+            assert time.monotonic() < deadline, "the server made no progress"
+            time.sleep(0.02)
+        proc.terminate()
+        assert proc.wait(60) == 0, "a drained server exits 0"
+        rows = _items(db)
+        assert not any(r["status"] == "running" for r in rows), "in-flight items handed back"
+        assert any(r["status"] == "queued" for r in rows), "stopped mid-batch"
+
+        proc, base = _start(data, tmp_path / "server.log")
+        procs.append(proc)
+        deadline = time.monotonic() + 60
+        while (body := httpx.get(f"{base}/v1/batches/{job_id}").json())["status"] != "done":
+            assert time.monotonic() < deadline, f"not finished after restart: {body['progress']}"
+            time.sleep(0.05)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+            if p.stdout:
+                p.stdout.close()
+    rows = _items(db)
+    assert body["progress"] == {"done": 12, "failed": 0, "total": 12}
+    assert [r["completions"] for r in rows] == [1] * 12

@@ -206,7 +206,8 @@ def load_image(data: bytes, limits: LimitsSettings | None = None) -> Image.Image
     im = _decode(im)
     icc = im.info.get("icc_profile")
     try:
-        im = ImageOps.exif_transpose(im) or im
+        if im.getexif().get(0x0112, 1) != 1:  # without an orientation tag it would only copy
+            im = ImageOps.exif_transpose(im) or im
     except (OSError, ValueError, SyntaxError, TypeError, KeyError):
         pass  # broken EXIF: keep the pixels as stored rather than refuse the photo
     im = _to_8bit(im)

@@ -233,3 +233,38 @@ def test_tiny_pipeline_tokenizer_is_real_bpe(tiny_sd_dir):
     ids = tok("a photo of a mug").input_ids
     assert ids[0] == vocab["<|startoftext|>"] and ids[-1] == vocab["<|endoftext|>"]
     assert "photo</w>" in vocab and vocab["photo</w>"] in ids  # a learned merge is used
+
+
+@pytest.mark.slow
+def test_real_size_architectures_have_the_published_parameter_counts():
+    # Built on the meta device: shapes only, no memory, no download.
+    from swiftshot.engines.architectures import build_architecture, parameter_counts
+
+    sd = parameter_counts(build_architecture("sd-turbo", device="meta"))
+    assert sd == {"text_encoder": 340_387_840, "unet": 865_910_724, "vae": 83_653_863}
+    xl = parameter_counts(build_architecture("sdxl-turbo", device="meta"))
+    assert xl["unet"] == 2_567_463_684 and xl["text_encoder_2"] == 694_659_840
+    assert xl["text_encoder"] == 123_060_480
+    with pytest.raises(ValueError, match="known: sd-turbo, sdxl-turbo"):
+        build_architecture("flux", device="meta")
+
+
+def test_from_pipeline_applies_the_same_switches(tiny_sd_dir, engine):
+    from diffusers import StableDiffusionPipeline
+
+    pipe = StableDiffusionPipeline.from_pretrained(str(tiny_sd_dir), local_files_only=True)
+    eng = DiffusionEngine.from_pipeline(pipe, DiffusionSettings(dtype="fp32"), identity="tiny-x")
+    assert eng.version.startswith("1.tiny-x.fp32")
+    # same weights, same switches: the same pixels as the engine loaded from the folder
+    assert np.array_equal(arr(eng.run([spec()])[0]), arr(engine.run([spec()])[0]))
+
+
+def test_tiny_sdxl_pipeline_runs_batched_equals_single(tmp_path):
+    from swiftshot.testing.tiny_pipeline import build_tiny_sdxl
+
+    eng = DiffusionEngine(DiffusionSettings(model=str(build_tiny_sdxl(tmp_path / "xl")),
+                                            dtype="fp32"))
+    assert eng.describe()["pipeline"] == "StableDiffusionXLPipeline"
+    specs = [spec(p, seed=i) for i, p in enumerate(PROMPTS[:2])]
+    both = eng.run(specs)
+    assert np.abs(arr(both[1]) - arr(eng.run(specs[1:])[0])).max() <= 1

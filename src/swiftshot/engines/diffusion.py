@@ -167,6 +167,14 @@ def quantize_int8(module: torch.nn.Module) -> torch.nn.Module:
     return module
 
 
+def dtype_kwarg(dt: torch.dtype) -> dict[str, Any]:
+    """``from_pretrained``'s dtype keyword: ``dtype`` from diffusers 0.42 (``torch_dtype`` warns)."""
+    import diffusers
+    from packaging.version import Version
+
+    return {"dtype" if Version(diffusers.__version__) >= Version("0.42") else "torch_dtype": dt}
+
+
 def denoiser_of(pipe: Any) -> tuple[str, Any]:
     for attr in ("unet", "transformer", "prior"):
         mod = getattr(pipe, attr, None)
@@ -190,13 +198,35 @@ class DiffusionEngine:
 
     def __init__(self, settings: DiffusionSettings) -> None:
         self.settings = settings
-        self.folder = resolve_model_folder(settings.model)
+        self.folder: Path | None = resolve_model_folder(settings.model)
         self.tiny_folder = self._tiny_folder(settings.tiny_vae)
         self.device = resolve_device(settings.device)
         self.dtype = resolve_dtype(settings.dtype, self.device)
         self.pipeline_class = json.loads((self.folder / "model_index.json").read_text()).get(
             "_class_name", "?")
-        self.version = self._version()
+        self.version = self._version(folder_fingerprint(self.folder))
+        self._init_state()
+
+    @classmethod
+    def from_pipeline(cls, pipe: Any, settings: DiffusionSettings, *, identity: str,
+                      tiny_vae: Any = None) -> DiffusionEngine:
+        """An engine over an in-memory pipeline (benchmarks of random-weight architectures).
+
+        ``identity`` stands in for the folder fingerprint in :attr:`version`; ``pipe`` and
+        ``tiny_vae`` are moved, cast and optimised in place as ``load()`` would do.
+        """
+        self = cls.__new__(cls)
+        self.settings = settings
+        self.folder, self.tiny_folder = None, None
+        self.device = resolve_device(settings.device)
+        self.dtype = resolve_dtype(settings.dtype, self.device)
+        self.pipeline_class = type(pipe).__name__
+        self.version = self._version(identity, "taesd" if tiny_vae is not None else None)
+        self._init_state()
+        self._pipe = self._prepare(pipe, tiny_vae)
+        return self
+
+    def _init_state(self) -> None:
         self._pipe: Any = None
         self._tiny: Any = None
         self._variants: dict[str, Any] = {}
@@ -218,10 +248,12 @@ class DiffusionEngine:
             )
         return path.resolve()
 
-    def _version(self) -> str:
-        parts = [ENGINE_REVISION, folder_fingerprint(self.folder), self.dtype]
-        if self.tiny_folder is not None and self.settings.tiny_vae_final:
-            parts.append("taesd-" + folder_fingerprint(self.tiny_folder)[:8])
+    def _version(self, model_id: str, tiny_id: str | None = None) -> str:
+        parts = [ENGINE_REVISION, model_id, self.dtype]
+        if self.tiny_folder is not None:
+            tiny_id = "taesd-" + folder_fingerprint(self.tiny_folder)[:8]
+        if tiny_id is not None and self.settings.tiny_vae_final:
+            parts.append(tiny_id)
         if self.settings.int8:
             parts.append("int8")
         return ".".join(parts)
@@ -229,12 +261,12 @@ class DiffusionEngine:
     def describe(self) -> dict[str, Any]:
         return {
             "model": self.settings.model,
-            "folder": str(self.folder),
+            "folder": str(self.folder) if self.folder else None,
             "pipeline": self.pipeline_class,
             "device": self.device,
             "dtype": self.dtype,
-            "tiny_vae": str(self.tiny_folder) if self.tiny_folder else None,
-            "tiny_vae_for": (None if self.tiny_folder is None
+            "tiny_vae": str(self.tiny_folder) if self.tiny_folder else self._tiny is not None,
+            "tiny_vae_for": (None if self.tiny_folder is None and self._tiny is None
                              else "previews+finals" if self.settings.tiny_vae_final else "previews"),
             "int8": self.settings.int8,
             "compile": self.settings.compile,
@@ -264,12 +296,12 @@ class DiffusionEngine:
         try:
             try:
                 pipe = AutoPipelineForText2Image.from_pretrained(
-                    str(self.folder), torch_dtype=dt, local_files_only=True)
+                    str(self.folder), **dtype_kwarg(dt), local_files_only=True)
             except ValueError as e:  # a pipeline family AutoPipeline does not map
                 if "AutoPipeline" not in str(e):
                     raise
                 pipe = DiffusionPipeline.from_pretrained(
-                    str(self.folder), torch_dtype=dt, local_files_only=True)
+                    str(self.folder), **dtype_kwarg(dt), local_files_only=True)
         except EngineError:
             raise
         except Exception as e:
@@ -278,26 +310,33 @@ class DiffusionEngine:
                 f"({type(e).__name__}: {e}); expected a complete pipeline folder as written by "
                 "save_pretrained, with the weights of every component"
             ) from e
-        pipe.to(self.device)
+        return self._prepare(pipe, self._load_tiny(dt) if self.tiny_folder else None)
+
+    def _prepare(self, pipe: Any, tiny: Any) -> Any:
+        """Device, dtype, tiny VAE and the speed switches: the same for folders and in-memory."""
+        pipe.to(self.device, torch_dtype(self.dtype))
         pipe.set_progress_bar_config(disable=True)
-        if self.tiny_folder is not None:
-            self._tiny = self._load_tiny(pipe, dt)
+        if tiny is not None:
+            self._check_tiny(pipe, tiny)
+            self._tiny = tiny.to(self.device, torch_dtype(self.dtype)).eval()
             if self.settings.tiny_vae_final:
                 pipe.vae = self._tiny
         self._optimise(pipe)
         return pipe
 
-    def _load_tiny(self, pipe: Any, dt: torch.dtype) -> Any:
+    def _load_tiny(self, dt: torch.dtype) -> Any:
         from diffusers import AutoencoderTiny
 
         try:
-            tiny = AutoencoderTiny.from_pretrained(str(self.tiny_folder), torch_dtype=dt,
+            return AutoencoderTiny.from_pretrained(str(self.tiny_folder), **dtype_kwarg(dt),
                                                    local_files_only=True)
         except Exception as e:
             raise EngineConfigError(
                 f"could not load the tiny VAE in {str(self.tiny_folder)!r} ({type(e).__name__}: "
                 f"{e}); expected an AutoencoderTiny folder"
             ) from e
+
+    def _check_tiny(self, pipe: Any, tiny: Any) -> None:
         vae = getattr(pipe, "vae", None)
         if vae is not None:
             want = (2 ** (len(vae.config.block_out_channels) - 1), vae.config.latent_channels)
@@ -308,7 +347,6 @@ class DiffusionEngine:
                     f"channels but the pipeline's VAE needs ×{want[0]} from {want[1]}; use the "
                     "TAESD that matches the model family (taesd for SD 1/2, taesdxl for SDXL)"
                 )
-        return tiny.to(self.device).eval()
 
     def _optimise(self, pipe: Any) -> None:
         import torch
@@ -444,7 +482,7 @@ class DiffusionEngine:
         if len(keys) != 1:
             raise ValueError(f"specs in one run must share a batch key; got {len(keys)} keys")
         for s in specs:
-            if s.model and s.model not in (self.settings.model, str(self.folder)):
+            if s.model and s.model not in (self.settings.model, str(self.folder), None):
                 raise EngineConfigError(
                     f"this diffusion engine serves model {self.settings.model!r}; the request "
                     f"asked for {s.model!r}"

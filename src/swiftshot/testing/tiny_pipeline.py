@@ -178,3 +178,49 @@ def build_tiny_taesd(path: str | Path, *, seed: int = 0) -> Path:
     path = Path(path)
     vae.save_pretrained(str(path), safe_serialization=True)
     return path
+
+
+def build_tiny_sdxl(path: str | Path, *, seed: int = 0) -> Path:
+    """Save a tiny random StableDiffusionXLPipeline (two text encoders, text_time conditioning):
+    exercises the SDXL code paths (pooled embeddings, time ids) at test speed."""
+    import torch
+    from diffusers import AutoencoderKL, StableDiffusionXLPipeline, UNet2DConditionModel
+    from transformers import (
+        CLIPTextConfig,
+        CLIPTextModel,
+        CLIPTextModelWithProjection,
+        CLIPTokenizer,
+    )
+
+    path = Path(path)
+    tok_dir = write_tiny_clip_tokenizer(path / "tokenizer")
+    vocab, _ = tiny_clip_vocab()
+    torch.manual_seed(seed)
+    text_cfg = dict(bos_token_id=vocab[BOS], eos_token_id=vocab[EOS], pad_token_id=vocab[EOS],
+                    hidden_size=32, intermediate_size=64, layer_norm_eps=1e-05,
+                    num_attention_heads=4, num_hidden_layers=2, vocab_size=len(vocab),
+                    max_position_embeddings=77, projection_dim=32)
+    pipe = StableDiffusionXLPipeline(
+        unet=UNet2DConditionModel(
+            block_out_channels=(16, 32), layers_per_block=1, sample_size=32, in_channels=4,
+            out_channels=4, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+            up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), attention_head_dim=(2, 4),
+            use_linear_projection=True, addition_embed_type="text_time",
+            addition_time_embed_dim=8, transformer_layers_per_block=(1, 2),
+            # pooled text (32) + 6 time ids × 8
+            projection_class_embeddings_input_dim=80, cross_attention_dim=64, norm_num_groups=8,
+        ),
+        vae=AutoencoderKL(
+            block_out_channels=(16, 32), in_channels=3, out_channels=3,
+            down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+            up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"), latent_channels=4,
+            norm_num_groups=8, sample_size=64,
+        ),
+        text_encoder=CLIPTextModel(CLIPTextConfig(**text_cfg)),
+        text_encoder_2=CLIPTextModelWithProjection(CLIPTextConfig(**text_cfg)),
+        tokenizer=CLIPTokenizer.from_pretrained(str(tok_dir)),
+        tokenizer_2=CLIPTokenizer.from_pretrained(str(tok_dir)),
+        scheduler=tiny_sd_components()["scheduler"],
+    )
+    pipe.save_pretrained(str(path), safe_serialization=True)
+    return path

@@ -1,0 +1,143 @@
+#!/usr/bin/env bash
+# One short GPU benchmark of the diffusion engine (SD-Turbo / SDXL-Turbo architectures, RANDOM
+# weights: latency real, pixels not), time-boxed to finish in under 8 minutes on an H100.
+#
+#   on the GPU machine, from the repo root, with .whl/ carried (bench/gpu_wheels.sh fills it):
+#     bash bench/gpu.sh                 # writes $OUT/gpu.log, $OUT/*.json, $OUT/sections.jsonl
+#   on a CPU, to check the script's logic with tiny pipelines and sizes (a few minutes):
+#     SMOKE=1 OUT=/tmp/gpu-smoke bash bench/gpu.sh
+#
+# Each section runs under its own `timeout` and its own exit status; one failing or slow section
+# never stops the next. Sections run in priority order and each gets at most what is left of
+# TOTAL_S. The bench rows are also rewritten to $OUT/<section>.json.tmp after every row, so a
+# section cut by its time limit still leaves what it measured.
+set -u
+cd "$(dirname "$0")/.."
+OUT=${OUT:-/tmp/swiftshot-gpu}
+mkdir -p "$OUT"
+SMOKE=${SMOKE:-0}
+TOTAL_S=${TOTAL_S:-450}
+T0=$(date +%s)
+[ "${1:-}" = --serve ] || exec > >(tee -a "$OUT/gpu.log") 2>&1
+
+if [ "$SMOKE" = 1 ]; then
+  PY=${PY:-.venv/bin/python}
+  export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
+else
+  PY=${PY:-python3}
+  if [ "${1:-}" = --serve ]; then
+    :  # the parent run installed the wheels
+  elif ls .whl/*.whl >/dev/null 2>&1; then
+    # --no-deps: the machine's torch/transformers/numpy stay; only what it lacks is added.
+    "$PY" -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl \
+      || echo "wheel install failed (rc=$?)"
+  else
+    echo "no .whl/ carried: run bench/gpu_wheels.sh and carry .whl"
+  fi
+  export PYTHONPATH="/tmp/site:$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
+fi
+export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
+SS=("$PY" -m swiftshot)
+
+left() { echo $(( TOTAL_S - ($(date +%s) - T0) )); }
+
+# section NAME LIMIT_S CMD...: run CMD under min(LIMIT_S, time left), record its status.
+section() {
+  local name=$1 limit=$2; shift 2
+  local budget; budget=$(left)
+  [ "$budget" -lt "$limit" ] && limit=$budget
+  if [ "$limit" -lt 15 ]; then
+    echo "=== $name: skipped (${budget}s left of ${TOTAL_S}s)"
+    echo "{\"section\":\"$name\",\"rc\":null,\"skipped\":true}" >> "$OUT/sections.jsonl"
+    return 0
+  fi
+  echo "=== $name (limit ${limit}s, $(date -u +%H:%M:%S))"
+  local s; s=$(date +%s)
+  set +e
+  timeout --kill-after=5 "$limit" "$@"
+  local rc=$?
+  local took=$(( $(date +%s) - s ))
+  echo "=== $name: rc=$rc in ${took}s$([ $rc = 124 ] && echo ' (TIME LIMIT)')"
+  echo "{\"section\":\"$name\",\"rc\":$rc,\"seconds\":$took,\"limit\":$limit}" >> "$OUT/sections.jsonl"
+  return 0
+}
+
+# BENCH NAME ...: one `swiftshot bench models` run (diffusion only) writing $OUT/NAME.json
+bench_cmd() { echo "${SS[@]}" bench models --only diffusion --out "$OUT/$1.json"; }
+
+if [ "$SMOKE" = 1 ]; then
+  # Tiny pipelines stand in for the architectures; same code paths (SD and SDXL).
+  TINY=$OUT/tiny
+  "$PY" - "$TINY" <<'EOF'
+import sys
+from pathlib import Path
+from swiftshot.testing.tiny_pipeline import build_tiny_sd, build_tiny_sdxl, build_tiny_taesd
+root = Path(sys.argv[1])
+if not (root / "sd" / "model_index.json").exists():
+    build_tiny_sd(root / "sd"); build_tiny_taesd(root / "sd" / "taesd")
+    build_tiny_sdxl(root / "sdxl"); build_tiny_taesd(root / "sdxl" / "taesd")
+EOF
+  SD=(--model "$TINY/sd"); SDXL=(--model "$TINY/sdxl")
+  DEV=cpu; HALF=bf16; PREC=fp32,bf16; S1=64; S2=128; B="1,2"; BIG="1,2,4"; REP=1
+  MODEL_DIR=$TINY/sd
+else
+  SD=(--arch sd-turbo); SDXL=(--arch sdxl-turbo)
+  DEV=cuda; HALF=fp16; PREC=fp32,fp16,bf16; S1=512; S2=1024; B="1,8"; BIG="1,8,32"; REP=2
+  MODEL_DIR=/tmp/sd-turbo-random
+fi
+
+# Serving end to end against the diffusion engine, if this build has serve + bench serve.
+# Run as `gpu.sh --serve` by its section, so that `timeout` can stop it (and its server).
+serve_e2e() {
+  if ! "${SS[@]}" serve --help >/dev/null 2>&1 || ! "${SS[@]}" bench serve --help >/dev/null 2>&1; then
+    echo "swiftshot serve / bench serve not in this build: skipped"; return 0
+  fi
+  if [ "$SMOKE" != 1 ]; then
+    "$PY" -c "import torch; from swiftshot.engines.architectures import save_architecture; \
+save_architecture('sd-turbo', '$MODEL_DIR', dtype=torch.float16)" || return 1
+  fi
+  local port=18777
+  SWIFTSHOT_SERVER__WARMUP_SHAPES="[[${S1},${S1}]]" SWIFTSHOT_DATA_DIR="$OUT/serve-var" \
+    "${SS[@]}" serve --engine diffusion --model "$MODEL_DIR" --port $port > "$OUT/serve-server.log" 2>&1 &
+  local pid=$!
+  SERVER_PID=$pid
+  local ok=0
+  for _ in $(seq 1 120); do
+    if "$PY" -c "import httpx,sys; sys.exit(httpx.get('http://127.0.0.1:$port/readyz').status_code != 200)" 2>/dev/null; then ok=1; break; fi
+    kill -0 $pid 2>/dev/null || break
+    sleep 1
+  done
+  if [ $ok = 1 ]; then
+    "${SS[@]}" bench serve --url "http://127.0.0.1:$port" --quick --size "${S1}x${S1}" \
+      --out "$OUT/serve.json"
+  else
+    echo "server did not become ready; tail of its log:"; tail -20 "$OUT/serve-server.log"
+  fi
+  kill $pid 2>/dev/null; wait $pid 2>/dev/null
+  return 0
+}
+if [ "${1:-}" = --serve ]; then
+  trap 'kill $SERVER_PID 2>/dev/null' EXIT
+  serve_e2e; exit $?
+fi
+section env 30 bash -c "nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null || echo 'no nvidia-smi'; \
+  $PY -c 'import sys, torch, diffusers, transformers; print(sys.version.split()[0], \"torch\", torch.__version__, \"cuda\", torch.cuda.is_available(), \"diffusers\", diffusers.__version__, \"transformers\", transformers.__version__)'"
+
+# 1. SD-Turbo throughput in half precision: per-stage, VAE vs TAESD, batch 1/8/32, 512² and 1024².
+section sd_turbo_half 130 $(bench_cmd sd_turbo_half) "${SD[@]}" --device $DEV --dtypes $HALF \
+  --sizes $S1,$S2 --batches $BIG --repeats $REP
+# 2. Precision: fp32 reference vs fp16 vs bf16 (deviation columns), 512², batch 1/8.
+section sd_turbo_precision 70 $(bench_cmd sd_turbo_precision) "${SD[@]}" --device $DEV \
+  --dtypes $PREC --sizes $S1 --batches $B --repeats $REP
+# 3. SDXL-Turbo (two text encoders, 2.6B UNet): half precision, 512² and 1024², batch 1/8.
+section sdxl_turbo_half 110 $(bench_cmd sdxl_turbo_half) "${SDXL[@]}" --device $DEV --dtypes $HALF \
+  --sizes $S1,$S2 --batches $B --repeats $REP
+# 4. torch.compile + channels-last (compiling the UNet takes a minute or two): one config.
+section sd_turbo_compile 120 $(bench_cmd sd_turbo_compile) "${SD[@]}" --device $DEV \
+  --dtypes $HALF+cl,$HALF+compile+cl --sizes $S1 --batches 1 --repeats $REP
+
+# 5. Serving end to end against the diffusion engine (the --serve branch above).
+section serve_e2e 90 bash "$0" --serve
+
+echo "=== done in $(( $(date +%s) - T0 ))s; files in $OUT:"
+ls -l "$OUT"

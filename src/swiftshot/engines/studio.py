@@ -346,7 +346,7 @@ class StudioEngine:
                 base = cv2.scaleAdd(grain, grain_amp, base)
             channels.append(cv2.convertScaleAbs(base))
         rgb = cv2.merge(channels)
-        return Image.frombuffer("RGB", (w, h), rgb, "raw", "RGB", 0, 1)  # shares rgb: no copy
+        return Image.frombuffer("RGB", (w, h), rgb, "raw", "RGB", 0, 1)  # one copy, into RGBX
 
     # -- scene -> layers ---------------------------------------------------------------------
 
@@ -525,11 +525,6 @@ class StudioEngine:
     def _z0(horizon: float, h: int) -> float:
         """Camera distance to the table's front edge, in front-row pixels (~33° down)."""
         return (h - (horizon * h - 0.4 * h)) / 0.55
-
-    @staticmethod
-    def _warp(tex: np.ndarray, m: np.ndarray, w: int, h: int, border: float = 0.0) -> np.ndarray:
-        return cv2.warpPerspective(tex, m, (w, h), flags=cv2.INTER_LINEAR,
-                                   borderMode=cv2.BORDER_REPLICATE)
 
     def _marble(self, rng: np.random.Generator, w: int, h: int, layout: str, horizon: float) -> np.ndarray:
         m, pw, ph = self._plane_warp(layout, horizon, w, h)

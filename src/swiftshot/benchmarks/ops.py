@@ -125,9 +125,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--size", type=int, default=2000, help="product photo side (px)")
     p.add_argument("--iterations", type=int, default=15)
     p.add_argument("--out", default=None, help="JSON file (default bench/results/ops.json)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="OpenCV threads (match the cores the run is pinned to, e.g. 2)")
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.threads:
+        import cv2
+
+        cv2.setNumThreads(args.threads)
     load_before = os.getloadavg()
     rows = run_paths(args.size, args.iterations)
     load_after = os.getloadavg()
@@ -136,7 +142,9 @@ def main(args: argparse.Namespace) -> int:
           f"threads; load average before/after: "
           f"{load_before[0]:.2f} / {load_after[0]:.2f} on {os.cpu_count()} cores)")
     path = write_result("ops", {"rows": rows, "size": args.size, "iterations": args.iterations,
-                                "loadavg_before": load_before, "loadavg_after": load_after},
+                                "loadavg_before": load_before, "loadavg_after": load_after,
+                                "affinity": sorted(os.sched_getaffinity(0)),
+                                "cv2_threads": args.threads},
                         args.out)
     print(f"wrote {path}")
     return 0

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from swiftshot.config import Settings, StudioSettings
@@ -212,3 +214,24 @@ def test_bench_functions_return_rows_for_every_size_and_codec_setting() -> None:
     assert all(r["bytes"] > 0 for r in codecs)
     lossy = [r for r in codecs if r["format"] in ("jpeg", "webp", "avif")]
     assert all(25 < r["psnr_db"] < 80 for r in lossy)
+
+
+# -- any prompt is safe ----------------------------------------------------------------------
+
+_WORDS = st.sampled_from([
+    "light", "dark", "pale", "soft", "muted", "deep", "golden", "hour", "marble", "oak", "wood",
+    "table", "sweep", "flat", "lay", "#fff", "#12ab9z", "#a1b2c3", "sage", "green", "wall",
+    "from", "right", "top", "terrazzo", "linen", "gradient", "solid", "pastel", "concrete",
+    "dramatic", "hard", "morning", "blue", "to", "white", "stone", "-", ",", "ü", "🙂", "",
+])
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.one_of(st.lists(_WORDS, max_size=12).map(" ".join), st.text(max_size=80)))
+def test_any_prompt_parses_and_renders(engine: StudioEngine, prompt: str) -> None:
+    scene = parse_prompt(prompt)
+    assert scene.material in MATERIALS and scene.lighting in LIGHTINGS
+    for c in (scene.colour, scene.colour2, scene.wall):
+        assert c is None or all(0 <= v <= 255 for v in c)
+    img = engine.render(prompt, 64, 48, 3)
+    assert img.size == (64, 48) and img.mode == "RGB"

@@ -134,3 +134,10 @@ def test_product_less_spec_is_the_engine_image():
 def test_source_type_and_ops_version_kept():
     assert pipeline.OPS_VERSION == "2"
     assert pipeline.source_type_for(spec(product_sha256=SHA)) == "compositeSynthetic"
+
+
+def test_photo_without_a_product_is_a_clear_user_error():
+    blank = Image.new("RGB", (300, 300), (240, 240, 240))
+    with pytest.raises(OpsError, match=r"ops\[1\] \(compose\): the cutout is empty"):
+        pipeline.run_batch(FakeEngine(), [spec(product_sha256=SHA, ops=[
+            {"op": "cutout"}, {"op": "compose", "backdrop": "color"}])], products={SHA: blank})

@@ -299,9 +299,15 @@ RUNNERS: dict[str, Callable[[Any, Image.Image, OpContext], Image.Image]] = {
 
 
 def run_ops(image: Image.Image, ops: Sequence[Op], ctx: OpContext) -> Image.Image:
-    """Apply validated ops in order."""
-    for op in ops:
-        image = RUNNERS[op.op](op, image, ctx)
+    """Apply validated ops in order. A ValueError from an op (an empty cutout, a mask of the
+    wrong size) is the request's fault: it leaves as OpsError naming the op."""
+    for i, op in enumerate(ops):
+        try:
+            image = RUNNERS[op.op](op, image, ctx)
+        except OpsError:
+            raise
+        except ValueError as e:
+            raise OpsError(f"ops[{i}] ({op.op}): {e}") from None
     return image
 
 

@@ -27,6 +27,7 @@ import numpy as np
 from PIL import Image
 
 from swiftshot.config import PresetRule
+from swiftshot.ops import OpsError
 from swiftshot.ops.compose import ComposeParams, Placement, alpha_bbox, compose
 from swiftshot.ops.cutout import ClassicalSegmenter, Segmenter
 from swiftshot.ops.shadows import ShadowParams
@@ -53,8 +54,8 @@ BUILTIN_PRESETS: dict[str, PresetRule] = {
 PRESET_SHADOW = ShadowParams(contact=0.45, cast=0.18, length=0.22)
 
 
-class UnknownPreset(ValueError):
-    pass
+class UnknownPreset(OpsError):
+    """The preset named is neither built in nor in the config (a user error: 422)."""
 
 
 def presets(user: Mapping[str, PresetRule] | None = None) -> dict[str, PresetRule]:

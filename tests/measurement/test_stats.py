@@ -122,3 +122,14 @@ def test_overhead_counts_only_misses_and_subtracts_the_engine_work():
     assert o["ratio"] == pytest.approx(3.0 / 20.0)
     assert o["client_seen_overhead_p50_ms"] == pytest.approx(9.0)  # 20-11, 30-21, 45-31
     assert math.isnan(overhead([hit])["ratio"])
+
+
+def test_goodput_ratio_against_a_naive_server_that_answered_nothing_in_time():
+    from swiftshot.benchmarks.serve import compare
+
+    base = {k: 1.0 for k in ("throughput_rps", "miss_capacity_rps", "p50_ms", "p95_ms", "p99_ms",
+                             "realtime_p95_ms", "offered_rps")}
+    r = compare({**base, "goodput_rps": 40.0}, {**base, "goodput_rps": 0.0}, window_s=60.0)
+    assert r["goodput"] == pytest.approx(40 * 60) and r["goodput_is_lower_bound"] is True
+    r = compare({**base, "goodput_rps": 40.0}, {**base, "goodput_rps": 4.0}, window_s=60.0)
+    assert r["goodput"] == pytest.approx(10) and r["goodput_is_lower_bound"] is False

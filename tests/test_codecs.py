@@ -134,6 +134,15 @@ def test_no_exif_gps_icc_or_comment_survives(fmt: str) -> None:
         assert secret not in data
 
 
+def test_exif_orientation_is_applied_before_exif_is_dropped() -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90° clockwise to display"
+    buf = io.BytesIO()
+    photo(160, 120).save(buf, "JPEG", exif=exif)
+    out = reopen(encode(Image.open(io.BytesIO(buf.getvalue())), "png"), "png")
+    assert out.size == (120, 160) and not out.getexif()
+
+
 def test_srgb_tagged_input_keeps_its_pixels_and_loses_its_profile() -> None:
     img = photo()
     img.info["icc_profile"] = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()

@@ -13,7 +13,7 @@ import struct
 from typing import Final
 
 import numpy as np
-from PIL import Image, ImageCms, PngImagePlugin
+from PIL import Image, ImageCms, ImageOps, PngImagePlugin
 
 from swiftshot.config import DeliverySettings
 
@@ -83,8 +83,12 @@ def to_srgb(image: Image.Image, *, keep_alpha: bool = True) -> Image.Image:
     """A fresh RGB or RGBA image in sRGB, carrying none of the input's metadata.
 
     An embedded ICC profile is applied (a Display P3 phone photo keeps its colours) and then
-    dropped; EXIF, XMP, comments and the rest never reach the new image's ``info``.
+    dropped, as is an EXIF orientation (the pixels are turned); EXIF, XMP, comments and the rest
+    never reach the new image's ``info``.
     """
+    if "exif" in image.info and image.getexif().get(0x0112, 1) != 1:
+        # The orientation tag is about to be dropped with the rest of EXIF: apply it first.
+        image = ImageOps.exif_transpose(image)
     has_alpha = image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
         image.mode == "P" and "transparency" in image.info
     )

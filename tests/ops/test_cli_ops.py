@@ -72,3 +72,20 @@ def test_user_errors_are_one_line_exit_2(photo_path, tmp_path, capsys, argv, wor
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert words in err and err.count("\n") == 0 and err.startswith("swiftshot: error:")
+
+
+def test_render_ghost_mannequin_with_file_references(tmp_path):
+    from swiftshot.testing.products import make_mannequin_photo
+
+    m = make_mannequin_photo()
+    front, inside, out = tmp_path / "front.png", tmp_path / "inside.png", tmp_path / "ghost.png"
+    m.image.save(front)
+    Image.new("RGB", (80, 50), (180, 20, 20)).save(inside)
+    import json
+
+    ops = json.dumps([{"op": "mannequin", "key_color": "#d6bc9c", "inside_sha256": f"@{inside}"}])
+    assert main(["render", "--product", str(front), "--ops", ops, "-o", str(out)]) == 0
+    arr = np.asarray(Image.open(out))
+    assert arr.shape[2] == 4
+    assert (arr[m.opening][:, 0] > 150).mean() > 0.8     # the inside photo fills the opening
+    assert (arr[m.mannequin & ~m.opening][:, 3] < 128).mean() > 0.8

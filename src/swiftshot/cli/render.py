@@ -4,6 +4,11 @@ The operations come from ``--ops`` (JSON list, e.g. '[{"op":"cutout"},{"op":"com
 "backdrop":"engine"}]'), or from ``--backdrop PROMPT`` (cut out, then compose on a studio
 backdrop described by PROMPT) or ``--backdrop-color``; a ``--preset`` alone cuts the product
 out and places it the way the marketplace wants.
+
+In ``--ops``, any ``*_sha256`` field may name a local file as ``"@path"`` (an uploaded backdrop,
+a mannequin mask, the inside photo of a garment): it is read with the same input rules and
+passed along by its hash, e.g. '[{"op":"mannequin","key_color":"#d6bc9c",
+"inside_sha256":"@inside.jpg"}]'.
 """
 
 from __future__ import annotations
@@ -55,6 +60,24 @@ def build_ops(args: argparse.Namespace) -> list[dict]:
     return [{"op": "cutout"}, compose] if compose else []
 
 
+def attach_files(ops: list[dict], products: dict, settings) -> list[dict]:
+    """Replace ``"@path"`` values of ``*_sha256`` fields by the file's hash; load the file."""
+    from swiftshot.cli.cutout import read_product
+    from swiftshot.inputs import sha256_hex
+
+    out = []
+    for op in ops:
+        op = dict(op)
+        for key, value in op.items():
+            if key.endswith("_sha256") and isinstance(value, str) and value.startswith("@"):
+                data, image = read_product(value[1:], settings)
+                sha = sha256_hex(data)
+                products[sha] = image
+                op[key] = sha
+        out.append(op)
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
     from swiftshot import pipeline
     from swiftshot.delivery.codecs import encode
@@ -80,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
         products[sha] = image
     elif not ops and not args.preset and not args.backdrop:
         raise CliError("nothing to render: give --product (and --preset/--ops/--backdrop)")
+    ops = attach_files(ops, products, settings)
     engine_name = args.engine or settings.engine.default
     fields = dict(prompt=args.backdrop or "", size=args.size, engine=engine_name, seed=args.seed,
                   product_sha256=sha, ops=ops, preset=args.preset, output_format=fmt,

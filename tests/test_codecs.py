@@ -143,6 +143,44 @@ def test_exif_orientation_is_applied_before_exif_is_dropped() -> None:
     assert out.size == (120, 160) and not out.getexif()
 
 
+def display_p3_profile() -> bytes:
+    """A minimal ICC v2 matrix/TRC profile with Display P3 primaries (D50-adapted), gamma 2.2."""
+    import struct
+
+    def s15(v: float) -> bytes:
+        return struct.pack(">i", round(v * 65536))
+
+    def xyz(x: float, y: float, z: float) -> bytes:
+        return b"XYZ \0\0\0\0" + s15(x) + s15(y) + s15(z)
+
+    text = b"Display P3 (test)\0"
+    desc = b"desc\0\0\0\0" + struct.pack(">I", len(text)) + text + b"\0" * 78
+    curv = b"curv\0\0\0\0" + struct.pack(">IH", 1, 0x0233) + b"\0\0"
+    tags = [(b"desc", desc), (b"wtpt", xyz(0.9642, 1.0, 0.8249)),
+            (b"rXYZ", xyz(0.5151, 0.2412, -0.0011)), (b"gXYZ", xyz(0.2920, 0.6922, 0.0419)),
+            (b"bXYZ", xyz(0.1571, 0.0666, 0.7841)), (b"rTRC", curv), (b"gTRC", curv), (b"bTRC", curv)]
+    offset, table, data = 128 + 4 + 12 * len(tags), b"", b""
+    for sig, body in tags:
+        data += b"\0" * (-(offset + len(data)) % 4)
+        table += sig + struct.pack(">II", offset + len(data), len(body))
+        data += body
+    body = struct.pack(">I", len(tags)) + table + data
+    header = (struct.pack(">I", 128 + len(body)) + b"\0" * 4 + struct.pack(">I", 0x02100000)
+              + b"mntrRGB XYZ " + b"\0" * 12 + b"acsp" + b"\0" * 28
+              + s15(0.9642) + s15(1.0) + s15(0.8249) + b"\0" * 48)
+    return header + body
+
+
+def test_wide_gamut_photo_is_converted_to_srgb_and_untagged() -> None:
+    img = Image.new("RGB", (8, 8), (200, 100, 50))
+    img.info["icc_profile"] = display_p3_profile()
+    out = reopen(encode(img, "png"), "png")
+    assert "icc_profile" not in out.info
+    r, g, b = (int(v) for v in np.asarray(out)[0, 0])
+    # P3 (200,100,50) is a more saturated orange in sRGB: red up, blue down (≈ 216, 93, 24)
+    assert r > 205 and b < 40 and abs(g - 93) < 8
+
+
 def test_srgb_tagged_input_keeps_its_pixels_and_loses_its_profile() -> None:
     img = photo()
     img.info["icc_profile"] = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()

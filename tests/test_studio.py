@@ -123,6 +123,13 @@ def test_parse_prompt_reads_material_light_colours_and_ignores_the_rest() -> Non
     assert parse_prompt("banana spaceship") == parse_prompt("")
 
 
+def test_background_colour_and_pure_white(engine: StudioEngine) -> None:
+    s = parse_prompt("light blue background")
+    assert s.material == "paper" and s.wall is None and s.colour is not None and s.colour[2] > s.colour[0]
+    # marketplaces ask for exactly #ffffff behind a product
+    assert (render(engine, "pure white background") == 255).all()
+
+
 def test_hex_colour_is_honoured(engine: StudioEngine) -> None:
     a = render(engine, "#3366cc paper sweep")
     mean = a.reshape(-1, 3).mean(0)

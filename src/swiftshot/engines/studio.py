@@ -37,7 +37,7 @@ DIRECTIONS = ("left", "right", "top")
 
 _MATERIAL_WORDS = {
     "paper": "paper", "sweep": "paper", "seamless": "paper", "backdrop": "paper", "studio": "paper",
-    "solid": "solid", "plain": "solid", "flat-colour": "solid",
+    "solid": "solid", "plain": "solid", "flat-colour": "solid", "pure": "solid",
     "gradient": "gradient", "ombre": "gradient",
     "marble": "marble", "carrara": "marble", "calacatta": "marble", "stone": "marble",
     "wood": "wood", "wooden": "wood", "timber": "wood", "plank": "wood", "planks": "wood",
@@ -185,6 +185,9 @@ def parse_prompt(prompt: str) -> Scene:
             else:
                 colours.append((i, colour))
         i += taken
+    if wall is not None and not colours and material in (None, "paper", "solid", "pastel", "gradient"):
+        colours.append((0, wall))  # "grey background" names the backdrop itself, not a wall
+        wall = None
     material = material or "paper"
     if layout is None:
         layout = {"marble": "tabletop", "wood": "tabletop", "concrete": "tabletop",
@@ -257,7 +260,7 @@ class StudioEngine:
     """Procedural studio backdrops; see the module docstring."""
 
     name = "studio"
-    version = "2"  # bump whenever the same spec would give other pixels (it is in every cache key)
+    version = "3"  # bump whenever the same spec would give other pixels (it is in every cache key)
     _LOW = 4  # smooth layers are computed at 1/_LOW resolution
     _GRAIN_SIDE = 2048 + 256
 

@@ -117,8 +117,11 @@ def _open(data: bytes, limits: LimitsSettings) -> Image.Image:
                              "unsupported_format") from None
         raise InputError(415, f"file is not a recognisable image; send {ALLOWED_TEXT}",
                          "unsupported_format") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as e:
-        raise InputError(422, f"image header is corrupt: {e}", "corrupt_image") from None
+    except Exception as e:  # noqa: BLE001 - any parser failure on untrusted bytes is bad input
+        # Pillow's plugins raise OSError, SyntaxError, ValueError, EOFError, and (AVIF)
+        # RuntimeError on corrupt data; whatever it is, it is the file's fault, not a 500.
+        raise InputError(422, f"image header is corrupt: {type(e).__name__}: {e}",
+                         "corrupt_image") from None
     w, h = im.size
     if w <= 0 or h <= 0:
         raise InputError(422, f"image has zero size ({w}x{h})", "empty_image")
@@ -141,8 +144,9 @@ def _decode(im: Image.Image) -> Image.Image:
                 im.load()
             finally:
                 ImageFile.LOAD_TRUNCATED_IMAGES = prev
-    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as e:
-        raise InputError(422, f"image data is truncated or corrupt: {e}", "corrupt_image") from None
+    except Exception as e:  # noqa: BLE001 - see _open
+        raise InputError(422, f"image data is truncated or corrupt: {type(e).__name__}: {e}",
+                         "corrupt_image") from None
     return im
 
 

@@ -260,7 +260,7 @@ class StudioEngine:
     """Procedural studio backdrops; see the module docstring."""
 
     name = "studio"
-    version = "3"  # bump whenever the same spec would give other pixels (it is in every cache key)
+    version = "4"  # bump whenever the same spec would give other pixels (it is in every cache key)
     _LOW = 4  # smooth layers are computed at 1/_LOW resolution
     _GRAIN_SIDE = 2048 + 256
 
@@ -383,6 +383,10 @@ class StudioEngine:
             lum = lum * self._folds(rng, lh, lw)
         if scene.material == "gradient":
             floor_mask = _smoothstep(0.0, 1.0, np.clip(ys * 0.9 + 0.05, 0, 1))
+        textured = scene.material in ("marble", "wood", "concrete", "linen", "terrazzo")
+        if textured and scene.layout == "sweep":
+            # a printed backdrop: the texture runs up the wall too (wall and floor share a colour)
+            floor_mask = np.ones_like(ys)
         # ambient light is a small even lift: fold it into the light colour as a tint
         tint = light_rgb + ambient
         wall_c = np.asarray(surf["wall"], np.float32) * tint
@@ -390,7 +394,7 @@ class StudioEngine:
         lum = np.broadcast_to(lum, (lh, lw)).astype(np.float32)
         lightm = (lum * floor_mask).astype(np.float32)
         texture, detail = None, np.zeros(3, np.float32)
-        if scene.material in ("marble", "wood", "concrete", "linen", "terrazzo"):
+        if textured:
             texture, dark = self._texture(scene, rng, w, h, horizon, surf)
             # texture 0 = the surface colour, 1 = its detail colour (vein, late wood, pore ...);
             # a per-channel texture already holds colour offsets, so its detail is the light
@@ -626,7 +630,7 @@ class StudioEngine:
         s = 4
         lw, lh = max(8, pw // s), max(8, ph // s)
         scale = max(pw, ph) / max(w, h)
-        mottle = 0.16 * _fbm(rng, lh, lw, 3 * scale, 5, 0.6) + 0.1 * _fbm(rng, lh, lw, 1.5 * scale, 2, 0.5)
+        mottle = 0.08 * _fbm(rng, lh, lw, 4 * scale, 5, 0.65) + 0.07 * _fbm(rng, lh, lw, 1.5 * scale, 2, 0.5)
         sm = np.array([[1 / s, 0, 0], [0, 1 / s, 0], [0, 0, 1]]) @ m @ np.array([[s, 0, 0], [0, s, 0], [0, 0, 1]])
         low = cv2.warpPerspective(mottle.astype(np.float32), sm, (-(-w // s), -(-h // s)),
                                   flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)

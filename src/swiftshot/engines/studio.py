@@ -263,6 +263,8 @@ class StudioEngine:
     version = "4"  # bump whenever the same spec would give other pixels (it is in every cache key)
     _LOW = 4  # smooth layers are computed at 1/_LOW resolution
     _GRAIN_SIDE = 2048 + 256
+    _tables: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
+    _tables_lock = threading.Lock()
 
     def __init__(self, settings: StudioSettings | None = None) -> None:
         self.settings = settings or StudioSettings()
@@ -270,25 +272,32 @@ class StudioEngine:
         self._weave: np.ndarray | None = None
         self._pores: np.ndarray | None = None
         self._fibres: np.ndarray | None = None
-        self._lock = threading.Lock()
 
     # -- protocol ----------------------------------------------------------------------------
 
     def load(self) -> None:
-        with self._lock:
-            if self._grain is not None:
-                return
-            rng = np.random.default_rng(0x57D10)
-            side = self._GRAIN_SIDE
-            # Film grain: slightly clumped (blurred) so it reads as grain, not as digital noise.
-            g = rng.standard_normal((side, side)).astype(np.float32)
-            g = cv2.GaussianBlur(g, (0, 0), 0.6)
-            g *= 1.0 / float(g.std())
-            self._grain = g
-            self._weave = self._make_weave(rng, side)
-            self._pores = self._make_pores(rng, side)
-            fib = rng.standard_normal((3 * side, 320)).astype(np.float32)
-            self._fibres = cv2.GaussianBlur(fib, (0, 0), sigmaX=1.2, sigmaY=0.6) * 2.5
+        # The tables are constants (seed-independent, ~70 MB, ~1 s to build): every engine in
+        # the process shares one set.
+        with StudioEngine._tables_lock:
+            if StudioEngine._tables is None:
+                StudioEngine._tables = self._build_tables()
+        self._grain, self._weave, self._pores, self._fibres = StudioEngine._tables
+
+    @classmethod
+    def _build_tables(cls) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        rng = np.random.default_rng(0x57D10)
+        side = cls._GRAIN_SIDE
+        # Film grain: slightly clumped (blurred) so it reads as grain, not as digital noise.
+        g = rng.standard_normal((side, side)).astype(np.float32)
+        g = cv2.GaussianBlur(g, (0, 0), 0.6)
+        g *= 1.0 / float(g.std())
+        weave = cls._make_weave(rng, side)
+        pores = cls._make_pores(rng, side)
+        fib = rng.standard_normal((3 * side, 320)).astype(np.float32)
+        fibres = cv2.GaussianBlur(fib, (0, 0), sigmaX=1.2, sigmaY=0.6) * 2.5
+        for table in (g, weave, pores, fibres):
+            table.flags.writeable = False  # shared between engines and threads
+        return g, weave, pores, fibres
 
     def warmup(self, shapes: Sequence[tuple[int, int]]) -> None:
         self.load()

@@ -368,19 +368,34 @@ class ClassicalSegmenter:
         # The guided filter on a medium copy is the fallback where the matte is unsure.
         gray = cv2.cvtColor(found.small, cv2.COLOR_RGB2GRAY).astype(np.float32)
         gray *= 1 / 255.0
-        mh, mw = gray.shape
         soft = cv2.GaussianBlur(cv2.erode(hard, _CROSS).astype(np.float32), (0, 0), 0.8)
         q_mid = guided_filter(soft, gray, r=2, eps=p.eps)
-        old = q_mid[np.minimum(ys * mh // h, mh - 1), np.minimum(xs * mw // w, mw - 1)]
+        # Smooth maps are sampled bilinearly: nearest sampling would print k×k blocks on
+        # the edge wherever the matte falls back to them.
+        fy, fx = (ys + 0.5) / k - 0.5, (xs + 0.5) / k - 0.5
+        old = _bilinear(q_mid, fy, fx)
         iy, ix = np.minimum(ys // k, sh - 1), np.minimum(xs // k, sw - 1)
         a = _matte(rgb[ys, xs].astype(np.float32), found.bg[iy, ix], found.fg[iy, ix], old)
         # Faint alpha away from the found region is filter noise and JPEG ringing; it would
         # print as specks of product colour on a new backdrop. Keep alpha only within about
         # one work pixel of the region, and drop the faintest levels.
-        a = (a - 0.06) * (1 / 0.9) * support[iy, ix]
+        a = (a - 0.06) * (1 / 0.9) * _bilinear(support.astype(np.float32), fy, fx)
         a[a < 0.03] = 0.0
         alpha[ys, xs] = np.clip(a * 255.0 + 0.5, 0.0, 255.0).astype(np.uint8)
         return alpha
+
+
+def _bilinear(img: np.ndarray, fy: np.ndarray, fx: np.ndarray) -> np.ndarray:
+    """``img`` (2-D float) at fractional pixel coordinates, clamped at the borders."""
+    h, w = img.shape
+    fy = np.clip(fy, 0, h - 1).astype(np.float32)
+    fx = np.clip(fx, 0, w - 1).astype(np.float32)
+    y0, x0 = fy.astype(np.int32), fx.astype(np.int32)
+    y1, x1 = np.minimum(y0 + 1, h - 1), np.minimum(x0 + 1, w - 1)
+    wy, wx = fy - y0, fx - x0
+    top = img[y0, x0] * (1 - wx) + img[y0, x1] * wx
+    bottom = img[y1, x0] * (1 - wx) + img[y1, x1] * wx
+    return top * (1 - wy) + bottom * wy
 
 
 def _dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:

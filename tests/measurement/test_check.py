@@ -26,7 +26,8 @@ def test_the_project_budgets_load_and_name_real_result_fields():
             "rejection_rate", "error_rate", "late_rate")}}
     d = derived({"loaded": fake_loaded})
     fields = {"derived": set(d), "ratios": set(compare(d, d))}
-    for b in budgets:
+    named = [*budgets, *(b.requires for b in budgets if b.requires)]
+    for b in named:
         parts = b.metric.split(".")
         assert parts[0] == "serve"
         section = "ratios" if parts[1] == "ratios" else "derived"
@@ -86,3 +87,23 @@ def test_cli_exit_codes_and_broken_budgets_named(tmp_path, capsys):
 
     assert main(["bench", "check", "--budgets", str(tmp_path / "none.toml")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_a_budget_whose_run_precondition_fails_is_inconclusive_not_broken(tmp_path, capsys):
+    budgets = tmp_path / "b.toml"
+    budgets.write_text(
+        "[[budget]]\nname = 'goodput'\nmetric = 'serve.ratios.goodput'\nmin = 3\n"
+        "requires = { metric = 'serve.ratios.naive_effective_load', min = 1.25 }\n")
+    result = tmp_path / "serve.json"
+    argv = ["bench", "check", "--budgets", str(budgets), "--from", str(result),
+            "--out", str(tmp_path / "c.json")]
+    # The naive server kept up (1.05x): the comparison says nothing, and must not fail CI...
+    result.write_text(json.dumps({"benchmark": "serve", "ratios": {
+        "goodput": 1.2, "naive_effective_load": 1.05}}))
+    assert main(argv) == 0
+    assert "budget inconclusive (not enforced this run): goodput" in capsys.readouterr().out
+    # ...but when it was overloaded the same ratio is a broken budget.
+    result.write_text(json.dumps({"benchmark": "serve", "ratios": {
+        "goodput": 1.2, "naive_effective_load": 2.0}}))
+    assert main(argv) == 1
+    assert "budget broken: goodput" in capsys.readouterr().out

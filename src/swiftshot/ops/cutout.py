@@ -347,7 +347,7 @@ class ClassicalSegmenter:
         # either side of it, and only what is deeper inside is taken as solid product.
         inner = cv2.erode(hard, np.ones((5, 5), np.uint8))
         support = cv2.dilate(hard, np.ones((3, 3), np.uint8))
-        band_small = (cv2.dilate(hard, np.ones((5, 5), np.uint8)) > 0) & (inner == 0)
+        band_small = (support > 0) & (inner == 0)
         alpha = np.zeros((h, w), np.uint8)
         bh, bw = min(h, sh * k), min(w, sw * k)
         alpha[:bh, :bw] = cv2.resize(inner * np.uint8(255), (sw * k, sh * k),
@@ -386,16 +386,17 @@ class ClassicalSegmenter:
 
 
 def _bilinear(img: np.ndarray, fy: np.ndarray, fx: np.ndarray) -> np.ndarray:
-    """``img`` (2-D float) at fractional pixel coordinates, clamped at the borders."""
-    h, w = img.shape
-    fy = np.clip(fy, 0, h - 1).astype(np.float32)
-    fx = np.clip(fx, 0, w - 1).astype(np.float32)
-    y0, x0 = fy.astype(np.int32), fx.astype(np.int32)
-    y1, x1 = np.minimum(y0 + 1, h - 1), np.minimum(x0 + 1, w - 1)
-    wy, wx = fy - y0, fx - x0
-    top = img[y0, x0] * (1 - wx) + img[y0, x1] * wx
-    bottom = img[y1, x0] * (1 - wx) + img[y1, x1] * wx
-    return top * (1 - wy) + bottom * wy
+    """``img`` (2-D float32) at fractional pixel coordinates, clamped at the borders: one
+    ``cv2.remap`` pass over the points laid out as rows of 1024 (remap wants < 32767 rows)."""
+    n = len(fy)
+    cols = 1024
+    rows = -(-n // cols)
+    my = np.zeros(rows * cols, np.float32)
+    mx = np.zeros(rows * cols, np.float32)
+    my[:n], mx[:n] = fy, fx
+    out = cv2.remap(img, mx.reshape(rows, cols), my.reshape(rows, cols), cv2.INTER_LINEAR,
+                    borderMode=cv2.BORDER_REPLICATE)
+    return out.reshape(-1)[:n]
 
 
 def _dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:

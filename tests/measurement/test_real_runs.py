@@ -117,3 +117,11 @@ def test_locustfile_refuses_a_remote_host(tmp_path):
          "--host", "http://192.0.2.1:8000", "-u", "1", "-r", "1", "-t", "2s", "--only-summary"],
         capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert r.returncode != 0 and "loopback" in r.stdout + r.stderr
+
+
+def test_a_server_that_cannot_start_is_one_clear_cli_error(capsys):
+    from swiftshot.cli import main
+
+    assert main(["bench", "serve", "--engine", "nosuch", "--quick"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "before it was ready" in err and "unknown engine 'nosuch'" in err

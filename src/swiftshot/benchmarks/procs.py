@@ -74,7 +74,7 @@ async def _wait_ready(proc: subprocess.Popen[bytes], port: int, timeout_s: float
     try:
         while time.monotonic() < deadline:
             if proc.poll() is not None:
-                raise ServerFailed(f"server exited with code {proc.returncode} before it was ready:\n"
+                raise ServerFailed(f"server exited with code {proc.returncode} before it was ready: "
                                    f"{_tail(log)}")
             try:
                 if (await client.request("GET", "/readyz")).status == 200:
@@ -82,16 +82,18 @@ async def _wait_ready(proc: subprocess.Popen[bytes], port: int, timeout_s: float
             except OSError:
                 pass
             await asyncio.sleep(0.2)
-        raise ServerFailed(f"server not ready after {timeout_s:g} s:\n{_tail(log)}")
+        raise ServerFailed(f"server not ready after {timeout_s:g} s: {_tail(log)}")
     finally:
         await client.aclose()
 
 
-def _tail(log: Path, n: int = 30) -> str:
+def _tail(log: Path, n: int = 3) -> str:
+    """The last lines of the server's log, on one line (the CLI reports errors as one line)."""
     try:
-        return "\n".join(log.read_text(errors="replace").splitlines()[-n:])
+        lines = [ln.strip() for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
     except OSError:
         return "(no log)"
+    return " | ".join(lines[-n:])[-600:] or "(empty log)"
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:

@@ -1,4 +1,5 @@
-"""The one middleware: body limit, disconnect → cancel, in-flight count, request metrics.
+"""The one middleware: body limit, disconnect → cancel, in-flight count, request metrics
+(duration by route and priority; responses by route template and status class).
 
 Pure ASGI (no BaseHTTPMiddleware): on a cache hit it adds a counter bump and a histogram
 observation, nothing more.
@@ -96,16 +97,27 @@ class ServiceMiddleware:
             return
         t0 = time.perf_counter()
         counted = self.inflight.enter()
+        status = 0
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        failed = True
         try:
             if scope["method"] in _BODY_METHODS:
-                await self._with_body(scope, receive, send)
+                await self._with_body(scope, receive, send_status)
             else:
-                await self._get(scope, receive, send)
+                await self._get(scope, receive, send_status)
+            failed = False
         finally:
             self.inflight.leave(counted)
             path = _route_label(scope)
             prio = scope.get("state", {}).get("priority", "none")
             telemetry.REQUEST_DURATION.labels(path, prio).observe(time.perf_counter() - t0)
+            _response_counter(path, _status_class(status, failed)).inc()
 
     async def _get(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["method"] in ("GET", "HEAD"):
@@ -219,6 +231,27 @@ async def _read(receive: Receive, limit: int) -> bytes | None:
 
 _PLAIN_ROUTES = frozenset({"/", "/healthz", "/readyz", "/metrics", "/v1/images/generations",
                            "/v1/render"})
+
+
+def _status_class(status: int, failed: bool) -> str:
+    # An exception that escaped is a server error whatever was sent before it. No answer and
+    # no exception means the client hung up first: counted as nginx's 499, not against us.
+    if failed:
+        return "5xx"
+    if not status:
+        return "4xx"
+    return f"{min(max(status // 100, 1), 5)}xx"
+
+
+_RESPONSE_CHILDREN: dict[tuple[str, str], Any] = {}
+
+
+def _response_counter(route: str, code: str) -> Any:
+    # labels() costs more than inc() on the hit path; routes are templates, so this stays small.
+    child = _RESPONSE_CHILDREN.get((route, code))
+    if child is None:
+        child = _RESPONSE_CHILDREN[(route, code)] = telemetry.RESPONSES.labels(route, code)
+    return child
 
 
 def _route_label(scope: Scope) -> str:

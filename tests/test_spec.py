@@ -94,3 +94,71 @@ def test_bad_fields_are_named(fields, needle):
 
 def test_jpg_alias():
     assert RenderSpec(output_format="jpg").output_format == "jpeg"
+
+
+# -- the one-pass key (the cache-hit path) against the plain two-pass one ----------------------
+
+import hashlib  # noqa: E402
+
+import orjson  # noqa: E402
+
+_engines = st.sampled_from(["studio", "diffusion", "fake"])
+_json_scalars = st.one_of(st.integers(-5, 5), st.floats(-2, 2, allow_nan=False), st.booleans(),
+                          st.text(alphabet="xyz", max_size=3), st.none())
+_ops = st.lists(st.fixed_dictionaries(
+    {"op": st.sampled_from(["cutout", "shadow", "compose"])},
+    optional={"strength": _json_scalars, "pts": st.lists(_json_scalars, max_size=3)}), max_size=3)
+specs = st.builds(
+    lambda ws, neg, w, h, seed, steps, guidance, engine, model, tags, ops, fmt, q: RenderSpec(
+        prompt=" ".join(ws), negative_prompt=neg, width=w, height=h, seed=seed, steps=steps,
+        guidance=guidance, engine=engine, model=model, tags=tuple(tags), ops=tuple(ops),
+        output_format=fmt, quality=q),
+    words, st.sampled_from(["", "blurry", " low  res "]), sides, sides,
+    st.one_of(st.none(), st.integers(0, 2**32 - 1)), st.one_of(st.none(), st.integers(1, 100)),
+    st.one_of(st.none(), st.floats(0, 30, allow_nan=False)), _engines,
+    st.one_of(st.none(), st.sampled_from(["sd-turbo", " m "])),
+    st.lists(st.sampled_from(["b", "a", "sku-1"]), max_size=4), _ops,
+    st.sampled_from(["png", "webp"]), st.one_of(st.none(), st.integers(1, 100)))
+_versions = st.tuples(st.sampled_from([None, "studio", "diffusion"]), st.sampled_from(["0", "4"]),
+                      st.sampled_from(["0", "3"]))
+
+
+def _reference_key(spec: RenderSpec, engine: str | None, ev: str, ov: str) -> tuple[dict, str]:
+    """The key as first defined (model_dump twice, seed from its own hash): cached images made
+    before the one-pass rewrite must keep their keys."""
+    def dump(s: RenderSpec) -> dict:
+        d = s.model_dump(mode="json", exclude={"output_format", "quality", "category", "tags"})
+        d["ops"] = [op.model_dump(mode="json") for op in s.ops]
+        return d
+
+    n = spec.normalized()
+    if spec.seed is None:  # the derived seed, recomputed the old way
+        no_seed = dump(n)
+        no_seed.pop("seed")
+        digest = hashlib.sha256(orjson.dumps(no_seed, option=orjson.OPT_SORT_KEYS)).digest()
+        assert n.seed == int.from_bytes(digest[:4], "big")
+    payload = {"v": "1", "engine": engine or spec.engine, "engine_version": ev,
+               "ops_version": ov, "spec": dump(n)}
+    return dump(n), hashlib.sha256(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+@given(specs, _versions)
+def test_one_pass_key_equals_plain_path_and_first_definition(spec, versions):
+    fast_spec, fast_key = spec.normalized_and_key(*versions)
+    assert fast_spec == spec.normalized()
+    assert fast_key == spec.normalized().cache_key(*versions) == spec.cache_key(*versions)
+    canonical, ref_key = _reference_key(spec, *versions)
+    assert fast_key == ref_key
+    assert list(spec.canonical().items()) == list(canonical.items())  # order too (FakeEngine)
+
+
+@given(specs)
+def test_random_seed_one_pass_is_fresh_and_consistent(spec):
+    fresh = spec.model_copy(update={"seed": -1})
+    n, key = fresh.normalized_and_key()
+    assert n.seed != -1 and key == n.cache_key()
+
+
+def test_negative_zero_guidance_is_zero():
+    a = RenderSpec(prompt="shoe", engine="diffusion", guidance=-0.0)
+    assert a.cache_key() == RenderSpec(prompt="shoe", engine="diffusion", guidance=0.0).cache_key()

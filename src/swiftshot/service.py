@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -30,6 +31,8 @@ from swiftshot.spec import RenderSpec, variant_key
 PNG_QUALITY = 100
 """Quality slot of a PNG variant's key (PNG is lossless; the number only names the variant)."""
 _META_SUFFIX = ":meta"
+KEY_MEMO_SIZE = 4096
+"""Recent specs remembered with their normalised form and key (a few MB at most)."""
 
 
 class Unavailable(Exception):
@@ -119,6 +122,8 @@ class Service:
         self.cache = cache if cache is not None else TieredCache.from_settings(settings.cache)
         self.flight = flight if flight is not None else SingleFlight()
         self._encoding: dict[str, asyncio.Task[bytes | None]] = {}
+        self._keys: OrderedDict[tuple[RenderSpec, tuple[str, str, str]],
+                                tuple[RenderSpec, str]] = OrderedDict()
         self.worker = worker if worker is not None else Worker(self.engine, settings)
         self._codecs = codecs
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="swiftshot-encode")
@@ -170,8 +175,7 @@ class Service:
         stages = stages if stages is not None else telemetry.Stages()
         self.check_accepting()
         cacheable = spec.cacheable
-        spec = self.normalise(spec)
-        key = self.key_for(spec)
+        spec, key = self.normalise_and_key(spec)
         if cacheable:
             hit = await self.lookup(key, stages)
             if hit is not None:
@@ -197,10 +201,32 @@ class Service:
         return self._rendered(key, spec, made.master, made.image, "miss", stages, made.batch_size)
 
     def normalise(self, spec: RenderSpec) -> RenderSpec:
-        return spec.normalized()
+        return self.normalise_and_key(spec)[0]
 
     def key_for(self, spec: RenderSpec) -> str:
-        return spec.cache_key(self.engine.name, self.engine.version, pipeline.OPS_VERSION)
+        return self.normalise_and_key(spec)[1]
+
+    def normalise_and_key(self, spec: RenderSpec) -> tuple[RenderSpec, str]:
+        """The normalised spec and its master key, from a bounded memo when seen recently.
+
+        Popular requests repeat (that is what the cache is for), and normalising + hashing is
+        most of a hit's own work. Only specs whose equality implies equal canonical JSON are
+        memoised: not ``seed=-1`` (fresh random each time) and not ones with ops (their free-
+        form parameters compare 1 == 1.0 == True yet dump differently).
+        """
+        versions = (self.engine.name, self.engine.version, pipeline.OPS_VERSION)
+        memo = spec.seed != -1 and not spec.ops
+        if memo:
+            found = self._keys.get((spec, versions))
+            if found is not None:
+                self._keys.move_to_end((spec, versions))
+                return found
+        out = spec.normalized_and_key(*versions)
+        if memo:
+            self._keys[(spec, versions)] = out
+            if len(self._keys) > KEY_MEMO_SIZE:
+                self._keys.popitem(last=False)
+        return out
 
     async def lookup(self, key: str, stages: telemetry.Stages) -> tuple[bytes, str] | None:
         t0 = time.perf_counter_ns()

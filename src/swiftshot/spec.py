@@ -144,6 +144,12 @@ class RenderSpec(BaseModel):
     def _collapse(cls, v: str) -> str:
         return collapse_whitespace(v)
 
+    @field_validator("guidance")
+    @classmethod
+    def _no_negative_zero(cls, v: float | None) -> float | None:
+        # -0.0 passes ge=0 and guides like 0.0, but would dump as "-0.0" and split the cache
+        return v + 0.0 if v is not None else None
+
     @field_validator("model")
     @classmethod
     def _model(cls, v: str | None) -> str | None:
@@ -157,22 +163,40 @@ class RenderSpec(BaseModel):
 
     def normalized(self) -> RenderSpec:
         """Defaults filled, ignored fields cleared, seed fixed. Idempotent."""
+        updates, _ = self._canonical_pass()
+        return self.model_copy(update=updates) if updates else self
+
+    def normalized_and_key(self, engine_name: str | None = None, engine_version: str = "0",
+                           ops_version: str = "0") -> tuple[RenderSpec, str]:
+        """``(self.normalized(), self.cache_key(...))`` in one pass: the pixel fields are
+        dumped once and both the derived seed and the key are hashed from that dict (the two
+        calls apart dump and normalise twice; this is the cache-hit path)."""
+        updates, data = self._canonical_pass()
+        spec = self.model_copy(update=updates) if updates else self
+        return spec, _key(data, engine_name or self.engine, engine_version, ops_version)
+
+    def _canonical_pass(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(field updates that normalise self, pixel fields of the normalised spec)."""
         updates: dict[str, Any] = {}
-        for name in _IGNORED_BY_ENGINE.get(self.engine, frozenset()):
-            default = type(self).model_fields[name].default
+        for name in _IGNORED_BY_ENGINE.get(self.engine, ()):
+            default = _FIELD_DEFAULTS[name]
             if getattr(self, name) != default:
                 updates[name] = default
         for name, default in _ENGINE_DEFAULTS.get(self.engine, {}).items():
             if getattr(self, name) is None:
                 updates[name] = default
-        if self.tags != tuple(sorted(set(self.tags))):
+        if self.tags and self.tags != tuple(sorted(set(self.tags))):
             updates["tags"] = tuple(sorted(set(self.tags)))
-        spec = self.model_copy(update=updates) if updates else self
-        if spec.seed is None:
-            spec = spec.model_copy(update={"seed": _derived_seed(spec)})
-        elif spec.seed == -1:
-            spec = spec.model_copy(update={"seed": secrets.randbelow(SEED_MAX + 1)})
-        return spec
+        data = _pixel_fields(self)
+        for name, value in updates.items():
+            if name in data:  # the updates are plain JSON values (defaults), as dumped
+                data[name] = value
+        if self.seed is None:
+            updates["seed"] = data["seed"] = _seed_of(
+                {k: v for k, v in data.items() if k != "seed"})
+        elif self.seed == -1:
+            updates["seed"] = data["seed"] = secrets.randbelow(SEED_MAX + 1)
+        return updates, data
 
     @property
     def cacheable(self) -> bool:
@@ -181,8 +205,7 @@ class RenderSpec(BaseModel):
 
     def canonical(self) -> dict[str, Any]:
         """The pixel-deciding fields of the normalised spec, as plain JSON-able data."""
-        spec = self.normalized()
-        return _pixel_fields(spec)
+        return self._canonical_pass()[1]
 
     def cache_key(self, engine_name: str | None = None, engine_version: str = "0",
                   ops_version: str = "0") -> str:
@@ -191,31 +214,38 @@ class RenderSpec(BaseModel):
         Two specs that mean the same thing share a key; any change that alters the master's
         pixels (including a new engine or ops version) changes it.
         """
-        payload = {
-            "v": KEY_VERSION,
-            "engine": engine_name or self.engine,
-            "engine_version": engine_version,
-            "ops_version": ops_version,
-            "spec": self.canonical(),
-        }
-        return hashlib.sha256(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)).hexdigest()
+        return _key(self.canonical(), engine_name or self.engine, engine_version, ops_version)
 
     def batch_fields(self) -> tuple[Any, ...]:
         """Fields that must match for two specs to share one engine forward pass."""
         return (self.engine, self.model, self.width, self.height, self.steps, self.guidance)
 
 
+_FIELD_DEFAULTS: dict[str, Any] = {n: f.default for n, f in RenderSpec.model_fields.items()}
+_NOT_PIXELS = frozenset({"output_format", "quality", "category", "tags"})
+_PIXEL_NAMES = tuple(n for n in RenderSpec.model_fields if n not in _NOT_PIXELS)
+
+
 def _pixel_fields(spec: RenderSpec) -> dict[str, Any]:
-    data = spec.model_dump(mode="json", exclude={"output_format", "quality", "category", "tags"})
+    # The pixel fields other than ops are str/int/float/None, already JSON values: read them
+    # directly rather than through model_dump (tests/test_spec.py holds the two equal, order
+    # included, since FakeEngine hashes the repr).
+    values = spec.__dict__
+    data = {name: values[name] for name in _PIXEL_NAMES}
     data["ops"] = [op.model_dump(mode="json") for op in spec.ops]
     return data
 
 
-def _derived_seed(spec: RenderSpec) -> int:
-    data = _pixel_fields(spec)
-    data.pop("seed", None)
+def _seed_of(data: dict[str, Any]) -> int:
+    """Seed derived from the pixel fields without the seed."""
     digest = hashlib.sha256(orjson.dumps(data, option=orjson.OPT_SORT_KEYS)).digest()
     return int.from_bytes(digest[:4], "big")
+
+
+def _key(data: dict[str, Any], engine: str, engine_version: str, ops_version: str) -> str:
+    payload = {"v": KEY_VERSION, "engine": engine, "engine_version": engine_version,
+               "ops_version": ops_version, "spec": data}
+    return hashlib.sha256(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
 def variant_key(master_key: str, fmt: str, quality: int, width: int | None = None) -> str:

@@ -261,6 +261,7 @@ class StudioEngine:
 
     name = "studio"
     version = "4"  # bump whenever the same spec would give other pixels (it is in every cache key)
+    batch_gain = False  # run() renders specs in turn: the worker need not wait to batch them
     _LOW = 4  # smooth layers are computed at 1/_LOW resolution
     _GRAIN_SIDE = 2048 + 256
     _tables: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None

@@ -10,7 +10,9 @@ Pure: no I/O, no asyncio, no threads; time comes from an injected clock. The wor
 Order. Each item has a class rank (realtime 0 … prefetch 3) that improves by one for every
 ``aging_ms`` it has waited, so nothing starves. The head is the item with the best effective
 rank, ties broken by deadline then arrival. Its batch is filled with queued items that share
-its ``batch_key`` (any class), best first, up to ``max_batch_size``.
+its ``batch_key`` (any class), best first, up to ``max_batch_size``. An engine that gains
+nothing from batching (``batch_gain = False``: it renders items in turn) gets one item at a time
+with no batching window: waiting could only add latency.
 
 Admission. A request is refused at once rather than left to time out: when its class's queue
 is full (429, or 503 when every class is full), when the server drains (503), or when the
@@ -63,10 +65,17 @@ ACCEPTED = Admission(True)
 
 class Scheduler:
     def __init__(self, settings: SchedulerSettings, clock: Callable[[], float] = time.monotonic,
-                 capacity_hint_s: float = 0.05) -> None:
+                 capacity_hint_s: float = 0.05, *, batch_gain: bool = True,
+                 max_batch_size: int | None = None) -> None:
         self.settings = settings
         self.clock = clock
-        self.max_batch = settings.max_batch_size
+        self.max_batch = min(settings.max_batch_size, max_batch_size or settings.max_batch_size)
+        self.batch_gain = batch_gain
+        """False: the engine runs a batch's items in turn, so waiting for company only adds
+        latency; batches are then one item (a realtime arrival waits for one item, not eight)
+        and go at once."""
+        if not batch_gain:
+            self.max_batch = 1
         self.max_wait_s = settings.max_wait_ms / 1000.0
         self.aging_s = settings.aging_ms / 1000.0
         self.per_item_s = capacity_hint_s
@@ -225,7 +234,7 @@ class Scheduler:
         return None if head is None else self._delay(head, now)
 
     def _delay(self, head: WorkItem, now: float) -> float:
-        if self._key_count[head.batch_key] >= self.max_batch:
+        if not self.batch_gain or self._key_count[head.batch_key] >= self.max_batch:
             return 0.0
         # Wait for company at most max_wait, and never so long that the head misses its deadline.
         fill_by = head.arrival + self.max_wait_s

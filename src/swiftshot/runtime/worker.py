@@ -76,7 +76,11 @@ class Worker:
         self.settings = settings
         self.clock = clock
         hint = settings.scheduler.service_time_hint_s if capacity_hint_s is None else capacity_hint_s
-        self.scheduler = Scheduler(settings.scheduler, clock=clock, capacity_hint_s=hint)
+        # Optional engine attributes: batch_gain (False: items are rendered in turn, so no
+        # batching window) and max_batch_size (the most one call can take).
+        self.scheduler = Scheduler(settings.scheduler, clock=clock, capacity_hint_s=hint,
+                                   batch_gain=bool(getattr(engine, "batch_gain", True)),
+                                   max_batch_size=getattr(engine, "max_batch_size", None))
         self._run_batch = run_batch
         self._takes_products = _accepts_keyword(run_batch, "products")
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="swiftshot-infer")

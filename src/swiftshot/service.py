@@ -184,9 +184,15 @@ class Service:
         async def lead() -> _Made:
             return await self.generate(spec, key, priority, deadline_s, products)
 
+        def join() -> None:
+            # A more urgent caller joining a queued generation raises it to its own class.
+            promote = getattr(self.worker, "promote", None)
+            if promote is not None:
+                promote(key, priority, deadline_s)
+
         t0 = time.perf_counter_ns()
         if cacheable:
-            made, shared = await self.flight.do(key, lead)
+            made, shared = await self.flight.do(key, lead, join)
         else:
             made, shared = await lead(), False
         if shared:  # SingleFlight counts it in swiftshot_coalesced_total
@@ -239,7 +245,7 @@ class Service:
                        products: Mapping[str, Image.Image] | None) -> _Made:
         submitted = time.perf_counter_ns()
         result = await self.worker.submit(spec, priority=priority, deadline_s=deadline_s,
-                                          products=products)
+                                          products=products, tag=key)
         t0 = time.perf_counter()
         master = await self._run(self._codecs.encode_master, result.image, self.settings.delivery)
         master_s = time.perf_counter() - t0

@@ -49,6 +49,13 @@ class WorkItem:
     deadline: float
     payload: Any = None
     cost: float = 1.0
+    expires: float | None = None
+    """When it is dropped from the queue; None: at ``deadline``. Set apart from ``deadline``
+    once a promotion tightens the deadline (for order) but the first asker still waits."""
+
+    @property
+    def expiry(self) -> float:
+        return self.deadline if self.expires is None else self.expires
 
 
 @dataclass(frozen=True)
@@ -157,9 +164,9 @@ class Scheduler:
         self._key_count[item.batch_key] = self._key_count.get(item.batch_key, 0) + 1
         self._count[c] += 1
         self._cost[c] += item.cost
-        heapq.heappush(self._deadlines, (item.deadline, item.id))
+        heapq.heappush(self._deadlines, (item.expiry, item.id))
         if len(self._deadlines) > 2 * len(self._items) + 64:
-            self._deadlines = [(it.deadline, it.id) for it in self._items.values()]
+            self._deadlines = [(it.expiry, it.id) for it in self._items.values()]
             heapq.heapify(self._deadlines)
 
     def _remove(self, item: WorkItem) -> None:
@@ -188,6 +195,26 @@ class Scheduler:
         self._remove(item)
         return True
 
+    def promote(self, item_id: int, priority: Priority, deadline: float) -> bool:
+        """A more urgent asker now waits on a queued item (single-flight joined it): raise its
+        class to ``priority`` and tighten its deadline to ``deadline`` where those are better.
+        It keeps its arrival (its age) and the expiry it had, since its first asker still
+        waits for it. False when it is not queued (running, done) or nothing improves."""
+        if priority not in RANK:
+            raise ValueError(f"priority must be one of {', '.join(PRIORITIES)}; got {priority!r}")
+        item = self._items.get(item_id)
+        if item is None:
+            return False
+        better = priority if RANK[priority] < RANK[item.priority] else item.priority
+        sooner = min(item.deadline, deadline)
+        if better == item.priority and sooner == item.deadline:
+            return False
+        self._remove(item)
+        item.expires = max(item.expiry, deadline)
+        item.priority, item.deadline = better, sooner
+        self._add(item)
+        return True
+
     def depth(self) -> dict[Priority, int]:
         return dict(self._count)
 
@@ -209,7 +236,7 @@ class Scheduler:
         while heap and heap[0][0] <= now:
             deadline, item_id = heapq.heappop(heap)
             item = self._items.get(item_id)
-            if item is not None and item.deadline == deadline:
+            if item is not None and item.expiry == deadline:
                 self._remove(item)
                 self._expired.append(item)
 

@@ -17,7 +17,7 @@ import inspect
 import itertools
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -86,6 +86,7 @@ class Worker:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="swiftshot-infer")
         self._ids = itertools.count(1)
         self._slots: dict[int, _Slot] = {}
+        self._tags: dict[Hashable, int] = {}
         self._running: list[_Slot] = []
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
@@ -155,9 +156,11 @@ class Worker:
 
     async def submit(self, spec: RenderSpec, priority: Priority = "standard",
                      deadline_s: float | None = None,
-                     products: Mapping[str, Image.Image] | None = None) -> Result:
+                     products: Mapping[str, Image.Image] | None = None,
+                     tag: Hashable | None = None) -> Result:
         """Queue one normalised spec and wait for its image.
 
+        ``tag`` (the cache key) names the request for :meth:`promote` while it is queued.
         Raises :class:`Rejected` when the scheduler refuses it or its deadline passes while it
         is still queued; engine errors propagate as they are.
         """
@@ -179,6 +182,8 @@ class Worker:
         slot = _Slot(item, spec, products, asyncio.get_running_loop().create_future())
         item.payload = slot
         self._slots[item.id] = slot
+        if tag is not None:
+            self._tags[tag] = item.id
         self._update_depth()
         self._wake.set()
         try:
@@ -198,7 +203,27 @@ class Worker:
             raise
         finally:
             self._slots.pop(item.id, None)
+            if tag is not None and self._tags.get(tag) == item.id:
+                del self._tags[tag]
             self._update_depth()
+
+    def promote(self, tag: Hashable, priority: Priority, deadline_s: float | None = None) -> bool:
+        """A ``priority`` caller now waits for the queued request ``tag`` too (it joined it
+        through single-flight): raise that request's class and tighten its deadline, so a
+        realtime caller does not wait at the batch priority of whoever asked first. False when
+        no such request is queued (it runs already, or never was) or nothing changes."""
+        item_id = self._tags.get(tag)
+        if item_id is None:
+            return False
+        if priority not in PRIORITIES:
+            raise ValueError(f"priority must be one of {', '.join(PRIORITIES)}; got {priority!r}")
+        if deadline_s is None:
+            deadline_s = self.settings.scheduler.deadline_ms[priority] / 1000.0
+        promoted = self.scheduler.promote(item_id, priority, self.clock() + deadline_s)
+        if promoted:
+            self._update_depth()
+            self._wake.set()  # the head, or its batching window, may have changed
+        return promoted
 
     def _deadline_rejection(self, slot: _Slot) -> Rejected:
         waited = self.clock() - slot.item.arrival

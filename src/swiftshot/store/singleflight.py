@@ -32,8 +32,14 @@ class SingleFlight:
         """Distinct keys being computed now."""
         return len(self._calls)
 
-    async def do(self, key: str, fn: Callable[[], Awaitable[T]]) -> tuple[T, bool]:
-        """``(result, shared)``: shared is True when this caller joined another's call."""
+    async def do(self, key: str, fn: Callable[[], Awaitable[T]],
+                 on_join: Callable[[], object] | None = None) -> tuple[T, bool]:
+        """``(result, shared)``: shared is True when this caller joined another's call.
+
+        ``on_join`` runs when this caller joins a call already in flight (before waiting): the
+        place to pass on what the joiner needs that the first caller did not ask for, such as
+        a higher priority.
+        """
         call = self._calls.get(key)
         shared = call is not None
         if call is None:
@@ -42,6 +48,8 @@ class SingleFlight:
             call.task.add_done_callback(lambda t, c=call: self._finished(key, c))
         else:
             telemetry.COALESCED.inc()
+            if on_join is not None:
+                on_join()
         call.waiters += 1
         try:
             return await asyncio.shield(call.task), shared

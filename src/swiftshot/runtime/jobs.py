@@ -19,7 +19,6 @@ webhook but never loses it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import threading
 import time
@@ -110,6 +109,17 @@ def job_to_dict(view: JobView, base_url: str = "") -> dict[str, Any]:
     }
 
 
+async def _wait_event(event: asyncio.Event, timeout_s: float) -> None:
+    """Until ``event`` is set or ``timeout_s`` passes. Not ``wait_for``: on Python 3.11 it can
+    swallow a cancellation that arrives as the event is set (cpython gh-86296), and ``stop``
+    sets these events while cancelling, so the loop would never end."""
+    waiter = asyncio.ensure_future(event.wait())
+    try:
+        await asyncio.wait({waiter}, timeout=timeout_s)
+    finally:
+        waiter.cancel()
+
+
 def backoff(base_s: float, n: int) -> float:
     """base, 2·base, 4·base ... capped at a minute."""
     return min(_MAX_BACKOFF_S, base_s * 2 ** max(0, n))
@@ -131,6 +141,7 @@ class JobRunner:
         self._inflight: dict[asyncio.Task[None], Claim] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._db_lock = threading.Lock()
+        self._stopping = False
         self._db_threads = 0
         self.base_url = (settings.server.public_url or "").rstrip("/")
 
@@ -145,6 +156,7 @@ class JobRunner:
     async def start(self) -> None:
         if self._tasks:
             return
+        self._stopping = False
         if self._client is None:
             self._client = httpx.AsyncClient()
         if self.cfg.webhook_secret is None:
@@ -154,6 +166,7 @@ class JobRunner:
 
     async def stop(self) -> None:
         """Stop claiming; in-flight items are put back in the queue for the next start."""
+        self._stopping = True
         tasks = [*self._tasks, *self._inflight]
         for t in tasks:
             t.cancel()
@@ -170,7 +183,7 @@ class JobRunner:
     async def _supervised(self, loop: Callable[[], Any]) -> None:
         """Keep a loop alive: a failed step (disk full, database locked) is logged and the loop
         starts again, rather than the runner silently stopping."""
-        while True:
+        while not self._stopping:
             try:
                 await loop()
                 return
@@ -204,7 +217,7 @@ class JobRunner:
 
     async def _work_loop(self) -> None:
         next_gauge = 0.0
-        while True:
+        while not self._stopping:
             self._wake.clear()
             if time.monotonic() >= next_gauge:  # the backlog gauge, at most every 2 s
                 counts = await self._db(self.store.counts)
@@ -224,8 +237,7 @@ class JobRunner:
                 ready_in = await self._db(self.store.next_ready_in)
                 if ready_in is not None:
                     delay = min(delay, max(ready_in, 0.005))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), delay)
+            await _wait_event(self._wake, delay)
 
     def _item_done(self, task: asyncio.Task[None]) -> None:
         self._inflight.pop(task, None)
@@ -289,7 +301,7 @@ class JobRunner:
     async def _heartbeat_loop(self) -> None:
         period = max(0.05, self.cfg.lease_s / 3)
         next_prune = 0.0
-        while True:
+        while not self._stopping:
             if time.monotonic() >= next_prune:
                 await self._db(self.store.prune, self.cfg.retention_days * 86400)
                 next_prune = time.monotonic() + 3600
@@ -302,7 +314,7 @@ class JobRunner:
     # -- webhooks ----------------------------------------------------------------------------
 
     async def _webhook_loop(self) -> None:
-        while True:
+        while not self._stopping:
             self._webhook_wake.clear()
             lease = self.cfg.webhook_timeout_s * 2 + 5
             due = await self._db(self.store.claim_webhooks, 8, lease)
@@ -316,8 +328,7 @@ class JobRunner:
             nxt = await self._db(self.store.next_webhook_in)
             if nxt is not None:
                 delay = min(delay, max(nxt, 0.005))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._webhook_wake.wait(), delay)
+            await _wait_event(self._webhook_wake, delay)
 
     async def _deliver(self, job_id: str, url: str, attempts: int) -> None:
         view = await self._db(self.store.get_job, job_id)

@@ -19,6 +19,7 @@ def svc(settings):
     s = Service(settings, engine=FakeEngine(), cache=object())
     yield s
     s._pool.shutdown()
+    s._master_pool.shutdown()
 
 
 def _plain(svc: Service, spec: RenderSpec) -> tuple[RenderSpec, str]:

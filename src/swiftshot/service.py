@@ -32,7 +32,8 @@ PNG_QUALITY = 100
 """Quality slot of a PNG variant's key (PNG is lossless; the number only names the variant)."""
 _META_SUFFIX = ":meta"
 KEY_MEMO_SIZE = 4096
-"""Recent specs remembered with their normalised form and key (a few MB at most)."""
+"""Recent specs remembered with their normalised form and key (~2 MB for typical prompts,
+under 20 MB if every one were 2,000 characters)."""
 
 
 class Unavailable(Exception):
@@ -127,6 +128,10 @@ class Service:
         self.worker = worker if worker is not None else Worker(self.engine, settings)
         self._codecs = codecs
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="swiftshot-encode")
+        # Master encodes (~2 ms, on every miss's path) get a thread of their own: in the shared
+        # pool they queued behind AVIF/WebP variant encodes of 20-50 ms (master stage p95 went
+        # from 4.9 ms unloaded to 33.7 ms under the serving mix).
+        self._master_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="swiftshot-master")
         self._default_quality = dict(settings.delivery.quality)
         self.draining = False
         self.started = False
@@ -154,6 +159,7 @@ class Service:
             await self.worker.stop()
         finally:
             self._pool.shutdown(wait=True)
+            self._master_pool.shutdown(wait=True)
             self.cache.close()
 
     def check_accepting(self) -> None:
@@ -247,7 +253,8 @@ class Service:
         result = await self.worker.submit(spec, priority=priority, deadline_s=deadline_s,
                                           products=products, tag=key)
         t0 = time.perf_counter()
-        master = await self._run(self._codecs.encode_master, result.image, self.settings.delivery)
+        master = await asyncio.get_running_loop().run_in_executor(
+            self._master_pool, self._codecs.encode_master, result.image, self.settings.delivery)
         master_s = time.perf_counter() - t0
         await self.store(key, spec, master, result.image)
         return _Made(result.image, master, result.queue_s, result.infer_s, master_s,

@@ -268,3 +268,27 @@ def test_tiny_sdxl_pipeline_runs_batched_equals_single(tmp_path):
     specs = [spec(p, seed=i) for i, p in enumerate(PROMPTS[:2])]
     both = eng.run(specs)
     assert np.abs(arr(both[1]) - arr(eng.run(specs[1:])[0])).max() <= 1
+
+
+def test_fp32_decoders_under_a_bf16_pipeline(tiny_sd_dir, tiny_taesd_dir, engine):
+    settings = DiffusionSettings(model=str(tiny_sd_dir), dtype="bf16", vae_dtype="fp32")
+    eng = DiffusionEngine(settings)
+    assert eng.vae_dtype == "fp32" and "vae-fp32" in eng.version
+    same = DiffusionEngine(settings.model_copy(update={"vae_dtype": "same"}))
+    assert same.vae_dtype == "bf16" and same.version != eng.version
+    # auto picks fp32 decoders for a bf16 pipeline on CPU
+    assert DiffusionEngine(settings.model_copy(update={"vae_dtype": "auto"})).vae_dtype == "fp32"
+    ref = arr(engine.run([spec()])[0])
+    specs = [spec(seed=1), spec(PROMPTS[1], seed=2)]
+    both = eng.run(specs)
+    assert np.abs(arr(both[0]) - ref).mean() < 12
+    assert np.abs(arr(eng.run(specs[1:])[0]) - arr(both[1])).max() <= 1
+    # encode paths (img2img with the full VAE, inpaint with the tiny one) cast back to bf16
+    init = Image.fromarray(np.random.default_rng(2).integers(0, 255, (64, 64, 3), dtype=np.uint8))
+    with pytest.raises(ValueError, match="gives none: raise steps to 2"):
+        eng.run_img2img(specs[:1], [init], strength=0.5)
+    two = [spec(seed=1, steps=2)]
+    assert eng.run_img2img(two, [init], strength=0.5)[0].size == (64, 64)
+    tiny = DiffusionEngine(settings.model_copy(update={"tiny_vae": str(tiny_taesd_dir)}))
+    mask = Image.new("L", (64, 64), 255)
+    assert tiny.run_inpaint(specs[:1], [init], [mask])[0].size == (64, 64)

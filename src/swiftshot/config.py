@@ -128,6 +128,10 @@ class DiffusionSettings(_Section):
     tiny_vae_final: bool = True
     """With tiny_vae set: decode final images with it too (about 1/20 the decode time of the
     full VAE, slightly softer). False keeps it for step previews only."""
+    vae_dtype: Literal["auto", "same", "fp32"] = "auto"
+    """dtype of the VAE / tiny VAE. same: the pipeline's dtype. fp32: decode (and encode) in
+    fp32. auto: fp32 on CPU when dtype is bf16 (oneDNN's bf16 convolutions at the decoders'
+    shapes are several times slower than fp32 there: docs/PERFORMANCE.md), else same."""
     int8: bool = False
     """Dynamic int8 quantisation of the UNet/transformer linear layers."""
     compile: bool = False

@@ -7,7 +7,7 @@ engine prepares a loaded folder, and timed stage by stage:
   text encoder · one UNet step · VAE decode · tiny VAE (TAESD) decode ·
   end to end through ``DiffusionEngine.run`` (1 step) with the full VAE and with TAESD
 
-plus peak memory (process RSS sampled every 5 ms on CPU; ``max_memory_allocated`` on CUDA) and
+plus peak memory (the process's peak RSS, VmHWM, on CPU; ``max_memory_allocated`` on CUDA) and
 the output's deviation from the fp32 variant's (same seeds, same decoder), in uint8 grey levels.
 
 Each stage is called once to warm up (oneDNN primitive creation, cuDNN autotune, compilation)
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import copy
 import gc
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -32,7 +31,7 @@ from typing import Any
 import numpy as np
 
 DTYPES = ("fp32", "bf16", "fp16")
-FLAGS = ("int8", "compile", "cl")
+FLAGS = ("int8", "compile", "cl", "samevae")
 
 
 @dataclass(frozen=True)
@@ -43,6 +42,8 @@ class Variant:
     int8: bool = False
     compile: bool = False
     channels_last: bool = False
+    same_vae: bool = False
+    """Decoders in the variant's dtype even where vae_dtype=auto would pick fp32 (bf16 on CPU)."""
 
     @classmethod
     def parse(cls, text: str) -> Variant:
@@ -52,15 +53,17 @@ class Variant:
         if unknown or len(dtypes) > 1 or not parts:
             raise ValueError(
                 f"variant {text!r}: expected one of {'/'.join(DTYPES)} (default fp32) joined by "
-                f"'+' with any of {', '.join(FLAGS)} (cl = channels-last), e.g. bf16+int8"
+                f"'+' with any of {', '.join(FLAGS)} (cl = channels-last; samevae = decoders in that dtype too), e.g. bf16+int8"
             )
         return cls(dtype=dtypes[0] if dtypes else "fp32", int8="int8" in parts,
-                   compile="compile" in parts, channels_last="cl" in parts)
+                   compile="compile" in parts, channels_last="cl" in parts,
+                   same_vae="samevae" in parts)
 
     @property
     def name(self) -> str:
-        return "+".join([self.dtype] + [f for f, on in (("int8", self.int8), ("compile", self.compile),
-                                                        ("cl", self.channels_last)) if on])
+        flags = (("int8", self.int8), ("compile", self.compile), ("cl", self.channels_last),
+                 ("samevae", self.same_vae))
+        return "+".join([self.dtype] + [f for f, on in flags if on])
 
 
 @dataclass
@@ -87,13 +90,15 @@ class DiffusionBenchConfig:
 
 
 class PeakMemory:
-    """Peak resident memory (CPU, sampled) or peak CUDA allocation inside a ``with`` block."""
+    """Peak resident memory (CPU) or peak CUDA allocation inside a ``with`` block.
+
+    On Linux the kernel keeps the peak itself (VmHWM), and writing 5 to clear_refs resets it:
+    no sampling thread to wake up and steal a core from the measured code.
+    """
 
     def __init__(self, device: str) -> None:
         self.cuda = device.startswith("cuda")
         self.peak_bytes = 0
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def __enter__(self) -> PeakMemory:
         if self.cuda:
@@ -101,17 +106,10 @@ class PeakMemory:
 
             torch.cuda.reset_peak_memory_stats()
         else:
-            import psutil
-
-            proc = psutil.Process()
-            self.peak_bytes = proc.memory_info().rss
-
-            def sample() -> None:
-                while not self._stop.wait(0.005):
-                    self.peak_bytes = max(self.peak_bytes, proc.memory_info().rss)
-
-            self._thread = threading.Thread(target=sample, daemon=True)
-            self._thread.start()
+            try:
+                Path("/proc/self/clear_refs").write_text("5")
+            except OSError:
+                pass  # then VmHWM is the process's peak so far: an upper bound
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -119,10 +117,15 @@ class PeakMemory:
             import torch
 
             self.peak_bytes = int(torch.cuda.max_memory_allocated())
-        else:
-            self._stop.set()
-            if self._thread is not None:
-                self._thread.join()
+            return
+        try:
+            for line in Path("/proc/self/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    self.peak_bytes = int(line.split()[1]) * 1024
+        except OSError:
+            import resource
+
+            self.peak_bytes = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def _sync(device: str) -> None:
@@ -248,11 +251,12 @@ def bench_diffusion(cfg: DiffusionBenchConfig,
     log(f"# diffusion: {what} on {device}, built/loaded in {build_s:.1f}s"
         + (" — RANDOM WEIGHTS: latency real, pixels not" if random_weights else ""))
     rows: list[dict[str, Any]] = []
-    refs: dict[tuple[int, int, str], np.ndarray] = {}
+    outputs: dict[tuple[str, int, int, str], np.ndarray] = {}
     for variant in variants:
         settings = DiffusionSettings(device=device, dtype=variant.dtype, int8=variant.int8,
                                      compile=variant.compile, channels_last=variant.channels_last,
-                                     tiny_vae_final=False, default_steps=cfg.steps)
+                                     tiny_vae_final=False, default_steps=cfg.steps,
+                                     vae_dtype="same" if variant.same_vae else "auto")
         try:
             engine = DiffusionEngine.from_pipeline(
                 copy.deepcopy(base), settings, identity=identity,
@@ -274,15 +278,9 @@ def bench_diffusion(cfg: DiffusionBenchConfig,
                                  "error": f"{type(e).__name__}: {e}"})
                     continue
                 row = {"arch": what, "variant": variant.name, "size": size, "batch": batch,
-                       **row, "peak_mem_gb": mem.peak_bytes / 1e9}
+                       "vae_dtype": engine.vae_dtype, **row, "peak_mem_gb": mem.peak_bytes / 1e9}
                 for dec, img in images.items():
-                    key = (size, batch, dec)
-                    if variant.name == "fp32":
-                        refs[key] = img
-                    if key in refs:
-                        diff = np.abs(img.astype(np.int16) - refs[key].astype(np.int16))
-                        row[f"dev_{dec}_max"] = int(diff.max())
-                        row[f"dev_{dec}_mean"] = float(diff.mean())
+                    outputs[(variant.name, size, batch, dec)] = img
                 rows.append(row)
                 log("  " + "  ".join(f"{k}={_fmt(v)}" for k, v in row.items() if k != "arch"))
                 if cfg.partial_out:
@@ -291,8 +289,26 @@ def bench_diffusion(cfg: DiffusionBenchConfig,
         gc.collect()
         if device.startswith("cuda"):
             torch.cuda.empty_cache()
+    deviations(rows, outputs)
     return {"config": _config_dict(cfg, device), "random_weights": random_weights,
             "build_s": build_s, "rows": rows, "goal": goal(rows, cfg)}
+
+
+def deviations(rows: list[dict[str, Any]],
+               outputs: dict[tuple[str, int, int, str], np.ndarray]) -> None:
+    """Add dev_{decoder}_max/mean: uint8 grey levels away from the fp32 variant's output (same
+    seeds, same decoder). Variants may run in any order; fp32 need only be among them."""
+    for row in rows:
+        if "error" in row:
+            continue
+        for dec in ("vae", "taesd"):
+            ref = outputs.get(("fp32", row["size"], row["batch"], dec))
+            img = outputs.get((row["variant"], row["size"], row["batch"], dec))
+            if ref is None or img is None:
+                continue
+            diff = np.abs(img.astype(np.int16) - ref.astype(np.int16))
+            row[f"dev_{dec}_max"] = int(diff.max())
+            row[f"dev_{dec}_mean"] = float(diff.mean())
 
 
 def _write_partial(cfg: DiffusionBenchConfig, device: str, rows: list[dict[str, Any]]) -> None:
@@ -333,6 +349,6 @@ def _fmt(v: Any) -> str:
     return f"{v:.3g}" if isinstance(v, float) else str(v)
 
 
-TABLE_COLUMNS = ["variant", "size", "batch", "text_enc_s", "unet_step_s", "vae_decode_s",
+TABLE_COLUMNS = ["variant", "vae_dtype", "size", "batch", "text_enc_s", "unet_step_s", "vae_decode_s",
                  "taesd_decode_s", "e2e_vae_s", "e2e_taesd_s", "per_image_s", "peak_mem_gb",
                  "dev_vae_max", "dev_vae_mean"]

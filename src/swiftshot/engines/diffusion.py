@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
+import math
 import os
 import threading
 from collections.abc import Callable, Hashable, Sequence
@@ -150,6 +151,45 @@ def resolve_dtype(dtype: str, device: str) -> str:
     return "bf16" if cpu_has_bf16() else "fp32"
 
 
+def resolve_vae_dtype(vae_dtype: str, dtype: str, device: str) -> str:
+    if vae_dtype == "same":
+        return dtype
+    if vae_dtype == "fp32":
+        return "fp32"
+    # auto: measured on a 2-core Xeon with AMX (docs/PERFORMANCE.md): bf16 decoders are slower
+    # than fp32 ones there, while the bf16 UNet is several times faster than fp32.
+    return "fp32" if device == "cpu" and dtype == "bf16" else dtype
+
+
+def cast_autoencoder(vae: torch.nn.Module, vae_dt: torch.dtype, pipe_dt: torch.dtype) -> None:
+    """Run ``vae`` in ``vae_dt`` inside a pipeline whose tensors are ``pipe_dt``.
+
+    Its weights are cast, and its ``encode``/``decode`` are wrapped on the instance to cast their
+    inputs in and their latents back out, so the pipeline code needs no change.
+    """
+    vae.to(vae_dt)
+    encode, decode = vae.encode, vae.decode
+
+    def decode_cast(z: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+        return decode(z.to(vae_dt), *args, **kwargs)
+
+    def encode_cast(x: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+        out = encode(x.to(vae_dt), *args, **kwargs)
+        found = out[0] if isinstance(out, tuple) else (
+            getattr(out, "latent_dist", None) or getattr(out, "latents", None))
+        holder = found if not hasattr(out, "latents") else out
+        for attr in ("parameters", "mean", "logvar", "std", "var", "latents"):
+            value = getattr(holder, attr, None)
+            if value is not None and hasattr(value, "to"):
+                setattr(holder, attr, value.to(pipe_dt))
+        if isinstance(out, tuple) and hasattr(out[0], "to"):
+            return (out[0].to(pipe_dt), *out[1:])
+        return out
+
+    vae.decode = decode_cast
+    vae.encode = encode_cast
+
+
 def torch_dtype(name: str) -> torch.dtype:
     import torch
 
@@ -202,6 +242,7 @@ class DiffusionEngine:
         self.tiny_folder = self._tiny_folder(settings.tiny_vae)
         self.device = resolve_device(settings.device)
         self.dtype = resolve_dtype(settings.dtype, self.device)
+        self.vae_dtype = resolve_vae_dtype(settings.vae_dtype, self.dtype, self.device)
         self.pipeline_class = json.loads((self.folder / "model_index.json").read_text()).get(
             "_class_name", "?")
         self.version = self._version(folder_fingerprint(self.folder))
@@ -220,6 +261,7 @@ class DiffusionEngine:
         self.folder, self.tiny_folder = None, None
         self.device = resolve_device(settings.device)
         self.dtype = resolve_dtype(settings.dtype, self.device)
+        self.vae_dtype = resolve_vae_dtype(settings.vae_dtype, self.dtype, self.device)
         self.pipeline_class = type(pipe).__name__
         self.version = self._version(identity, "taesd" if tiny_vae is not None else None)
         self._init_state()
@@ -254,6 +296,8 @@ class DiffusionEngine:
             tiny_id = "taesd-" + folder_fingerprint(self.tiny_folder)[:8]
         if tiny_id is not None and self.settings.tiny_vae_final:
             parts.append(tiny_id)
+        if self.vae_dtype != self.dtype:
+            parts.append(f"vae-{self.vae_dtype}")
         if self.settings.int8:
             parts.append("int8")
         return ".".join(parts)
@@ -265,6 +309,7 @@ class DiffusionEngine:
             "pipeline": self.pipeline_class,
             "device": self.device,
             "dtype": self.dtype,
+            "vae_dtype": self.vae_dtype,
             "tiny_vae": str(self.tiny_folder) if self.tiny_folder else self._tiny is not None,
             "tiny_vae_for": (None if self.tiny_folder is None and self._tiny is None
                              else "previews+finals" if self.settings.tiny_vae_final else "previews"),
@@ -316,9 +361,13 @@ class DiffusionEngine:
         """Device, dtype, tiny VAE and the speed switches: the same for folders and in-memory."""
         pipe.to(self.device, torch_dtype(self.dtype))
         pipe.set_progress_bar_config(disable=True)
+        vae_dt = torch_dtype(self.vae_dtype)
+        if getattr(pipe, "vae", None) is not None and self.vae_dtype != self.dtype:
+            cast_autoencoder(pipe.vae, vae_dt, torch_dtype(self.dtype))
         if tiny is not None:
             self._check_tiny(pipe, tiny)
-            self._tiny = tiny.to(self.device, torch_dtype(self.dtype)).eval()
+            self._tiny = tiny.to(self.device).eval()
+            cast_autoencoder(self._tiny, vae_dt, torch_dtype(self.dtype))
             if self.settings.tiny_vae_final:
                 pipe.vae = self._tiny
         self._optimise(pipe)
@@ -389,8 +438,7 @@ class DiffusionEngine:
         """Repaint ``init_images`` (one per spec) guided by the prompts; ``strength`` in (0, 1]
         is how much noise is added first (1 ignores the image)."""
         self._check_images(specs, init_images, "init_images")
-        if not 0 < strength <= 1:
-            raise ValueError(f"strength must be in (0, 1]; got {strength}")
+        self._check_strength(specs, strength)
         images = [im.convert("RGB").resize((s.width, s.height)) for im, s in zip(init_images, specs, strict=True)]
         return self._call("img2img", specs, on_step, image=images, strength=strength)
 
@@ -405,14 +453,22 @@ class DiffusionEngine:
         """
         self._check_images(specs, images, "images")
         self._check_images(specs, masks, "masks")
-        if not 0 < strength <= 1:
-            raise ValueError(f"strength must be in (0, 1]; got {strength}")
+        self._check_strength(specs, strength)
         ims = [im.convert("RGB").resize((s.width, s.height)) for im, s in zip(images, specs, strict=True)]
         ms = [m.convert("L").resize((s.width, s.height)) for m, s in zip(masks, specs, strict=True)]
         out = self._call("inpaint", specs, on_step, image=ims, mask_image=ms, strength=strength)
         if keep_unmasked:
             out = [Image.composite(o, im, m) for o, im, m in zip(out, ims, ms, strict=True)]
         return out
+
+    def _check_strength(self, specs: Sequence[RenderSpec], strength: float) -> None:
+        if not 0 < strength <= 1:
+            raise ValueError(f"strength must be in (0, 1]; got {strength}")
+        steps = self._steps(specs[0]) if specs else 1
+        if int(steps * strength) < 1:
+            raise ValueError(
+                f"image-to-image runs int(steps × strength) denoising steps; steps={steps} × "
+                f"strength={strength} gives none: raise steps to {math.ceil(1 / strength)} or more")
 
     @staticmethod
     def _check_images(specs: Sequence[RenderSpec], images: Sequence[Image.Image], what: str) -> None:

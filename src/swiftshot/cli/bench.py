@@ -7,9 +7,10 @@ import importlib
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("bench", help="benchmarks: models, serve, check (budgets)")
+    p = sub.add_parser("bench", help="benchmarks: models, ops, serve, check (budgets)")
     bsub = p.add_subparsers(dest="bench_command", metavar="WHAT", required=True)
     for name, help_ in (("models", "per-stage latency of the engines and encoders"),
+                        ("ops", "product photo through cutout, backdrop, shadow, preset, encode"),
                         ("serve", "open-loop load generator against a running or spawned server"),
                         ("check", "quick benchmarks checked against perf/budgets.toml")):
         module = _load(name)

@@ -144,6 +144,7 @@ class Service:
         return bool(getattr(self.worker, "ready", False)) and not self.draining
 
     async def start(self) -> None:
+        pipeline.configure(self.settings.ops)  # segmenter, model folder, user presets
         await self.worker.start()
         self.started = True
 

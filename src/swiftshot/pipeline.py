@@ -149,4 +149,8 @@ def _inpainter(engine: Engine, spec: RenderSpec):
 def apply_preset_stage(spec: RenderSpec, image: Image.Image) -> Image.Image:
     if spec.preset is None:
         return image
-    return apply_preset(image, get_preset(spec.preset, _OPS_SETTINGS.presets))
+    rule = get_preset(spec.preset, _OPS_SETTINGS.presets)
+    try:
+        return apply_preset(image, rule)
+    except ValueError as e:  # an empty cutout: the photo's fault, a 422 like run_ops's errors
+        raise OpsError(f"preset {spec.preset}: {e}") from None

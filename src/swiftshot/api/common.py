@@ -15,6 +15,9 @@ from swiftshot.api import auth
 from swiftshot.api.errors import ApiError
 
 if TYPE_CHECKING:
+    from PIL import Image
+
+    from swiftshot.config import LimitsSettings
     from swiftshot.service import Service
 
 MAX_DEADLINE_MS = 3_600_000
@@ -109,3 +112,16 @@ def finish(request: Request, name: str, stages_list: list[telemetry.Stages],
             merged.spans.extend(st.spans)
         tracing.emit(name, merged, request.headers, attributes, end_ns=time.perf_counter_ns())
     return durations
+
+
+def load_upload(data: bytes, limits: LimitsSettings, param: str) -> Image.Image:
+    """``inputs.load_image`` with its refusal as the API's error, naming the request field.
+
+    Blocking (it decodes): call it in a thread.
+    """
+    from swiftshot.inputs import InputError, load_image
+
+    try:
+        return load_image(data, limits)
+    except InputError as e:
+        raise ApiError(e.status, f"{param}: {e.message}", param=param, code=e.code) from None

@@ -1,33 +1,80 @@
-"""``POST /v1/render``: the native API. The body is a full RenderSpec; unknown fields → 422.
+"""``POST /v1/render``: the native API. The body is a RenderSpec; unknown fields → 422.
+
+Three request shapes:
+
+* JSON: a RenderSpec;
+* JSON with ``product_b64`` (the product photo as base64 or a ``data:`` URL) beside the spec
+  fields, and optionally ``images_b64``: a list of further images the ops name by hash (a
+  backdrop's ``image_sha256``, a mannequin's ``mask_sha256`` / ``inside_sha256``);
+* ``multipart/form-data``: a ``spec`` field (the RenderSpec as JSON), a ``product`` file part
+  and optionally ``images`` file parts (the further images, as above).
+
+The photo is decoded by :func:`swiftshot.inputs.load_image` (refusals: 413, 415, 422) and its
+SHA-256 becomes ``product_sha256``, so the cache key covers the photo: the same photo with the
+same ops is a cache hit. A spec may send ``product_sha256`` alone (no photo): it is served when
+that render is cached and refused (422, asking for the photo) when not. Ops and preset are
+validated before anything is queued or decoded.
 
 Answers JSON ``{key, url, urls, cache, timings, ...}``, or, when ``Accept`` prefers an image, the
-image bytes themselves (format from ``output_format`` if the body names it, else negotiated).
+image bytes themselves (format from ``output_format`` if the body names it, else the preset's
+format when ``Accept`` admits it, else negotiated).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
+import orjson
 from fastapi import APIRouter
+from PIL import Image
 from pydantic import ValidationError
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
 from swiftshot import telemetry
-from swiftshot.api.common import caller, finish, json_response, read_json, service
+from swiftshot.api.common import caller, finish, json_response, load_upload, read_json, service
 from swiftshot.api.errors import ApiError, from_validation
 from swiftshot.api.routes_images import image_url
+from swiftshot.config import LimitsSettings, PresetRule
 from swiftshot.delivery import negotiate
+from swiftshot.inputs import InputError, decode_b64, sha256_hex
+from swiftshot.ops import ComposeOp, Op, OpsError, validate_ops
+from swiftshot.ops.presets import UnknownPreset, get_preset
 from swiftshot.spec import OUTPUT_FORMATS, RenderSpec
 
 router = APIRouter()
+
+MAX_IMAGES = 8
+"""Further images (backdrops, masks) one request may carry beside the product."""
+PRODUCT_OPS = frozenset({"cutout", "compose", "mannequin"})
+"""Ops that work on a product photo; on an engine image alone they would cut out a backdrop."""
+_IMAGE_FIELDS = ("image_sha256", "mask_sha256", "inside_sha256")
+_FORM_FIELDS = ("spec", "product", "images")
+_SEND_PHOTO = ("send the photo as the 'product' file part (multipart/form-data, with the spec "
+               "as the 'spec' field) or as product_b64 in the JSON body")
+
+
+@dataclass(frozen=True)
+class Upload:
+    param: str
+    """Where it came from (product, product_b64, images[1] ...), for error messages."""
+    data: bytes
+    sha: str = ""
 
 
 async def render(request: Request) -> Response:
     stages = telemetry.Stages()
     request.app.state.auth.authenticate(request.headers)  # 401 before any word on the body
-    data = await read_json(request)
     svc = service(request)
+    settings = svc.settings
+    data, product, images = await _read(request, settings.limits)
+    product, images = await _hashed(product, images)
     if "engine" not in data:
         data["engine"] = svc.engine.name
     try:
@@ -37,6 +84,11 @@ async def render(request: Request) -> Response:
     if spec.engine != svc.engine.name:
         raise ApiError(422, f"engine {spec.engine!r} is not served here; this server runs "
                        f"{svc.engine.name!r}", param="engine", code="unknown_engine")
+    spec = _bind_product(spec, product)
+    ops, rule = _check_ops(spec, svc.engine, settings.ops.presets)
+    wanted = _wanted_images(spec, ops)
+    sent = {u.sha: u for u in ([product] if product else []) + images}
+    _check_images(wanted, sent, images)
     _, prio, deadline = caller(request)
     accept = request.headers.get("accept")
     as_image = negotiate.wants_image(accept)
@@ -48,7 +100,19 @@ async def render(request: Request) -> Response:
         if negotiate.pick_format(accept) is None:
             raise ApiError(406, f"Accept {accept!r} admits none of the formats served: "
                            f"{', '.join(negotiate.MEDIA_TYPES.values())}", code="not_acceptable")
-    r = await svc.render(spec, priority=prio, deadline_s=deadline, stages=stages)
+    missing = [(param, sha) for param, sha in wanted if sha not in sent]
+    if missing:
+        await _only_if_cached(svc, spec, missing)
+    products = await _decode(sent.values(), settings.limits) if sent else None
+    try:
+        r = await svc.render(spec, priority=prio, deadline_s=deadline, products=products,
+                             stages=stages)
+    except OpsError as e:  # an op that cannot run on this photo (an empty cutout ...)
+        raise ApiError(e.status, str(e), param="ops", code="invalid_ops") from None
+    w, h = await _size(svc, r, bool(ops) or rule is not None)
+    if rule is not None and "output_format" not in spec.model_fields_set:
+        fmt = rule.format
+        quality = spec.quality if spec.quality is not None else rule.quality
     if not as_image:
         durations = finish(request, "POST /v1/render", [stages], {"swiftshot.cache": r.cache})
         body = {
@@ -56,17 +120,24 @@ async def render(request: Request) -> Response:
             "url": image_url(request, r.key, fmt, quality),
             "urls": {f: image_url(request, r.key, f, None) for f in OUTPUT_FORMATS},
             "cache": r.cache,
-            "width": r.spec.width, "height": r.spec.height, "seed": r.spec.seed,
+            "width": w, "height": h, "seed": r.spec.seed,
             "timings": {k: round(v * 1000, 3) for k, v in durations.items()},
         }
+        if r.spec.product_sha256:
+            body["product_sha256"] = r.spec.product_sha256  # a later request may send it alone
         return json_response(body, headers={"X-Cache": r.cache,
                                             "Server-Timing": telemetry.server_timing(durations)})
     if "output_format" not in spec.model_fields_set:
-        v = negotiate.negotiate(accept, request.headers, master_width=r.spec.width,
-                                default_quality=svc.settings.delivery.quality)
+        preset_fmt = rule.format if rule is not None and _admits(accept, rule.format) else None
+        v = negotiate.negotiate(accept, request.headers, master_width=w,
+                                default_quality=settings.delivery.quality, fmt=preset_fmt)
         assert v is not None  # checked above
         fmt, width = v.fmt, v.width
         quality = spec.quality if spec.quality is not None else v.quality
+        if rule is not None and preset_fmt is not None and spec.quality is None \
+                and fmt != "png":
+            # the marketplace's quality, still lowered for Save-Data / slow links
+            quality = negotiate.adapt_quality(rule.quality, negotiate.parse_hints(request.headers))
         vary = "Accept, " + negotiate.VARY_HINTS
     data_bytes = await svc.variant(r.key, fmt, quality, width, image=r.image, master=r.master,
                                    stages=stages)
@@ -81,6 +152,224 @@ async def render(request: Request) -> Response:
     if vary:
         headers["Vary"] = vary
     return Response(data_bytes, media_type=content_type(fmt), headers=headers)
+
+
+# -- reading the request -----------------------------------------------------------------------
+
+
+async def _read(request: Request, limits: LimitsSettings
+                ) -> tuple[dict[str, Any], Upload | None, list[Upload]]:
+    """(spec fields, product photo, further images) from a JSON or multipart body."""
+    ctype = request.headers.get("content-type", "")
+    media = ctype.split(";", 1)[0].strip().lower()
+    if media == "multipart/form-data":
+        return await _read_form(request)
+    if media != "application/json":
+        raise ApiError(415, f"Content-Type must be application/json or multipart/form-data; got "
+                       f"{ctype or 'none'!r}", code="unsupported_media_type")
+    data = await read_json(request)
+    product_b64 = data.pop("product_b64", None)
+    images_b64 = data.pop("images_b64", None)
+    product = None if product_b64 is None else _b64("product_b64", product_b64, limits)
+    if images_b64 is None:
+        images_b64 = []
+    if not isinstance(images_b64, list) or len(images_b64) > MAX_IMAGES:
+        raise ApiError(422, f"images_b64 must be a list of at most {MAX_IMAGES} base64 images",
+                       param="images_b64", code="invalid_value")
+    images = [_b64(f"images_b64[{i}]", s, limits) for i, s in enumerate(images_b64)]
+    return data, product, images
+
+
+def _b64(param: str, value: Any, limits: LimitsSettings) -> Upload:
+    if not isinstance(value, str):
+        raise ApiError(422, f"{param} must be a string of base64 (or a data: URL); got "
+                       f"{type(value).__name__}", param=param, code="invalid_value")
+    try:
+        return Upload(param, decode_b64(value, limits.max_upload_bytes))
+    except InputError as e:
+        # decode_b64's messages name remove.bg's field; say which field of ours it was
+        message = e.message.replace("image_file_b64", param)
+        raise ApiError(e.status, f"{param}: {message}" if param not in message else message,
+                       param=param, code=e.code) from None
+
+
+async def _read_form(request: Request) -> tuple[dict[str, Any], Upload | None, list[Upload]]:
+    data: dict[str, Any] | None = None
+    product: Upload | None = None
+    images: list[Upload] = []
+    try:
+        async with request.form(max_files=1 + MAX_IMAGES, max_fields=len(_FORM_FIELDS)) as form:
+            for name, value in form.multi_items():
+                if name == "spec":
+                    if data is not None:
+                        raise ApiError(422, "send one 'spec' field", param="spec",
+                                       code="invalid_value")
+                    raw = await value.read() if isinstance(value, UploadFile) else value.encode()
+                    data = _parse_spec(raw)
+                elif name in ("product", "images"):
+                    if not isinstance(value, UploadFile):
+                        raise ApiError(422, f"{name!r} must be a file part holding the image's "
+                                       "bytes, not a text field", param=name, code="invalid_value")
+                    if name == "product" and product is not None:
+                        raise ApiError(422, "send one 'product' file part; further images go in "
+                                       "'images' parts", param="product", code="invalid_value")
+                    up = Upload(name if name == "product" else f"images[{len(images)}]",
+                                await value.read())
+                    if name == "product":
+                        product = up
+                    else:
+                        images.append(up)
+                else:
+                    raise ApiError(422, f"unknown form field {name!r}; allowed: "
+                                   f"{', '.join(_FORM_FIELDS)}", param=name, code="unknown_field")
+    except HTTPException as e:  # the multipart parser's refusals (too many parts, bad framing)
+        raise ApiError(400, f"the multipart body could not be read: {e.detail}",
+                       code="invalid_multipart") from None
+    if data is None:
+        raise ApiError(422, "a multipart render needs a 'spec' field holding the RenderSpec as "
+                       'JSON, e.g. {"preset": "amazon"}', param="spec", code="missing_spec")
+    return data, product, images
+
+
+def _parse_spec(raw: bytes) -> dict[str, Any]:
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as e:
+        raise ApiError(422, f"the 'spec' field is not valid JSON ({e}); send the RenderSpec as "
+                       'a JSON object, e.g. {"preset": "amazon"}', param="spec",
+                       code="invalid_json") from None
+    if not isinstance(data, dict):
+        raise ApiError(422, f"the 'spec' field must be a JSON object of RenderSpec fields; got a "
+                       f"JSON {type(data).__name__}", param="spec", code="invalid_json")
+    for name in ("product_b64", "images_b64"):
+        if name in data:
+            raise ApiError(422, f"{name} belongs in a JSON body; in multipart send the image as "
+                           "a file part", param=name, code="invalid_value")
+    return data
+
+
+# -- checking before anything is queued -------------------------------------------------------
+
+
+def _bind_product(spec: RenderSpec, product: Upload | None) -> RenderSpec:
+    """The photo's hash becomes the spec's ``product_sha256`` (and so part of its cache key)."""
+    if product is None:
+        return spec
+    sha = product.sha
+    if spec.product_sha256 is not None and spec.product_sha256 != sha:
+        raise ApiError(422, f"product_sha256 {spec.product_sha256} is not the SHA-256 of the "
+                       f"photo sent ({sha}); leave product_sha256 out or send the matching "
+                       "photo", param="product_sha256", code="product_mismatch")
+    return spec.model_copy(update={"product_sha256": sha})
+
+
+def _check_ops(spec: RenderSpec, engine: Any, presets: Any) -> tuple[list[Op], PresetRule | None]:
+    try:
+        ops = validate_ops(spec.ops)
+        rule = get_preset(spec.preset, presets) if spec.preset is not None else None
+    except UnknownPreset as e:
+        raise ApiError(e.status, str(e), param="preset", code="unknown_preset") from None
+    except OpsError as e:
+        raise ApiError(e.status, str(e), param="ops", code="invalid_ops") from None
+    if spec.product_sha256 is None:
+        needing = [f"ops[{i}] ({op.op})" for i, op in enumerate(ops) if op.op in PRODUCT_OPS]
+        if needing:
+            raise ApiError(422, f"{', '.join(needing)} work on a product photo and none was "
+                           f"given; {_SEND_PHOTO}", param="product", code="missing_product")
+    for i, op in enumerate(ops):
+        if isinstance(op, ComposeOp) and op.backdrop == "image" and op.image_sha256 is None:
+            raise ApiError(422, f'ops[{i}] (compose): backdrop "image" needs image_sha256, the '
+                           "hash of a backdrop sent as an 'images' part (or in images_b64)",
+                           param=f"ops[{i}].image_sha256", code="invalid_ops")
+        if isinstance(op, ComposeOp) and op.backdrop == "inpaint" and \
+                getattr(engine, "run_inpaint", None) is None:
+            raise ApiError(422, f'ops[{i}] (compose): backdrop "inpaint" needs an engine that '
+                           f"can inpaint; this server runs {engine.name!r}. Use backdrop "
+                           '"engine" or "color"', param=f"ops[{i}].backdrop", code="invalid_ops")
+    return ops, rule
+
+
+def _wanted_images(spec: RenderSpec, ops: Sequence[Op]) -> list[tuple[str, str]]:
+    """(request field, sha) of every image the render needs."""
+    out = [("product_sha256", spec.product_sha256)] if spec.product_sha256 else []
+    for i, op in enumerate(ops):
+        for name in _IMAGE_FIELDS:
+            sha = getattr(op, name, None)
+            if sha:
+                out.append((f"ops[{i}].{name}", sha))
+    return out
+
+
+def _check_images(wanted: list[tuple[str, str]], sent: dict[str, Upload],
+                  images: list[Upload]) -> None:
+    named = {sha for _, sha in wanted}
+    for up in images:
+        if up.sha not in named:
+            raise ApiError(422, f"{up.param} (sha256 {up.sha}) is not named by any op; name it "
+                           "in image_sha256 / mask_sha256 / inside_sha256 or leave it out",
+                           param=up.param, code="unused_image")
+
+
+async def _only_if_cached(svc: Any, spec: RenderSpec, missing: list[tuple[str, str]]) -> None:
+    """Images named by hash but not sent: fine when the render is cached (nothing will use
+    them), else 422, before the request takes a place in the queue."""
+    if spec.cacheable and await svc.cache.aget(svc.key_for(spec)) is not None:
+        return
+    param, sha = missing[0]
+    if param == "product_sha256":
+        how = _SEND_PHOTO
+    else:
+        how = "attach it as an 'images' file part (multipart) or in images_b64 (JSON)"
+    raise ApiError(422, f"{param}: no image with sha256 {sha} came with this request and its "
+                   f"render is not cached; {how}", param=param, code="missing_image")
+
+
+async def _size(svc: Any, r: Any, reshaped: bool) -> tuple[int, int]:
+    """The master's size. Ops and presets may make it differ from the spec's (a preset's
+    canvas, compose's size, an upscale); then it is read from the image or its cache entry."""
+    if reshaped:
+        if r.image is not None:
+            return r.image.width, r.image.height
+        meta = await svc.meta(r.key)
+        if meta is not None:
+            return meta.width, meta.height
+    return r.spec.width, r.spec.height
+
+
+async def _hashed(product: Upload | None, images: list[Upload]
+                  ) -> tuple[Upload | None, list[Upload]]:
+    """The uploads with their SHA-256; big ones hashed in a thread (25 MB takes ~30 ms)."""
+    ups = ([product] if product else []) + images
+
+    def work() -> list[Upload]:
+        return [Upload(u.param, u.data, sha256_hex(u.data)) for u in ups]
+
+    done = await asyncio.to_thread(work) if sum(len(u.data) for u in ups) > 1 << 20 else work()
+    return (done[0] if product else None), done[1 if product else 0:]
+
+
+async def _decode(uploads: Any, limits: LimitsSettings) -> dict[str, Image.Image]:
+    """sha → decoded image; in a thread, since a 20 MP JPEG takes tens of milliseconds."""
+    ups: list[Upload] = list(uploads)
+
+    def work() -> dict[str, Image.Image]:
+        return {u.sha: load_upload(u.data, limits, u.param) for u in ups}
+
+    return await asyncio.to_thread(work)
+
+
+def _admits(accept: str | None, fmt: str) -> bool:
+    """Does ``Accept`` allow ``fmt`` (a preset's format) at all? A marketplace preset names
+    the format the marketplace wants, so it wins over a smaller one the viewer also takes."""
+    ranges = negotiate.parse_accept(accept)
+    if not ranges:
+        return True
+    names = [negotiate.MEDIA_TYPES[fmt]]
+    if fmt in ("jpeg", "png"):  # every viewer decodes these; AVIF/WebP must be named outright
+        names += ["image/jpg"] if fmt == "jpeg" else []
+        names += ["image/*", "*/*"]
+    q = next((ranges[n] for n in names if n in ranges), 0.0)
+    return q > 0
 
 
 # Plain Starlette routes: the body is parsed and validated here (to give OpenAI-shaped errors),

@@ -1,0 +1,32 @@
+"""A real ``swiftshot serve`` (studio engine) and a real headless Chromium for the page tests."""
+
+from __future__ import annotations
+
+import pytest
+
+from swiftshot.testing.browser import chromium, find_chromium
+from tests.api.conftest import start_server
+
+
+@pytest.fixture(scope="module")
+def web_server(tmp_path_factory):
+    s = start_server(tmp_path_factory.mktemp("web") / "var", engine="studio")
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    binary = find_chromium()
+    if binary is None:
+        pytest.skip("no chromium binary (Debian: apt-get install chromium)")
+    with chromium(binary, width=1280, height=860) as page:
+        yield page
+
+
+@pytest.fixture
+def page(browser, web_server):
+    """The tab on a freshly loaded ``/``, with the exceptions of earlier tests forgotten."""
+    browser.events.clear()
+    browser.goto(web_server.url + "/")
+    return browser

@@ -44,6 +44,7 @@ def test_engines_lists_the_configured_model_and_switches(tiny_sd_dir, monkeypatc
     assert d["version"].endswith(".int8")
 
 
+@pytest.mark.slow
 def test_bench_models_on_a_local_folder_writes_rows_and_deviations(tiny_sd_dir, tiny_taesd_dir,
                                                                      tmp_path, capsys):
     out = tmp_path / "models.json"

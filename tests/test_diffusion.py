@@ -276,8 +276,9 @@ def test_fp32_decoders_under_a_bf16_pipeline(tiny_sd_dir, tiny_taesd_dir, engine
     assert eng.vae_dtype == "fp32" and "vae-fp32" in eng.version
     same = DiffusionEngine(settings.model_copy(update={"vae_dtype": "same"}))
     assert same.vae_dtype == "bf16" and same.version != eng.version
-    # auto picks fp32 decoders for a bf16 pipeline on CPU
-    assert DiffusionEngine(settings.model_copy(update={"vae_dtype": "auto"})).vae_dtype == "fp32"
+    # auto keeps the pipeline's dtype (fp32 decoders were not faster on the CPU measured)
+    auto = DiffusionEngine(settings.model_copy(update={"vae_dtype": "auto"}))
+    assert auto.vae_dtype == "bf16" and auto.version == same.version
     ref = arr(engine.run([spec()])[0])
     specs = [spec(seed=1), spec(PROMPTS[1], seed=2)]
     both = eng.run(specs)

@@ -129,9 +129,9 @@ class DiffusionSettings(_Section):
     """With tiny_vae set: decode final images with it too (about 1/20 the decode time of the
     full VAE, slightly softer). False keeps it for step previews only."""
     vae_dtype: Literal["auto", "same", "fp32"] = "auto"
-    """dtype of the VAE / tiny VAE. same: the pipeline's dtype. fp32: decode (and encode) in
-    fp32. auto: fp32 on CPU when dtype is bf16 (oneDNN's bf16 convolutions at the decoders'
-    shapes are several times slower than fp32 there: docs/PERFORMANCE.md), else same."""
+    """dtype of the VAE / tiny VAE. same (and auto): the pipeline's dtype. fp32: decode (and
+    encode) in fp32 under a bf16/fp16 pipeline, for fidelity; on the 2-core CPU measured it was
+    not faster than bf16 (docs/PERFORMANCE.md), so auto does not pick it."""
     int8: bool = False
     """Dynamic int8 quantisation of the UNet/transformer linear layers."""
     compile: bool = False

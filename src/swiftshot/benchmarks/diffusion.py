@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 DTYPES = ("fp32", "bf16", "fp16")
-FLAGS = ("int8", "compile", "cl", "samevae")
+FLAGS = ("int8", "compile", "cl", "vae32")
 
 
 @dataclass(frozen=True)
@@ -42,8 +42,8 @@ class Variant:
     int8: bool = False
     compile: bool = False
     channels_last: bool = False
-    same_vae: bool = False
-    """Decoders in the variant's dtype even where vae_dtype=auto would pick fp32 (bf16 on CPU)."""
+    vae32: bool = False
+    """Decoders in fp32 under a bf16/fp16 UNet and text encoder (vae_dtype=fp32)."""
 
     @classmethod
     def parse(cls, text: str) -> Variant:
@@ -53,16 +53,16 @@ class Variant:
         if unknown or len(dtypes) > 1 or not parts:
             raise ValueError(
                 f"variant {text!r}: expected one of {'/'.join(DTYPES)} (default fp32) joined by "
-                f"'+' with any of {', '.join(FLAGS)} (cl = channels-last; samevae = decoders in that dtype too), e.g. bf16+int8"
+                f"'+' with any of {', '.join(FLAGS)} (cl = channels-last; vae32 = decoders in fp32), e.g. bf16+int8"
             )
         return cls(dtype=dtypes[0] if dtypes else "fp32", int8="int8" in parts,
                    compile="compile" in parts, channels_last="cl" in parts,
-                   same_vae="samevae" in parts)
+                   vae32="vae32" in parts)
 
     @property
     def name(self) -> str:
         flags = (("int8", self.int8), ("compile", self.compile), ("cl", self.channels_last),
-                 ("samevae", self.same_vae))
+                 ("vae32", self.vae32))
         return "+".join([self.dtype] + [f for f, on in flags if on])
 
 
@@ -256,7 +256,7 @@ def bench_diffusion(cfg: DiffusionBenchConfig,
         settings = DiffusionSettings(device=device, dtype=variant.dtype, int8=variant.int8,
                                      compile=variant.compile, channels_last=variant.channels_last,
                                      tiny_vae_final=False, default_steps=cfg.steps,
-                                     vae_dtype="same" if variant.same_vae else "auto")
+                                     vae_dtype="fp32" if variant.vae32 else "auto")
         try:
             engine = DiffusionEngine.from_pipeline(
                 copy.deepcopy(base), settings, identity=identity,

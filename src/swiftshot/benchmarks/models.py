@@ -40,7 +40,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--arch", default="sd-turbo", choices=("sd-turbo", "sdxl-turbo"),
                    help="random-weight architecture when no --model is given (default sd-turbo)")
     p.add_argument("--dtypes", "--variants", dest="variants", default=None,
-                   help="variants: fp32/bf16/fp16 joined by + with int8, compile, cl, samevae "
+                   help="variants: fp32/bf16/fp16 joined by + with int8, compile, cl, vae32 "
                         "(default fp32,bf16,int8; --quick: fp32,bf16)")
     p.add_argument("--sizes", default=None, help="square sides (default 256,512; --quick: 256)")
     p.add_argument("--batches", default=None, help="batch sizes (default 1,4; --quick: 1)")

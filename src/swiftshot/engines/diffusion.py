@@ -156,9 +156,9 @@ def resolve_vae_dtype(vae_dtype: str, dtype: str, device: str) -> str:
         return dtype
     if vae_dtype == "fp32":
         return "fp32"
-    # auto: measured on a 2-core Xeon with AMX (docs/PERFORMANCE.md): bf16 decoders are slower
-    # than fp32 ones there, while the bf16 UNet is several times faster than fp32.
-    return "fp32" if device == "cpu" and dtype == "bf16" else dtype
+    # auto: on the 2-core AMX Xeon measured (docs/PERFORMANCE.md) fp32 decoders were not faster
+    # than bf16 ones, so the pipeline's dtype is kept.
+    return dtype
 
 
 def cast_autoencoder(vae: torch.nn.Module, vae_dt: torch.dtype, pipe_dt: torch.dtype) -> None:

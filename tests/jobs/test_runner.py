@@ -184,20 +184,6 @@ async def test_a_failing_store_call_does_not_stop_the_runner(tmp_path, caplog):
     assert "disk hiccup" in caplog.text
 
 
-async def test_wait_never_swallows_a_cancel_that_races_the_event():
-    # stop() cancels the loops while finishing item tasks set the wake event; with
-    # asyncio.wait_for on 3.11 the cancel was lost and shutdown hung forever.
-    from swiftshot.runtime.jobs import _wait_event
-
-    event = asyncio.Event()
-    task = asyncio.create_task(_wait_event(event, 10))
-    await asyncio.sleep(0)
-    event.set()
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-
-
 async def test_stop_is_prompt_with_items_finishing_during_it(tmp_path):
     runner = JobRunner.from_settings(_settings(tmp_path, concurrency=8), FakeService(delay_s=0.001))
     runner.store.create_job(_specs(*[f"p{i}" for i in range(40)]))

@@ -19,6 +19,7 @@ from typing import Any
 
 from swiftshot import telemetry
 from swiftshot.api.errors import error_response
+from swiftshot.runtime.aio import wait_event
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -67,11 +68,7 @@ class InFlight:
         self._draining = True
         if self._before_drain == 0:
             return True
-        try:
-            await asyncio.wait_for(self._idle.wait(), timeout_s)
-            return True
-        except TimeoutError:
-            return False
+        return await wait_event(self._idle, timeout_s)
 
     @property
     def waiting_for(self) -> int:

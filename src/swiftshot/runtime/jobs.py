@@ -35,6 +35,7 @@ from swiftshot import telemetry
 from swiftshot.config import Settings
 from swiftshot.engines.base import EngineConfigError
 from swiftshot.runtime import webhooks
+from swiftshot.runtime.aio import wait_event
 from swiftshot.spec import RenderSpec
 from swiftshot.store.jobs import Claim, JobStore, JobView
 
@@ -107,17 +108,6 @@ def job_to_dict(view: JobView, base_url: str = "") -> dict[str, Any]:
                     if view.webhook_url else None),
         "items": items,
     }
-
-
-async def _wait_event(event: asyncio.Event, timeout_s: float) -> None:
-    """Until ``event`` is set or ``timeout_s`` passes. Not ``wait_for``: on Python 3.11 it can
-    swallow a cancellation that arrives as the event is set (cpython gh-86296), and ``stop``
-    sets these events while cancelling, so the loop would never end."""
-    waiter = asyncio.ensure_future(event.wait())
-    try:
-        await asyncio.wait({waiter}, timeout=timeout_s)
-    finally:
-        waiter.cancel()
 
 
 def backoff(base_s: float, n: int) -> float:
@@ -237,7 +227,7 @@ class JobRunner:
                 ready_in = await self._db(self.store.next_ready_in)
                 if ready_in is not None:
                     delay = min(delay, max(ready_in, 0.005))
-            await _wait_event(self._wake, delay)
+            await wait_event(self._wake, delay)
 
     def _item_done(self, task: asyncio.Task[None]) -> None:
         self._inflight.pop(task, None)
@@ -328,7 +318,7 @@ class JobRunner:
             nxt = await self._db(self.store.next_webhook_in)
             if nxt is not None:
                 delay = min(delay, max(nxt, 0.005))
-            await _wait_event(self._webhook_wake, delay)
+            await wait_event(self._webhook_wake, delay)
 
     async def _deliver(self, job_id: str, url: str, attempts: int) -> None:
         view = await self._db(self.store.get_job, job_id)

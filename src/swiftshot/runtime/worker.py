@@ -28,6 +28,7 @@ import swiftshot.pipeline
 from swiftshot import telemetry
 from swiftshot.config import PRIORITIES, Priority, Settings
 from swiftshot.engines.base import Cancelled, Engine, EngineError
+from swiftshot.runtime.aio import wait_event
 from swiftshot.runtime.scheduler import Scheduler, WorkItem
 from swiftshot.spec import RenderSpec
 
@@ -240,7 +241,7 @@ class Worker:
     # -- the engine side ----------------------------------------------------------------------
 
     async def _dispatch_loop(self) -> None:
-        while True:
+        while not self._stopped:
             try:
                 await self._dispatch_once()
             except asyncio.CancelledError:
@@ -257,10 +258,7 @@ class Worker:
             await self._wake.wait()
             return
         if delay > 0:
-            try:
-                await asyncio.wait_for(self._wake.wait(), delay)
-            except TimeoutError:
-                pass
+            await wait_event(self._wake, delay)
             return
         items = self.scheduler.next_batch()
         self._fail_expired()

@@ -30,3 +30,17 @@ def page(browser, web_server):
     browser.events.clear()
     browser.goto(web_server.url + "/")
     return browser
+
+
+API_KEY = "sk-web-0123456789"
+
+
+@pytest.fixture(scope="module")
+def auth_server(tmp_path_factory):
+    """A server that refuses renders without an API key (images stay public by their key)."""
+    d = tmp_path_factory.mktemp("web-auth")
+    (d / "keys.toml").write_text(f'[keys."{API_KEY}"]\ntenant = "web"\ntier = "realtime"\n')
+    s = start_server(d / "var", engine="studio",
+                     env={"SWIFTSHOT_AUTH__API_KEYS_FILE": str(d / "keys.toml")})
+    yield s
+    s.stop()

@@ -15,6 +15,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+# two servers and a browser start: ~15 s for the file on 2 busy cores, each test well under 10 s
+pytestmark = pytest.mark.slow
+
 IMG = """(() => { const i = document.querySelector('#out img');
   return i && i.complete && i.naturalWidth
     ? {src: i.getAttribute('src'), w: i.naturalWidth, h: i.naturalHeight} : null; })()"""
@@ -74,3 +77,24 @@ def test_refused_input_shows_the_api_message(page, web_server, size):
     assert "422" in err and message in err
     assert page.eval("document.querySelector('#out img')") is None
     assert page.errors() == []
+
+
+def test_api_key_field_unlocks_a_server_with_auth(browser, auth_server):
+    from tests.web.conftest import API_KEY
+
+    browser.events.clear()
+    browser.goto(auth_server.url + "/")
+    render(browser, "linen backdrop", "512x512", "webp")
+    browser.wait_for(SETTLED, timeout=30)
+    refused = auth_server.client.post("/v1/render", json={"prompt": "linen backdrop", "size": "512x512"})
+    assert refused.status_code == 401
+    err = browser.eval("document.querySelector('#out .err').innerText")
+    assert "401" in err and refused.json()["error"]["message"] in err
+
+    browser.click("details summary")  # the field is folded away until asked for
+    browser.type("input[name=key]", API_KEY)
+    browser.click("#f button")
+    img = browser.wait_for(IMG, timeout=60)
+    assert re.fullmatch(r"(https?://[^/]+)?/i/[0-9a-f]{64}\.webp", img["src"])
+    assert (img["w"], img["h"]) == (512, 512)
+    assert browser.errors() == []

@@ -105,6 +105,9 @@ def test_base64_and_multipart_share_the_cache_by_photo(server, bottle, box):
     assert again.status_code == 200, again.text
     assert again.headers["X-Cache"] == "memory"
     assert again.json()["key"] == first.json()["key"]
+    # a hit is found before the photo is decoded: no decode stage on it
+    assert "decode;" in first.headers["Server-Timing"]
+    assert "decode" not in again.headers["Server-Timing"]
     url = as_b64(server, spec, bottle, data_url=True)
     assert url.status_code == 200, url.text
     assert url.headers["X-Cache"] == "memory"

@@ -9,13 +9,15 @@ from __future__ import annotations
 import io
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import pytest
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
-from swiftshot.testing.nginx import start_nginx
+from swiftshot.testing.nginx import TEMPLATE, NginxProc, render_site, start_nginx
 from tests.api.conftest import Server, start_server
 
 pytestmark = pytest.mark.nginx
@@ -36,14 +38,18 @@ def origin(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def edge(origin, tmp_path_factory):
-    proxy = start_nginx(tmp_path_factory.mktemp("nginx"), [origin.url.removeprefix("http://")],
-                        max_body_bytes=MAX_BODY)
-    client = httpx.Client(base_url=proxy.url, timeout=30)
-    yield client
-    client.close()
-    proxy.stop()
-    assert "[emerg]" not in proxy.error_log() and "[crit]" not in proxy.error_log()
+def proxy(origin, tmp_path_factory):
+    p = start_nginx(tmp_path_factory.mktemp("nginx"), [origin.url.removeprefix("http://")],
+                    max_body_bytes=MAX_BODY)
+    yield p
+    p.stop()
+    assert "[emerg]" not in p.error_log() and "[alert]" not in p.error_log()
+
+
+@pytest.fixture(scope="module")
+def edge(proxy):
+    with httpx.Client(base_url=proxy.url, timeout=30) as client:
+        yield client
 
 
 @pytest.fixture(scope="module")
@@ -191,3 +197,47 @@ def test_body_over_the_limit_is_refused_by_the_edge(edge, origin):
     assert r.status_code == 400 and r.json()["error"]["type"] == "invalid_request_error"
     assert settled(lambda: answered(origin), responses + 1) == responses + 1, \
         "nginx refused the large bodies, not the origin"
+
+
+def test_concurrent_misses_reach_the_origin_once(edge, origin, generated):
+    _, key = generated
+    path = f"/i/{key}.avif?q=41"  # a variant nobody asked for yet: an AVIF encode takes a while
+    before = deliveries(origin)
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(lambda _: edge.get(path), range(8)))
+    assert all(r.status_code == 200 for r in got)
+    assert len({r.content for r in got}) == 1
+    assert settled(lambda: deliveries(origin), before + 1) == before + 1, \
+        [r.headers["x-cache-status"] for r in got]
+
+
+def test_removing_the_cache_file_purges_an_image_at_the_edge(edge, proxy: NginxProc, origin,
+                                                             generated):
+    """The README's purge recipe: the file whose KEY line names the URL goes, the next GET is a
+    MISS (not an error), and other entries stay."""
+    _, key = generated
+    path = f"/i/{key}.png"
+    edge.get(path)
+    assert edge.get(path).headers["x-cache-status"] == "HIT"
+    files = [f for f in (proxy.prefix / "cache").rglob("*") if f.is_file()
+             and f"KEY: {path}|".encode() in f.read_bytes()]
+    assert len(files) == 1, files
+    files[0].unlink()
+    again = edge.get(path)
+    assert again.status_code == 200 and again.headers["x-cache-status"] == "MISS"
+    assert edge.get(path).headers["x-cache-status"] == "HIT"
+
+
+def test_render_swaps_only_the_marked_values(tmp_path):
+    text = TEMPLATE.read_text()
+    out = render_site(text, origins=["127.0.0.1:1111", "127.0.0.1:2222"], port=3333,
+                      cache_dir=tmp_path / "c", access_log=tmp_path / "a.log", max_body_bytes=4096)
+    changed = [line for line in text.splitlines() if line not in out.splitlines()]
+    assert changed and all("(test:" in line for line in changed), changed
+    assert out.count("server 127.0.0.1:1111 max_fails=3") == 2  # both upstreams, params kept
+    assert out.count("server 127.0.0.1:2222 max_fails=3") == 2
+    assert "listen 127.0.0.1:3333;" in out and "client_max_body_size 4096;" in out
+    assert f"proxy_cache_path {tmp_path / 'c'} " in out
+    with pytest.raises(ValueError, match="listen 80"):
+        render_site(text.replace("listen 80;", "listen 8080;"), origins=["127.0.0.1:1"], port=1,
+                    cache_dir=Path("/tmp/c"), access_log=Path("/tmp/a"))

@@ -153,6 +153,12 @@ def test_amazon_preset_image_passes_amazons_rules(server, bottle):
     again = multipart(server, {"preset": "amazon"}, bottle, accept="image/*")
     assert again.headers["X-Cache"] == "memory"
     assert again.content == r.content
+    # the JSON answer points at the preset's format, at the master's real size
+    body = multipart(server, {"preset": "amazon"}, bottle).json()
+    assert (body["width"], body["height"]) == (2000, 2000)
+    assert f".jpg?q={get_preset('amazon').quality}" in body["url"]
+    fetched = server.client.get(body["url"])
+    assert fetched.status_code == 200 and fetched.headers["content-type"] == "image/jpeg"
 
 
 def test_preset_from_the_server_config_applies(server, box):

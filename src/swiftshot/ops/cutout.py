@@ -89,6 +89,13 @@ class ClassicalParams:
     """Regions smaller than this fraction of the frame are specks, dropped."""
     eps: float = 2e-4
     """Guided filter regularisation (on 0..1 intensities): larger = softer edge."""
+    peel_reach: float = 0.08
+    """How far up from the mask's bottom (fraction of its height) a contact shadow may reach."""
+    peel_step: float = 0.7
+    """Walking up a shadow, a pixel darker than this fraction of the one under it is product."""
+    peel_chroma: float = 1.6
+    """...and so is one with this many times the product chroma threshold (JPEG's colour
+    ringing next to a saturated product reaches past the threshold itself)."""
 
 
 def _fit_backdrop(img: np.ndarray, band: int) -> tuple[np.ndarray, float, np.ndarray]:
@@ -145,9 +152,25 @@ def _grad(x: np.ndarray) -> np.ndarray:
                          cv2.Sobel(x, cv2.CV_32F, 0, 1, ksize=3)) * 0.125
 
 
+@dataclass(frozen=True)
+class Evidence:
+    product: np.ndarray
+    """bool: something the backdrop (lit or shadowed) cannot explain."""
+    bg_like: np.ndarray
+    """bool: the backdrop itself."""
+    shadow_like: np.ndarray
+    """bool: the backdrop's chroma, darker (but not below ``shadow_floor``)."""
+    ratio: np.ndarray
+    """float32: brightness over the backdrop's."""
+    chroma: np.ndarray
+    """float32: chroma distance in units of the product threshold (1 = product)."""
+    tol: np.ndarray
+    """float32: the noise of ``ratio`` (a few sensor-noise units over the backdrop level)."""
+
+
 def _evidence(img: np.ndarray, bg: np.ndarray, sigma: float, band_mask: np.ndarray,
-              p: ClassicalParams) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(product evidence, backdrop-like, shadow-like) boolean maps on the work copy."""
+              p: ClassicalParams) -> Evidence:
+    """Product evidence and what the pixels look like, on the work copy."""
     lum = cv2.transform(img, _MEAN3) + 1.0
     lum_bg = cv2.transform(bg, _MEAN3) + 1.0
     ratio = lum / lum_bg
@@ -172,7 +195,10 @@ def _evidence(img: np.ndarray, bg: np.ndarray, sigma: float, band_mask: np.ndarr
     neutral = chroma < 0.6 * t_chroma
     bg_like = neutral & (np.abs(ratio - 1.0) * lum_bg < max(4.0, 3 * sigma))
     shadow_like = neutral & (ratio >= p.shadow_floor) & ~brighter
-    return evidence, bg_like, shadow_like
+    tol = np.maximum(0.03, 2.5 * sigma / lum_bg)
+    chroma *= 1.0 / t_chroma
+    chroma[brighter] = np.inf
+    return Evidence(evidence, bg_like, shadow_like, ratio, chroma, tol)
 
 
 _CROSS = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
@@ -244,6 +270,84 @@ def _regions(evidence: np.ndarray, bg_like: np.ndarray, shadow_like: np.ndarray,
     return _fill_holes(m, bg_like)
 
 
+def _peel_base_shadow(m: np.ndarray, ev: Evidence, p: ClassicalParams) -> np.ndarray:
+    """Give back the contact shadow under the product's base.
+
+    A contact shadow is darker than ``shadow_floor`` at its core and its far edge is sharp
+    enough to count as an edge, so the closing and the hole filling join it to the product as a
+    band under the base (it printed as a sliver of the old backdrop in every composite). It is
+    told from the product by walking up each column from the mask's bottom: a shadow keeps the
+    backdrop's chroma and darkens smoothly towards the contact line; the product starts where
+    the chroma changes, the brightness steps down (a dark product: a ratio below
+    ``peel_step`` of the pixel under it) or turns brighter again (a light product)."""
+    h, w = m.shape
+    cols = np.nonzero(m.any(0))[0]
+    if not len(cols):
+        return m
+    rows = np.nonzero(m.any(1))[0]
+    reach = max(2, round(p.peel_reach * (rows[-1] - rows[0] + 1)))
+    bottom = h - 1 - np.argmax(m[::-1, cols], axis=0)
+    prev = ev.ratio[np.minimum(bottom + 1, h - 1), cols]
+    out = m.copy()
+    active = np.ones(len(cols), bool)
+    for i in range(reach):
+        y = bottom - i
+        ok = active & (y >= 0)
+        yy = np.maximum(y, 0)
+        r = ev.ratio[yy, cols]
+        tol = ev.tol[yy, cols]
+        shadow = (ok & (m[yy, cols] > 0) & (ev.chroma[yy, cols] < p.peel_chroma)
+                  & (r < 1.0 - tol)
+                  & (r <= prev + tol) & (r >= p.peel_step * prev))
+        out[yy[shadow], cols[shadow]] = 0
+        prev = np.where(shadow, np.minimum(r, prev), prev)
+        active = shadow
+        if not active.any():
+            break
+    return out
+
+
+def _spread(img: np.ndarray, where: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray]:
+    """(colour of ``img`` over ``where`` spread into its surroundings, weight 0..1 of it)."""
+    w = where.astype(np.float32)
+    num = cv2.GaussianBlur(img * w[..., None], (0, 0), sigma)
+    den = cv2.GaussianBlur(w, (0, 0), sigma)[..., None]
+    return num / np.maximum(den, 1e-3), den
+
+
+def _near_backdrop(img: np.ndarray, hard: np.ndarray, bg: np.ndarray) -> np.ndarray:
+    """The backdrop's actual colour near each pixel, spread inwards from clear backdrop.
+
+    Under the base that is the contact shadow, which the smooth fitted surface leaves out:
+    matted against the unshadowed backdrop, a shadowed backdrop pixel next to a darker product
+    sits part-way to it and kept half its alpha (a dark line under the base). Far from any
+    clear backdrop the fitted surface stands in."""
+    local, den = _spread(img, cv2.dilate(hard, np.ones((5, 5), np.uint8)) == 0, 2.0)
+    w = np.clip(den * 4.0, 0.0, 1.0)
+    return (w * local + (1.0 - w) * bg).astype(np.float32)
+
+
+def _trim_rim(img: np.ndarray, hard: np.ndarray, near_bg: np.ndarray) -> np.ndarray:
+    """Give back rim pixels that are plainly backdrop by colour.
+
+    JPEG's colour ringing next to a saturated product passes the chroma test a few pixels out,
+    so the region bulges past the edge, deeper than the edge band, and the bulges printed as
+    specks of the old backdrop in composites. On the rim (up to 4 work pixels in), a pixel whose
+    colour across the backdrop's is clearly not the product's next to it is backdrop. Only
+    where the product's colour differs from the backdrop's: white on white is left alone."""
+    deep = cv2.erode(hard, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (9, 9)))
+    rim = (hard > 0) & (deep == 0)
+    ys, xs = np.nonzero(rim)
+    if not len(ys) or not deep.any():
+        return hard
+    fg, den = _spread(img, deep > 0, 3.0)
+    t, trust, resid = _chroma_matte(img[ys, xs], near_bg[ys, xs], fg[ys, xs])
+    drop = (trust > 0.5) & (t < 0.25) & (resid < 1.0) & (den[ys, xs, 0] > 0.05)
+    out = hard.copy()
+    out[ys[drop], xs[drop]] = 0
+    return out
+
+
 def downscale(img: np.ndarray, side: int) -> np.ndarray:
     """Area-average to about ``side`` on the long side. An integer factor takes OpenCV's fast
     path (several times quicker than a fractional one), and the exact size does not matter."""
@@ -268,7 +372,8 @@ class Found:
     scale: int = 1
     """Integer factor from the work copy to the full image."""
     bg: np.ndarray | None = None
-    """float32 fitted backdrop at the work size (smooth: sampling it is as good as the fit)."""
+    """float32 backdrop colour near each pixel at the work size: the clear backdrop nearby
+    (shadows included), else the fitted surface."""
 
 
 def _box_mean(x: np.ndarray, r: int) -> np.ndarray:
@@ -320,15 +425,18 @@ class ClassicalSegmenter:
         band_mask = np.zeros(img.shape[:2], bool)
         band_mask[:band], band_mask[-band:], band_mask[:, :band], band_mask[:, -band:] = (
             True, True, True, True)
-        evidence, bg_like, shadow_like = _evidence(img, bg, sigma, band_mask, p)
-        hard = _regions(evidence, bg_like, shadow_like, p)
+        ev = _evidence(img, bg, sigma, band_mask, p)
+        hard = _regions(ev.product, ev.bg_like, ev.shadow_like, p)
+        hard = _peel_base_shadow(hard, ev, p)
+        near_bg = _near_backdrop(img, hard, bg)
+        hard = _trim_rim(img, hard, near_bg)
         # The product's own colour near each edge: solid product pixels, spread outwards.
         solid = cv2.erode(hard, np.ones((3, 3), np.uint8)).astype(np.float32)
         num = cv2.GaussianBlur(img * solid[..., None], (0, 0), 1.2)
         den = cv2.GaussianBlur(solid, (0, 0), 1.2)[..., None]
         fg = np.where(den > 1e-3, num / np.maximum(den, 1e-3), img).astype(np.float32)
         k = max(1, round(rgb.shape[1] / small.shape[1]))
-        return Found(small, hard, coef, fg, k, bg)
+        return Found(small, hard, coef, fg, k, near_bg)
 
     def hard_mask(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(work copy, 0/1 uint8 mask at the work size)."""
@@ -404,6 +512,28 @@ def _dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return a[:, 0] * b[:, 0] + a[:, 1] * b[:, 1] + a[:, 2] * b[:, 2]
 
 
+def _chroma_matte(pix: np.ndarray, b: np.ndarray, f: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Matting on the part of colour across the backdrop's colour B (N×3 float32 each).
+
+    A shadow scales B, so it moves a pixel only along B: a pixel α·F + (1-α)·s·B, with the
+    component along B removed, is α times F's, whatever the shadow s. Returns (α, trust,
+    residual): trust is 0..1 by how far F's colour lies across B (a white product on a white
+    sweep has none, a red mug on blue paper plenty); the residual is the pixel's distance off
+    the segment, in units of half its length."""
+    inv_bb = 1.0 / np.maximum(_dot(b, b), 1.0)
+    fb = f - b
+    pb = pix - b
+    fb_x = fb - (_dot(fb, b) * inv_bb)[:, None] * b
+    pb_x = pb - (_dot(pb, b) * inv_bb)[:, None] * b
+    n2_x = _dot(fb_x, fb_x)
+    t_x = np.clip(_dot(pb_x, fb_x) / np.maximum(n2_x, 1.0), 0, 1)
+    trust = np.clip((np.sqrt(n2_x) - 16.0) / 24.0, 0, 1)
+    resid = np.sqrt(np.maximum(_dot(pb_x, pb_x) - t_x * t_x * n2_x, 0)) / np.sqrt(
+        np.maximum(n2_x, 1.0)) * 2
+    return t_x, trust, resid
+
+
 def _matte(pix: np.ndarray, b: np.ndarray, f: np.ndarray, old: np.ndarray) -> np.ndarray:
     """Known-backdrop matting: a pixel is α·F + (1-α)·B with B the fitted backdrop and F the
     product colour next to it, so α is where the pixel sits on the segment B→F. Trusted where F
@@ -417,14 +547,21 @@ def _matte(pix: np.ndarray, b: np.ndarray, f: np.ndarray, old: np.ndarray) -> np
     dist = np.sqrt(n2)
     conf = np.clip((dist - 12.0) / 24.0, 0, 1) * np.clip(1.5 - resid / np.maximum(dist, 1) * 2, 0, 1)
     alpha = np.clip(t, 0, 1)
+    t_x, w_x, resid_x = _chroma_matte(pix, b, f)
+    alpha = w_x * t_x + (1 - w_x) * alpha
+    bb = _dot(b, b)
+    inv_bb = 1.0 / np.maximum(bb, 1.0)
     # A pixel with the backdrop's chroma that is only darker may be shadow, which the backdrop
     # model does not include: the matte may lower its alpha but not raise it.
-    bb = _dot(b, b)
-    kb = _dot(pix, b) / np.maximum(bb, 1.0)
+    kb = _dot(pix, b) * inv_bb
     off_chroma = np.sqrt(np.maximum(_dot(pix, pix) - kb * kb * bb, 0))
     shadowish = (off_chroma < 10.0) & (kb < 1.0)
     alpha = np.where(shadowish, np.minimum(alpha, old), alpha)
-    alpha = np.clip(alpha, old - 0.5, old + 0.5)
+    # The work mask is trusted to within half an alpha, unless the colour across B is clear:
+    # then the matte decides (the work mask bulges a few pixels past a saturated product's edge
+    # where JPEG smears its colour, and those bulges printed as specks of the old backdrop).
+    alpha = np.where(w_x > 0.5, alpha, np.clip(alpha, old - 0.5, old + 0.5))
+    conf = np.maximum(conf, w_x * np.clip(1.5 - resid_x, 0, 1))
     return conf * alpha + (1 - conf) * old
 
 

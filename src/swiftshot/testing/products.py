@@ -318,3 +318,28 @@ def make_mannequin_photo(size: tuple[int, int] = (480, 600), seed: int = 0) -> M
     mannequin = man_vis >= 0.5
     opening = mannequin & (_down(neck_cut, h, w) >= 0.5) & (np.arange(h)[:, None] > 0.21 * h)
     return MannequinPhoto(out, garment, mannequin, opening, key)
+
+
+def base_band(coverage: np.ndarray, frac: float = 0.02) -> np.ndarray:
+    """bool: the backdrop just under the product, a band ``frac`` of the product's height tall
+    below the lowest pixel the product touches in each of its columns. The contact shadow lies
+    there; a cutout that keeps it prints a sliver of the old backdrop under every composite."""
+    h, w = coverage.shape
+    solid = coverage >= 0.5
+    rows = np.nonzero(solid.any(1))[0]
+    if not len(rows):
+        return np.zeros((h, w), bool)
+    tall = max(2, round(frac * (rows[-1] - rows[0] + 1)))
+    cols = np.nonzero(solid.any(0))[0]
+    touched = coverage[:, cols] > 0.02
+    lowest = h - 1 - np.argmax(touched[::-1], axis=0)
+    y = np.arange(h)[:, None]
+    band = np.zeros((h, w), bool)
+    band[:, cols] = (y > lowest) & (y <= lowest + tall)
+    return band & (coverage <= 0.0)
+
+
+def base_band_alpha(alpha: np.ndarray, coverage: np.ndarray, frac: float = 0.02) -> float:
+    """Mean alpha a cutout left in ``base_band`` (0 is right; a kept shadow band is 0.3–0.7)."""
+    band = base_band(coverage, frac)
+    return float(alpha[band].mean()) if band.any() else 0.0

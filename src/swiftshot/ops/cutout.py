@@ -253,7 +253,7 @@ def _fill_outlines(m: np.ndarray, bg_like: np.ndarray) -> np.ndarray:
 
 
 def _regions(evidence: np.ndarray, bg_like: np.ndarray, shadow_like: np.ndarray,
-             p: ClassicalParams) -> np.ndarray:
+             p: ClassicalParams, img: np.ndarray, bg: np.ndarray) -> np.ndarray:
     h, w = evidence.shape
     m = evidence.astype(np.uint8)
     m = cv2.morphologyEx(m, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (7, 7)))
@@ -262,9 +262,22 @@ def _regions(evidence: np.ndarray, bg_like: np.ndarray, shadow_like: np.ndarray,
     m = _fill_outlines(m, bg_like)
     # Edge evidence and the closing spill a few pixels past the true edge; give back the rim
     # pixels that look like backdrop or shadow.
-    inner = cv2.erode(m, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (7, 7)))
-    rim = (m > 0) & (inner == 0)
+    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (7, 7))
+    rim = (m > 0) & (cv2.erode(m, disc) == 0)
     m[rim & (bg_like | shadow_like)] = 0
+    # A strong step (a black box on white) has a side lobe of edge evidence a few pixels out,
+    # parallel to the edge: the closing made a strip of plain backdrop of it, deeper than one
+    # rim, which printed as a light line along the product. Plain backdrop next to a product
+    # that is clearly not backdrop-coloured is given back to the edge (a white product's faces
+    # are left alone: they look like plain backdrop).
+    near, den = _spread(img, cv2.erode(m, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (9, 9))) > 0,
+                        3.0)
+    contrast = (np.sqrt(cv2.transform((near - bg) ** 2, _SUM3)) > 40.0) & (den[..., 0] > 0.05)
+    for _ in range(2):
+        rim = (m > 0) & (cv2.erode(m, disc) == 0) & bg_like & contrast
+        if not rim.any():
+            break
+        m[rim] = 0
     m = cv2.morphologyEx(m, cv2.MORPH_OPEN, _CROSS)
     m = _drop_specks(m, p.min_region * h * w)
     return _fill_holes(m, bg_like)
@@ -277,9 +290,10 @@ def _peel_base_shadow(m: np.ndarray, ev: Evidence, p: ClassicalParams) -> np.nda
     enough to count as an edge, so the closing and the hole filling join it to the product as a
     band under the base (it printed as a sliver of the old backdrop in every composite). It is
     told from the product by walking up each column from the mask's bottom: a shadow keeps the
-    backdrop's chroma and darkens smoothly towards the contact line; the product starts where
-    the chroma changes, the brightness steps down (a dark product: a ratio below
-    ``peel_step`` of the pixel under it) or turns brighter again (a light product)."""
+    backdrop's chroma and darkens towards the contact line; the product starts where the
+    chroma changes, the brightness steps down (a dark product: a ratio below ``peel_step`` of
+    the pixel under it), turns brighter again (a light product) or stays flat (the face of a
+    grey or white product: the walk is cut back to the last pixel that still darkened)."""
     h, w = m.shape
     cols = np.nonzero(m.any(0))[0]
     if not len(cols):
@@ -287,23 +301,30 @@ def _peel_base_shadow(m: np.ndarray, ev: Evidence, p: ClassicalParams) -> np.nda
     rows = np.nonzero(m.any(1))[0]
     reach = max(2, round(p.peel_reach * (rows[-1] - rows[0] + 1)))
     bottom = h - 1 - np.argmax(m[::-1, cols], axis=0)
-    prev = ev.ratio[np.minimum(bottom + 1, h - 1), cols]
-    out = m.copy()
+    below = ev.ratio[np.minimum(bottom + 1, h - 1), cols]
+    low = below.copy()
     active = np.ones(len(cols), bool)
+    flat = np.zeros(len(cols), np.int32)
+    last = np.full(len(cols), -1)
     for i in range(reach):
         y = bottom - i
-        ok = active & (y >= 0)
         yy = np.maximum(y, 0)
         r = ev.ratio[yy, cols]
         tol = ev.tol[yy, cols]
-        shadow = (ok & (m[yy, cols] > 0) & (ev.chroma[yy, cols] < p.peel_chroma)
-                  & (r < 1.0 - tol)
-                  & (r <= prev + tol) & (r >= p.peel_step * prev))
-        out[yy[shadow], cols[shadow]] = 0
-        prev = np.where(shadow, np.minimum(r, prev), prev)
-        active = shadow
+        shadow = (active & (y >= 0) & (m[yy, cols] > 0) & (ev.chroma[yy, cols] < p.peel_chroma)
+                  & (r < 1.0 - tol) & (r <= low + tol) & (r >= p.peel_step * below))
+        darker = r < below - 0.5 * tol
+        flat = np.where(darker, 0, flat + 1)
+        last = np.where(shadow & darker, i, last)
+        low = np.minimum(low, r)
+        below = r
+        active = shadow & (flat <= 2)
         if not active.any():
             break
+    out = m.copy()
+    for i in range(int(last.max()) + 1):
+        sel = last >= i
+        out[bottom[sel] - i, cols[sel]] = 0
     return out
 
 
@@ -322,8 +343,8 @@ def _near_backdrop(img: np.ndarray, hard: np.ndarray, bg: np.ndarray) -> np.ndar
     matted against the unshadowed backdrop, a shadowed backdrop pixel next to a darker product
     sits part-way to it and kept half its alpha (a dark line under the base). Far from any
     clear backdrop the fitted surface stands in."""
-    local, den = _spread(img, cv2.dilate(hard, np.ones((5, 5), np.uint8)) == 0, 2.0)
-    w = np.clip(den * 4.0, 0.0, 1.0)
+    local, den = _spread(img, cv2.dilate(hard, np.ones((5, 5), np.uint8)) == 0, 2.5)
+    w = np.clip(den * 20.0, 0.0, 1.0)
     return (w * local + (1.0 - w) * bg).astype(np.float32)
 
 
@@ -426,7 +447,7 @@ class ClassicalSegmenter:
         band_mask[:band], band_mask[-band:], band_mask[:, :band], band_mask[:, -band:] = (
             True, True, True, True)
         ev = _evidence(img, bg, sigma, band_mask, p)
-        hard = _regions(ev.product, ev.bg_like, ev.shadow_like, p)
+        hard = _regions(ev.product, ev.bg_like, ev.shadow_like, p, img, bg)
         hard = _peel_base_shadow(hard, ev, p)
         near_bg = _near_backdrop(img, hard, bg)
         hard = _trim_rim(img, hard, near_bg)
@@ -552,10 +573,13 @@ def _matte(pix: np.ndarray, b: np.ndarray, f: np.ndarray, old: np.ndarray) -> np
     bb = _dot(b, b)
     inv_bb = 1.0 / np.maximum(bb, 1.0)
     # A pixel with the backdrop's chroma that is only darker may be shadow, which the backdrop
-    # model does not include: the matte may lower its alpha but not raise it.
+    # model does not include: the matte may lower its alpha but not raise it. Not when it is
+    # darker than ``shadow_floor`` of the backdrop next to it (which is shadowed already, if
+    # there is a shadow): that is a dark product, whose edge pixels were held at the guided
+    # filter's soft value (half-transparent black product over a cast shadow).
     kb = _dot(pix, b) * inv_bb
     off_chroma = np.sqrt(np.maximum(_dot(pix, pix) - kb * kb * bb, 0))
-    shadowish = (off_chroma < 10.0) & (kb < 1.0)
+    shadowish = (off_chroma < 10.0) & (kb < 1.0) & (kb > 0.42)
     alpha = np.where(shadowish, np.minimum(alpha, old), alpha)
     # The work mask is trusted to within half an alpha, unless the colour across B is clear:
     # then the matte decides (the work mask bulges a few pixels past a saturated product's edge

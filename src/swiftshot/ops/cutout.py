@@ -270,15 +270,17 @@ def _regions(evidence: np.ndarray, bg_like: np.ndarray, shadow_like: np.ndarray,
     # rim, which printed as a light line along the product. Plain backdrop next to a product
     # that is clearly not backdrop-coloured is given back to the edge (a white product's faces
     # are left alone: they look like plain backdrop).
+    box = _around(m, 12)
     cand = (m > 0) & bg_like
-    if cand.any():
+    if box is not None and cand.any():
+        mb = m[box]
         num, den = _spread_parts(
-            img, cv2.erode(m, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (9, 9))) > 0, 3.0)
-        ys, xs = np.nonzero(cand)
+            img[box], cv2.erode(mb, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (9, 9))) > 0, 3.0)
+        ys, xs = np.nonzero(cand[box])
         d = den[ys, xs]
-        off = num[ys, xs] / np.maximum(d, 1e-3)[:, None] - bg[ys, xs]
+        off = num[ys, xs] / np.maximum(d, 1e-3)[:, None] - bg[box][ys, xs]
         contrast = np.zeros_like(cand)
-        contrast[ys, xs] = (np.sqrt((off * off).sum(1)) > 40.0) & (d > 0.05)
+        contrast[box][ys, xs] = (np.sqrt((off * off).sum(1)) > 40.0) & (d > 0.05)
         for _ in range(2):
             rim = (m > 0) & (cv2.erode(m, disc) == 0) & contrast
             if not rim.any():
@@ -332,6 +334,16 @@ def _peel_base_shadow(m: np.ndarray, ev: Evidence, p: ClassicalParams) -> np.nda
         sel = last >= i
         out[bottom[sel] - i, cols[sel]] = 0
     return out
+
+
+def _around(m: np.ndarray, margin: int) -> tuple[slice, slice] | None:
+    """Slices of ``m``'s bounding box grown by ``margin`` (clipped); None when ``m`` is empty."""
+    rows = np.nonzero(m.any(1))[0]
+    if not len(rows):
+        return None
+    cols = np.nonzero(m.any(0))[0]
+    return (slice(max(0, rows[0] - margin), rows[-1] + margin + 1),
+            slice(max(0, cols[0] - margin), cols[-1] + margin + 1))
 
 
 def _spread_parts(img: np.ndarray, where: np.ndarray, sigma: float
@@ -466,8 +478,14 @@ class ClassicalSegmenter:
         ev = _evidence(img, bg, sigma, band_mask, p)
         hard = _regions(ev.product, ev.bg_like, ev.shadow_like, p, img, bg)
         hard = _peel_base_shadow(hard, ev, p)
-        near_bg = _near_backdrop(img, hard, bg)
-        hard = _trim_rim(img, hard, near_bg)
+        # What follows only matters near the product: work on its bounding box (plus more than
+        # the blurs reach), a quarter of the frame or less for a typical product shot.
+        near_bg = bg.copy()
+        box = _around(hard, 12)
+        if box is not None:
+            near_bg[box] = _near_backdrop(img[box], hard[box], bg[box])
+            hard = hard.copy()
+            hard[box] = _trim_rim(img[box], hard[box], near_bg[box])
         # The product's own colour near each edge: solid product pixels, spread outwards.
         solid = cv2.erode(hard, np.ones((3, 3), np.uint8)).astype(np.float32)
         num = cv2.GaussianBlur(img * solid[..., None], (0, 0), 1.2)

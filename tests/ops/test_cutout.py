@@ -21,9 +21,9 @@ from swiftshot.testing.products import CASES, base_band, base_band_alpha, iou, m
 # Measured on this set at 640×640 (docs/OPS.md has the table) minus a margin, so a change that
 # makes any case clearly worse fails here.
 FLOORS = {
-    "bottle_white_sweep": 0.95, "box_gradient": 0.95, "sneaker_textured": 0.96,
-    "mug_handle_white_sweep": 0.95, "white_on_white": 0.78, "bottle_grey_noisy_jpeg": 0.95,
-    "dark_box_hard_shadow": 0.94, "mug_gradient_jpeg": 0.94,
+    "bottle_white_sweep": 0.975, "box_gradient": 0.975, "sneaker_textured": 0.975,
+    "mug_handle_white_sweep": 0.975, "white_on_white": 0.80, "bottle_grey_noisy_jpeg": 0.975,
+    "dark_box_hard_shadow": 0.975, "mug_gradient_jpeg": 0.975,
 }
 SIZE = (640, 640)
 
@@ -48,7 +48,7 @@ def test_iou_per_case(scores, name):
 
 
 def test_mean_iou(scores):
-    assert np.mean(list(scores.values())) >= 0.93
+    assert np.mean(list(scores.values())) >= 0.96
 
 
 def test_other_seeds_and_sizes_hold_up():

@@ -17,11 +17,16 @@ refine the edge:
 3. **Regions.** Evidence is closed into regions; small specks are dropped. Holes inside the
    product (a mug's handle) stay background when they look like the backdrop; holes that are
    neither backdrop nor shadow (a white face of a white product) are filled.
-4. **Edge.** Only a band a few work pixels wide around the region's edge is computed at full
-   resolution (inside is 1, outside 0). There, each pixel is matted against the known
-   backdrop: it is α·F + (1-α)·B with B the fitted backdrop and F the product colour next to
-   it, so α is its position on the segment B→F. Where F and B are too alike to tell (white on
-   white), a guided filter (He et al.) of the work mask stands in.
+4. **Contact shadow.** The shadow under the base is dark and sharp-edged enough to join the
+   product; each column is walked up from the bottom and what keeps the backdrop's chroma
+   while darkening towards the contact line is given back (``_peel_base_shadow``).
+5. **Edge.** Only a band a few work pixels wide around the region's edge is computed at full
+   resolution (inside is 1, outside 0). There, each pixel is matted against the backdrop next
+   to it: it is α·F + (1-α)·B with B the nearby backdrop (its shadow included) and F the
+   product colour next to it, so α is its position on the segment B→F, measured across B's
+   colour where F's colour differs (a shadow, a scaling of B, cannot move it there). Where F
+   and B are too alike to tell (white on white), a guided filter (He et al.) of the work mask
+   stands in.
 
 A photo that already has an alpha channel keeps it.
 

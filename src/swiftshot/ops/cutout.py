@@ -586,11 +586,14 @@ def _chroma_matte(pix: np.ndarray, b: np.ndarray, f: np.ndarray
     fb = f - b
     pb = pix - b
     fb_x = fb - (_dot(fb, b) * inv_bb)[:, None] * b
-    pb_x = pb - (_dot(pb, b) * inv_bb)[:, None] * b
     n2_x = _dot(fb_x, fb_x)
-    t_x = np.clip(_dot(pb_x, fb_x) / np.maximum(n2_x, 1.0), 0, 1)
+    # fb_x is across B, so pb's part along B drops out of the dot product by itself, and the
+    # length of pb across B follows from Pythagoras: no second projected array is needed.
+    t_x = np.clip(_dot(pb, fb_x) / np.maximum(n2_x, 1.0), 0, 1)
+    pb_b = _dot(pb, b)
+    pb2_x = _dot(pb, pb) - pb_b * pb_b * inv_bb
     trust = np.clip((np.sqrt(n2_x) - 16.0) / 24.0, 0, 1)
-    resid = np.sqrt(np.maximum(_dot(pb_x, pb_x) - t_x * t_x * n2_x, 0)) / np.sqrt(
+    resid = np.sqrt(np.maximum(pb2_x - t_x * t_x * n2_x, 0)) / np.sqrt(
         np.maximum(n2_x, 1.0)) * 2
     return t_x, trust, resid
 

@@ -44,6 +44,15 @@ class ServerSettings(_Section):
     """Log one line per request (uvicorn's access log). Off by default: it costs on the hot path."""
     retry_after_s: float = Field(5.0, ge=0)
     """Retry-After sent with 503s while warming up or draining."""
+    max_work: int | None = Field(None, ge=1)
+    """Requests doing work past a cache hit at once (misses in queue, inference and master
+    encode; variant encodes; uploads and cutouts). Past it, 503 ``overloaded`` with Retry-After
+    at once, instead of an unbounded thread-pool backlog that slows every request, cache hits
+    included. None: 8 per CPU core (16 on 2 cores)."""
+    realtime_reserve: float = Field(0.25, ge=0, lt=1)
+    """Share of ``max_work`` only realtime requests may use (at least one place when > 0)."""
+    overload_retry_after_s: float = Field(1.0, ge=0)
+    """Retry-After sent with 503 ``overloaded`` (the work gate) and ``deadline`` refusals."""
 
 
 class CacheSettings(_Section):

@@ -26,6 +26,8 @@ from PIL import Image
 from swiftshot import pipeline, telemetry
 from swiftshot.config import Settings
 from swiftshot.engines import Engine, FakeEngine, create_engine
+from swiftshot.runtime.gate import WorkGate, default_capacity
+from swiftshot.runtime.worker import Rejected
 from swiftshot.spec import RenderSpec, variant_key
 
 PNG_QUALITY = 100
@@ -133,6 +135,9 @@ class Service:
         # from 4.9 ms unloaded to 33.7 ms under the serving mix).
         self._master_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="swiftshot-master")
         self._default_quality = dict(settings.delivery.quality)
+        server = settings.server
+        self.gate = WorkGate(server.max_work or default_capacity(), server.realtime_reserve,
+                             server.overload_retry_after_s)
         self.draining = False
         self.started = False
 
@@ -189,7 +194,8 @@ class Service:
                 return self._rendered(key, spec, hit[0], None, hit[1], stages)
 
         async def lead() -> _Made:
-            return await self.generate(spec, key, priority, deadline_s, products)
+            with self.gate.hold(priority):
+                return await self.generate(spec, key, priority, deadline_s, products)
 
         def join() -> None:
             # A more urgent caller joining a queued generation raises it to its own class.
@@ -199,9 +205,10 @@ class Service:
 
         t0 = time.perf_counter_ns()
         if cacheable:
-            made, shared = await self.flight.do(key, lead, join)
+            made, shared = await self.by_deadline(self.flight.do(key, lead, join), priority,
+                                                   deadline_s)
         else:
-            made, shared = await lead(), False
+            made, shared = await self.by_deadline(lead(), priority, deadline_s), False
         if shared:  # SingleFlight counts it in swiftshot_coalesced_total
             stages.add("coalesced", t0, time.perf_counter_ns())
             return self._rendered(key, spec, made.master, made.image, "coalesced", stages,
@@ -212,6 +219,35 @@ class Service:
         stages.add("infer", q_end, i_end)
         stages.add("master", i_end, i_end + int(made.master_s * 1e9))
         return self._rendered(key, spec, made.master, made.image, "miss", stages, made.batch_size)
+
+    def deadline_for(self, priority: str, deadline_s: float | None) -> float:
+        if deadline_s is not None:
+            return deadline_s
+        return self.settings.scheduler.deadline_ms.get(priority, 10_000) / 1000.0  # type: ignore[call-overload]
+
+    async def by_deadline(self, work: Awaitable[Any], priority: str,
+                           deadline_s: float | None) -> Any:
+        """``work``'s result, or 503 ``deadline`` when the request's deadline passes first.
+
+        The worker refuses work still queued at its deadline, but a caller that joined a twin
+        in flight, or whose render runs late or waits on the master encode, would otherwise
+        get a late 200. The work itself goes on (its result is cached for the next asker);
+        only this caller stops waiting. A caller that hangs up cancels it as before.
+        """
+        limit = self.deadline_for(priority, deadline_s)
+        task = asyncio.ensure_future(work)
+        try:
+            done, _ = await asyncio.wait({task}, timeout=limit)
+        except asyncio.CancelledError:
+            task.cancel()
+            raise
+        if not done:
+            task.add_done_callback(_retrieved)
+            telemetry.REJECTED.labels(reason="deadline").inc()
+            raise Rejected(503, "deadline", self.settings.server.overload_retry_after_s,
+                           f"not done within the {priority} deadline of {limit:g}s; the work "
+                           f"goes on and a retry may find it cached")
+        return task.result()
 
     def normalise(self, spec: RenderSpec) -> RenderSpec:
         return self.normalise_and_key(spec)[0]
@@ -283,11 +319,15 @@ class Service:
 
     async def variant(self, key: str, fmt: str, quality: int | None, width: int | None = None,
                       *, image: Image.Image | None = None, master: bytes | None = None,
-                      stages: telemetry.Stages | None = None) -> bytes | None:
+                      stages: telemetry.Stages | None = None,
+                      priority: str = "standard") -> bytes | None:
         """Encoded variant of the master ``key``, or None when no such master is cached.
 
         Each variant is encoded once (concurrent asks share one encode) and cached under
-        ``variant_key``; pass ``image``/``master`` when the caller already holds them.
+        ``variant_key``; pass ``image``/``master`` when the caller already holds them. A new
+        encode of a cached master takes a place in the work gate (503 ``overloaded`` when
+        full); one of an ``image`` this request just rendered is the tail of work admitted
+        already, and joining an encode in flight adds none.
         """
         q = self.quality_for(fmt, quality)
         vkey = variant_key(key, fmt, q, width)
@@ -302,10 +342,25 @@ class Service:
         if task is None:
             # Not SingleFlight: a variant is worth finishing (and caching) even if every asker
             # hangs up, and joining an encode is not a "coalesced generation" in the metrics.
-            task = asyncio.ensure_future(
-                self._make_variant(key, vkey, fmt, quality, width, image, master))
+            gated = image is None
+            if gated:
+                self.gate.enter(priority)
+            try:
+                task = asyncio.ensure_future(
+                    self._make_variant(key, vkey, fmt, quality, width, image, master))
+            except BaseException:
+                if gated:
+                    self.gate.leave()
+                raise
             self._encoding[vkey] = task
-            task.add_done_callback(lambda t: self._encoding.pop(vkey, None) and _retrieved(t))
+
+            def done(t: asyncio.Task[bytes | None], gated: bool = gated) -> None:
+                if gated:
+                    self.gate.leave()
+                if self._encoding.pop(vkey, None) is not None:
+                    _retrieved(t)
+
+            task.add_done_callback(done)
         data = await asyncio.shield(task)
         if stages is not None:
             stages.add("encode", t0, time.perf_counter_ns())

@@ -35,8 +35,9 @@ def test_overload_gives_429_with_retry_after(serve):
 def test_abandoned_requests_free_their_capacity(serve):
     """200 clients hang up after 0.5 s; the queue empties at once and the next request gets
     through, instead of waiting behind 200 renders nobody will read."""
+    # the work gate would refuse most of them at once; this is about the ones it lets in
     s = serve(env={"SWIFTSHOT_ENGINE__FAKE__DELAY_S": "0.4", "SWIFTSHOT_ENGINE__FAKE__STEPS": "4",
-                   "SWIFTSHOT_SCHEDULER__MAX_BATCH_SIZE": "4"})
+                   "SWIFTSHOT_SCHEDULER__MAX_BATCH_SIZE": "4", "SWIFTSHOT_SERVER__MAX_WORK": "400"})
     bodies = [{"prompt": f"abandoned {i}", "size": "64x64"} for i in range(200)]
 
     async def abandon():
@@ -73,3 +74,33 @@ def test_engine_failure_fails_only_its_batch(serve):
     # the server is fine afterwards, and the failure was not cached
     assert s.client.post("/v1/render", json={"prompt": "fine after", "size": "64x64"}).status_code == 200
     assert s.client.post("/v1/render", json=bodies[0]).status_code == 502
+
+
+def test_work_past_capacity_is_refused_at_once_and_hits_still_served(serve):
+    s = serve(env={"SWIFTSHOT_ENGINE__FAKE__DELAY_S": "0.5",
+                   "SWIFTSHOT_SCHEDULER__MAX_BATCH_SIZE": "1",
+                   "SWIFTSHOT_SERVER__MAX_WORK": "2", "SWIFTSHOT_SERVER__REALTIME_RESERVE": "0.5",
+                   "SWIFTSHOT_AUTH__ANONYMOUS_TIER": "realtime"})
+    assert s.client.post("/v1/render", json={"prompt": "popular", "size": "64x64"}).status_code == 200
+
+    async def burst():
+        async with httpx.AsyncClient(base_url=s.url, timeout=30) as c:
+            std = {"X-Priority": "standard"}
+            misses = [asyncio.ensure_future(c.post("/v1/render", json={"prompt": f"m{i}", "size": "64x64"}, headers=std))
+                      for i in range(6)]
+            await asyncio.sleep(0.2)  # the first miss holds the only standard place now
+            hit = await c.post("/v1/render", json={"prompt": "popular", "size": "64x64"},
+                               headers={"X-Priority": "batch"})
+            urgent = await c.post("/v1/render", json={"prompt": "urgent", "size": "64x64"},
+                                  headers={"X-Priority": "realtime"})
+            return await asyncio.gather(*misses), hit, urgent
+
+    misses, hit, urgent = asyncio.run(burst())
+    codes = sorted(r.status_code for r in misses)
+    assert codes == [200] + [503] * 5, codes
+    for r in misses:
+        if r.status_code == 503:
+            assert r.json()["error"]["code"] == "overloaded" and int(r.headers["retry-after"]) >= 1
+    assert hit.status_code == 200 and hit.headers["x-cache"] == "memory"
+    assert urgent.status_code == 200 and urgent.headers["x-cache"] == "miss", urgent.text  # the reserve
+    assert s.metric("swiftshot_rejected_total", reason="overloaded") == 5

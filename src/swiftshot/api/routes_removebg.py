@@ -39,9 +39,10 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import Response
 
-from swiftshot.api.errors import ApiError
+from swiftshot.api.errors import ApiError, retry_after
 from swiftshot.inputs import InputError, decode_b64, load_image
 from swiftshot.ops import OpsError
+from swiftshot.runtime.worker import Rejected
 
 router = APIRouter()
 
@@ -59,9 +60,11 @@ class RbgError(Exception):
         self.status, self.title, self.code = status, title, code
 
 
-def rbg_error(status: int, title: str, code: str) -> Response:
+def rbg_error(status: int, title: str, code: str,
+              headers: dict[str, str] | None = None) -> Response:
     body = {"errors": [{"title": title, "code": code, "detail": title}]}
-    return Response(orjson.dumps(body), status_code=status, media_type="application/json")
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json",
+                    headers=headers)
 
 
 @dataclass(frozen=True)
@@ -328,11 +331,12 @@ def process(data: bytes, bg_data: bytes | None, opts: Options, settings) -> Resu
 
 async def removebg(request: Request) -> Response:
     settings = request.app.state.settings
+    svc = request.app.state.service
     try:
         try:
             from swiftshot.api.common import caller
 
-            caller(request)
+            _, prio, deadline = caller(request)
         except ApiError as e:
             raise RbgError(e.status, e.message, e.code or "auth_failed") from None
         fields = await _fields(request, settings.limits.max_upload_bytes)
@@ -342,7 +346,17 @@ async def removebg(request: Request) -> Response:
             raise RbgError(400, "no image given: send image_file, image_file_b64 or image_url",
                            "missing_source")
         bg_data = await _image_bytes(fields, settings, "bg_image")
-        result = await asyncio.to_thread(process, data, bg_data, opts, settings)
+
+
+        async def work() -> Result:
+            # The place is held until the thread is done, even after a caller past its
+            # deadline has been answered: the cores are busy until then.
+            with svc.gate.hold(prio):
+                return await asyncio.to_thread(process, data, bg_data, opts, settings)
+
+        result = await svc.by_deadline(work(), prio, deadline)
+    except Rejected as e:
+        return rbg_error(e.status, e.message, e.reason, retry_after(e.retry_after_s))
     except RbgError as e:
         return rbg_error(e.status, e.title, e.code)
     except InputError as e:

@@ -23,6 +23,7 @@ format when ``Accept`` admits it, else negotiated).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import time
 from collections.abc import Sequence
@@ -107,16 +108,19 @@ async def render(request: Request) -> Response:
     if r is None:
         if missing:
             raise _missing_error(missing)
-        products = None
-        if sent:
-            t0 = time.perf_counter_ns()
-            products = await _decode(sent.values(), settings.limits)
-            stages.add("decode", t0, time.perf_counter_ns())
-        try:
-            r = await svc.render(spec, priority=prio, deadline_s=deadline, products=products,
-                                 stages=stages)
-        except OpsError as e:  # an op that cannot run on this photo (an empty cutout ...)
-            raise ApiError(e.status, str(e), param="ops", code="invalid_ops") from None
+        # An upload's decode and its render share one place in the work gate (the render's
+        # own hold sees it is held already).
+        with svc.gate.hold(prio) if sent else contextlib.nullcontext():
+            products = None
+            if sent:
+                t0 = time.perf_counter_ns()
+                products = await _decode(sent.values(), settings.limits)
+                stages.add("decode", t0, time.perf_counter_ns())
+            try:
+                r = await svc.render(spec, priority=prio, deadline_s=deadline,
+                                     products=products, stages=stages)
+            except OpsError as e:  # an op that cannot run on this photo (an empty cutout ...)
+                raise ApiError(e.status, str(e), param="ops", code="invalid_ops") from None
     w, h = await _size(svc, r, bool(ops) or rule is not None)
     if rule is not None and "output_format" not in spec.model_fields_set:
         fmt = rule.format

@@ -81,7 +81,9 @@ def test_work_past_capacity_is_refused_at_once_and_hits_still_served(serve):
                    "SWIFTSHOT_SCHEDULER__MAX_BATCH_SIZE": "1",
                    "SWIFTSHOT_SERVER__MAX_WORK": "2", "SWIFTSHOT_SERVER__REALTIME_RESERVE": "0.5",
                    "SWIFTSHOT_AUTH__ANONYMOUS_TIER": "realtime"})
-    assert s.client.post("/v1/render", json={"prompt": "popular", "size": "64x64"}).status_code == 200
+    first = s.client.post("/v1/render", json={"prompt": "popular", "size": "64x64"})
+    assert first.status_code == 200
+    avif = f"/i/{first.json()['key']}.avif"
 
     async def burst():
         async with httpx.AsyncClient(base_url=s.url, timeout=30) as c:
@@ -91,11 +93,12 @@ def test_work_past_capacity_is_refused_at_once_and_hits_still_served(serve):
             await asyncio.sleep(0.2)  # the first miss holds the only standard place now
             hit = await c.post("/v1/render", json={"prompt": "popular", "size": "64x64"},
                                headers={"X-Priority": "batch"})
+            encode = await c.get(avif)  # a variant not encoded yet: work past the cache
             urgent = await c.post("/v1/render", json={"prompt": "urgent", "size": "64x64"},
                                   headers={"X-Priority": "realtime"})
-            return await asyncio.gather(*misses), hit, urgent
+            return await asyncio.gather(*misses), hit, encode, urgent
 
-    misses, hit, urgent = asyncio.run(burst())
+    misses, hit, encode, urgent = asyncio.run(burst())
     codes = sorted(r.status_code for r in misses)
     assert codes == [200] + [503] * 5, codes
     for r in misses:
@@ -103,4 +106,7 @@ def test_work_past_capacity_is_refused_at_once_and_hits_still_served(serve):
             assert r.json()["error"]["code"] == "overloaded" and int(r.headers["retry-after"]) >= 1
     assert hit.status_code == 200 and hit.headers["x-cache"] == "memory"
     assert urgent.status_code == 200 and urgent.headers["x-cache"] == "miss", urgent.text  # the reserve
-    assert s.metric("swiftshot_rejected_total", reason="overloaded") == 5
+    assert encode.status_code == 503 and encode.json()["error"]["code"] == "overloaded"
+    assert int(encode.headers["retry-after"]) >= 1
+    assert s.metric("swiftshot_rejected_total", reason="overloaded") == 6
+    assert s.client.get(avif).status_code == 200  # the places are free again

@@ -18,8 +18,9 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
-from swiftshot.api.errors import ApiError, error_response
+from swiftshot.api.errors import ApiError, error_response, response_for
 from swiftshot.delivery import negotiate
+from swiftshot.runtime.worker import Rejected
 from swiftshot.spec import MAX_SIDE
 
 router = APIRouter()
@@ -150,6 +151,8 @@ def fast_asgi(state: Any) -> Callable[[Any, Any, Any], Awaitable[None]]:
         except ApiError as e:
             out = error_response(e.status, e.message, param=e.param, code=e.code,
                                  headers=e.headers)
+        except Rejected as e:  # the work gate was full for an encode: 503 with Retry-After
+            out = response_for(e)
         except Exception as e:  # noqa: BLE001 - the same answer the app's handler would give
             log.exception("internal error on %s", scope["path"])
             out = error_response(500, f"internal error ({type(e).__name__}); it was logged",

@@ -121,12 +121,20 @@ async def _served_order(settings, joiner_priority: str | None) -> list[str]:
         await svc.stop()
 
 
+# std0 and std1 share a class and reach the queue through the (thread-hopping) cache look-up
+# in either order, so only their place relative to "popular" is asserted.
+def _by_class(order: list[str]) -> list[str]:
+    return ["std" if p.startswith("std") else p for p in order]
+
+
 async def test_realtime_joiner_is_served_before_queued_standard_work(worker_settings):
-    assert await _served_order(worker_settings, "realtime") == ["blocker", "popular", "std0", "std1"]
+    order = await _served_order(worker_settings, "realtime")
+    assert _by_class(order) == ["blocker", "popular", "std", "std"]
 
 
 async def test_without_a_realtime_joiner_the_batch_request_waits_its_turn(worker_settings):
-    assert await _served_order(worker_settings, None) == ["blocker", "std0", "std1", "popular"]
+    order = await _served_order(worker_settings, None)
+    assert _by_class(order) == ["blocker", "std", "std", "popular"]
 
 
 @pytest.fixture

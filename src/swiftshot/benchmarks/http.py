@@ -83,11 +83,7 @@ class Client:
         except BaseException:
             conn.close()
             raise
-        if keep:
-            self._idle.append(conn)
-        else:
-            conn.close()
-        return resp
+        return self._release(conn, keep, resp)
 
     async def _fresh(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Response:
         conn = await self._open()
@@ -96,6 +92,9 @@ class Client:
         except BaseException:
             conn.close()
             raise
+        return self._release(conn, keep, resp)
+
+    def _release(self, conn: _Conn, keep: bool, resp: Response) -> Response:
         if keep:
             self._idle.append(conn)
         else:

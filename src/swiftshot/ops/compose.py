@@ -155,15 +155,19 @@ def backdrop_array(backdrop: Image.Image | RGB, size: tuple[int, int]) -> np.nda
         out = np.empty((h, w * 3), np.uint8)
         out[:] = np.tile(np.asarray(backdrop, np.uint8), w)
         return out.reshape(h, w, 3)
-    img = backdrop.convert("RGB")
-    if img.size != (w, h):
-        # Cover the canvas (scale to the larger ratio, then centre-crop), never distort.
-        s = max(w / img.width, h / img.height)
-        rw, rh = max(w, round(img.width * s)), max(h, round(img.height * s))
-        img = img.resize((rw, rh), Image.Resampling.BILINEAR)
-        left, top = (rw - w) // 2, (rh - h) // 2
-        img = img.crop((left, top, left + w, top + h))
-    return np.array(img)
+    return np.array(_cover(backdrop.convert("RGB"), size))
+
+
+def _cover(img: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """Scale to the larger ratio, then centre-crop to ``size``: cover the canvas, never distort."""
+    w, h = size
+    if img.size == (w, h):
+        return img
+    s = max(w / img.width, h / img.height)
+    rw, rh = max(w, round(img.width * s)), max(h, round(img.height * s))
+    img = img.resize((rw, rh), Image.Resampling.BILINEAR)
+    left, top = (rw - w) // 2, (rh - h) // 2
+    return img.crop((left, top, left + w, top + h))
 
 
 def _paste_region(canvas_shape: tuple[int, int], f: Fitted) -> tuple[slice, slice, slice, slice]:
@@ -178,15 +182,8 @@ def backdrop_image(backdrop: Image.Image | RGB, size: tuple[int, int]) -> Image.
     """A new RGB image of ``size`` to draw on: a colour, or the backdrop scaled to cover."""
     if isinstance(backdrop, tuple):
         return Image.new("RGB", size, backdrop)
-    w, h = size
     img = backdrop.convert("RGB") if backdrop.mode != "RGB" else backdrop.copy()
-    if img.size != (w, h):
-        s = max(w / img.width, h / img.height)
-        rw, rh = max(w, round(img.width * s)), max(h, round(img.height * s))
-        img = img.resize((rw, rh), Image.Resampling.BILINEAR)
-        left, top = (rw - w) // 2, (rh - h) // 2
-        img = img.crop((left, top, left + w, top + h))
-    return img
+    return _cover(img, size)
 
 
 def compose(product: Image.Image, backdrop: Image.Image | RGB, size: tuple[int, int] | None = None,

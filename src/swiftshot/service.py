@@ -199,9 +199,7 @@ class Service:
 
         def join() -> None:
             # A more urgent caller joining a queued generation raises it to its own class.
-            promote = getattr(self.worker, "promote", None)
-            if promote is not None:
-                promote(key, priority, deadline_s)
+            self.worker.promote(key, priority, deadline_s)
 
         t0 = time.perf_counter_ns()
         if cacheable:
@@ -248,12 +246,6 @@ class Service:
                            f"not done within the {priority} deadline of {limit:g}s; the work "
                            f"goes on and a retry may find it cached")
         return task.result()
-
-    def normalise(self, spec: RenderSpec) -> RenderSpec:
-        return self.normalise_and_key(spec)[0]
-
-    def key_for(self, spec: RenderSpec) -> str:
-        return self.normalise_and_key(spec)[1]
 
     def normalise_and_key(self, spec: RenderSpec) -> tuple[RenderSpec, str]:
         """The normalised spec and its master key, from a bounded memo when seen recently.

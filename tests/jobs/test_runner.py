@@ -189,4 +189,5 @@ async def test_stop_is_prompt_with_items_finishing_during_it(tmp_path):
     runner.store.create_job(_specs(*[f"p{i}" for i in range(40)]))
     await runner.start()
     await _until(lambda: runner.in_flight > 0)
-    await asyncio.wait_for(runner.stop(), 10)
+    await asyncio.wait_for(runner.stop(), 10)  # a hang here is the bug this guards against
+    assert runner.in_flight == 0

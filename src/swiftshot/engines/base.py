@@ -17,10 +17,18 @@ from PIL import Image
 
 from swiftshot.spec import RenderSpec
 
-StepCallback = Callable[[int, int, "Image.Image | None"], "bool | None"]
-"""``on_step(i, n, preview)``: called after step ``i`` of ``n`` (1-based). ``preview`` is a
-cheap low-resolution image of the first item, or None when the engine has none. Returning
-``False`` cancels the batch: the engine stops and raises :class:`Cancelled`."""
+StepCallback = Callable[[int, int, "Image.Image | Sequence[Image.Image] | None"], "bool | None"]
+"""``on_step(i, n, preview)``: called after step ``i`` of ``n`` (1-based). Returning ``False``
+cancels the batch: the engine stops and raises :class:`Cancelled`.
+
+Previews cost a decode, so an engine makes them only when the consumer asks: the callback may
+carry ``previews: int`` (0..3, how many partial images its consumer wants; read it with
+:func:`wanted_previews`), and the engine passes a preview only after the steps
+:func:`preview_steps` names, ``None`` after the others. A preview is a list with one cheap
+image per spec of the batch, in order (a single image stands for the first spec)."""
+
+MAX_PREVIEWS = 3
+"""Most partial images one request may ask for (OpenAI's ``partial_images`` is 0..3)."""
 
 
 class EngineError(Exception):
@@ -52,6 +60,24 @@ class Engine(Protocol):
 
     def run(self, specs: Sequence[RenderSpec], on_step: StepCallback | None = None) -> list[Image.Image]:
         """One RGB or RGBA image per spec, in order. Specs are normalised (seed set)."""
+
+
+def wanted_previews(on_step: StepCallback | None) -> int:
+    """How many partial previews ``on_step``'s consumer wants (0 when it says nothing)."""
+    if on_step is None:
+        return 0
+    return max(0, min(MAX_PREVIEWS, int(getattr(on_step, "previews", 0) or 0)))
+
+
+def preview_steps(n_steps: int, k: int) -> frozenset[int]:
+    """The 1-based steps after which to make ``k`` previews of an ``n_steps`` run: spread
+    evenly, never after the last step (that one is the final image), so a 1-step run has none.
+    """
+    if k <= 0 or n_steps <= 1:
+        return frozenset()
+    k = min(k, n_steps - 1)
+    return frozenset(min(n_steps - 1, max(1, round((j + 1) * n_steps / (k + 1))))
+                     for j in range(k))
 
 
 def check_cancel(on_step: StepCallback | None, i: int, n: int, preview: Image.Image | None = None) -> None:
@@ -95,13 +121,21 @@ class FakeEngine:
         with self._lock:
             self.calls.append(list(specs))
         total = self.delay_s + self.per_item_s * len(specs)
+        at = preview_steps(self.steps, wanted_previews(on_step))
         for i in range(1, self.steps + 1):
             if total:
                 time.sleep(total / self.steps)
-            check_cancel(on_step, i, self.steps)
+            preview = [self._preview(s, i) for s in specs] if i in at else None
+            check_cancel(on_step, i, self.steps, preview)
         if self.fail_when is not None and any(self.fail_when(s) for s in specs):
             raise EngineError("fake engine failure (fail_when matched a spec in this batch)")
         return [self._image(s) for s in specs]
+
+    @staticmethod
+    def _preview(spec: RenderSpec, step: int) -> Image.Image:
+        """A small grey whose level is the step: tests can tell previews apart and in order."""
+        side = max(8, spec.width // 8), max(8, spec.height // 8)
+        return Image.new("RGB", side, (step * 16 % 256,) * 3)
 
     @staticmethod
     def _image(spec: RenderSpec) -> Image.Image:

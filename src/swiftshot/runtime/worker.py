@@ -29,7 +29,8 @@ from swiftshot import telemetry
 from swiftshot.config import PRIORITIES, Priority, Settings
 from swiftshot.engines.base import Cancelled, Engine, EngineError
 from swiftshot.runtime.aio import wait_event
-from swiftshot.runtime.scheduler import Scheduler, WorkItem
+from swiftshot.runtime.progress import Listener, Partial, Queued, Started
+from swiftshot.runtime.scheduler import RANK, Scheduler, WorkItem
 from swiftshot.spec import RenderSpec
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,7 @@ class _Slot:
     spec: RenderSpec
     products: Mapping[str, Image.Image] | None
     future: asyncio.Future[Result]
+    listener: Listener | None = None
     cancelled: bool = False
     started: float | None = None
 
@@ -158,10 +160,12 @@ class Worker:
     async def submit(self, spec: RenderSpec, priority: Priority = "standard",
                      deadline_s: float | None = None,
                      products: Mapping[str, Image.Image] | None = None,
-                     tag: Hashable | None = None) -> Result:
+                     tag: Hashable | None = None, listener: Listener | None = None) -> Result:
         """Queue one normalised spec and wait for its image.
 
         ``tag`` (the cache key) names the request for :meth:`promote` while it is queued.
+        ``listener`` hears ``Queued`` (position, ETA) at admission, ``Started`` when its batch
+        reaches the engine, and the previews it asked for (``runtime.progress``).
         Raises :class:`Rejected` when the scheduler refuses it or its deadline passes while it
         is still queued; engine errors propagate as they are.
         """
@@ -176,11 +180,19 @@ class Worker:
         now = self.clock()
         item = WorkItem(id=next(self._ids), batch_key=self.engine.batch_key(spec),
                         priority=priority, arrival=now, deadline=now + deadline_s)
+        if listener is not None:  # what is ahead of it, measured before it joins the queue
+            depth = self.scheduler.depth()
+            ahead = len(self._running) + sum(n for p, n in depth.items()
+                                             if RANK[p] <= RANK[priority])
+            queued = Queued(ahead, self.scheduler.estimated_wait(priority))
         admission = self.scheduler.submit(item)
         if not admission.accepted:
             raise self._reject(Rejected(admission.status, admission.reason,
                                         admission.retry_after_s, admission.message))
-        slot = _Slot(item, spec, products, asyncio.get_running_loop().create_future())
+        slot = _Slot(item, spec, products, asyncio.get_running_loop().create_future(),
+                     listener)
+        if listener is not None:
+            listener.emit(queued)
         item.payload = slot
         self._slots[item.id] = slot
         if tag is not None:
@@ -277,11 +289,13 @@ class Worker:
         for slot in slots:
             slot.started = start
             self._queue_hist.observe(start - slot.item.arrival)
+            if slot.listener is not None:
+                slot.listener.emit(Started())
         self._running = slots
         ok = False
         try:
-            images = await asyncio.get_running_loop().run_in_executor(
-                self._executor, self._infer, slots)
+            loop = asyncio.get_running_loop()
+            images = await loop.run_in_executor(self._executor, self._infer, slots, loop)
             ok = True
         except Cancelled:
             for slot in slots:
@@ -309,14 +323,19 @@ class Worker:
                 self._resolve_error(slot, self._stopping() if self._stopped else
                                     EngineError("the batch ended without a result"))
 
-    def _infer(self, slots: Sequence[_Slot]) -> list[Image.Image]:
+    def _infer(self, slots: Sequence[_Slot], loop: asyncio.AbstractEventLoop) -> list[Image.Image]:
         """Runs in the inference thread."""
         if self._stopped or all(s.cancelled for s in slots):
             raise Cancelled("every request of the batch went away before it started")
         specs = [s.spec for s in slots]
 
-        def on_step(i: int, n: int, preview: Image.Image | None) -> bool:
+        def on_step(i: int, n: int, preview: Any) -> bool:
+            if preview is not None:
+                _send_previews(loop, slots, preview)
             return not (self._stopped or all(s.cancelled for s in slots))
+
+        # the engine decodes previews only if someone in this batch wants them
+        on_step.previews = max((s.listener.partials for s in slots if s.listener), default=0)  # type: ignore[attr-defined]
 
         products: dict[str, Image.Image] = {}
         for s in slots:
@@ -353,6 +372,16 @@ class Worker:
             if self._depth_shown.get(p) != n:
                 self._depth_gauges[p].set(n)
                 self._depth_shown[p] = n
+
+
+def _send_previews(loop: asyncio.AbstractEventLoop, slots: Sequence[_Slot], preview: Any) -> None:
+    """Hand each slot's preview (a list, one per spec; or one image for the first) to its
+    listener on the event loop."""
+    images = preview if isinstance(preview, (list, tuple)) else [preview]
+    for slot, image in zip(slots, images, strict=False):
+        if slot.listener is not None and slot.listener.partials and not slot.cancelled \
+                and image is not None:
+            loop.call_soon_threadsafe(slot.listener.emit, Partial(0, image))
 
 
 def _accepts_keyword(fn: Callable[..., Any], name: str) -> bool:

@@ -75,12 +75,103 @@ def test_specs_of_different_batch_keys_are_refused(engine):
     assert engine.batch_key(other_steps) != engine.batch_key(spec())
 
 
-def test_on_step_sees_every_step_with_a_preview(engine):
-    seen = []
-    engine.run([spec(steps=3), spec(PROMPTS[1], steps=3)],
-               on_step=lambda i, n, preview: seen.append((i, n, preview)))
-    assert [(i, n) for i, n, _ in seen] == [(1, 3), (2, 3), (3, 3)]
-    assert all(isinstance(p, Image.Image) and p.size == (32, 32) for _, _, p in seen)
+def on_step_wanting(previews: int, seen: list):
+    def on_step(i, n, preview):
+        seen.append((i, n, preview))
+
+    on_step.previews = previews
+    return on_step
+
+
+def test_previews_only_at_the_cadence_asked_and_never_at_the_last_step(engine):
+    seen: list = []
+    engine.run([spec(steps=4), spec(PROMPTS[1], steps=4)], on_step=on_step_wanting(1, seen))
+    assert [(i, n) for i, n, _ in seen] == [(1, 4), (2, 4), (3, 4), (4, 4)]
+    with_preview = [i for i, _, p in seen if p is not None]
+    assert with_preview == [2]  # preview_steps(4, 1)
+    assert all(isinstance(p, Image.Image) and p.size == (32, 32) for _, _, p in seen if p)
+    seen.clear()
+    engine.run([spec(steps=4)], on_step=on_step_wanting(3, seen))
+    assert [i for i, _, p in seen if p is not None] == [1, 2, 3]
+    # a consumer that asks for nothing (or says nothing) gets no preview at any step
+    for cb in (on_step_wanting(0, seen), lambda i, n, p: seen.append((i, n, p))):
+        seen.clear()
+        engine.run([spec(steps=3)], on_step=cb)
+        assert len(seen) == 3 and all(p is None for _, _, p in seen)
+
+
+def test_a_one_step_render_decodes_once(tiny_sd_dir, tiny_taesd_dir):
+    eng = DiffusionEngine(DiffusionSettings(model=str(tiny_sd_dir), dtype="fp32",
+                                            tiny_vae=str(tiny_taesd_dir)))
+    eng.load()
+    calls = []
+    decode = eng._tiny.decode
+
+    def counting(*a, **kw):
+        calls.append(1)
+        return decode(*a, **kw)
+
+    eng._tiny.decode = counting
+    seen: list = []
+    eng.run([spec(steps=1)], on_step=on_step_wanting(3, seen))
+    assert len(calls) == 1 and [p for _, _, p in seen] == [None]
+
+
+def test_a_repeated_prompt_with_a_new_seed_skips_the_text_encoder(tiny_sd_dir):
+    from swiftshot import telemetry
+
+    eng = DiffusionEngine(DiffusionSettings(model=str(tiny_sd_dir), dtype="fp32"))
+    uncached = DiffusionEngine(DiffusionSettings(model=str(tiny_sd_dir), dtype="fp32",
+                                                 prompt_cache_bytes=0))
+    eng.load()
+    calls = []
+    forward = eng._pipe.text_encoder.forward
+
+    def counting(input_ids, *a, **kw):
+        calls.append(input_ids.shape[0])
+        return forward(input_ids, *a, **kw)
+
+    eng._pipe.text_encoder.forward = counting
+    hits0 = telemetry.PROMPT_EMBED_CACHE.labels("hit")._value.get()
+    first = eng.run([spec(seed=1)])
+    assert calls == [1]
+    again = eng.run([spec(seed=2)])
+    assert calls == [1]  # cached: the encoder did not run
+    assert telemetry.PROMPT_EMBED_CACHE.labels("hit")._value.get() == hits0 + 1
+    assert eng.prompt_cache.hits == 1 and eng.prompt_cache.misses == 1
+    # a batch of a cached and a new prompt encodes only the new one
+    mixed = eng.run([spec(seed=3), spec(PROMPTS[1], seed=3)])
+    assert calls == [1, 1]
+    # the cached embeddings give exactly the pixels the encoder would have
+    for got, s in ((first[0], spec(seed=1)), (again[0], spec(seed=2)), (mixed[1], spec(PROMPTS[1], seed=3))):
+        assert np.abs(arr(got) - arr(uncached.run([s])[0])).max() <= 1
+    assert 0 < eng.prompt_cache.nbytes <= eng.settings.prompt_cache_bytes
+    assert telemetry.PROMPT_EMBED_CACHE_BYTES._value.get() == eng.prompt_cache.nbytes
+
+
+def test_prompt_cache_is_bounded_in_bytes_and_keyed_by_the_negative_prompt_under_guidance(
+        tiny_sd_dir):
+    import torch
+
+    from swiftshot.engines.prompt_cache import PromptEmbeddingCache
+
+    one = (torch.zeros(1, 77, 32), None)  # 9856 bytes
+    cache = PromptEmbeddingCache(max_bytes=3 * 9856)
+    encoded = []
+    for k in "abcd":
+        cache.get_or_encode([k], lambda idx: encoded.append(idx) or [one])
+    assert len(cache) == 3 and cache.nbytes == 3 * 9856  # "a" evicted, least recently used
+    cache.get_or_encode(["a", "d", "a"], lambda idx: encoded.append(idx) or [one])
+    assert encoded[-1] == [0]  # "a" once, though asked twice; "d" was a hit
+    eng = DiffusionEngine(DiffusionSettings(model=str(tiny_sd_dir), dtype="fp32"))
+    g = dict(guidance=3.0, steps=2)
+    a = eng.run([spec(negative_prompt="blurry", **g)])[0]
+    b = eng.run([spec(negative_prompt="text, watermark", **g)])[0]
+    assert eng.prompt_cache.misses == 2 and np.abs(arr(a) - arr(b)).mean() > 0.5
+    # without guidance the negative prompt is not encoded, so it does not split the cache
+    eng.run([spec(negative_prompt="blurry")])
+    eng.run([spec(negative_prompt="other")])
+    assert eng.prompt_cache.misses == 3 and eng.prompt_cache.hits == 1
 
 
 def test_on_step_false_cancels_before_the_remaining_steps(engine):
@@ -156,12 +247,14 @@ def test_create_engine_and_describe(tiny_sd_dir):
 def test_tiny_vae_decodes_finals_and_previews(tiny_sd_dir, tiny_taesd_dir, engine):
     eng = DiffusionEngine(DiffusionSettings(model=str(tiny_sd_dir), dtype="fp32",
                                             tiny_vae=str(tiny_taesd_dir)))
-    previews = []
-    (im,) = eng.run([spec()], on_step=lambda i, n, p: previews.append(p))
+    seen: list = []
+    (im,) = eng.run([spec()], on_step=on_step_wanting(1, seen))
     (full,) = engine.run([spec()])
     assert im.size == full.size == (64, 64)
     assert np.abs(arr(im) - arr(full)).mean() > 1  # another decoder, other pixels
-    assert previews and previews[0].size == (64, 64)  # the tiny VAE upsamples the latents
+    eng.run([spec(steps=2)], on_step=on_step_wanting(1, seen))
+    previews = [p for _, _, p in seen if p is not None]
+    assert len(previews) == 1 and previews[0].size == (64, 64)  # the tiny VAE upsamples
     # previews only: finals keep the full VAE
     eng2 = DiffusionEngine(DiffusionSettings(model=str(tiny_sd_dir), dtype="fp32",
                                              tiny_vae=str(tiny_taesd_dir), tiny_vae_final=False))

@@ -180,3 +180,11 @@ class Tracing:
 HTTP_IN_FLIGHT = Gauge(
     "swiftshot_http_requests_in_flight", "HTTP requests being handled (set when /metrics is read).",
     registry=REGISTRY)
+PROMPT_EMBED_CACHE = Counter(
+    "swiftshot_prompt_embedding_cache_total", "Prompt-embedding look-ups of the diffusion engine "
+    "by result: hit (the text encoder was skipped for that prompt) or miss (it ran).",
+    ["result"], registry=REGISTRY)
+PROMPT_EMBED_CACHE_BYTES = Gauge(
+    "swiftshot_prompt_embedding_cache_bytes", "Bytes of text-encoder outputs held by the diffusion "
+    "engine's prompt-embedding cache (bounded by engine.diffusion.prompt_cache_bytes).",
+    registry=REGISTRY)

@@ -27,7 +27,15 @@ from typing import TYPE_CHECKING, Any
 from PIL import Image
 
 from swiftshot.config import DiffusionSettings
-from swiftshot.engines.base import Cancelled, EngineConfigError, EngineError, StepCallback
+from swiftshot.engines.base import (
+    Cancelled,
+    EngineConfigError,
+    EngineError,
+    StepCallback,
+    preview_steps,
+    wanted_previews,
+)
+from swiftshot.engines.prompt_cache import PromptEmbeddingCache
 from swiftshot.spec import RenderSpec
 
 if TYPE_CHECKING:
@@ -273,6 +281,7 @@ class DiffusionEngine:
         self._tiny: Any = None
         self._variants: dict[str, Any] = {}
         self._load_lock = threading.Lock()
+        self.prompt_cache = PromptEmbeddingCache(self.settings.prompt_cache_bytes)
         # One pipeline object is not safe to call from two threads at once.
         self._run_lock = threading.Lock()
 
@@ -515,7 +524,11 @@ class DiffusionEngine:
                 "output_type": "pil",
                 **extra,
             }
-            if "negative_prompt" in params and any(s.negative_prompt for s in specs):
+            embeds = self._prompt_embeds(pipe, specs, guidance)
+            if embeds is not None:
+                del kwargs["prompt"]
+                kwargs.update(embeds)
+            elif "negative_prompt" in params and any(s.negative_prompt for s in specs):
                 kwargs["negative_prompt"] = [s.negative_prompt for s in specs]
             if on_step is not None and "callback_on_step_end" in params:
                 kwargs["callback_on_step_end"] = self._step_callback(on_step, steps)
@@ -544,11 +557,68 @@ class DiffusionEngine:
                     f"asked for {s.model!r}"
                 )
 
+    def _prompt_embeds(self, pipe: Any, specs: Sequence[RenderSpec],
+                       guidance: float) -> dict[str, Any] | None:
+        """The pipeline's prompt-embedding keywords for ``specs``, from the prompt cache (the
+        text encoder runs only for prompts not cached), or None where the pipeline's
+        ``encode_prompt`` is not the SD / SDXL one (the pipeline then encodes as before)."""
+        encode_prompt = getattr(pipe, "encode_prompt", None)
+        if self.prompt_cache.max_bytes <= 0 or encode_prompt is None:
+            return None
+        params = inspect.signature(encode_prompt).parameters
+        if "do_classifier_free_guidance" not in params or "prompt_embeds" not in inspect.signature(
+                pipe.__call__).parameters:
+            return None
+        import torch
+
+        sdxl = "prompt_2" in params
+        unet = getattr(pipe, "unet", None)
+        # the pipelines' own rule for classifier-free guidance
+        cfg = guidance > 1 and getattr(getattr(unet, "config", None), "time_cond_proj_dim",
+                                       None) is None
+        # Without guidance the negative prompt is never encoded: it is not part of the key.
+        keys = [(self.version, s.prompt, s.negative_prompt if cfg else None, cfg) for s in specs]
+
+        def encode(idx: list[int]) -> list[tuple[Any, ...]]:
+            found: dict[int, tuple[Any, ...]] = {}
+            # None and "" differ for SDXL (zeros vs the encoded empty prompt): separate calls.
+            groups: dict[bool, list[int]] = {}
+            for i in idx:
+                groups.setdefault(keys[i][2] is None, []).append(i)
+            for no_negative, ids in groups.items():
+                kw: dict[str, Any] = {"prompt": [keys[i][1] for i in ids], "device": self.device,
+                                      "num_images_per_prompt": 1,
+                                      "do_classifier_free_guidance": cfg}
+                if not no_negative:
+                    kw["negative_prompt"] = [keys[i][2] for i in ids]
+                with torch.inference_mode():
+                    out = encode_prompt(**kw)
+                for j, i in enumerate(ids):
+                    found[i] = tuple(None if t is None else t[j:j + 1].clone() for t in out)
+            return [found[i] for i in idx]
+
+        entries = self.prompt_cache.get_or_encode(keys, encode)
+        names = (("prompt_embeds", "negative_prompt_embeds", "pooled_prompt_embeds",
+                  "negative_pooled_prompt_embeds") if sdxl else
+                 ("prompt_embeds", "negative_prompt_embeds"))
+        out: dict[str, Any] = {}
+        for k, name in enumerate(names):
+            parts = [e[k] for e in entries]
+            if all(p is not None for p in parts):
+                out[name] = torch.cat(parts)
+        return out
+
     def _step_callback(self, on_step: StepCallback, steps: int) -> Callable[..., dict]:
+        wanted = wanted_previews(on_step)
+
         def callback(pipe: Any, i: int, t: Any, kwargs: dict) -> dict:
             n = int(getattr(pipe, "num_timesteps", None) or getattr(pipe, "_num_timesteps", steps))
+            # A preview costs a decode: only at the steps the consumer's cadence asks for, and
+            # never after the last step (the final decode is the image itself).
+            preview = (self._preview(kwargs.get("latents")) if i + 1 in preview_steps(n, wanted)
+                       else None)
             # Raising here stops before the remaining steps and before the VAE decode.
-            if on_step(i + 1, n, self._preview(kwargs.get("latents"))) is False:
+            if on_step(i + 1, n, preview) is False:
                 raise Cancelled(f"cancelled after step {i + 1} of {n}")
             return {}
 

@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint bench bench-serve perf-check clean
+.PHONY: run test system-deps lint bench bench-serve perf-check clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,8 +17,14 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/swiftshot serve
 
-test: $(STAMP)
-	$(BIN)/python -m pytest -q
+# Debian packages the tests run as real processes (redis-server, nginx, promtool, chromium):
+# installed through apt-get when root, else make stops at once with the command to run.
+system-deps:
+	@.ci/system-deps
+
+# SWIFTSHOT_REQUIRE_SERVICES=1: a test whose real service is missing fails instead of skipping.
+test: $(STAMP) system-deps
+	SWIFTSHOT_REQUIRE_SERVICES=1 $(BIN)/python -m pytest -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

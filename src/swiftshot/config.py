@@ -33,7 +33,12 @@ class ServerSettings(_Section):
     port: int = Field(8000, ge=0, le=65535)
     """TCP port (0 picks a free one; the chosen port is printed at start-up)."""
     public_url: str | None = None
-    """Base URL used to build absolute image URLs in responses; derived from the request if unset."""
+    """Base URL used to build absolute image URLs in responses (e.g. https://img.shop.example).
+    Unset: the request's ``Host`` if it names one of ``trusted_hosts``, else the address the
+    server was reached on; never an arbitrary ``Host`` header (no cache or link poisoning)."""
+    trusted_hosts: list[str] = ["127.0.0.1", "localhost", "::1"]
+    """Host names (port ignored) a request's ``Host`` header may give image URLs when
+    ``public_url`` is unset. Loopback by default, so nginx on the same host works as is."""
     max_body_bytes: int = Field(30 * 1024 * 1024, ge=1024)
     """Largest request body accepted; larger bodies get 413 before they are read in full."""
     drain_timeout_s: float = Field(30.0, ge=0)
@@ -215,6 +220,9 @@ class AuthSettings(_Section):
     """Requests per second of a key whose entry names no rate_per_s."""
     default_burst: int = Field(20, ge=1)
     """Token-bucket size of a key whose entry names no burst."""
+    metrics_open: bool = False
+    """With auth on, let ``GET /metrics`` be read without a key (a scraper on a private network).
+    Off: /metrics needs a valid key like every other non-public route."""
 
 
 class LimitsSettings(_Section):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from swiftshot.testing.browser import chromium, find_chromium
+from swiftshot.testing.services import missing_service
 from tests.api.conftest import start_server
 
 
@@ -19,7 +20,7 @@ def web_server(tmp_path_factory):
 def browser():
     binary = find_chromium()
     if binary is None:
-        pytest.skip("no chromium binary (Debian: apt-get install chromium)")
+        missing_service("no chromium binary (Debian package chromium)")
     with chromium(binary, width=1280, height=860) as page:
         yield page
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import json
 import tomllib
 from collections.abc import Mapping
@@ -86,7 +87,9 @@ def load_keys(path: Path, settings: AuthSettings) -> dict[bytes, tuple[bytes, Pr
 class Auth:
     def __init__(self, settings: AuthSettings) -> None:
         self._keys = load_keys(settings.api_keys_file, settings) if settings.api_keys_file else None
-        self.anonymous = Principal("anonymous", settings.anonymous_tier, None, 1, True)
+        # Not admin: with auth off, purges are taken from loopback callers only (require_admin).
+        self.anonymous = Principal("anonymous", settings.anonymous_tier, None, 1, False)
+        self.metrics_open = settings.metrics_open
         self.buckets = TokenBuckets()
 
     @property
@@ -120,10 +123,38 @@ class Auth:
                            f"({who.rate_per_s:g}/s, burst {who.burst}); retry in {wait:.1f} s",
                            code="rate_limit_exceeded", headers=retry_after(wait))
 
-    def require_admin(self, who: Principal) -> None:
-        if not who.admin:
-            raise ApiError(403, "purging the cache needs an admin API key (admin = true in "
-                           "auth.api_keys_file)", code="admin_required")
+    def require_admin(self, who: Principal, client: str | None = None,
+                      headers: Mapping[str, str] | None = None) -> None:
+        """Purges: an admin key; with auth off, a caller on loopback with no proxy between
+        (``client``: the peer address; ``headers``: the request's, for forwarding headers)."""
+        if who.admin:
+            return
+        if not self.enabled:
+            if is_direct_loopback(client, headers or {}):
+                return
+            raise ApiError(403, "purging the cache needs an admin API key; with auth off (no "
+                           "auth.api_keys_file) purges are accepted only from loopback, not "
+                           "through a proxy", code="admin_required")
+        raise ApiError(403, "purging the cache needs an admin API key (admin = true in "
+                       "auth.api_keys_file)", code="admin_required")
+
+    def require_metrics(self, headers: Mapping[str, str]) -> None:
+        """``/metrics``: any valid key when auth is on, unless ``auth.metrics_open``."""
+        if self.enabled and not self.metrics_open:
+            self.authenticate(headers)
+
+
+_FORWARDING = ("x-forwarded-for", "forwarded", "x-real-ip")
+
+
+def is_direct_loopback(client: str | None, headers: Mapping[str, str]) -> bool:
+    """The peer is a loopback address and no proxy says it forwarded someone else."""
+    if not client or any(headers.get(h) for h in _FORWARDING):
+        return False
+    try:
+        return ipaddress.ip_address(client.split("%", 1)[0]).is_loopback
+    except ValueError:
+        return False
 
 
 def _token(headers: Mapping[str, str]) -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -78,15 +79,32 @@ def deadline_s(value: str | None) -> float | None:
 
 
 def base_url(request: Request) -> str:
-    public = request.app.state.settings.server.public_url
-    if public:
-        return public.rstrip("/")
+    """Scheme and host of absolute URLs in answers: ``server.public_url``; else the ``Host``
+    header only when it names one of ``server.trusted_hosts``; else the address the server
+    was reached on. An arbitrary ``Host`` never makes it into an answer."""
+    server_settings = request.app.state.settings.server
+    if server_settings.public_url:
+        return server_settings.public_url.rstrip("/")
     scope = request.scope
+    scheme = scope.get("scheme", "http")
     host = request.headers.get("host")
-    if not host:
-        server = scope.get("server") or ("127.0.0.1", 80)
-        host = f"{server[0]}:{server[1]}"
-    return f"{scope.get('scheme', 'http')}://{host}"
+    if host and _trusted_host(host, server_settings.trusted_hosts):
+        return f"{scheme}://{host}"
+    addr, port = scope.get("server") or ("127.0.0.1", 80)
+    if ":" in addr:
+        addr = f"[{addr}]"
+    return f"{scheme}://{addr}:{port}"
+
+
+_HOST_RE = re.compile(r"^(?P<name>[A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])(:[0-9]{1,5})?$")
+
+
+def _trusted_host(host: str, trusted: list[str]) -> bool:
+    m = _HOST_RE.match(host)
+    if m is None:
+        return False
+    name = m["name"].strip("[]").lower()
+    return any(name == t.strip("[]").lower() for t in trusted)
 
 
 def timing_headers(cache: str, durations: dict[str, float]) -> dict[str, str]:

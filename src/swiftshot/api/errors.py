@@ -42,8 +42,33 @@ class ApiError(Exception):
         self.headers = dict(headers or {})
 
 
+MAX_MESSAGE = 600
+"""Longest error message sent (characters). Messages quote what the caller sent; a name of any
+length must not come back at any length (nor fill logs and proxies downstream)."""
+
+
+def shown(value: object, limit: int = 80) -> str:
+    """``repr(value)`` for an error message, cut to ``limit`` characters with the length said."""
+    text = value if isinstance(value, str) else str(value)
+    if len(text) <= limit:
+        return repr(text)
+    return repr(text[:limit]) + f"… ({len(text)} characters)"
+
+
+def bounded(message: str, limit: int = MAX_MESSAGE) -> str:
+    """The message, or its head and tail around a cut when it is longer than ``limit`` (what
+    was wrong comes first, what is allowed last: both stay)."""
+    if len(message) <= limit:
+        return message
+    tail = limit // 3
+    return f"{message[:limit - tail]} …[{len(message) - limit} characters cut]… {message[-tail:]}"
+
+
 def error_response(status: int, message: str, *, param: str | None = None,
                    code: str | None = None, headers: Mapping[str, str] | None = None) -> Response:
+    message = bounded(message)
+    if param is not None:
+        param = bounded(param, 120)
     body = {"error": {"message": message, "type": _TYPES.get(status, "server_error" if status >= 500
                                                              else "invalid_request_error"),
                       "param": param, "code": code}}
@@ -68,7 +93,7 @@ def describe(errors: Iterable[Mapping[str, Any]], model: type[BaseModel] | None 
         first = first or loc or None
         if err.get("type") == "extra_forbidden":
             allowed = ", ".join(sorted(model.model_fields)) if model is not None and "." not in loc else ""
-            parts.append(f"unknown field {loc!r}" + (f" (allowed: {allowed})" if allowed else ""))
+            parts.append(f"unknown field {shown(loc)}" + (f" (allowed: {allowed})" if allowed else ""))
             continue
         msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
         parts.append(f"{loc}: {msg}" if loc else msg)
@@ -124,10 +149,11 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         if exc.status_code == 404:
-            message = f"no such route: {request.method} {request.url.path}"
+            message = f"no such route: {request.method} {shown(request.url.path, 120)}"
         elif exc.status_code == 405:
             allow = (exc.headers or {}).get("Allow", "")
-            message = f"method {request.method} is not allowed on {request.url.path}; allowed: {allow}"
+            message = (f"method {request.method} is not allowed on {shown(request.url.path, 120)}; "
+                       f"allowed: {allow}")
         else:
             message = str(exc.detail)
         return error_response(exc.status_code, message, headers=exc.headers)

@@ -26,7 +26,7 @@ from starlette.datastructures import UploadFile
 from starlette.responses import Response
 
 from swiftshot.api.common import base_url
-from swiftshot.api.errors import ApiError, describe
+from swiftshot.api.errors import ApiError, describe, shown
 from swiftshot.runtime import webhooks
 from swiftshot.runtime.jobs import JobRunner, job_to_dict
 from swiftshot.spec import RenderSpec
@@ -135,7 +135,7 @@ async def get_batch(job_id: str, request: Request) -> Response:
     view = await asyncio.to_thread(runner.store.get_job, job_id) if len(job_id) <= 64 else None
     auth = getattr(request.app.state, "auth", None)
     if view is None or (auth is not None and auth.enabled and view.tenant != tenant):
-        raise ApiError(404, f"no batch with id {job_id!r}", param="id", code="batch_not_found")
+        raise ApiError(404, f"no batch with id {shown(job_id)}", param="id", code="batch_not_found")
     return Response(orjson.dumps(job_to_dict(view, base_url(request))),
                     media_type="application/json")
 

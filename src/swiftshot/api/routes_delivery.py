@@ -18,7 +18,7 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
-from swiftshot.api.errors import ApiError, error_response, response_for
+from swiftshot.api.errors import ApiError, error_response, response_for, shown
 from swiftshot.delivery import negotiate
 from swiftshot.runtime.worker import Rejected
 from swiftshot.spec import MAX_SIDE
@@ -57,13 +57,13 @@ def _int_param(query: Mapping[str, str], name: str, lo: int, hi: int) -> int | N
     except ValueError:
         v = lo - 1
     if not lo <= v <= hi:
-        raise ApiError(400, f"{name} must be an integer between {lo} and {hi}; got {value!r}",
+        raise ApiError(400, f"{name} must be an integer between {lo} and {hi}; got {shown(value, 16)}",
                        param=name, code="invalid_value")
     return v
 
 
 def _not_found(key: str) -> Response:
-    return error_response(404, f"no image with key {key!r}; keys come from POST /v1/render or "
+    return error_response(404, f"no image with key {shown(key)}; keys come from POST /v1/render or "
                           "POST /v1/images/generations", param="key", code="not_found")
 
 
@@ -87,13 +87,13 @@ async def resolve(state: Any, name: str, headers: Mapping[str, str],
     if dot:
         fmt = EXTENSIONS.get(ext.lower())
         if fmt is None:
-            raise ApiError(404, f"unknown image extension {ext!r}; use one of avif, webp, jpg, "
+            raise ApiError(404, f"unknown image extension {shown(ext, 16)}; use one of avif, webp, jpg, "
                            "png, or none to negotiate from Accept", param="ext", code="not_found")
     else:
         fmt = negotiate.pick_format(headers.get("accept"))
         vary.append("Accept")
         if fmt is None:
-            raise ApiError(406, f"Accept {headers.get('accept')!r} admits none of: "
+            raise ApiError(406, f"Accept {shown(headers.get('accept'))} admits none of: "
                            f"{', '.join(CONTENT_TYPES.values())}", code="not_acceptable")
     quality = width = None
     if query:

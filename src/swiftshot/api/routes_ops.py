@@ -38,6 +38,7 @@ async def readyz(request: Request) -> Response:
 
 
 async def metrics(request: Request) -> Response:
+    request.app.state.auth.require_metrics(request.headers)  # follows auth (auth.metrics_open)
     # set here, not per request: the hot path pays nothing for it
     telemetry.HTTP_IN_FLIGHT.set(request.app.state.inflight.count)
     return Response(generate_latest(telemetry.REGISTRY), media_type=CONTENT_TYPE_LATEST)

@@ -39,7 +39,7 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import Response
 
-from swiftshot.api.errors import ApiError, retry_after
+from swiftshot.api.errors import ApiError, bounded, retry_after
 from swiftshot.inputs import InputError, decode_b64, load_image
 from swiftshot.ops import OpsError
 from swiftshot.runtime.worker import Rejected
@@ -62,6 +62,7 @@ class RbgError(Exception):
 
 def rbg_error(status: int, title: str, code: str,
               headers: dict[str, str] | None = None) -> Response:
+    title = bounded(title)
     body = {"errors": [{"title": title, "code": code, "detail": title}]}
     return Response(orjson.dumps(body), status_code=status, media_type="application/json",
                     headers=headers)

@@ -134,14 +134,14 @@ def start_nginx(tmp_dir: Path, origins: Sequence[str], *, max_body_bytes: int | 
     """Render ``template`` for ``origins`` (``host:port`` of swiftshot servers) into ``tmp_dir``
     and run nginx on a free loopback port until it accepts connections.
 
-    Calls ``pytest.skip`` when no nginx binary is installed (only then); any other failure
-    (a config nginx rejects included) raises with nginx's own error log.
+    Calls ``missing_service`` (skip, or fail under CI) when no nginx binary is installed; any
+    other failure (a config nginx rejects included) raises with nginx's own error log.
     """
     binary = nginx_binary()
     if binary is None:
-        import pytest
+        from swiftshot.testing.services import missing_service
 
-        pytest.skip("nginx is not installed (Debian package nginx)")
+        missing_service("nginx is not installed (Debian package nginx)")
     prefix = Path(tmp_dir).resolve()
     for sub in ("temp", "cache"):
         (prefix / sub).mkdir(parents=True, exist_ok=True)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
 
 def free_port() -> int:
@@ -44,6 +46,24 @@ class RedisProc:
                 stream.close()
 
 
+def services_required() -> bool:
+    """Under CI (``CI=true``) or ``make test`` (``SWIFTSHOT_REQUIRE_SERVICES=1``) a missing real
+    service is a failure: the suite exists to prove the real Redis/nginx/Chromium paths."""
+    return (os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+            or os.environ.get("SWIFTSHOT_REQUIRE_SERVICES", "").strip() == "1")
+
+
+def missing_service(message: str) -> NoReturn:
+    """``pytest.skip(message)`` on a developer's machine; ``pytest.fail`` where services are
+    required (see :func:`services_required`)."""
+    import pytest
+
+    if services_required():
+        pytest.fail(f"{message}; a real service may not be skipped under CI=true / make test "
+                    "(install it: .ci/system-deps)", pytrace=False)
+    pytest.skip(message)
+
+
 def redis_binary() -> str | None:
     return shutil.which("redis-server")
 
@@ -52,14 +72,13 @@ def start_redis(tmp_dir: Path, *, attempts: int = 3, timeout_s: float = 10.0,
                 port: int | None = None) -> RedisProc:
     """Start redis-server on a free loopback port and wait until it answers PING.
 
-    Calls ``pytest.skip`` when the binary is absent (only then); any other failure raises.
+    Calls :func:`missing_service` when the binary is absent (skip, or fail under CI); any
+    other failure raises.
     ``port`` restarts a server on a known port (to test a Redis that comes back).
     """
     binary = redis_binary()
     if binary is None:
-        import pytest
-
-        pytest.skip("redis-server is not installed (Debian package redis-server)")
+        missing_service("redis-server is not installed (Debian package redis-server)")
     tmp_dir = Path(tmp_dir)
     tmp_dir.mkdir(parents=True, exist_ok=True)
     last_error = ""

@@ -18,7 +18,7 @@ from fastapi import FastAPI
 
 import swiftshot.api
 from swiftshot import __version__, telemetry
-from swiftshot.api import errors
+from swiftshot.api import errors, openapi
 from swiftshot.api.auth import Auth
 from swiftshot.api.middleware import InFlight, ServiceMiddleware
 from swiftshot.config import Settings, load_settings
@@ -83,6 +83,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     errors.install(app)
     for name in route_modules():
         app.include_router(importlib.import_module(name).router)
+    openapi.install(app)  # every route documented (api/openapi_routes.py)
     from swiftshot.api import routes_delivery, routes_images, routes_render
 
     # The cache-hit paths skip the framework's routing and exception layers (see middleware).

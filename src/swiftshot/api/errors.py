@@ -125,6 +125,13 @@ def response_for(exc: Exception) -> Response:
     if isinstance(exc, Unavailable):
         telemetry.REJECTED.labels(exc.reason).inc()
         return _rejected_response(exc)
+    from swiftshot.ops import OpsError
+
+    if isinstance(exc, OpsError):
+        # An op that cannot run on the photo (an empty cutout ...). Routes with photos map it
+        # themselves; this catches the rest (a batch sibling's failure reaching a generation).
+        return error_response(getattr(exc, "status", 422), str(exc), param="ops",
+                              code="invalid_ops")
     if isinstance(exc, EngineConfigError):
         return error_response(400, str(exc), param="model", code="unknown_model")
     if isinstance(exc, EngineError):

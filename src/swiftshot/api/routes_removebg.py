@@ -36,6 +36,7 @@ import orjson
 from fastapi import APIRouter
 from PIL import Image
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -165,7 +166,11 @@ async def _fields(request: Request, max_bytes: int) -> dict[str, Any]:
             raise RbgError(400, "request body must be a JSON object", "invalid_json")
         return data
     if ctype in ("multipart/form-data", "application/x-www-form-urlencoded"):
-        form = await request.form(max_files=4, max_fields=64, max_part_size=max_bytes * 2)
+        try:
+            form = await request.form(max_files=4, max_fields=64, max_part_size=max_bytes * 2)
+        except HTTPException as e:  # starlette's multipart refusal, in remove.bg's error shape
+            raise RbgError(e.status_code, f"the form could not be read: {e.detail}",
+                           "invalid_form") from None
         return {k: v for k, v in form.multi_items()}
     raise RbgError(415, "send multipart/form-data, application/x-www-form-urlencoded or "
                         f"application/json; got {ctype or 'no Content-Type'!r}",

@@ -29,7 +29,7 @@ from swiftshot.ops import (
 from swiftshot.ops.presets import apply_preset, get_preset
 from swiftshot.spec import RenderSpec
 
-OPS_VERSION = "3"
+OPS_VERSION = "4"
 """Part of every cache key: bump when an operation's pixels change."""
 
 

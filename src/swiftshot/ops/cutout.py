@@ -103,23 +103,55 @@ class ClassicalParams:
     ringing next to a saturated product reaches past the threshold itself)."""
 
 
+def _border_sel(h: int, w: int, band: int, sides: tuple[bool, bool, bool, bool] = (
+        True, True, True, True)) -> np.ndarray:
+    """The border band (top, bottom, left, right sides as chosen)."""
+    sel = np.zeros((h, w), bool)
+    if sides[0]:
+        sel[:band] = True
+    if sides[1]:
+        sel[-band:] = True
+    if sides[2]:
+        sel[:, :band] = True
+    if sides[3]:
+        sel[:, -band:] = True
+    return sel
+
+
 def _fit_backdrop(img: np.ndarray, band: int) -> tuple[np.ndarray, float, np.ndarray]:
     """Quadratic surface per channel fitted to the border band.
 
     Returns (backdrop at img's size, noise sigma, 6×3 coefficients over coordinates normalised
     to -0.5..0.5, so the same surface can be evaluated at any resolution)."""
     h, w, _ = img.shape
-    sel = np.zeros((h, w), bool)
-    sel[:band], sel[-band:], sel[:, :band], sel[:, -band:] = True, True, True, True
-    ys, xs = np.nonzero(sel)
+    full = _border_sel(h, w, band)
+    ys, xs = np.nonzero(full)
     step = max(1, len(ys) // 6000)
     ys, xs = ys[::step], xs[::step]
-    xn, yn = xs / w - 0.5, ys / h - 0.5
-    design = np.stack([np.ones_like(xn), xn, yn, xn * xn, xn * yn, yn * yn], 1).astype(np.float32)
+    design = _design(xs / w - 0.5, ys / h - 0.5)
     vals = img[ys, xs].astype(np.float32)
-    keep = np.ones(len(ys), bool)
+    coef, keep = _robust_fit(design, vals)
+    res = (vals - design @ coef)[keep]
+    sigma = float(np.median(np.abs(res - np.median(res, 0)))) * 1.4826
+    # The surface is smooth: evaluate it on a coarse grid and let resize interpolate.
+    gh, gw = min(h, 48), min(w, 48)
+    gy, gx = np.mgrid[0:gh, 0:gw].astype(np.float32)
+    grid = _design((gx + 0.5) / gw - 0.5, (gy + 0.5) / gh - 0.5)
+    coarse = (grid @ coef).astype(np.float32)
+    return (cv2.resize(coarse, (w, h), interpolation=cv2.INTER_LINEAR), max(sigma, 0.8),
+            coef.astype(np.float32))
+
+
+def _design(xn: np.ndarray, yn: np.ndarray) -> np.ndarray:
+    return np.stack([np.ones_like(xn), xn, yn, xn * xn, xn * yn, yn * yn], -1).astype(np.float32)
+
+
+def _robust_fit(design: np.ndarray, vals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Least squares of ``vals`` (N×3) on ``design`` (N×6), re-fit without outliers.
+    Returns (6×3 coefficients, inlier mask)."""
+    keep = np.ones(len(vals), bool)
     coef = np.zeros((6, 3), np.float64)
-    for _ in range(3):  # re-fit without the worst outliers (a product touching the border)
+    for _ in range(3):
         d = design[keep].astype(np.float64)
         coef = np.linalg.solve(d.T @ d + 1e-6 * np.eye(6), d.T @ vals[keep])
         res = np.abs(vals - design @ coef).max(1)
@@ -128,16 +160,110 @@ def _fit_backdrop(img: np.ndarray, band: int) -> tuple[np.ndarray, float, np.nda
         if new_keep.sum() < 0.3 * len(keep) or (new_keep == keep).all():
             break
         keep = new_keep
-    res = (vals - design @ coef)[keep]
-    sigma = float(np.median(np.abs(res - np.median(res, 0)))) * 1.4826
-    # The surface is smooth: evaluate it on a coarse grid and let resize interpolate.
-    gh, gw = min(h, 48), min(w, 48)
-    gy, gx = np.mgrid[0:gh, 0:gw].astype(np.float32)
-    gx, gy = (gx + 0.5) / gw - 0.5, (gy + 0.5) / gh - 0.5
-    grid = np.stack([np.ones_like(gx), gx, gy, gx * gx, gx * gy, gy * gy], -1)
-    coarse = (grid @ coef.astype(np.float32)).astype(np.float32)
-    return (cv2.resize(coarse, (w, h), interpolation=cv2.INTER_LINEAR), max(sigma, 0.8),
-            coef.astype(np.float32))
+    return coef.astype(np.float32), keep
+
+
+@dataclass(frozen=True)
+class Horizon:
+    """Where a table top meets the wall behind it, on the work copy."""
+    y_left: float
+    y_right: float
+    width: float
+    """Rows the blend from wall to table takes (the wall is usually out of focus)."""
+
+    def line(self, xs: np.ndarray, w: int) -> np.ndarray:
+        return self.y_left + (self.y_right - self.y_left) * (xs + 0.5) / w
+
+
+def _step_rows(prof: np.ndarray, half: int):
+    """(row, size, 10-90 width, colour above, colour below) of the strongest step in a row
+    profile (h×3)."""
+    h = len(prof)
+    c = np.concatenate([np.zeros((1, 3)), np.cumsum(prof, 0, dtype=np.float64)])
+    ys = np.arange(half + 1, h - half)
+    if not len(ys):
+        return 0, 0.0, 1.0, np.zeros(3), np.zeros(3)
+    above = (c[ys - 1] - c[ys - 1 - half]) / half
+    below = (c[ys + 1 + half] - c[ys + 1]) / half
+    score = np.sqrt(((below - above) ** 2).sum(1))
+    i = int(np.argmax(score))
+    y = int(ys[i])
+    a, b = above[i], below[i]
+    d = b - a
+    lo, hi = max(0, y - 3 * half), min(h, y + 3 * half + 1)
+    t = ((prof[lo:hi] - a) @ d) / max(float(d @ d), 1e-6)
+    # The blend's width: the rows around the step still between 10 % and 90 % of it.
+    mid = (t > 0.1) & (t < 0.9)
+    c0 = y - lo
+    top = c0
+    while top > 0 and mid[top - 1]:
+        top -= 1
+    bot = c0
+    while bot < len(mid) - 1 and mid[bot + 1]:
+        bot += 1
+    width = float(bot - top + 1)
+    return y, float(score[i]), width, a, b
+
+
+def _find_horizon(img: np.ndarray, band: int) -> Horizon | None:
+    """A step in both side strips of the photo (a table meeting a wall), or in one of them."""
+    h, w, _ = img.shape
+    half = max(3, h // 48)
+    left = np.median(img[:, :band], axis=1)
+    right = np.median(img[:, w - band:], axis=1)
+    yl, sl, wl, al, bl = _step_rows(left, half)
+    yr, sr, wr, ar, br = _step_rows(right, half)
+    strong = 14.0
+    # Both sides must show it, at about the same height, between about the same two colours:
+    # a product touching one side (cropped framing) makes a step there too.
+    if sl < strong or sr < strong or abs(yl - yr) > 0.1 * h:
+        return None
+    if np.abs(al - ar).max() > 45 or np.abs(bl - br).max() > 45:
+        return None
+    return Horizon(float(yl), float(yr), max(1.0, (wl + wr) / 2))
+
+
+def _fit_two_planes(img: np.ndarray, band: int, hz: Horizon
+                    ) -> tuple[np.ndarray, float, float, np.ndarray] | None:
+    """Wall and table fitted apart on the border band, blended across the horizon.
+    Returns (backdrop, noise sigma, inlier fraction of the border, horizon band mask)."""
+    h, w, _ = img.shape
+    sel = np.zeros((h, w), bool)
+    sel[:band], sel[-band:], sel[:, :band], sel[:, -band:] = True, True, True, True
+    ys, xs = np.nonzero(sel)
+    step = max(1, len(ys) // 8000)
+    ys, xs = ys[::step], xs[::step]
+    dist = ys - hz.line(xs.astype(np.float32), w)
+    margin = hz.width / 2 + 2
+    vals = img[ys, xs].astype(np.float32)
+    design = _design(xs / w - 0.5, ys / h - 0.5)
+    wall, table = dist < -margin, dist > margin
+    if wall.sum() < 60 or table.sum() < 60:
+        return None
+    cw, kw = _robust_fit(design[wall], vals[wall])
+    ct, kt = _robust_fit(design[table], vals[table])
+    gy, gx = np.mgrid[0:h, 0:w].astype(np.float32)
+    grid = _design((gx + 0.5) / w - 0.5, (gy + 0.5) / h - 0.5)
+    d = gy - hz.line(gx, w)
+    t = np.clip(d / max(hz.width * 1.1, 1.0) + 0.5, 0, 1)
+    t = (t * t * (3 - 2 * t))[..., None]
+    bg = (grid @ cw) * (1 - t) + (grid @ ct) * t
+    res = np.abs(vals - bg[ys, xs]).max(1)
+    inl = np.concatenate([kw, kt])
+    r_in = np.concatenate([(vals[wall] - (design[wall] @ cw))[kw], (vals[table] - (design[table] @ ct))[kt]])
+    sigma = float(np.median(np.abs(r_in - np.median(r_in, 0)))) * 1.4826
+    frac = float(inl.mean())
+    hband = np.abs(d) <= hz.width / 2 + 2
+    del res
+    return bg.astype(np.float32), max(sigma, 0.8), frac, hband
+
+
+def _border_inliers(img: np.ndarray, bg: np.ndarray, band: int, sigma: float) -> float:
+    h, w, _ = img.shape
+    sel = np.zeros((h, w), bool)
+    sel[:band], sel[-band:], sel[:, :band], sel[:, -band:] = True, True, True, True
+    res = np.abs(img[sel] - bg[sel]).max(1)
+    return float((res < max(6.0, 4.0 * sigma)).mean())
 
 
 def backdrop_at(coef: np.ndarray, ys: np.ndarray, xs: np.ndarray, h: int, w: int) -> np.ndarray:
@@ -174,7 +300,7 @@ class Evidence:
 
 
 def _evidence(img: np.ndarray, bg: np.ndarray, sigma: float, band_mask: np.ndarray,
-              p: ClassicalParams) -> Evidence:
+              p: ClassicalParams, hband: np.ndarray | None = None) -> Evidence:
     """Product evidence and what the pixels look like, on the work copy."""
     lum = cv2.transform(img, _MEAN3) + 1.0
     lum_bg = cv2.transform(bg, _MEAN3) + 1.0
@@ -196,6 +322,9 @@ def _evidence(img: np.ndarray, bg: np.ndarray, sigma: float, band_mask: np.ndarr
     # Keep only the ridge of that response: its skirt reaches several pixels past the edge.
     ridge = g >= 0.6 * cv2.dilate(g, np.ones((5, 5), np.uint8))
     edge = (g > max(1.2, p.edge_sigmas * g_noise)) & ridge
+    if hband is not None:
+        # Along the horizon the model's step may sit a pixel off: its edge is not product.
+        edge &= ~hband
     evidence = (chroma > t_chroma) | brighter | (ratio < p.shadow_floor) | edge
     neutral = chroma < 0.6 * t_chroma
     bg_like = neutral & (np.abs(ratio - 1.0) * lum_bg < max(4.0, 3 * sigma))
@@ -480,7 +609,20 @@ class ClassicalSegmenter:
         band_mask = np.zeros(img.shape[:2], bool)
         band_mask[:band], band_mask[-band:], band_mask[:, :band], band_mask[:, -band:] = (
             True, True, True, True)
-        ev = _evidence(img, bg, sigma, band_mask, p)
+        # Two planes: a table top meeting a wall behind the product. One smooth surface cannot
+        # follow the step at the horizon, so the wall and the table are fitted apart and used
+        # when they explain clearly more of the border than the single surface.
+        hband = None
+        hz = _find_horizon(img, band)
+        if hz is not None:
+            two = _fit_two_planes(img, band, hz)
+            if two is not None:
+                tol = min(sigma, two[1])
+                one_in = _border_inliers(img, bg, band, tol)
+                two_in = _border_inliers(img, two[0], band, tol)
+                if two_in >= one_in + 0.05:
+                    bg, sigma, hband = two[0], two[1], two[3]
+        ev = _evidence(img, bg, sigma, band_mask, p, hband)
         hard = _regions(ev.product, ev.bg_like, ev.shadow_like, p, img, bg)
         hard = _peel_base_shadow(hard, ev, p)
         # What follows only matters near the product: work on its bounding box (plus more than

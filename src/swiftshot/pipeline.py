@@ -151,6 +151,6 @@ def apply_preset_stage(spec: RenderSpec, image: Image.Image) -> Image.Image:
         return image
     rule = get_preset(spec.preset, _OPS_SETTINGS.presets)
     try:
-        return apply_preset(image, rule)
+        return apply_preset(image, rule, spec.preset)
     except ValueError as e:  # an empty cutout: the photo's fault, a 422 like run_ops's errors
         raise OpsError(f"preset {spec.preset}: {e}") from None

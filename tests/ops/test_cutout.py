@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from swiftshot.ops.compose import ComposeParams, Placement, compose, fit_rgba
+from swiftshot.ops.compose import ComposeParams, Placement, compose, fit_rgba, product_only
 from swiftshot.ops.cutout import (
     ClassicalSegmenter,
     FakeSegmenter,
@@ -214,8 +214,9 @@ def test_composite_has_no_old_backdrop_under_the_product(cutouts, name):
     rgba = np.dstack([rgb, a8])
     out = np.asarray(compose(Image.fromarray(rgba, "RGBA"), NEW_BG, (800, 800),
                              ComposeParams(shadow=None, colour_match=0))).astype(np.float32)
-    # Where the true product lands: its coverage placed exactly as compose places the cutout.
-    box = Image.fromarray(a8, "L").getbbox()
+    # Where the true product lands: its coverage placed exactly as compose places the cutout
+    # (by the bounding box of the product's own alpha, without specks).
+    box = product_only(Image.fromarray(rgba, "RGBA")).getchannel("A").getbbox()
     assert box is not None
     x0, y0, x1, y1 = box
     cov8 = cv2.convertScaleAbs(coverage, alpha=255.0)

@@ -186,6 +186,41 @@ def backdrop_image(backdrop: Image.Image | RGB, size: tuple[int, int]) -> Image.
     return _cover(img, size)
 
 
+def own_alpha(a8: np.ndarray, min_part: float = 0.03) -> np.ndarray | None:
+    """0/1 uint8 mask (at ``a8``'s size) of the product's own parts: the largest solid region
+    (alpha ≥ 0.5) and any other at least ``min_part`` of its area, grown by a few pixels to
+    keep their soft edges. None when nothing is solid. Found on a copy ≤ ~512 px long."""
+    h, w = a8.shape
+    k = max(1, max(h, w) // 512)
+    small = a8 if k == 1 else cv2.resize(a8[:h // k * k, :w // k * k], (w // k, h // k),
+                                         interpolation=cv2.INTER_AREA)
+    solid = (small >= 128).astype(np.uint8)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(solid, connectivity=8)
+    if n <= 1:
+        return None
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    keep = np.zeros(n, np.uint8)
+    keep[1:] = areas >= min_part * areas.max()
+    # Faint alpha (< 0.5) touching a kept region is its edge; elsewhere it is a leftover.
+    near = cv2.dilate(keep[labels], np.ones((5, 5), np.uint8))
+    if k > 1:
+        near = cv2.resize(near, (w // k * k, h // k * k), interpolation=cv2.INTER_NEAREST)
+        near = cv2.copyMakeBorder(near, 0, h - near.shape[0], 0, w - near.shape[1],
+                                  cv2.BORDER_REPLICATE)
+    return near
+
+
+def product_only(product: Image.Image) -> Image.Image:
+    """The RGBA cutout with alpha outside the product's own parts (``own_alpha``) cleared."""
+    arr = np.asarray(product)
+    keep = own_alpha(arr[..., 3])
+    if keep is None or keep[arr[..., 3] > 0].all():
+        return product
+    out = arr.copy()
+    out[..., 3] *= keep
+    return Image.fromarray(out, "RGBA")
+
+
 def compose(product: Image.Image, backdrop: Image.Image | RGB, size: tuple[int, int] | None = None,
             params: ComposeParams | None = None) -> Image.Image:
     """The product (RGBA cutout) on the backdrop (image or colour), RGB at ``size``.
@@ -198,6 +233,9 @@ def compose(product: Image.Image, backdrop: Image.Image | RGB, size: tuple[int, 
         size = backdrop.size if isinstance(backdrop, Image.Image) else product.size
     w, h = size
     product = product if product.mode == "RGBA" else product.convert("RGBA")
+    # Placement comes from the product's own alpha: specks and leftovers of the old backdrop
+    # away from it would widen the bounding box (the product off centre, or over the edge).
+    product = product_only(product)
     # Work on the product's bounding box only: the transparent rest of a 2000² cutout is most
     # of its pixels.
     box = product.getchannel("A").getbbox()

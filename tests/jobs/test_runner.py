@@ -191,3 +191,19 @@ async def test_stop_is_prompt_with_items_finishing_during_it(tmp_path):
     await _until(lambda: runner.in_flight > 0)
     await asyncio.wait_for(runner.stop(), 10)  # a hang here is the bug this guards against
     assert runner.in_flight == 0
+
+
+async def test_stop_hands_back_items_whose_tasks_never_started(tmp_path):
+    # stop() right after the claim, before the item tasks took their first step (as happens
+    # on a loaded machine): the claims must still go back to the queue at once.
+    settings = _settings(tmp_path, concurrency=2)
+    runner = JobRunner.from_settings(settings, FakeService(delay_s=30))
+    job = runner.store.create_job(_specs("a", "b"))
+    claims = runner.store.claim(2)
+    for claim in claims:
+        task = asyncio.get_running_loop().create_task(runner._run_item(claim))
+        runner._inflight[task] = claim
+    await runner.stop()  # the tasks are cancelled before they ever ran
+    view = JobStore(settings.jobs.db_path).get_job(job)
+    assert [i.status for i in view.items] == ["queued"] * 2
+    assert [i.attempts for i in view.items] == [0, 0]

@@ -157,11 +157,17 @@ class JobRunner:
     async def stop(self) -> None:
         """Stop claiming; in-flight items are put back in the queue for the next start."""
         self._stopping = True
+        claims = list(self._inflight.values())
         tasks = [*self._tasks, *self._inflight]
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._tasks = []
+        # A task cancelled before its first step never runs _run_item's hand-back (seen on a
+        # loaded box: claimed, then stop() before the task started). Release is a no-op for
+        # items already handed back or finished, so hand back every claim held at the stop.
+        for claim in claims:
+            self.store.release(claim, 0.0, "server stopped while rendering")
         deadline = time.monotonic() + 10
         while self._db_threads and time.monotonic() < deadline:
             await asyncio.sleep(0.01)

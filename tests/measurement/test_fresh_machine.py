@@ -18,7 +18,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / ".ci" / "system-deps"
-PACKAGES = ["redis-server", "nginx", "prometheus", "chromium"]
+PACKAGES = ["redis-server", "nginx", "prometheus", "chromium", "nodejs", "npm"]
 
 
 def _fake_bin(tmp_path: Path, uid: int) -> Path:

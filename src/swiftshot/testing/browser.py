@@ -131,6 +131,25 @@ class Page:
         if not ok:
             raise BrowserError(f"no option {value!r} in {selector!r}")
 
+    def set_files(self, selector: str, paths: list[Path]) -> None:
+        """Choose files in an ``<input type=file>`` as the file picker would (``change`` fires)."""
+        res = self.send("Runtime.evaluate", expression=f"document.querySelector({json.dumps(selector)})")
+        obj = res.get("result", {}).get("objectId")
+        if not obj:
+            raise BrowserError(f"no element {selector!r} to set files on")
+        self.send("DOM.enable")
+        self.send("DOM.setFileInputFiles", files=[str(p) for p in paths], objectId=obj)
+
+    def press(self, key: str, code: str | None = None, key_code: int = 0) -> None:
+        """One key press (down + up) on the focused element, e.g. ``press("ArrowRight", key_code=39)``."""
+        for kind in ("rawKeyDown", "keyUp"):
+            self.send("Input.dispatchKeyEvent", type=kind, key=key, code=code or key,
+                      windowsVirtualKeyCode=key_code, nativeVirtualKeyCode=key_code)
+
+    def allow_downloads(self, folder: Path) -> None:
+        """Save downloads (an ``<a download>`` click) into ``folder``."""
+        self.send("Page.setDownloadBehavior", behavior="allow", downloadPath=str(folder))
+
     def screenshot(self, path: Path, *, full_page: bool = True) -> Path:
         params: dict[str, Any] = {"format": "png"}
         if full_page:

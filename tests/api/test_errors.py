@@ -115,5 +115,7 @@ def test_server_still_healthy_after_the_table(shared_server):
 def test_web_page(shared_server):
     r = shared_server.client.get("/")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
-    assert "/v1/render" in r.text and "Server-Timing" in r.text
+    # the seller's page: streamed renders, the check beside them, the presets from the server
+    assert "/v1/render?stream=true" in r.text and "/v1/check" in r.text and "/v1/presets" in r.text
+    assert len(r.content) < 40_000 and "<script src" not in r.text and "stylesheet" not in r.text
     assert "Save-Data" in r.headers["accept-ch"]

@@ -33,7 +33,7 @@ ITEMS = """[...document.querySelectorAll('#items .item')].map(e => ({
   waits: +(e.dataset.waits || 0), rules: e.querySelectorAll('table.rules tbody tr').length}))"""
 SETTLED = f"""(() => {{ const it = {ITEMS};
   return it.length && it.every(i => i.cls.includes('failed') || (i.cls.includes('done') && i.state.startsWith('Done')
-    && (i.rules || !document.querySelector('#preset').value))) ? it : null; }})()"""
+    && i.rules)) ? it : null; }})()"""
 
 
 def shoot(page, tmp_path: Path, name: str) -> None:
@@ -59,7 +59,7 @@ def test_batch_flow_with_check_snippet_compare_and_zip(page, web_server, photos,
     names = page.eval("[...document.querySelector('#preset').options].map(o => o.value)")
     listed = [p["name"] for p in web_server.client.get("/v1/presets").json()["presets"]]
     assert {"amazon", "shopify", "etsy", "google-merchant"} <= set(listed)
-    assert names == [*listed, ""]  # "" = no preset
+    assert names == listed
     page.select("#preset", "amazon")
 
     files = [photos[n] for n in PRODUCTS] + [photos["pdf"], photos["big"]]

@@ -181,7 +181,8 @@ def chromium(binary: str | None = None, *, width: int = 1280, height: int = 900,
     binary = binary or find_chromium()
     if binary is None:
         raise BrowserError(f"no Chromium binary on PATH (looked for {', '.join(BINARIES)})")
-    with tempfile.TemporaryDirectory(prefix="swiftshot-chromium-") as profile:
+    # ignore_cleanup_errors: a killed Chromium's helpers may still be writing into the profile
+    with tempfile.TemporaryDirectory(prefix="swiftshot-chromium-", ignore_cleanup_errors=True) as profile:
         log = Path(profile) / "chromium.log"
         with log.open("wb") as log_f:
             proc = subprocess.Popen(

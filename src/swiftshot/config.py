@@ -182,6 +182,15 @@ class FakeEngineSettings(_Section):
 class EngineSettings(_Section):
     default: str = "studio"
     """Engine used when a request names none."""
+    executor: Literal["inline", "process", "ray"] = "inline"
+    """What runs the engines (runtime/executor.py): ``inline`` (a thread of the server process;
+    tests and the CLI), ``process`` (engine worker processes on this machine; ``swiftshot
+    serve``'s default) or ``ray`` (Ray Serve replicas)."""
+    workers: int | None = Field(None, ge=1, le=64)
+    """Worker processes per engine (``process``). None: one per GPU, else one per CPU core."""
+    serve: list[str] = []
+    """Engines one server offers, e.g. ``["studio", "diffusion=./models/sd-turbo"]``
+    (``NAME`` or ``NAME=MODEL``); empty: just ``default``. The first is the default."""
     studio: StudioSettings = StudioSettings()
     diffusion: DiffusionSettings = DiffusionSettings()
     fake: FakeEngineSettings = FakeEngineSettings()

@@ -25,7 +25,9 @@ from PIL import Image
 
 from swiftshot import pipeline, telemetry
 from swiftshot.config import Settings
+from swiftshot.errors import ServiceError
 from swiftshot.engines import Engine, FakeEngine, create_engine
+from swiftshot.runtime.executor import describe_engine
 from swiftshot.runtime.gate import WorkGate, default_capacity
 from swiftshot.runtime.worker import Rejected
 from swiftshot.spec import RenderSpec, variant_key
@@ -38,15 +40,11 @@ KEY_MEMO_SIZE = 4096
 under 20 MB if every one were 2,000 characters)."""
 
 
-class Unavailable(Exception):
-    """The service takes no new work now (warming up, draining). Same fields as ``Rejected``."""
+class Unavailable(ServiceError):
+    """The service takes no new work now (warming up, draining): a 503 ServiceError."""
 
     def __init__(self, reason: str, message: str, retry_after_s: float, status: int = 503) -> None:
-        super().__init__(message)
-        self.status = status
-        self.reason = reason
-        self.message = message
-        self.retry_after_s = retry_after_s
+        super().__init__(message, status=status, code=reason, retry_after=retry_after_s)
 
 
 @dataclass
@@ -68,7 +66,7 @@ class Rendered:
 
 @dataclass
 class _Made:
-    image: Image.Image
+    image: Image.Image | None
     master: bytes
     queue_s: float
     infer_s: float
@@ -114,20 +112,28 @@ class Service:
     """Cache, single-flight and worker around one engine."""
 
     def __init__(self, settings: Settings, *, engine: Engine | None = None,
-                 cache: Any = None, worker: Any = None, flight: Any = None) -> None:
+                 cache: Any = None, worker: Any = None, flight: Any = None,
+                 executor: Any = None) -> None:
         from swiftshot.delivery import codecs
         from swiftshot.runtime.worker import Worker
         from swiftshot.store.cache import TieredCache
         from swiftshot.store.singleflight import SingleFlight
 
         self.settings = settings
+        if executor is not None and engine is None:
+            engine = getattr(executor, "engine", None)
         self.engine = engine if engine is not None else build_engine(settings)
         self.cache = cache if cache is not None else TieredCache.from_settings(settings.cache)
         self.flight = flight if flight is not None else SingleFlight()
         self._encoding: dict[str, asyncio.Task[bytes | None]] = {}
         self._keys: OrderedDict[tuple[RenderSpec, tuple[str, str, str]],
                                 tuple[RenderSpec, str]] = OrderedDict()
-        self.worker = worker if worker is not None else Worker(self.engine, settings)
+        if worker is None:
+            worker = Worker(executor if executor is not None else self.engine, settings)
+        self.worker = worker
+        self.info = worker.info if hasattr(worker, "info") else describe_engine(self.engine)
+        """What the front knows of the engine (runtime.executor.EngineInfo): it normalises
+        specs, keys the cache and batches with it."""
         self._codecs = codecs
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="swiftshot-encode")
         # Master encodes (~2 ms, on every miss's path) get a thread of their own: in the shared
@@ -147,6 +153,16 @@ class Service:
     def ready(self) -> bool:
         """Loaded, warmed up for the configured shapes, and not draining."""
         return bool(getattr(self.worker, "ready", False)) and not self.draining
+
+    def readiness(self) -> dict[str, Any]:
+        """What ``GET /readyz`` shows: the executor, and per engine its workers and warm state."""
+        h = self.worker.executor.health() if hasattr(self.worker, "executor") else None
+        engine: dict[str, Any] = {"name": self.info.name, "version": self.info.version,
+                                  "model": self.info.model}
+        if h is not None:
+            engine.update(h.to_json())
+            engine.pop("executor", None)
+        return {"executor": h.executor if h is not None else "inline", "engines": [engine]}
 
     async def start(self) -> None:
         pipeline.configure(self.settings.ops)  # segmenter, model folder, user presets
@@ -255,14 +271,15 @@ class Service:
         memoised: not ``seed=-1`` (fresh random each time) and not ones with ops (their free-
         form parameters compare 1 == 1.0 == True yet dump differently).
         """
-        versions = (self.engine.name, self.engine.version, pipeline.OPS_VERSION)
+        info = self.info
+        versions = (info.name, info.version, pipeline.OPS_VERSION)
         memo = spec.seed != -1 and not spec.ops
         if memo:
             found = self._keys.get((spec, versions))
             if found is not None:
                 self._keys.move_to_end((spec, versions))
                 return found
-        out = spec.normalized_and_key(*versions)
+        out = info.normalized_and_key(spec, pipeline.OPS_VERSION)
         if memo:
             self._keys[(spec, versions)] = out
             if len(self._keys) > KEY_MEMO_SIZE:
@@ -281,17 +298,24 @@ class Service:
         submitted = time.perf_counter_ns()
         result = await self.worker.submit(spec, priority=priority, deadline_s=deadline_s,
                                           products=products, tag=key)
-        t0 = time.perf_counter()
-        master = await asyncio.get_running_loop().run_in_executor(
-            self._master_pool, self._codecs.encode_master, result.image, self.settings.delivery)
-        master_s = time.perf_counter() - t0
-        await self.store(key, spec, master, result.image)
+        if result.master is not None:  # encoded by the engine worker (process, ray)
+            master, master_s = result.master, result.master_s
+            size = (result.width, result.height)
+        else:  # inline: the image is here; encode it off the loop, overlapping the next batch
+            t0 = time.perf_counter()
+            master = await asyncio.get_running_loop().run_in_executor(
+                self._master_pool, self._codecs.encode_master, result.image,
+                self.settings.delivery)
+            master_s = time.perf_counter() - t0
+            size = result.image.size
+        await self.store(key, spec, master, size)
         return _Made(result.image, master, result.queue_s, result.infer_s, master_s,
                      result.batch_size, submitted)
 
-    async def store(self, key: str, spec: RenderSpec, master: bytes, image: Image.Image) -> None:
+    async def store(self, key: str, spec: RenderSpec, master: bytes,
+                    size: tuple[int, int]) -> None:
         ttl = self.cache.ttl_for(spec.category)
-        meta = orjson.dumps({"width": image.width, "height": image.height,
+        meta = orjson.dumps({"width": size[0], "height": size[1],
                              "source_type": pipeline.source_type_for(spec),
                              "category": spec.category, "tags": list(spec.tags)})
         tags = (*spec.tags, _own_tag(key))
@@ -334,7 +358,7 @@ class Service:
         if task is None:
             # Not SingleFlight: a variant is worth finishing (and caching) even if every asker
             # hangs up, and joining an encode is not a "coalesced generation" in the metrics.
-            gated = image is None
+            gated = image is None and master is None  # a master given was just rendered
             if gated:
                 self.gate.enter(priority)
             try:

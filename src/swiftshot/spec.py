@@ -35,6 +35,9 @@ KEY_VERSION = "1"
 
 _SIZE_RE = re.compile(r"^\s*(\d+)\s*[xX×]\s*(\d+)\s*$")
 
+# Fallbacks for specs normalised without an engine at hand (tests, the CLI's spec checks). The
+# server normalises with the engine's own ``EngineInfo`` (runtime/executor.py): the engine
+# declares the fields it ignores and its defaults (diffusion's ``default_steps`` ...).
 # Fields each engine ignores: cleared in the canonical form so they cannot split the cache.
 _IGNORED_BY_ENGINE: dict[str, frozenset[str]] = {
     "studio": frozenset({"steps", "guidance", "negative_prompt", "model"}),
@@ -44,6 +47,16 @@ _IGNORED_BY_ENGINE: dict[str, frozenset[str]] = {
 _ENGINE_DEFAULTS: dict[str, dict[str, Any]] = {
     "diffusion": {"steps": 1, "guidance": 0.0},
 }
+
+
+def engine_ignored(engine: str) -> frozenset[str]:
+    """Fields ``engine`` ignores when no engine object says otherwise."""
+    return _IGNORED_BY_ENGINE.get(engine, frozenset())
+
+
+def engine_defaults(engine: str) -> dict[str, Any]:
+    """Defaults of ``engine`` when no engine object says otherwise."""
+    return dict(_ENGINE_DEFAULTS.get(engine, {}))
 
 
 def collapse_whitespace(text: str) -> str:
@@ -161,28 +174,35 @@ class RenderSpec(BaseModel):
 
     # -- canonical form and keys -------------------------------------------------------------
 
-    def normalized(self) -> RenderSpec:
-        """Defaults filled, ignored fields cleared, seed fixed. Idempotent."""
-        updates, _ = self._canonical_pass()
+    def normalized(self, *, ignored: Any = None, defaults: Any = None) -> RenderSpec:
+        """Defaults filled, ignored fields cleared, seed fixed. Idempotent. ``ignored`` and
+        ``defaults`` come from the engine (``EngineInfo``); None: spec.py's fallback tables."""
+        updates, _ = self._canonical_pass(ignored, defaults)
         return self.model_copy(update=updates) if updates else self
 
     def normalized_and_key(self, engine_name: str | None = None, engine_version: str = "0",
-                           ops_version: str = "0") -> tuple[RenderSpec, str]:
+                           ops_version: str = "0", *, ignored: Any = None,
+                           defaults: Any = None) -> tuple[RenderSpec, str]:
         """``(self.normalized(), self.cache_key(...))`` in one pass: the pixel fields are
         dumped once and both the derived seed and the key are hashed from that dict (the two
         calls apart dump and normalise twice; this is the cache-hit path)."""
-        updates, data = self._canonical_pass()
+        updates, data = self._canonical_pass(ignored, defaults)
         spec = self.model_copy(update=updates) if updates else self
         return spec, _key(data, engine_name or self.engine, engine_version, ops_version)
 
-    def _canonical_pass(self) -> tuple[dict[str, Any], dict[str, Any]]:
+    def _canonical_pass(self, ignored: Any = None, defaults: Any = None
+                        ) -> tuple[dict[str, Any], dict[str, Any]]:
         """(field updates that normalise self, pixel fields of the normalised spec)."""
         updates: dict[str, Any] = {}
-        for name in _IGNORED_BY_ENGINE.get(self.engine, ()):
+        if ignored is None:
+            ignored = _IGNORED_BY_ENGINE.get(self.engine, ())
+        if defaults is None:
+            defaults = _ENGINE_DEFAULTS.get(self.engine, {})
+        for name in ignored:
             default = _FIELD_DEFAULTS[name]
             if getattr(self, name) != default:
                 updates[name] = default
-        for name, default in _ENGINE_DEFAULTS.get(self.engine, {}).items():
+        for name, default in defaults.items():
             if getattr(self, name) is None:
                 updates[name] = default
         if self.tags and self.tags != tuple(sorted(set(self.tags))):

@@ -188,3 +188,33 @@ PROMPT_EMBED_CACHE_BYTES = Gauge(
     "swiftshot_prompt_embedding_cache_bytes", "Bytes of text-encoder outputs held by the diffusion "
     "engine's prompt-embedding cache (bounded by engine.diffusion.prompt_cache_bytes).",
     registry=REGISTRY)
+
+
+# -- Engine workers in other processes ------------------------------------------------------------
+# Workers (processes, Ray replicas) keep no registry of their own that Prometheus would have to
+# scrape: each batch result carries what the worker measured (engine + ops seconds, master encode
+# seconds), and the front records it here, so the front's /metrics tells the whole truth.
+
+WORKER_BATCHES = Counter(
+    "swiftshot_worker_batches_total", "Batches run, by engine worker (inline, process-N, replica).",
+    ["worker"], registry=REGISTRY)
+WORKER_BUSY = Counter(
+    "swiftshot_worker_busy_seconds_total", "Seconds an engine worker spent on batches (engine, "
+    "ops and master encode), as it measured them.", ["worker"], registry=REGISTRY)
+WORKER_RESTARTS = Counter(
+    "swiftshot_worker_restarts_total", "Engine workers restarted after they died, by engine.",
+    ["engine"], registry=REGISTRY)
+WORKERS_WARM = Gauge(
+    "swiftshot_workers_warm", "Engine workers loaded, warm and alive, by engine.",
+    ["engine"], registry=REGISTRY)
+
+
+def add_worker_metrics(worker: str, busy_s: float, extra: _Mapping[str, float] | None = None) -> None:
+    WORKER_BATCHES.labels(worker).inc()
+    WORKER_BUSY.labels(worker).inc(max(0.0, busy_s))
+
+
+def trace_carrier() -> dict[str, str]:
+    """W3C trace context to hand to a worker. Spans of the worker's stages are emitted by the
+    front from the durations the worker reports (``Tracing.emit``), so nothing is needed yet."""
+    return {}

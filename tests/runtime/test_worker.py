@@ -122,28 +122,31 @@ async def test_different_batch_keys_never_share_a_call(worker_settings):
         assert len({(s.width, s.height) for s in call}) == 1
 
 
-async def test_engine_failure_fails_its_batch_only(worker_settings):
+async def test_engine_failure_fails_only_the_request_at_fault(worker_settings):
     engine = GatedEngine(fail_when=lambda s: s.prompt == "boom")
     w = await started(engine, worker_settings)
     try:
         engine.gate.clear()
         blocker = asyncio.create_task(w.submit(spec("first")))
         await wait_until(engine.entered.is_set)
-        # These three queue behind the blocker and then run as one batch, which fails.
+        # These three queue behind the blocker and then run as one batch, which fails; each
+        # is then rerun alone, so only the request at fault fails.
         doomed = [asyncio.create_task(w.submit(spec(p))) for p in ("boom", "ok-1", "ok-2")]
         other_size = asyncio.create_task(w.submit(spec("elsewhere", size=128)))
         await wait_until(lambda: w.depth()["standard"] == 4)
         engine.gate.set()
         assert isinstance(await blocker, Result)
         outcomes = await asyncio.gather(*doomed, return_exceptions=True)
-        assert all(isinstance(o, EngineError) for o in outcomes), outcomes
+        assert isinstance(outcomes[0], EngineError), outcomes
+        assert all(isinstance(o, Result) for o in outcomes[1:]), outcomes
         assert isinstance(await other_size, Result)
         # The worker carries on: the next batch succeeds.
         r = await w.submit(spec("after the failure"))
         assert r.image.size == (64, 64)
     finally:
         await w.stop()
-    assert ["boom", "ok-1", "ok-2"] in [[s.prompt for s in c] for c in engine.calls]
+    calls = [[s.prompt for s in c] for c in engine.calls]
+    assert ["boom", "ok-1", "ok-2"] in calls and ["ok-1"] in calls and ["boom"] in calls
 
 
 async def test_cancelled_queued_request_never_reaches_the_engine(worker_settings):

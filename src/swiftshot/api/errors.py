@@ -18,7 +18,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from swiftshot import telemetry
-from swiftshot.engines import Cancelled, EngineConfigError, EngineError
+from swiftshot.engines import EngineError
+from swiftshot.errors import ServiceError
 
 log = logging.getLogger("swiftshot.api")
 
@@ -29,16 +30,13 @@ _TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permi
           502: "engine_error", 503: "service_unavailable", 504: "timeout"}
 
 
-class ApiError(Exception):
-    """Raised by routes: becomes the JSON error response."""
+class ApiError(ServiceError):
+    """Raised by routes: a ServiceError with extra response headers."""
 
     def __init__(self, status: int, message: str, *, param: str | None = None,
                  code: str | None = None, headers: Mapping[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.param = param
-        self.code = code
+        super().__init__(message, status=status, param=param)
+        self.code = code  # type: ignore[assignment] - routes may leave it out (null in JSON)
         self.headers = dict(headers or {})
 
 
@@ -106,48 +104,31 @@ def from_validation(e: ValidationError, status: int = 400,
     return ApiError(status, message, param=param, code="invalid_value")
 
 
-def _rejected_response(exc: Any) -> Response:
-    headers = retry_after(exc.retry_after_s) if getattr(exc, "retry_after_s", None) else {}
-    return error_response(int(exc.status), str(getattr(exc, "message", None) or exc),
-                          code=getattr(exc, "reason", None), headers=headers)
-
-
 def response_for(exc: Exception) -> Response:
-    """The JSON answer to an exception raised by a route (the same for every route)."""
-    from swiftshot.runtime.worker import Rejected
+    """The JSON answer to an exception raised by a route (the same for every route): any
+    :class:`~swiftshot.errors.ServiceError` answers with its own status, code, message, param
+    and Retry-After; anything else is an internal error (500, logged, no traceback sent)."""
     from swiftshot.service import Unavailable
 
-    if isinstance(exc, ApiError):
-        return error_response(exc.status, exc.message, param=exc.param, code=exc.code,
-                              headers=exc.headers)
-    if isinstance(exc, Rejected):
-        return _rejected_response(exc)  # the worker counts its own refusals
-    if isinstance(exc, Unavailable):
-        telemetry.REJECTED.labels(exc.reason).inc()
-        return _rejected_response(exc)
-    from swiftshot.ops import OpsError
-
-    if isinstance(exc, OpsError):
-        # An op that cannot run on the photo (an empty cutout ...). Routes with photos map it
-        # themselves; this catches the rest (a batch sibling's failure reaching a generation).
-        return error_response(getattr(exc, "status", 422), str(exc), param="ops",
-                              code="invalid_ops")
-    if isinstance(exc, EngineConfigError):
-        return error_response(400, str(exc), param="model", code="unknown_model")
-    if isinstance(exc, EngineError):
-        log.warning("engine failure: %s", exc)
-        return error_response(502, f"the image engine failed: {exc}", code="engine_error")
-    if isinstance(exc, Cancelled):
-        return error_response(499, "the request was cancelled", code="cancelled")
+    if isinstance(exc, ServiceError):
+        headers = dict(getattr(exc, "headers", None) or {})
+        if exc.retry_after:
+            headers.update(retry_after(exc.retry_after))
+        if isinstance(exc, Unavailable):  # the scheduler and gate count their own refusals
+            telemetry.REJECTED.labels(exc.code).inc()
+        elif isinstance(exc, EngineError) and exc.status >= 500:
+            log.warning("engine failure: %s", exc)
+        message = exc.message
+        if isinstance(exc, EngineError) and exc.status == 502:
+            message = f"the image engine failed: {exc.message}"
+        return error_response(exc.status, message, param=exc.param, code=exc.code,
+                              headers=headers)
     log.error("internal error", exc_info=exc)
     return error_response(500, f"internal error ({type(exc).__name__}); it was logged",
                           code="internal_error")
 
 
 def install(app: FastAPI) -> None:
-    from swiftshot.runtime.worker import Rejected
-    from swiftshot.service import Unavailable
-
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> Response:
         message, param = describe(exc.errors())
@@ -168,5 +149,5 @@ def install(app: FastAPI) -> None:
     async def _mapped(_: Request, exc: Exception) -> Response:
         return response_for(exc)
 
-    for cls in (ApiError, Rejected, Unavailable, EngineError, Cancelled, Exception):
+    for cls in (ServiceError, Exception):
         app.add_exception_handler(cls, _mapped)

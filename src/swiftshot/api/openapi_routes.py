@@ -108,10 +108,27 @@ class Health(BaseModel):
     status: Literal["ok"]
 
 
+class EngineReadiness(BaseModel):
+    name: str
+    version: str
+    model: str | None = None
+    ready: bool
+    workers: int
+    """Workers (processes, replicas) this engine has."""
+    warm: int
+    """Of them, loaded, warmed up and alive."""
+    error: str | None = None
+    """Why a worker cannot start (a model that does not load ...)."""
+    detail: list[dict[str, Any]] = []
+
+
 class Ready(BaseModel):
     status: str
     engine: str
     version: str
+    executor: str
+    """What runs the engines: inline, process or ray."""
+    engines: list[EngineReadiness]
 
 
 class PurgedKey(BaseModel):

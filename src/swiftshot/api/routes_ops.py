@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import orjson
 from fastapi import APIRouter
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
@@ -22,10 +23,13 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
+    """200 when ready to take work, else 503 saying why; both name the executor (inline,
+    process, ray) and, per engine, its workers/replicas and how many are warm."""
     svc = service(request)
+    detail = svc.readiness()
     if svc.ready:
-        return json_response({"status": "ready", "engine": svc.engine.name,
-                              "version": svc.engine.version})
+        return json_response({"status": "ready", "engine": svc.info.name,
+                              "version": svc.info.version, **detail})
     error = getattr(request.app.state, "start_error", None)
     if svc.draining:
         reason, msg = "draining", "the server is draining and takes no new work"
@@ -33,8 +37,11 @@ async def readyz(request: Request) -> Response:
         reason, msg = "start_failed", f"the engine failed to start: {error}"
     else:
         reason, msg = "warming_up", "the engine is loading and warming up"
-    return error_response(503, msg, code=reason,
+    resp = error_response(503, msg, code=reason,
                           headers=retry_after(svc.settings.server.retry_after_s))
+    body = orjson.loads(resp.body)
+    body.update({"status": reason, **detail})
+    return json_response(body, status=503, headers=dict(retry_after(svc.settings.server.retry_after_s)))
 
 
 async def metrics(request: Request) -> Response:

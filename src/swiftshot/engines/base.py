@@ -10,11 +10,12 @@ import hashlib
 import threading
 import time
 from collections.abc import Callable, Hashable, Sequence
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 from PIL import Image
 
+from swiftshot.errors import ServiceError
 from swiftshot.spec import RenderSpec
 
 StepCallback = Callable[[int, int, "Image.Image | Sequence[Image.Image] | None"], "bool | None"]
@@ -31,16 +32,29 @@ MAX_PREVIEWS = 3
 """Most partial images one request may ask for (OpenAI's ``partial_images`` is 0..3)."""
 
 
-class EngineError(Exception):
-    """The engine could not produce the images (bad model folder, out of memory ...)."""
+class EngineError(ServiceError):
+    """The engine could not produce the images (bad model folder, out of memory ...): 502."""
+
+    status = 502
+    code = "engine_error"
 
 
 class EngineConfigError(EngineError):
-    """The engine or model asked for does not exist or cannot be loaded; a user error."""
+    """The engine or model asked for does not exist or cannot be loaded; a user error (400)."""
+
+    status = 400
+    code = "unknown_model"
+
+    def __init__(self, message: str = "", **kw: Any) -> None:
+        kw.setdefault("param", "model")
+        super().__init__(message, **kw)
 
 
-class Cancelled(Exception):
-    """``on_step`` asked to stop."""
+class Cancelled(ServiceError):
+    """``on_step`` asked to stop (the client went away): 499."""
+
+    status = 499
+    code = "cancelled"
 
 
 @runtime_checkable
@@ -95,6 +109,8 @@ class FakeEngine:
     """
 
     name = "fake"
+    ignored_fields = frozenset({"steps", "guidance", "negative_prompt", "model"})
+    batch_fields = ("width", "height")
 
     def __init__(self, *, delay_s: float = 0.0, per_item_s: float = 0.0, steps: int = 1,
                  fail_when: Callable[[RenderSpec], bool] | None = None, version: str = "1") -> None:

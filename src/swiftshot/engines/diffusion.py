@@ -429,6 +429,18 @@ class DiffusionEngine:
 
     # -- running ---------------------------------------------------------------------------
 
+    batch_fields = ("width", "height", "steps", "guidance")
+    capabilities = frozenset({"previews"})
+
+    @property
+    def spec_defaults(self) -> dict[str, Any]:
+        """Filled into requests that leave them out (so ``default_steps`` decides the key)."""
+        return {"steps": self.settings.default_steps, "guidance": self.settings.default_guidance}
+
+    @property
+    def model_name(self) -> str | None:
+        return self.settings.model
+
     def batch_key(self, spec: RenderSpec) -> Hashable:
         return (self.name, self.version, spec.width, spec.height, self._steps(spec),
                 self._guidance(spec))

@@ -262,6 +262,10 @@ class StudioEngine:
     name = "studio"
     version = "4"  # bump whenever the same spec would give other pixels (it is in every cache key)
     batch_gain = False  # run() renders specs in turn: the worker need not wait to batch them
+    # What the front needs to know (runtime/executor.EngineInfo): fields with no effect here
+    # are cleared from the canonical spec so they cannot split the cache.
+    ignored_fields = frozenset({"steps", "guidance", "negative_prompt", "model"})
+    batch_fields = ("width", "height")
     _LOW = 4  # smooth layers are computed at 1/_LOW resolution
     _GRAIN_SIDE = 2048 + 256
     _tables: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None

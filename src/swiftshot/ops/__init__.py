@@ -28,6 +28,8 @@ import numpy as np
 from PIL import Image
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
+from swiftshot.errors import ServiceError
+
 RGB = tuple[int, int, int]
 
 _NAMED = {"white": (255, 255, 255), "black": (0, 0, 0), "grey": (128, 128, 128),
@@ -35,14 +37,15 @@ _NAMED = {"white": (255, 255, 255), "black": (0, 0, 0), "grey": (128, 128, 128),
 _HEX = re.compile(r"^#?([0-9a-fA-F]{6}|[0-9a-fA-F]{3})$")
 
 
-class OpsError(ValueError):
-    """A request's operations cannot run as asked (a user error: answer 4xx)."""
+class OpsError(ValueError, ServiceError):
+    """A request's operations cannot run as asked (a user error: a 4xx ServiceError)."""
 
     status = 422
+    code = "invalid_ops"
+    _param = "ops"
 
     def __init__(self, message: str, status: int = 422) -> None:
-        super().__init__(message)
-        self.status = status
+        ServiceError.__init__(self, message, status=status, param=self._param)
 
 
 def parse_colour(v: Any) -> RGB:

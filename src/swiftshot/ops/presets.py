@@ -58,6 +58,9 @@ PRESET_SHADOW = ShadowParams(contact=0.45, cast=0.18, length=0.22)
 class UnknownPreset(OpsError):
     """The preset named is neither built in nor in the config (a user error: 422)."""
 
+    code = "unknown_preset"
+    _param = "preset"
+
 
 def presets(user: Mapping[str, PresetRule] | None = None) -> dict[str, PresetRule]:
     return {**BUILTIN_PRESETS, **(user or {})}

@@ -98,6 +98,9 @@ class Scheduler:
         self._running_items = 0
         self._expired: list[WorkItem] = []
         self._draining = False
+        self.slots = 1
+        """Batches that run at once (the executor's workers); the estimated wait divides the
+        work ahead among them."""
 
     # -- admission ----------------------------------------------------------------------------
 
@@ -135,7 +138,7 @@ class Scheduler:
         in its class and the classes above it, at the measured per-item service time."""
         rank = RANK[priority]
         ahead = self._running_cost + sum(self._cost[p] for p in PRIORITIES if RANK[p] <= rank)
-        return ahead * self.per_item_s
+        return ahead * self.per_item_s / self.slots
 
     def _retry_after(self, priority: Priority) -> float:
         # Come back once the work now ahead of this class has been done.

@@ -1,24 +1,25 @@
-"""The local worker: feeds batches chosen by the scheduler to the engine, one at a time.
+"""The front dispatcher: feeds batches chosen by the scheduler to an :class:`Executor`.
 
-Inference runs in one dedicated thread, so the event loop never waits on the engine and the
-engine never runs two batches at once. A batch's futures are resolved the moment it finishes
-and the next batch is dispatched straight away; the callers encode their images in their own
-pool meanwhile, so encoding batch N overlaps inference of batch N+1.
+The engine itself runs behind the executor seam (runtime/executor.py): in a thread of this
+process (``inline``), in engine worker processes (``process``), or in Ray Serve replicas
+(``ray``). This class keeps what belongs to the front: the pure scheduler (classes, deadlines,
+admission, batching), up to ``executor.slots`` batches in flight at once, deadlines for every
+wait, cancellation, progress events, metrics, and a batch whose worker died retried once
+elsewhere before its callers get a 503 ``worker_lost``.
 
 Cancellation (a client hung up): a queued request leaves the scheduler at once, so it never
-reaches the engine and its slot is free for the next request; a running request is marked,
-and the engine is told to stop between steps once *every* request in its batch is gone.
+reaches the engine and its slot is free for the next request; a running request is reported
+to the executor (``abort``), which stops the batch between steps once *every* request in it
+is gone.
 """
 
 from __future__ import annotations
 
 import asyncio
-import inspect
 import itertools
 import logging
 import time
 from collections.abc import Callable, Hashable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,32 +29,39 @@ import swiftshot.pipeline
 from swiftshot import telemetry
 from swiftshot.config import PRIORITIES, Priority, Settings
 from swiftshot.engines.base import Cancelled, Engine, EngineError
+from swiftshot.errors import ServiceError, WorkerLost
 from swiftshot.runtime.aio import wait_event
-from swiftshot.runtime.progress import Listener, Partial, Queued, Started
+from swiftshot.runtime.executor import Batch, BatchResult, Executor, InlineExecutor, Item
+from swiftshot.runtime.progress import Event, Listener, Queued, Started
 from swiftshot.runtime.scheduler import RANK, Scheduler, WorkItem
 from swiftshot.spec import RenderSpec
 
 log = logging.getLogger(__name__)
 
 
-class Rejected(Exception):
-    """The request was refused or gave up in the queue; carries what the HTTP layer answers."""
+class Rejected(ServiceError):
+    """The request was refused or gave up in the queue (a :class:`ServiceError`; ``reason`` is
+    its ``code``, ``retry_after_s`` its ``retry_after``)."""
 
     def __init__(self, status: int, reason: str, retry_after_s: float = 0.0,
                  message: str = "") -> None:
-        super().__init__(message or reason)
-        self.status = status
-        self.reason = reason
-        self.retry_after_s = retry_after_s
-        self.message = message or reason
+        super().__init__(message or reason, status=status, code=reason,
+                         retry_after=retry_after_s)
 
 
 @dataclass
 class Result:
-    image: Image.Image
+    image: Image.Image | None
+    """The decoded image (``inline`` only; None when the master crossed as bytes)."""
     queue_s: float
     infer_s: float
     batch_size: int
+    master: bytes | None = None
+    """The encoded master when the executor encoded it (``process``, ``ray``)."""
+    master_s: float = 0.0
+    width: int = 0
+    height: int = 0
+    worker: str = ""
 
 
 @dataclass
@@ -68,29 +76,35 @@ class _Slot:
 
 
 RunBatch = Callable[..., list[Image.Image]]
+"""``pipeline.run_batch``'s shape (tests inject their own)."""
 
 
 class Worker:
-    def __init__(self, engine: Engine, settings: Settings, *,
+    def __init__(self, engine: Engine | Executor, settings: Settings, *,
                  run_batch: RunBatch = swiftshot.pipeline.run_batch,
                  clock: Callable[[], float] = time.monotonic,
                  capacity_hint_s: float | None = None) -> None:
-        self.engine = engine
+        """``engine``: an :class:`Executor`, or an engine object (run ``inline`` through
+        ``run_batch``)."""
+        if isinstance(engine, Executor):
+            self.executor: Executor = engine
+            self.engine: Engine | None = getattr(engine, "engine", None)
+        else:
+            self.executor = InlineExecutor(engine, settings, run_batch=run_batch)
+            self.engine = engine
+        self.info = self.executor.describe()
         self.settings = settings
         self.clock = clock
         hint = settings.scheduler.service_time_hint_s if capacity_hint_s is None else capacity_hint_s
-        # Optional engine attributes: batch_gain (False: items are rendered in turn, so no
-        # batching window) and max_batch_size (the most one call can take).
         self.scheduler = Scheduler(settings.scheduler, clock=clock, capacity_hint_s=hint,
-                                   batch_gain=bool(getattr(engine, "batch_gain", True)),
-                                   max_batch_size=getattr(engine, "max_batch_size", None))
-        self._run_batch = run_batch
-        self._takes_products = _accepts_keyword(run_batch, "products")
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="swiftshot-infer")
+                                   batch_gain=self.info.batch_gain,
+                                   max_batch_size=self.info.max_batch_size)
         self._ids = itertools.count(1)
+        self._batch_ids = itertools.count(1)
         self._slots: dict[int, _Slot] = {}
         self._tags: dict[Hashable, int] = {}
-        self._running: list[_Slot] = []
+        self._running: dict[int, _Slot] = {}
+        self._batches: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
         self._stopped = False
@@ -101,22 +115,20 @@ class Worker:
         self._depth_shown: dict[str, int] = {}
         self._queue_hist = telemetry.STAGE_DURATION.labels(stage="queue")
         self._infer_hist = telemetry.STAGE_DURATION.labels(stage="infer")
-        self._generations = telemetry.GENERATIONS.labels(engine=engine.name)
+        self._generations = telemetry.GENERATIONS.labels(engine=self.info.name)
+
+    @property
+    def slots(self) -> int:
+        return max(1, self.executor.slots)
 
     # -- life cycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Load and warm the engine in the inference thread, then start dispatching."""
-        loop = asyncio.get_running_loop()
-        shapes = list(self.settings.server.warmup_shapes)
-        await loop.run_in_executor(self._executor, self._load, shapes)
+        """Load and warm the engine behind the executor, then start dispatching."""
+        await self.executor.start()
+        self.scheduler.slots = self.slots
         self._loop_task = asyncio.create_task(self._dispatch_loop(), name="swiftshot-dispatch")
         self.ready = True
-
-    def _load(self, shapes: Sequence[tuple[int, int]]) -> None:
-        self.engine.load()
-        if shapes:
-            self.engine.warmup(shapes)
 
     async def drain(self, timeout_s: float) -> None:
         """Refuse new work (503 draining) and wait up to ``timeout_s`` for what is queued or
@@ -131,23 +143,29 @@ class Worker:
             await asyncio.sleep(0.005)
 
     async def stop(self) -> None:
-        """Stop dispatching; fail what is still queued; ask a running batch to stop."""
+        """Stop dispatching; fail what is still queued; stop running batches (their callers
+        get a 503, not a cancellation they did not ask for)."""
         self.scheduler.set_draining(True)
         self.ready = False
         self._stopped = True
         for slot in list(self._slots.values()):
             if slot.started is None and self.scheduler.cancel(slot.item.id):
                 self._resolve_error(slot, self._stopping())
-        # on_step now returns False, so a running batch stops at its next step; its callers
-        # get a 503 (from _run's finally), not a cancellation they did not ask for.
+        self.executor.abort(list(self._running))
         if self._loop_task is not None:
             self._loop_task.cancel()
             try:
                 await self._loop_task
             except (asyncio.CancelledError, Exception):  # noqa: BLE001 - we are stopping anyway
                 pass
-        self._executor.shutdown(wait=False, cancel_futures=True)
-        self._update_depth()
+        try:
+            await self.executor.stop()
+        finally:
+            for task in list(self._batches):
+                task.cancel()
+            if self._batches:
+                await asyncio.gather(*self._batches, return_exceptions=True)
+            self._update_depth()
 
     def depth(self) -> dict[str, int]:
         """Queued requests per priority class, plus ``running`` (in the engine now)."""
@@ -178,7 +196,7 @@ class Worker:
         if self._stopped:
             raise self._reject(Rejected(503, "draining", 1.0, "the server is shutting down"))
         now = self.clock()
-        item = WorkItem(id=next(self._ids), batch_key=self.engine.batch_key(spec),
+        item = WorkItem(id=next(self._ids), batch_key=self.info.batch_key(spec),
                         priority=priority, arrival=now, deadline=now + deadline_s)
         if listener is not None:  # what is ahead of it, measured before it joins the queue
             depth = self.scheduler.depth()
@@ -208,9 +226,11 @@ class Worker:
             return await asyncio.shield(slot.future)
         except asyncio.CancelledError:
             # The caller went away. Queued: leave the queue now, freeing the slot.
-            # Running: mark it, so the batch stops if nobody else wants it.
+            # Running: tell the executor, so the batch stops if nobody else wants it.
             if not self.scheduler.cancel(item.id):
                 slot.cancelled = True
+                if item.id in self._running:
+                    self.executor.abort([item.id])
             if not slot.future.done():
                 slot.future.cancel()
             raise
@@ -265,6 +285,9 @@ class Worker:
     async def _dispatch_once(self) -> None:
         self._wake.clear()
         self._fail_expired()
+        if len(self._batches) >= self.slots:
+            await self._wake.wait()  # a batch finishing sets it
+            return
         delay = self.scheduler.dispatch_delay()
         if delay is None:
             await self._wake.wait()
@@ -276,12 +299,27 @@ class Worker:
         self._fail_expired()
         self._update_depth()
         if items:
-            await self._run(items)
+            task = asyncio.create_task(self._run(items), name="swiftshot-batch")
+            self._batches.add(task)
+            task.add_done_callback(self._batch_done)
+
+    def _batch_done(self, task: asyncio.Task[None]) -> None:
+        self._batches.discard(task)
+        self._wake.set()
 
     def _fail_expired(self) -> None:
         for item in self.scheduler.expired():
             slot: _Slot = item.payload
             self._resolve_error(slot, self._deadline_rejection(slot))
+
+    def _event(self, item_id: int, event: Event) -> None:
+        """A progress event from the executor (on the loop)."""
+        slot = self._running.get(item_id)
+        if slot is None or slot.listener is None or slot.cancelled:
+            return
+        if isinstance(event, Started):
+            return  # sent once by _run when the batch is dispatched
+        slot.listener.emit(event)
 
     async def _run(self, items: list[WorkItem]) -> None:
         slots: list[_Slot] = [it.payload for it in items]
@@ -289,69 +327,85 @@ class Worker:
         for slot in slots:
             slot.started = start
             self._queue_hist.observe(start - slot.item.arrival)
+            self._running[slot.item.id] = slot
             if slot.listener is not None:
                 slot.listener.emit(Started())
-        self._running = slots
+        products: dict[str, Image.Image] = {}
+        for slot in slots:
+            if slot.products:
+                products.update(slot.products)
+        batch = Batch(next(self._batch_ids),
+                      [Item(s.item.id, s.spec, s.listener.partials if s.listener else 0)
+                       for s in slots], products, telemetry.trace_carrier())
         ok = False
         try:
-            loop = asyncio.get_running_loop()
-            images = await loop.run_in_executor(self._executor, self._infer, slots, loop)
+            out = await self._submit(batch)
             ok = True
         except Cancelled:
             for slot in slots:
                 self._resolve_error(slot, self._stopping() if self._stopped else
                                     Rejected(499, "cancelled", 0.0, "the client went away"))
-        except Exception as e:  # noqa: BLE001 - an engine failure fails this batch only
-            if not isinstance(e, EngineError):
-                log.exception("engine %s failed on a batch of %d", self.engine.name, len(slots))
+        except Exception as e:  # noqa: BLE001 - a failure fails this batch only
+            if not isinstance(e, ServiceError):
+                log.exception("executor %s failed on a batch of %d", self.executor.kind,
+                              len(slots))
             for slot in slots:
                 self._resolve_error(slot, e)
         else:
-            infer_s = self.clock() - start
+            infer_s = out.infer_s
             self._infer_hist.observe(infer_s)
             telemetry.BATCH_SIZE.observe(len(slots))
-            self._generations.inc(len(images))
-            for slot, image in zip(slots, images, strict=True):
+            telemetry.add_worker_metrics(out.worker or self.executor.kind, out.infer_s + out.master_s,
+                                         out.metrics)
+            made = 0
+            by_id = {r.id: r for r in out.results}
+            for slot in slots:
+                r = by_id.get(slot.item.id)
+                if r is None:
+                    continue  # left out of a retry (its caller had gone): finally resolves it
+                if r.error is not None:
+                    self._resolve_error(slot, r.error)
+                    continue
+                made += 1
                 if not slot.future.done():
-                    slot.future.set_result(Result(image, start - slot.item.arrival, infer_s,
-                                                  len(slots)))
+                    slot.future.set_result(Result(
+                        r.image, start - slot.item.arrival, infer_s, len(slots), r.master,
+                        out.master_s / max(1, len(slots)), r.width, r.height, out.worker))
+            self._generations.inc(made)
         finally:
-            self._running = []
+            for slot in slots:
+                self._running.pop(slot.item.id, None)
             self.scheduler.record(len(items), self.clock() - start, ok=ok,
                                   cost=sum(it.cost for it in items))
             for slot in slots:  # every future resolved, whatever happened above
                 self._resolve_error(slot, self._stopping() if self._stopped else
                                     EngineError("the batch ended without a result"))
 
-    def _infer(self, slots: Sequence[_Slot], loop: asyncio.AbstractEventLoop) -> list[Image.Image]:
-        """Runs in the inference thread."""
-        if self._stopped or all(s.cancelled for s in slots):
-            raise Cancelled("every request of the batch went away before it started")
-        specs = [s.spec for s in slots]
+    async def _submit(self, batch: Batch) -> BatchResult:
+        """The executor's answer; a batch whose worker was lost is retried once."""
+        try:
+            out = await self.executor.submit(batch, self._event)
+        except WorkerLost as e:
+            if self._stopped:
+                raise
+            log.warning("batch %d lost its worker (%s); retrying it once", batch.id, e.message)
+            telemetry.REJECTED.labels(reason="worker_lost_retry").inc()
+            # only the items someone still waits for
+            batch.items = [it for it in batch.items
+                           if (s := self._running.get(it.id)) is not None and not s.cancelled]
+            if not batch.items:
+                from swiftshot.engines.base import Cancelled as _C
 
-        def on_step(i: int, n: int, preview: Any) -> bool:
-            if preview is not None:
-                _send_previews(loop, slots, preview)
-            return not (self._stopped or all(s.cancelled for s in slots))
-
-        # the engine decodes previews only if someone in this batch wants them
-        on_step.previews = max((s.listener.partials for s in slots if s.listener), default=0)  # type: ignore[attr-defined]
-
-        products: dict[str, Image.Image] = {}
-        for s in slots:
-            if s.products:
-                products.update(s.products)
-        if self._takes_products:
-            images = self._run_batch(self.engine, specs, on_step, products=products)
-        elif products:
-            raise EngineError("pipeline.run_batch does not take product images yet")
-        else:
-            images = self._run_batch(self.engine, specs, on_step)
-        images = list(images)
-        if len(images) != len(specs):
-            raise EngineError(f"engine {self.engine.name} returned {len(images)} images for "
-                              f"{len(specs)} specs")
-        return images
+                raise _C("every request of the batch went away") from None
+            try:
+                out = await self.executor.submit(batch, self._event)
+            except WorkerLost as e2:
+                raise WorkerLost(f"the engine worker died twice running this batch "
+                                 f"({e2.message}); retry later", retry_after=1.0) from None
+        if len(out.results) != len(batch.items):
+            raise EngineError(f"executor returned {len(out.results)} results for "
+                              f"{len(batch.items)} items")
+        return out
 
     @staticmethod
     def _stopping() -> Rejected:
@@ -372,21 +426,3 @@ class Worker:
             if self._depth_shown.get(p) != n:
                 self._depth_gauges[p].set(n)
                 self._depth_shown[p] = n
-
-
-def _send_previews(loop: asyncio.AbstractEventLoop, slots: Sequence[_Slot], preview: Any) -> None:
-    """Hand each slot's preview (a list, one per spec; or one image for the first) to its
-    listener on the event loop."""
-    images = preview if isinstance(preview, (list, tuple)) else [preview]
-    for slot, image in zip(slots, images, strict=False):
-        if slot.listener is not None and slot.listener.partials and not slot.cancelled \
-                and image is not None:
-            loop.call_soon_threadsafe(slot.listener.emit, Partial(0, image))
-
-
-def _accepts_keyword(fn: Callable[..., Any], name: str) -> bool:
-    try:
-        params = inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return False
-    return name in params or any(p.kind is p.VAR_KEYWORD for p in params.values())

@@ -150,15 +150,35 @@ def test_amazon_preset_image_passes_amazons_rules(server, bottle):
     failed = [res for res in results if not res.passed]
     assert not failed, failed
     assert {res.rule for res in results} >= {"background", "product_fill", "longest_side"}
+    # the preset's own check ran on it, and the cutout said how sure it was
+    assert r.headers["X-Compliance"] == "pass"
+    conf, level = r.headers["X-Cutout-Confidence"].split("; ")
+    assert 0.8 <= float(conf) <= 1 and level == "high"
     again = multipart(server, {"preset": "amazon"}, bottle, accept="image/*")
     assert again.headers["X-Cache"] == "memory"
     assert again.content == r.content
+    assert again.headers["X-Compliance"] == "pass"
     # the JSON answer points at the preset's format, at the master's real size
     body = multipart(server, {"preset": "amazon"}, bottle).json()
     assert (body["width"], body["height"]) == (2000, 2000)
+    assert body["compliance"]["passed"] is True and body["compliance"]["preset"] == "amazon"
+    assert {x["rule"] for x in body["compliance"]["rules"]} >= {"background", "product_fill"}
     assert f".jpg?q={get_preset('amazon').quality}" in body["url"]
     fetched = server.client.get(body["url"])
     assert fetched.status_code == 200 and fetched.headers["content-type"] == "image/jpeg"
+
+
+def test_a_preset_result_that_fails_its_rules_says_so(server, box):
+    # Composed on a dark colour first: amazon's white background cannot hold; the answer is
+    # still the image, marked as failing, with the rule named.
+    spec = {"preset": "amazon", "ops": [{"op": "cutout"},
+                                        {"op": "compose", "backdrop": "color", "color": "#203040"}]}
+    r = multipart(server, spec, box)
+    assert r.status_code == 200, r.text
+    assert r.headers["X-Compliance"] == "fail"
+    assert "background" in r.headers["X-Compliance-Failed"]
+    body = r.json()
+    assert body["compliance"]["passed"] is False and "background" in body["compliance"]["failed"]
 
 
 def test_preset_from_the_server_config_applies(server, box):

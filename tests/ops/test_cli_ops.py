@@ -24,7 +24,8 @@ def test_cutout_writes_transparent_png(photo_path, tmp_path, capsys):
     assert im.mode == "RGBA" and im.size == (600, 600)
     a = np.asarray(im)[..., 3]
     assert a[5, 5] == 0 and a[300, 300] == 255
-    assert "segmenter=classical" in capsys.readouterr().out
+    out_text = capsys.readouterr().out
+    assert "segmenter=classical" in out_text and "confidence=" in out_text
 
 
 def test_render_amazon_then_check_passes(photo_path, tmp_path, capsys):
@@ -35,6 +36,24 @@ def test_render_amazon_then_check_passes(photo_path, tmp_path, capsys):
     assert main(["check", str(out), "--preset", "amazon"]) == 0
     text = capsys.readouterr().out
     assert "PASS  background" in text and "amazon: all rules pass" in text
+
+
+def test_render_strict_exits_1_when_the_preset_check_fails(photo_path, tmp_path, capsys):
+    # A user preset no placement can meet (fill at least 97 % and at most 96 %).
+    cfg = tmp_path / "swiftshot.toml"
+    cfg.write_text('[ops.presets.tight]\nwidth = 800\nheight = 800\nbackground = [255, 255, 255]\n'
+                   'fill = 0.8\nmin_fill = 0.97\nmax_fill = 0.96\nformat = "jpeg"\n')
+    out = tmp_path / "tight.jpg"
+    argv = ["--config", str(cfg), "render", "--product", str(photo_path), "--preset", "tight",
+            "-o", str(out)]
+    assert main(argv) == 0  # written, and said
+    captured = capsys.readouterr()
+    assert "compliance=FAIL" in captured.out and "FAIL  product_fill" in captured.err
+    assert main([*argv, "--strict"]) == 1
+    assert out.exists()
+    assert main(["render", "--product", str(photo_path), "--preset", "amazon", "--strict",
+                 "-o", str(tmp_path / "ok.jpg")]) == 0
+    assert "compliance=pass" in capsys.readouterr().out
 
 
 def test_check_fails_with_exit_1_and_names_rules(photo_path, capsys):

@@ -259,3 +259,17 @@ def test_no_halo_around_the_edge(cutouts, name):
     if name != "white_on_white":  # its top face is lost (docs/OPS.md, known weak spots)
         missing = 1.0 - alpha[inner].mean()
         assert missing <= 0.06, f"{name}: {missing:.3f} of the product's rim is transparent"
+
+
+def test_cutout_says_how_sure_it_is():
+    from swiftshot.ops.cutout import CONFIDENCE_INFO, confidence_header
+    from swiftshot.testing.products import TUNING_SEEDS, eval_cases
+
+    clear = cutout(make_photo("box_gradient", SIZE).image)
+    assert clear.info[CONFIDENCE_INFO] >= 0.8
+    assert confidence_header(clear).endswith("high")
+    # White on white is a guess (IoU 0.45-0.85 on these cases): it must say low, not hide it.
+    white = next(c for c in eval_cases(TUNING_SEEDS) if c.category == "white_on_white")
+    guess = cutout(make_photo(white, SIZE).image)
+    assert guess.info[CONFIDENCE_INFO] < 0.5 and confidence_header(guess).endswith("low")
+    assert guess.info["cutout_notes"]

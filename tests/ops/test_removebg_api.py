@@ -44,6 +44,8 @@ def test_multipart_png_with_headers(client, jpeg):
     assert im.mode == "RGBA" and im.size == (500, 400)
     assert r.headers["x-width"] == "500" and r.headers["x-height"] == "400"
     assert r.headers["x-type"] == "product"
+    conf, level = r.headers["x-cutout-confidence"].split("; ")
+    assert 0 <= float(conf) <= 1 and level in {"low", "medium", "high"}
     top, left = int(r.headers["x-foreground-top"]), int(r.headers["x-foreground-left"])
     w, h = int(r.headers["x-foreground-width"]), int(r.headers["x-foreground-height"])
     a = np.asarray(im)[..., 3]

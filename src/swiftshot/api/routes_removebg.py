@@ -289,17 +289,20 @@ class Result:
     height: int
     fg: tuple[int, int, int, int]
     """top, left, width, height of the foreground."""
+    confidence: str | None = None
+    """``X-Cutout-Confidence``: the cutout's confidence and its level ("0.93; high")."""
 
 
 def process(data: bytes, bg_data: bytes | None, opts: Options, settings) -> Result:
     from swiftshot import pipeline
     from swiftshot.delivery.codecs import encode
     from swiftshot.ops.compose import alpha_bbox
-    from swiftshot.ops.cutout import cutout
+    from swiftshot.ops.cutout import confidence_header, cutout
 
     image = _limit_size(load_image(data, settings.limits), opts.size)
     bg_image = load_image(bg_data, settings.limits) if bg_data else None
     rgba = cutout(image, pipeline.segmenter_for(None))
+    conf = confidence_header(rgba)
     alpha = np.asarray(rgba.getchannel("A"), np.float32) / 255
     if alpha_bbox(alpha, 0.5) is None:
         raise RbgError(400, "could not identify a foreground in the image", "unknown_foreground")
@@ -317,7 +320,7 @@ def process(data: bytes, bg_data: bytes | None, opts: Options, settings) -> Resu
         fmt = "jpg" if flat else "png"
     if opts.channels == "alpha":
         body = encode(rgba.getchannel("A").convert("RGB"), "png", settings=settings.delivery)
-        return Result(body, "image/png", w, h, fg)
+        return Result(body, "image/png", w, h, fg, conf)
     if fmt == "zip":
         color = _flatten(rgba, opts.bg_color, bg_image, opts.add_shadow) if flat else \
             rgba.convert("RGB")
@@ -326,13 +329,13 @@ def process(data: bytes, bg_data: bytes | None, opts: Options, settings) -> Resu
             z.writestr("color.jpg", encode(color, "jpeg", 90, settings=settings.delivery))
             z.writestr("alpha.png", encode(rgba.getchannel("A").convert("RGB"), "png",
                                            settings=settings.delivery))
-        return Result(buf.getvalue(), "application/zip", w, h, fg)
+        return Result(buf.getvalue(), "application/zip", w, h, fg, conf)
     out = _flatten(rgba, opts.bg_color, bg_image, opts.add_shadow) if flat else rgba
     if fmt in ("jpg", "jpeg"):
-        return Result(encode(out, "jpeg", 90, settings=settings.delivery), "image/jpeg", w, h, fg)
+        return Result(encode(out, "jpeg", 90, settings=settings.delivery), "image/jpeg", w, h, fg, conf)
     if fmt == "webp":
-        return Result(encode(out, "webp", 90, settings=settings.delivery), "image/webp", w, h, fg)
-    return Result(encode(out, "png", settings=settings.delivery), "image/png", w, h, fg)
+        return Result(encode(out, "webp", 90, settings=settings.delivery), "image/webp", w, h, fg, conf)
+    return Result(encode(out, "png", settings=settings.delivery), "image/png", w, h, fg, conf)
 
 
 async def removebg(request: Request) -> Response:
@@ -374,6 +377,8 @@ async def removebg(request: Request) -> Response:
                "X-Credits-Charged": "0",
                "X-Foreground-Top": str(result.fg[0]), "X-Foreground-Left": str(result.fg[1]),
                "X-Foreground-Width": str(result.fg[2]), "X-Foreground-Height": str(result.fg[3])}
+    if result.confidence is not None:
+        headers["X-Cutout-Confidence"] = result.confidence
     if "application/json" in request.headers.get("accept", ""):
         data = {"data": {"result_b64": base64.b64encode(result.body).decode(),
                          "foreground_top": result.fg[0], "foreground_left": result.fg[1],

@@ -47,7 +47,12 @@ from swiftshot.config import LimitsSettings, PresetRule
 from swiftshot.delivery import negotiate
 from swiftshot.inputs import InputError, decode_b64, sha256_hex
 from swiftshot.ops import ComposeOp, Op, OpsError, validate_ops
-from swiftshot.ops.presets import UnknownPreset, get_preset
+from swiftshot.ops.presets import (
+    UnknownPreset,
+    get_preset,
+    quality_headers,
+    remembered_quality,
+)
 from swiftshot.service import Rendered, Service
 from swiftshot.spec import OUTPUT_FORMATS, RenderSpec
 
@@ -122,6 +127,10 @@ async def render(request: Request) -> Response:
             except OpsError as e:  # an op that cannot run on this photo (an empty cutout ...)
                 raise ApiError(e.status, str(e), param="ops", code="invalid_ops") from None
     w, h = await _size(svc, r, bool(ops) or rule is not None)
+    # What the preset's check and the cutout said of this image (X-Compliance,
+    # X-Cutout-Confidence; the same in the JSON answer).
+    quality = await asyncio.to_thread(remembered_quality, r.key, r.image, r.master, rule,
+                                      spec.preset) if ops or rule is not None else {}
     if rule is not None and "output_format" not in spec.model_fields_set:
         fmt = rule.format
         quality = spec.quality if spec.quality is not None else rule.quality
@@ -137,8 +146,10 @@ async def render(request: Request) -> Response:
         }
         if r.spec.product_sha256:
             body["product_sha256"] = r.spec.product_sha256  # a later request may send it alone
+        body.update(quality)
         return json_response(body, headers={"X-Cache": r.cache,
-                                            "Server-Timing": telemetry.server_timing(durations)})
+                                            "Server-Timing": telemetry.server_timing(durations),
+                                            **quality_headers(quality)})
     if "output_format" not in spec.model_fields_set:
         preset_fmt = rule.format if rule is not None and _admits(accept, rule.format) else None
         v = negotiate.negotiate(accept, request.headers, master_width=w,
@@ -163,6 +174,7 @@ async def render(request: Request) -> Response:
                "Content-Location": image_url(request, r.key, fmt, quality)}
     if vary:
         headers["Vary"] = vary
+    headers.update(quality_headers(quality))
     return Response(data_bytes, media_type=content_type(fmt), headers=headers)
 
 

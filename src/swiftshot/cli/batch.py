@@ -61,6 +61,8 @@ class Outcome:
     status: str  # done | skipped | failed
     output: str | None = None
     error: str | None = None
+    quality: dict | None = None
+    """The preset's compliance and the cutout's confidence (``ops.presets.quality_of``)."""
 
 
 @dataclass
@@ -234,6 +236,8 @@ class FolderJob:
                                              "params": self.params, "output": outcome.output}
                     if outcome.status == "done":
                         entry["bytes"] = nbytes
+                        if outcome.quality:
+                            entry.update(outcome.quality)
                     else:
                         entry["error"] = outcome.error
                     manifest.record(path.name, entry)
@@ -279,7 +283,7 @@ class Renderer:
         from swiftshot.inputs import InputError
 
         try:
-            encoded = self.render(data, sha)
+            encoded, quality = self.render(data, sha)
         except InputError as e:
             return Outcome(name, "failed", error=e.message), 0
         except (EngineError, ValueError, OSError) as e:
@@ -287,9 +291,9 @@ class Renderer:
         except Exception as e:  # noqa: BLE001 - one bad photo must not stop the folder
             return Outcome(name, "failed", error=f"internal error ({type(e).__name__}: {e})"), 0
         _atomic_write(self.outdir / out_name, encoded)
-        return Outcome(name, "done", out_name), len(encoded)
+        return Outcome(name, "done", out_name, quality=quality), len(encoded)
 
-    def render(self, data: bytes, sha: str) -> bytes:
+    def render(self, data: bytes, sha: str) -> tuple[bytes, dict]:
         from swiftshot.delivery.codecs import encode
         from swiftshot.inputs import load_image
         from swiftshot.pipeline import run_batch, source_type_for
@@ -298,8 +302,10 @@ class Renderer:
         photo = load_image(data, self.settings.limits)
         spec = RenderSpec(**self.base, product_sha256=sha).normalized()
         (image,) = run_batch(self.engine, [spec], products={sha: photo})
+        from swiftshot.ops.presets import quality_of
+
         return encode(image, self.fmt, self.quality, source_type=source_type_for(spec),
-                      settings=self.settings.delivery)
+                      settings=self.settings.delivery), quality_of(image)
 
 
 _RENDERER: Renderer | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from swiftshot.cli import CliError, load_cli_settings
@@ -55,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, FileNotFoundError) as e:
         raise CliError(str(e)) from None
     result = cutout(image, seg)  # type: ignore[arg-type]
+    info = dict(result.info)
     if bg is not None:
         # Same canvas and placement as the photo: fill 1.0 of the product's own bbox would
         # rescale it, so paste back at the original geometry instead.
@@ -63,6 +65,16 @@ def run(args: argparse.Namespace) -> int:
         canvas = Image.new("RGB", result.size, bg)
         canvas.paste(result, (0, 0), result)
         result = canvas
+        result.info.update(info)
     out.write_bytes(encode(result, fmt, args.quality, settings=settings.delivery))
-    print(f"{out}  {result.width}x{result.height}  segmenter={name}")
+    from swiftshot.ops.presets import quality_of
+
+    cut = quality_of(result).get("cutout")
+    line = f"{out}  {result.width}x{result.height}  segmenter={name}"
+    if cut:
+        line += f"  confidence={cut['confidence']:.2f} ({cut['level']})"
+    print(line)
+    if cut and cut["level"] == "low":
+        print("low confidence: " + ("; ".join(cut["notes"]) or "the cutout is a guess")
+              + " - check the result before using it", file=sys.stderr)
     return 0

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from swiftshot.cli import CliError, load_cli_settings
@@ -36,6 +37,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--quality", type=int, default=None, help="1-100 for jpeg/webp/avif")
     p.add_argument("-o", "--output", default="render.jpg", help="output file")
+    p.add_argument("--strict", action="store_true",
+                   help="exit 1 when the result fails its preset's check (it is written anyway)")
     p.set_defaults(func=run)
 
 
@@ -122,5 +125,24 @@ def run(args: argparse.Namespace) -> int:
         quality = get_preset(args.preset, settings.ops.presets).quality
     out.write_bytes(encode(image, fmt, quality, source_type=pipeline.source_type_for(spec),
                            settings=settings.delivery))
-    print(f"{out}  {image.width}x{image.height}" + (f"  preset={args.preset}" if args.preset else ""))
+    from swiftshot.ops.presets import quality_of
+
+    q = quality_of(image)
+    line = f"{out}  {image.width}x{image.height}" + (f"  preset={args.preset}" if args.preset else "")
+    comp, cut = q.get("compliance"), q.get("cutout")
+    if cut:
+        line += f"  cutout confidence={cut['confidence']:.2f} ({cut['level']})"
+    if comp:
+        line += "  compliance=" + ("pass" if comp["passed"] else "FAIL")
+    print(line)
+    if cut and cut["level"] == "low":
+        print("low cutout confidence: " + ("; ".join(cut["notes"]) or "the cutout is a guess"),
+              file=sys.stderr)
+    if comp and not comp["passed"]:
+        for r in comp["rules"]:
+            if not r["passed"]:
+                print(f"FAIL  {r['rule']}  {r['measured']}  (required: {r['required']})",
+                      file=sys.stderr)
+        if args.strict:
+            return 1
     return 0

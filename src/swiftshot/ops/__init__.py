@@ -301,12 +301,24 @@ RUNNERS: dict[str, Callable[[Any, Image.Image, OpContext], Image.Image]] = {
 }
 
 
+CARRIED_INFO = ("cutout_confidence", "cutout_notes")
+
+
+def carry_info(src: Image.Image, dst: Image.Image) -> None:
+    """Keep what a cutout said of itself (its confidence) on the images made from it."""
+    for key in CARRIED_INFO:
+        if key in src.info and key not in dst.info:
+            dst.info[key] = src.info[key]
+
+
 def run_ops(image: Image.Image, ops: Sequence[Op], ctx: OpContext) -> Image.Image:
     """Apply validated ops in order. A ValueError from an op (an empty cutout, a mask of the
     wrong size) is the request's fault: it leaves as OpsError naming the op."""
     for i, op in enumerate(ops):
         try:
+            before = image
             image = RUNNERS[op.op](op, image, ctx)
+            carry_info(before, image)
         except OpsError:
             raise
         except ValueError as e:

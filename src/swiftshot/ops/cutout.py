@@ -470,6 +470,46 @@ def _peel_base_shadow(m: np.ndarray, ev: Evidence, p: ClassicalParams) -> np.nda
     return out
 
 
+def _confidence(img: np.ndarray, bg: np.ndarray, sigma: float, band: int, hard: np.ndarray,
+                ev: Evidence) -> tuple[float, tuple[str, ...]]:
+    """How far to trust a classical cutout, 0..1, and what lowered it.
+
+    * the backdrop model explains the border (a busy room does not fit a smooth surface);
+    * the product is neither tiny nor most of the frame;
+    * it does not run off the frame's edge (cropped, or backdrop taken for product);
+    * little of it looks like backdrop or its shadow (white on white, a dark shadow joined
+      to the product: the region there is a guess).
+    """
+    h, w = hard.shape
+    why: list[str] = []
+    sel = _border_sel(h, w, band)
+    fit = float((np.abs(img[sel] - bg[sel]).max(1) < max(6.0, 4.0 * sigma)).mean())
+    c_fit = float(np.clip((fit - 0.55) / 0.35, 0, 1))
+    if c_fit < 0.8:
+        why.append(f"backdrop model explains {fit:.0%} of the border")
+    area = float(hard.mean())
+    c_area = float(np.clip(area / 0.01, 0, 1) * np.clip((0.9 - area) / 0.2, 0, 1))
+    if area < 0.01:
+        why.append(f"product covers only {area:.1%} of the frame")
+    elif area > 0.7:
+        why.append(f"product covers {area:.0%} of the frame")
+    edge = np.concatenate([hard[0], hard[-1], hard[:, 0], hard[:, -1]]).astype(bool)
+    touch = float(edge.mean())
+    c_touch = float(np.clip(1 - touch * 3, 0.3, 1))
+    if touch > 0.02:
+        why.append(f"product runs off the frame's edge ({touch:.0%} of it)")
+    inside = hard > 0
+    n_in = max(int(inside.sum()), 1)
+    # Backdrop-coloured and only darker: a shadow's colour, even where an edge made it product.
+    shadowy = (ev.chroma < 0.6) & (ev.ratio > 0.3) & (ev.ratio < 1 - ev.tol)
+    amb = float((((ev.shadow_like | ev.bg_like) & ~ev.product) | shadowy)[inside].sum() / n_in)
+    c_amb = float(np.clip(1 - (amb - 0.05) * 2.5, 0, 1))
+    if amb > 0.12:
+        why.append(f"{amb:.0%} of the product looks like backdrop or shadow")
+    conf = c_fit * c_area * c_touch * c_amb
+    return round(conf, 3), tuple(why)
+
+
 def _around(m: np.ndarray, margin: int) -> tuple[slice, slice] | None:
     """Slices of ``m``'s bounding box grown by ``margin`` (clipped); None when ``m`` is empty."""
     rows = np.nonzero(m.any(1))[0]
@@ -558,6 +598,10 @@ class Found:
     bg: np.ndarray | None = None
     """float32 backdrop colour near each pixel at the work size: the clear backdrop nearby
     (shadows included), else the fitted surface."""
+    confidence: float = 1.0
+    """0..1: how sure the segmenter is of this cutout (see ``_confidence``)."""
+    why: tuple[str, ...] = ()
+    """What lowered the confidence, in words."""
 
 
 def _box_mean(x: np.ndarray, r: int) -> np.ndarray:
@@ -639,7 +683,8 @@ class ClassicalSegmenter:
         den = cv2.GaussianBlur(solid, (0, 0), 1.2)[..., None]
         fg = np.where(den > 1e-3, num / np.maximum(den, 1e-3), img).astype(np.float32)
         k = max(1, round(rgb.shape[1] / small.shape[1]))
-        return Found(small, hard, coef, fg, k, near_bg)
+        conf, why = _confidence(img, bg, sigma, band, hard, ev)
+        return Found(small, hard, coef, fg, k, near_bg, conf, why)
 
     def hard_mask(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(work copy, 0/1 uint8 mask at the work size)."""
@@ -859,21 +904,65 @@ def create_segmenter(name: str = "classical", model_dir: str | Path | None = Non
     raise ValueError(f"unknown segmenter {name!r}; known: classical, {', '.join(ONNX_KINDS)}")
 
 
+CONFIDENCE_INFO = "cutout_confidence"
+"""``Image.info`` key of a cutout's confidence (0..1); ``CONFIDENCE_NOTES``: what lowered it."""
+CONFIDENCE_NOTES = "cutout_notes"
+LOW_CONFIDENCE = 0.5
+"""Below this a cutout is reported as low confidence (``X-Cutout-Confidence: 0.31; low``)."""
+
+
+def mask_confidence(alpha: np.ndarray) -> float:
+    """Confidence of a learned model's mask: how decided it is (few pixels half-way) over the
+    product's extent, and not empty or the whole frame."""
+    solid = alpha >= 0.5
+    area = float(solid.mean())
+    if area < 0.002 or area > 0.98:
+        return 0.0
+    unsure = float(((alpha > 0.15) & (alpha < 0.85)).sum()) / max(int(solid.sum()), 1)
+    return round(float(np.clip(1 - (unsure - 0.03) * 4, 0, 1)), 3)
+
+
+def confidence_label(conf: float) -> str:
+    return "low" if conf < LOW_CONFIDENCE else "medium" if conf < 0.8 else "high"
+
+
+def confidence_header(image: Image.Image) -> str | None:
+    """``X-Cutout-Confidence`` value of an image made from a cutout ("0.93; high"), or None."""
+    conf = image.info.get(CONFIDENCE_INFO)
+    if conf is None:
+        return None
+    return f"{float(conf):.2f}; {confidence_label(float(conf))}"
+
+
 def cutout(image: Image.Image, segmenter: Segmenter | None = None) -> Image.Image:
-    """The photo as RGBA with the product's alpha."""
+    """The photo as RGBA with the product's alpha; ``info["cutout_confidence"]`` (0..1) and
+    ``info["cutout_notes"]`` (what lowered it) say how far to trust it."""
     seg = segmenter or ClassicalSegmenter()
+    notes: tuple[str, ...] = ()
     if image.mode == "RGBA" and not isinstance(seg, ClassicalSegmenter):
         rgb = np.asarray(image.convert("RGB"))
     elif image.mode == "RGBA":
-        return image if np.asarray(image.getchannel("A")).min() < 250 else \
-            cutout(image.convert("RGB"), seg)
+        if np.asarray(image.getchannel("A")).min() < 250:
+            image.info[CONFIDENCE_INFO] = 1.0  # the seller's own alpha
+            image.info[CONFIDENCE_NOTES] = ("alpha channel of the upload kept",)
+            return image
+        return cutout(image.convert("RGB"), seg)
     else:
         rgb = np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
     # The classical segmenter takes the array we already have (a 2000² copy saved).
     if isinstance(seg, ClassicalSegmenter):
-        a8 = seg.alpha_u8(rgb)
+        found = seg.find(rgb)
+        a8 = seg.refine(found, rgb)
+        conf, notes = found.confidence, found.why
     else:
-        a8 = cv2.convertScaleAbs(seg.mask(image), alpha=255.0)
+        mask = seg.mask(image)
+        a8 = cv2.convertScaleAbs(mask, alpha=255.0)
+        conf = getattr(seg, "last_confidence", None)
+        conf = mask_confidence(mask) if conf is None else conf
+        notes = getattr(seg, "last_notes", ())
     rgba = cv2.cvtColor(rgb, cv2.COLOR_RGB2RGBA)
     rgba[..., 3] = a8
-    return Image.fromarray(rgba, "RGBA")
+    out = Image.fromarray(rgba, "RGBA")
+    out.info[CONFIDENCE_INFO] = float(conf)
+    out.info[CONFIDENCE_NOTES] = tuple(notes)
+    return out

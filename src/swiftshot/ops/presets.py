@@ -20,6 +20,8 @@ User presets come from settings (``[ops.presets.NAME]`` in the TOML file) as
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -28,7 +30,7 @@ import numpy as np
 from PIL import Image
 
 from swiftshot.config import PresetRule
-from swiftshot.ops import OpsError
+from swiftshot.ops import OpsError, carry_info
 from swiftshot.ops.compose import ComposeParams, Placement, alpha_bbox, compose, own_alpha
 from swiftshot.ops.cutout import ClassicalSegmenter, Segmenter
 from swiftshot.ops.shadows import ShadowParams
@@ -143,6 +145,7 @@ def apply_preset(image: Image.Image, rule: PresetRule, name: str = "preset",
             out = compose(image, bg, size, params)
             _force_border(out, rule)
             if not verify:
+                carry_info(image, out)
                 return out
             results = verify_preset(out, rule)
             fill_rule = next((r for r in results if r.rule == "product_fill"), None)
@@ -153,8 +156,10 @@ def apply_preset(image: Image.Image, rule: PresetRule, name: str = "preset",
                 break
             fill = min(0.99, fill * _target_fill(rule) / measured)
         out.info["compliance"] = Compliance(name, tuple(results), attempts)
+        carry_info(image, out)
         return out
     out = _fit_rgb(image, rule)
+    carry_info(image, out)
     if verify:
         out.info["compliance"] = Compliance(name, tuple(verify_preset(out, rule)))
     return out
@@ -295,3 +300,70 @@ def _fill_rule(rgb: Image.Image, rule: PresetRule, segmenter: Segmenter | None) 
     else:
         required = f"<= {hi:.0%}"
     return RuleResult("product_fill", passed, f"{frac:.1%} of the frame's side", required)
+
+
+# -- what an answer says of the image (API headers, JSON, CLI) -------------------------------
+
+_MEMO: OrderedDict[str, dict] = OrderedDict()
+_MEMO_MAX = 4096
+_MEMO_LOCK = threading.Lock()
+
+
+def quality_of(image: Image.Image) -> dict:
+    """``{"compliance": {...}, "cutout": {"confidence", "level", "notes"}}`` of a rendered
+    image, from what the preset stage and the cutout left in ``image.info``."""
+    from swiftshot.ops.cutout import CONFIDENCE_INFO, CONFIDENCE_NOTES, confidence_label
+
+    out: dict = {}
+    comp = image.info.get("compliance")
+    if isinstance(comp, Compliance):
+        out["compliance"] = comp.as_dict()
+    conf = image.info.get(CONFIDENCE_INFO)
+    if conf is not None:
+        out["cutout"] = {"confidence": round(float(conf), 3),
+                         "level": confidence_label(float(conf)),
+                         "notes": list(image.info.get(CONFIDENCE_NOTES, ()))}
+    return out
+
+
+def remembered_quality(key: str, image: Image.Image | None, master: bytes | None,
+                       rule: PresetRule | None, name: str | None) -> dict:
+    """``quality_of`` for an answer: from the image when this call rendered it (and kept for
+    the cache hits of the same key in this process), else remembered, else — for a preset —
+    the preset's check run again on the cached master (the cutout's confidence is then not
+    known)."""
+    if image is not None:
+        q = quality_of(image)
+        with _MEMO_LOCK:
+            _MEMO[key] = q
+            while len(_MEMO) > _MEMO_MAX:
+                _MEMO.popitem(last=False)
+        return q
+    with _MEMO_LOCK:
+        if key in _MEMO:
+            _MEMO.move_to_end(key)
+            return _MEMO[key]
+    if rule is None or master is None:
+        return {}
+    import io
+
+    decoded = Image.open(io.BytesIO(master)).convert("RGB")
+    q = {"compliance": Compliance(name or "preset", tuple(verify_preset(decoded, rule))).as_dict()}
+    with _MEMO_LOCK:
+        _MEMO[key] = q
+    return q
+
+
+def quality_headers(q: dict) -> dict[str, str]:
+    """``X-Compliance: pass|fail`` (+ ``X-Compliance-Failed: rule, rule``) and
+    ``X-Cutout-Confidence: 0.93; high`` (``low`` below 0.5: the cutout is a guess there)."""
+    h: dict[str, str] = {}
+    comp = q.get("compliance")
+    if comp:
+        h["X-Compliance"] = "pass" if comp["passed"] else "fail"
+        if not comp["passed"]:
+            h["X-Compliance-Failed"] = ", ".join(comp["failed"])
+    cut = q.get("cutout")
+    if cut:
+        h["X-Cutout-Confidence"] = f"{cut['confidence']:.2f}; {cut['level']}"
+    return h

@@ -129,7 +129,7 @@ async def render(request: Request) -> Response:
     w, h = await _size(svc, r, bool(ops) or rule is not None)
     # What the preset's check and the cutout said of this image (X-Compliance,
     # X-Cutout-Confidence; the same in the JSON answer).
-    quality = await asyncio.to_thread(remembered_quality, r.key, r.image, r.master, rule,
+    verdict = await asyncio.to_thread(remembered_quality, r.key, r.image, r.master, rule,
                                       spec.preset) if ops or rule is not None else {}
     if rule is not None and "output_format" not in spec.model_fields_set:
         fmt = rule.format
@@ -146,10 +146,10 @@ async def render(request: Request) -> Response:
         }
         if r.spec.product_sha256:
             body["product_sha256"] = r.spec.product_sha256  # a later request may send it alone
-        body.update(quality)
+        body.update(verdict)
         return json_response(body, headers={"X-Cache": r.cache,
                                             "Server-Timing": telemetry.server_timing(durations),
-                                            **quality_headers(quality)})
+                                            **quality_headers(verdict)})
     if "output_format" not in spec.model_fields_set:
         preset_fmt = rule.format if rule is not None and _admits(accept, rule.format) else None
         v = negotiate.negotiate(accept, request.headers, master_width=w,
@@ -174,7 +174,7 @@ async def render(request: Request) -> Response:
                "Content-Location": image_url(request, r.key, fmt, quality)}
     if vary:
         headers["Vary"] = vary
-    headers.update(quality_headers(quality))
+    headers.update(quality_headers(verdict))
     return Response(data_bytes, media_type=content_type(fmt), headers=headers)
 
 

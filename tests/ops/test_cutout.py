@@ -273,3 +273,41 @@ def test_cutout_says_how_sure_it_is():
     guess = cutout(make_photo(white, SIZE).image)
     assert guess.info[CONFIDENCE_INFO] < 0.5 and confidence_header(guess).endswith("low")
     assert guess.info["cutout_notes"]
+
+
+def test_auto_uses_an_installed_model_and_falls_back_to_classical(tmp_path):
+    from swiftshot.ops.cutout import AutoSegmenter
+
+    photo = make_photo("box_gradient", (320, 320)).image
+    # No folder, or an empty one: the classical segmenter, said in the name and the notes.
+    for folder in (None, tmp_path):
+        auto = create_segmenter("auto", folder)
+        assert isinstance(auto, AutoSegmenter) and auto.name == "auto:classical"
+        out = cutout(photo, auto)
+        assert iou(np.asarray(out)[..., 3] / 255.0, make_photo("box_gradient", (320, 320)).coverage) > 0.97
+        assert "no model installed" in out.info["cutout_notes"][0]
+    # A model file in the folder: used (its name says which), its mask returned.
+    _tiny_onnx(tmp_path / "u2net.onnx")
+    auto = create_segmenter("auto", tmp_path)
+    assert auto.name == "auto:onnx:u2net"
+    img = Image.new("RGB", (200, 120), (0, 0, 0))
+    img.paste((255, 255, 255), (0, 0, 100, 120))
+    out = cutout(img, auto)
+    a = np.asarray(out)[..., 3]
+    assert a[60, 20] > 150 and a[60, 180] < 100
+    assert out.info["cutout_notes"] == ("model onnx:u2net",)
+    # isnet is preferred over u2net when both are there.
+    _tiny_onnx(tmp_path / "isnet-general-use.onnx")
+    assert create_segmenter("auto", tmp_path).name == "auto:onnx:isnet-general-use"
+
+
+def test_auto_falls_back_when_the_model_sees_nothing(tmp_path):
+    # A model whose output is the same everywhere (min-max gives all 0): no product found
+    # by it; the classical cutout is used and the answer says so.
+    _tiny_onnx(tmp_path / "u2net.onnx", mean_weight=0.0)
+    auto = create_segmenter("auto", tmp_path)
+    photo = make_photo("box_gradient", (320, 320))
+    out = cutout(photo.image, auto)
+    assert iou(np.asarray(out)[..., 3] / 255.0, photo.coverage) > 0.97
+    assert "found no product" in out.info["cutout_notes"][0]
+    assert out.info["cutout_confidence"] >= 0.8

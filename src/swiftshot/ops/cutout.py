@@ -36,6 +36,7 @@ onnxruntime, from a local folder only.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -510,6 +511,46 @@ def _confidence(img: np.ndarray, bg: np.ndarray, sigma: float, band: int, hard: 
     return round(conf, 3), tuple(why)
 
 
+def _drop_cast_shadow(m: np.ndarray, ev: Evidence) -> np.ndarray:
+    """Give back a cast shadow that joined the product (a hard shadow's sharp outline is edge
+    evidence, and what it encloses was filled as a hole).
+
+    A part of the region that has the backdrop's chroma and is only darker (not black),
+    touches the clear backdrop outside along part of its outline, and lies on the floor (in
+    the lower part of the region, as a shadow thrown on the table does) is shadow. A grey or
+    white product's faces have the same colour but reach up the product: they are kept."""
+    rows = np.nonzero(m.any(1))[0]
+    if not len(rows):
+        return m
+    top, bottom = rows[0], rows[-1]
+    height = bottom - top + 1
+    shadowy = ((ev.chroma < 0.5) & (ev.ratio > 0.25) & (ev.ratio < 1 - ev.tol) & (m > 0))
+    shadowy = cv2.morphologyEx(shadowy.astype(np.uint8), cv2.MORPH_OPEN, _CROSS)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(shadowy, connectivity=4)
+    if n <= 1:
+        return m
+    total = int(m.sum())
+    outside = cv2.dilate((m == 0).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    out = m.copy()
+    removed = 0
+    for i in range(1, n):
+        x, y, w, h, area = stats[i]
+        if area < 0.01 * total or y < top + 0.55 * height:
+            continue
+        comp = labels[y:y + h, x:x + w] == i
+        ring = cv2.dilate(comp.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool) & ~comp
+        touch = float((ring & outside[y:y + h, x:x + w]).sum()) / max(int(ring.sum()), 1)
+        if touch < 0.2:
+            continue
+        if removed + area > 0.4 * total:
+            continue
+        out[y:y + h, x:x + w][comp] = 0
+        removed += area
+    if removed:
+        out = cv2.morphologyEx(out, cv2.MORPH_OPEN, _CROSS)
+    return out
+
+
 def _around(m: np.ndarray, margin: int) -> tuple[slice, slice] | None:
     """Slices of ``m``'s bounding box grown by ``margin`` (clipped); None when ``m`` is empty."""
     rows = np.nonzero(m.any(1))[0]
@@ -669,6 +710,7 @@ class ClassicalSegmenter:
         ev = _evidence(img, bg, sigma, band_mask, p, hband)
         hard = _regions(ev.product, ev.bg_like, ev.shadow_like, p, img, bg)
         hard = _peel_base_shadow(hard, ev, p)
+        hard = _drop_cast_shadow(hard, ev)
         # What follows only matters near the product: work on its bounding box (plus more than
         # the blurs reach), a quarter of the frame or less for a typical product shot.
         near_bg = bg.copy()
@@ -889,11 +931,64 @@ class OnnxSegmenter:
         return self.postprocess(out, image.size)
 
 
+AUTO_ORDER: tuple[str, ...] = ("isnet-general-use", "birefnet-general-lite", "u2net",
+                               "birefnet-general", "silueta", "u2netp")
+"""Which installed model ``auto`` picks first: the best cutouts for their CPU cost
+(docs/OPS.md has the timings)."""
+
+
+class AutoSegmenter:
+    """``segmenter = "auto"``: the first rembg model of ``AUTO_ORDER`` found in the model
+    folder, else the classical segmenter; and the classical one also when the model's mask
+    is empty or all frame (a model that saw nothing it knows), with its confidence said."""
+
+    def __init__(self, model_dir: str | Path | None = None,
+                 providers: list[str] | None = None) -> None:
+        self.classical = ClassicalSegmenter()
+        self.model: OnnxSegmenter | None = None
+        folder = Path(model_dir) if model_dir else None
+        if folder is not None and folder.is_dir():
+            for kind in AUTO_ORDER:
+                path = folder / f"{kind}.onnx"
+                if path.is_file():
+                    self.model = OnnxSegmenter(path, kind, providers)
+                    break
+        self.name = f"auto:{self.model.name}" if self.model else "auto:classical"
+        self._last = threading.local()  # per thread: one instance serves concurrent requests
+
+    @property
+    def last_confidence(self) -> float | None:
+        """Confidence of the last ``mask`` this thread made (``cutout`` reports it)."""
+        return getattr(self._last, "conf", None)
+
+    @property
+    def last_notes(self) -> tuple[str, ...]:
+        return getattr(self._last, "notes", ())
+
+    def mask(self, image: Image.Image) -> np.ndarray:
+        if self.model is not None:
+            alpha = self.model.mask(image)
+            conf = mask_confidence(alpha)
+            if conf > 0.0:
+                self._last.conf, self._last.notes = conf, (f"model {self.model.name}",)
+                return alpha
+            fallback = f"model {self.model.name} found no product; classical cutout used"
+        else:
+            fallback = "no model installed; classical cutout used"
+        rgb = np.asarray(image.convert("RGB"))
+        found = self.classical.find(rgb)
+        self._last.conf, self._last.notes = found.confidence, (fallback, *found.why)
+        return self.classical.refine(found, rgb).astype(np.float32) * (1 / 255.0)
+
+
 def create_segmenter(name: str = "classical", model_dir: str | Path | None = None) -> Segmenter:
-    """``classical`` or the name of a rembg model (``u2net``, ``isnet-general-use`` ...) whose
-    ``NAME.onnx`` is in ``model_dir``."""
+    """``classical``, ``auto`` (an installed rembg model from ``model_dir``, else classical)
+    or the name of a rembg model (``u2net``, ``isnet-general-use`` ...) whose ``NAME.onnx``
+    is in ``model_dir``."""
     if name == "classical":
         return ClassicalSegmenter()
+    if name == "auto":
+        return AutoSegmenter(model_dir)
     if name == "fake":
         return FakeSegmenter()
     if name in ONNX_KINDS:
@@ -901,7 +996,8 @@ def create_segmenter(name: str = "classical", model_dir: str | Path | None = Non
             raise ValueError(f"segmenter {name!r} needs ops.model_dir (a local folder holding "
                              f"{name}.onnx); models are never downloaded")
         return OnnxSegmenter(Path(model_dir) / f"{name}.onnx", name)
-    raise ValueError(f"unknown segmenter {name!r}; known: classical, {', '.join(ONNX_KINDS)}")
+    raise ValueError(f"unknown segmenter {name!r}; known: classical, auto, "
+                     f"{', '.join(ONNX_KINDS)}")
 
 
 CONFIDENCE_INFO = "cutout_confidence"

@@ -148,15 +148,25 @@ def _design(xn: np.ndarray, yn: np.ndarray) -> np.ndarray:
 
 
 def _robust_fit(design: np.ndarray, vals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Least squares of ``vals`` (N×3) on ``design`` (N×6), re-fit without outliers.
-    Returns (6×3 coefficients, inlier mask)."""
-    keep = np.ones(len(vals), bool)
-    coef = np.zeros((6, 3), np.float64)
-    for _ in range(3):
+    """Least squares of ``vals`` (N×3) on ``design`` (N×6), robust to a product filling part
+    of the border (cropped framing: a whole side can be product): started on the 70 % of the
+    pixels nearest the median colour, re-fit on the best-fitting 85 %, then on the pixels
+    within 3 robust sigmas of the surface. Returns (6×3 coefficients, inlier mask)."""
+    def solve(keep: np.ndarray) -> np.ndarray:
         d = design[keep].astype(np.float64)
-        coef = np.linalg.solve(d.T @ d + 1e-6 * np.eye(6), d.T @ vals[keep])
+        return np.linalg.solve(d.T @ d + 1e-6 * np.eye(6), d.T @ vals[keep])
+
+    dist = np.abs(vals - np.median(vals, 0)).max(1)
+    keep = dist <= np.quantile(dist, 0.7)
+    coef = solve(keep)
+    res = np.abs(vals - design @ coef).max(1)
+    keep = res <= np.quantile(res, 0.85)
+    for _ in range(3):
+        coef = solve(keep)
         res = np.abs(vals - design @ coef).max(1)
-        cut = max(3.0, 3.0 * float(np.median(res[keep])) * 1.4826)
+        # The noise from the median of all residuals (robust while most of the border is
+        # backdrop; the trimmed set's own median would shrink the cut at every step).
+        cut = max(3.0, 3.0 * float(np.median(res)) * 1.4826)
         new_keep = res < cut
         if new_keep.sum() < 0.3 * len(keep) or (new_keep == keep).all():
             break

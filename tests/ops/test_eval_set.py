@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from swiftshot.testing.products import (
+    CATEGORIES,
     HELDOUT_SEEDS,
     TUNING_SEEDS,
     boundary_f,
@@ -69,3 +70,26 @@ def test_scores_can_fail():
     assert iou(shifted, truth) < 0.95
     assert boundary_f(shifted, truth) < 0.5
     assert boundary_f(np.zeros_like(truth), truth) == 0.0
+
+
+# Per-category floors on the tuning seeds at 640² (docs/OPS.md has the tables; measured
+# 4 Dec 2026 minus a margin): a change that makes a category clearly worse fails here. The
+# issue's goal (mean >= 0.97, min >= 0.93) is met by all but white_on_white, whose floor
+# holds today's level so it cannot silently drop further.
+CATEGORY_FLOORS = {  # category: (mean IoU, min IoU)
+    "two_plane": (0.98, 0.97), "holes": (0.99, 0.98), "white_on_white": (0.62, 0.40),
+    "glossy_transparent": (0.98, 0.97), "thin_parts": (0.97, 0.95), "textured": (0.965, 0.93),
+    "gradient_vignette": (0.98, 0.97), "cast_shadows": (0.975, 0.96), "low_light": (0.98, 0.97),
+    "framing": (0.98, 0.96),
+}
+
+
+def test_every_category_holds_its_floor_on_the_tuning_seeds():
+    from swiftshot.ops.cutout import ClassicalSegmenter
+    from swiftshot.testing.products import by_category, evaluate
+
+    assert set(CATEGORY_FLOORS) == set(CATEGORIES)
+    stats = by_category(evaluate(ClassicalSegmenter().mask, eval_cases(TUNING_SEEDS)))
+    low = {cat: (round(s["mean_iou"], 3), round(s["min_iou"], 3)) for cat, s in stats.items()
+           if s["mean_iou"] < CATEGORY_FLOORS[cat][0] or s["min_iou"] < CATEGORY_FLOORS[cat][1]}
+    assert not low, low

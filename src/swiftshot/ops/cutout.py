@@ -181,6 +181,8 @@ class Horizon:
     y_right: float
     width: float
     """Rows the blend from wall to table takes (the wall is usually out of focus)."""
+    one_side: bool = False
+    """Seen in one side strip only (the product covers the other)."""
 
     def line(self, xs: np.ndarray, w: int) -> np.ndarray:
         return self.y_left + (self.y_right - self.y_left) * (xs + 0.5) / w
@@ -217,7 +219,10 @@ def _step_rows(prof: np.ndarray, half: int):
 
 
 def _find_horizon(img: np.ndarray, band: int) -> Horizon | None:
-    """A step in both side strips of the photo (a table meeting a wall), or in one of them."""
+    """A step in both side strips of the photo (a table meeting a wall); or in one of them
+    when the other is covered by the product (cropped at that side), if the colours either
+    side of the step are those of the top and the bottom band (the wall and the table run
+    on behind the product)."""
     h, w, _ = img.shape
     half = max(3, h // 48)
     left = np.median(img[:, :band], axis=1)
@@ -225,13 +230,18 @@ def _find_horizon(img: np.ndarray, band: int) -> Horizon | None:
     yl, sl, wl, al, bl = _step_rows(left, half)
     yr, sr, wr, ar, br = _step_rows(right, half)
     strong = 14.0
-    # Both sides must show it, at about the same height, between about the same two colours:
-    # a product touching one side (cropped framing) makes a step there too.
-    if sl < strong or sr < strong or abs(yl - yr) > 0.1 * h:
-        return None
-    if np.abs(al - ar).max() > 45 or np.abs(bl - br).max() > 45:
-        return None
-    return Horizon(float(yl), float(yr), max(1.0, (wl + wr) / 2))
+    # Both sides at about the same height, between about the same two colours: a product
+    # touching one side (cropped framing) makes a step there too.
+    if (sl >= strong and sr >= strong and abs(yl - yr) <= 0.1 * h
+            and np.abs(al - ar).max() <= 45 and np.abs(bl - br).max() <= 45):
+        return Horizon(float(yl), float(yr), max(1.0, (wl + wr) / 2))
+    top = np.median(img[:band].reshape(-1, 3), axis=0)
+    bottom = np.median(img[h - band:].reshape(-1, 3), axis=0)
+    for y, st, wd, above, below in ((yl, sl, wl, al, bl), (yr, sr, wr, ar, br)):
+        if (st >= strong and 2 * band < y < h - 2 * band and np.abs(above - top).max() <= 20
+                and np.abs(below - bottom).max() <= 20):
+            return Horizon(float(y), float(y), max(1.0, wd), one_side=True)
+    return None
 
 
 def _fit_two_planes(img: np.ndarray, band: int, hz: Horizon
@@ -715,7 +725,7 @@ class ClassicalSegmenter:
                 tol = min(sigma, two[1])
                 one_in = _border_inliers(img, bg, band, tol)
                 two_in = _border_inliers(img, two[0], band, tol)
-                if two_in >= one_in + 0.05:
+                if two_in >= one_in + (0.1 if hz.one_side else 0.05):
                     bg, sigma, hband = two[0], two[1], two[3]
         ev = _evidence(img, bg, sigma, band_mask, p, hband)
         hard = _regions(ev.product, ev.bg_like, ev.shadow_like, p, img, bg)

@@ -788,6 +788,31 @@ def report_table(stats: dict[str, dict[str, float]], goal_mean: float = 0.97,
     return "\n".join(lines)
 
 
+def compliance_matrix(cases: list[Case], segmenter, size: tuple[int, int] = (640, 640)
+                      ) -> dict[str, dict[str, dict]]:
+    """Every case × every built-in preset: cut out, apply the preset, encode as the preset
+    says (with the IPTC source type the pipeline writes), re-open the file and run ``check``
+    on it. ``{case: {preset: {"passed", "failed", "self_check"}}}``; ``self_check`` is what
+    the preset stage itself reported."""
+    from swiftshot.delivery.codecs import encode
+    from swiftshot.ops.cutout import cutout
+    from swiftshot.ops.presets import BUILTIN_PRESETS, apply_preset, check
+
+    out: dict[str, dict[str, dict]] = {}
+    for case in cases:
+        cut = cutout(make_photo(case, size).image, segmenter)
+        row = {}
+        for name, rule in BUILTIN_PRESETS.items():
+            img = apply_preset(cut, rule, name)
+            data = encode(img, rule.format, rule.quality, source_type="compositeSynthetic")
+            results = check(Image.open(io.BytesIO(data)), rule)
+            failed = [r.rule for r in results if not r.passed]
+            row[name] = {"passed": not failed, "failed": failed,
+                         "self_check": img.info["compliance"].passed}
+        out[case.name] = row
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m swiftshot.testing.products [--split tuning|heldout|both] [--size 640]
     [--segmenter classical] [--model-dir DIR] [--out FILE]``: the per-category table."""
@@ -805,6 +830,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model-dir", default=None)
     ap.add_argument("--out", default=None, help="JSON file for the per-case rows")
     ap.add_argument("--show", action="store_true", help="print each case")
+    ap.add_argument("--compliance", action="store_true",
+                    help="also render every case with every built-in preset, encode it, and "
+                         "run the preset's check on the file (the compliance matrix)")
     args = ap.parse_args(argv)
     seg = create_segmenter(args.segmenter, args.model_dir)
     splits = {"tuning": TUNING_SEEDS, "heldout": HELDOUT_SEEDS}
@@ -822,6 +850,17 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {r['case']:<48} IoU {r['iou']:.3f}  BF {r['bf']:.3f}")
         print(report_table(stats))
         result[name] = {"rows": rows, "categories": stats}
+        if args.compliance:
+            t0 = time.perf_counter()
+            matrix = compliance_matrix(eval_cases(splits[name]), seg, (args.size, args.size))
+            passed = sum(all(v["passed"] for v in row.values()) for row in matrix.values())
+            print(f"compliance: {passed}/{len(matrix)} cases pass every preset's check "
+                  f"({time.perf_counter() - t0:.0f} s)")
+            for case, row in matrix.items():
+                for preset, v in row.items():
+                    if not v["passed"]:
+                        print(f"  FAIL {case} {preset}: {v['failed']}")
+            result[name]["compliance"] = matrix
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=1))
     return 0

@@ -553,10 +553,11 @@ def _drop_cast_shadow(m: np.ndarray, ev: Evidence) -> np.ndarray:
     outside = cv2.dilate((m == 0).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
     out = m.copy()
     removed = 0
-    for i in range(1, n):
+    # Most components are noise specks: pick the candidates before looking at any one.
+    cands = np.nonzero((stats[:, cv2.CC_STAT_AREA] >= 0.01 * total)
+                       & (stats[:, cv2.CC_STAT_TOP] >= top + 0.55 * height))[0]
+    for i in cands[cands > 0]:
         x, y, w, h, area = stats[i]
-        if area < 0.01 * total or y < top + 0.55 * height:
-            continue
         comp = labels[y:y + h, x:x + w] == i
         ring = cv2.dilate(comp.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool) & ~comp
         touch = float((ring & outside[y:y + h, x:x + w]).sum()) / max(int(ring.sum()), 1)
@@ -704,8 +705,12 @@ class ClassicalSegmenter:
         """The alpha as uint8 0..255 (what an RGBA image stores; saves a float copy)."""
         return self.refine(self.find(rgb), rgb)
 
-    def find(self, rgb: np.ndarray) -> Found:
-        """The product's regions on a small copy, and what the edge refinement needs."""
+    def regions(self, rgb: np.ndarray) -> np.ndarray:
+        """0/1 uint8 product mask on the work copy only (no edge refinement, no confidence):
+        enough for a bounding box (``presets.check``'s fill)."""
+        return self._work_regions(rgb)[6]
+
+    def _work_regions(self, rgb: np.ndarray):
         p = self.params
         small = downscale(rgb, p.work_side)
         img = small.astype(np.float32)
@@ -739,6 +744,11 @@ class ClassicalSegmenter:
             near_bg[box] = _near_backdrop(img[box], hard[box], bg[box])
             hard = hard.copy()
             hard[box] = _trim_rim(img[box], hard[box], near_bg[box])
+        return small, img, bg, sigma, coef, ev, hard, band, near_bg
+
+    def find(self, rgb: np.ndarray) -> Found:
+        """The product's regions on a small copy, and what the edge refinement needs."""
+        small, img, bg, sigma, coef, ev, hard, band, near_bg = self._work_regions(rgb)
         # The product's own colour near each edge: solid product pixels, spread outwards.
         solid = cv2.erode(hard, np.ones((3, 3), np.uint8)).astype(np.float32)
         num = cv2.GaussianBlur(img * solid[..., None], (0, 0), 1.2)

@@ -280,7 +280,7 @@ def _fill_rule(rgb: Image.Image, rule: PresetRule, segmenter: Segmenter | None) 
     seg = segmenter or ClassicalSegmenter()
     w, h = rgb.size
     if isinstance(seg, ClassicalSegmenter):
-        small = seg.find(np.asarray(rgb)).hard * np.uint8(255)
+        small = seg.regions(np.asarray(rgb)) * np.uint8(255)
         keep = own_alpha(small)
         sbox = alpha_bbox(small * keep if keep is not None else small, 127)
         sh, sw = small.shape

@@ -13,6 +13,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _openvino_cache_dir(tmp_path_factory):
+    """Converted OpenVINO models go to one session folder (never the repo's var/), so a tiny
+    pipeline is converted once per run whichever test loads it first."""
+    import os
+
+    key = "SWIFTSHOT_ENGINE__DIFFUSION__OPENVINO_DIR"
+    if key not in os.environ:
+        os.environ[key] = str(tmp_path_factory.mktemp("openvino"))
+    yield
+
+
 @pytest.fixture
 def settings(tmp_path):
     """Settings whose files all live in the test's tmp folder."""

@@ -33,9 +33,17 @@ def arr(im: Image.Image) -> np.ndarray:
     return np.asarray(im, dtype=np.int16)
 
 
-@pytest.fixture(scope="module")
-def engine(tiny_sd_dir) -> DiffusionEngine:
-    eng = DiffusionEngine(DiffusionSettings(model=str(tiny_sd_dir), dtype="fp32"))
+def DS(**kw) -> DiffusionSettings:
+    """Settings of the torch backend unless a test says otherwise (the OpenVINO backend has
+    its own file, and the behaviour tests below run on both through ``engine``)."""
+    return DiffusionSettings(**{"backend": "torch", **kw})
+
+
+@pytest.fixture(scope="module", params=["torch", "openvino"])
+def engine(request, tiny_sd_dir) -> DiffusionEngine:
+    if request.param == "openvino":
+        pytest.importorskip("openvino")
+    eng = DiffusionEngine(DS(model=str(tiny_sd_dir), dtype="fp32", backend=request.param))
     eng.load()
     return eng
 
@@ -101,7 +109,7 @@ def test_previews_only_at_the_cadence_asked_and_never_at_the_last_step(engine):
 
 
 def test_a_one_step_render_decodes_once(tiny_sd_dir, tiny_taesd_dir):
-    eng = DiffusionEngine(DiffusionSettings(model=str(tiny_sd_dir), dtype="fp32",
+    eng = DiffusionEngine(DS(model=str(tiny_sd_dir), dtype="fp32",
                                             tiny_vae=str(tiny_taesd_dir)))
     eng.load()
     calls = []
@@ -120,8 +128,8 @@ def test_a_one_step_render_decodes_once(tiny_sd_dir, tiny_taesd_dir):
 def test_a_repeated_prompt_with_a_new_seed_skips_the_text_encoder(tiny_sd_dir):
     from swiftshot import telemetry
 
-    eng = DiffusionEngine(DiffusionSettings(model=str(tiny_sd_dir), dtype="fp32"))
-    uncached = DiffusionEngine(DiffusionSettings(model=str(tiny_sd_dir), dtype="fp32",
+    eng = DiffusionEngine(DS(model=str(tiny_sd_dir), dtype="fp32"))
+    uncached = DiffusionEngine(DS(model=str(tiny_sd_dir), dtype="fp32",
                                                  prompt_cache_bytes=0))
     eng.load()
     calls = []
@@ -163,7 +171,7 @@ def test_prompt_cache_is_bounded_in_bytes_and_keyed_by_the_negative_prompt_under
     assert len(cache) == 3 and cache.nbytes == 3 * 9856  # "a" evicted, least recently used
     cache.get_or_encode(["a", "d", "a"], lambda idx: encoded.append(idx) or [one])
     assert encoded[-1] == [0]  # "a" once, though asked twice; "d" was a hit
-    eng = DiffusionEngine(DiffusionSettings(model=str(tiny_sd_dir), dtype="fp32"))
+    eng = DiffusionEngine(DS(model=str(tiny_sd_dir), dtype="fp32"))
     g = dict(guidance=3.0, steps=2)
     a = eng.run([spec(negative_prompt="blurry", **g)])[0]
     b = eng.run([spec(negative_prompt="text, watermark", **g)])[0]
@@ -190,21 +198,21 @@ def test_on_step_false_cancels_before_the_remaining_steps(engine):
 
 def test_errors_say_what_is_wrong_and_what_is_expected(tmp_path, tiny_sd_dir):
     with pytest.raises(EngineConfigError, match="no model configured"):
-        DiffusionEngine(DiffusionSettings())
+        DiffusionEngine(DS())
     with pytest.raises(EngineConfigError, match="does not exist.*model_index.json"):
-        DiffusionEngine(DiffusionSettings(model=str(tmp_path / "nope")))
+        DiffusionEngine(DS(model=str(tmp_path / "nope")))
     with pytest.raises(EngineConfigError, match="not a diffusers pipeline.*model_index.json"):
-        DiffusionEngine(DiffusionSettings(model=str(tmp_path)))
+        DiffusionEngine(DS(model=str(tmp_path)))
     with pytest.raises(EngineConfigError, match="does not exist"):
-        DiffusionEngine(DiffusionSettings(model="nobody/not-in-the-cache"))
+        DiffusionEngine(DS(model="nobody/not-in-the-cache"))
     broken = tmp_path / "broken"
     shutil.copytree(tiny_sd_dir, broken)
     (broken / "unet" / "diffusion_pytorch_model.safetensors").unlink()
-    eng = DiffusionEngine(DiffusionSettings(model=str(broken), dtype="fp32"))
+    eng = DiffusionEngine(DS(model=str(broken), dtype="fp32"))
     with pytest.raises(EngineConfigError, match="could not load.*complete pipeline folder"):
         eng.load()
     with pytest.raises(EngineConfigError, match="tiny_vae.*AutoencoderTiny"):
-        DiffusionEngine(DiffusionSettings(model=str(tiny_sd_dir), tiny_vae=str(tmp_path)))
+        DiffusionEngine(DS(model=str(tiny_sd_dir), tiny_vae=str(tmp_path)))
 
 
 def test_a_request_for_another_model_is_refused(engine):
@@ -213,7 +221,7 @@ def test_a_request_for_another_model_is_refused(engine):
 
 
 def test_version_tracks_the_model_and_the_pixel_changing_switches(tiny_sd_dir, tiny_taesd_dir, tmp_path):
-    base = DiffusionSettings(model=str(tiny_sd_dir), dtype="fp32")
+    base = DS(model=str(tiny_sd_dir), dtype="fp32")
     v = DiffusionEngine(base).version
     assert DiffusionEngine(base).version == v
     assert DiffusionEngine(base.model_copy(update={"dtype": "bf16"})).version != v
@@ -245,7 +253,7 @@ def test_create_engine_and_describe(tiny_sd_dir):
 
 
 def test_tiny_vae_decodes_finals_and_previews(tiny_sd_dir, tiny_taesd_dir, engine):
-    eng = DiffusionEngine(DiffusionSettings(model=str(tiny_sd_dir), dtype="fp32",
+    eng = DiffusionEngine(DS(model=str(tiny_sd_dir), dtype="fp32", backend=engine.settings.backend,
                                             tiny_vae=str(tiny_taesd_dir)))
     seen: list = []
     (im,) = eng.run([spec()], on_step=on_step_wanting(1, seen))
@@ -256,7 +264,7 @@ def test_tiny_vae_decodes_finals_and_previews(tiny_sd_dir, tiny_taesd_dir, engin
     previews = [p for _, _, p in seen if p is not None]
     assert len(previews) == 1 and previews[0].size == (64, 64)  # the tiny VAE upsamples
     # previews only: finals keep the full VAE
-    eng2 = DiffusionEngine(DiffusionSettings(model=str(tiny_sd_dir), dtype="fp32",
+    eng2 = DiffusionEngine(DS(model=str(tiny_sd_dir), dtype="fp32", backend=engine.settings.backend,
                                              tiny_vae=str(tiny_taesd_dir), tiny_vae_final=False))
     assert np.array_equal(arr(eng2.run([spec()])[0]), arr(full))
 
@@ -266,15 +274,17 @@ def test_tiny_vae_of_the_wrong_family_is_refused(tiny_sd_dir, tmp_path):
 
     AutoencoderTiny(encoder_block_out_channels=(8, 8, 8), decoder_block_out_channels=(8, 8, 8),
                     num_encoder_blocks=(1, 1, 1), num_decoder_blocks=(1, 1, 1)).save_pretrained(tmp_path)
-    eng = DiffusionEngine(DiffusionSettings(model=str(tiny_sd_dir), tiny_vae=str(tmp_path)))
+    eng = DiffusionEngine(DS(model=str(tiny_sd_dir), tiny_vae=str(tmp_path)))
     with pytest.raises(EngineConfigError, match="upscales ×4.*needs ×2"):
         eng.load()
 
 
 def test_bf16_and_int8_stay_close_to_fp32(tiny_sd_dir, engine):
+    if engine.backend != "torch":
+        pytest.skip("torch's bf16 and torchao int8 (the OpenVINO ones: test_diffusion_openvino)")
     ref = arr(engine.run([spec()])[0])
-    bf16 = DiffusionEngine(DiffusionSettings(model=str(tiny_sd_dir), dtype="bf16"))
-    int8 = DiffusionEngine(DiffusionSettings(model=str(tiny_sd_dir), dtype="fp32", int8=True))
+    bf16 = DiffusionEngine(DS(model=str(tiny_sd_dir), dtype="bf16"))
+    int8 = DiffusionEngine(DS(model=str(tiny_sd_dir), dtype="fp32", int8=True))
     out_bf16, out_int8 = arr(bf16.run([spec()])[0]), arr(int8.run([spec()])[0])
     # int8 really replaced the denoiser's linear weights
     from torchao.quantization import Int8Tensor
@@ -346,8 +356,15 @@ def test_from_pipeline_applies_the_same_switches(tiny_sd_dir, engine):
     from diffusers import StableDiffusionPipeline
 
     pipe = StableDiffusionPipeline.from_pretrained(str(tiny_sd_dir), local_files_only=True)
-    eng = DiffusionEngine.from_pipeline(pipe, DiffusionSettings(dtype="fp32"), identity="tiny-x")
-    assert eng.version.startswith("1.tiny-x.fp32")
+    settings = DS(dtype="fp32", backend=engine.settings.backend)
+    if engine.backend == "torch":  # (an OpenVINO one under a new identity converts anew)
+        other = DiffusionEngine.from_pipeline(
+            StableDiffusionPipeline.from_pretrained(str(tiny_sd_dir), local_files_only=True),
+            settings, identity="tiny-x")
+        assert other.version.startswith("1.tiny-x.fp32")
+    # the folder's fingerprint as identity: the same version, and (OpenVINO) the same IR
+    eng = DiffusionEngine.from_pipeline(pipe, settings, identity=engine.model_id)
+    assert eng.version == engine.version
     # same weights, same switches: the same pixels as the engine loaded from the folder
     assert np.array_equal(arr(eng.run([spec()])[0]), arr(engine.run([spec()])[0]))
 
@@ -355,7 +372,7 @@ def test_from_pipeline_applies_the_same_switches(tiny_sd_dir, engine):
 def test_tiny_sdxl_pipeline_runs_batched_equals_single(tmp_path):
     from swiftshot.testing.tiny_pipeline import build_tiny_sdxl
 
-    eng = DiffusionEngine(DiffusionSettings(model=str(build_tiny_sdxl(tmp_path / "xl")),
+    eng = DiffusionEngine(DS(model=str(build_tiny_sdxl(tmp_path / "xl")),
                                             dtype="fp32"))
     assert eng.describe()["pipeline"] == "StableDiffusionXLPipeline"
     specs = [spec(p, seed=i) for i, p in enumerate(PROMPTS[:2])]
@@ -364,7 +381,8 @@ def test_tiny_sdxl_pipeline_runs_batched_equals_single(tmp_path):
 
 
 def test_fp32_decoders_under_a_bf16_pipeline(tiny_sd_dir, tiny_taesd_dir, engine):
-    settings = DiffusionSettings(model=str(tiny_sd_dir), dtype="bf16", vae_dtype="fp32")
+    settings = DS(model=str(tiny_sd_dir), dtype="bf16", vae_dtype="fp32",
+                  backend=engine.settings.backend)
     eng = DiffusionEngine(settings)
     assert eng.vae_dtype == "fp32" and "vae-fp32" in eng.version
     same = DiffusionEngine(settings.model_copy(update={"vae_dtype": "same"}))

@@ -156,6 +156,16 @@ class DiffusionSettings(_Section):
     """Steps when a request names none (turbo/schnell models are distilled for 1-4)."""
     default_guidance: float = Field(0.0, ge=0, le=30)
     """Guidance scale when a request names none (0 for turbo models)."""
+    backend: Literal["auto", "torch", "openvino"] = "auto"
+    """What runs the UNet, text encoder(s) and decoder. torch: PyTorch (any device; compile,
+    int8 via torchao). openvino: OpenVINO on the CPU (converted from the local folder at first
+    load, cached under openvino_dir; bf16 where the CPU has it; int8 = NNCF 8-bit weights).
+    auto: openvino on a CPU when it is installed and the pipeline is UNet-based (SD 1/2, SDXL),
+    as measured faster there (docs/PERFORMANCE.md); torch on CUDA, with compile set, or else.
+    `swiftshot engines` says which one runs and why."""
+    openvino_dir: Path | None = None
+    """Converted OpenVINO models (IR keyed by the weights' fingerprint and settings) and
+    OpenVINO's compiled-model cache. None: <data_dir>/openvino."""
     prompt_cache_bytes: int = Field(64 << 20, ge=0)
     """Bytes of text-encoder outputs kept in memory by (model, prompt, negative prompt), so a
     repeated prompt with a new seed skips the text encoder (SD 2.1: ~0.3 MB a prompt). 0: off."""
@@ -366,6 +376,8 @@ class Settings(BaseSettings):
             self.cache.disk_dir = self.data_dir / "cache"
         if self.jobs.db_path == Path("var/jobs.sqlite3"):
             self.jobs.db_path = self.data_dir / "jobs.sqlite3"
+        if self.engine.diffusion.openvino_dir is None:
+            self.engine.diffusion.openvino_dir = self.data_dir / "openvino"
         return self
 
     @classmethod

@@ -20,6 +20,7 @@ import json
 import math
 import os
 import threading
+import time
 from collections.abc import Callable, Hashable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -239,6 +240,47 @@ def to_pil(arr: Any) -> Image.Image:
     return Image.fromarray(x.transpose(1, 2, 0), "RGB")
 
 
+OV_FAMILIES = ("StableDiffusion", "StableDiffusionXL", "StableDiffusionImg2Img",
+               "StableDiffusionInpaint", "StableDiffusionXLImg2Img", "StableDiffusionXLInpaint")
+"""Pipelines (``<family>Pipeline``) whose UNet / CLIP text encoders / VAE the OpenVINO backend
+converts (what optimum-intel's OVStableDiffusion(XL)Pipeline covers too)."""
+
+
+def resolve_backend(settings: DiffusionSettings, device: str, pipeline_class: str) -> tuple[str, str]:
+    """(backend, why): the backend that runs this model here and the reason, for `engines`."""
+    from swiftshot.engines.ov_backend import openvino_missing
+
+    family = pipeline_class.removesuffix("Pipeline")
+    if settings.backend == "torch":
+        return "torch", "backend = torch (configured)"
+    if settings.backend == "openvino":
+        if device != "cpu":
+            raise EngineConfigError(f"engine.diffusion.backend openvino runs on the CPU; device is "
+                                    f"{device!r}: use backend torch (or auto) on CUDA")
+        if settings.compile:
+            raise EngineConfigError("engine.diffusion.compile is an option of the torch backend; "
+                                    "OpenVINO compiles its own graph: unset compile or use torch")
+        missing = openvino_missing()
+        if missing:
+            raise EngineConfigError(f"engine.diffusion.backend is openvino but {missing}")
+        if family not in OV_FAMILIES:
+            raise EngineConfigError(
+                f"the OpenVINO backend converts Stable Diffusion 1/2 and SDXL pipelines; "
+                f"{pipeline_class} is not one of them: use backend torch")
+        return "openvino", "backend = openvino (configured)"
+    if device != "cpu":
+        return "torch", f"auto: {device} → torch (OpenVINO here is the CPU backend)"
+    if settings.compile:
+        return "torch", "auto: compile is set, a torch option → torch"
+    missing = openvino_missing()
+    if missing:
+        return "torch", f"auto: {missing} → torch"
+    if family not in OV_FAMILIES:
+        return "torch", f"auto: {pipeline_class} is not a pipeline the OpenVINO backend converts → torch"
+    return "openvino", ("auto: CPU with OpenVINO installed → openvino (measured faster than torch "
+                        "on the CPU, docs/PERFORMANCE.md)")
+
+
 class DiffusionEngine:
     """Text-to-image (and image-to-image / inpainting) with one diffusers pipeline."""
 
@@ -253,7 +295,10 @@ class DiffusionEngine:
         self.vae_dtype = resolve_vae_dtype(settings.vae_dtype, self.dtype, self.device)
         self.pipeline_class = json.loads((self.folder / "model_index.json").read_text()).get(
             "_class_name", "?")
-        self.version = self._version(folder_fingerprint(self.folder))
+        self.backend, self.backend_reason = resolve_backend(settings, self.device,
+                                                            self.pipeline_class)
+        self.model_id = folder_fingerprint(self.folder)
+        self.version = self._version(self.model_id)
         self._init_state()
 
     @classmethod
@@ -271,6 +316,9 @@ class DiffusionEngine:
         self.dtype = resolve_dtype(settings.dtype, self.device)
         self.vae_dtype = resolve_vae_dtype(settings.vae_dtype, self.dtype, self.device)
         self.pipeline_class = type(pipe).__name__
+        self.backend, self.backend_reason = resolve_backend(settings, self.device,
+                                                            self.pipeline_class)
+        self.model_id = identity
         self.version = self._version(identity, "taesd" if tiny_vae is not None else None)
         self._init_state()
         self._pipe = self._prepare(pipe, tiny_vae)
@@ -281,6 +329,7 @@ class DiffusionEngine:
         self._tiny: Any = None
         self._variants: dict[str, Any] = {}
         self._load_lock = threading.Lock()
+        self.load_report: dict[str, Any] = {}
         self.prompt_cache = PromptEmbeddingCache(self.settings.prompt_cache_bytes)
         # One pipeline object is not safe to call from two threads at once.
         self._run_lock = threading.Lock()
@@ -307,6 +356,10 @@ class DiffusionEngine:
             parts.append(tiny_id)
         if self.vae_dtype != self.dtype:
             parts.append(f"vae-{self.vae_dtype}")
+        if self.backend == "openvino":
+            from swiftshot.engines.ov_backend import OV_REVISION
+
+            parts.append(f"ov{OV_REVISION}")
         if self.settings.int8:
             parts.append("int8")
         return ".".join(parts)
@@ -317,6 +370,8 @@ class DiffusionEngine:
             "folder": str(self.folder) if self.folder else None,
             "pipeline": self.pipeline_class,
             "device": self.device,
+            "backend": self.backend,
+            "backend_reason": self.backend_reason,
             "dtype": self.dtype,
             "vae_dtype": self.vae_dtype,
             "tiny_vae": str(self.tiny_folder) if self.tiny_folder else self._tiny is not None,
@@ -328,7 +383,16 @@ class DiffusionEngine:
             "default_steps": self.settings.default_steps,
             "default_guidance": self.settings.default_guidance,
             "loaded": self._pipe is not None,
+            **({"openvino_dir": str(self.openvino_dir)} if self.backend == "openvino" else {}),
+            **({"load": self.load_report} if self.load_report else {}),
         }
+
+    @property
+    def openvino_dir(self) -> Path:
+        # Settings() fills it from data_dir; a bare DiffusionSettings falls back to the env.
+        return Path(self.settings.openvino_dir
+                    or os.environ.get("SWIFTSHOT_ENGINE__DIFFUSION__OPENVINO_DIR")
+                    or Path(os.environ.get("SWIFTSHOT_DATA_DIR", "var")) / "openvino").expanduser()
 
     # -- loading ---------------------------------------------------------------------------
 
@@ -346,16 +410,23 @@ class DiffusionEngine:
         # Load bars on a server's stderr are noise; load time is reported by the caller.
         diffusers_logging.disable_progress_bar()
         transformers_logging.disable_progress_bar()
-        dt = torch_dtype(self.dtype)
+        t0 = time.perf_counter()
+        # OpenVINO computes in the precision it is compiled for; the torch side stays fp32.
+        dt = torch_dtype("fp32" if self.backend == "openvino" else self.dtype)
+        skip: dict[str, Any] = {}
+        if self.backend == "openvino":
+            # Components whose IR is cached are not loaded at all (a warm start reads no
+            # torch weights for them).
+            skip = {name: None for name in self._ov_cached_components()}
         try:
             try:
                 pipe = AutoPipelineForText2Image.from_pretrained(
-                    str(self.folder), **dtype_kwarg(dt), local_files_only=True)
+                    str(self.folder), **dtype_kwarg(dt), local_files_only=True, **skip)
             except ValueError as e:  # a pipeline family AutoPipeline does not map
                 if "AutoPipeline" not in str(e):
                     raise
                 pipe = DiffusionPipeline.from_pretrained(
-                    str(self.folder), **dtype_kwarg(dt), local_files_only=True)
+                    str(self.folder), **dtype_kwarg(dt), local_files_only=True, **skip)
         except EngineError:
             raise
         except Exception as e:
@@ -364,10 +435,13 @@ class DiffusionEngine:
                 f"({type(e).__name__}: {e}); expected a complete pipeline folder as written by "
                 "save_pretrained, with the weights of every component"
             ) from e
+        self.load_report["torch_load_s"] = round(time.perf_counter() - t0, 3)
         return self._prepare(pipe, self._load_tiny(dt) if self.tiny_folder else None)
 
     def _prepare(self, pipe: Any, tiny: Any) -> Any:
         """Device, dtype, tiny VAE and the speed switches: the same for folders and in-memory."""
+        if self.backend == "openvino":
+            return self._prepare_openvino(pipe, tiny)
         pipe.to(self.device, torch_dtype(self.dtype))
         pipe.set_progress_bar_config(disable=True)
         vae_dt = torch_dtype(self.vae_dtype)
@@ -420,6 +494,121 @@ class DiffusionEngine:
                     mod.to(memory_format=torch.channels_last)
         if self.settings.compile:
             setattr(pipe, attr, torch.compile(denoiser, fullgraph=False))
+            self.load_report["compile"] = ("lazy: torch.compile compiles at the first call "
+                                           "(warm-up); its time is in warmup_s")
+
+    # -- OpenVINO ----------------------------------------------------------------------------
+
+    def _ov_components(self, pipe: Any = None) -> dict[str, str]:
+        """Converted component → IR cache key (weights' fingerprint + conversion settings)."""
+        from swiftshot.engines.ov_backend import ir_key
+
+        names = ["unet", "text_encoder"]
+        if (getattr(pipe, "text_encoder_2", None) is not None
+                or self.folder is not None and (self.folder / "text_encoder_2").is_dir()):
+            names.append("text_encoder_2")
+        keys = {n: ir_key(self.model_id, n, "int8" if self.settings.int8 and n == "unet" else "w")
+                for n in names}
+        tiny_id = (folder_fingerprint(self.tiny_folder) if self.tiny_folder is not None
+                   else f"{self.model_id}-tiny")
+        keys["tiny_decoder"] = ir_key(tiny_id, "tiny_decoder")
+        keys["vae_decoder"] = ir_key(self.model_id, "vae_decoder")
+        return keys
+
+    def _ov_cached_components(self) -> list[str]:
+        from swiftshot.engines.ov_backend import IRCache
+
+        cache = IRCache(self.openvino_dir)
+        return [n for n, k in self._ov_components().items()
+                if n.startswith(("unet", "text_encoder")) and cache.has(n, k)]
+
+    def _prepare_openvino(self, pipe: Any, tiny: Any) -> Any:
+        import gc
+
+        import torch
+
+        from swiftshot.engines import ov_backend as ob
+
+        pipe.to("cpu", torch.float32)
+        pipe.set_progress_bar_config(disable=True)
+        cache = ob.IRCache(self.openvino_dir)
+        keys = self._ov_components(pipe)
+        precision = "bf16" if self.dtype == "bf16" else "f32"
+        report = self.load_report
+        report.update(precision=precision, converted=[], from_cache=[])
+
+        def runner(name: str, convert: Any, module: Any) -> Any:
+            key = keys[name]
+            if not cache.has(name, key):
+                if module is None:
+                    raise EngineError(f"OpenVINO IR of {name} is missing and no torch module to "
+                                      "convert it from")
+                t = time.perf_counter()
+                try:
+                    model = convert(module)
+                    if name == "unet" and self.settings.int8:
+                        model = ob.compress_int8(model)
+                except EngineError:
+                    raise
+                except Exception as e:
+                    raise EngineConfigError(f"OpenVINO could not convert the {name} of "
+                                            f"{self.pipeline_class} ({type(e).__name__}: {e}); "
+                                            "use backend torch") from e
+                cache.save(name, key, model, {"model": self.model_id, "component": name,
+                                              "int8": self.settings.int8,
+                                              "openvino": ob.openvino_version()})
+                del model
+                report[f"{name}_convert_s"] = round(time.perf_counter() - t, 3)
+                report["converted"].append(name)
+            else:
+                report["from_cache"].append(name)
+            t = time.perf_counter()
+            compiled = ob.compile_ir(cache.path(name, key), precision, self.openvino_dir / "compiled")
+            report[f"{name}_compile_s"] = round(time.perf_counter() - t, 3)
+            return ob._Runner(compiled)
+
+        t0 = time.perf_counter()
+        unet_config = self._component_config(pipe, "unet")
+        pipe.unet = ob.OVUNet(runner("unet", ob.convert_unet, pipe.unet), unet_config)
+        gc.collect()
+        for name in ("text_encoder", "text_encoder_2"):
+            if name in keys:
+                te_config = self._component_config(pipe, name)
+                setattr(pipe, name, ob.OVTextEncoder(
+                    runner(name, ob.convert_text_encoder, getattr(pipe, name)), te_config))
+                gc.collect()
+        vae_dt = torch_dtype(self.vae_dtype)
+        if tiny is not None:
+            self._check_tiny(pipe, tiny)
+            self._tiny = tiny.to("cpu").eval()
+            # the encoder (img2img / inpaint) stays torch; the decoder is OpenVINO's
+            cast_autoencoder(self._tiny, vae_dt, torch.float32)
+            ob.patch_decoder(self._tiny, runner("tiny_decoder", ob.convert_decoder, tiny))
+            if self.settings.tiny_vae_final:
+                pipe.vae = self._tiny
+        if pipe.vae is not self._tiny:
+            full = pipe.vae
+            decoder = runner("vae_decoder", ob.convert_decoder, full)
+            cast_autoencoder(full, vae_dt, torch.float32)
+            ob.patch_decoder(full, decoder)
+        report["openvino_s"] = round(time.perf_counter() - t0, 3)
+        return pipe
+
+    def _component_config(self, pipe: Any, name: str) -> Any:
+        """A component's config: from the loaded module, or from the folder when the module was
+        not loaded (its IR is cached)."""
+        module = getattr(pipe, name, None)
+        if module is not None:
+            return module.config
+        sub = str(self.folder / name)  # type: ignore[operator]
+        if name == "unet":
+            from diffusers import UNet2DConditionModel
+            from diffusers.configuration_utils import FrozenDict
+
+            return FrozenDict(UNet2DConditionModel.load_config(sub))
+        from transformers import AutoConfig
+
+        return AutoConfig.from_pretrained(sub, local_files_only=True)
 
     def warmup(self, shapes: Sequence[tuple[int, int]]) -> None:
         self.load()

@@ -149,7 +149,11 @@ class DiffusionSettings(_Section):
     int8: bool = False
     """Dynamic int8 quantisation of the UNet/transformer linear layers."""
     compile: bool = False
-    """torch.compile the denoiser (worth it on GPU for long-running servers)."""
+    """torch.compile the denoiser (worth it on GPU for long-running servers; torch backend
+    only). It compiles at the first render of each shape: the warm-up pays it, and
+    `swiftshot engines` / the engine's load report show warmup_s."""
+    compile_mode: Literal["default", "reduce-overhead", "max-autotune"] = "default"
+    """torch.compile mode: reduce-overhead records CUDA graphs (on CUDA; one per batch shape)."""
     channels_last: bool = True
     """channels-last memory format on CUDA."""
     default_steps: int = Field(1, ge=1, le=100)

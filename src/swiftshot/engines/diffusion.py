@@ -378,7 +378,7 @@ class DiffusionEngine:
             "tiny_vae_for": (None if self.tiny_folder is None and self._tiny is None
                              else "previews+finals" if self.settings.tiny_vae_final else "previews"),
             "int8": self.settings.int8,
-            "compile": self.settings.compile,
+            "compile": (self.settings.compile and self.settings.compile_mode),
             "channels_last": self.settings.channels_last and self.device.startswith("cuda"),
             "default_steps": self.settings.default_steps,
             "default_guidance": self.settings.default_guidance,
@@ -493,7 +493,8 @@ class DiffusionEngine:
                 if mod is not None and attr == "unet":
                     mod.to(memory_format=torch.channels_last)
         if self.settings.compile:
-            setattr(pipe, attr, torch.compile(denoiser, fullgraph=False))
+            setattr(pipe, attr, torch.compile(denoiser, fullgraph=False,
+                                              mode=self.settings.compile_mode))
             self.load_report["compile"] = ("lazy: torch.compile compiles at the first call "
                                            "(warm-up); its time is in warmup_s")
 
@@ -554,11 +555,12 @@ class DiffusionEngine:
                     raise EngineConfigError(f"OpenVINO could not convert the {name} of "
                                             f"{self.pipeline_class} ({type(e).__name__}: {e}); "
                                             "use backend torch") from e
+                took = round(time.perf_counter() - t, 3)
                 cache.save(name, key, model, {"model": self.model_id, "component": name,
-                                              "int8": self.settings.int8,
+                                              "int8": self.settings.int8, "convert_s": took,
                                               "openvino": ob.openvino_version()})
                 del model
-                report[f"{name}_convert_s"] = round(time.perf_counter() - t, 3)
+                report[f"{name}_convert_s"] = took
                 report["converted"].append(name)
             else:
                 report["from_cache"].append(name)
@@ -613,8 +615,13 @@ class DiffusionEngine:
     def warmup(self, shapes: Sequence[tuple[int, int]]) -> None:
         self.load()
         for w, h in shapes:
+            t = time.perf_counter()
             self.run([RenderSpec(prompt="warmup", width=w, height=h, engine="diffusion",
                                  seed=0).normalized()])
+            # the first render of a shape: torch.compile compiles here, oneDNN / OpenVINO
+            # create their kernels
+            self.load_report.setdefault("warmup_s", {})[f"{w}x{h}"] = round(
+                time.perf_counter() - t, 3)
 
     # -- running ---------------------------------------------------------------------------
 

@@ -97,7 +97,10 @@ def test_previews_only_at_the_cadence_asked_and_never_at_the_last_step(engine):
     assert [(i, n) for i, n, _ in seen] == [(1, 4), (2, 4), (3, 4), (4, 4)]
     with_preview = [i for i, _, p in seen if p is not None]
     assert with_preview == [2]  # preview_steps(4, 1)
-    assert all(isinstance(p, Image.Image) and p.size == (32, 32) for _, _, p in seen if p)
+    # one preview per spec of the batch, in order, and they differ (other prompts)
+    (previews,) = [p for _, _, p in seen if p is not None]
+    assert len(previews) == 2 and all(im.size == (32, 32) for im in previews)
+    assert previews[0].tobytes() != previews[1].tobytes()
     seen.clear()
     engine.run([spec(steps=4)], on_step=on_step_wanting(3, seen))
     assert [i for i, _, p in seen if p is not None] == [1, 2, 3]
@@ -262,7 +265,7 @@ def test_tiny_vae_decodes_finals_and_previews(tiny_sd_dir, tiny_taesd_dir, engin
     assert np.abs(arr(im) - arr(full)).mean() > 1  # another decoder, other pixels
     eng.run([spec(steps=2)], on_step=on_step_wanting(1, seen))
     previews = [p for _, _, p in seen if p is not None]
-    assert len(previews) == 1 and previews[0].size == (64, 64)  # the tiny VAE upsamples
+    assert len(previews) == 1 and previews[0][0].size == (64, 64)  # the tiny VAE upsamples
     # previews only: finals keep the full VAE
     eng2 = DiffusionEngine(DS(model=str(tiny_sd_dir), dtype="fp32", backend=engine.settings.backend,
                                              tiny_vae=str(tiny_taesd_dir), tiny_vae_final=False))

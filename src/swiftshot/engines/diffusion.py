@@ -832,11 +832,23 @@ class DiffusionEngine:
 
         return callback
 
-    def _preview(self, latents: Any) -> Image.Image | None:
-        """Cheap image of the first item: the tiny VAE if there is one, else a linear latent→RGB
-        projection for 4-channel latents (SD 1/2 family), else None."""
+    def _preview(self, latents: Any) -> list[Image.Image] | None:
+        """One cheap image per item of the batch, in order (the progress contract): the tiny VAE
+        if there is one, else a linear latent→RGB projection for 4-channel latents (SD 1/2
+        family), else None."""
         if latents is None or latents.ndim != 4:
             return None
+        import torch
+
+        with torch.inference_mode():
+            if self._tiny is not None and latents.shape[1] == self._tiny.config.latent_channels:
+                imgs = self._tiny.decode(latents / self._tiny.config.scaling_factor).sample
+                return [to_pil(img) for img in imgs]
+            if latents.shape[1] == 4:
+                proj = torch.tensor(_LATENT_RGB, dtype=torch.float32, device=latents.device)
+                rgb = torch.einsum("bchw,cr->brhw", latents.float(), proj)
+                return [to_pil(img) for img in rgb]
+        return None
         import torch
 
         with torch.inference_mode():

@@ -58,6 +58,8 @@ class ServerSettings(_Section):
     """Share of ``max_work`` only realtime requests may use (at least one place when > 0)."""
     overload_retry_after_s: float = Field(1.0, ge=0)
     """Retry-After sent with 503 ``overloaded`` (the work gate) and ``deadline`` refusals."""
+    sse_keepalive_s: float = Field(5.0, gt=0)
+    """A streamed render (SSE) sends a ``: keep-alive`` comment after this many idle seconds."""
 
 
 class CacheSettings(_Section):

@@ -25,10 +25,11 @@ from PIL import Image
 
 from swiftshot import pipeline, telemetry
 from swiftshot.config import Settings
-from swiftshot.errors import ServiceError
 from swiftshot.engines import Engine, FakeEngine, create_engine
+from swiftshot.errors import ServiceError
 from swiftshot.runtime.executor import describe_engine
 from swiftshot.runtime.gate import WorkGate, default_capacity
+from swiftshot.runtime.progress import Fanout, Listener, Queued, Started
 from swiftshot.runtime.worker import Rejected
 from swiftshot.spec import RenderSpec, variant_key
 
@@ -126,6 +127,8 @@ class Service:
         self.cache = cache if cache is not None else TieredCache.from_settings(settings.cache)
         self.flight = flight if flight is not None else SingleFlight()
         self._encoding: dict[str, asyncio.Task[bytes | None]] = {}
+        self._fanouts: dict[str, _Progress] = {}
+        """Progress of each cacheable render in flight, so coalesced joiners hear it too."""
         self._keys: OrderedDict[tuple[RenderSpec, tuple[str, str, str]],
                                 tuple[RenderSpec, str]] = OrderedDict()
         if worker is None:
@@ -198,8 +201,14 @@ class Service:
     async def render(self, spec: RenderSpec, *, priority: str = "standard",
                      deadline_s: float | None = None,
                      products: Mapping[str, Image.Image] | None = None,
-                     stages: telemetry.Stages | None = None) -> Rendered:
-        """The master image of ``spec``: from the cache, a twin in flight, or the engine."""
+                     stages: telemetry.Stages | None = None,
+                     listener: Listener | None = None) -> Rendered:
+        """The master image of ``spec``: from the cache, a twin in flight, or the engine.
+
+        ``listener`` (``runtime.progress``) hears the render's progress: queued, started and
+        the previews it asks for. A cache hit sends none; a caller that joins a twin in flight
+        hears that render's events from the moment it joins (its current state first).
+        """
         stages = stages if stages is not None else telemetry.Stages()
         self.check_accepting()
         cacheable = spec.cacheable
@@ -209,20 +218,39 @@ class Service:
             if hit is not None:
                 return self._rendered(key, spec, hit[0], None, hit[1], stages)
 
+        progress = _Progress(listener) if cacheable else None
+
         async def lead() -> _Made:
-            with self.gate.hold(priority):
-                return await self.generate(spec, key, priority, deadline_s, products)
+            fan = progress.fanout if progress is not None else listener
+            if progress is not None:
+                self._fanouts[key] = progress
+            try:
+                with self.gate.hold(priority):
+                    return await self.generate(spec, key, priority, deadline_s, products, fan)
+            finally:
+                if progress is not None and self._fanouts.get(key) is progress:
+                    del self._fanouts[key]
 
         def join() -> None:
             # A more urgent caller joining a queued generation raises it to its own class.
             self.worker.promote(key, priority, deadline_s)
+            if listener is not None:
+                running = self._fanouts.get(key)
+                if running is not None:
+                    running.join(listener)
 
         t0 = time.perf_counter_ns()
-        if cacheable:
-            made, shared = await self.by_deadline(self.flight.do(key, lead, join), priority,
-                                                   deadline_s)
-        else:
-            made, shared = await self.by_deadline(lead(), priority, deadline_s), False
+        try:
+            if cacheable:
+                made, shared = await self.by_deadline(self.flight.do(key, lead, join), priority,
+                                                       deadline_s)
+            else:
+                made, shared = await self.by_deadline(lead(), priority, deadline_s), False
+        finally:
+            if listener is not None:
+                running = self._fanouts.get(key)
+                if running is not None:
+                    running.fanout.remove(listener)
         if shared:  # SingleFlight counts it in swiftshot_coalesced_total
             stages.add("coalesced", t0, time.perf_counter_ns())
             return self._rendered(key, spec, made.master, made.image, "coalesced", stages,
@@ -294,10 +322,11 @@ class Service:
             stages.add("cache", t0, time.perf_counter_ns())
 
     async def generate(self, spec: RenderSpec, key: str, priority: str, deadline_s: float | None,
-                       products: Mapping[str, Image.Image] | None) -> _Made:
+                       products: Mapping[str, Image.Image] | None,
+                       listener: Listener | None = None) -> _Made:
         submitted = time.perf_counter_ns()
         result = await self.worker.submit(spec, priority=priority, deadline_s=deadline_s,
-                                          products=products, tag=key)
+                                          products=products, tag=key, listener=listener)
         if result.master is not None:  # encoded by the engine worker (process, ray)
             master, master_s = result.master, result.master_s
             size = (result.width, result.height)
@@ -432,6 +461,28 @@ class Service:
 
     def _run(self, fn: Callable[..., Any], *args: Any) -> Awaitable[Any]:
         return asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+
+class _Progress:
+    """The events of one cacheable render in flight: a :class:`Fanout` to its listeners, and
+    the last state seen (queued / started), which a caller who joins later hears first."""
+
+    __slots__ = ("fanout", "state")
+
+    def __init__(self, first: Listener | None) -> None:
+        self.state: Queued | Started | None = None
+        self.fanout = Fanout([Listener(self._track)])
+        if first is not None:
+            self.fanout.add(first)
+
+    def _track(self, event: object) -> None:
+        if isinstance(event, (Queued, Started)):
+            self.state = event
+
+    def join(self, listener: Listener) -> None:
+        if self.state is not None:
+            listener.emit(self.state)
+        self.fanout.add(listener)
 
 
 def _own_tag(key: str) -> str:

@@ -40,11 +40,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from swiftshot import telemetry
+from swiftshot.api import sse
 from swiftshot.api.common import caller, finish, json_response, load_upload, read_json, service
 from swiftshot.api.errors import ApiError, from_validation
 from swiftshot.api.routes_images import image_url
 from swiftshot.config import LimitsSettings, PresetRule
 from swiftshot.delivery import negotiate
+from swiftshot.engines.base import MAX_PREVIEWS
 from swiftshot.inputs import InputError, decode_b64, sha256_hex
 from swiftshot.ops import ComposeOp, Op, OpsError, validate_ops
 from swiftshot.ops.presets import (
@@ -53,6 +55,7 @@ from swiftshot.ops.presets import (
     quality_headers,
     remembered_quality,
 )
+from swiftshot.runtime.progress import Listener
 from swiftshot.service import Rendered, Service
 from swiftshot.spec import OUTPUT_FORMATS, RenderSpec
 
@@ -79,6 +82,7 @@ class Upload:
 async def render(request: Request) -> Response:
     stages = telemetry.Stages()
     request.app.state.auth.authenticate(request.headers)  # 401 before any word on the body
+    streaming = stream_options(request)  # None, or the previews wanted (0..3)
     svc = service(request)
     settings = svc.settings
     data, product, images = await _read(request, settings.limits)
@@ -99,7 +103,7 @@ async def render(request: Request) -> Response:
     _check_images(wanted, sent, images)
     _, prio, deadline = caller(request)
     accept = request.headers.get("accept")
-    as_image = negotiate.wants_image(accept)
+    as_image = streaming is None and negotiate.wants_image(accept)
     fmt = spec.output_format
     quality, width = spec.quality, None
     vary = ""
@@ -109,47 +113,22 @@ async def render(request: Request) -> Response:
             raise ApiError(406, f"Accept {accept!r} admits none of the formats served: "
                            f"{', '.join(negotiate.MEDIA_TYPES.values())}", code="not_acceptable")
     missing = [(param, sha) for param, sha in wanted if sha not in sent]
-    r = await _cached(svc, spec, stages) if sent or missing else None
-    if r is None:
-        if missing:
-            raise _missing_error(missing)
-        # An upload's decode and its render share one place in the work gate (the render's
-        # own hold sees it is held already).
-        with svc.gate.hold(prio) if sent else contextlib.nullcontext():
-            products = None
-            if sent:
-                t0 = time.perf_counter_ns()
-                products = await _decode(sent.values(), settings.limits)
-                stages.add("decode", t0, time.perf_counter_ns())
-            try:
-                r = await svc.render(spec, priority=prio, deadline_s=deadline,
-                                     products=products, stages=stages)
-            except OpsError as e:  # an op that cannot run on this photo (an empty cutout ...)
-                raise ApiError(e.status, str(e), param="ops", code="invalid_ops") from None
-    w, h = await _size(svc, r, bool(ops) or rule is not None)
-    # What the preset's check and the cutout said of this image (X-Compliance,
-    # X-Cutout-Confidence; the same in the JSON answer).
-    verdict = await asyncio.to_thread(remembered_quality, r.key, r.image, r.master, rule,
-                                      spec.preset) if ops or rule is not None else {}
+    reshaped = bool(ops) or rule is not None
     if rule is not None and "output_format" not in spec.model_fields_set:
         fmt = rule.format
         quality = spec.quality if spec.quality is not None else rule.quality
+    if streaming is not None:
+        return _event_stream(request, svc, spec, stages, sent, missing, prio, deadline,
+                             streaming, reshaped, fmt, quality, rule)
+    r = await _produce(svc, spec, stages, sent, missing, prio, deadline)
     if not as_image:
-        durations = finish(request, "POST /v1/render", [stages], {"swiftshot.cache": r.cache})
-        body = {
-            "key": r.key,
-            "url": image_url(request, r.key, fmt, quality),
-            "urls": {f: image_url(request, r.key, f, None) for f in OUTPUT_FORMATS},
-            "cache": r.cache,
-            "width": w, "height": h, "seed": r.spec.seed,
-            "timings": {k: round(v * 1000, 3) for k, v in durations.items()},
-        }
-        if r.spec.product_sha256:
-            body["product_sha256"] = r.spec.product_sha256  # a later request may send it alone
-        body.update(verdict)
+        body, durations, verdict = await _answer(request, svc, r, stages, reshaped, fmt, quality,
+                                                 rule)
         return json_response(body, headers={"X-Cache": r.cache,
                                             "Server-Timing": telemetry.server_timing(durations),
                                             **quality_headers(verdict)})
+    w, h = await _size(svc, r, reshaped)
+    verdict = await _verdict(r, rule, spec, reshaped)
     if "output_format" not in spec.model_fields_set:
         preset_fmt = rule.format if rule is not None and _admits(accept, rule.format) else None
         v = negotiate.negotiate(accept, request.headers, master_width=w,
@@ -176,6 +155,124 @@ async def render(request: Request) -> Response:
         headers["Vary"] = vary
     headers.update(quality_headers(verdict))
     return Response(data_bytes, media_type=content_type(fmt), headers=headers)
+
+
+async def _produce(svc: Service, spec: RenderSpec, stages: telemetry.Stages,
+                   sent: dict[str, Upload], missing: list[tuple[str, str]], prio: str,
+                   deadline: float | None, listener: Listener | None = None) -> Rendered:
+    """The render: from the cache (looked up before any photo is decoded), or made."""
+    r = await _cached(svc, spec, stages) if sent or missing else None
+    if r is not None:
+        return r
+    if missing:
+        raise _missing_error(missing)
+    # An upload's decode and its render share one place in the work gate (the render's
+    # own hold sees it is held already).
+    with svc.gate.hold(prio) if sent else contextlib.nullcontext():
+        products = None
+        if sent:
+            t0 = time.perf_counter_ns()
+            products = await _decode(sent.values(), svc.settings.limits)
+            stages.add("decode", t0, time.perf_counter_ns())
+        try:
+            return await svc.render(spec, priority=prio, deadline_s=deadline,
+                                    products=products, stages=stages, listener=listener)
+        except OpsError as e:  # an op that cannot run on this photo (an empty cutout ...)
+            raise ApiError(e.status, str(e), param="ops", code="invalid_ops") from None
+
+
+async def _verdict(r: Rendered, rule: PresetRule | None, spec: RenderSpec,
+                   reshaped: bool) -> dict[str, Any]:
+    """What the preset's check and the cutout said of this image (X-Compliance,
+    X-Cutout-Confidence; the same in the JSON answer)."""
+    if not reshaped:
+        return {}
+    return await asyncio.to_thread(remembered_quality, r.key, r.image, r.master, rule,
+                                   spec.preset)
+
+
+async def _answer(request: Request, svc: Service, r: Rendered, stages: telemetry.Stages,
+                  reshaped: bool, fmt: str, quality: int | None, rule: PresetRule | None
+                  ) -> tuple[dict[str, Any], dict[str, float], dict[str, Any]]:
+    """The JSON answer (also the data of the stream's ``completed`` event), the timings and
+    the quality verdict (compliance, cutout confidence) it carries."""
+    w, h = await _size(svc, r, reshaped)
+    verdict = await _verdict(r, rule, r.spec, reshaped)
+    durations = finish(request, "POST /v1/render", [stages], {"swiftshot.cache": r.cache})
+    body: dict[str, Any] = {
+        "key": r.key,
+        "url": image_url(request, r.key, fmt, quality),
+        "urls": {f: image_url(request, r.key, f, None) for f in OUTPUT_FORMATS},
+        "cache": r.cache,
+        "width": w, "height": h, "seed": r.spec.seed,
+        "timings": {k: round(v * 1000, 3) for k, v in durations.items()},
+    }
+    if r.spec.product_sha256:
+        body["product_sha256"] = r.spec.product_sha256  # a later request may send it alone
+    body.update(verdict)
+    return body, durations, verdict
+
+
+# -- streaming (SSE) ---------------------------------------------------------------------------
+
+DEFAULT_PARTIALS = 2
+"""Previews a native stream asks for when ``partial_images`` is not given."""
+
+
+def stream_options(request: Request) -> int | None:
+    """None for a plain answer; else how many previews the stream wants (0..3).
+
+    Streams when the query has ``stream=true`` or ``Accept`` is ``text/event-stream``;
+    ``partial_images`` (query, 0..3) defaults to 2.
+    """
+    q = request.query_params
+    raw = q.get("stream")
+    if raw is None:
+        wanted = "text/event-stream" in (request.headers.get("accept") or "").lower()
+    elif raw.lower() in ("true", "1", "yes"):
+        wanted = True
+    elif raw.lower() in ("false", "0", "no"):
+        wanted = False
+    else:
+        raise ApiError(400, f"stream must be true or false; got {raw!r}", param="stream",
+                       code="invalid_value")
+    raw_n = q.get("partial_images")
+    if raw_n is None:
+        return DEFAULT_PARTIALS if wanted else None
+    try:
+        n = int(raw_n)
+    except ValueError:
+        n = -1
+    if not 0 <= n <= MAX_PREVIEWS:
+        raise ApiError(400, f"partial_images must be an integer from 0 to {MAX_PREVIEWS}; got "
+                       f"{raw_n!r}", param="partial_images", code="invalid_value")
+    return n if wanted else None
+
+
+def _event_stream(request: Request, svc: Service, spec: RenderSpec, stages: telemetry.Stages,
+                  sent: dict[str, Upload], missing: list[tuple[str, str]], prio: str,
+                  deadline: float | None, partials: int, reshaped: bool, fmt: str,
+                  quality: int | None, rule: PresetRule | None) -> sse.EventStream:
+    """The render as server-sent events: queued, started, partial, then completed or error
+    (the wire contract is in docs/ARCHITECTURE.md, "Streaming")."""
+
+    async def work(listener: Listener) -> tuple[str, dict[str, Any]]:
+        r = await _produce(svc, spec, stages, sent, missing, prio, deadline, listener)
+        body, _, _ = await _answer(request, svc, r, stages, reshaped, fmt, quality, rule)
+        return "completed", {"type": "completed", **body}
+
+    def partial(index: int, b64: str, out_fmt: str, size: str) -> tuple[str, dict[str, Any]]:
+        return "partial", {"type": "partial", "partial_image_index": index, "b64_json": b64,
+                           "output_format": out_fmt, "size": size}
+
+    return sse.EventStream(
+        work, partials=partials, preview_format=fmt,
+        on_queued=lambda e: ("queued", {"type": "queued", "position": e.position,
+                                        "eta_ms": round(e.eta_s * 1000)}),
+        on_started=lambda e: ("started", {"type": "started"}),
+        on_partial=partial,
+        on_error=lambda status, body: ("error", {"type": "error", "status": status, **body}),
+        keepalive_s=svc.settings.server.sse_keepalive_s)
 
 
 # -- reading the request -----------------------------------------------------------------------

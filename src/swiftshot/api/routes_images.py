@@ -23,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from swiftshot import telemetry
+from swiftshot.api import sse
 from swiftshot.api.common import base_url, caller, finish, json_response, read_json, service
 from swiftshot.api.errors import ApiError, from_validation
 from swiftshot.spec import MAX_PROMPT_CHARS, SEED_MAX, RenderSpec, check_side, parse_size
@@ -83,8 +84,9 @@ def models(request: Request) -> dict[str, tuple[str, str | None]]:
 def to_spec(req: ImagesRequest, request: Request) -> tuple[RenderSpec, str]:
     """(spec of the first image, output format)."""
     limits = service(request).settings.limits
-    if req.stream:
-        raise ApiError(400, "stream=true is not supported; leave stream out", param="stream")
+    if req.stream and (req.n or 1) > 1:
+        raise ApiError(400, f"stream=true renders one image; got n={req.n}. Leave n out (or 1), "
+                       "or send n requests", param="n", code="invalid_value")
     if req.n is not None and req.n > limits.max_n:
         raise ApiError(400, f"n must be between 1 and {limits.max_n}; got {req.n}", param="n",
                        code="invalid_value")
@@ -137,6 +139,9 @@ async def generations(request: Request) -> Response:
     spec, fmt = to_spec(req, request)
     n = req.n or 1
     _, prio, deadline = caller(request, cost=n)
+    if req.stream:
+        return openai_stream(request, "image_generation", spec, fmt, prio, deadline,
+                             req.partial_images or 0, req.quality, req.background)
     b64 = (req.response_format or ("b64_json" if req.model in B64_DEFAULT_MODELS else "url")) == "b64_json"
     specs = _seeded(spec, n)
     stages = [stages0] + [telemetry.Stages() for _ in range(n - 1)]
@@ -189,6 +194,60 @@ async def _one(request: Request, spec: RenderSpec, stages: telemetry.Stages, pri
     if r.spec.prompt != spec.prompt:
         item["revised_prompt"] = r.spec.prompt
     return item, r.cache, r.key
+
+
+EVENT_QUALITY = {"hd": "high", "standard": "auto"}
+"""Our quality words → the ones OpenAI's stream events carry (low/medium/high/auto)."""
+ZERO_USAGE = {"input_tokens": 0, "input_tokens_details": {"image_tokens": 0, "text_tokens": 0},
+              "output_tokens": 0, "total_tokens": 0}
+"""swiftshot meters no tokens; ``usage`` is sent (the client's type needs it) with zeros."""
+
+
+def openai_stream(request: Request, prefix: str, spec: RenderSpec, fmt: str, prio: str,
+                  deadline: float | None, partials: int, quality: str | None,
+                  background: str | None, *, products: Any = None,
+                  render: Any = None) -> sse.EventStream:
+    """One image as OpenAI's stream: ``{prefix}.partial_image`` events (the engine's previews,
+    ``partial_images`` of them), then ``{prefix}.completed`` with the image and ``usage``; an
+    ``error`` event (``{"type": "error", "error": {...}}``, which the openai client raises as
+    APIError) if it fails once streaming. ``render(listener)`` replaces the plain
+    ``Service.render`` call (the edits route looks the cache up before decoding)."""
+    svc = service(request)
+    stages = telemetry.Stages()
+    common = {"background": background or "auto", "quality": EVENT_QUALITY.get(quality or "auto",
+                                                                               quality or "auto")}
+
+    async def work(listener: Any) -> tuple[str, dict[str, Any]]:
+        if render is not None:
+            r = await render(listener, stages)
+        else:
+            r = await svc.render(spec, priority=prio, deadline_s=deadline, stages=stages,
+                                 products=products, listener=listener)
+        data = await svc.variant(r.key, fmt, spec.quality, image=r.image, master=r.master,
+                                 stages=stages)
+        if data is None:  # purged between render and encode
+            raise ApiError(409, "the image was purged while it was being encoded; retry")
+        finish(request, f"POST /v1/images/{'edits' if prefix == 'image_edit' else 'generations'}",
+               [stages], {"swiftshot.cache": r.cache})
+        if r.image is not None:
+            w, h = r.image.size
+        else:
+            meta = await svc.meta(r.key)
+            w, h = (meta.width, meta.height) if meta else (r.spec.width, r.spec.height)
+        kind = f"{prefix}.completed"
+        return kind, {"type": kind, "b64_json": base64.b64encode(data).decode("ascii"),
+                      "created_at": int(time.time()), "output_format": fmt, "size": f"{w}x{h}",
+                      **common, "usage": ZERO_USAGE}
+
+    def partial(index: int, b64: str, out_fmt: str, size: str) -> tuple[str, dict[str, Any]]:
+        kind = f"{prefix}.partial_image"
+        return kind, {"type": kind, "b64_json": b64, "created_at": int(time.time()),
+                      "output_format": out_fmt, "partial_image_index": index, "size": size,
+                      **common}
+
+    return sse.EventStream(work, partials=partials, preview_format=fmt, on_partial=partial,
+                           on_error=lambda status, body: ("error", {"type": "error", **body}),
+                           keepalive_s=svc.settings.server.sse_keepalive_s)
 
 
 _EXT = {"png": "png", "jpeg": "jpg", "webp": "webp", "avif": "avif"}

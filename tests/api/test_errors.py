@@ -41,7 +41,7 @@ CASES = [
      ["png, webp or avif"]),
     ("bad quality word", "POST", GEN, {"json": {"prompt": "x", "quality": "ultra"}}, 400, "quality",
      ["low", "hd"]),
-    ("stream", "POST", GEN, {"json": {"prompt": "x", "stream": True}}, 400, "stream", ["stream"]),
+    ("stream_n", "POST", GEN, {"json": {"prompt": "x", "stream": True, "n": 2}}, 400, "n", ["stream", "n"]),
     ("bad priority", "POST", GEN, {"json": {"prompt": "x"}, "headers": {"X-Priority": "urgent"}},
      400, "X-Priority", ["realtime", "urgent"]),
     ("bad deadline", "POST", GEN, {"json": {"prompt": "x"}, "headers": {"X-Deadline-Ms": "soon"}},

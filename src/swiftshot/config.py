@@ -346,6 +346,46 @@ class JobsSettings(_Section):
     """Finished jobs (their status and result keys) are deleted this long after they end."""
 
 
+class PrefetchSettings(_Section):
+    """Predictive prefetch (``swiftshot.prefetch``): likely variants encoded after a render,
+    ``POST /v1/prefetch`` jobs, and the memory tier warmed at start-up. All of it runs at the
+    ``prefetch`` priority, only with capacity to spare."""
+
+    enabled: bool = True
+    """Encode the likely variants of each new render when idle (off: only jobs and warm-up)."""
+    half_life_s: float = Field(600.0, gt=0)
+    """Delivery profiles (format, Client Hints) seen longer ago weigh half as much per this."""
+    max_variants: int = Field(3, ge=0, le=16)
+    """Most variants encoded ahead per render (the most frequent profiles)."""
+    coverage: float = Field(0.9, gt=0, le=1)
+    """Stop adding profiles once they cover this share of recent delivery requests."""
+    idle_gate: int = Field(2, ge=0)
+    """Idle means: nothing above prefetch queued for the engine, and at most this many
+    requests doing work past the cache (the work gate)."""
+    wait_s: float = Field(3.0, gt=0)
+    """A render's variants not started within this many seconds (never idle) are dropped."""
+    poll_s: float = Field(0.02, gt=0)
+    """How often a waiting prefetch checks for idle capacity."""
+    max_pending: int = Field(256, ge=1)
+    """Renders waiting for their variants (the oldest are dropped)."""
+    max_items: int = Field(500, ge=1)
+    """Most specs one ``POST /v1/prefetch`` may hold."""
+    max_jobs: int = Field(100, ge=1)
+    """Prefetch handles remembered (the oldest are forgotten, and stopped if still running)."""
+    job_concurrency: int = Field(2, ge=1, le=16)
+    """Renders of one prefetch job in flight at once."""
+    max_attempts: int = Field(20, ge=1)
+    """Tries per item when refused (429/503; each after its Retry-After) before it fails."""
+    popular_file: Path | None = Path("var/popular.json")
+    """Most-requested keys, saved for the next start's warm-up (None: no warm start)."""
+    popular_keys: int = Field(2000, ge=1)
+    """Keys kept in the popular file."""
+    save_every_s: float = Field(60.0, gt=0)
+    """How often the popular file is written (and at shutdown)."""
+    warm_bytes: int = Field(64 * 1024 * 1024, ge=0)
+    """Bytes of popular entries copied from the disk tier into memory at start-up (0: none)."""
+
+
 class Settings(BaseSettings):
     """All of swiftshot's settings."""
 
@@ -369,6 +409,7 @@ class Settings(BaseSettings):
     telemetry: TelemetrySettings = TelemetrySettings()
     jobs: JobsSettings = JobsSettings()
     ops: OpsSettings = OpsSettings()
+    prefetch: PrefetchSettings = PrefetchSettings()
 
     @field_validator("data_dir")
     @classmethod
@@ -384,6 +425,8 @@ class Settings(BaseSettings):
             self.jobs.db_path = self.data_dir / "jobs.sqlite3"
         if self.engine.diffusion.openvino_dir is None:
             self.engine.diffusion.openvino_dir = self.data_dir / "openvino"
+        if self.prefetch.popular_file == Path("var/popular.json"):
+            self.prefetch.popular_file = self.data_dir / "popular.json"
         return self
 
     @classmethod

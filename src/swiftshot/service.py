@@ -149,6 +149,9 @@ class Service:
                              server.overload_retry_after_s)
         self.draining = False
         self.started = False
+        from swiftshot.prefetch import Prefetcher
+
+        self.prefetcher = Prefetcher(self, settings.prefetch)
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -170,6 +173,7 @@ class Service:
     async def start(self) -> None:
         pipeline.configure(self.settings.ops)  # segmenter, model folder, user presets
         await self.worker.start()
+        await self.prefetcher.start()  # warms the memory tier from the disk tier
         self.started = True
 
     async def drain(self, timeout_s: float | None = None) -> None:
@@ -181,6 +185,7 @@ class Service:
 
     async def stop(self) -> None:
         try:
+            await self.prefetcher.stop()  # saves the popular keys for the next warm start
             await self.worker.stop()
         finally:
             self._pool.shutdown(wait=True)
@@ -216,6 +221,7 @@ class Service:
         if cacheable:
             hit = await self.lookup(key, stages)
             if hit is not None:
+                self.prefetcher.count(key)
                 return self._rendered(key, spec, hit[0], None, hit[1], stages)
 
         progress = _Progress(listener) if cacheable else None
@@ -260,6 +266,7 @@ class Service:
         stages.add("queue", made.submitted_ns, q_end)
         stages.add("infer", q_end, i_end)
         stages.add("master", i_end, i_end + int(made.master_s * 1e9))
+        self.prefetcher.after_render(key, made.image.width)  # its likely variants, when idle
         return self._rendered(key, spec, made.master, made.image, "miss", stages, made.batch_size)
 
     def deadline_for(self, priority: str, deadline_s: float | None) -> float:
@@ -365,25 +372,33 @@ class Service:
     async def variant(self, key: str, fmt: str, quality: int | None, width: int | None = None,
                       *, image: Image.Image | None = None, master: bytes | None = None,
                       stages: telemetry.Stages | None = None,
-                      priority: str = "standard") -> bytes | None:
+                      priority: str = "standard",
+                      outcome: list[str] | None = None) -> bytes | None:
         """Encoded variant of the master ``key``, or None when no such master is cached.
 
         Each variant is encoded once (concurrent asks share one encode) and cached under
         ``variant_key``; pass ``image``/``master`` when the caller already holds them. A new
         encode of a cached master takes a place in the work gate (503 ``overloaded`` when
         full); one of an ``image`` this request just rendered is the tail of work admitted
-        already, and joining an encode in flight adds none.
+        already, and joining an encode in flight adds none. ``outcome`` (a list) gets the tier
+        that had it (``memory``, ``disk``, ``redis``), ``coalesced`` (joined an encode in flight) or ``miss`` (encoded now) appended.
         """
         q = self.quality_for(fmt, quality)
         vkey = variant_key(key, fmt, q, width)
+        if priority != "prefetch":
+            self.prefetcher.count(vkey)  # the most requested are warmed at the next start
         t0 = time.perf_counter_ns()
         hit = await self._get(vkey)
         if hit is not None:
             if stages is not None:
                 stages.add("encode", t0, time.perf_counter_ns())
+            if outcome is not None:
+                outcome.append(hit[1])
             return hit[0]
 
         task = self._encoding.get(vkey)
+        if outcome is not None:
+            outcome.append("miss" if task is None else "coalesced")
         if task is None:
             # Not SingleFlight: a variant is worth finishing (and caching) even if every asker
             # hangs up, and joining an encode is not a "coalesced generation" in the metrics.

@@ -23,6 +23,9 @@ STAGE_DURATION = Histogram(
 CACHE_REQUESTS = Counter(
     "swiftshot_cache_requests_total", "Cache look-ups by tier and result (hit, miss).",
     ["tier", "result"], registry=REGISTRY)
+PREFETCHED = Counter(
+    "swiftshot_prefetched_total", "Work done ahead of demand at prefetch priority: variants "
+    "encoded after a render, renders of POST /v1/prefetch.", ["kind"], registry=REGISTRY)
 COALESCED = Counter(
     "swiftshot_coalesced_total", "Requests answered by joining an identical in-flight generation.",
     registry=REGISTRY)

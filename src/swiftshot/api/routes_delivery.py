@@ -20,6 +20,7 @@ from starlette.responses import Response
 
 from swiftshot.api.errors import ApiError, error_response, response_for, shown
 from swiftshot.delivery import negotiate
+from swiftshot.prefetch import Profile
 from swiftshot.runtime.worker import Rejected
 from swiftshot.spec import MAX_SIDE
 
@@ -103,6 +104,7 @@ async def resolve(state: Any, name: str, headers: Mapping[str, str],
     if quality is None or width is None:
         vary.append(negotiate.VARY_HINTS)
     hints = negotiate.parse_hints(headers)
+    svc.prefetcher.observe(Profile(fmt, quality, width, hints))  # what the shop's clients ask
     if hints.any:
         if quality is None and fmt != "png":
             quality = negotiate.adapt_quality(svc.quality_for(fmt, None), hints)
@@ -110,11 +112,13 @@ async def resolve(state: Any, name: str, headers: Mapping[str, str],
             meta = await svc.meta(key)
             if meta is not None:
                 width = negotiate.adapt_width(meta.width, hints)
-    data = await svc.variant(key, fmt, quality, width)
+    outcome: list[str] = []
+    data = await svc.variant(key, fmt, quality, width, outcome=outcome)
     if data is None:
         return _not_found(key)
     etag = _etag(state.etags, f"{key}.{fmt}.{quality}.{width}", data)
-    out = {"etag": etag, "cache-control": IMMUTABLE, "accept-ch": negotiate.ACCEPT_CH}
+    out = {"etag": etag, "cache-control": IMMUTABLE, "accept-ch": negotiate.ACCEPT_CH,
+           "x-cache": outcome[0] if outcome else "memory"}
     if vary:
         out["vary"] = ", ".join(vary)
     inm = headers.get("if-none-match")

@@ -9,12 +9,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
 from swiftshot.config import OpsSettings
-from swiftshot.engines.base import Engine, StepCallback
+from swiftshot.engines.base import Engine, StepCallback, wanted_previews
 from swiftshot.ops import (
     ComposeOp,
     CutoutOp,
@@ -75,7 +76,7 @@ def run_batch(engine: Engine, specs: Sequence[RenderSpec], on_step: StepCallback
     """
     products = products or {}
     plans = [plan(spec) for spec in specs]
-    backdrops = render_engine(engine, specs, plans, on_step)
+    backdrops = render_engine(engine, specs, plans, on_step, products)
     return [apply_preset_stage(spec, run_ops_stage(engine, spec, ops, backdrop, products))
             for spec, ops, backdrop in zip(specs, plans, backdrops, strict=True)]
 
@@ -92,7 +93,8 @@ def plan(spec: RenderSpec) -> list[Op]:
 
 
 def render_engine(engine: Engine, specs: Sequence[RenderSpec], plans: Sequence[Sequence[Op]],
-                  on_step: StepCallback | None) -> list[Image.Image | None]:
+                  on_step: StepCallback | None,
+                  products: Mapping[str, Image.Image] | None = None) -> list[Image.Image | None]:
     """One engine call for the specs that need an engine image; None for the others."""
     wanted = [i for i, (spec, ops) in enumerate(zip(specs, plans, strict=True))
               if needs_engine(ops, spec.product_sha256 is not None)]
@@ -100,9 +102,64 @@ def render_engine(engine: Engine, specs: Sequence[RenderSpec], plans: Sequence[S
     if not wanted:
         return out
     batch = [_backdrop_spec(specs[i], plans[i]) for i in wanted]
+    on_step = _spec_previews(on_step, specs, plans, wanted, products or {})
     for i, image in zip(wanted, engine.run(batch, on_step), strict=True):
         out[i] = image
     return out
+
+
+def _spec_previews(on_step: StepCallback | None, specs: Sequence[RenderSpec],
+                   plans: Sequence[Sequence[Op]], wanted: Sequence[int],
+                   products: Mapping[str, Image.Image]) -> StepCallback | None:
+    """``on_step`` seeing previews per spec of the whole batch (the engine's list covers only
+    the specs it renders), a product spec's preview being its product composed onto the coarse
+    backdrop (a coarse render of the whole image, not the bare backdrop)."""
+    if on_step is None or not wanted_previews(on_step):
+        return on_step
+
+    def step(i: int, n: int, preview: Any) -> bool | None:
+        if preview is not None:
+            images = preview if isinstance(preview, (list, tuple)) else [preview]
+            full: list[Image.Image | None] = [None] * len(specs)
+            for j, image in zip(wanted, images, strict=False):
+                spec = specs[j]
+                full[j] = image if image is None or spec.product_sha256 is None else \
+                    coarse_product(spec, plans[j], image, products)
+            preview = full
+        return on_step(i, n, preview)
+
+    step.previews = wanted_previews(on_step)  # type: ignore[attr-defined]
+    return step
+
+
+def coarse_product(spec: RenderSpec, ops: Sequence[Op], backdrop: Image.Image,
+                   products: Mapping[str, Image.Image]) -> Image.Image:
+    """A quick preview of a product render: the ops run at the coarse backdrop's scale (the
+    photo shrunk to match, so its cutout costs a few ms). Falls back to the backdrop itself
+    when the recipe cannot be previewed that way (ops other than cutout/compose, a preset)."""
+    photo = products.get(spec.product_sha256 or "")
+    if photo is None or spec.preset is not None or \
+            not all(isinstance(op, (CutoutOp, ComposeOp)) for op in ops):
+        return backdrop
+    scale = backdrop.width / max(1, spec.width)
+    small_ops: list[Op] = []
+    for op in ops:
+        if isinstance(op, ComposeOp):
+            update: dict[str, Any] = {"backdrop": "engine"} if op.backdrop == "inpaint" else {}
+            if op.size is not None:
+                update["size"] = (max(8, round(op.size[0] * scale)),
+                                  max(8, round(op.size[1] * scale)))
+            op = op.model_copy(update=update)
+        small_ops.append(op)
+    side = max(16, round(max(photo.size) * scale))
+    small = photo.copy()
+    small.thumbnail((side, side))
+    ctx = OpContext(size=backdrop.size, backdrop=backdrop, products=products,
+                    segmenter=segmenter_for)
+    try:
+        return run_ops(small, small_ops, ctx)
+    except Exception:  # noqa: BLE001 - a preview that fails is simply not better than the backdrop
+        return backdrop
 
 
 def _backdrop_spec(spec: RenderSpec, ops: Sequence[Op]) -> RenderSpec:

@@ -194,3 +194,26 @@ def test_hang_up_cancels_the_render(tmp_path):
         assert s.metric("swiftshot_queue_depth") == 0
     finally:
         s.stop()
+
+
+def test_product_preview_is_the_product_in_the_coarse_scene(server):
+    """A product render's preview is a coarse render of the whole image (the photo composed
+    onto the engine's coarse backdrop), not the bare backdrop."""
+    photo = Image.new("RGB", (120, 120), (236, 236, 232))
+    photo.paste((190, 30, 40), (35, 30, 85, 95))
+    buf = io.BytesIO()
+    photo.save(buf, "PNG")
+    spec = {"ops": [{"op": "compose", "backdrop": "engine", "prompt": "grey"}],
+            "size": "256x256", "seed": 2}
+    with server.client.stream("POST", "/v1/render?stream=true&partial_images=1",
+                              files={"product": ("p.png", buf.getvalue(), "image/png")},
+                              data={"spec": orjson.dumps(spec).decode()}) as r:
+        events = read_events(r)
+    assert kinds(events) == ["queued", "started", "partial", "completed"]
+    p = next(d for k, d in events if k == "partial")
+    img = Image.open(io.BytesIO(base64.b64decode(p["b64_json"]))).convert("RGB")
+    assert img.size == (32, 32)  # the fake engine's 1/8 preview of 256²
+    r_, g, b = img.getpixel((16, 16))
+    assert r_ > 120 and g < 90 and b < 90, (r_, g, b)  # the red product, placed in the middle
+    corner = img.getpixel((1, 1))
+    assert abs(corner[0] - corner[1]) < 10  # the fake's grey backdrop around it

@@ -8,6 +8,10 @@ quality, ``model`` → the engine this server runs. Extensions: ``seed``, ``nega
 
 ``response_format``: ``url`` (default; an immutable ``/i/{key}.{ext}`` URL, cheap to return
 and to put behind a CDN) or ``b64_json`` (the default for model ``gpt-image-1``, as at OpenAI).
+
+``stream: true`` (one image; ``partial_images`` 0..3) answers server-sent events as OpenAI does:
+``image_generation.partial_image`` (the engine's real previews) then
+``image_generation.completed`` (see :func:`openai_stream`; the edits route uses it too).
 """
 
 from __future__ import annotations

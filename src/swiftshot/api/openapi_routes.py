@@ -17,6 +17,18 @@ from swiftshot.api.routes_images import ImagesRequest
 from swiftshot.spec import RenderSpec
 
 IMAGE_TYPES = ("image/avif", "image/webp", "image/jpeg", "image/png")
+SSE = {"text/event-stream": {"schema": {
+    "type": "object", "required": ["data"],
+    "description": "One server-sent event (stream=true): 'event: <type>' + 'data: <one-line "
+    "JSON>' + a blank line, the JSON always carrying its type; ': keep-alive' comments between. "
+    "Native: queued, started, partial, completed, error; OpenAI: image_generation.* / "
+    "image_edit.* and error. See docs/ARCHITECTURE.md, Streaming.",
+    "properties": {
+        "event": {"type": "string", "example": "partial"},
+        "data": {"type": "string", "contentMediaType": "application/json",
+                 "contentSchema": {"type": "object", "required": ["type"],
+                                   "properties": {"type": {"type": "string"},
+                                                  "error": {"type": "object"}}}}}}}}
 KEY_EXAMPLE = "3f1c9a0e5b7d2c4f6a8e0b1d3c5f7a9e2b4d6f8a0c1e3b5d7f9a2c4e6b8d0f1a"
 TIMING_HEADERS = {"X-Cache": oa.header("memory | disk | redis | coalesced | miss"),
                   "Server-Timing": oa.header("cache, queue, infer, encode, total durations")}
@@ -189,6 +201,33 @@ class CheckResult(BaseModel):
     rules: list[RuleCheck]
 
 
+class PrefetchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    specs: list[dict[str, Any]] = Field(min_length=1, max_length=500)
+    """RenderSpecs (no photos; product renders by product_sha256 when cached)."""
+
+
+class PrefetchItemState(BaseModel):
+    index: int
+    state: Literal["queued", "rendering", "done", "cached", "failed"]
+    key: str | None = None
+    error: dict[str, Any] | None = None
+
+
+class PrefetchJob(BaseModel):
+    id: str
+    status: Literal["running", "completed"]
+    created_at: int
+    total: int
+    counts: dict[str, int]
+    items: list[PrefetchItemState]
+    url: str
+
+
+def _with_sse(response: dict[str, Any]) -> dict[str, Any]:
+    return {**response, "content": {**response["content"], **SSE}}
+
+
 # -- the routes --------------------------------------------------------------------------------
 
 oa.document(
@@ -199,10 +238,12 @@ oa.document(
     "/i/ URLs, b64_json the bytes.",
     body=oa.json_body(ImagesRequest, {"model": "studio", "prompt": "sage green paper sweep",
                                       "size": "1024x1024", "output_format": "webp"}),
-    responses={200: oa.json_ok(ImagesResponse, "The images", headers=TIMING_HEADERS, example={
+    responses={200: _with_sse(oa.json_ok(ImagesResponse, "The images (stream=true: "
+                                         "image_generation.partial_image / .completed events)",
+                                         headers=TIMING_HEADERS, example={
         "created": 1764806400, "data": [{"url": f"http://127.0.0.1:8000/i/{KEY_EXAMPLE}.webp"}],
         "output_format": "webp", "size": "1024x1024", "quality": "auto",
-        "background": "auto"})},
+        "background": "auto"}))},
     errors=(400, 409, 422, 499, 502, 504))
 
 _render_multipart = oa.multipart({
@@ -215,14 +256,20 @@ oa.document(
     "POST", "/v1/render", tags=["images"],
     summary="Render an image from a full RenderSpec, optionally with a product photo",
     description="JSON (a RenderSpec, the photo as product_b64) or multipart (spec + product "
-    "file). Answers JSON, or the image itself when Accept prefers an image.",
+    "file). Answers JSON, or the image itself when Accept prefers an image, or server-sent "
+    "events (queued, started, partial, completed | error) with stream=true or Accept: "
+    "text/event-stream.",
+    parameters=[{"name": "stream", "in": "query", "required": False,
+                 "schema": {"type": "string", "enum": ["true", "false", "1", "0"]}},
+                {"name": "partial_images", "in": "query", "required": False,
+                 "schema": {"type": "integer", "minimum": 0, "maximum": 3}}],
     body=oa.json_body(RenderRequest, {"prompt": "white marble, morning light",
                                       "width": 1024, "height": 1024, "output_format": "webp"},
                       multipart=_render_multipart),
     responses={200: {"description": "The render: JSON, or the image (Accept: image/*)",
                      "headers": TIMING_HEADERS,
                      "content": {"application/json": {"schema": oa.ref(RenderResponse)},
-                                 **{m: {"schema": oa.FILE} for m in IMAGE_TYPES}}}},
+                                 **{m: {"schema": oa.FILE} for m in IMAGE_TYPES}, **SSE}}},
     errors=(400, 406, 409, 422, 499, 502, 504))
 
 oa.document(
@@ -269,6 +316,7 @@ oa.document(
                  "schema": {"type": "integer", "minimum": 1, "maximum": 2048}}],
     responses={200: oa.binary_ok(IMAGE_TYPES, "The image", headers={
                    "ETag": oa.header("hash of the bytes"),
+                   "X-Cache": oa.header("memory | disk | redis (ready), coalesced, miss"),
                    "Cache-Control": oa.header("public, max-age=31536000, immutable")}),
                304: {"description": "Not modified (If-None-Match matched)"}},
     errors=(400, 404, 406, 503), common_errors=False)  # 503: a refused encode (work gate)
@@ -340,3 +388,40 @@ oa.document(
         "format": "JPEG", "rules": [{"rule": "longest_side", "passed": True,
                                      "measured": "2000 px", "required": ">= 1000 px"}]})},
     errors=(400, 422))
+
+
+    "POST", "/v1/images/edits", tags=["images"],
+    summary="Put a product photo into a scene (OpenAI image edit compatible)",
+    description="multipart: image (the product photo), prompt (the scene), optional mask "
+    "(transparent where the scene goes, the image's size), and the generation fields. The "
+    "product is composed onto the engine's backdrop (inpainted around it when the engine can). "
+    "stream=true answers image_edit.partial_image / image_edit.completed events.",
+    body={"required": True, "content": {"multipart/form-data": {
+        "schema": oa.multipart({
+            "image": oa.FILE, "mask": oa.FILE,
+            "prompt": {"type": "string", "example": "oak table, golden hour"},
+            "model": {"type": "string"}, "n": {"type": "integer", "minimum": 1},
+            "size": {"type": "string", "example": "1024x1024"},
+            "response_format": {"type": "string", "enum": ["url", "b64_json"]},
+            "output_format": {"type": "string", "enum": ["png", "jpeg", "webp", "avif"]},
+            "quality": {"type": "string"}, "background": {"type": "string"},
+            "stream": {"type": "string", "enum": ["true", "false"]},
+            "partial_images": {"type": "integer", "minimum": 0, "maximum": 3},
+        }, required=("image", "prompt")),
+        "example": {"prompt": "oak table, golden hour", "size": "1024x1024"}}}},
+    responses={200: _with_sse(oa.json_ok(ImagesResponse, "The edited images",
+                                         headers=TIMING_HEADERS))},
+    errors=(400, 409, 422, 499, 502, 504))
+
+oa.document(
+    "POST", "/v1/prefetch", tags=["prefetch"],
+    summary="Render a list of specs ahead of demand, at the lowest priority",
+    description="Answered at once with 202 and a handle; poll it with GET /v1/prefetch/{id}.",
+    body=oa.json_body(PrefetchRequest, {"specs": [{"prompt": "oak table, golden hour",
+                                                   "size": "1024x1024"}]}),
+    responses={202: oa.json_ok(PrefetchJob, "Accepted", headers={
+        "Location": oa.header("/v1/prefetch/{id}")})},
+    errors=(400, 422))
+oa.document(
+    "GET", "/v1/prefetch/{job_id}", tags=["prefetch"], summary="A prefetch's progress",
+    responses={200: oa.json_ok(PrefetchJob, "Each item's state")}, errors=(404,))

@@ -9,7 +9,6 @@ import io
 
 import httpx
 import openai
-import orjson
 import pytest
 from PIL import Image
 

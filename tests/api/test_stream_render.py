@@ -68,7 +68,7 @@ def test_stream_order_previews_and_completed_answer(server):
     levels = []
     for p in partials:
         img = Image.open(io.BytesIO(base64.b64decode(p["b64_json"])))
-        assert img.format.lower() == p["output_format"] == "png"
+        assert img.format.lower() == p["output_format"] == "jpeg"  # previews: quick JPEGs
         assert p["size"] == f"{img.width}x{img.height}" == "16x12"  # the fake's 1/8 previews
         levels.append(img.convert("RGB").getpixel((0, 0))[0])
     assert levels == sorted(levels) and levels[0] < levels[1]  # steps 1 and 3, in order
@@ -216,4 +216,4 @@ def test_product_preview_is_the_product_in_the_coarse_scene(server):
     r_, g, b = img.getpixel((16, 16))
     assert r_ > 120 and g < 90 and b < 90, (r_, g, b)  # the red product, placed in the middle
     corner = img.getpixel((1, 1))
-    assert abs(corner[0] - corner[1]) < 10  # the fake's grey backdrop around it
+    assert corner[0] < 90 and abs(corner[0] - corner[1]) < 20  # the fake's dark grey around it

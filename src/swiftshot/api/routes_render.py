@@ -266,7 +266,7 @@ def _event_stream(request: Request, svc: Service, spec: RenderSpec, stages: tele
                            "output_format": out_fmt, "size": size}
 
     return sse.EventStream(
-        work, partials=partials, preview_format=fmt,
+        work, partials=partials, preview_format="auto",
         on_queued=lambda e: ("queued", {"type": "queued", "position": e.position,
                                         "eta_ms": round(e.eta_s * 1000)}),
         on_started=lambda e: ("started", {"type": "started"}),

@@ -52,7 +52,10 @@ def frame(event_type: str, data: Data) -> bytes:
 
 def encode_preview(image: Image.Image, fmt: str) -> tuple[str, str, str]:
     """(base64, format, ``WxH``) of a preview. Previews are small and must be quick: AVIF is
-    sent as WebP (its encoder is ~10x slower); JPEG drops alpha onto white."""
+    sent as WebP (its encoder is ~10x slower); JPEG drops alpha onto white. ``auto``: JPEG, or
+    WebP when the preview has alpha (a 256² preview: JPEG 0.15 ms / 8 KB, PNG 6.4 ms / 97 KB)."""
+    if fmt == "auto":
+        fmt = "webp" if "A" in image.getbands() else "jpeg"
     fmt = {"avif": "webp", "jpg": "jpeg"}.get(fmt, fmt)
     if fmt not in ("png", "jpeg", "webp"):
         fmt = "webp"

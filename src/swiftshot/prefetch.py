@@ -329,9 +329,7 @@ class Prefetcher:
                 item.key = r.key
                 item.state = "done" if r.cache in ("miss", "coalesced") else "cached"
                 telemetry.PREFETCHED.labels(kind="render").inc()
-                if r.cache == "miss":
-                    self.after_render(r.key, r.image.width if r.image is not None else None)
-                break
+                break  # (a miss's variants were queued by Service.render itself)
 
     # -- warm start ----------------------------------------------------------------------------
 

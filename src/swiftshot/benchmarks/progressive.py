@@ -15,7 +15,7 @@ Cases:
   * ``studio-product``: a product photo (768², the mix's synthetic product) composed onto a
     studio backdrop at 1024² (``compose`` on the engine's backdrop: cutout, contact shadow,
     colour match); the preview is the studio engine's coarse 1/4-side backdrop (K=1).
-  * ``studio``: a studio backdrop from a prompt at 1024², K=1.
+  * ``studio``: a studio backdrop from a prompt at 1024², K=1; ``studio-2048`` the same at 2048².
 
 Prints a table and writes ``bench/results/progressive.json`` (machine and load average).
 """
@@ -80,7 +80,7 @@ def _case_server(case: str, tmp: Path) -> tuple[list[str], dict[str, str], str]:
             "SWIFTSHOT_ENGINE__DIFFUSION__MODEL": str(model),
             "SWIFTSHOT_ENGINE__DIFFUSION__TINY_VAE": str(taesd)})
         return swiftshot_command(port, "diffusion"), env, f"http://127.0.0.1:{port}"
-    env = server_env(tmp / "var", "studio", "1024x1024")
+    env = server_env(tmp / "var", "studio", "2048x2048" if case == "studio-2048" else "1024x1024")
     return swiftshot_command(port, "studio"), env, f"http://127.0.0.1:{port}"
 
 
@@ -103,8 +103,9 @@ def run_case(case: str, n: int) -> dict[str, Any]:
                                     files={"product": ("p.png", product_png(rng, 768),
                                                        "image/png")})
                 else:
+                    side = "2048x2048" if case == "studio-2048" else "1024x1024"
                     s = stream_once(c, 1, json={"prompt": f"white marble, morning light {i}",
-                                                "size": "1024x1024", "seed": i})
+                                                "size": side, "seed": i})
                 if i:
                     samples.append(s)
     first = [s["first_partial_s"] * 1000 for s in samples]

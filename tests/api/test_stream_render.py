@@ -217,3 +217,22 @@ def test_product_preview_is_the_product_in_the_coarse_scene(server):
     assert r_ > 120 and g < 90 and b < 90, (r_, g, b)  # the red product, placed in the middle
     corner = img.getpixel((1, 1))
     assert corner[0] < 90 and abs(corner[0] - corner[1]) < 20  # the fake's dark grey around it
+
+
+def test_deadline_after_queued_is_an_error_event_with_retry_after(tmp_path):
+    from tests.api.conftest import start_server
+
+    s = start_server(tmp_path / "var", env={"SWIFTSHOT_ENGINE__FAKE__DELAY_S": "2",
+                                            "SWIFTSHOT_ENGINE__FAKE__STEPS": "10"})
+    try:
+        with s.client.stream("POST", "/v1/render?stream=true&partial_images=0",
+                             json={"prompt": "too slow", "size": "64x64"},
+                             headers={"X-Deadline-Ms": "600"}) as r:
+            assert r.status_code == 200
+            events = read_events(r)
+    finally:
+        s.stop()
+    assert kinds(events)[0] == "queued" and kinds(events)[-1] == "error"
+    err = events[-1][1]
+    assert err["status"] == 503 and err["error"]["code"] == "deadline"
+    assert err["retry_after"] >= 1

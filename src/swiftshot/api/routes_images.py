@@ -250,7 +250,8 @@ def openai_stream(request: Request, prefix: str, spec: RenderSpec, fmt: str, pri
                       **common}
 
     return sse.EventStream(work, partials=partials, preview_format=fmt, on_partial=partial,
-                           on_error=lambda status, body: ("error", {"type": "error", **body}),
+                           on_error=lambda status, body: ("error", {"type": "error",
+                                                                    "error": body["error"]}),
                            keepalive_s=svc.settings.server.sse_keepalive_s)
 
 

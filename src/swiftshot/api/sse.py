@@ -80,9 +80,14 @@ def encode_preview(image: Image.Image, fmt: str) -> tuple[str, str, str]:
 
 
 def error_data(exc: BaseException) -> tuple[int, Data]:
-    """(status, ``{"error": {...}}``) exactly as the JSON error answer would carry them."""
+    """(status, ``{"error": {...}}``) exactly as the JSON error answer would carry them, plus
+    ``retry_after`` (seconds) when that answer would carry a Retry-After header."""
     response = response_for(exc if isinstance(exc, Exception) else RuntimeError(str(exc)))
-    return response.status_code, orjson.loads(response.body)
+    body = orjson.loads(response.body)
+    retry = response.headers.get("retry-after")
+    if retry is not None and retry.isdigit():
+        body["retry_after"] = int(retry)
+    return response.status_code, body
 
 
 class EventStream:

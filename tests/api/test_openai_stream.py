@@ -154,9 +154,17 @@ def test_edit_async_plain_and_with_mask(studio_server):
         masked = await c.images.edit(image=("p.png", photo, "image/png"),
                                      mask=("m.png", buf.getvalue(), "image/png"),
                                      prompt="white marble, morning light", size="256x256")
-        return plain, masked
+        stream = await c.images.edit(image=("p.png", photo, "image/png"),
+                                     prompt="white marble, morning light", size="256x256",
+                                     stream=True, partial_images=1)
+        events = [e async for e in stream]
+        return plain, masked, events
 
-    plain, masked = asyncio.run(run())
+    plain, masked, events = asyncio.run(run())
+    # the same edit again, streamed: a cache hit, so the final at once (no partials), the
+    # same image as the plain answer
+    assert [e.type for e in events] == ["image_edit.completed"]
+    assert events[0].b64_json == plain.data[0].b64_json
     a, b = decode(plain.data[0].b64_json), decode(masked.data[0].b64_json)
     assert a.size == b.size == (256, 256)
     # the mask kept a grey frame around the red square: the masked render differs

@@ -218,14 +218,16 @@ class Prefetcher:
         self._pending.append((key, width, self.clock()))
         self._wake.set()
 
-    def idle(self) -> bool:
+    def idle(self, held: int = 0) -> bool:
         """Capacity to spare: nothing of a higher class queued in the engine, and the work
-        gate (requests doing CPU work past the cache) at most ``idle_gate`` full."""
+        gate (requests doing CPU work past the cache) at most ``idle_gate`` full, never its
+        last shared place (``held``: places this prefetch holds itself)."""
         depth = self.svc.worker.depth() if hasattr(self.svc.worker, "depth") else {}
         if any(depth.get(p, 0) for p in ABOVE_PREFETCH):
             return False
         gate = self.svc.gate
-        return gate.in_use <= self.settings.idle_gate
+        others = gate.in_use - held
+        return others <= self.settings.idle_gate and others + 1 < gate.shared_limit
 
     async def _variant_loop(self) -> None:
         while True:
@@ -253,33 +255,49 @@ class Prefetcher:
             self.counts["variants_dropped"] += 1
 
     async def _encode_variants(self, key: str, width: int | None) -> None:
-        if width is None:
-            meta = await self.svc.meta(key)
-            width = meta.width if meta is not None else None
-        seen: set[tuple[str, int | None, int | None]] = set()
-        for profile, _share in self.stats.top(self.settings.max_variants, self.settings.coverage):
-            fmt, quality, w = profile.resolve(self.svc, width)
-            if (fmt, quality, w) in seen:
-                continue
-            seen.add((fmt, quality, w))
-            if not self.idle():
-                self.counts["variants_dropped"] += 1
-                return
-            from swiftshot.spec import variant_key
+        """Encode ``key``'s likely variants holding one place in the work gate (taken here, so
+        a busy gate is never refused on a prefetch's account) and one decode of the master."""
+        from swiftshot.spec import variant_key
 
-            vkey = variant_key(key, fmt, self.svc.quality_for(fmt, quality), w)
-            if self.svc.cache.tiers and self.svc.cache.tiers[0].get(vkey) is not None:
+        svc = self.svc
+        wanted: list[tuple[str, int | None, int | None]] = []
+        for profile, _share in self.stats.top(self.settings.max_variants, self.settings.coverage):
+            if width is None:
+                meta = await svc.meta(key)
+                width = meta.width if meta is not None else None
+            v = profile.resolve(svc, width)
+            fmt, quality, w = v
+            memory = svc.cache.tiers[0] if svc.cache.tiers else None
+            if v in wanted:
+                continue
+            if memory is not None and \
+                    memory.get(variant_key(key, fmt, svc.quality_for(fmt, quality), w)) is not None:
                 self.counts["variants_cached"] += 1
                 continue
-            try:
-                data = await self.svc.variant(key, fmt, quality, w, priority="prefetch")
-            except Exception:  # noqa: BLE001 - the gate was full: not idle after all
-                self.counts["variants_dropped"] += 1
+            wanted.append(v)
+        if not wanted:
+            return
+        if not self.idle():
+            self.counts["variants_dropped"] += len(wanted)
+            return
+        svc.gate.in_use += 1  # our place; idle() just checked one is free beyond the shared last
+        try:
+            hit = await svc.cache.aget(key)
+            if hit is None:  # purged meanwhile
                 return
-            if data is None:  # purged meanwhile
-                return
-            self.counts["variants_encoded"] += 1
-            telemetry.PREFETCHED.labels(kind="variant").inc()
+            image = await asyncio.get_running_loop().run_in_executor(
+                svc._pool, svc._codecs.decode_master, hit[0])  # noqa: SLF001 - the service's pool
+            for n, (fmt, quality, w) in enumerate(wanted):
+                if not self.idle(held=1):
+                    self.counts["variants_dropped"] += len(wanted) - n
+                    return
+                data = await svc.variant(key, fmt, quality, w, image=image, priority="prefetch")
+                if data is None:
+                    return
+                self.counts["variants_encoded"] += 1
+                telemetry.PREFETCHED.labels(kind="variant").inc()
+        finally:
+            svc.gate.leave()
 
     # -- prefetch jobs -------------------------------------------------------------------------
 

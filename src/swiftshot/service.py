@@ -266,7 +266,8 @@ class Service:
         stages.add("queue", made.submitted_ns, q_end)
         stages.add("infer", q_end, i_end)
         stages.add("master", i_end, i_end + int(made.master_s * 1e9))
-        self.prefetcher.after_render(key, made.image.width)  # its likely variants, when idle
+        # its likely variants, when idle (width from the metadata when the image stayed remote)
+        self.prefetcher.after_render(key, made.image.width if made.image is not None else None)
         return self._rendered(key, spec, made.master, made.image, "miss", stages, made.batch_size)
 
     def deadline_for(self, priority: str, deadline_s: float | None) -> float:

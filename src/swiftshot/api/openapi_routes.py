@@ -389,7 +389,7 @@ oa.document(
                                      "measured": "2000 px", "required": ">= 1000 px"}]})},
     errors=(400, 422))
 
-
+oa.document(
     "POST", "/v1/images/edits", tags=["images"],
     summary="Put a product photo into a scene (OpenAI image edit compatible)",
     description="multipart: image (the product photo), prompt (the scene), optional mask "

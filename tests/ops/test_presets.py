@@ -94,3 +94,20 @@ def test_user_preset_from_config(tmp_path, bottle_cutout):
         get_preset("nope", Settings().ops.presets)
     with pytest.raises(ValueError):
         PresetRule(fill=1.5)
+
+
+def test_remembered_quality_reads_a_cached_raw_master():
+    """A cache hit whose render was made by a caller that never heard the answer (it gave up
+    at its deadline) has no remembered verdict: the preset's check runs on the cached master,
+    which is in the raw lossless format (PIL cannot open it; this was a 500)."""
+    from PIL import Image
+
+    from swiftshot.config import OpsSettings
+    from swiftshot.delivery.codecs import encode_master
+    from swiftshot.ops.presets import get_preset, remembered_quality
+
+    img = Image.new("RGB", (2000, 2000), (255, 255, 255))
+    img.paste((180, 30, 40), (300, 150, 1700, 1850))
+    rule = get_preset("amazon", OpsSettings().presets)
+    q = remembered_quality("never-seen-key-raw-master", None, encode_master(img), rule, "amazon")
+    assert q["compliance"]["preset"] == "amazon" and q["compliance"]["rules"]

@@ -345,9 +345,10 @@ def remembered_quality(key: str, image: Image.Image | None, master: bytes | None
             return _MEMO[key]
     if rule is None or master is None:
         return {}
-    import io
+    from swiftshot.delivery.codecs import decode_master
 
-    decoded = Image.open(io.BytesIO(master)).convert("RGB")
+    # a cached master is the raw lossless format (PIL cannot open it); decode_master reads it
+    decoded = decode_master(master).convert("RGB")
     q = {"compliance": Compliance(name or "preset", tuple(verify_preset(decoded, rule))).as_dict()}
     with _MEMO_LOCK:
         _MEMO[key] = q

@@ -738,7 +738,7 @@ def _boundary(m: np.ndarray) -> np.ndarray:
 
 def boundary_f(pred: np.ndarray, truth: np.ndarray, tol: float = 0.005) -> float:
     """Boundary F-score (Perazzi et al., DAVIS): precision and recall of the predicted outline
-    against the true one within ``tol`` of the image diagonal (3 px at 640²)."""
+    against the true one within ``tol`` of the image diagonal (5 px at 640²)."""
     a = pred >= 0.5 if pred.dtype != bool else pred
     b = truth >= 0.5 if truth.dtype != bool else truth
     ba, bb = _boundary(a), _boundary(b)

@@ -204,6 +204,9 @@ class EngineSettings(_Section):
     serve``'s default) or ``ray`` (Ray Serve replicas)."""
     workers: int | None = Field(None, ge=1, le=64)
     """Worker processes per engine (``process``). None: one per GPU, else one per CPU core."""
+    batch_timeout_s: float = Field(300.0, gt=0)
+    """A batch running longer than this in a worker process has its worker killed and
+    restarted (its requests get the retry-once / 503 of a lost worker): nothing hangs."""
     serve: list[str] = []
     """Engines one server offers, e.g. ``["studio", "diffusion=./models/sd-turbo"]``
     (``NAME`` or ``NAME=MODEL``); empty: just ``default``. The first is the default."""

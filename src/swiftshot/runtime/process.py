@@ -1,0 +1,460 @@
+"""The ``process`` executor: N engine worker processes on this machine.
+
+Each worker is a spawned Python process that builds, loads and warms one engine, then runs one
+batch at a time: engine → ops (cutout, compose, shadow, preset) → lossless master encode, all in
+the worker, so the front's event loop and GIL do none of that work. The front talks to each
+worker over one ``multiprocessing`` pipe:
+
+    front → worker   ("batch", batch_id, items_json, products, trace)   items: spec JSON + partials
+                     ("abort", [item ids])                                products: packed pixels
+                     ("stop",)
+    worker → front   ("ready", engine_info_json) | ("failed", message)   once, after warm-up
+                     ("partial", item_id, packed_preview)
+                     ("done", batch_id, BatchResult)                     masters as bytes
+                     ("cancelled", batch_id) | ("error", batch_id, ServiceError)
+
+A reader thread per worker turns messages into events on the front's loop. A worker that dies
+(EOF on its pipe: SIGKILL, a segfault, out of memory) fails its batch with ``WorkerLost`` — the
+front's dispatcher retries that batch once on another worker, then answers 503 — and is
+restarted in the background (``swiftshot_worker_restarts_total``). A batch that outlives
+``engine.batch_timeout_s`` has its worker killed the same way, so no request can hang on a stuck
+engine. A worker whose parent dies sees EOF and exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import multiprocessing as mp
+import os
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from swiftshot import telemetry
+from swiftshot.config import Settings
+from swiftshot.errors import ServiceError, WorkerLost, as_service_error
+from swiftshot.runtime.executor import (
+    Batch,
+    BatchResult,
+    EngineInfo,
+    EventCallback,
+    Health,
+    Item,
+    WorkerState,
+    describe_engine,
+    pack_image,
+    run_items,
+    unpack_image,
+)
+from swiftshot.runtime.progress import Partial
+
+log = logging.getLogger(__name__)
+
+START_TIMEOUT_S = 300.0
+"""Longest a worker may take to load and warm up before it counts as failed."""
+
+
+def default_workers(engine: str, settings: Settings) -> int:
+    """One worker per GPU for a GPU engine, else one per CPU core."""
+    if engine == "diffusion" and settings.engine.diffusion.device != "cpu":
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                return max(1, torch.cuda.device_count())
+        except Exception:  # noqa: BLE001 - no torch, no GPU
+            pass
+    return max(1, os.cpu_count() or 1)
+
+
+# -- the worker process ---------------------------------------------------------------------------
+
+
+def _worker_main(conn: Any, settings_json: dict[str, Any], engine: str, model: str | None,
+                 index: int, gpu: int | None) -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the front drains; Ctrl-C is its business
+    if gpu is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
+    from queue import SimpleQueue
+
+    from swiftshot import pipeline
+    from swiftshot.delivery import codecs
+    from swiftshot.engines.base import Cancelled
+    from swiftshot.spec import RenderSpec
+
+    settings = Settings(**settings_json)
+    try:
+        from swiftshot.service import build_engine
+
+        pipeline.configure(settings.ops)
+        eng = build_engine(settings, engine, model=model)
+        eng.load()
+        shapes = list(settings.server.warmup_shapes)
+        if shapes:
+            eng.warmup(shapes)
+        info = describe_engine(eng, model)
+    except BaseException as e:  # noqa: BLE001 - reported to the front, which shows it on /readyz
+        try:
+            conn.send(("failed", f"{type(e).__name__}: {e}"))
+        finally:
+            os._exit(3)
+    conn.send(("ready", info.to_json()))
+
+    batches: SimpleQueue[Any] = SimpleQueue()
+    aborted: set[int] = set()
+    stop = threading.Event()
+
+    def reader() -> None:
+        while True:
+            try:
+                msg = conn.recv()
+            except (EOFError, OSError):
+                os._exit(0)  # the front is gone: nobody will read our results
+            if msg[0] == "batch":
+                batches.put(msg)
+            elif msg[0] == "abort":
+                aborted.update(msg[1])
+            elif msg[0] == "stop":
+                stop.set()
+                batches.put(None)
+                return
+
+    threading.Thread(target=reader, name="swiftshot-worker-reader", daemon=True).start()
+    encode = lambda im: codecs.encode_master(im, settings.delivery)  # noqa: E731
+    while True:
+        msg = batches.get()
+        if msg is None:
+            break
+        _, batch_id, items_json, products, trace = msg
+        items = [Item(i, RenderSpec.model_validate_json(s), p) for i, s, p in items_json]
+        ids = [it.id for it in items]
+        batch = Batch(batch_id, items, {k: unpack_image(v) for k, v in products.items()}, trace)
+
+        def should_stop(ids: list[int] = ids) -> bool:
+            return stop.is_set() or all(i in aborted for i in ids)
+
+        def on_partial(item_id: int, image: Any) -> None:
+            conn.send(("partial", item_id, pack_image(image)))
+
+        try:
+            result = run_items(eng, batch, run_batch=pipeline.run_batch, should_stop=should_stop,
+                               on_partial=on_partial, encode=encode)
+            result.worker = f"process-{index}"
+            conn.send(("done", batch_id, result))
+        except Cancelled:
+            conn.send(("cancelled", batch_id))
+        except BaseException as e:  # noqa: BLE001 - this batch fails; the worker goes on
+            conn.send(("error", batch_id, as_service_error(e)))
+        finally:
+            aborted.difference_update(ids)
+    conn.close()
+
+
+# -- the front side -------------------------------------------------------------------------------
+
+
+@dataclass
+class _Proc:
+    index: int
+    gpu: int | None
+    proc: Any = None
+    conn: Any = None
+    state: str = "starting"
+    """starting | ready | dead | failed | stopped"""
+    error: str | None = None
+    restarts: int = 0
+    batch: int | None = None
+    """Batch id running there now."""
+    future: asyncio.Future[Any] | None = None
+    on_event: EventCallback | None = None
+    item_ids: list[int] = field(default_factory=list)
+    started_at: float = 0.0
+    ready: asyncio.Future[None] | None = None
+
+
+class ProcessExecutor:
+    """Engine worker processes on this machine (``--executor process``)."""
+
+    kind = "process"
+
+    def __init__(self, settings: Settings, engine: str | None = None, model: str | None = None,
+                 *, workers: int | None = None) -> None:
+        from swiftshot.service import build_engine
+
+        self.settings = settings
+        self.engine_name = engine or settings.engine.default
+        self.model = model
+        # Built, not loaded: the front needs its name, version, defaults and capabilities.
+        self.engine = build_engine(settings, self.engine_name, model=model)
+        self._info = describe_engine(self.engine, model)
+        n = workers or settings.engine.workers or default_workers(self.engine_name, settings)
+        gpus = n if self.engine_name == "diffusion" and n > 1 and \
+            settings.engine.diffusion.device in ("auto", "cuda") else 0
+        self._procs = [_Proc(i, i if i < gpus else None) for i in range(n)]
+        self._ctx = mp.get_context("spawn")
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._idle: asyncio.Event | None = None  # created on the loop in start()
+        self._batch_ids = itertools.count(1)
+        self._stopped = False
+        self._restarting: set[asyncio.Task[None]] = set()
+        self._warm_gauge = telemetry.WORKERS_WARM.labels(engine=self._info.name)
+        self._restarts = telemetry.WORKER_RESTARTS.labels(engine=self._info.name)
+
+    # -- protocol ----------------------------------------------------------------------------
+
+    def describe(self) -> EngineInfo:
+        return self._info
+
+    @property
+    def slots(self) -> int:
+        return max(1, sum(1 for p in self._procs if p.state in ("ready", "starting", "dead")))
+
+    def health(self) -> Health:
+        errors = [p.error for p in self._procs if p.error]
+        return Health(self.kind, [
+            WorkerState(f"process-{p.index}", p.state == "ready", p.state == "ready",
+                        p.proc.pid if p.proc is not None else None, p.error, p.restarts,
+                        1 if p.batch is not None else 0)
+            for p in self._procs], errors[0] if errors else None)
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._idle = asyncio.Event()
+        await asyncio.gather(*(self._spawn(p) for p in self._procs), return_exceptions=True)
+        if not any(p.state == "ready" for p in self._procs):
+            why = next((p.error for p in self._procs if p.error), "no worker started")
+            raise ServiceError(f"no {self._info.name} worker could start: {why}", status=503,
+                               code="start_failed")
+        self._update_gauge()
+
+    async def stop(self) -> None:
+        self._stopped = True
+        for t in list(self._restarting):
+            t.cancel()
+        for p in self._procs:
+            if p.conn is not None and p.state == "ready":
+                try:
+                    p.conn.send(("stop",))
+                except (OSError, ValueError):
+                    pass
+            p.state = "stopped"
+            self._fail(p, ServiceError("the server stopped before this request finished; retry",
+                                       status=503, code="shutting_down", retry_after=1.0))
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, self._join_all)
+        self._update_gauge()
+
+    def _join_all(self) -> None:
+        end = time.monotonic() + 5.0
+        for p in self._procs:
+            if p.proc is None:
+                continue
+            p.proc.join(max(0.0, end - time.monotonic()))
+            if p.proc.is_alive():
+                p.proc.kill()
+                p.proc.join(2.0)
+            if p.conn is not None:
+                p.conn.close()
+
+    def abort(self, ids: Iterable[int]) -> None:
+        ids = list(ids)
+        for p in self._procs:
+            hit = [i for i in ids if i in p.item_ids]
+            if hit and p.conn is not None and p.state == "ready":
+                try:
+                    p.conn.send(("abort", hit))
+                except (OSError, ValueError):
+                    pass
+
+    async def submit(self, batch: Batch, on_event: EventCallback | None = None) -> BatchResult:
+        if self._stopped:
+            raise ServiceError("the server is shutting down", status=503, code="shutting_down",
+                               retry_after=1.0)
+        p = await self._idle_worker()
+        loop = asyncio.get_running_loop()
+        p.batch = batch.id
+        p.future = loop.create_future()
+        p.on_event = on_event
+        p.item_ids = [it.id for it in batch.items]
+        p.started_at = time.monotonic()
+        wire = [(it.id, it.spec.model_dump_json(), it.partials) for it in batch.items]
+        products = {k: pack_image(v) for k, v in batch.products.items()}
+        try:
+            p.conn.send(("batch", batch.id, wire, products, batch.trace))
+        except (OSError, ValueError) as e:
+            self._fail(p, WorkerLost(f"process-{p.index} could not take the batch: {e}"))
+        timeout = self.settings.engine.batch_timeout_s
+        try:
+            done, _ = await asyncio.wait({p.future}, timeout=timeout)
+            if not done:
+                log.error("process-%d: batch %d ran past %.0fs; killing the worker", p.index,
+                          batch.id, timeout)
+                self._kill(p)
+                self._fail(p, WorkerLost(f"process-{p.index} ran the batch past "
+                                         f"engine.batch_timeout_s ({timeout:g}s) and was "
+                                         "restarted", retry_after=1.0))
+            return await p.future
+        finally:
+            if p.batch == batch.id:
+                p.batch, p.future, p.on_event, p.item_ids = None, None, None, []
+            if self._idle is not None:
+                self._idle.set()
+
+    # -- workers -----------------------------------------------------------------------------
+
+    async def _idle_worker(self) -> _Proc:
+        assert self._idle is not None
+        end = time.monotonic() + START_TIMEOUT_S
+        while True:
+            for p in self._procs:
+                if p.state == "ready" and p.batch is None:
+                    return p
+            if not any(p.state in ("ready", "starting", "dead") for p in self._procs):
+                raise ServiceError(f"every {self._info.name} worker failed to start; see "
+                                   "/readyz", status=503, code="no_workers", retry_after=5.0)
+            left = end - time.monotonic()
+            if left <= 0:
+                raise WorkerLost("no engine worker became free in time", retry_after=1.0)
+            self._idle.clear()
+            try:
+                await asyncio.wait_for(self._idle.wait(), timeout=min(left, 1.0))
+            except TimeoutError:
+                pass
+
+    async def _spawn(self, p: _Proc) -> None:
+        loop = asyncio.get_running_loop()
+        parent, child = self._ctx.Pipe(duplex=True)
+        p.state, p.error = "starting", None
+        p.proc = self._ctx.Process(
+            target=_worker_main, name=f"swiftshot-{self._info.name}-{p.index}", daemon=True,
+            args=(child, self.settings.model_dump(mode="json"), self.engine_name, self.model,
+                  p.index, p.gpu))
+        await loop.run_in_executor(None, p.proc.start)
+        child.close()
+        p.conn = parent
+        p.ready = loop.create_future()
+        threading.Thread(target=self._reader, args=(p, parent, p.ready), daemon=True,
+                         name=f"swiftshot-reader-{p.index}").start()
+        try:
+            await asyncio.wait_for(asyncio.shield(p.ready), START_TIMEOUT_S)
+        except TimeoutError:
+            p.error = f"did not load and warm up within {START_TIMEOUT_S:g}s"
+            p.state = "failed"
+            self._kill(p)
+        except ServiceError as e:
+            p.error = e.message
+            p.state = "failed"
+        self._update_gauge()
+        if self._idle is not None:
+            self._idle.set()
+
+    def _reader(self, p: _Proc, conn: Any, ready: asyncio.Future[None]) -> None:
+        """Runs in a thread per worker: every message becomes a call on the loop."""
+        loop = self._loop
+        assert loop is not None
+        while True:
+            try:
+                msg = conn.recv()
+            except (EOFError, OSError):
+                loop.call_soon_threadsafe(self._died, p, conn, ready)
+                return
+            except Exception as e:  # noqa: BLE001 - an unpicklable message: treat as lost
+                log.error("process-%d sent an unreadable message: %s", p.index, e)
+                continue
+            loop.call_soon_threadsafe(self._on_message, p, conn, ready, msg)
+
+    def _on_message(self, p: _Proc, conn: Any, ready: asyncio.Future[None], msg: Any) -> None:
+        kind = msg[0]
+        if kind == "ready":
+            if p.conn is conn:
+                p.state = "ready"
+                self._update_gauge()
+            if not ready.done():
+                ready.set_result(None)
+        elif kind == "failed":
+            p.state, p.error = "failed", msg[1]
+            if not ready.done():
+                ready.set_exception(ServiceError(msg[1], status=503, code="start_failed"))
+        elif kind == "partial":
+            if p.on_event is not None and msg[1] in p.item_ids:
+                p.on_event(msg[1], Partial(0, unpack_image(msg[2])))
+        elif p.future is not None and not p.future.done() and p.batch == msg[1]:
+            if kind == "done":
+                p.future.set_result(msg[2])
+            elif kind == "cancelled":
+                from swiftshot.engines.base import Cancelled
+
+                p.future.set_exception(Cancelled("every request of the batch went away"))
+            elif kind == "error":
+                p.future.set_exception(msg[2])
+
+    def _died(self, p: _Proc, conn: Any, ready: asyncio.Future[None]) -> None:
+        if p.conn is not conn:
+            return  # an old pipe of a worker already replaced
+        code = p.proc.exitcode if p.proc is not None else None
+        if not ready.done():
+            ready.set_exception(ServiceError(
+                p.error or f"the worker exited (code {code}) while loading", status=503,
+                code="start_failed"))
+            return
+        if p.state in ("stopped", "failed") or self._stopped:
+            return
+        log.error("process-%d (pid %s) died (exit code %s); restarting it", p.index,
+                  p.proc.pid if p.proc else None, code)
+        p.state = "dead"
+        self._fail(p, WorkerLost(f"engine worker process-{p.index} died (exit code {code}) "
+                                 "while running this batch", retry_after=1.0))
+        self._update_gauge()
+        p.restarts += 1
+        self._restarts.inc()
+        task = asyncio.ensure_future(self._respawn(p))
+        self._restarting.add(task)
+        task.add_done_callback(self._restarting.discard)
+
+    async def _respawn(self, p: _Proc) -> None:
+        if p.proc is not None:
+            await asyncio.get_running_loop().run_in_executor(None, p.proc.join, 5.0)
+        if p.conn is not None:
+            p.conn.close()
+        if not self._stopped:
+            await self._spawn(p)
+
+    def _fail(self, p: _Proc, exc: ServiceError) -> None:
+        if p.future is not None and not p.future.done():
+            p.future.set_exception(exc)
+
+    def _kill(self, p: _Proc) -> None:
+        if p.proc is not None and p.proc.is_alive():
+            p.proc.kill()
+
+    def _update_gauge(self) -> None:
+        self._warm_gauge.set(sum(1 for p in self._procs if p.state == "ready"))
+
+
+def make_executor(kind: str, settings: Settings, engine: str | None = None,
+                  model: str | None = None, *, workers: int | None = None) -> Any:
+    """The executor ``kind`` (inline | process | ray) for one engine."""
+    if kind == "process":
+        return ProcessExecutor(settings, engine, model, workers=workers)
+    if kind == "inline":
+        from swiftshot.runtime.executor import InlineExecutor
+        from swiftshot.service import build_engine
+
+        return InlineExecutor(build_engine(settings, engine, model=model), settings, model=model)
+    if kind == "ray":
+        try:
+            from swiftshot.runtime.ray import RayExecutor  # type: ignore[import-not-found]
+        except ImportError as e:
+            raise ServiceError(f"the ray executor is not available: {e}", status=500,
+                               code="no_executor") from None
+        return RayExecutor(settings, engine, model, workers=workers)
+    raise ValueError(f"executor must be one of inline, process, ray; got {kind!r}")
+
+
+__all__ = ["ProcessExecutor", "default_workers", "make_executor", "as_service_error"]

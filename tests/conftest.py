@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import socket
 
 import pytest
+
+# Servers the tests start run their engine inline (a thread) unless a test asks for worker
+# processes (SWIFTSHOT_ENGINE__EXECUTOR=process): `swiftshot serve`'s own default is the process
+# executor, which would spawn a worker per core for every server of the suite.
+os.environ.setdefault("SWIFTSHOT_ENGINE__EXECUTOR", "inline")
 
 
 def free_port() -> int:

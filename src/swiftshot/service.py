@@ -109,8 +109,40 @@ def build_engine(settings: Settings, name: str | None = None, *, model: str | No
     return create_engine(name, settings, model=model)
 
 
+@dataclass
+class Offered:
+    """One engine this server offers (the model registry: ``engine.serve`` or ``--engine``)."""
+
+    engine: str
+    model: str | None
+    worker: Any
+    """runtime.Worker: the engine's scheduler and dispatcher in front of its executor."""
+    names: tuple[str, ...]
+    """What a request may call it: engine name, model folder, the folder's last part."""
+
+    @property
+    def info(self) -> Any:
+        return self.worker.info
+
+
+def parse_offer(entry: str) -> tuple[str, str | None]:
+    """``"studio"`` → (studio, None); ``"diffusion=./models/sd-turbo"`` → (diffusion, path)."""
+    name, _, model = entry.partition("=")
+    name, model = name.strip(), model.strip() or None
+    if not name:
+        raise ValueError(f"engine entry {entry!r}: give NAME or NAME=MODEL")
+    return name, model
+
+
+def _names(engine: str, model: str | None) -> tuple[str, ...]:
+    names = [engine]
+    if model:
+        names += [model, model.rstrip("/").rsplit("/", 1)[-1]]
+    return tuple(dict.fromkeys(names))
+
+
 class Service:
-    """Cache, single-flight and worker around one engine."""
+    """Cache, single-flight and one worker per offered engine."""
 
     def __init__(self, settings: Settings, *, engine: Engine | None = None,
                  cache: Any = None, worker: Any = None, flight: Any = None,
@@ -134,9 +166,13 @@ class Service:
         if worker is None:
             worker = Worker(executor if executor is not None else self.engine, settings)
         self.worker = worker
+        """The default engine's worker (the first offered)."""
         self.info = worker.info if hasattr(worker, "info") else describe_engine(self.engine)
-        """What the front knows of the engine (runtime.executor.EngineInfo): it normalises
-        specs, keys the cache and batches with it."""
+        """What the front knows of the default engine (runtime.executor.EngineInfo): it
+        normalises specs, keys the cache and batches with it."""
+        model = self.info.model if hasattr(self.info, "model") else None
+        self.offered: list[Offered] = [Offered(self.info.name, model, worker,
+                                               _names(self.info.name, model))]
         self._codecs = codecs
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="swiftshot-encode")
         # Master encodes (~2 ms, on every miss's path) get a thread of their own: in the shared
@@ -153,26 +189,86 @@ class Service:
 
         self.prefetcher = Prefetcher(self, settings.prefetch)
 
+    @classmethod
+    def from_settings(cls, settings: Settings, **kw: Any) -> Service:
+        """The server's service: every engine of ``engine.serve`` (else ``engine.default``),
+        each behind an executor of kind ``engine.executor``."""
+        from swiftshot.runtime.process import make_executor
+        from swiftshot.runtime.worker import Worker
+
+        entries = [parse_offer(e) for e in settings.engine.serve] or \
+            [(settings.engine.default, None)]
+        kind = settings.engine.executor
+        workers = [Worker(make_executor(kind, settings, name, model), settings)
+                   for name, model in entries]
+        svc = cls(settings, worker=workers[0], engine=workers[0].executor.engine, **kw)
+        svc.offered = [Offered(name, model or w.info.model, w,
+                               _names(name, model or w.info.model))
+                       for (name, model), w in zip(entries, workers, strict=True)]
+        return svc
+
+    def worker_for(self, spec: RenderSpec) -> Any:
+        """The worker of the engine ``spec`` asks for (its engine, and its model when this
+        server offers that engine more than once); 400 naming what is offered otherwise."""
+        offered = self.offered
+        if len(offered) == 1 and offered[0].engine == spec.engine:
+            return offered[0].worker
+        same = [o for o in offered if o.engine == spec.engine]
+        if len(same) == 1:
+            return same[0].worker
+        if same:
+            if spec.model is None:
+                return same[0].worker
+            for o in same:
+                if spec.model in o.names:
+                    return o.worker
+        raise EngineConfigError(
+            f"engine {spec.engine!r}" + (f" with model {spec.model!r}" if spec.model else "")
+            + f" is not offered here; this server offers: {self.offered_names()}")
+
+    def offers(self, engine: str) -> bool:
+        return any(o.engine == engine for o in self.offered)
+
+    def offered_names(self) -> str:
+        return ", ".join(o.engine + (f"={o.model}" if o.model else "") for o in self.offered)
+
+    def engine_for(self, spec: RenderSpec) -> Any:
+        """The (front's, unloaded when out of process) engine object for ``spec``."""
+        w = self.worker_for(spec)
+        return getattr(w, "engine", None) or getattr(w.executor, "engine", None) or self.engine
+
     # -- life cycle ------------------------------------------------------------------------
 
     @property
     def ready(self) -> bool:
         """Loaded, warmed up for the configured shapes, and not draining."""
-        return bool(getattr(self.worker, "ready", False)) and not self.draining
+        return all(getattr(o.worker, "ready", False) for o in self.offered) and not self.draining
 
     def readiness(self) -> dict[str, Any]:
         """What ``GET /readyz`` shows: the executor, and per engine its workers and warm state."""
-        h = self.worker.executor.health() if hasattr(self.worker, "executor") else None
-        engine: dict[str, Any] = {"name": self.info.name, "version": self.info.version,
-                                  "model": self.info.model}
-        if h is not None:
-            engine.update(h.to_json())
-            engine.pop("executor", None)
-        return {"executor": h.executor if h is not None else "inline", "engines": [engine]}
+        engines: list[dict[str, Any]] = []
+        kind = "inline"
+        for o in self.offered:
+            info = o.info
+            engine: dict[str, Any] = {"name": info.name, "version": info.version,
+                                      "model": o.model}
+            ex = getattr(o.worker, "executor", None)
+            if ex is not None:
+                h = ex.health()
+                kind = h.executor
+                engine.update(h.to_json())
+                engine.pop("executor", None)
+            engines.append(engine)
+        return {"executor": kind, "engines": engines}
 
     async def start(self) -> None:
         pipeline.configure(self.settings.ops)  # segmenter, model folder, user presets
-        await self.worker.start()
+        results = await asyncio.gather(*(o.worker.start() for o in self.offered),
+                                       return_exceptions=True)
+        failed = [(o, r) for o, r in zip(self.offered, results, strict=True)
+                  if isinstance(r, BaseException)]
+        if failed:
+            raise failed[0][1]
         await self.prefetcher.start()  # warms the memory tier from the disk tier
         self.started = True
 
@@ -181,12 +277,13 @@ class Service:
         self.draining = True
         if timeout_s is None:
             timeout_s = self.settings.server.drain_timeout_s
-        await self.worker.drain(timeout_s)
+        await asyncio.gather(*(o.worker.drain(timeout_s) for o in self.offered))
 
     async def stop(self) -> None:
         try:
             await self.prefetcher.stop()  # saves the popular keys for the next warm start
-            await self.worker.stop()
+            await asyncio.gather(*(o.worker.stop() for o in self.offered),
+                                 return_exceptions=True)
         finally:
             self._pool.shutdown(wait=True)
             self._master_pool.shutdown(wait=True)
@@ -200,6 +297,12 @@ class Service:
         if not getattr(self.worker, "ready", False):
             raise Unavailable("warming_up", "the engine is still loading and warming up; "
                               "retry shortly", retry)
+
+    def _check_worker(self, worker: Any) -> None:
+        if worker is not self.worker and not getattr(worker, "ready", False):
+            raise Unavailable("warming_up", f"the {worker.info.name} engine is still loading "
+                              "or failed to start (see /readyz); retry shortly",
+                              self.settings.server.retry_after_s)
 
     # -- the request path ------------------------------------------------------------------
 
@@ -217,7 +320,9 @@ class Service:
         stages = stages if stages is not None else telemetry.Stages()
         self.check_accepting()
         cacheable = spec.cacheable
-        spec, key = self.normalise_and_key(spec)
+        worker = self.worker_for(spec)
+        self._check_worker(worker)
+        spec, key = self.normalise_and_key(spec, worker)
         if cacheable:
             hit = await self.lookup(key, stages)
             if hit is not None:
@@ -232,14 +337,15 @@ class Service:
                 self._fanouts[key] = progress
             try:
                 with self.gate.hold(priority):
-                    return await self.generate(spec, key, priority, deadline_s, products, fan)
+                    return await self.generate(spec, key, priority, deadline_s, products, fan,
+                                               worker=worker)
             finally:
                 if progress is not None and self._fanouts.get(key) is progress:
                     del self._fanouts[key]
 
         def join() -> None:
             # A more urgent caller joining a queued generation raises it to its own class.
-            self.worker.promote(key, priority, deadline_s)
+            worker.promote(key, priority, deadline_s)
             if listener is not None:
                 running = self._fanouts.get(key)
                 if running is not None:
@@ -299,7 +405,7 @@ class Service:
                            f"goes on and a retry may find it cached")
         return task.result()
 
-    def normalise_and_key(self, spec: RenderSpec) -> tuple[RenderSpec, str]:
+    def normalise_and_key(self, spec: RenderSpec, worker: Any = None) -> tuple[RenderSpec, str]:
         """The normalised spec and its master key, from a bounded memo when seen recently.
 
         Popular requests repeat (that is what the cache is for), and normalising + hashing is
@@ -307,7 +413,7 @@ class Service:
         memoised: not ``seed=-1`` (fresh random each time) and not ones with ops (their free-
         form parameters compare 1 == 1.0 == True yet dump differently).
         """
-        info = self.info
+        info = (worker if worker is not None else self.worker_for(spec)).info
         versions = (info.name, info.version, pipeline.OPS_VERSION)
         memo = spec.seed != -1 and not spec.ops
         if memo:
@@ -331,10 +437,11 @@ class Service:
 
     async def generate(self, spec: RenderSpec, key: str, priority: str, deadline_s: float | None,
                        products: Mapping[str, Image.Image] | None,
-                       listener: Listener | None = None) -> _Made:
+                       listener: Listener | None = None, *, worker: Any = None) -> _Made:
         submitted = time.perf_counter_ns()
-        result = await self.worker.submit(spec, priority=priority, deadline_s=deadline_s,
-                                          products=products, tag=key, listener=listener)
+        worker = worker if worker is not None else self.worker_for(spec)
+        result = await worker.submit(spec, priority=priority, deadline_s=deadline_s,
+                                     products=products, tag=key, listener=listener)
         if result.master is not None:  # encoded by the engine worker (process, ray)
             master, master_s = result.master, result.master_s
             size = (result.width, result.height)

@@ -43,7 +43,8 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
 
     settings = settings or load_settings()
     auth = Auth(settings.auth)  # a bad keys file fails here, before anything starts
-    svc = service if service is not None else Service(settings, engine=engine)
+    svc = service if service is not None else (
+        Service(settings, engine=engine) if engine is not None else Service.from_settings(settings))
     tracing = telemetry.Tracing(settings.telemetry)
 
     @contextlib.asynccontextmanager

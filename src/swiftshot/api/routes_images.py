@@ -73,14 +73,14 @@ def models(request: Request) -> dict[str, tuple[str, str | None]]:
     if cached is not None:
         return cached
     svc = service(request)
-    name = svc.engine.name
-    configured = svc.settings.engine.diffusion.model if name == "diffusion" else None
-    out: dict[str, tuple[str, str | None]] = {name: (name, configured)}
-    if configured:
-        out[configured] = (name, configured)
-        out[configured.rstrip("/").rsplit("/", 1)[-1]] = (name, configured)
+    out: dict[str, tuple[str, str | None]] = {}
+    for offer in svc.offered:  # the model registry; the first is the default
+        configured = offer.model if offer.engine != "studio" else None
+        for n in offer.names:
+            out.setdefault(n, (offer.engine, configured))
+    default = next(iter(out.values()))
     for alias in OPENAI_ALIASES:
-        out.setdefault(alias, (name, configured))
+        out.setdefault(alias, default)
     request.app.state.models = out
     return out
 

@@ -93,11 +93,11 @@ async def render(request: Request) -> Response:
         spec = RenderSpec.model_validate(data)
     except ValidationError as e:
         raise from_validation(e, 422, RenderSpec) from None
-    if spec.engine != svc.engine.name:
-        raise ApiError(422, f"engine {spec.engine!r} is not served here; this server runs "
-                       f"{svc.engine.name!r}", param="engine", code="unknown_engine")
+    if not svc.offers(spec.engine):
+        raise ApiError(422, f"engine {spec.engine!r} is not served here; this server offers "
+                       f"{svc.offered_names()}", param="engine", code="unknown_engine")
     spec = _bind_product(spec, product)
-    ops, rule = _check_ops(spec, svc.engine, settings.ops.presets)
+    ops, rule = _check_ops(spec, svc.engine_for(spec), settings.ops.presets)
     wanted = _wanted_images(spec, ops)
     sent = {u.sha: u for u in ([product] if product else []) + images}
     _check_images(wanted, sent, images)

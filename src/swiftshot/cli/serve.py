@@ -24,8 +24,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("serve", help="run the HTTP service", description=__doc__)
     p.add_argument("--host", default=None, help="address to bind (default: server.host, 127.0.0.1)")
     p.add_argument("--port", type=int, default=None, help="TCP port (default: server.port, 8000; 0: any free)")
-    p.add_argument("--engine", default=None, help="studio (default) or diffusion")
+    p.add_argument("--engine", action="append", default=None, metavar="NAME[=MODEL]",
+                   help="engine to offer: studio (default) or diffusion[=MODEL_FOLDER]; repeat "
+                        "for several (the first is the default)")
     p.add_argument("--model", default=None, help="diffusers pipeline folder (diffusion engine)")
+    p.add_argument("--executor", choices=("inline", "process", "ray"), default=None,
+                   help="what runs the engines: process (default: engine worker processes), "
+                        "inline (a thread of this process) or ray")
+    p.add_argument("--workers", type=int, default=None,
+                   help="worker processes per engine (default: 1 per GPU, else 1 per core)")
     p.add_argument("--config", default=argparse.SUPPRESS,
                    help="TOML settings file (else SWIFTSHOT_CONFIG, env, defaults)")
     p.set_defaults(func=run)
@@ -39,10 +46,25 @@ def _settings(args: argparse.Namespace) -> Any:
         if not 0 <= args.port <= 65535:
             raise CliError(f"--port must be between 0 and 65535; got {args.port}")
         settings.server.port = args.port
-    if args.engine is not None:
-        settings.engine.default = args.engine
+    if args.engine:
+        from swiftshot.service import parse_offer
+
+        try:
+            offers = [parse_offer(e) for e in args.engine]
+        except ValueError as e:
+            raise CliError(str(e)) from None
+        settings.engine.default = offers[0][0]
+        settings.engine.serve = list(args.engine) if len(offers) > 1 or offers[0][1] else []
     if args.model is not None:
         settings.engine.diffusion.model = args.model
+    if args.executor is not None:
+        settings.engine.executor = args.executor
+    elif "executor" not in settings.engine.model_fields_set:
+        settings.engine.executor = "process"  # serve's default; the library's is inline
+    if args.workers is not None:
+        if not 1 <= args.workers <= 64:
+            raise CliError(f"--workers must be between 1 and 64; got {args.workers}")
+        settings.engine.workers = args.workers
     return settings
 
 
@@ -50,19 +72,25 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from swiftshot.api.app import create_app
-    from swiftshot.service import build_engine
+    from swiftshot.errors import ServiceError
+    from swiftshot.service import Service
 
     settings = _settings(args)
-    engine = build_engine(settings)  # an unknown engine is a CLI error (exit 2), not a crash
     try:
-        app = create_app(settings, engine=engine)
+        # an unknown engine is a CLI error (exit 2), not a crash
+        svc = Service.from_settings(settings)
+    except (ServiceError, ValueError) as e:
+        raise CliError(str(e)) from None
+    engine = svc.info
+    try:
+        app = create_app(settings, service=svc)
     except ValueError as e:  # a bad api_keys_file and the like
         raise CliError(str(e)) from None
     sock = _bind(settings.server.host, settings.server.port)
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
-    print(f"swiftshot serving on http://{shown}:{port}  (engine {engine.name} v{engine.version})",
-          flush=True)
+    print(f"swiftshot serving on http://{shown}:{port}  (engine {engine.name} v{engine.version}; "
+          f"offers {svc.offered_names()}; executor {settings.engine.executor})", flush=True)
     config = uvicorn.Config(app, loop="uvloop", http="httptools", lifespan="on",
                             access_log=settings.server.access_log, log_level="info",
                             timeout_graceful_shutdown=max(1.0, settings.server.drain_timeout_s))

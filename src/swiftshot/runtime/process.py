@@ -145,7 +145,7 @@ def _worker_main(conn: Any, settings_json: dict[str, Any], engine: str, model: s
         try:
             result = run_items(eng, batch, run_batch=pipeline.run_batch, should_stop=should_stop,
                                on_partial=on_partial, encode=encode)
-            result.worker = f"process-{index}"
+            result.worker = f"{info.name}/process-{index}"
             conn.send(("done", batch_id, result))
         except Cancelled:
             conn.send(("cancelled", batch_id))

@@ -193,6 +193,8 @@ class FakeEngineSettings(_Section):
     """Seconds warm-up takes (keeps /readyz at 503 that long)."""
     fail_prompt: str | None = None
     """A batch holding a spec whose prompt contains this text fails with an EngineError."""
+    load_error: str | None = None
+    """Loading the engine fails with this message (a model that cannot load)."""
 
 
 class EngineSettings(_Section):

@@ -86,11 +86,19 @@ class _Meta:
 
 
 class _SlowWarmupFake(FakeEngine):
-    """The fake engine with a warm-up that takes time (tests of /readyz)."""
+    """The fake engine with a warm-up that takes time, or a load that fails (tests of /readyz)."""
 
-    def __init__(self, warmup_s: float, **kwargs: Any) -> None:
+    def __init__(self, warmup_s: float, load_error: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.warmup_s = warmup_s
+        self.load_error = load_error
+
+    def load(self) -> None:
+        if self.load_error:
+            from swiftshot.engines.base import EngineConfigError
+
+            raise EngineConfigError(self.load_error)
+        super().load()
 
     def warmup(self, shapes: Any) -> None:
         time.sleep(self.warmup_s)
@@ -104,7 +112,7 @@ def build_engine(settings: Settings, name: str | None = None, *, model: str | No
         cfg = settings.engine.fake
         needle = cfg.fail_prompt
         fail = (lambda s: needle in s.prompt) if needle else None
-        return _SlowWarmupFake(cfg.warmup_s, delay_s=cfg.delay_s, per_item_s=cfg.per_item_s,
+        return _SlowWarmupFake(cfg.warmup_s, cfg.load_error, delay_s=cfg.delay_s, per_item_s=cfg.per_item_s,
                                steps=cfg.steps, fail_when=fail)
     return create_engine(name, settings, model=model)
 

@@ -369,6 +369,7 @@ class InlineExecutor:
         self._stopped = False
         self._warm = False
         self._error: str | None = None
+        self._busy = 0
 
     def describe(self) -> EngineInfo:
         return self._info
@@ -397,7 +398,7 @@ class InlineExecutor:
 
     def health(self) -> Health:
         return Health(self.kind, [WorkerState("inline", not self._stopped, self._warm,
-                                              error=self._error)], self._error)
+                                              error=self._error, busy=self._busy)], self._error)
 
     def abort(self, ids: Iterable[int]) -> None:
         self._aborted.update(ids)
@@ -420,9 +421,11 @@ class InlineExecutor:
             return run_items(self.engine, batch, run_batch=self._run_batch,
                              should_stop=should_stop, on_partial=on_partial)
 
+        self._busy += 1
         try:
             result = await loop.run_in_executor(self._pool, work)
         finally:
+            self._busy -= 1
             self._aborted.difference_update(ids)
         result.worker = "inline"
         return result

@@ -1,0 +1,103 @@
+"""The executor contract over HTTP, one suite run against each executor (real servers on
+loopback): ``inline`` (a thread) and ``process`` (engine worker processes). The ray executor
+adds itself to EXECUTORS.
+
+Covered: /readyz names the executor and the workers per engine; a miss then a hit; an engine
+failure fails only its own request; a model not offered is a 400 listing the offered ones;
+several engines in one server; a model that cannot load leaves the server not ready, saying
+why; a client that hangs up frees the engine.
+"""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.slow
+
+EXECUTORS = ["inline", "process"]
+
+
+def _env(executor: str, **extra: str) -> dict[str, str]:
+    return {"SWIFTSHOT_ENGINE__EXECUTOR": executor, "SWIFTSHOT_ENGINE__WORKERS": "1", **extra}
+
+
+@pytest.fixture(params=EXECUTORS)
+def executor(request) -> str:
+    return request.param
+
+
+def test_ready_miss_hit_failure_and_unknown_model(serve, executor):
+    s = serve(env=_env(executor, SWIFTSHOT_ENGINE__FAKE__FAIL_PROMPT="boom"),
+              args=("--engine", "fake", "--engine", "studio"))
+    ready = s.client.get("/readyz").json()
+    assert ready["status"] == "ready" and ready["executor"] == executor
+    assert [(e["name"], e["workers"], e["warm"]) for e in ready["engines"]] == \
+        [("fake", 1, 1), ("studio", 1, 1)]
+
+    body = {"prompt": "white marble", "size": "64x64"}
+    r1 = s.client.post("/v1/render", json=body)
+    assert r1.status_code == 200 and r1.json()["cache"] == "miss", r1.text
+    r2 = s.client.post("/v1/render", json=body)
+    assert r2.json()["cache"] == "memory" and r2.json()["key"] == r1.json()["key"]
+    img = s.client.get(f"/i/{r1.json()['key']}.png")
+    assert img.status_code == 200 and img.content[:8] == b"\x89PNG\r\n\x1a\n"
+
+    # the second engine of the same server, by name (native API) and as a model (OpenAI API)
+    studio = s.client.post("/v1/render", json={**body, "engine": "studio"})
+    assert studio.status_code == 200 and studio.json()["key"] != r1.json()["key"], studio.text
+    gen = s.client.post("/v1/images/generations",
+                        json={"prompt": "oak", "size": "64x64", "model": "studio",
+                              "response_format": "url"})
+    assert gen.status_code == 200, gen.text
+
+    # an input the engine fails on: its own request fails, the next one is served
+    bad = s.client.post("/v1/render", json={"prompt": "boom", "size": "64x64"})
+    assert bad.status_code == 502 and bad.json()["error"]["code"] == "engine_error", bad.text
+    ok = s.client.post("/v1/render", json={"prompt": "afterwards", "size": "64x64"})
+    assert ok.status_code == 200
+
+    unknown = s.client.post("/v1/images/generations", json={"prompt": "x", "model": "sdxl"})
+    assert unknown.status_code == 400
+    err = unknown.json()["error"]
+    assert err["code"] == "model_not_found" and "fake" in err["message"] and \
+        "studio" in err["message"]
+    other = s.client.post("/v1/render", json={**body, "engine": "diffusion"})
+    assert other.status_code == 422 and "fake, studio" in other.json()["error"]["message"]
+
+
+def test_a_model_that_cannot_load_leaves_the_server_not_ready_saying_why(serve, executor):
+    s = serve(env=_env(executor, SWIFTSHOT_ENGINE__FAKE__LOAD_ERROR="checkpoint is corrupt"),
+              wait_ready=False)
+    end = time.monotonic() + 60
+    while True:
+        r = s.client.get("/readyz")
+        if r.json().get("status") == "start_failed" or time.monotonic() > end:
+            break
+        time.sleep(0.1)
+    assert r.status_code == 503, r.text
+    body = r.json()
+    assert body["status"] == "start_failed" and "checkpoint is corrupt" in body["error"]["message"]
+    assert body["executor"] == executor and body["engines"][0]["warm"] == 0
+    render = s.client.post("/v1/render", json={"prompt": "x", "size": "64x64"})
+    assert render.status_code == 503 and "retry-after" in render.headers
+
+
+def test_a_client_that_hangs_up_frees_the_engine(serve, executor):
+    s = serve(env=_env(executor, SWIFTSHOT_ENGINE__FAKE__DELAY_S="20",
+                       SWIFTSHOT_ENGINE__FAKE__STEPS="200"))
+    with pytest.raises(httpx.ReadTimeout):
+        s.client.post("/v1/render", json={"prompt": "abandoned", "size": "64x64"}, timeout=1.0)
+    # the abandoned render (20 s) stops between steps: the engine is idle again at once
+    end = time.monotonic() + 10
+    while s.metric("swiftshot_queue_depth") or _running(s):
+        assert time.monotonic() < end, "the abandoned render still holds the engine"
+        time.sleep(0.1)
+    busy = [e for e in s.client.get("/readyz").json()["engines"][0]["detail"] if e["busy"]]
+    assert busy == []
+
+
+def _running(s) -> bool:
+    return any(e["busy"] for e in s.client.get("/readyz").json()["engines"][0]["detail"])

@@ -1,0 +1,196 @@
+"""The process executor with real worker processes: a worker killed with SIGKILL mid-batch, a
+client that hangs up, an input that crashes the engine, a model that cannot load, previews and
+product photos across the process boundary.
+
+Workers run the test-only fake engine, whose per-call time and failures come from settings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+
+import pytest
+from PIL import Image
+
+from swiftshot.config import Settings
+from swiftshot.delivery import codecs
+from swiftshot.engines.base import EngineError
+from swiftshot.errors import ServiceError, WorkerLost
+from swiftshot.runtime.process import ProcessExecutor
+from swiftshot.runtime.progress import Listener, Partial, Queued, Started
+from swiftshot.runtime.worker import Rejected, Worker
+from swiftshot.spec import RenderSpec
+
+pytestmark = pytest.mark.slow
+
+
+def _settings(tmp_path, **fake) -> Settings:
+    s = Settings(data_dir=tmp_path / "var")
+    s.server.warmup_shapes = [(64, 64)]
+    s.scheduler.max_wait_ms = 1.0
+    for k, v in fake.items():
+        setattr(s.engine.fake, k, v)
+    return s
+
+
+async def _worker(settings: Settings, n: int) -> tuple[Worker, ProcessExecutor]:
+    ex = ProcessExecutor(settings, "fake", workers=n)
+    w = Worker(ex, settings)
+    await w.start()
+    return w, ex
+
+
+def _spec(w: Worker, prompt: str, size: int = 64, **kw) -> RenderSpec:
+    return w.info.normalized(RenderSpec(engine="fake", prompt=prompt, width=size, height=size,
+                                        **kw))
+
+
+async def _until(cond, timeout: float = 60.0) -> None:
+    end = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < end, "condition not reached"
+        await asyncio.sleep(0.02)
+
+
+def _busy(ex: ProcessExecutor):
+    return next((p for p in ex._procs if p.batch is not None), None)
+
+
+async def test_sigkill_mid_batch_is_retried_elsewhere_and_the_worker_comes_back(tmp_path):
+    settings = _settings(tmp_path, delay_s=1.0, steps=20)
+    w, ex = await _worker(settings, 2)
+    try:
+        assert w.slots == 2 and ex.health().warm == 2
+        t0 = time.monotonic()
+        task = asyncio.create_task(w.submit(_spec(w, "victim"), deadline_s=30))
+        await _until(lambda: _busy(ex) is not None)
+        victim = _busy(ex)
+        pid = victim.proc.pid
+        await asyncio.sleep(0.2)  # mid-batch: the fake engine sleeps 1 s in 20 steps
+        os.kill(pid, signal.SIGKILL)
+        r = await asyncio.wait_for(task, 30)
+        assert r.master is not None and codecs.decode_master(r.master).size == (64, 64)
+        assert r.worker.endswith(f"process-{1 - victim.index}")  # served by the other one
+        assert time.monotonic() - t0 < 30
+        # the dead worker is restarted and warm again
+        await _until(lambda: ex.health().warm == 2)
+        assert victim.restarts == 1 and victim.proc.pid != pid
+        assert (await w.submit(_spec(w, "after"))).master is not None
+    finally:
+        await w.stop()
+
+
+async def test_a_batch_whose_worker_dies_twice_is_a_clear_503(tmp_path):
+    settings = _settings(tmp_path, delay_s=2.0, steps=40)
+    w, ex = await _worker(settings, 1)
+    try:
+        task = asyncio.create_task(w.submit(_spec(w, "doomed"), deadline_s=60))
+        for _ in range(2):
+            await _until(lambda: _busy(ex) is not None and _busy(ex).state == "ready")
+            p = _busy(ex)
+            await asyncio.sleep(0.2)
+            os.kill(p.proc.pid, signal.SIGKILL)
+            await _until(lambda p=p: p.state != "ready" or p.batch is None)
+        with pytest.raises(WorkerLost) as info:
+            await asyncio.wait_for(task, 60)
+        assert info.value.status == 503 and info.value.code == "worker_lost"
+        assert info.value.retry_after > 0 and "twice" in info.value.message
+        await _until(lambda: ex.health().warm == 1)
+    finally:
+        await w.stop()
+
+
+async def test_a_client_that_hangs_up_frees_its_slot_in_the_worker_process(tmp_path):
+    settings = _settings(tmp_path, delay_s=30.0, steps=300)  # 30 s unless stopped
+    w, ex = await _worker(settings, 1)
+    try:
+        long = asyncio.create_task(w.submit(_spec(w, "abandoned"), deadline_s=60))
+        await _until(lambda: _busy(ex) is not None)
+        await asyncio.sleep(0.3)
+        long.cancel()
+        t0 = time.monotonic()
+        # the only worker stops the abandoned batch between steps (it would take 30 s) ...
+        await _until(lambda: _busy(ex) is None, timeout=10)
+        assert time.monotonic() - t0 < 10 and w.depth()["running"] == 0
+        # ... and the next request reaches it at once
+        nxt = asyncio.create_task(w.submit(_spec(w, "next", 128), deadline_s=60))
+        await _until(lambda: _busy(ex) is not None, timeout=10)
+        assert ex.health().workers[0].busy == 1
+        nxt.cancel()
+        await _until(lambda: _busy(ex) is None, timeout=10)
+    finally:
+        await w.stop()
+
+
+async def test_an_input_that_crashes_the_engine_fails_only_its_own_request(tmp_path):
+    settings = _settings(tmp_path, delay_s=0.3, fail_prompt="boom")
+    w, ex = await _worker(settings, 1)
+    try:
+        blocker = asyncio.create_task(w.submit(_spec(w, "first")))
+        await _until(lambda: _busy(ex) is not None)
+        # these queue behind the blocker and go as one batch
+        outs = await asyncio.gather(*(w.submit(_spec(w, p)) for p in ("ok-1", "boom", "ok-2")),
+                                    return_exceptions=True)
+        await blocker
+        assert isinstance(outs[1], EngineError) and outs[1].status == 502
+        assert "fake engine failure" in outs[1].message
+        assert all(o.master is not None for o in (outs[0], outs[2])), outs
+        assert ex.health().warm == 1  # the worker survived its engine's error
+    finally:
+        await w.stop()
+
+
+async def test_a_model_that_cannot_load_leaves_the_executor_not_ready_saying_why(tmp_path):
+    settings = _settings(tmp_path, load_error="weights file is truncated")
+    ex = ProcessExecutor(settings, "fake", workers=1)
+    w = Worker(ex, settings)
+    with pytest.raises(ServiceError, match="weights file is truncated") as info:
+        await w.start()
+    try:
+        assert info.value.status == 503 and not w.ready
+        h = ex.health()
+        assert not h.ready and "weights file is truncated" in (h.error or "")
+        assert h.workers[0].restarts == 0  # a load failure is not restarted in a loop
+    finally:
+        await w.stop()
+
+
+async def test_previews_and_product_photos_cross_the_boundary(tmp_path):
+    settings = _settings(tmp_path, delay_s=0.2, steps=4)
+    w, _ = await _worker(settings, 1)
+    events: list = []
+    try:
+        r = await w.submit(_spec(w, "with previews"), listener=Listener(events.append, partials=2))
+        kinds = [type(e) for e in events]
+        assert kinds[:2] == [Queued, Started] and kinds.count(Partial) == 2, kinds
+        partials = [e for e in events if isinstance(e, Partial)]
+        assert [p.index for p in partials] == [0, 1]
+        # the fake engine's previews are greys whose level is the step: in order, distinct
+        levels = [p.image.getpixel((0, 0))[0] for p in partials]
+        assert levels == sorted(levels) and len(set(levels)) == 2
+        assert r.master is not None
+
+        photo = Image.new("RGBA", (64, 64), (200, 30, 40, 255))
+        sha = "b" * 64
+        spec = _spec(w, "product", product_sha256=sha)
+        r = await w.submit(spec, products={sha: photo})
+        assert codecs.decode_master(r.master).convert("RGBA").getpixel((5, 5)) == (200, 30, 40, 255)
+    finally:
+        await w.stop()
+
+
+async def test_stop_answers_every_request_and_ends_the_processes(tmp_path):
+    settings = _settings(tmp_path, delay_s=30.0, steps=300)
+    w, ex = await _worker(settings, 1)
+    procs = [p.proc for p in ex._procs]
+    running = asyncio.create_task(w.submit(_spec(w, "running"), deadline_s=60))
+    await _until(lambda: _busy(ex) is not None)
+    queued = asyncio.create_task(w.submit(_spec(w, "queued", 128), deadline_s=60))
+    await asyncio.sleep(0.1)
+    await asyncio.wait_for(w.stop(), 20)
+    outs = await asyncio.gather(running, queued, return_exceptions=True)
+    assert all(isinstance(o, (Rejected, ServiceError)) and o.status == 503 for o in outs), outs
+    assert all(not p.is_alive() for p in procs)

@@ -25,7 +25,7 @@ from PIL import Image
 
 from swiftshot import pipeline, telemetry
 from swiftshot.config import Settings
-from swiftshot.engines import Engine, FakeEngine, create_engine
+from swiftshot.engines import Engine, EngineConfigError, FakeEngine, create_engine
 from swiftshot.errors import ServiceError
 from swiftshot.runtime.executor import describe_engine
 from swiftshot.runtime.gate import WorkGate, default_capacity
@@ -221,6 +221,8 @@ class Service:
         offered = self.offered
         if len(offered) == 1 and offered[0].engine == spec.engine:
             return offered[0].worker
+        if "engine" not in spec.model_fields_set:
+            return self.worker  # a spec that names no engine (batch items ...): the default
         same = [o for o in offered if o.engine == spec.engine]
         if len(same) == 1:
             return same[0].worker

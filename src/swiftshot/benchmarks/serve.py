@@ -56,6 +56,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                        help="start `swiftshot serve` on a free port (the default without --url)")
     p.add_argument("--engine", default="studio", help="engine of spawned servers (studio, fake ...)")
     p.add_argument("--compare", choices=["naive"], help="also run the naive baseline server")
+    p.add_argument("--executor", choices=["inline", "process", "ray"], default=None,
+                   help="executor of the spawned swiftshot server (default: serve's, process)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="engine workers of the spawned server (process; default 1 per core)")
     p.add_argument("--rate", type=float, help="arrivals per second (default: --load × capacity)")
     p.add_argument("--load", type=float, default=1.5, help="offered load as a multiple of the "
                    "measured capacity (default 1.5)")
@@ -180,9 +184,13 @@ def _servers(args: argparse.Namespace, tmp: Path) -> list[tuple[str, AbstractCon
         port = procs.free_port()
         # Auth is off in the benchmark; the anonymous caller's tier caps X-Priority, so it is
         # raised to realtime for the mix's realtime class to be honoured.
-        env = procs.server_env(tmp / "swiftshot", args.engine, args.size,
-                               {"SWIFTSHOT_SERVER__DRAIN_TIMEOUT_S": "5",
-                                "SWIFTSHOT_AUTH__ANONYMOUS_TIER": "realtime"})
+        extra = {"SWIFTSHOT_SERVER__DRAIN_TIMEOUT_S": "5",
+                 "SWIFTSHOT_AUTH__ANONYMOUS_TIER": "realtime"}
+        if getattr(args, "executor", None):
+            extra["SWIFTSHOT_ENGINE__EXECUTOR"] = args.executor
+        if getattr(args, "workers", None):
+            extra["SWIFTSHOT_ENGINE__WORKERS"] = str(args.workers)
+        env = procs.server_env(tmp / "swiftshot", args.engine, args.size, extra)
         out.append(("swiftshot", procs.running(procs.swiftshot_command(port, args.engine), env, port)))
     return out
 

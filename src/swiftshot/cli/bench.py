@@ -12,6 +12,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     for name, help_ in (("models", "per-stage latency of the engines and encoders"),
                         ("ops", "product photo through cutout, backdrop, shadow, preset, encode"),
                         ("serve", "open-loop load generator against a running or spawned server"),
+                        ("scale", "executor throughput and p95 on 1, 2, 4, 8 workers (simulated device)"),
                         ("check", "quick benchmarks checked against perf/budgets.toml")):
         module = _load(name)
         bp = bsub.add_parser(name, help=help_)

@@ -266,6 +266,17 @@ class LimitsSettings(_Section):
     """Most images in one generations request."""
     url_fetch_allowlist: list[str] = []
     """Hosts product images may be fetched from by URL. Empty: URL inputs are refused."""
+    max_work_side: int = Field(3072, ge=256, le=16384)
+    """Uploaded photos are worked on at most this many pixels on their longer side: a larger
+    JPEG is decoded at reduced scale (libjpeg's DCT scaling), others are reduced right after
+    decoding, so working copies are sized to what any output (at most 2048, or a preset's
+    canvas) can use."""
+    memory_budget_bytes: int = Field(1024 * 1024 * 1024, ge=0)
+    """Bytes of decoded photos (and their working copies, estimated from the header before
+    decoding) that requests may hold at once. Past it a request waits its turn, then gets 503
+    ``memory_busy`` with Retry-After. 0: no budget."""
+    memory_wait_s: float = Field(30.0, ge=0)
+    """Longest a request waits for the memory budget (its deadline, if sooner)."""
 
 
 class PresetRule(_Section):

@@ -199,15 +199,52 @@ def _to_srgb(im: Image.Image, icc: bytes | None) -> Image.Image:
     return im
 
 
-def load_image(data: bytes, limits: LimitsSettings | None = None) -> Image.Image:
+def peek_size(data: bytes, limits: LimitsSettings | None = None) -> tuple[int, int]:
+    """(width, height) from the header alone, with the same refusals as :func:`load_image`
+    for bytes and pixel limits (nothing is decoded): what memory admission is priced on."""
+    im = _open(data, limits or LimitsSettings())
+    try:
+        return im.size
+    finally:
+        im.close()
+
+
+_RESIZABLE = frozenset({"RGB", "RGBA", "L", "LA", "RGBX", "CMYK"})
+
+
+def _reduce(im: Image.Image, max_side: int | None) -> Image.Image:
+    """``im`` with its longer side at most ``max_side`` (area-averaging; aspect kept)."""
+    w, h = im.size
+    if not max_side or max(w, h) <= max_side or im.mode not in _RESIZABLE:
+        return im
+    scale = max_side / max(w, h)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    out = im.resize(size, Image.Resampling.LANCZOS, reducing_gap=2.0)
+    out.info = dict(im.info)
+    return out
+
+
+def load_image(data: bytes, limits: LimitsSettings | None = None, *,
+               max_side: int | None = -1) -> Image.Image:
     """Decode an uploaded product photo safely. See the module docstring for what is allowed.
 
-    Returns an 8-bit sRGB ``RGB`` image, or ``RGBA`` when the file has a real alpha channel.
+    Returns an 8-bit sRGB ``RGB`` image, or ``RGBA`` when the file has a real alpha channel,
+    at most ``max_side`` pixels on its longer side (default ``limits.max_work_side``; None:
+    full size). A larger JPEG is decoded at reduced scale (``draft``: 1/2, 1/4 or 1/8 in the
+    DCT, never below ``max_side``), so its full-size pixels are never held; other formats are
+    reduced right after decoding, before any further copy is made.
     """
     limits = limits or LimitsSettings()
+    if max_side == -1:
+        max_side = limits.max_work_side
     im = _open(data, limits)
     fmt = im.format
+    w, h = im.size
+    if max_side and fmt == "JPEG" and max(w, h) > max_side:
+        scale = max_side / max(w, h)
+        im.draft(im.mode, (max(1, int(w * scale + 0.999)), max(1, int(h * scale + 0.999))))
     im = _decode(im)
+    im = _reduce(im, max_side)
     icc = im.info.get("icc_profile")
     try:
         if im.getexif().get(0x0112, 1) != 1:  # without an orientation tag it would only copy
@@ -216,6 +253,7 @@ def load_image(data: bytes, limits: LimitsSettings | None = None) -> Image.Image
         pass  # broken EXIF: keep the pixels as stored rather than refuse the photo
     im = _to_8bit(im)
     im = _to_srgb(im, icc)
+    im = _reduce(im, max_side)  # modes reduced only after conversion (palette, 16-bit)
     im.info.pop("icc_profile", None)
     im.info.pop("exif", None)
     im.format = fmt  # type: ignore[misc]

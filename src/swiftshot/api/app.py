@@ -23,6 +23,7 @@ from swiftshot.api.auth import Auth
 from swiftshot.api.middleware import InFlight, ServiceMiddleware
 from swiftshot.config import Settings, load_settings
 from swiftshot.engines import Engine
+from swiftshot.runtime import memory
 
 log = logging.getLogger("swiftshot.api")
 
@@ -42,6 +43,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     from swiftshot.service import Service
 
     settings = settings or load_settings()
+    memory.tune_malloc()  # big blocks mmapped: freed photos go back to the OS (runtime/memory)
     auth = Auth(settings.auth)  # a bad keys file fails here, before anything starts
     svc = service if service is not None else (
         Service(settings, engine=engine) if engine is not None else Service.from_settings(settings))

@@ -43,6 +43,7 @@ from starlette.responses import Response
 from swiftshot.api.errors import ApiError, bounded, retry_after
 from swiftshot.inputs import InputError, decode_b64, load_image
 from swiftshot.ops import OpsError
+from swiftshot.runtime import memory
 from swiftshot.runtime.worker import Rejected
 
 router = APIRouter()
@@ -361,10 +362,12 @@ async def removebg(request: Request) -> Response:
             # The place is held until the thread is done, even after a caller past its
             # deadline has been answered: the cores are busy until then.
             with svc.gate.hold(prio):
-                return await asyncio.to_thread(process, data, bg_data, opts, settings)
+                photos = [data] if bg_data is None else [data, bg_data]
+                async with memory.admit_photos(photos, settings.limits, deadline):
+                    return await asyncio.to_thread(process, data, bg_data, opts, settings)
 
         result = await svc.by_deadline(work(), prio, deadline)
-    except Rejected as e:
+    except (Rejected, memory.MemoryBusy) as e:
         return rbg_error(e.status, e.message, e.reason, retry_after(e.retry_after_s))
     except RbgError as e:
         return rbg_error(e.status, e.title, e.code)

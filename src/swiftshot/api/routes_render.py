@@ -56,6 +56,7 @@ from swiftshot.ops.presets import (
     remembered_quality,
 )
 from swiftshot.runtime.progress import Listener
+from swiftshot.runtime import memory
 from swiftshot.service import Rendered, Service
 from swiftshot.spec import OUTPUT_FORMATS, RenderSpec
 
@@ -168,17 +169,22 @@ async def _produce(svc: Service, spec: RenderSpec, stages: telemetry.Stages,
         raise _missing_error(missing)
     # An upload's decode and its render share one place in the work gate (the render's
     # own hold sees it is held already).
+    # The memory budget is held from decode to the end of the render (runtime/memory.py).
     with svc.gate.hold(prio) if sent else contextlib.nullcontext():
-        products = None
-        if sent:
-            t0 = time.perf_counter_ns()
-            products = await _decode(sent.values(), svc.settings.limits)
-            stages.add("decode", t0, time.perf_counter_ns())
-        try:
-            return await svc.render(spec, priority=prio, deadline_s=deadline,
-                                    products=products, stages=stages, listener=listener)
-        except OpsError as e:  # an op that cannot run on this photo (an empty cutout ...)
-            raise ApiError(e.status, str(e), param="ops", code="invalid_ops") from None
+        async with memory.admit_photos([u.data for u in sent.values()], svc.settings.limits,
+                                       deadline):
+            products = None
+            if sent:
+                t0 = time.perf_counter_ns()
+                products = await _decode(sent.values(), svc.settings.limits)
+                stages.add("decode", t0, time.perf_counter_ns())
+            try:
+                return await svc.render(spec, priority=prio, deadline_s=deadline,
+                                        products=products, stages=stages, listener=listener)
+            except OpsError as e:  # an op that cannot run on this photo (empty cutout ...)
+                raise ApiError(e.status, str(e), param="ops", code="invalid_ops") from None
+            finally:
+                products = None  # freed before the budget is handed on
 
 
 async def _verdict(r: Rendered, rule: PresetRule | None, spec: RenderSpec,
@@ -488,7 +494,15 @@ async def _decode(uploads: Any, limits: LimitsSettings) -> dict[str, Image.Image
     def work() -> dict[str, Image.Image]:
         return {u.sha: load_upload(u.data, limits, u.param) for u in ups}
 
-    return await asyncio.to_thread(work)
+    task = asyncio.ensure_future(asyncio.to_thread(work))
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        # The thread cannot be stopped: wait for it, so the caller's memory reservation
+        # (runtime/memory.py) is released only once its pixels are gone.
+        with contextlib.suppress(BaseException):
+            await task
+        raise
 
 
 def _admits(accept: str | None, fmt: str) -> bool:

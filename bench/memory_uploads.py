@@ -97,9 +97,7 @@ def main() -> None:
 
     data = photos(args.n, args.format, Path(tempfile.gettempdir()) / "swiftshot-bench-photos")
     small = io.BytesIO()
-    from PIL import Image
-
-    from PIL import ImageDraw
+    from PIL import Image, ImageDraw
 
     warm = Image.new("RGB", (300, 300), (246, 245, 243))
     ImageDraw.Draw(warm).ellipse((60, 60, 240, 240), fill=(170, 40, 40))

@@ -27,7 +27,8 @@ _TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permi
           404: "invalid_request_error", 405: "invalid_request_error", 406: "invalid_request_error",
           409: "invalid_request_error", 413: "invalid_request_error", 415: "invalid_request_error",
           422: "invalid_request_error", 429: "rate_limit_error", 499: "cancelled",
-          502: "engine_error", 503: "service_unavailable", 504: "timeout"}
+          502: "engine_error", 503: "service_unavailable", 504: "timeout",
+          507: "insufficient_storage"}
 
 
 class ApiError(ServiceError):

@@ -58,7 +58,8 @@ _REASONS = {304: "Not modified (If-None-Match matched the ETag)", 400: "Bad requ
             409: "Conflict", 413: "Body or image too large", 415: "Unsupported media type",
             422: "Invalid field or image", 429: "Rate limit or queue full (Retry-After)",
             499: "Cancelled", 502: "The engine failed",
-            503: "Overloaded, warming up or draining (Retry-After)", 504: "Deadline passed"}
+            503: "Overloaded, warming up or draining (Retry-After)", 504: "Deadline passed",
+            507: "The job store's disk is full: nothing was written (Retry-After)"}
 
 COMMON_ERRORS = (401, 429, 503)
 """Statuses every API operation may answer."""
@@ -132,7 +133,7 @@ def error(status: int, description: str | None = None,
                            "content": {"application/json": {
                                "schema": dict(schema) if schema else
                                {"$ref": "#/components/schemas/Error"}}}}
-    if status in (429, 503):
+    if status in (429, 503, 507):
         out["headers"] = {"Retry-After": header("seconds to wait", "integer")}
     return out
 

@@ -135,12 +135,14 @@ class EngineReadiness(BaseModel):
 
 
 class Ready(BaseModel):
-    status: str
+    status: Literal["ready", "degraded"]
     engine: str
     version: str
     executor: str
     """What runs the engines: inline, process or ray."""
     engines: list[EngineReadiness]
+    degraded: dict[str, str] | None = None
+    """What is off or failing while it still serves (e.g. cache.disk: a full disk)."""
 
 
 class PurgedKey(BaseModel):
@@ -360,7 +362,7 @@ oa.document(
                                               "webhook_url": {"type": "string"}})),
     responses={202: oa.json_ok(BatchCreated, "Accepted", headers={
         "Location": oa.header("/v1/batches/{id}")})},
-    errors=(400, 422))
+    errors=(400, 422, 507))
 oa.document(
     "GET", "/v1/batches/{job_id}", tags=["batches"], summary="A batch job's state",
     responses={200: oa.json_ok(Batch, "The job")}, errors=(404,))

@@ -15,6 +15,8 @@ that may retry sends ``Idempotency-Key``: the same key (per tenant) answers with
 from __future__ import annotations
 
 import asyncio
+import errno
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -26,7 +28,7 @@ from starlette.datastructures import UploadFile
 from starlette.responses import Response
 
 from swiftshot.api.common import base_url
-from swiftshot.api.errors import ApiError, describe, shown
+from swiftshot.api.errors import ApiError, describe, retry_after, shown
 from swiftshot.runtime import webhooks
 from swiftshot.runtime.jobs import JobRunner, job_to_dict
 from swiftshot.spec import RenderSpec
@@ -112,6 +114,13 @@ async def create_batch(request: Request) -> Response:
         job_id = await asyncio.to_thread(runner.store.create_job, new_items, tenant=tenant,
                                          webhook_url=webhook_url, preset=doc.get("preset"),
                                          blobs=known, idempotency_key=idem)
+    except (sqlite3.OperationalError, OSError) as e:
+        if not _disk_full(e):
+            raise
+        # The transaction rolled back: nothing of this job was written.
+        raise ApiError(507, f"the job store's disk is full ({e}); the batch was not accepted "
+                            "and nothing of it was written; retry later",
+                       code="storage_full", headers=retry_after(30)) from None
     except KeyError:  # a stored photo was dropped (its last job ended) since the check above
         raise ApiError(422, "a product_sha256 names a photo that is no longer stored; attach "
                             "the photo as a file part", param="items",
@@ -141,6 +150,10 @@ async def get_batch(job_id: str, request: Request) -> Response:
 
 
 # -- parsing -----------------------------------------------------------------------------------
+
+
+def _disk_full(e: BaseException) -> bool:
+    return getattr(e, "errno", None) == errno.ENOSPC or "full" in str(e).lower()
 
 
 async def _read(request: Request) -> tuple[dict[str, Any], dict[str, UploadFile]]:

@@ -28,8 +28,13 @@ async def readyz(request: Request) -> Response:
     svc = service(request)
     detail = svc.readiness()
     if svc.ready:
-        return json_response({"status": "ready", "engine": svc.info.name,
-                              "version": svc.info.version, **detail})
+        body = {"status": "ready", "engine": svc.info.name, "version": svc.info.version,
+                **detail}
+        degraded = _degraded(svc)
+        if degraded:  # still 200: it serves (from the other tiers); operators are told why
+            body["status"] = "degraded"
+            body["degraded"] = degraded
+        return json_response(body)
     error = getattr(request.app.state, "start_error", None)
     if svc.draining:
         reason, msg = "draining", "the server is draining and takes no new work"
@@ -42,6 +47,17 @@ async def readyz(request: Request) -> Response:
     body = orjson.loads(resp.body)
     body.update({"status": reason, **detail})
     return json_response(body, status=503, headers=dict(retry_after(svc.settings.server.retry_after_s)))
+
+
+def _degraded(svc: object) -> dict[str, str]:
+    """Cache tiers that are off or failing (a full or read-only disk ...): tier → why."""
+    out: dict[str, str] = {}
+    for tier in getattr(getattr(svc, "cache", None), "tiers", ()):
+        health = getattr(tier, "health", None)
+        why = health() if callable(health) else None
+        if why:
+            out[f"cache.{tier.name}"] = why
+    return out
 
 
 async def metrics(request: Request) -> Response:

@@ -212,23 +212,45 @@ class DiskTier:
 
     def __init__(self, directory: Path, max_bytes: int) -> None:
         self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self._cache = diskcache.Cache(str(self.directory), size_limit=max_bytes)
-        self._db_lock = threading.Lock()
-        self._db = sqlite3.connect(str(self.directory / "tags.sqlite3"), timeout=10,
-                                   check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS tags (tag TEXT NOT NULL, key TEXT NOT NULL,"
-                         " PRIMARY KEY (tag, key)) WITHOUT ROWID")
-        self._db.execute("CREATE INDEX IF NOT EXISTS tags_by_key ON tags (key)")
         self.errors = 0
         self._logged = False
+        self._db_lock = threading.Lock()
+        self._failing: str | None = None
+        """The last write error, until a write succeeds again (``health``)."""
+        self._cache: diskcache.Cache | None = None
+        self._db: sqlite3.Connection | None = None
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            self._cache = diskcache.Cache(str(self.directory), size_limit=max_bytes)
+            self._db = sqlite3.connect(str(self.directory / "tags.sqlite3"), timeout=10,
+                                       check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("CREATE TABLE IF NOT EXISTS tags (tag TEXT NOT NULL, key TEXT "
+                             "NOT NULL, PRIMARY KEY (tag, key)) WITHOUT ROWID")
+            self._db.execute("CREATE INDEX IF NOT EXISTS tags_by_key ON tags (key)")
+        except _DISK_ERRORS as e:
+            # A read-only or full cache folder must not stop the server: the tier is off
+            # (every read a miss), /readyz says degraded, the other tiers serve.
+            if self._cache is not None:
+                self._cache.close()
+            self._cache, self._db = None, None
+            self._failed("open", e)
+
+    def health(self) -> str | None:
+        """None when healthy; else what is wrong (for /readyz)."""
+        if self._cache is None:
+            return f"off: the cache folder could not be opened ({self._failing})"
+        if self._failing:
+            return f"writes failing: {self._failing}"
+        return None
 
     # A full or failing disk must not fail requests: reads and writes count the error, log it
     # once, and act as a miss. delete and purge_tag raise instead, so an operator who asked
     # for a removal learns that it did not happen.
 
     def get(self, key: str) -> bytes | None:
+        if self._cache is None:
+            return None
         try:
             value = self._cache.get(key, default=None, retry=True)
         except _DISK_ERRORS as e:
@@ -238,6 +260,8 @@ class DiskTier:
 
     def put(self, key: str, value: bytes, ttl: float | None = None,
             tags: Sequence[str] = ()) -> None:
+        if self._cache is None or self._db is None:
+            return
         try:
             self._cache.set(key, bytes(value), expire=ttl, retry=True)
             if tags:
@@ -246,9 +270,15 @@ class DiskTier:
                                          [(t, key) for t in tags])
         except _DISK_ERRORS as e:
             self._failed("put", e)
+        else:
+            if self._failing is not None:
+                log.warning("disk cache tier %s writes again", self.directory)
+                self._failing, self._logged = None, False
 
     def _failed(self, op: str, exc: Exception) -> None:
         CACHE_ERRORS.labels(tier=self.name).inc()
+        if op != "get":
+            self._failing = f"{op}: {type(exc).__name__}: {exc}"[:300]
         self.errors += 1
         if not self._logged:
             self._logged = True
@@ -256,11 +286,15 @@ class DiskTier:
                         self.directory, op, exc)
 
     def delete(self, key: str) -> bool:
+        if self._cache is None or self._db is None:
+            return False
         with self._db_lock:
             self._db.execute("DELETE FROM tags WHERE key = ?", (key,))
         return bool(self._cache.delete(key, retry=True))
 
     def purge_tag(self, tag: str) -> list[str]:
+        if self._cache is None or self._db is None:
+            return []
         with self._db_lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -273,9 +307,11 @@ class DiskTier:
         return sorted(k for k in keys if self._cache.delete(k, retry=True))
 
     def close(self) -> None:
-        self._cache.close()
+        if self._cache is not None:
+            self._cache.close()
         with self._db_lock:
-            self._db.close()
+            if self._db is not None:
+                self._db.close()
 
 
 _DISK_ERRORS = (OSError, sqlite3.Error, diskcache.Timeout)

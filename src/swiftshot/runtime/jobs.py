@@ -34,7 +34,7 @@ from pydantic import ValidationError
 from swiftshot import telemetry
 from swiftshot.config import Settings
 from swiftshot.engines.base import EngineConfigError
-from swiftshot.runtime import webhooks
+from swiftshot.runtime import memory, webhooks
 from swiftshot.runtime.aio import wait_event
 from swiftshot.spec import RenderSpec
 from swiftshot.store.jobs import Claim, JobStore, JobView
@@ -58,7 +58,8 @@ class PermanentItemError(Exception):
 
 def _is_rejection(exc: BaseException) -> bool:
     """Overload, warming up, draining: the item is fine, the moment is not."""
-    return type(exc).__name__ in ("Rejected", "Unavailable") and hasattr(exc, "retry_after_s")
+    return (type(exc).__name__ in ("Rejected", "Unavailable", "MemoryBusy")
+            and hasattr(exc, "retry_after_s"))
 
 
 def _is_user_error(exc: BaseException) -> bool:
@@ -244,8 +245,12 @@ class JobRunner:
     async def _run_item(self, claim: Claim) -> None:
         try:
             spec = RenderSpec.model_validate_json(claim.spec_json)
-            products = await self._products(claim)
-            rendered = await self.service.render(spec, priority="batch", products=products)
+            data = await self._blob(claim)
+            # the photo's pixels count against the memory budget until the render is done
+            async with memory.admit_photos([data] if data else [], self.settings.limits):
+                products = await self._products(claim, data)
+                rendered = await self.service.render(spec, priority="batch", products=products)
+                products = None
             telemetry.JOB_ITEM_OUTCOMES.labels("done").inc()
             if not await self._db(self.store.complete, claim, rendered.key):
                 log.warning("item %s/%d finished after its lease was taken over",
@@ -259,12 +264,17 @@ class JobRunner:
         finally:
             self._webhook_wake.set()
 
-    async def _products(self, claim: Claim) -> dict[str, Image.Image] | None:
+    async def _blob(self, claim: Claim) -> bytes | None:
         if not claim.product_sha256:
             return None
         data = await self._db(self.store.blob, claim.product_sha256)
         if data is None:
             raise PermanentItemError(f"product photo {claim.product_sha256} is no longer stored")
+        return data
+
+    async def _products(self, claim: Claim, data: bytes | None) -> dict[str, Image.Image] | None:
+        if not claim.product_sha256 or data is None:
+            return None
         from swiftshot.inputs import load_image
 
         image = await asyncio.to_thread(load_image, data, self.settings.limits)

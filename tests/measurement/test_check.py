@@ -27,8 +27,12 @@ def test_the_project_budgets_load_and_name_real_result_fields():
     d = derived({"loaded": fake_loaded})
     fields = {"derived": set(d), "ratios": set(compare(d, d))}
     named = [*budgets, *(b.requires for b in budgets if b.requires)]
+    scale_fields = {"scaling_min", "p95_spread"}  # benchmarks/scale.py summarise()
     for b in named:
         parts = b.metric.split(".")
+        if parts[0] == "scale":
+            assert parts[1] in scale_fields, f"budget {b.name!r} names an unknown field {b.metric}"
+            continue
         assert parts[0] == "serve"
         section = "ratios" if parts[1] == "ratios" else "derived"
         assert parts[-1] in fields[section], f"budget {b.name!r} names an unknown field {b.metric}"
@@ -107,3 +111,14 @@ def test_a_budget_whose_run_precondition_fails_is_inconclusive_not_broken(tmp_pa
         "goodput": 1.2, "naive_effective_load": 2.0}}))
     assert main(argv) == 1
     assert "budget broken: goodput" in capsys.readouterr().out
+
+
+def test_scale_summary_names_the_budgeted_fields():
+    from swiftshot.benchmarks.scale import summarise
+
+    rows = [{"workers": 1, "capacity_rps": 18.0, "p95_ms": 150.0},
+            {"workers": 2, "capacity_rps": 30.0, "p95_ms": 100.0}]
+    out = summarise(rows, 50.0)
+    assert out["scaling_min"] == pytest.approx(30 / 36, abs=1e-3)
+    assert out["p95_spread"] == pytest.approx(1.5)
+    assert rows[1]["p95_over_device"] == 2.0

@@ -43,18 +43,40 @@ def main(args: argparse.Namespace) -> int:
         raise CliError(f"--workers must list counts between 1 and 64; got {args.workers!r}")
     rows = asyncio.run(run(counts, args.device_ms / 1000.0, args.duration, args.executor,
                            args.seed))
-    base = rows[0]["capacity_rps"] / rows[0]["workers"]
-    for r in rows:
-        r["scaling"] = round(r["capacity_rps"] / (r["workers"] * base), 3)
-        r["p95_over_device"] = round(r["p95_ms"] / args.device_ms, 2)
+    summary = summarise(rows, args.device_ms)
     print_table(rows, ["workers", "capacity_rps", "scaling", "offered_rps", "done", "errors",
                        "p50_ms", "p95_ms", "p95_over_device"])
     load = os.getloadavg()
     path = write_result("scale", {"benchmark": "scale", "executor": args.executor,
                                   "device_ms": args.device_ms, "duration_s": args.duration,
-                                  "loadavg": load, "rows": rows}, args.out)
-    print(f"\nload average {load[0]:.1f}; wrote {path}")
+                                  "loadavg": load, "rows": rows, **summary}, args.out)
+    print(f"\nscaling min {summary['scaling_min']:.2f} (goal >= 0.9), p95 spread "
+          f"{summary['p95_spread']:.2f} (max p95 / min p95 over N; flat = 1)")
+    print(f"load average {load[0]:.1f}; wrote {path}")
     return 0
+
+
+def summarise(rows: list[dict[str, Any]], device_ms: float) -> dict[str, float]:
+    """Adds per-row scaling and p95/device; returns the figures the budgets read."""
+    base = rows[0]["capacity_rps"] / rows[0]["workers"]
+    for r in rows:
+        r["scaling"] = round(r["capacity_rps"] / (r["workers"] * base), 3)
+        r["p95_over_device"] = round(r["p95_ms"] / device_ms, 2)
+    p95s = [r["p95_ms"] for r in rows]
+    return {"scaling_min": min(r["scaling"] for r in rows[1:]) if len(rows) > 1 else 1.0,
+            "p95_spread": max(p95s) / min(p95s) if min(p95s) > 0 else float("nan")}
+
+
+def quick() -> dict[str, Any]:
+    """What ``bench check --quick`` runs: 1, 2, 4 process workers, 3 s phases."""
+    device_ms = 50.0
+    rows = asyncio.run(run([1, 2, 4], device_ms / 1000.0, 3.0, "process", 0))
+    summary = summarise(rows, device_ms)
+    print_table(rows, ["workers", "capacity_rps", "scaling", "p50_ms", "p95_ms"])
+    out = {"benchmark": "scale", "executor": "process", "device_ms": device_ms,
+           "loadavg": os.getloadavg(), "rows": rows, **summary}
+    write_result("scale-check", out)
+    return out
 
 
 async def run(counts: list[int], device_s: float, duration: float, executor: str,

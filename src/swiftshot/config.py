@@ -209,6 +209,9 @@ class EngineSettings(_Section):
     batch_timeout_s: float = Field(300.0, gt=0)
     """A batch running longer than this in a worker process has its worker killed and
     restarted (its requests get the retry-once / 503 of a lost worker): nothing hangs."""
+    worker_variants: bool = True
+    """Out of process: the worker also encodes the request's own output format (WebP, AVIF ...)
+    beside the master, so a miss's delivery encode does not run on the front's one core."""
     serve: list[str] = []
     """Engines one server offers, e.g. ``["studio", "diffusion=./models/sd-turbo"]``
     (``NAME`` or ``NAME=MODEL``); empty: just ``default``. The first is the default."""

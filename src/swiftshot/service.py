@@ -463,6 +463,11 @@ class Service:
             master_s = time.perf_counter() - t0
             size = result.image.size
         await self.store(key, spec, master, size)
+        for (fmt, q), data in (getattr(result, "variants", None) or {}).items():
+            # encoded in the worker: Service.variant finds it as a cache hit
+            await self.cache.aput(variant_key(key, fmt, q, None), data,
+                                  ttl=self.cache.ttl_for(spec.category),
+                                  tags=(*spec.tags, _own_tag(key)))
         return _Made(result.image, master, result.queue_s, result.infer_s, master_s,
                      result.batch_size, submitted)
 

@@ -173,6 +173,11 @@ async def test_previews_and_product_photos_cross_the_boundary(tmp_path):
         assert levels == sorted(levels) and len(set(levels)) == 2
         assert r.master is not None
 
+        # the request's own delivery variant is encoded in the worker beside the master
+        r = await w.submit(_spec(w, "webp please", output_format="webp"))
+        assert list(r.variants) == [("webp", 80)]
+        assert r.variants[("webp", 80)][:4] == b"RIFF"
+
         photo = Image.new("RGBA", (64, 64), (200, 30, 40, 255))
         sha = "b" * 64
         spec = _spec(w, "product", product_sha256=sha)

@@ -181,6 +181,10 @@ class ItemResult:
     width: int = 0
     height: int = 0
     error: ServiceError | None = None
+    variants: dict[tuple[str, int], bytes] = field(default_factory=dict)
+    """Delivery variants encoded in the worker beside the master, by (format, quality): the
+    spec's own ``output_format`` at full width, which is what the request that made the
+    render asks for first (its encode then runs in the worker, not on the front's GIL)."""
 
 
 @dataclass
@@ -262,7 +266,9 @@ RunBatch = Callable[..., list[Image.Image]]
 def run_items(engine: Engine, batch: Batch, *, run_batch: RunBatch,
               should_stop: Callable[[], bool] = lambda: False,
               on_partial: Callable[[int, Image.Image], None] | None = None,
-              encode: Callable[[Image.Image], bytes] | None = None) -> BatchResult:
+              encode: Callable[[Image.Image], bytes] | None = None,
+              encode_variant: Callable[[Image.Image, RenderSpec], tuple[tuple[str, int], bytes]]
+              | None = None) -> BatchResult:
     """Run ``batch`` through ``run_batch`` (pipeline.run_batch) and give one result per item.
 
     ``should_stop()`` is asked between steps (True: the engine stops, ``Cancelled`` raises).
@@ -301,7 +307,9 @@ def run_items(engine: Engine, batch: Batch, *, run_batch: RunBatch,
             t1 = time.perf_counter()
             master = encode(out)
             master_s += time.perf_counter() - t1
-            results.append(ItemResult(item.id, master=master, width=out.width, height=out.height))
+            variants = dict([encode_variant(out, item.spec)]) if encode_variant else {}
+            results.append(ItemResult(item.id, master=master, width=out.width, height=out.height,
+                                      variants=variants))
         else:
             results.append(ItemResult(item.id, image=out, width=out.width, height=out.height))
     return BatchResult(results, infer_s, master_s)

@@ -127,6 +127,15 @@ def _worker_main(conn: Any, settings_json: dict[str, Any], engine: str, model: s
 
     threading.Thread(target=reader, name="swiftshot-worker-reader", daemon=True).start()
     encode = lambda im: codecs.encode_master(im, settings.delivery)  # noqa: E731
+    qualities = dict(settings.delivery.quality)
+
+    def encode_variant(im: Any, spec: Any) -> tuple[tuple[str, int], bytes]:
+        # the variant the asking request delivers (Service.quality_for's rule)
+        fmt = spec.output_format
+        q = 100 if fmt == "png" else (spec.quality or qualities[fmt])
+        data = codecs.encode(im, fmt, None if fmt == "png" else q,
+                             source_type=pipeline.source_type_for(spec), settings=settings.delivery)
+        return (fmt, q), data
     while True:
         msg = batches.get()
         if msg is None:
@@ -144,7 +153,9 @@ def _worker_main(conn: Any, settings_json: dict[str, Any], engine: str, model: s
 
         try:
             result = run_items(eng, batch, run_batch=pipeline.run_batch, should_stop=should_stop,
-                               on_partial=on_partial, encode=encode)
+                               on_partial=on_partial, encode=encode,
+                               encode_variant=encode_variant if settings.engine.worker_variants
+                               else None)
             result.worker = f"{info.name}/process-{index}"
             conn.send(("done", batch_id, result))
         except Cancelled:

@@ -62,6 +62,8 @@ class Result:
     width: int = 0
     height: int = 0
     worker: str = ""
+    variants: dict[tuple[str, int], bytes] | None = None
+    """Delivery variants the worker encoded beside the master (format, quality) → bytes."""
 
 
 @dataclass
@@ -370,7 +372,8 @@ class Worker:
                 if not slot.future.done():
                     slot.future.set_result(Result(
                         r.image, start - slot.item.arrival, infer_s, len(slots), r.master,
-                        out.master_s / max(1, len(slots)), r.width, r.height, out.worker))
+                        out.master_s / max(1, len(slots)), r.width, r.height, out.worker,
+                        r.variants or None))
             self._generations.inc(made)
         finally:
             for slot in slots:

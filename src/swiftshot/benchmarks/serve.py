@@ -424,7 +424,7 @@ def compare(sw: dict[str, float], naive: dict[str, float], window_s: float | Non
             "miss_capacity": ratio(sw["miss_capacity_rps"], naive["miss_capacity_rps"]),
             "p50": ratio(sw["p50_ms"], naive["p50_ms"]),
             # every naive answer is a miss: swiftshot's misses against them (the serving cost)
-            "miss_p50": ratio(sw["miss_p50_ms"], naive["p50_ms"]),
+            "miss_p50": ratio(sw.get("miss_p50_ms", math.nan), naive["p50_ms"]),
             "p95": ratio(sw["p95_ms"], naive["p95_ms"]),
             "p99": ratio(sw["p99_ms"], naive["p99_ms"]),
             "realtime_p95": ratio(sw["realtime_p95_ms"], naive["realtime_p95_ms"])}

@@ -378,9 +378,12 @@ class PrefetchSettings(_Section):
     """Most variants encoded ahead per render (the most frequent profiles)."""
     coverage: float = Field(0.9, gt=0, le=1)
     """Stop adding profiles once they cover this share of recent delivery requests."""
-    idle_gate: int = Field(2, ge=0)
-    """Idle means: nothing above prefetch queued for the engine, and at most this many
+    idle_gate: int = Field(0, ge=0)
+    """Idle means: nothing above prefetch queued for the engine, and at most this many other
     requests doing work past the cache (the work gate)."""
+    idle_engine: bool = True
+    """... and no batch in the engine (on 2 cores an encode beside inference slowed the
+    realtime p95 on a loaded box: docs/PERFORMANCE.md)."""
     wait_s: float = Field(3.0, gt=0)
     """A render's variants not started within this many seconds (never idle) are dropped."""
     poll_s: float = Field(0.02, gt=0)

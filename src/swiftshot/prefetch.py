@@ -219,12 +219,15 @@ class Prefetcher:
         self._wake.set()
 
     def idle(self, held: int = 0) -> bool:
-        """Capacity to spare: nothing of a higher class queued in the engine, and the work
+        """Capacity to spare: nothing of a higher class queued in the engine (nor running, with
+        ``prefetch.idle_engine``), and the work
         gate (requests doing CPU work past the cache) at most ``idle_gate`` full, never its
         last shared place (``held``: places this prefetch holds itself)."""
         depth = self.svc.worker.depth() if hasattr(self.svc.worker, "depth") else {}
         if any(depth.get(p, 0) for p in ABOVE_PREFETCH):
             return False
+        if self.settings.idle_engine and depth.get("running", 0):
+            return False  # the engine is busy: its core is not idle capacity
         gate = self.svc.gate
         others = gate.in_use - held
         return others <= self.settings.idle_gate and others + 1 < gate.shared_limit

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One short GPU benchmark of the diffusion engine (SD-Turbo / SDXL-Turbo architectures, RANDOM
-# weights: latency real, pixels not), time-boxed to finish in under 8 minutes on an H100.
+# weights: latency real, pixels not), time-boxed to finish in under 9.5 minutes on an H100 (TOTAL_S=540).
 #
 #   on the GPU machine, from the repo root, with .whl/ carried (bench/gpu_wheels.sh fills it):
 #     bash bench/gpu.sh                 # writes $OUT/gpu.log, $OUT/*.json, $OUT/sections.jsonl
@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/swiftshot-gpu}
 mkdir -p "$OUT"
 SMOKE=${SMOKE:-0}
-TOTAL_S=${TOTAL_S:-450}
+TOTAL_S=${TOTAL_S:-540}
 T0=$(date +%s)
 [ "${1:-}" = --serve ] || exec > >(tee -a "$OUT/gpu.log") 2>&1
 
@@ -78,66 +78,67 @@ if not (root / "sd" / "model_index.json").exists():
     build_tiny_sdxl(root / "sdxl"); build_tiny_taesd(root / "sdxl" / "taesd")
 EOF
   SD=(--model "$TINY/sd"); SDXL=(--model "$TINY/sdxl")
-  DEV=cpu; HALF=bf16; PREC=fp32,bf16; S1=64; S2=128; B="1,2"; BIG="1,2,4"; REP=1
+  DEV=cpu; HALF=bf16; PREC=fp32,bf16; S1=64; S2=128; B="1,2"; BIG="1,2,4"; REP=1; BURSTS="1,4"
   MODEL_DIR=$TINY/sd
 else
   SD=(--arch sd-turbo); SDXL=(--arch sdxl-turbo)
-  DEV=cuda; HALF=fp16; PREC=fp32,fp16,bf16; S1=512; S2=1024; B="1,8"; BIG="1,8,32"; REP=2
+  DEV=cuda; HALF=fp16; PREC=fp32,fp16,bf16; S1=512; S2=1024; B="1,8"; BIG="1,8,32"; REP=2; BURSTS="1,4,16"
   MODEL_DIR=/tmp/sd-turbo-random
 fi
 
-# Serving end to end against the diffusion engine, if this build has serve + bench serve.
-# Run as `gpu.sh --serve` by its section, so that `timeout` can stop it (and its server).
-serve_e2e() {
-  if ! "${SS[@]}" serve --help >/dev/null 2>&1 || ! "${SS[@]}" bench serve --help >/dev/null 2>&1; then
-    echo "swiftshot serve / bench serve not in this build: skipped"; return 0
-  fi
-  if [ "$SMOKE" != 1 ]; then
-    "$PY" -c "import torch; from swiftshot.engines.architectures import save_architecture; \
-save_architecture('sd-turbo', '$MODEL_DIR', dtype=torch.float16)" || return 1
-  fi
-  local port=18777
-  SWIFTSHOT_SERVER__WARMUP_SHAPES="[[${S1},${S1}]]" SWIFTSHOT_DATA_DIR="$OUT/serve-var" \
-    "${SS[@]}" serve --engine diffusion --model "$MODEL_DIR" --port $port > "$OUT/serve-server.log" 2>&1 &
-  local pid=$!
-  SERVER_PID=$pid
-  local ok=0
-  for _ in $(seq 1 120); do
-    if "$PY" -c "import httpx,sys; sys.exit(httpx.get('http://127.0.0.1:$port/readyz').status_code != 200)" 2>/dev/null; then ok=1; break; fi
-    kill -0 $pid 2>/dev/null || break
-    sleep 1
-  done
-  if [ $ok = 1 ]; then
-    "${SS[@]}" bench serve --url "http://127.0.0.1:$port" --quick --size "${S1}x${S1}" \
-      --out "$OUT/serve.json"
-  else
-    echo "server did not become ready; tail of its log:"; tail -20 "$OUT/serve-server.log"
-  fi
-  kill $pid 2>/dev/null; wait $pid 2>/dev/null
-  return 0
+# Serving end to end through a real server (swiftshot.benchmarks.diffusion_serve): bursts of
+# 1/4/16 simultaneous requests that the worker batches, fp16, eager and torch.compile
+# (reduce-overhead = CUDA graphs), for SD-Turbo and SDXL-Turbo random-weight folders.
+# Run as `gpu.sh --serve ARCH COMPILE` by its section, so `timeout` stops it (and its server).
+build_folder() {  # build_folder ARCH DIR: random-weight pipeline folder with taesd/
+  [ -f "$2/model_index.json" ] && return 0
+  "$PY" - "$1" "$2" "$DEV" <<'PYEOF'
+import sys, torch
+from swiftshot.engines.architectures import build_architecture, build_taesd, RANDOM_WEIGHTS_NOTE
+name, path, dev = sys.argv[1:4]
+dt = torch.float16 if dev == "cuda" else torch.float32
+build_architecture(name, dt, dev).save_pretrained(path, safe_serialization=True)
+build_taesd(dt, dev).save_pretrained(path + "/taesd", safe_serialization=True)
+open(path + "/RANDOM_WEIGHTS.txt", "w").write(f"{name}: {RANDOM_WEIGHTS_NOTE}\n")
+PYEOF
+}
+serve_e2e() {  # serve_e2e ARCH COMPILE(none|reduce-overhead|default)
+  local arch=$1 mode=$2 dir
+  if [ "$SMOKE" = 1 ]; then dir=$TINY/${arch%%-*}; [ "$arch" = sd-turbo ] && dir=$TINY/sd
+  else dir=/tmp/$arch-random; build_folder "$arch" "$dir" || return 1; fi
+  local extra=(); [ "$mode" != none ] && extra=(--compile "$mode")
+  "$PY" -m swiftshot.benchmarks.diffusion_serve --model "$dir" --tiny-vae "$dir/taesd" \
+    --backends torch --device $DEV --dtype $HALF --size $S1 -n 0 --no-bare --no-cold \
+    --bursts "$BURSTS" --repeats $REP "${extra[@]}" --label "$arch $HALF ${mode/none/eager}" \
+    --work "$OUT/serve-$arch-$mode" --out "$OUT/serve_${arch}_${mode}.json"
+  "$PY" -m swiftshot.benchmarks.diffusion_serve --markdown "$OUT/serve_${arch}_${mode}.json" \
+    >> "$OUT/serve-table.md"
 }
 if [ "${1:-}" = --serve ]; then
-  trap 'kill $SERVER_PID 2>/dev/null' EXIT
-  serve_e2e; exit $?
+  serve_e2e "$2" "$3"; exit $?
 fi
 section env 30 bash -c "nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null || echo 'no nvidia-smi'; \
   $PY -c 'import sys, torch, diffusers, transformers; print(sys.version.split()[0], \"torch\", torch.__version__, \"cuda\", torch.cuda.is_available(), \"diffusers\", diffusers.__version__, \"transformers\", transformers.__version__)'"
 
-# 1. SD-Turbo throughput in half precision: per-stage, VAE vs TAESD, batch 1/8/32, 512² and 1024².
+# 1-3. Through the server, batch 1/4/16 (issue 12): SD-Turbo compiled (CUDA graphs) and eager,
+# then SDXL-Turbo compiled. Compiling is in each server's warm-up and first burst per size.
+section serve_sd_turbo_compile 170 bash "$0" --serve sd-turbo reduce-overhead
+section serve_sd_turbo_eager 80 bash "$0" --serve sd-turbo none
+section serve_sdxl_turbo_compile 200 bash "$0" --serve sdxl-turbo reduce-overhead
+# 4. SD-Turbo throughput in half precision: per-stage, VAE vs TAESD, batch 1/8/32, 512² and 1024².
 section sd_turbo_half 130 $(bench_cmd sd_turbo_half) "${SD[@]}" --device $DEV --dtypes $HALF \
   --sizes $S1,$S2 --batches $BIG --repeats $REP
-# 2. Precision: fp32 reference vs fp16 vs bf16 (deviation columns), 512², batch 1/8.
+# 5. Precision: fp32 reference vs fp16 vs bf16 (deviation columns), 512², batch 1/8.
 section sd_turbo_precision 70 $(bench_cmd sd_turbo_precision) "${SD[@]}" --device $DEV \
   --dtypes $PREC --sizes $S1 --batches $B --repeats $REP
-# 3. SDXL-Turbo (two text encoders, 2.6B UNet): half precision, 512² and 1024², batch 1/8.
+# 6. SDXL-Turbo (two text encoders, 2.6B UNet): half precision, 512² and 1024², batch 1/8.
 section sdxl_turbo_half 110 $(bench_cmd sdxl_turbo_half) "${SDXL[@]}" --device $DEV --dtypes $HALF \
   --sizes $S1,$S2 --batches $B --repeats $REP
-# 4. torch.compile + channels-last (compiling the UNet takes a minute or two): one config.
+# 7. torch.compile + channels-last (compiling the UNet takes a minute or two): one config.
 section sd_turbo_compile 120 $(bench_cmd sd_turbo_compile) "${SD[@]}" --device $DEV \
   --dtypes $HALF+cl,$HALF+compile+cl --sizes $S1 --batches 1 --repeats $REP
 
-# 5. Serving end to end against the diffusion engine (the --serve branch above).
-section serve_e2e 90 bash "$0" --serve
 
+[ -f "$OUT/serve-table.md" ] && { echo "=== through the server (paste into docs/PERFORMANCE.md):"; cat "$OUT/serve-table.md"; }
 echo "=== done in $(( $(date +%s) - T0 ))s; files in $OUT:"
 ls -l "$OUT"

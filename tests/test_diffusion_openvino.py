@@ -128,6 +128,7 @@ def test_engines_command_says_which_backend_and_why(tiny_sd_dir, monkeypatch, ca
     assert main(["engines", "--json"]) == 0
     d = {r["engine"]: r for r in json.loads(capsys.readouterr().out)}["diffusion"]
     assert d["backend"] == "openvino" and d["backend_reason"].startswith("auto:")
+    assert isinstance(d["openvino_cached"], list)  # what a start would not have to convert
     monkeypatch.setenv("SWIFTSHOT_ENGINE__DIFFUSION__BACKEND", "torch")
     assert main(["engines"]) == 0
     out = capsys.readouterr().out

@@ -96,8 +96,27 @@ class Server:
             self.proc.wait()
 
 
+def _cpu_s(pid: int | None = None) -> float:
+    """CPU seconds (user + system) of a process so far: on a shared box wall time measures the
+    neighbours as much as the code, CPU time much less."""
+    if pid is None:
+        import resource
+
+        u = resource.getrusage(resource.RUSAGE_SELF)
+        return u.ru_utime + u.ru_stime
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+CPU_PID: int | None = None
+"""The server process whose CPU time each render records (set while a server runs)."""
+
+
 def _render(url: str, prompt: str, seed: int, size: int) -> tuple[float, float | None]:
     import httpx
+
+    if CPU_PID is not None:
+        c0 = _cpu_s(CPU_PID)
 
     body = {"prompt": prompt, "width": size, "height": size, "seed": seed, "steps": 1,
             "engine": "diffusion", "output_format": "png"}
@@ -107,7 +126,12 @@ def _render(url: str, prompt: str, seed: int, size: int) -> tuple[float, float |
     if r.status_code != 200:
         raise RuntimeError(f"render answered {r.status_code}: {r.text[:500]}")
     ms = _infer_ms(r.headers.get("server-timing", ""))
+    if CPU_PID is not None:
+        CPU_LOG.append(_cpu_s(CPU_PID) - c0)
     return wall, (ms / 1000 if ms is not None else None)
+
+
+CPU_LOG: list[float] = []
 
 
 def _med(xs: list[float | None]) -> float | None:
@@ -148,13 +172,19 @@ def serve_phase(model: str, backend: str, env: dict[str, str], n: int, size: int
     import httpx
 
     row: dict[str, Any] = {"backend": backend, "phase": tag, "load_before": _load()}
+    global CPU_PID
     srv = Server(model, env, work / f"server-{tag}.log")
     try:
         row["ready_s"] = round(srv.wait_ready(1800), 2)
+        row["ready_cpu_s"] = round(_cpu_s(srv.proc.pid), 2)
+        CPU_PID = srv.proc.pid
         if n:
+            CPU_LOG.clear()
             new = [_render(srv.url, f"{PROMPTS[i % len(PROMPTS)]} #{seed0 + i}", seed0 + i, size)
                    for i in range(n)]
             rep = [_render(srv.url, PROMPTS[0], seed0 + 100 + i, size) for i in range(n + 1)][1:]
+            row["new_prompt_cpu_s"] = _med(CPU_LOG[:n])
+            row["repeated_prompt_cpu_s"] = _med(CPU_LOG[n + 1:])
             row.update(new_prompt_wall_s=_med([w for w, _ in new]),
                        new_prompt_infer_s=_med([i for _, i in new]),
                        repeated_prompt_wall_s=_med([w for w, _ in rep]),
@@ -170,6 +200,7 @@ def serve_phase(model: str, backend: str, env: dict[str, str], n: int, size: int
             row["prompt_cache_misses"] = _metric(metrics, "swiftshot_prompt_embedding_cache_total",
                                                  '{result="miss"}')
     finally:
+        CPU_PID = None
         srv.stop()
     row["load_after"] = _load()
     return row
@@ -193,10 +224,11 @@ def bare_phase(model: str, backend: str, env: dict[str, str], n: int, size: int,
             else:
                 os.environ[k] = v
     row: dict[str, Any] = {"backend": backend, "phase": "bare", "load_before": _load()}
-    t = time.perf_counter()
+    t, c = time.perf_counter(), _cpu_s()
     engine = create_engine("diffusion", settings, model=model)
     engine.load()
     row["load_s"] = round(time.perf_counter() - t, 2)
+    row["load_cpu_s"] = round(_cpu_s() - c, 2)
     row["load_report"] = getattr(engine, "load_report", {})
 
     def spec(p: str, seed: int) -> RenderSpec:
@@ -204,18 +236,21 @@ def bare_phase(model: str, backend: str, env: dict[str, str], n: int, size: int,
                           engine="diffusion").normalized()
 
     engine.run([spec("warm-up", 0)])
-    new, rep = [], []
+    new, rep, new_cpu, rep_cpu = [], [], [], []
     for i in range(n):
         s = spec(f"{PROMPTS[i % len(PROMPTS)]} #{seed0 + i}", seed0 + i)
-        t = time.perf_counter()
+        t, c = time.perf_counter(), _cpu_s()
         engine.run([s])
         new.append(time.perf_counter() - t)
+        new_cpu.append(_cpu_s() - c)
     engine.run([spec(PROMPTS[0], seed0 + 100)])
     for i in range(n):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), _cpu_s()
         engine.run([spec(PROMPTS[0], seed0 + 101 + i)])
         rep.append(time.perf_counter() - t)
-    row.update(new_prompt_s=_med(new), repeated_prompt_s=_med(rep), new_all_s=new, rep_all_s=rep)
+        rep_cpu.append(_cpu_s() - c)
+    row.update(new_prompt_s=_med(new), repeated_prompt_s=_med(rep), new_all_s=new, rep_all_s=rep,
+               new_prompt_cpu_s=_med(new_cpu), repeated_prompt_cpu_s=_med(rep_cpu))
     row["load_after"] = _load()
     del engine
     return row
@@ -223,7 +258,7 @@ def bare_phase(model: str, backend: str, env: dict[str, str], n: int, size: int,
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--model", required=True, help="diffusers folder (e.g. a save_architecture one)")
+    ap.add_argument("--model", help="diffusers folder (e.g. a save_architecture one)")
     ap.add_argument("--tiny-vae", default=None, help="AutoencoderTiny folder (default MODEL/taesd)")
     ap.add_argument("--backends", default="openvino,torch")
     ap.add_argument("--size", type=int, default=512)
@@ -246,6 +281,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.markdown:
         print(markdown(json.loads(Path(args.markdown).read_text())))
         return 0
+    if not args.model:
+        ap.error("--model is required (a diffusers folder)")
     burst_sizes = [int(b) for b in args.bursts.split(",") if b.strip()]
     from swiftshot.benchmarks.machine import machine_info
 

@@ -383,7 +383,10 @@ class DiffusionEngine:
             "default_steps": self.settings.default_steps,
             "default_guidance": self.settings.default_guidance,
             "loaded": self._pipe is not None,
-            **({"openvino_dir": str(self.openvino_dir)} if self.backend == "openvino" else {}),
+            **({"openvino_dir": str(self.openvino_dir),
+                # converted models found: a start without them converts first (minutes)
+                "openvino_cached": (self._ov_cached_components() if self.folder else None)}
+               if self.backend == "openvino" else {}),
             **({"load": self.load_report} if self.load_report else {}),
         }
 

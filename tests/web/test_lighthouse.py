@@ -58,7 +58,29 @@ def test_page_scores_95_for_performance_and_accessibility(web_server, tmp_path):
                                          indent=2) + "\n")
     assert scores["performance"] >= MIN_SCORE, (scores, failing)
     assert scores["accessibility"] >= MIN_SCORE, (scores, failing)
+    a11y = {r["id"] for r in cats["accessibility"]["auditRefs"]}
+    assert not a11y & failing.keys(), {k: failing[k] for k in a11y & failing.keys()}
     # the page's own promises: nothing blocks rendering, and it stays small
     assert report["audits"]["render-blocking-resources"].get("score", 1) == 1
     total = report["audits"]["total-byte-weight"]["numericValue"]
     assert total < 60_000, total
+
+
+def test_finished_batch_scores_95_for_accessibility(web_server, photos, tmp_path):
+    """The page as a seller leaves it (results, check tables, a failed PDF, slider moved, the
+    HTML snippet open), audited by Lighthouse's snapshot mode (tools/lighthouse/snapshot.mjs)."""
+    chrome = find_chromium()
+    if chrome is None:
+        missing_service("no chromium binary (Debian package chromium)")
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        missing_service("no node/npm for Lighthouse (Debian packages nodejs npm)")
+    subprocess.run([str(TOOL / "install.sh")], check=True, timeout=600)
+    out = tmp_path / "snapshot.json"
+    files = [str(photos[n]) for n in ("bottle_white_sweep", "mug_handle_white_sweep", "pdf")]
+    subprocess.run(["node", str(TOOL / "snapshot.mjs"), web_server.url + "/", str(out), *files],
+                   check=True, timeout=240, env={**os.environ, "CHROME_PATH": chrome})
+    result = json.loads(out.read_text())
+    if dest := os.environ.get("SWIFTSHOT_LIGHTHOUSE_OUT"):
+        Path(dest).with_suffix(".snapshot.json").write_text(json.dumps(result, indent=2) + "\n")
+    assert result["score"] >= MIN_SCORE, result
+    assert result["failing"] == {}, result  # stricter than the score: no audit fails at all

@@ -196,3 +196,28 @@ def test_api_key_and_busy_server(browser, auth_server, photos, tmp_path):
     assert sum(i["waits"] for i in items) >= 1, items
     assert seen_busy and re.fullmatch(r"Server busy · retrying in \d+ s", seen_busy), seen_busy
     assert browser.errors() == []
+
+
+def test_dropped_files_and_the_fifty_photo_cap(page, photos):
+    """Files dropped on the zone (a real CDP drag with files) are added like picked ones; past
+    50 the rest are refused in words, and nothing is sent until the seller presses the button."""
+    box = page.eval("""(() => { const r = document.querySelector('#drop').getBoundingClientRect();
+        return [r.x + r.width / 2, r.y + r.height / 2]; })()""")
+    data = {"items": [], "files": [str(photos["bottle_white_sweep"]), str(photos["pdf"])],
+            "dragOperationsMask": 1}
+    for kind in ("dragEnter", "dragOver", "drop"):
+        page.send("Input.dispatchDragEvent", type=kind, x=box[0], y=box[1], data=data)
+    page.wait_for("document.querySelectorAll('#items .item').length === 2")
+    names = page.eval("[...document.querySelectorAll('#items h2')].map(h => h.innerText)")
+    assert names == ["bottle_white_sweep.jpg", "price-list.pdf"]
+    assert page.eval("document.getElementById('summary').innerText") == "2 photos: 0 done"
+
+    page.set_files("#files", [photos["box_gradient"]] * 49)
+    page.wait_for("document.querySelectorAll('#items .item').length === 50")
+    summary = page.eval("document.getElementById('summary').innerText")
+    assert summary == "50 photos: 0 done · 1 more refused: at most 50 photos at once", summary
+    assert page.eval("document.querySelectorAll('#items .item.waiting').length") == 50
+    page.click("#clear")
+    assert page.eval("document.querySelectorAll('#items .item').length") == 0
+    assert page.eval("document.activeElement.id") == "files"  # focus back on the picker
+    assert page.errors() == []

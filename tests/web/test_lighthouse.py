@@ -46,6 +46,12 @@ def test_page_scores_95_for_performance_and_accessibility(web_server, tmp_path):
     if shutil.which("node") is None or shutil.which("npm") is None:
         missing_service("no node/npm for Lighthouse (Debian packages nodejs npm)")
     report = run_lighthouse(web_server.url + "/", tmp_path / "lighthouse.json", chrome)
+    if report["categories"]["performance"]["score"] < MIN_SCORE:
+        # Lighthouse's own advice for variance: the median of several runs. A busy shared box
+        # can lengthen one run's main-thread tasks (TBT); two more runs, the median counts.
+        more = [run_lighthouse(web_server.url + "/", tmp_path / f"lighthouse-{i}.json", chrome)
+                for i in (1, 2)]
+        report = sorted([report, *more], key=lambda r: r["categories"]["performance"]["score"])[1]
     cats = report["categories"]
     scores = {k: cats[k]["score"] for k in ("performance", "accessibility")}
     failing = {a["id"]: a.get("title") for a in report["audits"].values()
@@ -64,6 +70,7 @@ def test_page_scores_95_for_performance_and_accessibility(web_server, tmp_path):
     assert report["audits"]["render-blocking-resources"].get("score", 1) == 1
     total = report["audits"]["total-byte-weight"]["numericValue"]
     assert total < 60_000, total
+    assert report["audits"]["cumulative-layout-shift"]["numericValue"] < 0.01  # nothing jumps
 
 
 def test_finished_batch_scores_95_for_accessibility(web_server, photos, tmp_path):

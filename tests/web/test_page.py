@@ -71,9 +71,9 @@ def test_batch_flow_with_check_snippet_compare_and_zip(page, web_server, photos,
     first = page.eval(ITEMS)
     assert sum(i["state"] == "Waiting" for i in first) >= 2, first
     page.wait_for(f"{ITEMS}.some(i => i.cls.includes('done'))", timeout=60)
-    shoot(page, tmp_path, "03-working")
+    shoot(page, tmp_path, "05-working")
     items = {i["name"]: i for i in page.wait_for(SETTLED, timeout=120)}
-    shoot(page, tmp_path, "04-done")
+    shoot(page, tmp_path, "06-done")
 
     # the refused files say why in words, and the rest of the batch went on
     pdf, big = items[photos["pdf"].name], items[photos["big"].name]
@@ -131,7 +131,7 @@ def test_batch_flow_with_check_snippet_compare_and_zip(page, web_server, photos,
     assert cut[0] == "5%" and cut[1] and "95%" in cut[2], cut
     for _ in range(45):  # half way, for the screenshot
         page.press("ArrowRight", key_code=39)
-    shoot(page, tmp_path, "05-compare")
+    shoot(page, tmp_path, "07-compare")
 
     # download all: the zip the browser saved holds each finished image, byte for byte
     downloads = tmp_path / "downloads"
@@ -169,7 +169,7 @@ def test_api_key_and_busy_server(browser, auth_server, photos, tmp_path):
     for i in items:
         assert "failed" in i["cls"] and "API key needed" in i["msg"] and "401" in i["msg"], i
         assert refused.json()["error"]["message"] in i["msg"]
-    shoot(browser, tmp_path, "06-api-key-needed")
+    shoot(browser, tmp_path, "09-api-key-needed")
 
     browser.click("details.key summary")  # the field is folded away until asked for
     browser.type("#key", API_KEY)
@@ -186,7 +186,7 @@ def test_api_key_and_busy_server(browser, auth_server, photos, tmp_path):
         busy = [i for i in now if i["state"].startswith("Server busy")]
         if busy and seen_busy is None:
             seen_busy = busy[0]["state"]
-            shoot(browser, tmp_path, "07-busy-retrying")
+            shoot(browser, tmp_path, "10-busy-retrying")
         if browser.eval(SETTLED):
             break
         time.sleep(0.1)

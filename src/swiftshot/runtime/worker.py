@@ -139,7 +139,10 @@ class Worker:
         self.ready = False
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s  # wall time, whatever clock the scheduler is given
-        while (len(self.scheduler) or self._running) and loop.time() < deadline:
+        # _batches too: a batch taken from the scheduler is in neither the queue nor _running
+        # until its task takes its first step (drain returned early there on a loaded box)
+        while (len(self.scheduler) or self._running or self._batches) \
+                and loop.time() < deadline:
             if self._loop_task is None or self._loop_task.done():
                 break  # nothing will ever run what is queued
             await asyncio.sleep(0.005)

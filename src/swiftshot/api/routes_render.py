@@ -55,8 +55,8 @@ from swiftshot.ops.presets import (
     quality_headers,
     remembered_quality,
 )
-from swiftshot.runtime.progress import Listener
 from swiftshot.runtime import memory
+from swiftshot.runtime.progress import Listener
 from swiftshot.service import Rendered, Service
 from swiftshot.spec import OUTPUT_FORMATS, RenderSpec
 

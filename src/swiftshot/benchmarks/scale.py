@@ -103,8 +103,8 @@ async def run(counts: list[int], device_s: float, duration: float, executor: str
             await w.start()
             counter = iter(range(10**9))
 
-            def spec() -> RenderSpec:
-                # distinct specs: no two share a key
+            def spec(w: Any = w, counter: Any = counter) -> RenderSpec:
+                # distinct specs: no two share a key (used within this iteration only)
                 return w.info.normalized(RenderSpec(engine="fake", prompt=f"p{next(counter)}",
                                                     width=64, height=64))
 

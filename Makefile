@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	# torch pinned to the CPU wheel: an unpinned torch pulls a multi-GB CUDA build.
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e '.[diffusion,onnx,openvino,dev]'
+	$(BIN)/python -m pip install -q -e '.[diffusion,onnx,openvino,dev,ray]'
 	touch $(STAMP)
 
 run: $(STAMP)

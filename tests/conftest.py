@@ -73,3 +73,18 @@ def redis_server(tmp_path):
 def redis_url(redis_server):
     """URL of a fresh real redis-server, e.g. redis://127.0.0.1:PORT/0."""
     return redis_server.url
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """A real two-node Ray cluster on loopback (``ray.cluster_utils.Cluster``, 2 logical CPUs
+    per node), this process its driver, Serve started without an HTTP proxy. Session-wide: the
+    Ray tests and the executor suite's ``ray`` case deploy their applications onto it."""
+    pytest.importorskip("ray.serve")
+    from swiftshot.testing.ray_cluster import LoopbackCluster
+
+    cluster = LoopbackCluster(nodes=2, cpus_per_node=2)
+    try:
+        yield cluster
+    finally:
+        cluster.shutdown()

@@ -408,6 +408,69 @@ class PrefetchSettings(_Section):
     """Bytes of popular entries copied from the disk tier into memory at start-up (0: none)."""
 
 
+class RaySettings(_Section):
+    """The ``ray`` executor (runtime/ray_executor.py): each engine a Ray Serve deployment."""
+
+    address: str | None = None
+    """None: start a local Ray in this process (no dashboard, small object store). ``auto``
+    (the cluster ``ray start`` left on this machine, or RAY_ADDRESS), ``HOST:PORT`` (a GCS) or
+    ``ray://HOST:PORT`` (Ray Client): join an existing cluster."""
+    connect_timeout_s: float = Field(30.0, gt=0, le=600)
+    """An unreachable cluster is an error at start after this long, not a hang."""
+    start_timeout_s: float = Field(300.0, gt=0)
+    """Deploying the engine replicas (load + warm-up) must finish within this."""
+    num_cpus: float | None = Field(None, gt=0)
+    """Logical CPUs of a local Ray (None: the machine's cores)."""
+    object_store_bytes: int = Field(128 * 1024**2, ge=80 * 1024**2)
+    """Object store of a local Ray (Ray's minimum is about 75 MiB)."""
+    namespace: str = "swiftshot"
+    app_prefix: str = "swiftshot"
+    """Serve application per engine: ``{app_prefix}-{engine}``."""
+    deploy: bool = True
+    """Deploy (or update) the engine applications from this server's settings. False: attach to
+    applications someone else deployed (a KubeRay RayService's ``serveConfigV2``)."""
+    replica_cpus: float = Field(0.5, gt=0)
+    """Logical CPUs each replica reserves (fractional on a small machine)."""
+    replica_gpus: float = Field(0.0, ge=0)
+    batches_per_replica: int = Field(1, ge=1, le=16)
+    """Batches one replica runs at once (Serve's ``max_ongoing_requests``)."""
+    min_replicas: int = Field(1, ge=0)
+    max_replicas: int = Field(1, ge=1)
+    """min == max: a fixed number of replicas; else Serve's autoscaler between them, driven by
+    the front's queue depth (``queue_depth_policy``)."""
+    initial_replicas: int | None = Field(None, ge=0)
+    target_queue_per_replica: float = Field(4.0, gt=0)
+    """Queued (realtime, standard, batch; prefetch never scales up) plus running requests one
+    replica should carry; the autoscaler aims at demand ÷ this replicas."""
+    upscale_delay_s: float = Field(5.0, ge=0)
+    downscale_delay_s: float = Field(60.0, ge=0)
+    look_back_period_s: float = Field(5.0, gt=0)
+    """Window Serve averages the queue-depth metric over."""
+    metrics_push_interval_s: float = Field(1.0, gt=0)
+    """How often replicas push the metric (a local Ray only; a cluster sets
+    RAY_SERVE_REPLICA_AUTOSCALING_METRIC_PUSH_INTERVAL_S itself)."""
+    health_check_period_s: float = Field(5.0, gt=0)
+    health_check_timeout_s: float = Field(30.0, gt=0)
+    graceful_shutdown_timeout_s: float = Field(20.0, ge=0)
+    """A replica being removed finishes its running batch for up to this long."""
+    batch_timeout_s: float = Field(120.0, gt=0)
+    """A batch not answered within this is a lost worker (the front retries it once); a replica
+    busy on one batch longer than this fails its health check and is replaced."""
+    status_interval_s: float = Field(1.0, gt=0)
+    """How often the front refreshes the replica count (slots) and reports its queue depth."""
+
+    @model_validator(mode="after")
+    def _bounds(self) -> RaySettings:
+        if self.max_replicas < self.min_replicas:
+            raise ValueError(f"ray.max_replicas ({self.max_replicas}) must be >= "
+                             f"ray.min_replicas ({self.min_replicas})")
+        if self.initial_replicas is not None and not (
+                self.min_replicas <= self.initial_replicas <= self.max_replicas):
+            raise ValueError("ray.initial_replicas must lie between min_replicas and "
+                             "max_replicas")
+        return self
+
+
 class Settings(BaseSettings):
     """All of swiftshot's settings."""
 
@@ -432,6 +495,7 @@ class Settings(BaseSettings):
     jobs: JobsSettings = JobsSettings()
     ops: OpsSettings = OpsSettings()
     prefetch: PrefetchSettings = PrefetchSettings()
+    ray: RaySettings = RaySettings()
 
     @field_validator("data_dir")
     @classmethod

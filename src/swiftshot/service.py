@@ -209,6 +209,9 @@ class Service:
         kind = settings.engine.executor
         workers = [Worker(make_executor(kind, settings, name, model), settings)
                    for name, model in entries]
+        for w in workers:
+            if hasattr(w.executor, "depth_source"):  # ray: the front's queue scales replicas
+                w.executor.depth_source = w.depth
         svc = cls(settings, worker=workers[0], engine=workers[0].executor.engine, **kw)
         svc.offered = [Offered(name, model or w.info.model, w,
                                _names(name, model or w.info.model))

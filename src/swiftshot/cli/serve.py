@@ -33,6 +33,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "inline (a thread of this process) or ray")
     p.add_argument("--workers", type=int, default=None,
                    help="worker processes per engine (default: 1 per GPU, else 1 per core)")
+    p.add_argument("--ray-address", default=None, metavar="ADDRESS",
+                   help="with --executor ray: join this cluster (auto, HOST:PORT, "
+                        "ray://HOST:PORT) instead of starting a local Ray")
     p.add_argument("--config", default=argparse.SUPPRESS,
                    help="TOML settings file (else SWIFTSHOT_CONFIG, env, defaults)")
     p.set_defaults(func=run)
@@ -65,6 +68,10 @@ def _settings(args: argparse.Namespace) -> Any:
         if not 1 <= args.workers <= 64:
             raise CliError(f"--workers must be between 1 and 64; got {args.workers}")
         settings.engine.workers = args.workers
+    if getattr(args, "ray_address", None) is not None:
+        if settings.engine.executor != "ray":
+            raise CliError("--ray-address needs --executor ray")
+        settings.ray.address = args.ray_address
     return settings
 
 
@@ -76,6 +83,8 @@ def run(args: argparse.Namespace) -> int:
     from swiftshot.service import Service
 
     settings = _settings(args)
+    if settings.engine.executor == "ray":
+        _join_ray(settings)
     try:
         # an unknown engine is a CLI error (exit 2), not a crash
         svc = Service.from_settings(settings)
@@ -97,6 +106,20 @@ def run(args: argparse.Namespace) -> int:
     server = DrainingServer(config, app)
     server.run(sockets=[sock])
     return 0
+
+
+def _join_ray(settings: Any) -> None:
+    """Start or join Ray before serving: an unreachable cluster is a clear error (exit 2)
+    within ``ray.connect_timeout_s``, not a server that hangs or never gets ready."""
+    try:
+        from swiftshot.runtime.ray_executor import RayUnavailable, connect
+    except ImportError as e:
+        raise CliError(f"--executor ray needs Ray Serve: pip install 'swiftshot[ray]' ({e})") \
+            from None
+    try:
+        connect(settings.ray)
+    except RayUnavailable as e:
+        raise CliError(e.message) from None
 
 
 def _bind(host: str, port: int) -> socket.socket:

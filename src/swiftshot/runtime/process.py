@@ -459,12 +459,10 @@ def make_executor(kind: str, settings: Settings, engine: str | None = None,
 
         return InlineExecutor(build_engine(settings, engine, model=model), settings, model=model)
     if kind == "ray":
-        try:
-            from swiftshot.runtime.ray import RayExecutor  # type: ignore[import-not-found]
-        except ImportError as e:
-            raise ServiceError(f"the ray executor is not available: {e}", status=500,
-                               code="no_executor") from None
-        return RayExecutor(settings, engine, model, workers=workers)
+        from swiftshot.runtime.ray_executor import RayExecutor
+
+        # replicas come from settings.ray (min/max_replicas), not from --workers
+        return RayExecutor(settings, engine, model=model)
     raise ValueError(f"executor must be one of inline, process, ray; got {kind!r}")
 
 

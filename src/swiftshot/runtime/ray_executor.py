@@ -1,0 +1,740 @@
+"""The ``ray`` executor: each engine a Ray Serve deployment, its replicas on any node of a cluster.
+
+::
+
+    front (this process)                               Ray cluster (any nodes)
+    Worker ─ Scheduler picks a batch ─► RayExecutor.submit ─► DeploymentHandle ─► EngineReplica
+           (priorities, deadlines,      (slots = running      (Serve's router:     .run / .run_stream
+            our batcher)                 replicas × batches    least-loaded of      pipeline.run_items:
+                                         per replica)          two replicas)        engine → ops → preset
+                                                                                    → master encode
+           ◄── BatchResult (master bytes, errors as ServiceError) ◄───────────────────┘
+           ◄── Started / Partial (run_stream, when an item asked for previews)
+
+Batching stays in the front: the scheduler batches by the engine's batch key, across priority
+classes, and only hands a replica a batch when one is free (``slots``), so nothing queues inside
+Ray where priorities and deadlines cannot reach it. (``@serve.batch`` per request was measured
+against this: docs/PERFORMANCE.md "Ray executor".)
+
+Faults. A replica that dies or becomes unreachable mid-batch (``ActorDiedError``,
+``ActorUnavailableError``, a node lost, no answer within ``ray.batch_timeout_s``) raises
+:class:`~swiftshot.errors.WorkerLost`: the front retries the batch once on another replica, then
+answers 503. Serve restarts the replica. A replica whose batch runs past ``batch_timeout_s``
+fails Serve's health check (``check_health``) and is replaced.
+
+Cancellation. ``abort(ids)``: once every item of a running batch is aborted its Serve request is
+cancelled; the replica's task is cancelled at its next ``await`` and sets the stop flag the
+engine polls between steps (Ray cannot interrupt the blocking engine call itself).
+
+Autoscaling on queue depth. The queue lives in the front, so Ray's own request counts never see
+it. The front reports its queue depth per class and its running items to a small named actor
+(:class:`QueueStats`, summed over every front), each replica returns them from
+``record_autoscaling_stats``, and :func:`queue_depth_policy` (Serve's custom policy hook) turns
+them into a replica count; Serve applies ``min/max_replicas`` and the up/down delays on top.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import math
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from swiftshot.errors import ServiceError, WorkerLost
+from swiftshot.runtime.executor import (
+    Batch,
+    BatchResult,
+    EngineInfo,
+    EventCallback,
+    Health,
+    WorkerState,
+    describe_engine,
+    pack_image,
+    run_items,
+    unpack_image,
+)
+from swiftshot.runtime.progress import Partial, Started
+
+if TYPE_CHECKING:
+    from swiftshot.config import RaySettings, Settings
+    from swiftshot.engines.base import Engine
+
+log = logging.getLogger(__name__)
+
+STATS_ACTOR = "swiftshot-queue-stats"
+COUNTED_CLASSES = ("realtime", "standard", "batch")
+"""Queued classes that ask for more replicas; ``prefetch`` never scales the cluster up."""
+STATS_TTL_S = 10.0
+"""A front that stopped reporting for this long no longer counts (it died or left)."""
+
+
+class RayUnavailable(ServiceError):
+    """Ray could not be started or joined, or the engine replicas could not be deployed."""
+
+    status = 503
+    code = "ray_unavailable"
+
+
+# -- joining or starting Ray --------------------------------------------------------------------
+
+
+def _probe(host: str, port: int, timeout_s: float) -> None:
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            pass
+    except OSError as e:
+        raise RayUnavailable(f"the Ray cluster at {host}:{port} is not reachable "
+                             f"({e.strerror or e}); start it (ray start --head) or fix "
+                             f"ray.address / --ray-address") from None
+
+
+def _host_port(addr: str) -> tuple[str, int]:
+    host, _, port = addr.rpartition(":")
+    if not host or not port.isdigit():
+        raise RayUnavailable(f"ray.address must be auto, HOST:PORT or ray://HOST:PORT; got "
+                             f"{addr!r}")
+    return host.strip("[]"), int(port)
+
+
+def resolve_address(address: str) -> str:
+    """``auto`` → the address of the cluster on this machine (RAY_ADDRESS, or the one ``ray
+    start`` recorded); a clear error when there is none. Other forms are returned checked."""
+    if address == "auto":
+        found = os.environ.get("RAY_ADDRESS")
+        if not found:
+            from ray._private.services import get_ray_address_from_environment
+
+            try:
+                found = get_ray_address_from_environment("auto", None)
+            except ConnectionError:
+                found = None
+        if not found:
+            raise RayUnavailable("--ray-address auto: no Ray cluster is running on this machine "
+                                 "(start one with `ray start --head`, or give HOST:PORT)")
+        address = found
+    if address.startswith("ray://"):
+        _host_port(address[len("ray://"):])
+    else:
+        _host_port(address)
+    return address
+
+
+def connect(cfg: RaySettings) -> bool:
+    """Make this process a Ray driver. Returns True when it started a local Ray (which
+    :func:`disconnect` then shuts down). Raises :class:`RayUnavailable` quickly and clearly
+    when a cluster is unreachable instead of hanging in ``ray.init``."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    # Replicas push the queue-depth metric this often (Serve's default, 10 s, is too slow to
+    # follow a queue); read by processes this driver starts, so set before ray.init.
+    os.environ.setdefault("RAY_SERVE_REPLICA_AUTOSCALING_METRIC_PUSH_INTERVAL_S",
+                          str(cfg.metrics_push_interval_s))
+    kwargs: dict[str, Any] = {"namespace": cfg.namespace, "logging_level": logging.WARNING,
+                              "configure_logging": False}
+    local = cfg.address is None
+    if local:
+        # a single-node Ray on loopback: no dashboard, a small object store
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # bind 127.0.0.1 only
+        kwargs.update(num_cpus=cfg.num_cpus or os.cpu_count() or 1, include_dashboard=False,
+                      object_store_memory=cfg.object_store_bytes)
+        target = "a local Ray"
+    else:
+        address = resolve_address(cfg.address)  # type: ignore[arg-type]
+        bare = address[len("ray://"):] if address.startswith("ray://") else address
+        _probe(*_host_port(bare), min(cfg.connect_timeout_s, 10.0))
+        kwargs["address"] = address
+        target = f"the Ray cluster at {address}"
+    if not local and "RAY_gcs_server_port_wait_time_s" not in os.environ:
+        # ray.init retries the GCS for ~20 s by default; keep it inside our own timeout
+        os.environ["RAY_gcs_server_port_wait_time_s"] = str(max(1, int(cfg.connect_timeout_s)))
+    box: dict[str, BaseException | None] = {"error": None}
+
+    def init() -> None:
+        try:
+            ray.init(**kwargs)
+        except BaseException as e:  # noqa: BLE001 - reported below
+            box["error"] = e
+
+    t = threading.Thread(target=init, name="swiftshot-ray-init", daemon=True)
+    t.start()
+    t.join(cfg.connect_timeout_s + (60.0 if local else 0.0))
+    if t.is_alive():
+        raise RayUnavailable(f"could not join {target} within {cfg.connect_timeout_s:g} s "
+                             "(ray.connect_timeout_s)")
+    if box["error"] is not None:
+        raise RayUnavailable(f"could not join {target}: {box['error']}") from box["error"]
+    return local
+
+
+def disconnect(started_local: bool) -> None:
+    import ray
+
+    if started_local and ray.is_initialized():
+        ray.shutdown()
+
+
+# -- the queue-depth signal -----------------------------------------------------------------------
+
+
+class QueueStats:
+    """Named actor (one per namespace): every front's queue depth per engine, summed."""
+
+    def __init__(self) -> None:
+        self._by: dict[tuple[str, str], tuple[dict[str, float], float]] = {}
+
+    def report(self, front: str, engine: str, depth: dict[str, float]) -> None:
+        self._by[(front, engine)] = (dict(depth), time.monotonic())
+
+    def forget(self, front: str) -> None:
+        for k in [k for k in self._by if k[0] == front]:
+            del self._by[k]
+
+    def get(self, engine: str) -> dict[str, float]:
+        now = time.monotonic()
+        out: dict[str, float] = {}
+        for (front, eng), (depth, at) in list(self._by.items()):
+            if now - at > STATS_TTL_S:
+                del self._by[(front, eng)]
+                continue
+            if eng != engine:
+                continue
+            for k, v in depth.items():
+                out[k] = out.get(k, 0.0) + float(v)
+        return out
+
+
+def stats_actor(namespace: str) -> Any:
+    """The :class:`QueueStats` actor of ``namespace`` (created by whoever asks first)."""
+    import ray
+
+    actor = ray.remote(num_cpus=0, max_restarts=-1)(QueueStats)
+    return actor.options(name=STATS_ACTOR, namespace=namespace, get_if_exists=True,
+                         lifetime="detached").remote()
+
+
+def demand(metrics: Mapping[str, float]) -> float:
+    """Requests that want a replica: queued in the counted classes plus running."""
+    return sum(float(metrics.get(f"queued_{c}", 0.0)) for c in COUNTED_CLASSES) + \
+        float(metrics.get("running", 0.0))
+
+
+def queue_depth_policy(ctx: Any) -> tuple[int, dict[str, Any]]:
+    """Serve custom autoscaling policy: ``ceil(demand / target)`` replicas, where demand is the
+    fronts' queue (realtime + standard + batch) plus running requests, as the replicas report it
+    (:meth:`EngineReplica.record_autoscaling_stats`; every replica reports the same global
+    figures, so the freshest maximum is taken), and target is the deployment's
+    ``target_ongoing_requests`` (``ray.target_queue_per_replica``). Serve applies min/max
+    replicas and the up/down delays to what this returns."""
+    metrics = ctx.aggregated_metrics or {}
+    figures = {name: max(per_replica.values(), default=0.0)
+               for name, per_replica in metrics.items() if per_replica}
+    target = float(getattr(ctx.config, "target_ongoing_requests", None) or 1.0)
+    want = demand(figures)
+    desired = math.ceil(want / target - 1e-9) if want > 0 else 0
+    return desired, {"demand": want}
+
+
+# -- the replica ------------------------------------------------------------------------------------
+
+
+class EngineReplica:
+    """One Serve replica: an engine loaded and warmed, running batches in its own thread.
+
+    Everything the front needs back crosses as plain data: ``BatchResult`` with master bytes
+    (the lossless encode runs here, like the product ops), errors as ``ServiceError``.
+    """
+
+    def __init__(self, settings: Settings, engine: str, model: str | None = None) -> None:
+        import ray
+
+        from swiftshot import pipeline
+        from swiftshot.service import build_engine
+
+        self.settings = settings
+        self.engine_name = engine
+        pipeline.configure(settings.ops)
+        self.engine: Engine = build_engine(settings, engine, model=model)
+        self.engine.load()
+        shapes = list(settings.server.warmup_shapes)
+        if shapes:
+            self.engine.warmup(shapes)
+        try:
+            from ray import serve
+
+            rid = serve.get_replica_context().replica_id.unique_id
+        except Exception:  # noqa: BLE001 - outside Serve (unit use)
+            rid = uuid.uuid4().hex[:8]
+        node = ray.get_runtime_context().get_node_id()
+        self.name = f"replica-{rid}@{node[:8]}:{os.getpid()}"
+        self.node_id = node
+        self._pool = ThreadPoolExecutor(max_workers=settings.ray.batches_per_replica,
+                                        thread_name_prefix="swiftshot-replica")
+        self._running: dict[int, float] = {}
+        self._stats: Any = None
+        self._stopped = False
+
+    def _encode(self, image: Any) -> bytes:
+        from swiftshot.delivery import codecs
+
+        return codecs.encode_master(image, self.settings.delivery)
+
+    def _work(self, batch: Batch, stop: threading.Event,
+              on_partial: Callable[[int, Any], None] | None) -> BatchResult:
+        import swiftshot.pipeline
+
+        self._running[batch.id] = time.monotonic()
+        try:
+            result = run_items(self.engine, batch, run_batch=swiftshot.pipeline.run_batch,
+                               should_stop=lambda: stop.is_set() or self._stopped,
+                               on_partial=on_partial, encode=self._encode)
+        finally:
+            self._running.pop(batch.id, None)
+        result.worker = self.name
+        return result
+
+    async def run(self, batch: Batch) -> BatchResult:
+        stop = threading.Event()
+        fut = asyncio.get_running_loop().run_in_executor(self._pool, self._work, batch, stop,
+                                                         None)
+        try:
+            return await asyncio.shield(fut)
+        except asyncio.CancelledError:  # the front cancelled this request: stop between steps
+            stop.set()
+            raise
+
+    async def run_stream(self, batch: Batch) -> AsyncIterator[tuple[Any, ...]]:
+        """Events of one batch: ("started", worker), ("partial", item_id, packed image) ...,
+        then ("result", BatchResult)."""
+        loop = asyncio.get_running_loop()
+        stop = threading.Event()
+        events: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
+
+        def on_partial(item_id: int, image: Any) -> None:
+            loop.call_soon_threadsafe(events.put_nowait, ("partial", item_id, pack_image(image)))
+
+        yield ("started", self.name)
+        fut = loop.run_in_executor(self._pool, self._work, batch, stop, on_partial)
+        try:
+            while not fut.done() or not events.empty():
+                getter = asyncio.ensure_future(events.get())
+                done, _ = await asyncio.wait({getter, fut}, return_when=asyncio.FIRST_COMPLETED)
+                if getter in done:
+                    yield getter.result()
+                else:
+                    getter.cancel()
+            yield ("result", fut.result())
+        except (asyncio.CancelledError, GeneratorExit):
+            stop.set()
+            raise
+
+    async def describe(self) -> dict[str, Any]:
+        return {"info": describe_engine(self.engine).to_json(), "name": self.name,
+                "node": self.node_id, "pid": os.getpid()}
+
+    async def check_health(self) -> None:
+        """Serve's health check: unhealthy (replaced) when a batch has run past
+        ``ray.batch_timeout_s`` — the engine is wedged."""
+        limit = self.settings.ray.batch_timeout_s
+        now = time.monotonic()
+        for started in list(self._running.values()):
+            if now - started > limit:
+                raise RuntimeError(f"a batch has run {now - started:.0f} s (> {limit:g} s): "
+                                   "engine wedged")
+
+    async def record_autoscaling_stats(self) -> dict[str, float]:
+        """The fronts' queue depth for this engine (summed over fronts), for
+        :func:`queue_depth_policy`; plus this replica's own running batches."""
+        if self._stats is None:
+            self._stats = stats_actor(self.settings.ray.namespace)
+        out = {f"queued_{c}": 0.0 for c in (*COUNTED_CLASSES, "prefetch")}
+        out["running"] = 0.0
+        out.update(await self._stats.get.remote(self.engine_name))
+        out["replica_running"] = float(len(self._running))
+        return out
+
+    def __del__(self) -> None:  # Serve's graceful shutdown ends here: stop at the next step
+        self._stopped = True
+
+
+# -- the front's side ------------------------------------------------------------------------------
+
+
+def _lost_errors() -> tuple[type[BaseException], ...]:
+    import ray.exceptions as rx
+
+    names = ("ActorDiedError", "ActorUnavailableError", "RayActorError", "WorkerCrashedError",
+             "NodeDiedError", "ObjectLostError", "OwnerDiedError", "ActorUnschedulableError")
+    return tuple(getattr(rx, n) for n in names if hasattr(rx, n))
+
+
+@dataclass
+class _Running:
+    ids: set[int]
+    response: Any = None
+    aborted: set[int] = field(default_factory=set)
+
+
+class RayExecutor:
+    """Engines as Ray Serve deployments (see the module docstring)."""
+
+    kind = "ray"
+
+    def __init__(self, settings: Settings, engine: str | None = None, *,
+                 model: str | None = None, local_engine: Engine | None = None,
+                 depth: Callable[[], Mapping[str, int]] | None = None) -> None:
+        from swiftshot.service import build_engine
+
+        self.settings = settings
+        self.cfg = settings.ray
+        self.engine_name = engine or settings.engine.default
+        self.model = model
+        # an engine object, never loaded here, only to describe it before a replica exists
+        self.engine = local_engine if local_engine is not None else \
+            build_engine(settings, self.engine_name, model=model)
+        self._info = describe_engine(self.engine, model)
+        self.app_name = f"{self.cfg.app_prefix}-{self.engine_name}"
+        self.depth_source = depth
+        """Callable giving the front's queued requests per class for this engine (the Worker's
+        ``depth``); reported for the autoscaler."""
+        self._front = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self._handle: Any = None
+        self._stream_handle: Any = None
+        self._stats: Any = None
+        self._started_local = False
+        self._running: dict[int, _Running] = {}
+        self._by_item: dict[int, int] = {}
+        self._ids = itertools.count(1)
+        self._replicas: dict[str, int] = {}
+        self._seen: dict[str, WorkerState] = {}
+        self._error: str | None = None
+        self._ready = False
+        self._stopped = False
+        self._refresher: asyncio.Task[None] | None = None
+        self._lost: tuple[type[BaseException], ...] = ()
+        self._last_report: dict[str, float] | None = None
+        self._last_report_at = 0.0
+
+    # -- Executor protocol ---------------------------------------------------------------
+
+    def describe(self) -> EngineInfo:
+        return self._info
+
+    @property
+    def slots(self) -> int:
+        running = self._replicas.get("RUNNING", 0)
+        return max(1, running) * self.cfg.batches_per_replica
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            self._started_local = await loop.run_in_executor(None, connect, self.cfg)
+            self._lost = _lost_errors()
+            await asyncio.wait_for(loop.run_in_executor(None, self._deploy),
+                                   self.cfg.start_timeout_s)
+        except asyncio.TimeoutError:
+            self._error = (f"the {self.engine_name} replicas were not running within "
+                           f"{self.cfg.start_timeout_s:g} s (ray.start_timeout_s)")
+            raise RayUnavailable(self._error) from None
+        except RayUnavailable as e:
+            self._error = e.message
+            raise
+        except Exception as e:
+            self._error = f"{type(e).__name__}: {e}"
+            raise RayUnavailable(f"could not deploy the {self.engine_name} engine on Ray: "
+                                 f"{e}") from e
+        await self._refresh()
+        self._ready = True
+        self._refresher = asyncio.create_task(self._refresh_loop(), name="swiftshot-ray-status")
+
+    def deployment(self) -> Any:
+        """The Serve deployment of this engine with this server's settings (options, policy)."""
+        return engine_deployment(self.settings, self.engine_name, self.model)
+
+    def _deploy(self) -> None:
+        from ray import serve
+
+        self._stats = stats_actor(self.cfg.namespace)
+        if self.cfg.deploy:
+            app = self.deployment().bind(self.settings, self.engine_name, self.model)
+            self._handle = serve.run(app, name=self.app_name, route_prefix=None)
+        else:
+            self._handle = serve.get_app_handle(self.app_name)
+        self._stream_handle = self._handle.options(method_name="run_stream", stream=True)
+        self._handle = self._handle.options(method_name="run")
+
+    async def stop(self) -> None:
+        self._stopped = True
+        self._ready = False
+        if self._refresher is not None:
+            self._refresher.cancel()
+        for run in list(self._running.values()):
+            if run.response is not None:
+                run.response.cancel()
+        loop = asyncio.get_running_loop()
+        if self._stats is not None:
+            try:
+                await asyncio.wait_for(asyncio.wrap_future(
+                    self._stats.forget.remote(self._front).future()), 5)
+            except Exception:  # noqa: BLE001 - the actor forgets us after STATS_TTL_S anyway
+                pass
+        await loop.run_in_executor(None, disconnect, self._started_local)
+
+    def health(self) -> Health:
+        running = self._replicas.get("RUNNING", 0)
+        workers = list(self._seen.values())[-running:] if running else []
+        # replicas this front has not heard from yet still count (RUNNING means loaded + warm)
+        workers += [WorkerState(f"replica-{i}", True, True)
+                    for i in range(len(workers), running)]
+        starting = sum(n for s, n in self._replicas.items()
+                       if s in ("STARTING", "UPDATING", "RECOVERING"))
+        workers += [WorkerState(f"starting-{i}", True, False) for i in range(starting)]
+        if not self._ready:
+            workers = [WorkerState(self.app_name, False, False, error=self._error)]
+        return Health(self.kind, workers, self._error)
+
+    def abort(self, ids: Iterable[int]) -> None:
+        for item_id in ids:
+            batch_id = self._by_item.get(item_id)
+            run = self._running.get(batch_id) if batch_id is not None else None
+            if run is None:
+                continue
+            run.aborted.add(item_id)
+            if run.aborted >= run.ids and run.response is not None:
+                run.response.cancel()
+
+    async def submit(self, batch: Batch, on_event: EventCallback | None = None) -> BatchResult:
+        if self._stopped or self._handle is None:
+            raise ServiceError("the server stopped before this request finished; retry",
+                               status=503, code="shutting_down", retry_after=1.0)
+        ids = {it.id for it in batch.items}
+        run = _Running(ids)
+        key = next(self._ids)
+        self._running[key] = run
+        for i in ids:
+            self._by_item[i] = key
+        self._report()
+        try:
+            stream = on_event is not None and any(it.partials for it in batch.items)
+            coro = self._call_stream(batch, run, on_event) if stream else \
+                self._call(batch, run, on_event)
+            result = await asyncio.wait_for(coro, self.cfg.batch_timeout_s)
+        except asyncio.TimeoutError:
+            if run.response is not None:
+                run.response.cancel()
+            raise WorkerLost(f"no answer from a {self.engine_name} replica within "
+                             f"{self.cfg.batch_timeout_s:g} s", retry_after=1.0) from None
+        except asyncio.CancelledError:
+            if run.response is not None:
+                run.response.cancel()
+            raise
+        finally:
+            del self._running[key]
+            for i in ids:
+                if self._by_item.get(i) == key:
+                    del self._by_item[i]
+            self._report()
+        self._note(result.worker)
+        return result
+
+    # -- calls ---------------------------------------------------------------------------------
+
+    async def _call(self, batch: Batch, run: _Running, on_event: EventCallback | None) -> BatchResult:
+        run.response = self._handle.remote(batch)
+        if on_event is not None:
+            # Dispatched only when a replica is free (slots), so it starts now; a batch that
+            # wants previews takes run_stream, where the replica itself says it started.
+            for it in batch.items:
+                on_event(it.id, Started())
+        try:
+            return await run.response
+        except BaseException as e:
+            raise self._translate(e, run) from None
+
+    async def _call_stream(self, batch: Batch, run: _Running,
+                           on_event: EventCallback | None) -> BatchResult:
+        gen = self._stream_handle.remote(batch)
+        run.response = gen
+        result: BatchResult | None = None
+        try:
+            async for event in gen:
+                kind = event[0]
+                if kind == "started":
+                    if on_event is not None:
+                        for it in batch.items:
+                            on_event(it.id, Started())
+                elif kind == "partial":
+                    if on_event is not None:
+                        on_event(event[1], Partial(0, unpack_image(event[2])))
+                elif kind == "result":
+                    result = event[1]
+        except BaseException as e:
+            raise self._translate(e, run) from None
+        if result is None:
+            raise WorkerLost(f"a {self.engine_name} replica ended a batch without a result",
+                             retry_after=1.0)
+        return result
+
+    def _translate(self, e: BaseException, run: _Running) -> BaseException:
+        """What the front sees of a failed Serve call."""
+        import ray.exceptions as rx
+        from ray.serve.exceptions import BackPressureError
+
+        from swiftshot.engines.base import Cancelled
+
+        if isinstance(e, asyncio.CancelledError):
+            return e
+        if isinstance(e, ServiceError) and not isinstance(e, rx.RayTaskError):
+            return e
+        cancelled = tuple(getattr(rx, n) for n in ("TaskCancelledError", "RequestCancelledError")
+                          if hasattr(rx, n))
+        if cancelled and isinstance(e, cancelled):
+            if self._stopped:
+                return ServiceError("the server stopped before this request finished; retry",
+                                    status=503, code="shutting_down", retry_after=1.0)
+            return Cancelled("every request of the batch went away")
+        if isinstance(e, BackPressureError):
+            return ServiceError(f"the {self.engine_name} replicas are full; retry",
+                                status=503, code="overloaded", retry_after=1.0)
+        if isinstance(e, rx.RayTaskError):
+            cause = getattr(e, "cause", None)
+            if isinstance(cause, ServiceError):
+                return cause
+            if self._lost and isinstance(cause, self._lost):
+                return WorkerLost(f"a {self.engine_name} replica was lost mid-batch: "
+                                  f"{type(cause).__name__}", retry_after=1.0)
+            return ServiceError(f"internal error in a {self.engine_name} replica "
+                                f"({type(cause).__name__ if cause else 'unknown'}: {cause})")
+        if self._lost and isinstance(e, self._lost):
+            return WorkerLost(f"a {self.engine_name} replica was lost mid-batch: "
+                              f"{type(e).__name__}", retry_after=1.0)
+        if isinstance(e, rx.RayError):
+            return WorkerLost(f"Ray failed this batch: {type(e).__name__}: {e}", retry_after=1.0)
+        return e
+
+    # -- status, slots and the autoscaling signal -------------------------------------------
+
+    def _note(self, worker: str) -> None:
+        if worker and worker not in self._seen:
+            pid = worker.rsplit(":", 1)[-1]
+            self._seen[worker] = WorkerState(worker, True, True,
+                                             pid=int(pid) if pid.isdigit() else None)
+
+    def _depth(self) -> dict[str, float]:
+        queued: Mapping[str, int] = {}
+        if self.depth_source is not None:
+            try:
+                queued = self.depth_source()
+            except Exception:  # noqa: BLE001 - the signal is best effort
+                log.exception("queue depth source failed")
+        out = {f"queued_{c}": float(queued.get(c, 0))
+               for c in (*COUNTED_CLASSES, "prefetch")}
+        out["running"] = float(sum(len(r.ids) for r in self._running.values()))
+        return out
+
+    def _report(self, force: bool = False) -> None:
+        """Tell the stats actor this front's queue (on change, at most every 100 ms)."""
+        if self._stats is None:
+            return
+        depth = self._depth()
+        now = time.monotonic()
+        if not force and (depth == self._last_report or now - self._last_report_at < 0.1):
+            return
+        self._last_report, self._last_report_at = depth, now
+        self._stats.report.remote(self._front, self.engine_name, depth)
+
+    async def _refresh(self) -> None:
+        from ray import serve
+
+        def status() -> dict[str, int]:
+            app = serve.status().applications.get(self.app_name)
+            if app is None:
+                return {}
+            counts: dict[str, int] = {}
+            for dep in app.deployments.values():
+                for state, n in dep.replica_states.items():
+                    name = getattr(state, "value", str(state))
+                    counts[name] = counts.get(name, 0) + n
+            return counts
+
+        try:
+            self._replicas = await asyncio.get_running_loop().run_in_executor(None, status)
+        except Exception as e:  # noqa: BLE001 - keep the last figures
+            log.warning("serve.status() failed: %s", e)
+        running = self._replicas.get("RUNNING", 0)
+        if running < len(self._seen):  # replicas gone: forget the oldest we heard from
+            for name in list(self._seen)[: len(self._seen) - running]:
+                del self._seen[name]
+
+    async def _refresh_loop(self) -> None:
+        while not self._stopped:
+            await asyncio.sleep(self.cfg.status_interval_s)
+            self._report(force=True)  # also a heartbeat, so an idle queue reads 0
+            await self._refresh()
+
+
+# -- the Serve deployment and application ---------------------------------------------------------
+
+
+def deployment_options(cfg: RaySettings) -> dict[str, Any]:
+    opts: dict[str, Any] = {
+        "max_ongoing_requests": cfg.batches_per_replica,
+        "ray_actor_options": {"num_cpus": cfg.replica_cpus, "num_gpus": cfg.replica_gpus},
+        "health_check_period_s": cfg.health_check_period_s,
+        "health_check_timeout_s": cfg.health_check_timeout_s,
+        "graceful_shutdown_timeout_s": cfg.graceful_shutdown_timeout_s,
+        "graceful_shutdown_wait_loop_s": min(2.0, max(0.1, cfg.graceful_shutdown_timeout_s / 4)),
+        "logging_config": {"log_level": "WARNING", "enable_access_log": False},
+    }
+    if cfg.min_replicas == cfg.max_replicas:
+        opts["num_replicas"] = cfg.max_replicas
+    else:
+        opts["autoscaling_config"] = autoscaling_config(cfg)
+    return opts
+
+
+def autoscaling_config(cfg: RaySettings, *, policy: Any = None) -> dict[str, Any]:
+    """Serve ``autoscaling_config`` driven by :func:`queue_depth_policy`."""
+    out: dict[str, Any] = {
+        "min_replicas": cfg.min_replicas, "max_replicas": cfg.max_replicas,
+        "target_ongoing_requests": cfg.target_queue_per_replica,
+        "upscale_delay_s": cfg.upscale_delay_s, "downscale_delay_s": cfg.downscale_delay_s,
+        "look_back_period_s": cfg.look_back_period_s,
+        "policy": {"policy_function": policy or f"{__name__}:queue_depth_policy"},
+    }
+    if cfg.initial_replicas is not None:
+        out["initial_replicas"] = cfg.initial_replicas
+    return out
+
+
+def engine_deployment(settings: Settings, engine: str, model: str | None = None) -> Any:
+    from ray import serve
+
+    return serve.deployment(EngineReplica, name="engine",
+                            **deployment_options(settings.ray))
+
+
+def app(args: Mapping[str, Any]) -> Any:
+    """Serve application builder for a config file / KubeRay ``serveConfigV2``::
+
+        import_path: swiftshot.runtime.ray_executor:app
+        args: {engine: studio, model: null, config: /etc/swiftshot/swiftshot.toml}
+
+    ``config`` (optional) is a swiftshot TOML file; environment ``SWIFTSHOT_…`` applies too.
+    """
+    from swiftshot.config import load_settings
+
+    settings = load_settings(args.get("config"))
+    engine = str(args.get("engine") or settings.engine.default)
+    model = args.get("model")
+    return engine_deployment(settings, engine, model).bind(settings, engine, model)

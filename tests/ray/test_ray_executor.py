@@ -1,0 +1,153 @@
+"""The ``ray`` executor on a real two-node Ray cluster (loopback): replicas on both nodes,
+results and previews across the boundary, cancellation, a replica killed mid-load, errors."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+
+import pytest
+
+from swiftshot.config import RaySettings, Settings
+from swiftshot.delivery import codecs
+from swiftshot.engines.base import Cancelled, FakeEngine, preview_steps
+from swiftshot.errors import ServiceError, WorkerLost
+from swiftshot.runtime.executor import Batch, Item
+from swiftshot.runtime.progress import Partial, Started
+from swiftshot.spec import RenderSpec
+
+pytestmark = pytest.mark.ray
+
+
+def ray_settings(tmp_path, *, replicas: int = 2, delay_s: float = 0.0, steps: int = 1,
+                 **ray: object) -> Settings:
+    s = Settings(data_dir=tmp_path / "var")
+    s.engine.default = "fake"
+    s.engine.fake.delay_s = delay_s
+    s.engine.fake.steps = steps
+    s.engine.fake.fail_prompt = "explode"
+    s.server.warmup_shapes = [(64, 64)]
+    opts: dict[str, object] = {
+        "app_prefix": f"t{os.getpid()}-{tmp_path.name[-12:].lower().replace('_', '-')}",
+        "min_replicas": replicas, "max_replicas": replicas, "replica_cpus": 0.25,
+        "batch_timeout_s": 30, "health_check_period_s": 1, "graceful_shutdown_timeout_s": 1,
+        "status_interval_s": 0.25}
+    opts.update(ray)
+    s.ray = RaySettings(**opts)
+    return s
+
+
+def spec(prompt: str, size: int = 64) -> RenderSpec:
+    return RenderSpec(engine="fake", prompt=prompt, width=size, height=size).normalized()
+
+
+_ids = iter(range(1, 10**9))
+
+
+def batch(*prompts: str, partials: int = 0) -> Batch:
+    return Batch(next(_ids), [Item(next(_ids), spec(p), partials) for p in prompts])
+
+
+@pytest.fixture
+async def executor(ray_cluster, tmp_path, request):
+    from ray import serve
+
+    from swiftshot.runtime.ray_executor import RayExecutor
+
+    kw = getattr(request, "param", {})
+    ex = RayExecutor(ray_settings(tmp_path, **kw))
+    await ex.start()
+    try:
+        yield ex
+    finally:
+        await ex.stop()
+        serve.delete(ex.app_name)
+
+
+def node_of(worker: str) -> str:
+    return worker.split("@", 1)[1].split(":", 1)[0]
+
+
+@pytest.mark.parametrize("executor", [{"replicas": 2, "delay_s": 0.05}], indirect=True)
+async def test_batches_run_on_replicas_on_both_nodes(executor, ray_cluster):
+    assert executor.slots == 2
+    health = executor.health()
+    assert health.ready and health.executor == "ray" and health.warm == 2
+    batches = [batch(f"bag {i}", f"shoe {i}") for i in range(16)]
+    results = await asyncio.gather(*(executor.submit(b) for b in batches))
+    nodes = {node_of(r.worker) for r in results}
+    assert nodes == {n[:8] for n in ray_cluster.node_ids}, nodes
+    for b, r in zip(batches, results, strict=True):
+        assert [x.id for x in r.results] == [it.id for it in b.items]
+        for it, x in zip(b.items, r.results, strict=True):
+            assert x.error is None and x.image is None  # master bytes only cross
+            got = codecs.decode_master(x.master)
+            assert got.tobytes() == FakeEngine._image(it.spec).tobytes()
+        assert r.infer_s >= 0.05 and r.master_s > 0
+
+
+@pytest.mark.parametrize("executor", [{"replicas": 1, "steps": 4}], indirect=True)
+async def test_started_and_previews_come_from_the_replica(executor):
+    b = batch("vase", partials=2)
+    events: list[tuple[int, object]] = []
+    result = await executor.submit(b, lambda i, e: events.append((i, e)))
+    item = b.items[0].id
+    assert isinstance(events[0][1], Started) and events[0][0] == item
+    partials = [e for i, e in events if isinstance(e, Partial)]
+    assert len(partials) == 2 and all(i == item for i, _ in events)
+    # the fake engine's preview at step i is a grey of level 16 i: the steps the engine chose
+    want = [(16 * i,) * 3 for i in sorted(preview_steps(4, 2))]
+    assert [p.image.getpixel((0, 0)) for p in partials] == want
+    assert result.results[0].master
+
+
+@pytest.mark.parametrize("executor", [{"replicas": 1}], indirect=True)
+async def test_one_bad_item_fails_alone_with_a_picklable_error(executor):
+    b = batch("fine", "explode please", "also fine")
+    r = await executor.submit(b)
+    errs = [x.error for x in r.results]
+    assert errs[0] is None and errs[2] is None
+    assert isinstance(errs[1], ServiceError) and errs[1].status == 502
+
+
+@pytest.mark.parametrize("executor", [{"replicas": 1, "delay_s": 2.0, "steps": 20}], indirect=True)
+async def test_abort_cancels_the_running_batch_in_the_replica(executor):
+    b = batch("slow")
+    task = asyncio.ensure_future(executor.submit(b))
+    await asyncio.sleep(0.5)
+    t0 = time.monotonic()
+    executor.abort([b.items[0].id])
+    with pytest.raises(Cancelled):
+        await asyncio.wait_for(task, 10)
+    # the replica stopped between steps: it takes the next batch well before 2 s are up
+    r = await asyncio.wait_for(executor.submit(batch("next")), 10)
+    assert r.results[0].master and time.monotonic() - t0 < 4.0
+
+
+@pytest.mark.parametrize("executor", [{"replicas": 2, "delay_s": 0.3}], indirect=True)
+async def test_replica_killed_mid_load_loses_no_batch(executor):
+    """SIGKILL one replica while batches run: each batch is answered (a result, or WorkerLost
+    which the front retries once) — none hangs; Serve replaces the replica."""
+    first = await executor.submit(batch("warm"))
+    pid = int(first.worker.rsplit(":", 1)[1])
+    tasks = [asyncio.ensure_future(executor.submit(batch(f"load {i}"))) for i in range(12)]
+    await asyncio.sleep(0.4)
+    os.kill(pid, signal.SIGKILL)
+    done, pending = await asyncio.wait(tasks, timeout=30)
+    assert not pending, "a batch hung after its replica was killed"
+    outcomes = [t.exception() or t.result() for t in done]
+    lost = [o for o in outcomes if isinstance(o, BaseException)]
+    assert all(isinstance(e, WorkerLost) and e.status == 503 for e in lost), lost
+    assert len(lost) < len(outcomes)
+    # and Serve brings the replica back: both replicas running again, with a new pid
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        workers = {r.worker for r in await asyncio.gather(
+            *(executor.submit(batch(f"after {i}")) for i in range(6)))}
+        if len(workers) == 2 and all(int(w.rsplit(":", 1)[1]) != pid for w in workers):
+            break
+        await asyncio.sleep(0.5)
+    else:
+        pytest.fail("the killed replica was not replaced")

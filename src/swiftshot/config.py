@@ -434,6 +434,11 @@ class RaySettings(_Section):
     replica_gpus: float = Field(0.0, ge=0)
     batches_per_replica: int = Field(1, ge=1, le=16)
     """Batches one replica runs at once (Serve's ``max_ongoing_requests``)."""
+    batcher: Literal["front", "serve"] = "front"
+    """``front``: the front's scheduler batches (priorities, deadlines, batch keys) and hands a
+    free replica a whole batch. ``serve``: the front sends single requests and each replica
+    batches them with ``@serve.batch`` (scheduler.max_batch_size, scheduler.max_wait_ms).
+    Measured in docs/PERFORMANCE.md ("Ray executor")."""
     min_replicas: int = Field(1, ge=0)
     max_replicas: int = Field(1, ge=1)
     """min == max: a fixed number of replicas; else Serve's autoscaler between them, driven by

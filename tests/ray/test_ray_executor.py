@@ -167,3 +167,20 @@ async def test_replica_killed_mid_load_loses_no_request(ray_cluster, tmp_path):
     finally:
         await worker.stop()
         serve.delete(ex.app_name)
+
+
+@pytest.mark.parametrize("executor", [{"replicas": 1, "delay_s": 0.2, "batcher": "serve"}],
+                         indirect=True)
+async def test_serve_batch_mode_gathers_single_requests_in_the_replica(executor):
+    assert executor.describe().max_batch_size == 1  # the front sends requests one by one
+    assert executor.slots == executor.settings.scheduler.max_batch_size
+    singles = [batch(f"single {i}") for i in range(6)]
+    results = await asyncio.gather(*(executor.submit(b) for b in singles))
+    for b, r in zip(singles, results, strict=True):
+        (x,) = r.results
+        assert x.id == b.items[0].id
+        assert codecs.decode_master(x.master).tobytes() == \
+            FakeEngine._image(b.items[0].spec).tobytes()
+    # gathered: requests that shared one engine call carry that call's very measurement
+    calls = {r.infer_s for r in results}
+    assert len(calls) < len(results), calls

@@ -36,6 +36,7 @@ them into a replica count; Serve applies ``min/max_replicas`` and the up/down de
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import logging
 import math
@@ -283,6 +284,13 @@ class EngineReplica:
         self._running: dict[int, float] = {}
         self._stats: Any = None
         self._stopped = False
+        if settings.ray.batcher == "serve":
+            from ray import serve
+
+            self._batched = serve.batch(
+                max_batch_size=settings.scheduler.max_batch_size,
+                batch_wait_timeout_s=settings.scheduler.max_wait_ms / 1000.0,
+                max_concurrent_batches=settings.ray.batches_per_replica)(self._run_many)
 
     def _encode(self, image: Any) -> bytes:
         from swiftshot.delivery import codecs
@@ -312,6 +320,32 @@ class EngineReplica:
         except asyncio.CancelledError:  # the front cancelled this request: stop between steps
             stop.set()
             raise
+
+    async def run_item(self, batch: Batch) -> BatchResult:
+        """``ray.batcher = serve``: one request; ``@serve.batch`` gathers them (see
+        :meth:`_run_many`)."""
+        return await self._batched(batch)
+
+    async def _run_many(self, batches: list[Batch]) -> list[BatchResult]:
+        """The requests ``@serve.batch`` gathered, grouped by the engine's batch key, one
+        engine call per group; each caller gets its own items' results."""
+        info = describe_engine(self.engine)
+        groups: dict[Any, list[Batch]] = {}
+        for b in batches:
+            groups.setdefault(info.batch_key(b.items[0].spec), []).append(b)
+        out: dict[int, BatchResult] = {}
+        loop = asyncio.get_running_loop()
+        for members in groups.values():
+            merged = Batch(members[0].id, [it for b in members for it in b.items],
+                           {k: v for b in members for k, v in b.products.items()})
+            result = await loop.run_in_executor(self._pool, self._work, merged,
+                                                threading.Event(), None)
+            by_item = {r.id: r for r in result.results}
+            share = len(merged.items)
+            for b in members:
+                out[b.id] = BatchResult([by_item[it.id] for it in b.items], result.infer_s,
+                                        result.master_s * len(b.items) / share, result.worker)
+        return [out[b.id] for b in batches]
 
     async def run_stream(self, batch: Batch) -> AsyncIterator[tuple[Any, ...]]:
         """Events of one batch: ("started", worker), ("partial", item_id, packed image) ...,
@@ -403,6 +437,8 @@ class RayExecutor:
         self.engine = local_engine if local_engine is not None else \
             build_engine(settings, self.engine_name, model=model)
         self._info = describe_engine(self.engine, model)
+        if self.cfg.batcher == "serve":  # the replicas batch: the front sends requests singly
+            self._info = dataclasses.replace(self._info, max_batch_size=1)
         self.app_name = f"{self.cfg.app_prefix}-{self.engine_name}"
         self.depth_source = depth
         """Callable giving the front's queued requests per class for this engine (the Worker's
@@ -433,7 +469,7 @@ class RayExecutor:
     @property
     def slots(self) -> int:
         running = self._replicas.get("RUNNING", 0)
-        return max(1, running) * self.cfg.batches_per_replica
+        return max(1, running) * per_replica(self.settings)
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -471,7 +507,8 @@ class RayExecutor:
         else:
             self._handle = serve.get_app_handle(self.app_name)
         self._stream_handle = self._handle.options(method_name="run_stream", stream=True)
-        self._handle = self._handle.options(method_name="run")
+        self._handle = self._handle.options(
+            method_name="run_item" if self.cfg.batcher == "serve" else "run")
 
     async def stop(self) -> None:
         self._stopped = True
@@ -686,9 +723,19 @@ class RayExecutor:
 # -- the Serve deployment and application ---------------------------------------------------------
 
 
-def deployment_options(cfg: RaySettings) -> dict[str, Any]:
+def per_replica(settings: Settings) -> int:
+    """Requests one replica takes at once: batches (``front``), or single requests for
+    ``@serve.batch`` to gather (``serve``)."""
+    cfg = settings.ray
+    if cfg.batcher == "serve":
+        return cfg.batches_per_replica * settings.scheduler.max_batch_size
+    return cfg.batches_per_replica
+
+
+def deployment_options(cfg: RaySettings, settings: Settings | None = None) -> dict[str, Any]:
     opts: dict[str, Any] = {
-        "max_ongoing_requests": cfg.batches_per_replica,
+        "max_ongoing_requests": per_replica(settings) if settings is not None else
+        cfg.batches_per_replica,
         "ray_actor_options": {"num_cpus": cfg.replica_cpus, "num_gpus": cfg.replica_gpus},
         "health_check_period_s": cfg.health_check_period_s,
         "health_check_timeout_s": cfg.health_check_timeout_s,
@@ -721,7 +768,7 @@ def engine_deployment(settings: Settings, engine: str, model: str | None = None)
     from ray import serve
 
     return serve.deployment(EngineReplica, name="engine",
-                            **deployment_options(settings.ray))
+                            **deployment_options(settings.ray, settings))
 
 
 def app(args: Mapping[str, Any]) -> Any:

@@ -141,6 +141,8 @@ def connect(cfg: RaySettings) -> bool:
     # follow a queue); read by processes this driver starts, so set before ray.init.
     os.environ.setdefault("RAY_SERVE_REPLICA_AUTOSCALING_METRIC_PUSH_INTERVAL_S",
                           str(cfg.metrics_push_interval_s))
+    if cfg.throughput_optimized:  # read when ray.serve is first imported: before any import
+        os.environ.setdefault("RAY_SERVE_THROUGHPUT_OPTIMIZED", "1")
     kwargs: dict[str, Any] = {"namespace": cfg.namespace, "logging_level": logging.WARNING,
                               "configure_logging": False}
     local = cfg.address is None
@@ -372,6 +374,9 @@ class EngineReplica:
             stop.set()
             raise
 
+    async def ping(self) -> None:
+        """Does nothing: the bare Serve round trip (benchmarks/rayserve.py)."""
+
     async def describe(self) -> dict[str, Any]:
         return {"info": describe_engine(self.engine).to_json(), "name": self.name,
                 "node": self.node_id, "pid": os.getpid()}
@@ -446,6 +451,7 @@ class RayExecutor:
         self._front = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._handle: Any = None
         self._stream_handle: Any = None
+        self._base_handle: Any = None
         self._stats: Any = None
         self._started_local = False
         self._running: dict[int, _Running] = {}
@@ -478,6 +484,7 @@ class RayExecutor:
             self._lost = _lost_errors()
             await asyncio.wait_for(loop.run_in_executor(None, self._deploy),
                                    self.cfg.start_timeout_s)
+            self._make_handles()
         except asyncio.TimeoutError:
             self._error = (f"the {self.engine_name} replicas were not running within "
                            f"{self.cfg.start_timeout_s:g} s (ray.start_timeout_s)")
@@ -503,11 +510,19 @@ class RayExecutor:
         self._stats = stats_actor(self.cfg.namespace)
         if self.cfg.deploy:
             app = self.deployment().bind(self.settings, self.engine_name, self.model)
-            self._handle = serve.run(app, name=self.app_name, route_prefix=None)
+            serve._run(app, name=self.app_name, route_prefix=None, _blocking=True)
         else:
-            self._handle = serve.get_app_handle(self.app_name)
-        self._stream_handle = self._handle.options(method_name="run_stream", stream=True)
-        self._handle = self._handle.options(
+            serve.status()  # reach the controller here, off the event loop
+
+    def _make_handles(self) -> None:
+        """Handles are made on the event loop: Serve may run its router on the caller's loop
+        (RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP=0 / RAY_SERVE_THROUGHPUT_OPTIMIZED=1)."""
+        from ray import serve
+
+        handle = serve.get_app_handle(self.app_name)
+        self._base_handle = handle
+        self._stream_handle = handle.options(method_name="run_stream", stream=True)
+        self._handle = handle.options(
             method_name="run_item" if self.cfg.batcher == "serve" else "run")
 
     async def stop(self) -> None:
@@ -520,11 +535,7 @@ class RayExecutor:
                 run.response.cancel()
         loop = asyncio.get_running_loop()
         if self._stats is not None:
-            try:
-                await asyncio.wait_for(asyncio.wrap_future(
-                    self._stats.forget.remote(self._front).future()), 5)
-            except Exception:  # noqa: BLE001 - the actor forgets us after STATS_TTL_S anyway
-                pass
+            self._stats.forget.remote(self._front)  # fire and forget: it expires anyway
         await loop.run_in_executor(None, disconnect, self._started_local)
 
     def health(self) -> Health:

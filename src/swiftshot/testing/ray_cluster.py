@@ -18,6 +18,8 @@ ENV = {
     # replicas push autoscaling metrics every 0.5 s (Serve's default is 10 s)
     "RAY_SERVE_REPLICA_AUTOSCALING_METRIC_PUSH_INTERVAL_S": "0.5",
     "RAY_SERVE_HANDLE_AUTOSCALING_METRIC_PUSH_INTERVAL_S": "0.5",
+    # as `swiftshot serve --executor ray` runs it (ray.throughput_optimized)
+    "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
     "RAY_DEDUP_LOGS": "0",
     "RAY_USAGE_STATS_ENABLED": "0",
 }
@@ -51,6 +53,8 @@ class LoopbackCluster:
 
         try:
             serve.shutdown()
+        except RuntimeError:  # handles whose (same-loop) routers died with their event loops
+            pass
         finally:
             ray.shutdown()
             self.cluster.shutdown()

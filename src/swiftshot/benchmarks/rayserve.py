@@ -1,0 +1,271 @@
+"""Ray executor benchmarks on a real Ray cluster on loopback (two nodes, this process the front).
+
+    python -m swiftshot.benchmarks.rayserve [--quick] [--parts scaling,hop,batcher] [--out F]
+
+Parts (each prints a table; all go into one JSON with the machine):
+
+``scaling``  The fake engine with a fixed per-batch device time that *sleeps* (like a GPU wait),
+             batches of one, on 1, 2, 4, 8 replicas, through the real front path (Worker:
+             scheduler + RayExecutor + Serve handle + replica + master encode). Saturation
+             throughput (closed loop, 2 requests outstanding per replica) against N x one
+             replica's (goal >= 0.9), then an open-loop Poisson load at 80 % of that throughput:
+             p50/p95 latency (goal: flat in N).
+``hop``      What crossing to a replica costs per request, sequentially on an idle replica:
+             front-observed latency minus the engine + ops + master-encode time the replica
+             measured itself (BatchResult.infer_s + master_s). Unary and streamed (previews)
+             calls, 64² and 1024² masters; the bare Serve round trip (``ping``) and the inline
+             executor's thread hop for reference. Goal <= 2 ms.
+``batcher``  The front's batcher (whole batches to a free replica) against ``@serve.batch`` in
+             the replica (single requests), same engine (sleeping 50 ms a batch + 10 ms an item,
+             batches up to 8), one replica: open-loop p50/p95 and throughput at fixed rates.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import statistics
+import time
+from typing import Any
+
+from swiftshot.benchmarks.arrivals import arrival_times
+from swiftshot.benchmarks.machine import print_table, write_result
+from swiftshot.benchmarks.stats import percentile
+
+
+def _settings(**kw: Any) -> Any:
+    from swiftshot.config import RaySettings, Settings
+
+    s = Settings(data_dir=f"/tmp/swiftshot-rayserve-{os.getpid()}")
+    s.engine.default = "fake"
+    s.engine.fake.delay_s = kw.pop("delay_s", 0.0)
+    s.engine.fake.per_item_s = kw.pop("per_item_s", 0.0)
+    s.engine.fake.steps = kw.pop("steps", 1)
+    s.server.warmup_shapes = [(64, 64)]
+    s.scheduler.max_batch_size = kw.pop("max_batch", 1)
+    s.scheduler.max_wait_ms = kw.pop("max_wait_ms", 5.0)
+    s.scheduler.deadline_ms = {p: 600_000 for p in ("realtime", "standard", "batch", "prefetch")}
+    s.scheduler.queue_limit = {p: 100_000 for p in ("realtime", "standard", "batch", "prefetch")}
+    n = kw.pop("replicas", 1)
+    opts = {"app_prefix": "bench", "min_replicas": n, "max_replicas": n, "replica_cpus": 0.25,
+            "graceful_shutdown_timeout_s": 0.5, "status_interval_s": 0.5}
+    opts.update(kw)
+    s.ray = RaySettings(**opts)
+    return s
+
+
+class Front:
+    """Worker + RayExecutor for one configuration."""
+
+    def __init__(self, settings: Any) -> None:
+        from swiftshot.runtime.ray_executor import RayExecutor
+        from swiftshot.runtime.worker import Worker
+
+        self.ex = RayExecutor(settings)
+        self.worker = Worker(self.ex, settings)
+        self.ex.depth_source = self.worker.depth
+        self._n = 0
+
+    async def __aenter__(self) -> Front:
+        await self.worker.start()
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        from ray import serve
+
+        await self.worker.stop()
+        serve.delete(self.ex.app_name)
+
+    def spec(self, size: int = 64) -> Any:
+        from swiftshot.spec import RenderSpec
+
+        self._n += 1
+        return RenderSpec(engine="fake", prompt=f"bench {self._n} {random.random()}",
+                          width=size, height=size).normalized()
+
+    async def one(self) -> float:
+        t0 = time.perf_counter()
+        await self.worker.submit(self.spec())
+        return time.perf_counter() - t0
+
+
+async def closed_loop(front: Front, concurrency: int, duration_s: float,
+                      warmup_s: float = 1.0) -> float:
+    """Completions per second with ``concurrency`` requests always outstanding."""
+    stop_at = time.perf_counter() + warmup_s + duration_s
+    window_from = time.perf_counter() + warmup_s
+    done: list[float] = []
+
+    async def client() -> None:
+        while time.perf_counter() < stop_at:
+            await front.one()
+            done.append(time.perf_counter())
+
+    await asyncio.gather(*(client() for _ in range(concurrency)))
+    n = sum(1 for t in done if window_from <= t <= stop_at)
+    return n / duration_s
+
+
+async def open_loop(front: Front, rate: float, duration_s: float, seed: int = 0
+                    ) -> dict[str, float]:
+    times = arrival_times(rate, duration_s, rng=random.Random(seed))
+    lat: list[float] = []
+    t0 = time.perf_counter()
+
+    async def fire(at: float) -> None:
+        delay = t0 + at - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        lat.append(await front.one())
+
+    await asyncio.gather(*(fire(t) for t in times))
+    wall = time.perf_counter() - t0
+    return {"sent": len(times), "rate": rate, "achieved": len(lat) / wall,
+            "p50_ms": 1000 * percentile(lat, 50), "p95_ms": 1000 * percentile(lat, 95),
+            "p99_ms": 1000 * percentile(lat, 99)}
+
+
+async def bench_scaling(quick: bool) -> list[dict[str, Any]]:
+    device_s = 0.2
+    dur = 5.0 if quick else 8.0
+    rows: list[dict[str, Any]] = []
+    one = None
+    for n in (1, 2, 4, 8):
+        async with Front(_settings(replicas=n, delay_s=device_s)) as f:
+            await asyncio.gather(*(f.one() for _ in range(2 * n)))  # every replica warm
+            tput = await closed_loop(f, 2 * n, dur)
+            one = tput if n == 1 else one
+            load = await open_loop(f, 0.8 * tput, dur, seed=n)
+        rows.append({"replicas": n, "device_ms": 1000 * device_s,
+                     "throughput_rps": tput, "ideal_rps": n / device_s,
+                     "vs_n_x_one": tput / (n * one), "goal": ">= 0.9",
+                     "load_rps": load["rate"], "p50_ms": load["p50_ms"],
+                     "p95_ms": load["p95_ms"], "p99_ms": load["p99_ms"]})
+        print_table(rows[-1:])
+    return rows
+
+
+async def bench_hop(quick: bool) -> list[dict[str, Any]]:
+    from swiftshot.engines.base import FakeEngine
+    from swiftshot.runtime.executor import Batch, InlineExecutor, Item
+    from swiftshot.spec import RenderSpec
+
+    n = 80 if quick else 200
+    rows: list[dict[str, Any]] = []
+    ids = iter(range(1, 10**9))
+
+    def batch(size: int, partials: int = 0) -> Any:
+        spec = RenderSpec(engine="fake", prompt=f"hop {random.random()}", width=size,
+                          height=size).normalized()
+        return Batch(next(ids), [Item(next(ids), spec, partials)])
+
+    def row(path: str, size: int, total: list[float], inner: list[float]) -> dict[str, Any]:
+        hop = [a - b for a, b in zip(total, inner, strict=True)]
+        return {"path": path, "size": f"{size}²", "n": len(total),
+                "total_p50_ms": 1000 * statistics.median(total),
+                "inside_p50_ms": 1000 * statistics.median(inner),
+                "hop_p50_ms": 1000 * statistics.median(hop),
+                "hop_p95_ms": 1000 * percentile(hop, 95), "goal_ms": "<= 2"}
+
+    async with Front(_settings(replicas=1, steps=4)) as f:
+        ping = f.ex._handle.options(method_name="ping")
+        for _ in range(20):
+            await ping.remote()
+        t = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            await ping.remote()
+            t.append(time.perf_counter() - t0)
+        rows.append(row("serve handle ping (no work)", 0, t, [0.0] * len(t)))
+        for size in (64, 1024):
+            for stream in (False, True):
+                total, inner = [], []
+                cb = (lambda i, e: None) if stream else None
+                for k in range(n // (4 if size == 1024 else 1) + 10):
+                    b = batch(size, 1 if stream else 0)
+                    t0 = time.perf_counter()
+                    r = await f.ex.submit(b, cb)
+                    dt = time.perf_counter() - t0
+                    if k >= 10:
+                        total.append(dt)
+                        inner.append(r.infer_s + r.master_s)
+                rows.append(row("ray stream (Started+Partial)" if stream else "ray unary",
+                                size, total, inner))
+                print_table(rows[-1:])
+    s = _settings()
+    inline = InlineExecutor(FakeEngine(), s)
+    await inline.start()
+    total, inner = [], []
+    for k in range(n + 10):
+        b = batch(64)
+        t0 = time.perf_counter()
+        r = await inline.submit(b)
+        if k >= 10:
+            total.append(time.perf_counter() - t0)
+            inner.append(r.infer_s)
+    await inline.stop()
+    rows.append(row("inline thread (reference)", 64, total, inner))
+    return rows
+
+
+async def bench_batcher(quick: bool) -> list[dict[str, Any]]:
+    dur = 5.0 if quick else 8.0
+    rows: list[dict[str, Any]] = []
+    for batcher in ("front", "serve"):
+        s = _settings(replicas=1, delay_s=0.05, per_item_s=0.01, max_batch=8, batcher=batcher)
+        async with Front(s) as f:
+            await asyncio.gather(*(f.one() for _ in range(8)))
+            sat = await closed_loop(f, 24, dur)
+            for rate in (20.0, 40.0):
+                r = await open_loop(f, rate, dur, seed=int(rate))
+                rows.append({"batcher": batcher, "rate_rps": rate, "p50_ms": r["p50_ms"],
+                             "p95_ms": r["p95_ms"], "p99_ms": r["p99_ms"],
+                             "achieved_rps": r["achieved"], "saturation_rps": sat})
+                print_table(rows[-1:])
+    return rows
+
+
+async def _main(args: argparse.Namespace) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    parts = args.parts.split(",")
+    if "scaling" in parts:
+        out["scaling"] = await bench_scaling(args.quick)
+    if "hop" in parts:
+        out["hop"] = await bench_hop(args.quick)
+    if "batcher" in parts:
+        out["batcher"] = await bench_batcher(args.quick)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--parts", default="scaling,hop,batcher")
+    p.add_argument("--out", default=None)
+    args = p.parse_args(argv)
+    from swiftshot.testing.ray_cluster import LoopbackCluster
+
+    load_before = os.getloadavg()
+    with LoopbackCluster(nodes=2, cpus_per_node=4) as cluster:
+        t0 = time.perf_counter()
+        out = asyncio.run(_main(args))
+        wall = time.perf_counter() - t0
+    load_after = os.getloadavg()
+    for name, rows in out.items():
+        print(f"\n== {name}")
+        print_table(rows)
+    data = {"benchmark": "rayserve", "quick": args.quick, "ray_nodes": 2,
+            "cluster_start_s": cluster.start_s, "wall_s": wall,
+            "load_avg_before": load_before, "load_avg_after": load_after, **out}
+    import ray
+
+    data["ray"] = ray.__version__
+    path = write_result("rayserve" + ("-quick" if args.quick else ""), data, args.out)
+    print(f"\nload avg before {load_before[0]:.2f}, after {load_after[0]:.2f}; wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

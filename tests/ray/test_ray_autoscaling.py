@@ -9,7 +9,7 @@ import time
 import pytest
 
 from swiftshot.runtime.ray_executor import demand, queue_depth_policy
-from tests.ray.test_ray_executor import ray_settings, spec
+from tests.ray.test_ray_executor import delete_app, ray_settings, spec
 
 pytestmark = pytest.mark.ray
 
@@ -32,8 +32,6 @@ def test_policy_counts_queued_and_running_but_not_prefetch():
 
 
 async def test_replicas_follow_the_front_queue_up_and_down(ray_cluster, tmp_path):
-    from ray import serve
-
     from swiftshot.runtime.ray_executor import RayExecutor
     from swiftshot.runtime.worker import Worker
 
@@ -65,4 +63,4 @@ async def test_replicas_follow_the_front_queue_up_and_down(ray_cluster, tmp_path
         assert ex.slots == 1 and ex.health().warm == 1
     finally:
         await worker.stop()
-        serve.delete(ex.app_name)
+        await delete_app(ex.app_name)

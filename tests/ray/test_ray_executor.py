@@ -52,8 +52,6 @@ def batch(*prompts: str, partials: int = 0) -> Batch:
 
 @pytest.fixture
 async def executor(ray_cluster, tmp_path, request):
-    from ray import serve
-
     from swiftshot.runtime.ray_executor import RayExecutor
 
     kw = getattr(request, "param", {})
@@ -63,7 +61,15 @@ async def executor(ray_cluster, tmp_path, request):
         yield ex
     finally:
         await ex.stop()
-        serve.delete(ex.app_name)
+        await delete_app(ex.app_name)
+
+
+async def delete_app(name: str) -> None:
+    """Ask Serve to delete the app and go on: it finishes in the background (a blocking
+    delete waited ~30 s for the replicas' shutdown on this machine; nothing else uses them)."""
+    from ray import serve
+
+    await asyncio.get_running_loop().run_in_executor(None, lambda: serve.delete(name, False))
 
 
 def node_of(worker: str) -> str:
@@ -130,8 +136,6 @@ async def test_replica_killed_mid_load_loses_no_request(ray_cluster, tmp_path):
     """SIGKILL one of two replicas while requests run through the front's Worker: every
     request is answered — its batch retried once on the other replica, or a clear 503
     worker_lost — none hangs; Serve replaces the replica."""
-    from ray import serve
-
     from swiftshot.runtime.ray_executor import RayExecutor
     from swiftshot.runtime.worker import Worker
 
@@ -166,7 +170,7 @@ async def test_replica_killed_mid_load_loses_no_request(ray_cluster, tmp_path):
             pytest.fail("the killed replica was not replaced")
     finally:
         await worker.stop()
-        serve.delete(ex.app_name)
+        await delete_app(ex.app_name)
 
 
 @pytest.mark.parametrize("executor", [{"replicas": 1, "delay_s": 0.2, "batcher": "serve"}],

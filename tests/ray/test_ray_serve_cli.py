@@ -57,4 +57,4 @@ def test_serve_joins_the_cluster_and_answers_through_replicas(ray_cluster, tmp_p
         assert any(w.startswith("replica-") and "@" in w for w in workers), workers
     finally:
         assert server.stop() == 0, server.log.read_text()
-        serve.delete(f"{prefix}-fake")
+        serve.delete(f"{prefix}-fake", _blocking=False)

@@ -13,7 +13,7 @@ import pytest
 from swiftshot.config import RaySettings, Settings
 from swiftshot.delivery import codecs
 from swiftshot.engines.base import Cancelled, FakeEngine, preview_steps
-from swiftshot.errors import ServiceError, WorkerLost
+from swiftshot.errors import ServiceError
 from swiftshot.runtime.executor import Batch, Item
 from swiftshot.runtime.progress import Partial, Started
 from swiftshot.spec import RenderSpec

@@ -485,7 +485,7 @@ class RayExecutor:
             await asyncio.wait_for(loop.run_in_executor(None, self._deploy),
                                    self.cfg.start_timeout_s)
             self._make_handles()
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self._error = (f"the {self.engine_name} replicas were not running within "
                            f"{self.cfg.start_timeout_s:g} s (ray.start_timeout_s)")
             raise RayUnavailable(self._error) from None
@@ -577,7 +577,7 @@ class RayExecutor:
             coro = self._call_stream(batch, run, on_event) if stream else \
                 self._call(batch, run, on_event)
             result = await asyncio.wait_for(coro, self.cfg.batch_timeout_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             if run.response is not None:
                 run.response.cancel()
             raise WorkerLost(f"no answer from a {self.engine_name} replica within "

@@ -21,8 +21,6 @@ import argparse
 import io
 import json
 import os
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -32,17 +30,12 @@ from pathlib import Path
 
 import httpx
 
+from swiftshot.benchmarks import procs
 from swiftshot.benchmarks.machine import print_table, write_result
 
 SIDE = 7000
 SPEC = {"ops": [{"op": "compose", "backdrop": "color", "color": "#ffffff"}],
         "width": 1024, "height": 1024, "output_format": "jpeg"}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def photos(n: int, fmt: str, cache: Path) -> list[bytes]:
@@ -102,36 +95,29 @@ def main() -> None:
     warm = Image.new("RGB", (300, 300), (246, 245, 243))
     ImageDraw.Draw(warm).ellipse((60, 60, 240, 240), fill=(170, 40, 40))
     warm.save(small, "PNG")
-    port = _free_port()
+    port = procs.free_port()
     with tempfile.TemporaryDirectory() as tmp:
         env = {**os.environ, "SWIFTSHOT_DATA_DIR": f"{tmp}/var", "SWIFTSHOT_ENGINE__DEFAULT":
                "studio", "SWIFTSHOT_SERVER__WARMUP_SHAPES": "[[64, 64]]",
                **dict(kv.split("=", 1) for kv in args.env)}
         if args.src:
             env["PYTHONPATH"] = args.src
-        proc = subprocess.Popen([sys.executable, "-m", "swiftshot", "serve", "--port", str(port)],
-                                env=env, cwd=tmp, stdout=open(f"{tmp}/log", "wb"),
-                                stderr=subprocess.STDOUT)
-        url = f"http://127.0.0.1:{port}"
-        try:
-            for _ in range(600):
-                try:
-                    if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                time.sleep(0.1)
+        # procs.running: started in its own session, ready on GET /readyz, stopped on exit
+        with procs.running([sys.executable, "-m", "swiftshot", "serve", "--port", str(port)],
+                           env, port) as url:
+            pid = procs.pid_of(url)
+            assert pid is not None
             status, _, _ = upload(url, small.getvalue(), "png")
-            assert status == "200", (status, Path(f"{tmp}/log").read_text()[-2000:])
+            assert status == "200", f"warm-up upload answered {status}"
             time.sleep(1.0)
-            idle = rss_mb(proc.pid)
+            idle = rss_mb(pid)
             samples: list[tuple[float, float]] = []
             stop = threading.Event()
             t0 = time.perf_counter()
 
             def sample() -> None:
                 while not stop.is_set():
-                    samples.append((time.perf_counter() - t0, rss_mb(proc.pid)))
+                    samples.append((time.perf_counter() - t0, rss_mb(pid)))
                     time.sleep(0.02)
 
             sampler = threading.Thread(target=sample, daemon=True)
@@ -142,10 +128,7 @@ def main() -> None:
             time.sleep(args.after_s)
             stop.set()
             sampler.join()
-            after = rss_mb(proc.pid)
-        finally:
-            proc.terminate()
-            proc.wait(30)
+            after = rss_mb(pid)
     peak = max(r for _, r in samples)
     codes: dict[str, int] = {}
     for code, _, _ in results:

@@ -19,8 +19,6 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -30,13 +28,8 @@ from pathlib import Path
 
 import httpx
 
+from swiftshot.benchmarks import procs
 from swiftshot.benchmarks.machine import print_table, write_result
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def rss_mb(pid: int) -> float:
@@ -93,23 +86,16 @@ def main() -> None:
     ap.add_argument("--capacity-s", type=float, default=15.0)
     ap.add_argument("--warmup-s", type=float, default=20.0)
     args = ap.parse_args()
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
+    port = procs.free_port()
     with tempfile.TemporaryDirectory() as tmp:
         env = {**os.environ, "SWIFTSHOT_DATA_DIR": f"{tmp}/var",
                "SWIFTSHOT_ENGINE__DEFAULT": "studio",
                "SWIFTSHOT_SERVER__WARMUP_SHAPES": "[[256, 256]]"}
-        proc = subprocess.Popen([sys.executable, "-m", "swiftshot", "serve", "--port", str(port)],
-                                env=env, cwd=tmp, stdout=open(f"{tmp}/log", "wb"),
-                                stderr=subprocess.STDOUT)
-        try:
-            for _ in range(600):
-                try:
-                    if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                time.sleep(0.1)
+        # procs.running: started in its own session, ready on GET /readyz, stopped on exit
+        with procs.running([sys.executable, "-m", "swiftshot", "serve", "--port", str(port)],
+                           env, port) as url:
+            pid = procs.pid_of(url)
+            assert pid is not None
             with httpx.Client(base_url=url, timeout=60) as c:
                 keys = [c.post("/v1/render", json={"prompt": f"soak seed {i} marble",
                                                    "width": 256, "height": 256}).json()["key"]
@@ -139,7 +125,7 @@ def main() -> None:
 
             def sample() -> None:
                 while not stop.is_set():
-                    samples.append((time.perf_counter() - t0, rss_mb(proc.pid), fds(proc.pid)))
+                    samples.append((time.perf_counter() - t0, rss_mb(pid), fds(pid)))
                     time.sleep(1.0)
 
             sampler = threading.Thread(target=sample, daemon=True)
@@ -168,9 +154,6 @@ def main() -> None:
                         print("client error:", e)
             stop.set()
             sampler.join()
-        finally:
-            proc.terminate()
-            proc.wait(30)
     warm = [s for s in samples if s[0] >= args.warmup_s] or samples
     rss0, fd0 = warm[0][1], warm[0][2]
     rss1, fd1 = samples[-1][1], samples[-1][2]

@@ -187,6 +187,8 @@ class _Proc:
     item_ids: list[int] = field(default_factory=list)
     started_at: float = 0.0
     ready: asyncio.Future[None] | None = None
+    readers: list[threading.Thread] = field(default_factory=list)
+    """Reader threads of this slot's processes (one per spawn); joined at stop."""
 
 
 class ProcessExecutor:
@@ -270,6 +272,10 @@ class ProcessExecutor:
             if p.proc.is_alive():
                 p.proc.kill()
                 p.proc.join(2.0)
+            # the process is gone, so each reader sees EOF and ends; wait for it so that none
+            # outlives the executor (and posts to a loop that has closed)
+            for t in p.readers:
+                t.join(max(0.1, end + 2.0 - time.monotonic()))
             if p.conn is not None:
                 p.conn.close()
 
@@ -350,8 +356,10 @@ class ProcessExecutor:
         child.close()
         p.conn = parent
         p.ready = loop.create_future()
-        threading.Thread(target=self._reader, args=(p, parent, p.ready), daemon=True,
-                         name=f"swiftshot-reader-{p.index}").start()
+        reader = threading.Thread(target=self._reader, args=(p, parent, p.ready), daemon=True,
+                                  name=f"swiftshot-reader-{p.index}")
+        p.readers = [t for t in p.readers if t.is_alive()] + [reader]
+        reader.start()
         try:
             await asyncio.wait_for(asyncio.shield(p.ready), START_TIMEOUT_S)
         except TimeoutError:
@@ -373,12 +381,23 @@ class ProcessExecutor:
             try:
                 msg = conn.recv()
             except (EOFError, OSError):
-                loop.call_soon_threadsafe(self._died, p, conn, ready)
+                self._post(loop, self._died, p, conn, ready)
                 return
             except Exception as e:  # noqa: BLE001 - an unpicklable message: treat as lost
                 log.error("process-%d sent an unreadable message: %s", p.index, e)
                 continue
-            loop.call_soon_threadsafe(self._on_message, p, conn, ready, msg)
+            if not self._post(loop, self._on_message, p, conn, ready, msg):
+                return
+
+    @staticmethod
+    def _post(loop: asyncio.AbstractEventLoop, fn: Any, *args: Any) -> bool:
+        """Hand a call to the loop; False once the loop is closed (the executor's owner is gone,
+        e.g. a start that failed and was never stopped): the reader then has nobody to tell."""
+        try:
+            loop.call_soon_threadsafe(fn, *args)
+        except RuntimeError:
+            return False
+        return True
 
     def _on_message(self, p: _Proc, conn: Any, ready: asyncio.Future[None], msg: Any) -> None:
         kind = msg[0]

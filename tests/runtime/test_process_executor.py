@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import threading
 import time
 
 import pytest
@@ -156,6 +157,25 @@ async def test_a_model_that_cannot_load_leaves_the_executor_not_ready_saying_why
         assert h.workers[0].restarts == 0  # a load failure is not restarted in a loop
     finally:
         await w.stop()
+    alive = [t for t in threading.enumerate() if t.name.startswith("swiftshot-reader")]
+    assert alive == []  # stop() joined the readers
+
+
+def test_a_reader_whose_loop_has_closed_ends_quietly(tmp_path, monkeypatch):
+    # CI once failed on this: a worker's pipe reached EOF after the test's loop had closed, the
+    # reader thread raised from call_soon_threadsafe, and pytest blamed the next test.
+    caught: list[BaseException] = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: caught.append(args.exc_value))
+    loop = asyncio.new_event_loop()
+    ex = ProcessExecutor(_settings(tmp_path), "fake", workers=1)
+    loop.run_until_complete(ex.start())
+    p = ex._procs[0]
+    reader = p.readers[-1]
+    loop.close()  # the owner is gone without stop()
+    p.proc.kill()  # the reader now sees EOF with no loop to tell
+    p.proc.join(10)
+    reader.join(10)
+    assert not reader.is_alive() and caught == []
 
 
 async def test_previews_and_product_photos_cross_the_boundary(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 
 async def wait_event(event: asyncio.Event, timeout_s: float | None) -> bool:
@@ -18,3 +19,15 @@ async def wait_event(event: asyncio.Event, timeout_s: float | None) -> bool:
         return bool(done)
     finally:
         waiter.cancel()
+
+
+def post(loop: asyncio.AbstractEventLoop, fn: Callable[..., object], *args: object) -> bool:
+    """``loop.call_soon_threadsafe(fn, *args)`` from a worker thread; False when the loop has
+    closed (its owner is gone: a cancelled request whose render still runs in a thread, an
+    executor that was never stopped). Such a thread has nobody to tell and must end quietly
+    rather than raise in the thread."""
+    try:
+        loop.call_soon_threadsafe(fn, *args)
+    except RuntimeError:
+        return False
+    return True

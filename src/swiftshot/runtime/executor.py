@@ -68,6 +68,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from PIL import Image
 
 from swiftshot.errors import ServiceError, as_service_error
+from swiftshot.runtime.aio import post
 from swiftshot.runtime.progress import Partial, Started
 
 if TYPE_CHECKING:
@@ -420,12 +421,12 @@ class InlineExecutor:
 
         def on_partial(item_id: int, image: Image.Image) -> None:
             if on_event is not None:
-                loop.call_soon_threadsafe(on_event, item_id, Partial(0, image))
+                post(loop, on_event, item_id, Partial(0, image))
 
         def work() -> BatchResult:
             if on_event is not None:
                 for i in ids:
-                    loop.call_soon_threadsafe(on_event, i, Started())
+                    post(loop, on_event, i, Started())
             return run_items(self.engine, batch, run_batch=self._run_batch,
                              should_stop=should_stop, on_partial=on_partial)
 

@@ -51,6 +51,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from swiftshot.errors import ServiceError, WorkerLost
+from swiftshot.runtime.aio import post
 from swiftshot.runtime.executor import (
     Batch,
     BatchResult,
@@ -357,7 +358,7 @@ class EngineReplica:
         events: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
 
         def on_partial(item_id: int, image: Any) -> None:
-            loop.call_soon_threadsafe(events.put_nowait, ("partial", item_id, pack_image(image)))
+            post(loop, events.put_nowait, ("partial", item_id, pack_image(image)))
 
         yield ("started", self.name)
         fut = loop.run_in_executor(self._pool, self._work, batch, stop, on_partial)

@@ -111,3 +111,69 @@ def test_remembered_quality_reads_a_cached_raw_master():
     rule = get_preset("amazon", OpsSettings().presets)
     q = remembered_quality("never-seen-key-raw-master", None, encode_master(img), rule, "amazon")
     assert q["compliance"]["preset"] == "amazon" and q["compliance"]["rules"]
+
+
+# -- the preset's check reads the fill from where compose placed the product -----------------
+
+def _fill_of(results) -> float:
+    rule = next(r for r in results if r.rule == "product_fill")
+    return float(rule.measured.split("%")[0]) / 100
+
+
+def test_compose_says_where_it_placed_the_product():
+    from swiftshot.ops.compose import ComposeParams, Placement, compose, placed_box
+
+    rgba = np.zeros((400, 300, 4), np.uint8)
+    rgba[100:300, 120:180] = (200, 30, 30, 255)
+    rgba[5:9, 5:9] = (90, 90, 90, 255)  # a leftover speck: not the product, not placed
+    out = compose(Image.fromarray(rgba, "RGBA"), (255, 255, 255), (1000, 800),
+                  ComposeParams(placement=Placement(0.5), shadow=None, colour_match=0.0))
+    red = (np.asarray(out)[..., 0] > 150) & (np.asarray(out)[..., 1] < 100)
+    ys, xs = np.nonzero(red)
+    box = placed_box(out)
+    assert box, box
+    assert abs(box[0] - xs.min()) <= 1 and abs(box[2] - (xs.max() + 1)) <= 1
+    assert abs(box[1] - ys.min()) <= 1 and abs(box[3] - (ys.max() + 1)) <= 1
+    assert (box[3] - box[1]) / 800 == pytest.approx(0.5, abs=0.01)
+    # a box is only trusted on the image it was made for
+    assert placed_box(out.resize((500, 400))) is False
+    assert placed_box(Image.new("RGB", (1000, 800))) is False
+
+
+def test_preset_verification_does_not_segment_its_own_result(bottle_cutout, monkeypatch):
+    """The render's verdict measures the fill on the placed alpha (no second segmentation of
+    the 2000² result), and agrees with check() of the delivered file, which segments it."""
+    from swiftshot.ops.cutout import ClassicalSegmenter
+
+    rule = BUILTIN_PRESETS["google-merchant"]  # a fill window on both sides: 75-90 %
+
+    def no_segmenting(*a, **k):
+        raise AssertionError("the preset's verification segmented the composed result")
+
+    with monkeypatch.context() as m:
+        m.setattr(ClassicalSegmenter, "regions", no_segmenting)
+        m.setattr(ClassicalSegmenter, "mask", no_segmenting)
+        out = apply_preset(bottle_cutout, rule, "google-merchant")
+    comp = out.info["compliance"]
+    assert comp.passed and comp.attempts == 1, comp.as_dict()
+    verdict = _fill_of(comp.results)
+    delivered = _fill_of(check(reopen(out, source_type="compositeSynthetic"), rule))
+    assert verdict == pytest.approx(delivered, abs=0.01)
+
+
+def test_a_composed_image_scaled_by_the_preset_keeps_its_box():
+    """An RGB composite at another size is scaled and padded by the preset; the box moves
+    with it, and the fill measured from it matches check() of the file."""
+    from swiftshot.ops.compose import ComposeParams, Placement, compose, placed_box
+
+    rgba = np.zeros((300, 300, 4), np.uint8)
+    rgba[50:250, 100:200] = (30, 60, 200, 255)
+    comp = compose(Image.fromarray(rgba, "RGBA"), (255, 255, 255), (900, 600),
+                   ComposeParams(placement=Placement(0.8), shadow=None, colour_match=0.0))
+    rule = BUILTIN_PRESETS["google-merchant"]
+    out = apply_preset(comp, rule, "google-merchant")
+    assert out.size == (2000, 2000)
+    box = placed_box(out)
+    assert box and (box[3] - box[1]) / 2000 == pytest.approx(0.8 * 600 / 900, abs=0.01)
+    verdict = _fill_of(out.info["compliance"].results)
+    assert verdict == pytest.approx(_fill_of(check(reopen(out), rule)), abs=0.01)

@@ -45,6 +45,31 @@ class ComposeParams:
     """How much of the backdrop's colour cast the product takes on (0 = none)."""
 
 
+PLACED_INFO = "placed_product"
+"""``image.info`` key under which ``compose`` leaves a :class:`PlacedProduct`."""
+
+
+@dataclass(frozen=True)
+class PlacedProduct:
+    """Where ``compose`` put the product's own parts (the alpha it pasted, leftovers already
+    dropped): the bounding box of alpha > 127 (the threshold ``presets.check`` measures the
+    fill with), in pixels of an image of ``size``. A preset's check reads the fill from it
+    instead of segmenting the composed image again; ``placed_box`` trusts it only on an image
+    of that size (a resize or an upscale after compose leaves a stale one)."""
+
+    box: tuple[int, int, int, int] | None
+    """(x0, y0, x1, y1), exclusive ends, clipped to the canvas; None: nothing solid placed."""
+    size: tuple[int, int]
+
+
+def placed_box(image: Image.Image) -> tuple[int, int, int, int] | None | bool:
+    """The :class:`PlacedProduct` box of an image compose made, or False when not known."""
+    p = image.info.get(PLACED_INFO)
+    if not isinstance(p, PlacedProduct) or p.size != image.size:
+        return False
+    return p.box
+
+
 @dataclass(frozen=True)
 class Fitted:
     rgb: np.ndarray
@@ -233,15 +258,7 @@ def compose(product: Image.Image, backdrop: Image.Image | RGB, size: tuple[int, 
         size = backdrop.size if isinstance(backdrop, Image.Image) else product.size
     w, h = size
     product = product if product.mode == "RGBA" else product.convert("RGBA")
-    # Placement comes from the product's own alpha: specks and leftovers of the old backdrop
-    # away from it would widen the bounding box (the product off centre, or over the edge).
-    product = product_only(product)
-    # Work on the product's bounding box only: the transparent rest of a 2000² cutout is most
-    # of its pixels.
-    box = product.getchannel("A").getbbox()
-    if box is None:
-        raise ValueError("the cutout is empty: no product was found in the photo")
-    rgb, a8, x, y = fit_rgba(np.asarray(product.crop(box)), size, params.placement)
+    rgb, a8, x, y = fit_rgba(_own_crop(product), size, params.placement)
     canvas = backdrop_image(backdrop, size)
     prod = decontaminate(rgb, a8)
     if params.colour_match > 0:
@@ -265,7 +282,44 @@ def compose(product: Image.Image, backdrop: Image.Image | RGB, size: tuple[int, 
         canvas.paste(Image.fromarray(r_rgb, "RGB"), (0, 0),
                      Image.fromarray(cv2.convertScaleAbs(r_a, alpha=255.0), "L"))
     canvas.paste(Image.fromarray(prod, "RGB"), (x, y), Image.fromarray(a8, "L"))
+    canvas.info[PLACED_INFO] = PlacedProduct(_placed_bbox(a8, x, y, size), size)
     return canvas
+
+
+def _own_crop(product: Image.Image) -> np.ndarray:
+    """The RGBA cutout's own parts (``product_only``), cropped to their bounding box, as an
+    array. Placement comes from the product's own alpha: specks and leftovers of the old
+    backdrop away from it would widen the bounding box (the product off centre, or over the
+    edge). Only the alpha's bounding box is copied out of the image: the transparent rest of a
+    2000² cutout is most of its pixels."""
+    box = product.getchannel("A").getbbox()
+    if box is None:
+        raise ValueError("the cutout is empty: no product was found in the photo")
+    arr = np.asarray(product.crop(box))
+    a = arr[..., 3]
+    keep = own_alpha(a)
+    if keep is None:
+        return arr
+    kept = a * keep
+    if np.array_equal(kept, a):
+        return arr
+    arr = arr.copy()
+    arr[..., 3] = kept
+    inner = alpha_bbox(kept, 0)
+    if inner is None:  # pragma: no cover - own_alpha keeps the largest solid part
+        raise ValueError("the cutout is empty: no product was found in the photo")
+    x0, y0, x1, y1 = inner
+    return arr[y0:y1, x0:x1]
+
+
+def _placed_bbox(a8: np.ndarray, x: int, y: int, size: tuple[int, int]
+                 ) -> tuple[int, int, int, int] | None:
+    box = alpha_bbox(a8, 127)
+    if box is None:
+        return None
+    w, h = size
+    x0, y0, x1, y1 = max(0, box[0] + x), max(0, box[1] + y), min(w, box[2] + x), min(h, box[3] + y)
+    return (x0, y0, x1, y1) if x1 > x0 and y1 > y0 else None
 
 
 def paste_darkening(canvas: Image.Image, small: np.ndarray) -> None:

@@ -31,7 +31,16 @@ from PIL import Image
 
 from swiftshot.config import PresetRule
 from swiftshot.ops import OpsError, carry_info
-from swiftshot.ops.compose import ComposeParams, Placement, alpha_bbox, compose, own_alpha
+from swiftshot.ops.compose import (
+    PLACED_INFO,
+    ComposeParams,
+    Placement,
+    PlacedProduct,
+    alpha_bbox,
+    compose,
+    own_alpha,
+    placed_box,
+)
 from swiftshot.ops.cutout import ClassicalSegmenter, Segmenter
 from swiftshot.ops.shadows import ShadowParams
 
@@ -118,6 +127,12 @@ def _force_border(img: Image.Image, rule: PresetRule) -> None:
     colour = tuple(rule.background or WHITE)
     for box in ((0, 0, w, b), (0, h - b, w, h), (0, 0, b, h), (w - b, 0, w, h)):
         img.paste(colour, box)
+    placed = placed_box(img)
+    if placed:  # what of the product the band painted over is no longer in the image
+        x0, y0, x1, y1 = placed
+        x0, y0, x1, y1 = max(x0, b), max(y0, b), min(x1, w - b), min(y1, h - b)
+        img.info[PLACED_INFO] = PlacedProduct(
+            (x0, y0, x1, y1) if x1 > x0 and y1 > y0 else None, img.size)
 
 
 def apply_preset(image: Image.Image, rule: PresetRule, name: str = "preset",
@@ -166,24 +181,40 @@ def apply_preset(image: Image.Image, rule: PresetRule, name: str = "preset",
 
 
 def verify_preset(image: Image.Image, rule: PresetRule) -> list[RuleResult]:
-    """``check`` of an image about to be encoded in the preset's format with its metadata."""
+    """``check`` of an image about to be encoded in the preset's format with its metadata.
+    An image ``compose`` made says where it placed the product (``compose.placed_box``): the
+    fill rule is measured on that box instead of a segmentation of the result (the same rule
+    and limits; the compositor knows the product's own alpha exactly, a segmentation of a
+    2000² result costs ~40 ms CPU to find it again)."""
     want = {"jpeg": "JPEG", "png": "PNG", "webp": "WEBP", "avif": "AVIF"}[rule.format]
-    return check(image, rule, file_format=want, source_type_written=True)
+    return check(image, rule, file_format=want, source_type_written=True,
+                 product_box=placed_box(image))
 
 
 def _fit_rgb(image: Image.Image, rule: PresetRule) -> Image.Image:
     size = (rule.width, rule.height)
+    if image.mode == "RGB" and image.size == size:
+        return image  # already fits: no 12 MB copy at 2000² (the preset's verdict goes on it)
     rgb = image.convert("RGB")
     if rgb.size == size:
         return rgb
     s = min(rule.width / rgb.width, rule.height / rgb.height)
     tw, th = max(1, round(rgb.width * s)), max(1, round(rgb.height * s))
     scaled = rgb.resize((tw, th), Image.Resampling.LANCZOS if s < 1 else Image.Resampling.BICUBIC)
+    ox, oy = (rule.width - tw) // 2, (rule.height - th) // 2
+    placed = placed_box(rgb)
+    if placed is not False:
+        # the product moves with the image: its box scaled (outwards to whole pixels) and shifted
+        box = None if placed is None else (
+            ox + int(placed[0] * tw / rgb.width), oy + int(placed[1] * th / rgb.height),
+            ox + -int(-placed[2] * tw // rgb.width), oy + -int(-placed[3] * th // rgb.height))
+        scaled.info[PLACED_INFO] = PlacedProduct(box, size)
     if (tw, th) == size:
         return scaled
     fill = rule.background or _edge_colour(scaled)
     canvas = Image.new("RGB", size, fill)
-    canvas.paste(scaled, ((rule.width - tw) // 2, (rule.height - th) // 2))
+    canvas.paste(scaled, (ox, oy))
+    canvas.info.update(scaled.info)
     return canvas
 
 
@@ -203,11 +234,15 @@ class RuleResult:
     required: str
 
 
-def _border(arr: np.ndarray, frac: float = 0.01) -> np.ndarray:
-    h, w = arr.shape[:2]
+def _border_of(rgb: Image.Image, frac: float = 0.01) -> np.ndarray:
+    """The pixels (n×3) of the band the background rules look at: ``frac`` of the shorter side
+    all round. Only the band is copied out of the image."""
+    w, h = rgb.size
     b = max(1, round(frac * min(h, w)))
-    return np.concatenate([arr[:b].reshape(-1, 3), arr[-b:].reshape(-1, 3),
-                           arr[b:-b, :b].reshape(-1, 3), arr[b:-b, -b:].reshape(-1, 3)])
+    strips = [rgb.crop((0, 0, w, b)), rgb.crop((0, h - b, w, h))]
+    if h > 2 * b:
+        strips += [rgb.crop((0, b, b, h - b)), rgb.crop((w - b, b, w, h - b))]
+    return np.concatenate([np.asarray(s).reshape(-1, 3) for s in strips])
 
 
 def _has_source_type(image: Image.Image) -> bool:
@@ -218,22 +253,25 @@ def _has_source_type(image: Image.Image) -> bool:
 
 
 def check(image: Image.Image, rule: PresetRule, segmenter: Segmenter | None = None,
-          file_format: str | None = None, source_type_written: bool = False) -> list[RuleResult]:
+          file_format: str | None = None, source_type_written: bool = False,
+          product_box: tuple[int, int, int, int] | None | bool = False) -> list[RuleResult]:
     """Every rule of the preset, with what was measured. ``file_format`` (e.g. "JPEG") is the
     format of the file the image came from; defaults to ``image.format``.
     ``source_type_written``: the image is about to be encoded with the IPTC DigitalSourceType
-    (the pipeline writes it), so that rule is taken as met."""
+    (the pipeline writes it), so that rule is taken as met.
+    ``product_box``: the product's own bounding box (x0, y0, x1, y1) when the caller knows it
+    (the compositor placed it; None: nothing placed); False (default): found by segmenting
+    the image, as for any file."""
     out: list[RuleResult] = []
-    rgb = image.convert("RGB")
-    arr = np.asarray(rgb)
-    h, w = arr.shape[:2]
+    rgb = image if image.mode == "RGB" else image.convert("RGB")
+    w, h = rgb.size
     if rule.exact_size:
         out.append(RuleResult("size", (w, h) == (rule.width, rule.height), f"{w}x{h}",
                               f"{rule.width}x{rule.height}"))
     if rule.min_long_side:
         out.append(RuleResult("longest_side", max(w, h) >= rule.min_long_side, f"{max(w, h)} px",
                               f">= {rule.min_long_side} px"))
-    border = _border(arr)
+    border = _border_of(rgb)
     if rule.exact_background:
         bg = np.asarray(rule.background or WHITE, np.uint8)
         frac = float((border == bg).all(1).mean())
@@ -245,7 +283,7 @@ def check(image: Image.Image, rule: PresetRule, segmenter: Segmenter | None = No
         out.append(RuleResult("light_background", lum >= 220, f"border luminance {lum:.0f}",
                               ">= 220"))
     if rule.min_fill is not None or rule.max_fill is not None:
-        out.append(_fill_rule(rgb, rule, segmenter))
+        out.append(_fill_rule(rgb, rule, segmenter, product_box))
     fmt = (file_format or image.format or "").upper()
     if fmt:
         want = {"jpeg": "JPEG", "png": "PNG", "webp": "WEBP", "avif": "AVIF"}[rule.format]
@@ -273,13 +311,18 @@ def _is_srgb(icc: bytes) -> bool:
     return "srgb" in desc.lower()
 
 
-def _fill_rule(rgb: Image.Image, rule: PresetRule, segmenter: Segmenter | None) -> RuleResult:
+def _fill_rule(rgb: Image.Image, rule: PresetRule, segmenter: Segmenter | None,
+               product_box: tuple[int, int, int, int] | None | bool = False) -> RuleResult:
     # The product's extent comes from a cutout, so a shadow on the backdrop is not counted;
     # only the product's own parts count, not a speck. The classical segmenter's work mask is
     # enough for a bounding box (to a few pixels at 2000²) and saves the full-size edge matte.
-    seg = segmenter or ClassicalSegmenter()
+    # When the compositor says where it placed the product's own alpha, that box is used.
     w, h = rgb.size
-    if isinstance(seg, ClassicalSegmenter):
+    seg = segmenter or ClassicalSegmenter()
+    box: tuple[float, float, float, float] | None
+    if product_box is not False:
+        box = product_box  # type: ignore[assignment]
+    elif isinstance(seg, ClassicalSegmenter):
         small = seg.regions(np.asarray(rgb)) * np.uint8(255)
         keep = own_alpha(small)
         sbox = alpha_bbox(small * keep if keep is not None else small, 127)

@@ -152,3 +152,50 @@ def test_unknown_product_hash_is_refused(client):
     assert err["param"] == "items[0].product_sha256" and "product_file" in err["message"]
     r = client.post("/v1/batches", json={"items": [{"prompt": "x"}], "preset": "ebay"})
     assert r.status_code == 422 and "unknown preset 'ebay'" in r.json()["error"]["message"]
+
+
+def test_preset_items_carry_their_compliance_verdict(tmp_path):
+    """Each done item of a preset job carries the preset's own check of its result, the same
+    JSON as POST /v1/render answers (passed, the failed rules, the measured values)."""
+    import base64
+
+    from swiftshot.api.app import create_app
+    from swiftshot.testing.products import make_photo
+
+    # "tight": a user preset whose fill rule no placement meets (min above max)
+    tight = {"width": 400, "height": 400, "background": [255, 255, 255], "fill": 0.8,
+             "min_fill": 0.97, "max_fill": 0.96, "format": "jpeg", "quality": 88}
+    settings = Settings(data_dir=tmp_path / "var", engine={"default": "fake"},
+                        server={"warmup_shapes": [(64, 64)]},
+                        ops={"presets": {"tight": tight}}, jobs={"poll_s": 0.05})
+    buf = io.BytesIO()
+    make_photo("bottle_white_sweep", (240, 240)).image.save(buf, "JPEG", quality=92)
+    photo = buf.getvalue()
+    with TestClient(create_app(settings)) as c:
+        r = c.post("/v1/batches", files=[("files", ("bottle.jpg", photo, "image/jpeg"))],
+                   data={"json": '{"items": [{"product_file": "bottle.jpg", "preset": "amazon"},'
+                                 ' {"product_file": "bottle.jpg", "preset": "tight"},'
+                                 ' {"prompt": "plain", "size": "64x64"}]}'})
+        assert r.status_code == 202, r.text
+        done = _wait_done(c, r.json()["url"], timeout=120)
+        ok, bad, plain = done["items"]
+        assert ok["status"] == bad["status"] == plain["status"] == "done", done["items"]
+        assert ok["compliance"]["preset"] == "amazon" and ok["compliance"]["passed"] is True
+        assert ok["compliance"]["failed"] == []
+        fill = next(x for x in ok["compliance"]["rules"] if x["rule"] == "product_fill")
+        assert fill["passed"] and fill["measured"].endswith("of the frame's side")
+        assert fill["required"] == ">= 85%"
+        assert 0.85 <= float(fill["measured"].split("%")[0]) / 100 <= 0.95
+        assert bad["compliance"]["passed"] is False
+        assert bad["compliance"]["failed"] == ["product_fill"]
+        assert {x["rule"]: x["passed"] for x in bad["compliance"]["rules"]}["product_fill"] is False
+        assert "cutout" in ok and 0 <= ok["cutout"]["confidence"] <= 1
+        assert "compliance" not in plain and "cutout" not in plain  # no preset, no ops
+        # the same verdict as the render answers for the same photo and preset
+        rendered = c.post("/v1/render", json={
+            "preset": "amazon", "prompt": "product",
+            "product_b64": base64.b64encode(photo).decode()}).json()
+        assert rendered["compliance"] == ok["compliance"], (rendered, ok)
+        # and the webhook body / GET share job_to_dict: a reopened store reads it back
+        view = JobStore(settings.jobs.db_path).get_job(r.json()["id"])
+        assert view is not None and view.items[0].quality_json

@@ -65,6 +65,36 @@ class RenderRequest(RenderSpec):
     """Further images named by hash in the ops (backdrops, masks), base64."""
 
 
+class RuleVerdict(BaseModel):
+    rule: str
+    """size, longest_side, background, light_background, product_fill, format, colour_space,
+    iptc_digital_source_type"""
+    passed: bool
+    measured: str
+    """What was measured, e.g. "87.9% of the frame's side"."""
+    required: str
+    """The preset's limit, e.g. ">= 85%"."""
+
+
+class ComplianceVerdict(BaseModel):
+    """The preset's own check of the image it made (``X-Compliance`` says pass / fail)."""
+    preset: str
+    passed: bool
+    failed: list[str]
+    """The rules that failed (empty when passed)."""
+    attempts: int
+    """Placements tried (a fill outside the rule is corrected and checked again)."""
+    rules: list[RuleVerdict]
+
+
+class CutoutVerdict(BaseModel):
+    """What the cutout said of itself (``X-Cutout-Confidence``)."""
+    confidence: float
+    level: str
+    """high | medium | low (below 0.5: the cutout is a guess)."""
+    notes: list[str]
+
+
 class RenderResponse(BaseModel):
     key: str
     url: str
@@ -75,6 +105,10 @@ class RenderResponse(BaseModel):
     seed: int | None = None
     timings: dict[str, float]
     product_sha256: str | None = None
+    compliance: ComplianceVerdict | None = None
+    """With a preset: its own check of the result."""
+    cutout: CutoutVerdict | None = None
+    """With a cutout: its confidence."""
 
 
 class BatchRequest(BaseModel):
@@ -102,6 +136,11 @@ class BatchItem(BaseModel):
     key: str | None = None
     url: str | None = None
     error: str | None = None
+    compliance: ComplianceVerdict | None = None
+    """A done item with a preset: the preset's own check of its result, as POST /v1/render
+    answers it (passed, the failed rules, every rule with its measured value)."""
+    cutout: CutoutVerdict | None = None
+    """A done item with a cutout: its confidence."""
 
 
 class Batch(BaseModel):

@@ -95,6 +95,10 @@ def job_to_dict(view: JobView, base_url: str = "") -> dict[str, Any]:
                                       spec.get("quality"), base_url)
         if it.status == "failed" and it.error:
             entry["error"] = it.error
+        if it.status == "done" and it.quality_json:
+            # the render's own verdict, same shape as POST /v1/render's JSON: "compliance"
+            # (preset, passed, failed, rules with measured values) and "cutout" (confidence)
+            entry.update(orjson.loads(it.quality_json))
         items.append(entry)
     return {
         "id": view.id,
@@ -251,8 +255,9 @@ class JobRunner:
                 products = await self._products(claim, data)
                 rendered = await self.service.render(spec, priority="batch", products=products)
                 products = None
+            quality = await self._quality(spec, rendered)
             telemetry.JOB_ITEM_OUTCOMES.labels("done").inc()
-            if not await self._db(self.store.complete, claim, rendered.key):
+            if not await self._db(self.store.complete, claim, rendered.key, quality):
                 log.warning("item %s/%d finished after its lease was taken over",
                             claim.job_id, claim.idx)
         except asyncio.CancelledError:
@@ -263,6 +268,24 @@ class JobRunner:
             await self._record_error(claim, e)
         finally:
             self._webhook_wake.set()
+
+    async def _quality(self, spec: RenderSpec, rendered: Any) -> str | None:
+        """JSON of what the render said of its image, for an item with ops or a preset (as
+        ``POST /v1/render`` answers it): the preset's compliance verdict and the cutout's
+        confidence; None for a plain engine render, or when the service gave no image."""
+        if spec.preset is None and not spec.ops:
+            return None
+        from swiftshot.ops.presets import get_preset, remembered_quality
+
+        try:
+            rule = get_preset(spec.preset, self.settings.ops.presets) if spec.preset else None
+            q = await asyncio.to_thread(remembered_quality, rendered.key,
+                                        getattr(rendered, "image", None),
+                                        getattr(rendered, "master", None), rule, spec.preset)
+        except Exception:  # noqa: BLE001 - the image is made; a verdict that fails is logged
+            log.exception("item verdict of %s could not be computed", rendered.key)
+            return None
+        return orjson.dumps(q).decode() if q else None
 
     async def _blob(self, claim: Claim) -> bytes | None:
         if not claim.product_sha256:

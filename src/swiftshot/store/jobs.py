@@ -89,7 +89,9 @@ CREATE INDEX IF NOT EXISTS item_events_item ON item_events(job_id, idx);
 CREATE INDEX IF NOT EXISTS jobs_webhook ON jobs(webhook_state, webhook_next_at);
 """
 # Columns added after the first schema, with their definitions: added to older files on open.
-_ADDED_COLUMNS = {"jobs": {"idempotency_key": "TEXT"}}
+_ADDED_COLUMNS = {"jobs": {"idempotency_key": "TEXT"},
+                  # the preset's compliance verdict and the cutout's confidence, as JSON
+                  "items": {"quality_json": "TEXT"}}
 _INDEXES_AFTER_MIGRATION = """
 CREATE UNIQUE INDEX IF NOT EXISTS jobs_idempotency ON jobs(tenant, idempotency_key)
     WHERE idempotency_key IS NOT NULL;
@@ -127,6 +129,8 @@ class ItemView:
     error: str | None
     started_at: float | None
     finished_at: float | None
+    quality_json: str | None = None
+    """What the render said of its image (``ops.presets.quality_of``: compliance, cutout)."""
 
 
 @dataclass(frozen=True)
@@ -317,23 +321,25 @@ class JobStore:
                            " AND status='running' AND lease_owner=?",
                            [(until, c.job_id, c.idx, c.owner) for c in claims])
 
-    def complete(self, claim: Claim, result_key: str) -> bool:
-        """Record success once. False if this claim no longer holds the item."""
-        return self._finish(claim, "done", result_key=result_key, error=None)
+    def complete(self, claim: Claim, result_key: str, quality_json: str | None = None) -> bool:
+        """Record success once (with the render's quality verdict, JSON, when it has one).
+        False if this claim no longer holds the item."""
+        return self._finish(claim, "done", result_key=result_key, error=None,
+                            quality_json=quality_json)
 
     def fail(self, claim: Claim, error: str) -> bool:
         """Record a permanent failure, with its reason."""
         return self._finish(claim, "failed", result_key=None, error=error)
 
     def _finish(self, claim: Claim, status: ItemStatus, *, result_key: str | None,
-                error: str | None) -> bool:
+                error: str | None, quality_json: str | None = None) -> bool:
         now = self.clock()
         with self._tx() as db:
             cur = db.execute(
                 "UPDATE items SET status=?, result_key=?, error=?, finished_at=?,"
-                " completions=completions+?, lease_owner=NULL, lease_until=NULL"
+                " completions=completions+?, lease_owner=NULL, lease_until=NULL, quality_json=?"
                 " WHERE job_id=? AND idx=? AND status='running' AND lease_owner=?",
-                (status, result_key, error, now, 1 if status == "done" else 0,
+                (status, result_key, error, now, 1 if status == "done" else 0, quality_json,
                  claim.job_id, claim.idx, claim.owner))
             if cur.rowcount != 1:
                 return False
@@ -457,7 +463,8 @@ class JobStore:
                             product_sha256=r["product_sha256"], attempts=r["attempts"],
                             completions=r["completions"], result_key=r["result_key"],
                             error=r["error"], started_at=r["started_at"],
-                            finished_at=r["finished_at"]) for r in items])
+                            finished_at=r["finished_at"], quality_json=r["quality_json"])
+                   for r in items])
 
     def events(self, job_id: str) -> list[dict[str, Any]]:
         """The audit log of one job's items, oldest first."""

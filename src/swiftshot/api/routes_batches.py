@@ -264,17 +264,31 @@ def _check_presets(specs: list[RenderSpec], settings: Any) -> None:
 
 async def _load_photos(files: dict[str, UploadFile], refs: list[str | None],
                        settings: Any) -> dict[str, tuple[str, bytes]]:
-    """name → (sha256, bytes); each photo decoded once now so a bad one is refused at once."""
-    from swiftshot.inputs import InputError, load_image, sha256_hex
+    """name → (sha256, bytes); each photo decoded once now so a bad one is refused at once.
+
+    Each decode holds its share of the memory budget (runtime/memory.py), as a render's does:
+    a burst of big uploads waits its turn, and past ``limits.memory_wait_s`` the request is
+    refused with 503 ``memory_busy`` + Retry-After (nothing of the job is stored) instead of
+    decoding them all at once. One photo at a time: its pixels are dropped before the next."""
+    from swiftshot.inputs import InputError, sha256_hex
+    from swiftshot.runtime import memory
 
     out: dict[str, tuple[str, bytes]] = {}
     for name in dict.fromkeys(r for r in refs if r):
         data = await files[name].read()
         try:
-            await asyncio.to_thread(load_image, data, settings.limits)
+            async with memory.admit_photos([data], settings.limits):
+                await asyncio.to_thread(_check_photo, data, settings.limits)
         except InputError as e:
             idx = refs.index(name)
             raise ApiError(e.status, f"items[{idx}] file {name!r}: {e.message}",
                            param=f"items[{idx}].product_file", code=e.code) from None
         out[name] = (sha256_hex(data), data)
     return out
+
+
+def _check_photo(data: bytes, limits: Any) -> None:
+    """Decode ``data`` fully (a truncated or bomb photo raises InputError) and drop it."""
+    from swiftshot.inputs import load_image
+
+    load_image(data, limits).close()

@@ -34,8 +34,8 @@ from swiftshot.ops import OpsError, carry_info
 from swiftshot.ops.compose import (
     PLACED_INFO,
     ComposeParams,
-    Placement,
     PlacedProduct,
+    Placement,
     alpha_bbox,
     compose,
     own_alpha,

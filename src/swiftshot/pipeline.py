@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 
 from swiftshot.config import OpsSettings
-from swiftshot.engines.base import Engine, StepCallback, wanted_previews
+from swiftshot.engines.base import Engine, StepCallback, check_cancel, wanted_previews
 from swiftshot.ops import (
     ComposeOp,
     CutoutOp,
@@ -76,6 +76,7 @@ def run_batch(engine: Engine, specs: Sequence[RenderSpec], on_step: StepCallback
     """
     products = products or {}
     plans = [plan(spec) for spec in specs]
+    preview_without_engine(specs, plans, on_step, products)
     backdrops = render_engine(engine, specs, plans, on_step, products)
     return [apply_preset_stage(spec, run_ops_stage(engine, spec, ops, backdrop, products))
             for spec, ops, backdrop in zip(specs, plans, backdrops, strict=True)]
@@ -160,6 +161,61 @@ def coarse_product(spec: RenderSpec, ops: Sequence[Op], backdrop: Image.Image,
         return run_ops(small, small_ops, ctx)
     except Exception:  # noqa: BLE001 - a preview that fails is simply not better than the backdrop
         return backdrop
+
+
+PREVIEW_SCALE = 4
+"""A preview is 1/4 of the final's side (as the engines' coarse renders)."""
+
+
+def preview_without_engine(specs: Sequence[RenderSpec], plans: Sequence[Sequence[Op]],
+                           on_step: StepCallback | None,
+                           products: Mapping[str, Image.Image]) -> None:
+    """One coarse preview, when previews are wanted, for each product spec that needs no
+    engine image (a preset-only render, a compose on a colour): otherwise a stream shows the
+    photo, then nothing until the final. The preview is the recipe run on the photo shrunk to
+    a quarter of the output's side (its cutout costs a few ms) and placed by the preset on
+    its colour at that size. Sent as step 1 of 2, before the engine's own steps (if any spec
+    of the batch needs the engine)."""
+    if on_step is None or not wanted_previews(on_step):
+        return
+    previews: list[Image.Image | None] = [None] * len(specs)
+    for i, (spec, ops) in enumerate(zip(specs, plans, strict=True)):
+        if spec.product_sha256 is not None and not needs_engine(ops, True):
+            previews[i] = coarse_without_engine(spec, ops, products)
+    if any(p is not None for p in previews):
+        check_cancel(on_step, 1, 2, previews)
+
+
+def coarse_without_engine(spec: RenderSpec, ops: Sequence[Op],
+                          products: Mapping[str, Image.Image]) -> Image.Image | None:
+    """The product render at 1/``PREVIEW_SCALE`` of its side (None when the recipe cannot be
+    previewed that way: ops other than cutout/compose, or it fails on the small photo)."""
+    photo = products.get(spec.product_sha256 or "")
+    if photo is None or not all(isinstance(op, (CutoutOp, ComposeOp)) for op in ops):
+        return None
+    rule = get_preset(spec.preset, _OPS_SETTINGS.presets) if spec.preset else None
+    composed = next((op for op in ops if isinstance(op, ComposeOp)), None)
+    out_w, out_h = (rule.width, rule.height) if rule is not None else         (composed.size if composed is not None and composed.size else (spec.width, spec.height))
+    k = PREVIEW_SCALE
+    small_ops: list[Op] = []
+    for op in ops:
+        if isinstance(op, ComposeOp) and op.size is not None:
+            op = op.model_copy(update={"size": (max(8, op.size[0] // k), max(8, op.size[1] // k))})
+        small_ops.append(op)
+    small = photo.copy()
+    side = max(16, max(out_w, out_h) // k)
+    small.thumbnail((side, side))
+    ctx = OpContext(size=(max(8, spec.width // k), max(8, spec.height // k)), products=products,
+                    segmenter=segmenter_for)
+    try:
+        image = run_ops(small, small_ops, ctx) if small_ops else small
+        if rule is not None:
+            image = apply_preset(image, rule.model_copy(
+                update={"width": max(8, rule.width // k), "height": max(8, rule.height // k)}),
+                spec.preset or "preset", verify=False)
+    except Exception:  # noqa: BLE001 - a preview that fails is simply not sent
+        return None
+    return image
 
 
 def _backdrop_spec(spec: RenderSpec, ops: Sequence[Op]) -> RenderSpec:

@@ -9,6 +9,7 @@ import threading
 import time
 
 import httpx
+import numpy as np
 import orjson
 import pytest
 from PIL import Image
@@ -217,6 +218,40 @@ def test_product_preview_is_the_product_in_the_coarse_scene(server):
     assert r_ > 120 and g < 90 and b < 90, (r_, g, b)  # the red product, placed in the middle
     corner = img.getpixel((1, 1))
     assert corner[0] < 90 and abs(corner[0] - corner[1]) < 20  # the fake's dark grey around it
+
+
+def test_preset_only_render_streams_a_composed_preview(server):
+    """A product on a preset's plain colour needs no engine image, so no engine preview: the
+    stream still sends one coarse partial, the product composed at 1/4 on the preset's white
+    (not the photo, not nothing), before the final."""
+    photo = Image.new("RGB", (240, 240), (120, 140, 160))  # a blue-grey backdrop in the photo
+    photo.paste((200, 30, 40), (80, 50, 160, 200))
+    buf = io.BytesIO()
+    photo.save(buf, "PNG")
+    spec = {"preset": "amazon", "prompt": "product"}
+    with server.client.stream("POST", "/v1/render?stream=true&partial_images=1",
+                              files={"product": ("p.png", buf.getvalue(), "image/png")},
+                              data={"spec": orjson.dumps(spec).decode()}) as r:
+        assert r.status_code == 200, r.read()
+        events = read_events(r)
+    assert kinds(events) == ["queued", "started", "partial", "completed"], kinds(events)
+    p = next(d for k, d in events if k == "partial")
+    img = Image.open(io.BytesIO(base64.b64decode(p["b64_json"]))).convert("RGB")
+    assert img.size == (500, 500)  # amazon's 2000² at 1/4
+    arr = np.asarray(img).astype(int)
+    red = (arr[..., 0] > 150) & (arr[..., 1] < 90) & (arr[..., 2] < 100)
+    ys, xs = np.nonzero(red)
+    assert len(ys), "no product in the preview"
+    assert abs((ys.min() + ys.max()) / 2 - 250) < 20 and abs((xs.min() + xs.max()) / 2 - 250) < 20
+    assert (ys.max() - ys.min()) / 500 > 0.8  # placed and filled by the preset
+    assert (arr[:8, :8] == 255).all()  # on the preset's pure white, not the photo's backdrop
+    final = events[-1][1]
+    assert final["compliance"]["preset"] == "amazon"
+    # no partial asked: none sent
+    with server.client.stream("POST", "/v1/render?stream=true&partial_images=0",
+                              files={"product": ("p.png", buf.getvalue(), "image/png")},
+                              data={"spec": orjson.dumps({**spec, "seed": 3}).decode()}) as r:
+        assert "partial" not in kinds(read_events(r))
 
 
 def test_deadline_after_queued_is_an_error_event_with_retry_after(tmp_path):

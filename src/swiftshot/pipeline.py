@@ -136,11 +136,11 @@ def _spec_previews(on_step: StepCallback | None, specs: Sequence[RenderSpec],
 def coarse_product(spec: RenderSpec, ops: Sequence[Op], backdrop: Image.Image,
                    products: Mapping[str, Image.Image]) -> Image.Image:
     """A quick preview of a product render: the ops run at the coarse backdrop's scale (the
-    photo shrunk to match, so its cutout costs a few ms). Falls back to the backdrop itself
-    when the recipe cannot be previewed that way (ops other than cutout/compose, a preset)."""
+    photo shrunk to match, so its cutout costs a few ms), then the preset (if any) at that
+    scale, unverified. Falls back to the backdrop itself when the recipe cannot be previewed
+    that way (ops other than cutout/compose)."""
     photo = products.get(spec.product_sha256 or "")
-    if photo is None or spec.preset is not None or \
-            not all(isinstance(op, (CutoutOp, ComposeOp)) for op in ops):
+    if photo is None or not all(isinstance(op, (CutoutOp, ComposeOp)) for op in ops):
         return backdrop
     scale = backdrop.width / max(1, spec.width)
     small_ops: list[Op] = []
@@ -158,9 +158,20 @@ def coarse_product(spec: RenderSpec, ops: Sequence[Op], backdrop: Image.Image,
     ctx = OpContext(size=backdrop.size, backdrop=backdrop, products=products,
                     segmenter=segmenter_for)
     try:
-        return run_ops(small, small_ops, ctx)
+        return _small_preset(spec, run_ops(small, small_ops, ctx), scale)
     except Exception:  # noqa: BLE001 - a preview that fails is simply not better than the backdrop
         return backdrop
+
+
+def _small_preset(spec: RenderSpec, image: Image.Image, scale: float) -> Image.Image:
+    """The spec's preset (if any) applied at ``scale`` of its canvas, without its check (a
+    preview is not delivered)."""
+    if spec.preset is None:
+        return image
+    rule = get_preset(spec.preset, _OPS_SETTINGS.presets)
+    small = rule.model_copy(update={"width": max(8, round(rule.width * scale)),
+                                    "height": max(8, round(rule.height * scale))})
+    return apply_preset(image, small, spec.preset, verify=False)
 
 
 PREVIEW_SCALE = 4
@@ -208,14 +219,9 @@ def coarse_without_engine(spec: RenderSpec, ops: Sequence[Op],
     ctx = OpContext(size=(max(8, spec.width // k), max(8, spec.height // k)), products=products,
                     segmenter=segmenter_for)
     try:
-        image = run_ops(small, small_ops, ctx) if small_ops else small
-        if rule is not None:
-            image = apply_preset(image, rule.model_copy(
-                update={"width": max(8, rule.width // k), "height": max(8, rule.height // k)}),
-                spec.preset or "preset", verify=False)
+        return _small_preset(spec, run_ops(small, small_ops, ctx) if small_ops else small, 1 / k)
     except Exception:  # noqa: BLE001 - a preview that fails is simply not sent
         return None
-    return image
 
 
 def _backdrop_spec(spec: RenderSpec, ops: Sequence[Op]) -> RenderSpec:

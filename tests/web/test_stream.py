@@ -8,6 +8,7 @@ the queue, so their "ahead" / "Next in line" state is real, not staged.
 
 from __future__ import annotations
 
+import base64
 import io
 import re
 import time
@@ -110,6 +111,17 @@ def test_studio_scene_preview_on_a_slow_link(browser, web_server, photos, tmp_pa
                                  timeout=60)
         assert shown.startswith("blur("), shown
         shoot(browser, tmp_path, "04-streamed-preview")
+        # the preview is the whole image coarse: the product placed on the scene in Etsy's 4:3
+        # frame (not the bare backdrop)
+        src = browser.eval("document.querySelector('#items .after').getAttribute('src')")
+        with Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))) as im:
+            pv = np.asarray(im.convert("RGB")).astype(int)
+        assert pv.shape[:2] == (562, 750), pv.shape  # 3000×2250 at 1/4
+        centre = pv[140:420, 300:450]
+        green = (centre[..., 1] > centre[..., 0] + 25) & (centre[..., 1] > centre[..., 2] + 10)
+        assert green.mean() > 0.2, green.mean()  # the green bottle, in the middle
+        edges = pv[:, :60]
+        assert ((edges[..., 1] > edges[..., 0] + 25) & (edges[..., 1] > edges[..., 2] + 10)).mean() < 0.02
         items = browser.wait_for(SETTLED, timeout=90)
     finally:
         browser.send("Network.emulateNetworkConditions", offline=False, latency=0,

@@ -19,6 +19,7 @@ from swiftshot.engines.base import Engine, StepCallback, check_cancel, wanted_pr
 from swiftshot.ops import (
     ComposeOp,
     CutoutOp,
+    OnModelOp,
     Op,
     OpContext,
     OpsError,
@@ -50,6 +51,21 @@ def configure(settings: OpsSettings) -> None:
     global _OPS_SETTINGS
     _OPS_SETTINGS = settings
     _segmenter.cache_clear()
+    _person_segmenter.cache_clear()
+
+
+@lru_cache(maxsize=4)
+def _person_segmenter(kind: str, model_dir: Path | None):
+    from swiftshot.ops.onmodel import PersonSegmenter
+
+    return PersonSegmenter(kind, model_dir)
+
+
+def person_segmenter_for(kind: str):
+    try:
+        return _person_segmenter(kind, _OPS_SETTINGS.model_dir)
+    except (ValueError, FileNotFoundError) as e:
+        raise OpsError(str(e)) from None
 
 
 @lru_cache(maxsize=8)
@@ -88,7 +104,8 @@ def plan(spec: RenderSpec) -> list[Op]:
     ops = validate_ops(spec.ops)
     if spec.preset is not None:
         get_preset(spec.preset, _OPS_SETTINGS.presets)  # unknown preset: refuse before work
-        if spec.product_sha256 and not any(isinstance(o, (CutoutOp, ComposeOp)) for o in ops):
+        if spec.product_sha256 and not any(isinstance(o, (CutoutOp, ComposeOp, OnModelOp))
+                                           for o in ops):
             ops = [CutoutOp(), *ops]
     return ops
 
@@ -248,7 +265,8 @@ def run_ops_stage(engine: Engine, spec: RenderSpec, ops: Sequence[Op],
     if not ops:
         return image
     ctx = OpContext(size=(spec.width, spec.height), backdrop=backdrop, products=products,
-                    segmenter=segmenter_for, inpaint=_inpainter(engine, spec))
+                    segmenter=segmenter_for, inpaint=_inpainter(engine, spec),
+                    person_segmenter=person_segmenter_for)
     return run_ops(image, ops, ctx)
 
 

@@ -82,7 +82,32 @@ def test_ghost_mannequin_with_inside_photo():
     inside = Image.new("RGB", (100, 60), (180, 20, 20))  # the inner back: a red label area
     out = np.asarray(ghost_mannequin(m.image, key_color=m.key_color, inside=inside))
     reds = out[m.opening][:, :3].astype(int)
-    assert (reds[:, 0] > 150).mean() > 0.8
+    assert ((reds[:, 0] > 110) & (reds[:, 0] > 3 * reds[:, 1])).mean() > 0.8
+    # in the inside's shade: the deeper rows darker than the collar's
+    ys = np.nonzero(m.opening)[0]
+    upper = m.opening & (np.arange(out.shape[0])[:, None] < ys.min() + 3)
+    lower = m.opening & (np.arange(out.shape[0])[:, None] > ys.max() - 3)
+    assert out[upper][:, 0].mean() > out[lower][:, 0].mean() + 10
+
+
+def test_ghost_mannequin_inside_photo_keeps_its_proportions_and_label_on_top():
+    """The inside photo (a wide strip with a square white label at its top centre) is scaled
+    with its proportions kept and its top on the opening's top edge: the label shows as a
+    square near the top of the opening, not stretched to the opening's box."""
+    m = make_mannequin_photo()
+    inside = np.full((60, 120, 3), (40, 90, 40), np.uint8)
+    inside[4:24, 50:70] = 250                           # 20×20 label, top centre
+    out = np.asarray(ghost_mannequin(m.image, key_color=m.key_color,
+                                     inside=Image.fromarray(inside)))
+    hole = m.opening
+    ys, xs = np.nonzero(hole)
+    label = hole & (out[..., 3] > 127) & (out[..., :3].astype(int).min(2) > 170)
+    ly, lx = np.nonzero(label)
+    assert len(ly) > 20
+    assert ly.min() - ys.min() < 0.3 * (ys.max() - ys.min())   # near the opening's top
+    assert abs(lx.mean() - xs.mean()) < 0.1 * (xs.max() - xs.min())  # centred
+    aspect = (lx.max() - lx.min() + 1) / (ly.max() - ly.min() + 1)
+    assert 0.75 < aspect < 1.33                                # square stays square
 
 
 def test_ghost_mannequin_needs_the_mannequin():

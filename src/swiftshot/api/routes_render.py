@@ -64,9 +64,9 @@ router = APIRouter()
 
 MAX_IMAGES = 8
 """Further images (backdrops, masks) one request may carry beside the product."""
-PRODUCT_OPS = frozenset({"cutout", "compose", "mannequin"})
+PRODUCT_OPS = frozenset({"cutout", "compose", "mannequin", "onmodel"})
 """Ops that work on a product photo; on an engine image alone they would cut out a backdrop."""
-_IMAGE_FIELDS = ("image_sha256", "mask_sha256", "inside_sha256")
+_IMAGE_FIELDS = ("image_sha256", "mask_sha256", "inside_sha256", "model_sha256")
 _FORM_FIELDS = ("spec", "product", "images")
 _SEND_PHOTO = ("send the photo as the 'product' file part (multipart/form-data, with the spec "
                "as the 'spec' field) or as product_b64 in the JSON body")
@@ -413,6 +413,11 @@ def _check_ops(spec: RenderSpec, engine: Any, presets: Any) -> tuple[list[Op], P
             raise ApiError(422, f'ops[{i}] (compose): backdrop "inpaint" needs an engine that '
                            f"can inpaint; this server runs {engine.name!r}. Use backdrop "
                            '"engine" or "color"', param=f"ops[{i}].backdrop", code="invalid_ops")
+        if getattr(op, "inpaint_seams", False) and getattr(engine, "run_inpaint", None) is None:
+            raise ApiError(422, f"ops[{i}] (onmodel): inpaint_seams needs an engine that can "
+                           f"inpaint (diffusion); this server runs {engine.name!r}. Leave "
+                           "inpaint_seams false", param=f"ops[{i}].inpaint_seams",
+                           code="invalid_ops")
     return ops, rule
 
 
@@ -433,7 +438,8 @@ def _check_images(wanted: list[tuple[str, str]], sent: dict[str, Upload],
     for up in images:
         if up.sha not in named:
             raise ApiError(422, f"{up.param} (sha256 {up.sha}) is not named by any op; name it "
-                           "in image_sha256 / mask_sha256 / inside_sha256 or leave it out",
+                           "in image_sha256 / mask_sha256 / inside_sha256 / model_sha256 or "
+                           "leave it out",
                            param=up.param, code="unused_image")
 
 

@@ -14,6 +14,7 @@ compose    RGBA product → RGB on a backdrop: ``engine`` (the spec's engine ren
            diffusion engine paints around the product, when it offers ``run_inpaint``)
 enhance    white balance, levels, denoise, sharpen, upscale
 mannequin  ghost mannequin: remove the mannequin by ``key_color`` or ``mask_sha256``
+onmodel    garment (the request's product photo) worn by the model in ``model_sha256``
 =========  ===========================================================================
 """
 
@@ -133,9 +134,25 @@ class MannequinOp(_Op):
     """Uploaded photo of the garment's inside back (neck label area)."""
 
 
-Op = CutoutOp | ComposeOp | EnhanceOp | MannequinOp
+class OnModelOp(_Op):
+    """The product photo (a garment: flat lay, hollow, or a mannequin op's result) put on the
+    model (person) photo ``model_sha256``; the result is the model photo, dressed."""
+
+    op: Literal["onmodel"] = "onmodel"
+    model_sha256: Sha
+    """Uploaded photo of the model: a person front-on, head to at least the hips."""
+    person_segmenter: Literal["auto", "classical"] = "auto"
+    """auto: a person ONNX model in ops.model_dir (u2net_human_seg, then the rembg models)
+    when one is there, else classical."""
+    inpaint_seams: bool = False
+    """Repaint the garment's outline with the diffusion engine's inpainting (needs it)."""
+    light: float = Field(0.8, ge=0, le=1)
+    """How much of the model photo's light the garment takes on."""
+
+
+Op = CutoutOp | ComposeOp | EnhanceOp | MannequinOp | OnModelOp
 OPS: dict[str, type[_Op]] = {"cutout": CutoutOp, "compose": ComposeOp, "enhance": EnhanceOp,
-                             "mannequin": MannequinOp}
+                             "mannequin": MannequinOp, "onmodel": OnModelOp}
 
 
 def _fmt_errors(e: ValidationError) -> str:
@@ -164,9 +181,16 @@ def validate_ops(ops: Sequence[Any]) -> list[Op]:
 
 
 def _check_order(ops: Sequence[Op]) -> None:
-    seen_compose = False
+    seen_compose = seen_onmodel = False
     for i, op in enumerate(ops):
-        if isinstance(op, ComposeOp):
+        if isinstance(op, (CutoutOp, ComposeOp, MannequinOp, OnModelOp)) and seen_onmodel:
+            raise OpsError(f"ops[{i}]: {op.op} cannot follow onmodel (onmodel makes the "
+                           "finished photo of the model; only enhance may follow it)")
+        if isinstance(op, OnModelOp):
+            if seen_compose:
+                raise OpsError(f"ops[{i}]: onmodel must come before compose")
+            seen_onmodel = True
+        elif isinstance(op, ComposeOp):
             if seen_compose:
                 raise OpsError(f"ops[{i}]: compose may appear once")
             seen_compose = True
@@ -206,6 +230,8 @@ class OpContext:
     """name (None = the default) → Segmenter."""
     inpaint: Callable[[Image.Image, np.ndarray], Image.Image] | None = None
     """(composite, mask of what to repaint) → image, when the engine can inpaint."""
+    person_segmenter: Callable[[str], Any] | None = None
+    """"auto"/"classical" → the person segmenter (onmodel); None: classical."""
 
 
 def _product(ctx: OpContext, sha: str, what: str) -> Image.Image:
@@ -295,9 +321,21 @@ def run_mannequin(op: MannequinOp, image: Image.Image, ctx: OpContext) -> Image.
                            segmenter=_segmenter(ctx, None))
 
 
+def run_onmodel(op: OnModelOp, image: Image.Image, ctx: OpContext) -> Image.Image:
+    from swiftshot.ops.onmodel import dress
+
+    model = _product(ctx, op.model_sha256, "model photo")
+    if op.inpaint_seams and ctx.inpaint is None:
+        raise OpsError("onmodel: inpaint_seams needs the diffusion engine with inpainting "
+                       "(run_inpaint); leave inpaint_seams false for the feathered seam")
+    person = ctx.person_segmenter(op.person_segmenter) if ctx.person_segmenter else None
+    return dress(model, image, person_segmenter=person, garment_segmenter=_segmenter(ctx, None),
+                 inpaint=ctx.inpaint if op.inpaint_seams else None, light=op.light).image
+
+
 RUNNERS: dict[str, Callable[[Any, Image.Image, OpContext], Image.Image]] = {
     "cutout": run_cutout, "compose": run_compose, "enhance": run_enhance,
-    "mannequin": run_mannequin,
+    "mannequin": run_mannequin, "onmodel": run_onmodel,
 }
 
 
@@ -328,5 +366,6 @@ def run_ops(image: Image.Image, ops: Sequence[Op], ctx: OpContext) -> Image.Imag
 
 __all__ = [
     "OPS", "Op", "OpsError", "OpContext", "CutoutOp", "ComposeOp", "EnhanceOp", "MannequinOp",
+    "OnModelOp",
     "ShadowSpec", "validate_ops", "needs_engine", "backdrop_prompt", "run_ops", "parse_colour",
 ]

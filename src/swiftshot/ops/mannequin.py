@@ -10,7 +10,8 @@ Steps: cut the photo out (garment + mannequin) → find the mannequin → remove
 the mannequin that sat *inside* the garment's outline (the neck opening: you see the inner
 back there on a real garment) is filled with the inside photo, scaled to the opening, or, with
 no inside photo, with the garment's own colour in shade (the inside of a garment is darker,
-lit only through the opening). Mannequin parts outside the outline (head, neck above the
+lit only through the opening); the inside photo keeps its proportions, its collar on the
+opening's top edge, in the inside's shade. Mannequin parts outside the outline (head, neck above the
 collar, the stand) simply become transparent.
 """
 
@@ -76,17 +77,34 @@ def _inner_fill(garment_rgb: np.ndarray, garment: np.ndarray, hole: np.ndarray) 
 
 
 def _inside_fill(inside: Image.Image, hole: np.ndarray, segmenter: Segmenter) -> np.ndarray:
-    """The inside photo's garment, scaled to cover the opening's bounding box."""
+    """The inside photo's garment placed in the neck opening as a photographer does it: its
+    collar (the top of the inside photo's garment, where the label is) on the opening's top
+    edge, scaled to cover the opening's width with its proportions kept (not stretched to the
+    opening's box), centred on the opening, and in the shade of the inside (lit through the
+    opening: darker deeper down)."""
     h, w = hole.shape
     rgb_in, a_in = split(inside if inside.mode == "RGBA" else _cut(inside, segmenter))
-    box_in = alpha_bbox(a_in, 0.5) or (0, 0, rgb_in.shape[1], rgb_in.shape[0])
+    box_in = alpha_bbox(a_in, 0.5)
+    if box_in is None or (box_in[2] - box_in[0]) * (box_in[3] - box_in[1]) < 0.3 * a_in.size:
+        # Shot filling the frame (no backdrop to cut away): the whole photo is the inside.
+        box_in = (0, 0, rgb_in.shape[1], rgb_in.shape[0])
     crop = rgb_in[box_in[1]:box_in[3], box_in[0]:box_in[2]]
     ys, xs = np.nonzero(hole)
     y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
-    scaled = cv2.resize(crop, (x1 - x0, y1 - y0), interpolation=cv2.INTER_AREA)
+    ow, oh = x1 - x0, y1 - y0
+    ch, cw = crop.shape[:2]
+    s = max(ow / cw, oh / ch) * 1.04                     # cover, proportions kept
+    tw, th = max(1, round(cw * s)), max(1, round(ch * s))
+    scaled = cv2.resize(crop, (tw, th), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_CUBIC)
     out = np.zeros((h, w, 3), np.uint8)
-    out[y0:y1, x0:x1] = scaled
-    return out
+    left = x0 + ow // 2 - tw // 2                        # centred on the opening
+    sx0, dx0 = max(0, -left), max(0, left)
+    sx1 = min(tw, w - left)
+    sy1 = min(th, h - y0)
+    out[y0:y0 + sy1, dx0:dx0 + (sx1 - sx0)] = scaled[:sy1, sx0:sx1]
+    t = np.clip((np.arange(h, dtype=np.float32) - y0) / max(oh, 1), 0, 1)
+    shade = (0.92 - 0.22 * t)[:, None, None]             # the collar lit, the inside in shade
+    return np.clip(out.astype(np.float32) * shade, 0, 255).astype(np.uint8)
 
 
 def _cut(image: Image.Image, segmenter: Segmenter) -> Image.Image:
@@ -127,6 +145,11 @@ def ghost_mannequin(front: Image.Image, *, mannequin_mask: np.ndarray | None = N
     out_a[man] = 0.0
     out_rgb[hole] = fill[hole]
     out_a[hole] = 1.0
+    if inside is not None and hole.any():
+        # Soft seam where the inside meets the front's neckline: a pixel or two blended.
+        ring = cv2.dilate(hole.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool) & \
+            ~hole & garment
+        out_rgb[ring] = ((out_rgb[ring].astype(np.uint16) * 3 + fill[ring]) // 4).astype(np.uint8)
     # Soften the cut along the mannequin's edge by a pixel so it does not look stencilled.
     edge = cv2.dilate(man.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool) & ~man & ~hole
     out_a[edge] *= 0.85

@@ -1,0 +1,646 @@
+"""On-model shots: a garment photo put on a photo of a model (a person) the seller supplies.
+
+Steps (``dress``):
+
+1. **Person segmentation.** The model photo is cut out like a product (a person in a studio
+   is one subject on a backdrop): ``PersonSegmenter`` — the cutout's classical segmenter, or
+   an ONNX person model from a folder (``u2net_human_seg.onnx`` first, then the rembg-family
+   models the cutout's ``auto`` knows), falling back to classical as the cutout's ``auto``
+   does. No person (empty or whole-frame mask, or a silhouette without head and shoulders)
+   is an error the caller answers with 422.
+2. **Body keypoints** from the person mask (``find_body``): the width profile of the run
+   under the head gives the head, the neck (its narrowest row), the neck base (where the
+   width starts to grow into the shoulders), the shoulder line and points, the armpits
+   (where the arms part from the torso, else from the shoulder width) and the hips (from
+   the head height: the body's proportions).
+3. **Garment keypoints** from its cutout (``find_garment``): neck points and neckline dip,
+   shoulders, sleeve ends and armpits (none for a tank), hem corners.
+4. **Piecewise-affine warp** of the garment: a mesh of triangles between those keypoints
+   (plus a ring outside the outline, so no edge pixel is lost) maps each onto the body's —
+   neckline on the neck base, shoulders on shoulders, sleeves turned down along the arms,
+   the body's width to the torso's plus a little ease, the length kept in proportion.
+5. **Occlusion.** The garment is drawn over the person, then the neck (above the neckline),
+   hair lying in front of the shoulders (the colour of the hair on the crown, when it is not
+   the skin's) and the forearms and hands below the sleeves are put back in front of it, and
+   garment pixels more than a little off the person's silhouette are dropped.
+6. **Light.** The garment takes the model photo's light: the low-frequency brightness of the
+   torso in the model photo (relative to its median) multiplies it, and a little of the
+   backdrop's colour cast. Edges are feathered (a pixel) and decontaminated.
+7. **Seams.** With a diffusion engine that can inpaint, the band along the garment's outline
+   is repainted and blended back softly (``inpaint`` callback); without, the feathered seam.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from swiftshot.ops.compose import decontaminate, split
+from swiftshot.ops.cutout import (
+    AUTO_ORDER,
+    ClassicalSegmenter,
+    OnnxSegmenter,
+    Segmenter,
+    cutout,
+    mask_confidence,
+)
+
+PERSON_MODELS: tuple[str, ...] = ("u2net_human_seg", *AUTO_ORDER)
+"""ONNX files (``NAME.onnx`` in the model folder) the person segmenter looks for, in order.
+``u2net_human_seg`` is rembg's person model (U²-Net, 320², its pre/post-processing)."""
+
+
+class NoPerson(ValueError):
+    """The model photo shows no person we can dress (a 422 for the caller)."""
+
+
+class PersonSegmenter:
+    """``auto``: the first person/salient-object ONNX model in ``model_dir``, else classical;
+    the classical one also when the model's mask is empty or the whole frame."""
+
+    def __init__(self, kind: str = "auto", model_dir: str | Path | None = None) -> None:
+        self.classical = ClassicalSegmenter()
+        self.model: OnnxSegmenter | None = None
+        if kind not in ("auto", "classical"):
+            raise ValueError(f"person segmenter must be auto or classical; got {kind!r}")
+        folder = Path(model_dir) if model_dir else None
+        if kind == "auto" and folder is not None and folder.is_dir():
+            for name in PERSON_MODELS:
+                path = folder / f"{name}.onnx"
+                if path.is_file():
+                    pre = "u2net" if name == "u2net_human_seg" else name
+                    self.model = OnnxSegmenter(path, pre)
+                    self.model.name = f"onnx:{name}"
+                    break
+        self.name = self.model.name if self.model else "classical"
+
+    def mask(self, image: Image.Image) -> np.ndarray:
+        if self.model is not None:
+            m = self.model.mask(image)
+            if mask_confidence(m) > 0:
+                return m
+        rgba = cutout(image.convert("RGB"), self.classical)
+        return np.asarray(rgba.getchannel("A"), np.float32) / 255.0
+
+
+# -- the body ----------------------------------------------------------------------------------
+
+@dataclass
+class Body:
+    cx: float
+    top: float
+    neck_y: float
+    """Narrowest row of the neck."""
+    neck_half: float
+    neck_base: float
+    """Row where the neck meets the shoulders (a crew neckline sits here)."""
+    shoulder_y: float
+    shoulder_l: float
+    shoulder_r: float
+    armpit_y: float
+    torso_l: float
+    torso_r: float
+    """Torso sides at the armpits."""
+    hip_y: float
+    hip_l: float
+    hip_r: float
+    arm_angle: float
+    """Arms' angle from the vertical, radians (outwards positive)."""
+    head: float
+    """Head height (crown to the narrowest neck row)."""
+
+    @property
+    def shoulder_w(self) -> float:
+        return self.shoulder_r - self.shoulder_l
+
+
+def _runs(row: np.ndarray) -> list[tuple[int, int]]:
+    d = np.diff(np.concatenate([[0], row.astype(np.int8), [0]]))
+    return list(zip(np.nonzero(d == 1)[0], np.nonzero(d == -1)[0], strict=True))
+
+
+def _run_at(row: np.ndarray, x: float) -> tuple[int, int] | None:
+    best = None
+    for a, b in _runs(row):
+        if a <= x < b:
+            return a, b
+        dist = min(abs(a - x), abs(b - x))
+        if best is None or dist < best[0]:
+            best = (dist, (a, b))
+    return best[1] if best and best[0] < 3 else None
+
+
+def find_body(person: np.ndarray) -> Body:
+    """Body keypoints of a front-on person from its mask (bool/float HxW). ``NoPerson`` when
+    the silhouette has no head-neck-shoulders profile."""
+    m = person >= 0.5 if person.dtype != bool else person
+    h, w = m.shape
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(m.astype(np.uint8), connectivity=8)
+    if n <= 1:
+        raise NoPerson("no person was found in the model photo (its cutout is empty)")
+    big = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    if stats[big, cv2.CC_STAT_AREA] < 0.02 * h * w:
+        raise NoPerson("no person was found in the model photo (the subject is tiny)")
+    if stats[big, cv2.CC_STAT_AREA] > 0.9 * h * w:
+        raise NoPerson("no person was found in the model photo (no backdrop around a subject)")
+    m = labels == big
+    rows = np.nonzero(m.any(1))[0]
+    top, bottom = int(rows[0]), int(rows[-1])
+    # Track the run under the head down the body.
+    cx = float(np.nonzero(m[top + max(2, (bottom - top) // 40)])[0].mean())
+    widths = np.zeros(h)
+    lefts, rights = np.zeros(h), np.zeros(h)
+    x = cx
+    for y in range(top, bottom + 1):
+        r = _run_at(m[y], x)
+        if r is None:
+            continue
+        lefts[y], rights[y] = r
+        widths[y] = r[1] - r[0]
+        if y < top + 0.25 * (bottom - top):
+            x = 0.5 * (r[0] + r[1])
+    span = bottom - top
+    head_max, head_y = 0.0, top
+    neck_y = None
+    past_head = False
+    for y in range(top, bottom + 1):
+        if not past_head:
+            if widths[y] > head_max:
+                head_max, head_y = widths[y], y
+            elif widths[y] < 0.9 * head_max or y > top + 1.25 * head_max:
+                past_head = True
+        elif widths[y] > 1.6 * max(head_max, 1):
+            # shoulders: the neck is the narrowest row between the head's widest and here
+            seg = widths[head_y:y]
+            neck_y = head_y + int(np.argmin(seg))
+            break
+    if neck_y is None or head_max < 4:
+        raise NoPerson("no person was found in the model photo (no head and shoulders: send "
+                       "a front-on photo of a model, head to at least the hips)")
+    neck_w = widths[neck_y]
+    cx = 0.5 * (lefts[neck_y] + rights[neck_y])
+    head = float(neck_y - top)
+    neck_base = neck_y
+    for y in range(neck_y, bottom):
+        if widths[y] > 1.45 * neck_w:
+            neck_base = y
+            break
+    win = widths[neck_base:min(bottom, neck_base + int(1.2 * head))]
+    wmax = float(win.max()) if len(win) else float(widths[neck_base])
+    sh = neck_base + int(np.argmax(win >= 0.93 * wmax))
+    sl, sr = float(lefts[sh]), float(rights[sh])
+    inset = 0.04 * (sr - sl)
+    sl, sr = sl + inset, sr - inset
+    # Long hair hides the neck's narrowing: the head is never less than about half the
+    # shoulder width tall.
+    head = max(head, 0.45 * (sr - sl))
+    # Armpits: the first row below the shoulders where the arms part from the torso (three
+    # runs), within reach; else the body's proportions.
+    armpit = None
+    for y in range(sh + int(0.2 * head), min(bottom, sh + int(1.3 * head))):
+        runs = [r for r in _runs(m[y]) if r[1] - r[0] > 2]
+        mid = [r for r in runs if r[0] <= cx < r[1]]
+        if len(runs) >= 3 and mid and (mid[0][1] - mid[0][0]) < 0.85 * (sr - sl):
+            armpit = (y, mid[0])
+            break
+    if armpit is not None:
+        ay, (tl, tr) = armpit[0], (float(armpit[1][0]), float(armpit[1][1]))
+    else:
+        ay = sh + int(0.6 * head)
+        tl, tr = sl + 0.12 * (sr - sl), sr - 0.12 * (sr - sl)
+    hip_y = min(float(bottom), neck_base + 2.5 * head)
+    hip_half = 0.5 * (tr - tl) * 1.0
+    hy = int(min(hip_y, bottom))
+    runs = [r for r in _runs(m[hy]) if r[1] - r[0] > 2]
+    mid = [r for r in runs if r[0] <= cx < r[1]]
+    if mid and len(runs) >= 3 and (mid[0][1] - mid[0][0]) < 1.1 * (tr - tl):
+        hip_half = 0.5 * (mid[0][1] - mid[0][0])
+    # Arm angle: the outer edge of the silhouette below the armpit against the shoulder.
+    y2 = int(min(bottom, ay + 0.8 * head))
+    outer_l, outer_r = float(np.nonzero(m[y2])[0].min()), float(np.nonzero(m[y2])[0].max())
+    ang_l = np.arctan2(sl - outer_l - 0.1 * head, max(y2 - sh, 1))
+    ang_r = np.arctan2(outer_r - sr - 0.1 * head, max(y2 - sh, 1))
+    ang = float(np.clip(0.5 * (ang_l + ang_r), 0.0, 0.5))
+    return Body(cx=cx, top=top, neck_y=neck_y, neck_half=0.5 * neck_w, neck_base=neck_base,
+                shoulder_y=sh, shoulder_l=sl, shoulder_r=sr, armpit_y=ay, torso_l=tl, torso_r=tr,
+                hip_y=hip_y, hip_l=cx - hip_half, hip_r=cx + hip_half, arm_angle=ang, head=head)
+
+
+# -- the garment -------------------------------------------------------------------------------
+
+@dataclass
+class GarmentPoints:
+    pts: dict[str, tuple[float, float]]
+    sleeves: bool
+    width: float
+    """Body width (hem)."""
+
+
+def find_garment(alpha: np.ndarray) -> GarmentPoints:
+    """Keypoints of an upright top (flat lay or hollow) from its alpha."""
+    m = alpha >= 0.5
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(m.astype(np.uint8), connectivity=8)
+    if n <= 1:
+        raise ValueError("no garment was found in the garment photo (its cutout is empty)")
+    m = labels == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    rows = np.nonzero(m.any(1))[0]
+    top, bottom = int(rows[0]), int(rows[-1])
+    hgt = bottom - top
+    yb = top + int(0.85 * hgt)
+    cols = np.nonzero(m[yb])[0]
+    cx0 = float(np.nonzero(m[top + int(0.7 * hgt):bottom + 1].any(0))[0].mean())
+    r = _run_at(m[yb], cx0) or (int(cols.min()), int(cols.max()) + 1)
+    bl, br = float(r[0]), float(r[1])
+    cx = 0.5 * (bl + br)
+    bw = br - bl
+    # Hem corners: the body's run near the bottom.
+    yh = bottom - max(1, hgt // 100)
+    rh = _run_at(m[yh], cx) or (int(bl), int(br))
+    # Top edge per column.
+    has = m.any(0)
+    first = np.where(has, np.argmax(m, 0), h_big := m.shape[0])
+    nl_x = int(cx - 0.36 * 0.5 * bw)
+    nr_x = int(cx + 0.36 * 0.5 * bw)
+    span_l = first[max(0, int(cx - 0.5 * bw)):int(cx)]
+    span_r = first[int(cx):int(cx + 0.5 * bw)]
+    # Neck points: the highest points of the top edge either side of the centre.
+    if len(span_l) and len(span_r):
+        nl_x = int(cx - 0.5 * bw) + int(np.argmin(span_l))
+        nr_x = int(cx) + int(np.argmin(span_r))
+    neck_top = 0.5 * (first[nl_x] + first[nr_x])
+    dip = float(first[int(cx)]) if first[int(cx)] < h_big else neck_top
+    if dip - neck_top < 0.03 * bw:       # no opening seen (its inside back kept): a crew neck
+        dip = neck_top + 0.1 * bw
+    sl_y = float(first[min(max(int(bl + 2), 0), m.shape[1] - 1)])
+    sr_y = float(first[min(max(int(br - 3), 0), m.shape[1] - 1)])
+    pts = {"neck_l": (float(nl_x), float(first[nl_x])), "neck_r": (float(nr_x), float(first[nr_x])),
+           "dip": (cx, dip), "shoulder_l": (bl, sl_y), "shoulder_r": (br, sr_y),
+           "hem_l": (float(rh[0]), float(yh)), "hem_r": (float(rh[1]), float(yh)),
+           "hem_c": (cx, float(yh))}
+    # Sleeves: garment beyond the body's sides above the hem.
+    left = m[:, :max(int(bl) - 2, 0)]
+    right = m[:, int(br) + 2:]
+    sleeves = left.sum() > 0.01 * m.sum() and right.sum() > 0.01 * m.sum()
+    if sleeves:
+        for side, part, off in (("l", left, 0), ("r", right, int(br) + 2)):
+            ys, xs = np.nonzero(part)
+            xs = xs + off
+            ext = xs.min() if side == "l" else xs.max()
+            band = np.abs(xs - ext) < max(2, 0.04 * bw)
+            eys = ys[band]
+            exs = xs[band]
+            o = (float(exs[np.argmin(eys)]), float(eys.min()))
+            i = (float(exs[np.argmax(eys)]), float(eys.max()))
+            # The sleeve's end edge: the outer corner is the upper one, the inner the lower.
+            pts[f"sleeve_o{side}"] = o
+            pts[f"sleeve_i{side}"] = i
+            # Armpit: lowest row where the garment still reaches past the body's side.
+            reach = part.any(1)
+            ay = float(np.nonzero(reach)[0].max())
+            pts[f"armpit_{side}"] = (bl if side == "l" else br, ay)
+    else:
+        # Tank: the armhole's bottom: lowest row of the top where the side is cut in.
+        for side, x in (("l", bl + 1), ("r", br - 2)):
+            pts[f"armpit_{side}"] = (float(x), float(first[int(x)]) + 0.02 * bw)
+    return GarmentPoints(pts, sleeves, bw)
+
+
+# -- the warp ----------------------------------------------------------------------------------
+
+def _targets(g: GarmentPoints, b: Body) -> dict[str, tuple[float, float]]:
+    p = g.pts
+    gsw = p["shoulder_r"][0] - p["shoulder_l"][0]
+    s = b.shoulder_w / max(gsw, 1.0)                      # garment → body scale
+    gsy = 0.5 * (p["shoulder_l"][1] + p["shoulder_r"][1])
+    out: dict[str, tuple[float, float]] = {}
+    # The neckline's dip sits on the neck base (a crew neck); the rest follows from the scale.
+    dip_drop = (p["dip"][1] - 0.5 * (p["neck_l"][1] + p["neck_r"][1])) * s
+    neck_top = b.neck_base - dip_drop * 0.45
+    out["dip"] = (b.cx, neck_top + dip_drop)
+    gnh = 0.5 * (p["neck_r"][0] - p["neck_l"][0]) * s
+    nh = max(gnh, b.neck_half * 1.15)
+    out["neck_l"] = (b.cx - nh, neck_top)
+    out["neck_r"] = (b.cx + nh, neck_top)
+    sy = max(b.shoulder_y - 0.02 * b.shoulder_w, neck_top + (gsy - p["neck_l"][1]) * s)
+    out["shoulder_l"] = (b.shoulder_l, sy)
+    out["shoulder_r"] = (b.shoulder_r, sy)
+    ease = 1.06
+    ay = b.armpit_y
+    out["armpit_l"] = (b.cx - (b.cx - b.torso_l) * ease, ay)
+    out["armpit_r"] = (b.cx + (b.torso_r - b.cx) * ease, ay)
+    # The length in proportion, but a top at least reaches past the hips.
+    hem_y = max(sy + (p["hem_c"][1] - gsy) * s, b.hip_y + 0.25 * b.head)
+    hem_half_g = 0.5 * (p["hem_r"][0] - p["hem_l"][0]) * s
+    hip_half = 0.5 * (b.hip_r - b.hip_l)
+    hem_half = float(np.clip(hem_half_g, hip_half * 1.04, hip_half * 1.15))
+    out["hem_l"] = (b.cx - hem_half, hem_y)
+    out["hem_r"] = (b.cx + hem_half, hem_y)
+    out["hem_c"] = (b.cx, hem_y)
+    if g.sleeves:
+        for side, sgn in (("l", -1), ("r", 1)):
+            sh = p[f"shoulder_{side}"]
+            o, i = p[f"sleeve_o{side}"], p[f"sleeve_i{side}"]
+            length = np.hypot(o[0] - sh[0], o[1] - sh[1]) * s
+            opening = np.hypot(o[0] - i[0], o[1] - i[1]) * s
+            ang = b.arm_angle + 0.08
+            tsh = out[f"shoulder_{side}"]
+            ox = tsh[0] + sgn * (np.sin(ang) * length + 0.02 * b.shoulder_w)
+            oy = tsh[1] + np.cos(ang) * length
+            out[f"sleeve_o{side}"] = (ox, oy)
+            out[f"sleeve_i{side}"] = (ox - sgn * np.cos(ang) * opening, oy - 0.0 + np.sin(ang) * opening * 0.3)
+    return out
+
+
+def _outline(g: GarmentPoints) -> list[str]:
+    if g.sleeves:
+        return ["neck_l", "shoulder_l", "sleeve_ol", "sleeve_il", "armpit_l", "hem_l", "hem_c",
+                "hem_r", "armpit_r", "sleeve_ir", "sleeve_or", "shoulder_r", "neck_r", "dip"]
+    return ["neck_l", "shoulder_l", "armpit_l", "hem_l", "hem_c", "hem_r", "armpit_r",
+            "shoulder_r", "neck_r", "dip"]
+
+
+def _cross(a: np.ndarray, b: np.ndarray) -> float:
+    return float(a[0] * b[1] - a[1] * b[0])
+
+
+def _affine(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """2×3 matrix mapping dst → src for one triangle (for an inverse map)."""
+    return cv2.getAffineTransform(dst.astype(np.float32), src.astype(np.float32))
+
+
+def _mesh(g: GarmentPoints, tgt: dict[str, tuple[float, float]]
+          ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(src triangle, dst triangle) pairs: a fan around the body's centre, the sleeves, and a
+    ring outside the outline (so the outline's own pixels are inside some triangle)."""
+    p = g.pts
+    names = _outline(g)
+    src = {k: np.array(p[k], np.float64) for k in names}
+    dst = {k: np.array(tgt[k], np.float64) for k in names}
+    c_src = 0.5 * (np.array(p["dip"]) + np.array(p["hem_c"]))
+    c_dst = 0.5 * (np.array(tgt["dip"]) + np.array(tgt["hem_c"]))
+    body = [k for k in names if not k.startswith("sleeve")]
+    tris: list[tuple[np.ndarray, np.ndarray]] = []
+    for a, b in zip(body, body[1:] + body[:1], strict=True):
+        tris.append((np.array([src[a], src[b], c_src]), np.array([dst[a], dst[b], c_dst])))
+    if g.sleeves:
+        for s in ("l", "r"):
+            for tri in ((f"shoulder_{s}", f"sleeve_o{s}", f"sleeve_i{s}"),
+                        (f"shoulder_{s}", f"sleeve_i{s}", f"armpit_{s}")):
+                tris.append((np.array([src[k] for k in tri]), np.array([dst[k] for k in tri])))
+    # Outer ring: push each outline vertex out along its normal, carried by a nearby
+    # triangle's linear map.
+    margin = 0.06 * g.width
+    ring_src, ring_dst = {}, {}
+    n = len(names)
+    centroid = np.mean([src[k] for k in names], 0)
+    for i, k in enumerate(names):
+        prev, nxt = src[names[i - 1]], src[names[(i + 1) % n]]
+        t = nxt - prev
+        nrm = np.array([t[1], -t[0]]) / max(np.hypot(*t), 1e-6)
+        if np.dot(nrm, src[k] - centroid) < 0:
+            nrm = -nrm
+        if k == "dip":
+            nrm = np.array([0.0, -1.0])
+        o = src[k] + nrm * margin
+        # local linear map from the neighbouring outline edge and the centre
+        tri_s = np.array([prev, src[k], c_src], np.float32)
+        tri_d = np.array([dst[names[i - 1]], dst[k], c_dst], np.float32)
+        if abs(_cross(tri_s[1] - tri_s[0], tri_s[2] - tri_s[0])) < 1e-3:
+            tri_s = np.array([src[k], nxt, c_src], np.float32)
+            tri_d = np.array([dst[k], dst[names[(i + 1) % n]], c_dst], np.float32)
+        a = cv2.getAffineTransform(tri_s, tri_d)
+        ring_src[k] = o
+        ring_dst[k] = a[:, :2] @ o + a[:, 2]
+    ring: list[tuple[np.ndarray, np.ndarray]] = []
+    for i, a in enumerate(names):
+        b = names[(i + 1) % n]
+        ring.append((np.array([src[a], src[b], ring_src[b]]), np.array([dst[a], dst[b], ring_dst[b]])))
+        ring.append((np.array([src[a], ring_src[b], ring_src[a]]),
+                     np.array([dst[a], ring_dst[b], ring_dst[a]])))
+    return ring + tris  # the ring first: the mesh's own triangles are drawn over it
+
+
+def warp_pieces(rgba: np.ndarray, tris: list[tuple[np.ndarray, np.ndarray]],
+                size: tuple[int, int]) -> np.ndarray:
+    """Piecewise-affine warp of ``rgba`` (premultiplied is not needed: alpha travels along)
+    onto a canvas of ``size`` (w, h). Later triangles win where two overlap."""
+    w, h = size
+    idx = np.zeros((h, w), np.int32)
+    mats = [np.zeros((2, 3), np.float32)]
+    for k, (s, d) in enumerate(tris, start=1):
+        if abs(_cross(d[1] - d[0], d[2] - d[0])) < 1e-6 or abs(_cross(s[1] - s[0], s[2] - s[0])) < 1e-6:
+            mats.append(np.zeros((2, 3), np.float32))
+            continue
+        mats.append(_affine(s, d))
+        cv2.fillConvexPoly(idx, np.round(d * 16).astype(np.int32), k, cv2.LINE_8, 4)
+    m = np.stack(mats)
+    ys, xs = np.nonzero(idx)
+    out = np.zeros((h, w, 4), np.uint8)
+    if not len(ys):
+        return out
+    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+    sub = idx[y0:y1, x0:x1]
+    gy, gx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
+    a = m[sub]
+    mx = a[..., 0, 0] * gx + a[..., 0, 1] * gy + a[..., 0, 2]
+    my = a[..., 1, 0] * gx + a[..., 1, 1] * gy + a[..., 1, 2]
+    mx[sub == 0] = -10
+    mx, my = mx.astype(np.float32), my.astype(np.float32)
+    # premultiply so the bilinear sampling does not drag the old backdrop's colour in
+    pm = rgba.astype(np.float32)
+    pm[..., :3] *= pm[..., 3:4] / 255.0
+    warped = cv2.remap(pm, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                       borderValue=(0, 0, 0, 0))
+    al = warped[..., 3:4]
+    warped[..., :3] = np.where(al > 0.5, warped[..., :3] * 255.0 / np.maximum(al, 1e-3), 0)
+    out[y0:y1, x0:x1] = np.clip(warped + 0.5, 0, 255).astype(np.uint8)
+    return out
+
+
+# -- compositing -------------------------------------------------------------------------------
+
+@dataclass
+class Dressed:
+    image: Image.Image
+    garment_alpha: np.ndarray
+    """float32 HxW: the garment's final alpha on the model photo (occlusion applied)."""
+    body: Body
+    neckline_y: float
+    seam: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((0, 0), bool))
+    person_segmenter: str = "classical"
+
+
+def _without_hair(rgb: np.ndarray, person: np.ndarray) -> np.ndarray:
+    """The person mask less the hair hanging from the crown (long hair over the shoulders
+    hides the neck's narrowing and widens the shoulders): the pixels of the crown's colour
+    joined to the crown, unless that colour is the face's (a bald head) or they are a large
+    part of the person (hair the colour of the clothes)."""
+    rows = np.nonzero(person.any(1))[0]
+    if not len(rows):
+        return person
+    top, bottom = int(rows[0]), int(rows[-1])
+    band = person[top:top + max(3, (bottom - top) // 12)]
+    cols = np.nonzero(band.any(0))[0]
+    hw = int(cols.max() - cols.min() + 1)
+    cx = int(np.nonzero(person[top + max(1, hw // 10)])[0].mean()) if person[top + max(1, hw // 10)].any() else int(cols.mean())
+    crown = rgb[top + 1:top + max(2, hw // 6), max(0, cx - hw // 6):cx + hw // 6 + 1]
+    fy = top + int(0.62 * hw)
+    face = rgb[fy - 2:fy + 3, max(0, cx - hw // 10):cx + hw // 10 + 1]
+    if crown.size == 0 or face.size == 0:
+        return person
+    lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB).astype(np.float32)
+    wts = np.array([0.4, 1, 1], np.float32)
+    c = cv2.cvtColor(np.median(crown.reshape(-1, 3), 0).astype(np.uint8)[None, None],
+                     cv2.COLOR_RGB2LAB)[0, 0].astype(np.float32)
+    f = cv2.cvtColor(np.median(face.reshape(-1, 3), 0).astype(np.uint8)[None, None],
+                     cv2.COLOR_RGB2LAB)[0, 0].astype(np.float32)
+    if np.linalg.norm((c - f) * wts) < 25:
+        return person
+    hair = ((np.linalg.norm((lab - c) * wts, axis=2) < 16) & person).astype(np.uint8)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(hair, connectivity=8)
+    crown_ids = set(np.unique(labels[top:top + max(2, hw // 6)][hair[top:top + max(2, hw // 6)] > 0]))
+    crown_ids.discard(0)
+    if not crown_ids:
+        return person
+    cut = np.isin(labels, list(crown_ids))
+    if cut.sum() > 0.3 * person.sum() or cut[fy, cx]:
+        return person
+    out = person & ~cut
+    # keep the head whole: the crown's hair is part of the head's outline
+    out[top:fy] |= person[top:fy] & cut[top:fy] & (np.abs(np.arange(person.shape[1]) - cx) < 0.5 * hw)[None, :]
+    return out
+
+
+def _neck_front(b: Body, person: np.ndarray, neckline_y: float) -> np.ndarray:
+    """The neck above the neckline: the person's neck column from the narrowest row down to
+    the neckline, a little wider at the base."""
+    h, w = person.shape
+    yy, xx = np.mgrid[0:h, 0:w]
+    t = np.clip((yy - b.neck_y) / max(neckline_y - b.neck_y, 1), 0, 1)
+    half = b.neck_half * (1.0 + 0.25 * t)
+    return (person >= 0.5) & (yy <= neckline_y) & (np.abs(xx - b.cx) <= half)
+
+
+def _hair_front(rgb: np.ndarray, person: np.ndarray, b: Body) -> np.ndarray:
+    """Hair lying in front of the shoulders: pixels the colour of the hair on the crown (when
+    it is not the face's), joined to the head, below the neck."""
+    h, w = person.shape
+    top = int(b.top)
+    crown = rgb[top + max(1, int(0.06 * b.head)):top + max(2, int(0.14 * b.head)),
+                int(b.cx - 0.15 * b.head):int(b.cx + 0.15 * b.head)]
+    face = rgb[top + int(0.45 * b.head):top + int(0.6 * b.head),
+               int(b.cx - 0.12 * b.head):int(b.cx + 0.12 * b.head)]
+    if crown.size == 0 or face.size == 0:
+        return np.zeros((h, w), bool)
+    lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB).astype(np.float32)
+    c = cv2.cvtColor(np.median(crown.reshape(-1, 3), 0).astype(np.uint8)[None, None], cv2.COLOR_RGB2LAB)[0, 0].astype(np.float32)
+    f = cv2.cvtColor(np.median(face.reshape(-1, 3), 0).astype(np.uint8)[None, None], cv2.COLOR_RGB2LAB)[0, 0].astype(np.float32)
+    if np.linalg.norm((c - f) * [0.4, 1, 1]) < 25:
+        return np.zeros((h, w), bool)     # bald or hair of the skin's colour: nothing to keep
+    d = np.linalg.norm((lab - c) * np.array([0.4, 1, 1], np.float32), axis=2)
+    hair = (d < 14) & (person >= 0.5)
+    hair = cv2.morphologyEx(hair.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(hair, connectivity=8)
+    keep = np.zeros(n, bool)
+    for i in range(1, n):
+        keep[i] = stats[i, cv2.CC_STAT_TOP] < b.neck_base   # hangs from the head
+    out = keep[labels]
+    out[:int(b.neck_base)] = False
+    return out
+
+
+def _hands_front(person: np.ndarray, b: Body, sleeve_end_y: float, torso_half: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """Forearms and hands below the sleeves: person pixels outside the torso's sides."""
+    h, w = person.shape
+    yy, xx = np.mgrid[0:h, 0:w]
+    return (person >= 0.5) & (yy > sleeve_end_y) & (np.abs(xx - b.cx) > torso_half(yy))
+
+
+def _light(rgb_model: np.ndarray, person: np.ndarray, b: Body) -> np.ndarray:
+    """Low-frequency brightness of the model's torso relative to its median (the studio's
+    light falling on the body)."""
+    lum = cv2.cvtColor(rgb_model, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    w8 = (person >= 0.5).astype(np.float32)
+    sig = max(2.0, 0.18 * b.shoulder_w)
+    num = cv2.GaussianBlur(lum * w8, (0, 0), sig)
+    den = cv2.GaussianBlur(w8, (0, 0), sig)
+    low = num / np.maximum(den, 1e-3)
+    ref = float(np.median(low[person >= 0.5])) if (person >= 0.5).any() else 1.0
+    return np.clip(low / max(ref, 1.0), 0.8, 1.12).astype(np.float32)
+
+
+def dress(model: Image.Image, garment: Image.Image, *, person_segmenter: Segmenter | None = None,
+          garment_segmenter: Segmenter | None = None,
+          inpaint: Callable[[Image.Image, np.ndarray], Image.Image] | None = None,
+          light: float = 0.8, seam_px: float | None = None) -> Dressed:
+    """The garment worn by the model (RGB at the model photo's size). See the module doc."""
+    seg = person_segmenter or PersonSegmenter("classical")
+    model_rgb = np.asarray(model.convert("RGB"))
+    h, w = model_rgb.shape[:2]
+    person = seg.mask(model.convert("RGB"))
+    body = find_body(_without_hair(model_rgb, person >= 0.5))
+    g = garment if garment.mode == "RGBA" and np.asarray(garment.getchannel("A")).min() < 250 \
+        else cutout(garment.convert("RGB"), garment_segmenter or ClassicalSegmenter())
+    g_rgb, g_a = split(g)
+    gp = find_garment(g_a)
+    g_rgb = decontaminate(g_rgb, g_a)
+    tgt = _targets(gp, body)
+    tris = _mesh(gp, tgt)
+    rgba = np.dstack([g_rgb, (g_a * 255 + 0.5).astype(np.uint8)])
+    placed = warp_pieces(rgba, tris, (w, h))
+    ga = placed[..., 3].astype(np.float32) / 255.0
+    grgb = placed[..., :3].astype(np.float32)
+    neckline_y = float(tgt["dip"][1])
+
+    # occlusion
+    yy = np.arange(h, dtype=np.float32)[:, None]
+    sl_y = max(tgt.get("sleeve_ol", tgt["armpit_l"])[1], tgt.get("sleeve_or", tgt["armpit_r"])[1])
+    sl_y = max(sl_y, tgt["armpit_l"][1])
+
+    def torso_half(y: np.ndarray) -> np.ndarray:
+        t = np.clip((y - tgt["armpit_l"][1]) / max(tgt["hem_c"][1] - tgt["armpit_l"][1], 1), 0, 1)
+        top = 0.5 * (tgt["armpit_r"][0] - tgt["armpit_l"][0])
+        bot = 0.5 * (tgt["hem_r"][0] - tgt["hem_l"][0])
+        return top + (bot - top) * t
+
+    front = _neck_front(body, person, neckline_y) | _hair_front(model_rgb, person, body) | \
+        _hands_front(person, body, sl_y, torso_half)
+    front_soft = cv2.GaussianBlur(front.astype(np.float32), (0, 0), 0.8)
+    ga = ga * (1 - front_soft)
+    tol = max(1, int(round(0.008 * body.shoulder_w)))
+    near = cv2.dilate((person >= 0.5).astype(np.uint8), np.ones((2 * tol + 1,) * 2, np.uint8))
+    near = cv2.GaussianBlur(near.astype(np.float32), (0, 0), max(0.6, tol / 2))
+    ga = ga * np.clip(near * 1.2, 0, 1)
+    ga = cv2.GaussianBlur(ga, (0, 0), 0.6)
+    del yy
+
+    # light
+    if light > 0:
+        shade = _light(model_rgb, person, body) ** light
+        grgb = grgb * shade[..., None]
+    border = np.concatenate([model_rgb[:4].reshape(-1, 3), model_rgb[-4:].reshape(-1, 3),
+                             model_rgb[:, :4].reshape(-1, 3), model_rgb[:, -4:].reshape(-1, 3)])
+    cast = np.median(border, 0).astype(np.float32)
+    cast = cast / max(float(cast.mean()), 1.0)
+    grgb = grgb * (1 + 0.08 * (cast - 1))[None, None, :]
+    out = model_rgb.astype(np.float32) * (1 - ga[..., None]) + grgb * ga[..., None]
+    image = Image.fromarray(np.clip(out + 0.5, 0, 255).astype(np.uint8), "RGB")
+
+    # the seam: a band along the garment's outline
+    r = seam_px if seam_px is not None else max(2.0, 0.012 * body.shoulder_w)
+    solid = (ga >= 0.5).astype(np.uint8)
+    k = np.ones((2 * int(r) + 1,) * 2, np.uint8)
+    seam = (cv2.dilate(solid, k) - cv2.erode(solid, k)).astype(bool)
+    if inpaint is not None and seam.any():
+        painted = np.asarray(inpaint(image, seam.astype(np.float32)).convert("RGB")
+                             .resize((w, h), Image.Resampling.BILINEAR)).astype(np.float32)
+        soft = cv2.GaussianBlur(seam.astype(np.float32), (0, 0), max(1.0, r / 2))[..., None]
+        soft = soft * seam[..., None] + soft * 0.0
+        mix = np.asarray(image, np.float32) * (1 - 0.6 * soft) + painted * 0.6 * soft
+        image = Image.fromarray(np.clip(mix + 0.5, 0, 255).astype(np.uint8), "RGB")
+    return Dressed(image, ga, body, neckline_y, seam, getattr(seg, "name", "classical"))

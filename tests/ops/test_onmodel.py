@@ -10,7 +10,7 @@ from PIL import Image
 
 from swiftshot.ops import OpContext, OpsError, run_ops, validate_ops
 from swiftshot.ops.onmodel import NoPerson, PersonSegmenter, dress, find_body, find_garment
-from swiftshot.testing.people import make_garment, make_model, score, summary
+from swiftshot.testing.people import make_garment, make_model, score
 
 # Seeds whose model has short hair (long hair over the shoulders is a known weak spot,
 # held to its own, lower figures below).

@@ -314,6 +314,30 @@ oa.document(
     errors=(400, 406, 409, 422, 499, 502, 504))
 
 oa.document(
+    "POST", "/v1/onmodel", tags=["images"],
+    summary="On-model shot: a garment photo worn by a model (person) photo",
+    description="multipart: file parts garment (the top: flat lay, hollow, or an RGBA "
+    "cutout) and model (a person front-on, head to at least the hips); optional preset, "
+    "format (jpeg, png, webp, avif; default jpeg), quality, person_segmenter (auto, "
+    "classical), inpaint_seams (true needs the diffusion engine with inpainting), light "
+    "(0-1). A render of the onmodel op (cached like /v1/render). Answers the image, or the "
+    "render JSON with Accept: application/json. 422 when a part is missing or no person is "
+    "found in the model photo; 413/415/422 for photos as /v1/render.",
+    body={"required": True, "content": {"multipart/form-data": {"schema": oa.multipart({
+        "garment": oa.FILE, "model": oa.FILE,
+        "preset": {"type": "string", "example": "shopify"},
+        "format": {"type": "string", "enum": ["jpeg", "jpg", "png", "webp", "avif"]},
+        "quality": {"type": "string", "example": "90"},
+        "person_segmenter": {"type": "string", "enum": ["auto", "classical"]},
+        "inpaint_seams": {"type": "string", "enum": ["true", "false"]},
+        "light": {"type": "string", "example": "0.8"}})}}},
+    responses={200: {"description": "The dressed model photo (or the render JSON)",
+                     "headers": TIMING_HEADERS,
+                     "content": {"application/json": {"schema": oa.ref(RenderResponse)},
+                                 **{m: {"schema": oa.FILE} for m in IMAGE_TYPES}}}},
+    errors=(400, 409, 413, 415, 422, 499, 502, 504))
+
+oa.document(
     "POST", "/v1.0/removebg", tags=["images"],
     summary="Remove the background (remove.bg compatible)",
     description="image_file / image_file_b64 / image_url (allow-listed hosts only); the answer "

@@ -84,9 +84,19 @@ async def render(request: Request) -> Response:
     stages = telemetry.Stages()
     request.app.state.auth.authenticate(request.headers)  # 401 before any word on the body
     streaming = stream_options(request)  # None, or the previews wanted (0..3)
+    data, product, images = await _read(request, service(request).settings.limits)
+    return await render_uploads(request, stages, data, product, images, streaming)
+
+
+async def render_uploads(request: Request, stages: telemetry.Stages, data: dict[str, Any],
+                         product: Upload | None, images: list[Upload],
+                         streaming: int | None = None, as_image: bool | None = None
+                         ) -> Response:
+    """The render of spec fields ``data`` with its photos (read by ``/v1/render`` or another
+    native route, e.g. ``/v1/onmodel``). ``as_image``: answer the image (True) or the JSON
+    (False) whatever ``Accept`` prefers; None: as ``Accept`` prefers."""
     svc = service(request)
     settings = svc.settings
-    data, product, images = await _read(request, settings.limits)
     product, images = await _hashed(product, images)
     if "engine" not in data:
         data["engine"] = svc.engine.name
@@ -104,7 +114,9 @@ async def render(request: Request) -> Response:
     _check_images(wanted, sent, images)
     _, prio, deadline = caller(request)
     accept = request.headers.get("accept")
-    as_image = streaming is None and negotiate.wants_image(accept)
+    if as_image is None:
+        as_image = negotiate.wants_image(accept)
+    as_image = streaming is None and as_image
     fmt = spec.output_format
     quality, width = spec.quality, None
     vary = ""
@@ -146,7 +158,8 @@ async def render(request: Request) -> Response:
                                    stages=stages)
     if data_bytes is None:
         raise ApiError(409, "the image was purged while it was being encoded; retry")
-    durations = finish(request, "POST /v1/render", [stages], {"swiftshot.cache": r.cache})
+    durations = finish(request, f"POST {request.url.path}", [stages],
+                       {"swiftshot.cache": r.cache})
     from swiftshot.delivery.codecs import content_type
 
     headers = {"X-Cache": r.cache, "Server-Timing": telemetry.server_timing(durations),

@@ -32,9 +32,9 @@ Steps (``dress``):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import cv2
 import numpy as np
@@ -164,7 +164,6 @@ def find_body(person: np.ndarray) -> Body:
         widths[y] = r[1] - r[0]
         if y < top + 0.25 * (bottom - top):
             x = 0.5 * (r[0] + r[1])
-    span = bottom - top
     head_max, head_y = 0.0, top
     neck_y = None
     past_head = False

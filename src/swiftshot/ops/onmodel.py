@@ -461,6 +461,112 @@ def warp_pieces(rgba: np.ndarray, tris: list[tuple[np.ndarray, np.ndarray]],
     return out
 
 
+def _control_points(tris: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """The mesh's vertices, once each: (src n×2, dst n×2)."""
+    seen: dict[tuple[int, int], np.ndarray] = {}
+    for s_tri, d_tri in tris:
+        for a, b in zip(s_tri, d_tri, strict=True):
+            seen.setdefault((round(float(a[0]) * 4), round(float(a[1]) * 4)),
+                            np.concatenate([a, b]))
+    arr = np.array(list(seen.values()), np.float64)
+    return arr[:, :2], arr[:, 2:]
+
+
+def _tps_solve(p: np.ndarray, q: np.ndarray, reg: float = 1e-4) -> tuple[np.ndarray, np.ndarray]:
+    """Thin-plate spline from points p (n×2, normalised) to values q (n×2)."""
+    n = len(p)
+    d2 = ((p[:, None] - p[None]) ** 2).sum(-1)
+    k = np.where(d2 > 0, d2 * np.log(np.maximum(d2, 1e-12)), 0.0) + reg * np.eye(n)
+    pp = np.hstack([np.ones((n, 1)), p])
+    a = np.zeros((n + 3, n + 3))
+    a[:n, :n], a[:n, n:], a[n:, :n] = k, pp, pp.T
+    b = np.zeros((n + 3, 2))
+    b[:n] = q
+    sol = np.linalg.lstsq(a, b, rcond=None)[0]
+    return sol[:n], sol[n:]
+
+
+def warp_tps(rgba: np.ndarray, src: np.ndarray, dst: np.ndarray, size: tuple[int, int],
+             step: int = 4) -> np.ndarray:
+    """Warp ``rgba`` so that the points ``src`` land on ``dst``: a thin-plate spline from the
+    canvas to the garment photo (the inverse map), evaluated on a grid every ``step`` pixels
+    over the target's box and interpolated — smooth everywhere (a print stays round, stripes
+    stay straight), unlike one affine per triangle."""
+    w, h = size
+    out = np.zeros((h, w, 4), np.uint8)
+    scale = max(float(np.ptp(dst[:, 0])), float(np.ptp(dst[:, 1])), 1.0)
+    origin = dst.min(0)
+    pn = (dst - origin) / scale
+    wts, aff = _tps_solve(pn, src)
+    x0, y0 = (np.floor(dst.min(0)) - 2).astype(int)
+    x1, y1 = (np.ceil(dst.max(0)) + 3).astype(int)
+    x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
+    if x1 <= x0 or y1 <= y0:
+        return out
+    gx = np.arange(x0, x1 + step, step, dtype=np.float64)
+    gy = np.arange(y0, y1 + step, step, dtype=np.float64)
+    xx, yy = np.meshgrid(gx, gy)
+    g = (np.stack([xx.ravel(), yy.ravel()], 1) - origin) / scale
+    d2 = ((g[:, None] - pn[None]) ** 2).sum(-1)
+    u = np.where(d2 > 0, d2 * np.log(np.maximum(d2, 1e-12)), 0.0)
+    m = u @ wts + aff[0] + g @ aff[1:]
+    mx = m[:, 0].reshape(xx.shape).astype(np.float32)
+    my = m[:, 1].reshape(xx.shape).astype(np.float32)
+    bw, bh = x1 - x0, y1 - y0
+    # grid node i sits at x0 + i*step: resize with that alignment
+    big_w, big_h = (len(gx) - 1) * step + 1, (len(gy) - 1) * step + 1
+    mx = cv2.resize(mx, (big_w, big_h), interpolation=cv2.INTER_LINEAR)[:bh, :bw]
+    my = cv2.resize(my, (big_w, big_h), interpolation=cv2.INTER_LINEAR)[:bh, :bw]
+    pm = rgba.astype(np.float32)
+    pm[..., :3] *= pm[..., 3:4] / 255.0
+    warped = cv2.remap(pm, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                       borderValue=(0, 0, 0, 0))
+    al = warped[..., 3:4]
+    warped[..., :3] = np.where(al > 0.5, warped[..., :3] * 255.0 / np.maximum(al, 1e-3), 0)
+    out[y0:y1, x0:x1] = np.clip(warped + 0.5, 0, 255).astype(np.uint8)
+    return out
+
+
+def _over(top: np.ndarray, under: np.ndarray) -> np.ndarray:
+    """RGBA ``top`` over RGBA ``under`` (uint8, straight alpha)."""
+    ta = top[..., 3:4].astype(np.float32) / 255
+    ua = under[..., 3:4].astype(np.float32) / 255
+    a = ta + ua * (1 - ta)
+    rgb = (top[..., :3] * ta + under[..., :3] * ua * (1 - ta)) / np.maximum(a, 1e-6)
+    return np.dstack([np.clip(rgb + 0.5, 0, 255), np.clip(a * 255 + 0.5, 0, 255)]).astype(np.uint8)
+
+
+def _warp_parts(rgba: np.ndarray, gp: GarmentPoints, tgt: dict[str, tuple[float, float]],
+                size: tuple[int, int]) -> np.ndarray:
+    """The body by a thin-plate spline on its own keypoints (nearly affine: stripes stay
+    straight, a print round), each sleeve by the affine map of its shoulder and end corners
+    (turned down along the arm), sleeves under the body."""
+    w, h = size
+    body_gp = GarmentPoints(gp.pts, False, gp.width)
+    src, dst = _control_points(_mesh(body_gp, tgt))
+    if not gp.sleeves:
+        return warp_tps(rgba, src, dst, size)
+    xl, xr = gp.pts["shoulder_l"][0], gp.pts["shoulder_r"][0]
+    cols = np.arange(rgba.shape[1])[None, :]
+    body = rgba.copy()
+    body[..., 3] = np.where((cols >= xl - 1) & (cols <= xr + 1), body[..., 3], 0)
+    out = np.zeros((h, w, 4), np.uint8)
+    for side, keep in (("l", cols < xl + 2), ("r", cols > xr - 2)):
+        part = rgba.copy()
+        part[..., 3] = np.where(keep, part[..., 3], 0)
+        names = (f"shoulder_{side}", f"sleeve_o{side}", f"sleeve_i{side}")
+        m = cv2.getAffineTransform(np.float32([gp.pts[k] for k in names]),
+                                   np.float32([tgt[k] for k in names]))
+        pm = part.astype(np.float32)
+        pm[..., :3] *= pm[..., 3:4] / 255.0
+        wp = cv2.warpAffine(pm, m, (w, h), flags=cv2.INTER_LINEAR,
+                            borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0, 0))
+        al = wp[..., 3:4]
+        wp[..., :3] = np.where(al > 0.5, wp[..., :3] * 255.0 / np.maximum(al, 1e-3), 0)
+        out = _over(np.clip(wp + 0.5, 0, 255).astype(np.uint8), out)
+    return _over(warp_tps(body, src, dst, size), out)
+
+
 # -- compositing -------------------------------------------------------------------------------
 
 @dataclass
@@ -561,22 +667,36 @@ def _hands_front(person: np.ndarray, b: Body, sleeve_end_y: float, torso_half: C
 
 
 def _light(rgb_model: np.ndarray, person: np.ndarray, b: Body) -> np.ndarray:
-    """Low-frequency brightness of the model's torso relative to its median (the studio's
-    light falling on the body)."""
+    """The studio's light across the body: the model's torso brightness from side to side
+    (a line fitted to the per-column median between the armpits and the hips, relative to its
+    middle). The side light of a studio is what changes across a torso; up and down the
+    torso the brightness is mostly the clothes' own (a dark base layer, trousers), so it is
+    not taken."""
+    h, w = person.shape
     lum = cv2.cvtColor(rgb_model, cv2.COLOR_RGB2GRAY).astype(np.float32)
-    w8 = (person >= 0.5).astype(np.float32)
-    sig = max(2.0, 0.18 * b.shoulder_w)
-    num = cv2.GaussianBlur(lum * w8, (0, 0), sig)
-    den = cv2.GaussianBlur(w8, (0, 0), sig)
-    low = num / np.maximum(den, 1e-3)
-    ref = float(np.median(low[person >= 0.5])) if (person >= 0.5).any() else 1.0
-    return np.clip(low / max(ref, 1.0), 0.8, 1.12).astype(np.float32)
+    y0, y1 = int(b.armpit_y), int(max(b.armpit_y + 2, b.hip_y))
+    x0, x1 = int(b.torso_l), int(b.torso_r)
+    band = lum[y0:y1, x0:x1]
+    inside = person[y0:y1, x0:x1] >= 0.5
+    flat = np.ones((h, w), np.float32)
+    if band.size == 0 or inside.sum() < 20:
+        return flat
+    cols = np.array([np.median(band[:, i][inside[:, i]]) if inside[:, i].any() else np.nan
+                     for i in range(band.shape[1])])
+    xs = np.arange(x0, x1, dtype=np.float64)
+    ok = np.isfinite(cols)
+    if ok.sum() < 5:
+        return flat
+    k, c = np.polyfit(xs[ok], cols[ok], 1)
+    mid = k * b.cx + c
+    ramp = (k * np.arange(w) + c) / max(mid, 1.0)
+    return np.broadcast_to(np.clip(ramp, 0.85, 1.15).astype(np.float32)[None, :], (h, w))
 
 
 def dress(model: Image.Image, garment: Image.Image, *, person_segmenter: Segmenter | None = None,
           garment_segmenter: Segmenter | None = None,
           inpaint: Callable[[Image.Image, np.ndarray], Image.Image] | None = None,
-          light: float = 0.8, seam_px: float | None = None) -> Dressed:
+          light: float = 0.8, seam_px: float | None = None, warp: str = "tps") -> Dressed:
     """The garment worn by the model (RGB at the model photo's size). See the module doc."""
     seg = person_segmenter or PersonSegmenter("classical")
     model_rgb = np.asarray(model.convert("RGB"))
@@ -591,7 +711,10 @@ def dress(model: Image.Image, garment: Image.Image, *, person_segmenter: Segment
     tgt = _targets(gp, body)
     tris = _mesh(gp, tgt)
     rgba = np.dstack([g_rgb, (g_a * 255 + 0.5).astype(np.uint8)])
-    placed = warp_pieces(rgba, tris, (w, h))
+    if warp == "tps":
+        placed = _warp_parts(rgba, gp, tgt, (w, h))
+    else:
+        placed = warp_pieces(rgba, tris, (w, h))
     ga = placed[..., 3].astype(np.float32) / 255.0
     grgb = placed[..., :3].astype(np.float32)
     neckline_y = float(tgt["dip"][1])

@@ -328,7 +328,7 @@ def _targets(g: GarmentPoints, b: Body) -> dict[str, tuple[float, float]]:
     sy = max(b.shoulder_y - 0.02 * b.shoulder_w, neck_top + (gsy - p["neck_l"][1]) * s)
     out["shoulder_l"] = (b.shoulder_l, sy)
     out["shoulder_r"] = (b.shoulder_r, sy)
-    ease = 1.06
+    ease = 1.10
     ay = b.armpit_y
     out["armpit_l"] = (b.cx - (b.cx - b.torso_l) * ease, ay)
     out["armpit_r"] = (b.cx + (b.torso_r - b.cx) * ease, ay)
@@ -336,7 +336,7 @@ def _targets(g: GarmentPoints, b: Body) -> dict[str, tuple[float, float]]:
     hem_y = max(sy + (p["hem_c"][1] - gsy) * s, b.hip_y + 0.25 * b.head)
     hem_half_g = 0.5 * (p["hem_r"][0] - p["hem_l"][0]) * s
     hip_half = 0.5 * (b.hip_r - b.hip_l)
-    hem_half = float(np.clip(hem_half_g, hip_half * 1.04, hip_half * 1.15))
+    hem_half = float(np.clip(hem_half_g, hip_half * 1.07, hip_half * 1.18))
     out["hem_l"] = (b.cx - hem_half, hem_y)
     out["hem_r"] = (b.cx + hem_half, hem_y)
     out["hem_c"] = (b.cx, hem_y)
@@ -580,6 +580,32 @@ class Dressed:
     person_segmenter: str = "classical"
 
 
+class _Lab:
+    """Lab of the photo on the person's box only (the rest is never asked for)."""
+
+    def __init__(self, rgb: np.ndarray, person: np.ndarray) -> None:
+        m = person >= 0.5 if person.dtype != bool else person
+        rows, cols = np.nonzero(m.any(1))[0], np.nonzero(m.any(0))[0]
+        self.shape = m.shape
+        if not len(rows):
+            self.box = (0, 0, 0, 0)
+            self.lab = np.zeros((0, 0, 3), np.float32)
+            return
+        self.box = (int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1)
+        y0, y1, x0, x1 = self.box
+        self.lab = cv2.cvtColor(np.ascontiguousarray(rgb[y0:y1, x0:x1]),
+                                cv2.COLOR_RGB2LAB).astype(np.float32)
+
+
+def _lab_dist(lab: _Lab, c: np.ndarray, wts: np.ndarray) -> np.ndarray:
+    """Weighted Lab distance to ``c`` (full-size; +inf off the person's box)."""
+    out = np.full(lab.shape, np.inf, np.float32)
+    y0, y1, x0, x1 = lab.box
+    diff = (lab.lab - c) * wts
+    out[y0:y1, x0:x1] = np.sqrt(np.einsum("ijk,ijk->ij", diff, diff))
+    return out
+
+
 def _without_hair(rgb: np.ndarray, person: np.ndarray) -> np.ndarray:
     """The person mask less the hair hanging from the crown (long hair over the shoulders
     hides the neck's narrowing and widens the shoulders): the pixels of the crown's colour
@@ -598,7 +624,7 @@ def _without_hair(rgb: np.ndarray, person: np.ndarray) -> np.ndarray:
     face = rgb[fy - 2:fy + 3, max(0, cx - hw // 10):cx + hw // 10 + 1]
     if crown.size == 0 or face.size == 0:
         return person
-    lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB).astype(np.float32)
+    lab = _Lab(rgb, person)
     wts = np.array([0.4, 1, 1], np.float32)
     c = cv2.cvtColor(np.median(crown.reshape(-1, 3), 0).astype(np.uint8)[None, None],
                      cv2.COLOR_RGB2LAB)[0, 0].astype(np.float32)
@@ -606,7 +632,7 @@ def _without_hair(rgb: np.ndarray, person: np.ndarray) -> np.ndarray:
                      cv2.COLOR_RGB2LAB)[0, 0].astype(np.float32)
     if np.linalg.norm((c - f) * wts) < 25:
         return person
-    hair = ((np.linalg.norm((lab - c) * wts, axis=2) < 16) & person).astype(np.uint8)
+    hair = ((_lab_dist(lab, c, wts) < 16) & person).astype(np.uint8)
     n, labels, stats, _ = cv2.connectedComponentsWithStats(hair, connectivity=8)
     crown_ids = set(np.unique(labels[top:top + max(2, hw // 6)][hair[top:top + max(2, hw // 6)] > 0]))
     crown_ids.discard(0)
@@ -616,6 +642,14 @@ def _without_hair(rgb: np.ndarray, person: np.ndarray) -> np.ndarray:
     if cut.sum() > 0.3 * person.sum() or cut[fy, cx]:
         return person
     out = person & ~cut
+    # Hair lying in front of the shoulders and chest (body on both sides of it, in rows as
+    # wide as shoulders) is body: the silhouette must not be split by a strand.
+    xs = np.arange(person.shape[1])[None, :]
+    has = out.any(1)
+    lo = np.where(has, np.argmax(out, 1), 0)[:, None]
+    hi = np.where(has, person.shape[1] - 1 - np.argmax(out[:, ::-1], 1), -1)[:, None]
+    wide = (hi - lo) > 1.8 * hw
+    out |= cut & (xs > lo) & (xs < hi) & wide
     # keep the head whole: the crown's hair is part of the head's outline
     out[top:fy] |= person[top:fy] & cut[top:fy] & (np.abs(np.arange(person.shape[1]) - cx) < 0.5 * hw)[None, :]
     return out
@@ -642,12 +676,12 @@ def _hair_front(rgb: np.ndarray, person: np.ndarray, b: Body) -> np.ndarray:
                int(b.cx - 0.12 * b.head):int(b.cx + 0.12 * b.head)]
     if crown.size == 0 or face.size == 0:
         return np.zeros((h, w), bool)
-    lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB).astype(np.float32)
+    lab = _Lab(rgb, person)
     c = cv2.cvtColor(np.median(crown.reshape(-1, 3), 0).astype(np.uint8)[None, None], cv2.COLOR_RGB2LAB)[0, 0].astype(np.float32)
     f = cv2.cvtColor(np.median(face.reshape(-1, 3), 0).astype(np.uint8)[None, None], cv2.COLOR_RGB2LAB)[0, 0].astype(np.float32)
     if np.linalg.norm((c - f) * [0.4, 1, 1]) < 25:
         return np.zeros((h, w), bool)     # bald or hair of the skin's colour: nothing to keep
-    d = np.linalg.norm((lab - c) * np.array([0.4, 1, 1], np.float32), axis=2)
+    d = _lab_dist(lab, c, np.array([0.4, 1, 1], np.float32))
     hair = (d < 14) & (person >= 0.5)
     hair = cv2.morphologyEx(hair.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
     n, labels, stats, _ = cv2.connectedComponentsWithStats(hair, connectivity=8)
@@ -696,25 +730,50 @@ def _light(rgb_model: np.ndarray, person: np.ndarray, b: Body) -> np.ndarray:
 def dress(model: Image.Image, garment: Image.Image, *, person_segmenter: Segmenter | None = None,
           garment_segmenter: Segmenter | None = None,
           inpaint: Callable[[Image.Image, np.ndarray], Image.Image] | None = None,
-          light: float = 0.8, seam_px: float | None = None, warp: str = "tps") -> Dressed:
-    """The garment worn by the model (RGB at the model photo's size). See the module doc."""
+          light: float = 0.8, seam_px: float | None = None, warp: str = "tps",
+          timings: dict[str, float] | None = None) -> Dressed:
+    """The garment worn by the model (RGB at the model photo's size). See the module doc.
+    ``timings``, when given, receives each stage's seconds (the benchmark's breakdown)."""
+    import time
+
+    clock = [time.perf_counter()]
+
+    def lap(name: str) -> None:
+        now = time.perf_counter()
+        if timings is not None:
+            timings[name] = timings.get(name, 0.0) + now - clock[0]
+        clock[0] = now
+
     seg = person_segmenter or PersonSegmenter("classical")
     model_rgb = np.asarray(model.convert("RGB"))
     h, w = model_rgb.shape[:2]
     person = seg.mask(model.convert("RGB"))
+    lap("person_segmentation")
     body = find_body(_without_hair(model_rgb, person >= 0.5))
+    lap("body_keypoints")
     g = garment if garment.mode == "RGBA" and np.asarray(garment.getchannel("A")).min() < 250 \
         else cutout(garment.convert("RGB"), garment_segmenter or ClassicalSegmenter())
+    lap("garment_cutout")
     g_rgb, g_a = split(g)
     gp = find_garment(g_a)
     g_rgb = decontaminate(g_rgb, g_a)
     tgt = _targets(gp, body)
-    tris = _mesh(gp, tgt)
     rgba = np.dstack([g_rgb, (g_a * 255 + 0.5).astype(np.uint8)])
-    if warp == "tps":
-        placed = _warp_parts(rgba, gp, tgt, (w, h))
-    else:
-        placed = warp_pieces(rgba, tris, (w, h))
+    # Warp onto the garment's own box of the canvas only (a margin around its targets).
+    pts = np.array(list(tgt.values()))
+    pad = 0.15 * body.shoulder_w
+    bx0, by0 = (np.maximum(np.floor(pts.min(0) - pad), 0)).astype(int)
+    bx1, by1 = np.minimum(np.ceil(pts.max(0) + pad), [w, h]).astype(int)
+    placed = np.zeros((h, w, 4), np.uint8)
+    if bx1 > bx0 and by1 > by0:
+        shifted = {k: (x - bx0, y - by0) for k, (x, y) in tgt.items()}
+        box = (int(bx1 - bx0), int(by1 - by0))
+        if warp == "tps":
+            part = _warp_parts(rgba, gp, shifted, box)
+        else:
+            part = warp_pieces(rgba, _mesh(gp, shifted), box)
+        placed[by0:by1, bx0:bx1] = part
+    lap("garment_keypoints_warp")
     ga = placed[..., 3].astype(np.float32) / 255.0
     grgb = placed[..., :3].astype(np.float32)
     neckline_y = float(tgt["dip"][1])
@@ -752,6 +811,7 @@ def dress(model: Image.Image, garment: Image.Image, *, person_segmenter: Segment
     grgb = grgb * (1 + 0.08 * (cast - 1))[None, None, :]
     out = model_rgb.astype(np.float32) * (1 - ga[..., None]) + grgb * ga[..., None]
     image = Image.fromarray(np.clip(out + 0.5, 0, 255).astype(np.uint8), "RGB")
+    lap("occlusion_light_composite")
 
     # the seam: a band along the garment's outline
     r = seam_px if seam_px is not None else max(2.0, 0.012 * body.shoulder_w)
@@ -765,4 +825,5 @@ def dress(model: Image.Image, garment: Image.Image, *, person_segmenter: Segment
         soft = soft * seam[..., None] + soft * 0.0
         mix = np.asarray(image, np.float32) * (1 - 0.6 * soft) + painted * 0.6 * soft
         image = Image.fromarray(np.clip(mix + 0.5, 0, 255).astype(np.uint8), "RGB")
+    lap("seam")
     return Dressed(image, ga, body, neckline_y, seam, getattr(seg, "name", "classical"))

@@ -22,7 +22,8 @@ should cover, the neck base and the shoulder points are known.
 * ``hands``: share of the forearms and hands left visible (they hang in front of the hem).
 
 Seeds 0–9 were looked at while tuning; 1000–1009 are held out (only their aggregate printed).
-``python -m swiftshot.testing.people [--split heldout] [--show DIR]`` prints the table.
+``python -m swiftshot.testing.people [--split heldout] [--show DIR] [--json FILE]`` prints
+the table; ``--renders docs/renders`` writes the docs' pictures.
 """
 
 from __future__ import annotations
@@ -362,12 +363,63 @@ def summary(rows: list[dict]) -> dict:
     return out
 
 
+def render_docs(out: str | Path, seeds=(1, 6, 3, 7)) -> list[Path]:
+    """docs/renders/onmodel.jpg (garment | model | dressed, per tuning seed) and
+    onmodel-mannequin-neck.jpg (ghost mannequin: no inside photo | with one)."""
+    from PIL import ImageDraw
+
+    from swiftshot.ops.mannequin import ghost_mannequin
+    from swiftshot.ops.onmodel import dress
+    from swiftshot.testing.products import make_mannequin_photo
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    cw, ch = 240, 300
+    sheet = Image.new("RGB", (cw * 3, ch * len(seeds)), "white")
+    for row, seed in enumerate(seeds):
+        model, garment = make_model(seed), make_garment(seed)
+        res = dress(model.image, garment.image)
+        g = garment.image.copy()
+        g.thumbnail((cw, ch))
+        sheet.paste(g, (0, row * ch + (ch - g.height) // 2))
+        sheet.paste(model.image.resize((cw, ch), Image.Resampling.LANCZOS), (cw, row * ch))
+        sheet.paste(res.image.resize((cw, ch), Image.Resampling.LANCZOS), (2 * cw, row * ch))
+    d = ImageDraw.Draw(sheet)
+    for i, t in enumerate(("garment photo", "model photo", "on-model (classical)")):
+        d.text((i * cw + 6, 4), t, fill=(40, 40, 40))
+    paths = [out / "onmodel.jpg"]
+    sheet.save(paths[0], quality=82, optimize=True)
+
+    m = make_mannequin_photo()
+    inside = np.full((90, 160, 3), (24, 34, 70), np.uint8)      # the navy tee's inside back
+    inside[6:34, 66:94] = (235, 232, 225)                        # its neck label
+    inside[14:18, 70:90] = (60, 60, 60)
+    plain = ghost_mannequin(m.image, key_color=m.key_color)
+    with_inside = ghost_mannequin(m.image, key_color=m.key_color, inside=Image.fromarray(inside))
+    panel = Image.new("RGB", (3 * 240, 300), "white")
+    for i, im in enumerate((m.image, plain, with_inside)):
+        bg = Image.new("RGB", im.size, "white")
+        bg.paste(im, (0, 0), im if im.mode == "RGBA" else None)
+        panel.paste(bg.resize((240, 300), Image.Resampling.LANCZOS), (i * 240, 0))
+    d = ImageDraw.Draw(panel)
+    for i, t in enumerate(("on the mannequin", "ghost: no inside photo", "ghost: inside photo")):
+        d.text((i * 240 + 6, 4), t, fill=(40, 40, 40))
+    paths.append(out / "onmodel-mannequin-neck.jpg")
+    panel.save(paths[1], quality=85, optimize=True)
+    return paths
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--split", choices=("tuning", "heldout"), default="tuning")
     ap.add_argument("--show", default=None, help="folder to write model/garment/result PNGs to")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--renders", default=None, help="write the docs' renders to this folder")
     a = ap.parse_args(argv)
+    if a.renders:
+        for p in render_docs(a.renders):
+            print(f"wrote {p}")
+        return 0
     seeds = TUNING_SEEDS if a.split == "tuning" else HELDOUT_SEEDS
     rows = evaluate(seeds)
     if a.split == "tuning":

@@ -298,9 +298,13 @@ def find_garment(alpha: np.ndarray) -> GarmentPoints:
             # The sleeve's end edge: the outer corner is the upper one, the inner the lower.
             pts[f"sleeve_o{side}"] = o
             pts[f"sleeve_i{side}"] = i
-            # Armpit: lowest row where the garment still reaches past the body's side.
-            reach = part.any(1)
-            ay = float(np.nonzero(reach)[0].max())
+            # Armpit: where the sleeve's underside meets the body's side: the lowest garment
+            # pixel (in the top 60 %) of the column just outside the side. (Not the lowest row
+            # reaching past the side: a long sleeve hangs far below the armpit.)
+            col = int(bl - max(2, 0.02 * bw)) if side == "l" else int(br + max(2, 0.02 * bw))
+            col = min(max(col, 0), m.shape[1] - 1)
+            ys_col = np.nonzero(m[:top + int(0.6 * hgt), col])[0]
+            ay = float(ys_col.max()) if len(ys_col) else float(np.nonzero(part.any(1))[0].max())
             pts[f"armpit_{side}"] = (bl if side == "l" else br, ay)
     else:
         # Tank: the armhole's bottom: lowest row of the top where the side is cut in.
@@ -683,6 +687,13 @@ def _hair_front(rgb: np.ndarray, person: np.ndarray, b: Body) -> np.ndarray:
         return np.zeros((h, w), bool)     # bald or hair of the skin's colour: nothing to keep
     d = _lab_dist(lab, c, np.array([0.4, 1, 1], np.float32))
     hair = (d < 14) & (person >= 0.5)
+    # A strand is narrow: a run of the hair's colour wider than a third of the shoulders is
+    # clothing of the same colour (black hair over a black top), not hair.
+    widest = 0.33 * b.shoulder_w
+    for y in range(int(b.neck_base), h):
+        for a, e in _runs(hair[y]):
+            if e - a > widest:
+                hair[y, a:e] = False
     hair = cv2.morphologyEx(hair.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
     n, labels, stats, _ = cv2.connectedComponentsWithStats(hair, connectivity=8)
     keep = np.zeros(n, bool)

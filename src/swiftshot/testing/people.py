@@ -15,7 +15,8 @@ should cover, the neck base and the shoulder points are known.
 * ``inside``: share of the garment's pixels on the person (a garment pixel on the background
   is a seller-visible mistake); a band of 1 % of the shoulder width is allowed (cloth stands
   off the body a little);
-* ``coverage``: share of the torso region the garment covers (the base layer must not show);
+* ``coverage``: share of the torso region the garment covers (the base layer must not show;
+  hair lying in front of the torso is not counted: it should hide the garment);
 * ``neckline``: |garment's neckline − the neck base| / torso height (0 = on the neck base);
 * ``neck``: share of the neck above the neck base left visible (not painted over);
 * ``hair``: share of hair lying in front of the shoulders left visible (long-hair cases);
@@ -327,7 +328,8 @@ def score(garment_alpha: np.ndarray, model: ModelPhoto, neckline_y: float | None
 
     return {
         "inside": round(float((g & (near > 0)).sum() / n), 4) if n else 0.0,
-        "coverage": round(float(g[model.torso].mean()), 4),
+        # hair lying in front of the torso should hide the garment: not counted as torso
+        "coverage": round(float(g[model.torso & ~model.hair_front].mean()), 4),
         "neckline": None if neckline_y is None else
         round(abs(neckline_y - model.neck_base[1]) / torso_h, 4),
         "neck": visible(model.neck),

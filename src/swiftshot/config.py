@@ -195,6 +195,10 @@ class FakeEngineSettings(_Section):
     """A batch holding a spec whose prompt contains this text fails with an EngineError."""
     load_error: str | None = None
     """Loading the engine fails with this message (a model that cannot load)."""
+    crash_prompt: str | None = None
+    """A batch holding a spec whose prompt contains this text kills the process running the
+    engine outright (``os._exit``, like a segfault): tests of a worker/replica that crashes on
+    one input. Never with the ``inline`` executor (it would end the server)."""
 
 
 class EngineSettings(_Section):

@@ -88,10 +88,19 @@ class _Meta:
 class _SlowWarmupFake(FakeEngine):
     """The fake engine with a warm-up that takes time, or a load that fails (tests of /readyz)."""
 
-    def __init__(self, warmup_s: float, load_error: str | None = None, **kwargs: Any) -> None:
+    def __init__(self, warmup_s: float, load_error: str | None = None,
+                 crash_prompt: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.warmup_s = warmup_s
         self.load_error = load_error
+        self.crash_prompt = crash_prompt
+
+    def run(self, specs: Any, on_step: Any = None) -> Any:
+        if self.crash_prompt and any(self.crash_prompt in s.prompt for s in specs):
+            import os
+
+            os._exit(70)  # the process dies outright, as on a segfault: no exception, no reply
+        return super().run(specs, on_step)
 
     def load(self) -> None:
         if self.load_error:
@@ -113,7 +122,7 @@ def build_engine(settings: Settings, name: str | None = None, *, model: str | No
         needle = cfg.fail_prompt
         fail = (lambda s: needle in s.prompt) if needle else None
         return _SlowWarmupFake(cfg.warmup_s, cfg.load_error, delay_s=cfg.delay_s, per_item_s=cfg.per_item_s,
-                               steps=cfg.steps, fail_when=fail)
+                               steps=cfg.steps, fail_when=fail, crash_prompt=cfg.crash_prompt)
     return create_engine(name, settings, model=model)
 
 

@@ -188,3 +188,39 @@ async def test_serve_batch_mode_gathers_single_requests_in_the_replica(executor)
     # gathered: requests that shared one engine call carry that call's very measurement
     calls = {r.infer_s for r in results}
     assert len(calls) < len(results), calls
+
+
+async def test_a_replica_that_crashes_on_one_input_fails_only_that_request(ray_cluster, tmp_path):
+    """The engine takes its replica process down outright on one input (os._exit, as a
+    segfault would): the front retries the lost batch in halves, so only that request fails
+    (503 worker_lost, saying the input may crash the engine); its batch-mates are answered and
+    Serve restarts the replica."""
+    from swiftshot.runtime.ray_executor import RayExecutor
+    from swiftshot.runtime.worker import Worker
+
+    s = ray_settings(tmp_path, replicas=2)
+    s.engine.fake.crash_prompt = "segv"
+    s.scheduler.max_batch_size = 4
+    s.scheduler.max_wait_ms = 5000.0  # the four below go as one batch
+    ex = RayExecutor(s)
+    worker = Worker(ex, s)
+    await worker.start()
+    try:
+        prompts = ("ok-1", "ok-2", "segv please", "ok-3")
+        outs = await asyncio.wait_for(asyncio.gather(
+            *(worker.submit(spec(p), deadline_s=150) for p in prompts),
+            return_exceptions=True), 240)
+        bad = outs[2]
+        assert isinstance(bad, ServiceError) and bad.status == 503, outs
+        assert bad.code == "worker_lost" and "may crash the engine" in bad.message
+        for p, o in zip(prompts, outs, strict=True):
+            if p.startswith("ok"):
+                assert not isinstance(o, BaseException), outs
+                assert codecs.decode_master(o.master).tobytes() == \
+                    FakeEngine._image(spec(p)).tobytes()
+        # Serve brings the replicas back: the next request is served
+        r = await asyncio.wait_for(worker.submit(spec("afterwards"), deadline_s=120), 150)
+        assert r.master
+    finally:
+        await worker.stop()
+        await delete_app(ex.app_name)

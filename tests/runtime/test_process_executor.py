@@ -219,3 +219,29 @@ async def test_stop_answers_every_request_and_ends_the_processes(tmp_path):
     outs = await asyncio.gather(running, queued, return_exceptions=True)
     assert all(isinstance(o, (Rejected, ServiceError)) and o.status == 503 for o in outs), outs
     assert all(not p.is_alive() for p in procs)
+
+
+async def test_an_input_that_kills_the_worker_process_fails_alone(tmp_path):
+    """An input on which the engine takes its whole process down (os._exit, as a segfault
+    would): the batch is retried in halves, so only that request fails (503 worker_lost naming
+    what happened); its batch-mates get their images and the worker is restarted."""
+    settings = _settings(tmp_path, crash_prompt="segv")
+    settings.scheduler.max_batch_size = 4
+    settings.scheduler.max_wait_ms = 5000.0  # the four below go as one batch
+    w, ex = await _worker(settings, 2)
+    try:
+        prompts = ("ok-1", "ok-2", "segv please", "ok-3")
+        outs = await asyncio.wait_for(asyncio.gather(
+            *(w.submit(_spec(w, p), deadline_s=120) for p in prompts),
+            return_exceptions=True), 180)
+        bad = outs[2]
+        assert isinstance(bad, WorkerLost) and bad.status == 503, outs
+        assert bad.code == "worker_lost" and "may crash the engine" in bad.message
+        for o in (outs[0], outs[1], outs[3]):
+            assert not isinstance(o, BaseException), outs
+            assert codecs.decode_master(o.master).size == (64, 64)
+        assert sum(p.restarts for p in ex._procs) >= 2  # the workers died and came back
+        await _until(lambda: ex.health().warm == 2, timeout=120)
+        assert (await w.submit(_spec(w, "after"))).master is not None
+    finally:
+        await w.stop()

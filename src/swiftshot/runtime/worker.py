@@ -30,7 +30,14 @@ from swiftshot.config import PRIORITIES, Priority, Settings
 from swiftshot.engines.base import Cancelled, Engine, EngineError
 from swiftshot.errors import ServiceError, WorkerLost
 from swiftshot.runtime.aio import wait_event
-from swiftshot.runtime.executor import Batch, BatchResult, Executor, InlineExecutor, Item
+from swiftshot.runtime.executor import (
+    Batch,
+    BatchResult,
+    Executor,
+    InlineExecutor,
+    Item,
+    ItemResult,
+)
 from swiftshot.runtime.progress import Event, Listener, Queued, Started
 from swiftshot.runtime.scheduler import RANK, Scheduler, WorkItem
 from swiftshot.spec import RenderSpec
@@ -387,29 +394,98 @@ class Worker:
                                     EngineError("the batch ended without a result"))
 
     async def _submit(self, batch: Batch) -> BatchResult:
-        """The executor's answer; a batch whose worker was lost is retried once."""
+        """The executor's answer. A batch whose worker was lost is not simply rerun whole: one
+        input may be what kills the worker (a segfault, an ``os._exit`` in native code), and
+        rerunning it with its batch-mates would take them down again. So the batch is split
+        in halves, each retried on its own (on other workers, or the restarted one), and a half
+        lost again is split again; an item fails — 503 ``worker_lost``, naming what happened —
+        only once it has been lost twice while alone in its batch. A worker killed from
+        outside costs each request at most one retry; a poisonous input fails alone after
+        ``log2(n) + 2`` worker deaths, and its batch-mates are answered."""
         try:
             out = await self.executor.submit(batch, self._event)
         except WorkerLost as e:
             if self._stopped:
                 raise
-            log.warning("batch %d lost its worker (%s); retrying it once", batch.id, e.message)
-            telemetry.REJECTED.labels(reason="worker_lost_retry").inc()
-            # only the items someone still waits for
-            batch.items = [it for it in batch.items
-                           if (s := self._running.get(it.id)) is not None and not s.cancelled]
-            if not batch.items:
-                from swiftshot.engines.base import Cancelled as _C
-
-                raise _C("every request of the batch went away") from None
-            try:
-                out = await self.executor.submit(batch, self._event)
-            except WorkerLost as e2:
-                raise WorkerLost(f"the engine worker died twice running this batch "
-                                 f"({e2.message}); retry later", retry_after=1.0) from None
+            log.warning("batch %d (%d items) lost its worker (%s); retrying it in parts",
+                        batch.id, len(batch.items), e.message)
+            lost = {it.id: 1 for it in batch.items}
+            alone = {it.id: int(len(batch.items) == 1) for it in batch.items}
+            parts: list[BatchResult] = []
+            results = await self._isolate(batch, self._wanted(batch.items), lost, alone, parts,
+                                          e)
+            if not results:
+                raise Cancelled("every request of the batch went away") from None
+            batch.items = [it for it in batch.items if it.id in {r.id for r in results}]
+            out = BatchResult(results, sum(p.infer_s for p in parts),
+                              sum(p.master_s for p in parts),
+                              parts[-1].worker if parts else "")
+            for p in parts:
+                for k, v in p.metrics.items():
+                    out.metrics[k] = out.metrics.get(k, 0.0) + v
         if len(out.results) != len(batch.items):
             raise EngineError(f"executor returned {len(out.results)} results for "
                               f"{len(batch.items)} items")
+        return out
+
+    def _wanted(self, items: list[Item]) -> list[Item]:
+        """The items someone still waits for."""
+        return [it for it in items
+                if (s := self._running.get(it.id)) is not None and not s.cancelled]
+
+    async def _isolate(self, batch: Batch, items: list[Item], lost: dict[int, int],
+                       alone: dict[int, int], parts: list[BatchResult],
+                       last: WorkerLost) -> list[ItemResult]:
+        """Retry ``items`` of a batch whose worker was lost: halves, recursively (see
+        :meth:`_submit`). Results for the items still wanted, in order."""
+        items = self._wanted(items)
+        if not items:
+            return []
+        if len(items) == 1 and alone[items[0].id] >= 2:
+            n = lost[items[0].id]
+            return [ItemResult(items[0].id, error=WorkerLost(
+                f"the engine worker died {'twice' if n == 2 else f'{n} times'} running this "
+                f"request (the last {alone[items[0].id]} times alone in its batch): this input "
+                f"may crash the engine; its batch-mates were answered. Last: {last.message}",
+                retry_after=1.0))]
+        if len(items) == 1:
+            halves = [items]
+        else:
+            mid = (len(items) + 1) // 2
+            halves = [items[:mid], items[mid:]]
+        telemetry.REJECTED.labels(reason="worker_lost_retry").inc(len(halves))
+
+        async def one(part: list[Item]) -> list[ItemResult]:
+            sub = Batch(next(self._batch_ids), part, batch.products, batch.trace)
+            try:
+                out = await self.executor.submit(sub, self._event)
+            except WorkerLost as e:
+                if self._stopped:
+                    raise
+                for it in part:
+                    lost[it.id] += 1
+                    if len(part) == 1:
+                        alone[it.id] += 1
+                log.warning("a retry of %d item(s) of batch %d lost its worker again (%s)",
+                            len(part), batch.id, e.message)
+                return await self._isolate(batch, part, lost, alone, parts, e)
+            if len(out.results) != len(part):
+                raise EngineError(f"executor returned {len(out.results)} results for "
+                                  f"{len(part)} items")
+            parts.append(out)
+            return out.results
+
+        got = await asyncio.gather(*(one(h) for h in halves), return_exceptions=True)
+        out: list[ItemResult] = []
+        for part, rs in zip(halves, got, strict=True):
+            if isinstance(rs, Cancelled):
+                continue  # every caller of that part went away
+            if isinstance(rs, ServiceError) and not self._stopped:
+                out.extend(ItemResult(it.id, error=rs) for it in part)
+            elif isinstance(rs, BaseException):
+                raise rs
+            else:
+                out.extend(rs)
         return out
 
     @staticmethod

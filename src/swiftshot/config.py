@@ -209,7 +209,9 @@ class EngineSettings(_Section):
     tests and the CLI), ``process`` (engine worker processes on this machine; ``swiftshot
     serve``'s default) or ``ray`` (Ray Serve replicas)."""
     workers: int | None = Field(None, ge=1, le=64)
-    """Worker processes per engine (``process``). None: one per GPU, else one per CPU core."""
+    """Worker processes per engine (``process``). None: one per GPU, else one per CPU core.
+    With ``ray``: replicas per engine, a fixed count (min = max, no autoscaling); None: from
+    ``ray.min_replicas``/``max_replicas``."""
     batch_timeout_s: float = Field(300.0, gt=0)
     """A batch running longer than this in a worker process has its worker killed and
     restarted (its requests get the retry-once / 503 of a lost worker): nothing hangs."""

@@ -215,6 +215,89 @@ WORKERS_WARM = Gauge(
 def add_worker_metrics(worker: str, busy_s: float, extra: _Mapping[str, float] | None = None) -> None:
     WORKER_BATCHES.labels(worker).inc()
     WORKER_BUSY.labels(worker).inc(max(0.0, busy_s))
+    if extra:
+        apply_metric_deltas(worker, extra)
+
+
+# -- Metrics across processes -----------------------------------------------------------------
+# An engine worker process or Ray replica has its own copy of REGISTRY: what its engine and ops
+# count (the prompt-embedding cache, ...) lands there. After each batch the worker takes what
+# changed since the last batch (MetricDeltas.take) and ships it in BatchResult.metrics; the
+# front adds counter deltas to its own counters and sums gauges over workers, so the front's
+# one /metrics tells the whole truth. Keys are JSON ``[type, sample name, labels]``.
+
+import json as _json  # noqa: E402
+import threading as _threading  # noqa: E402
+
+
+class MetricDeltas:
+    """In a worker: counter increments and gauge values changed since the last :meth:`take`."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or REGISTRY
+        self._last: dict[str, float] = {}
+        self._lock = _threading.Lock()
+
+    def take(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        with self._lock:
+            for fam in self.registry.collect():
+                if fam.type not in ("counter", "gauge"):
+                    continue
+                for sample in fam.samples:
+                    if sample.name.endswith("_created"):
+                        continue
+                    key = _json.dumps([fam.type, sample.name, sample.labels], sort_keys=True)
+                    value = float(sample.value)
+                    last = self._last.get(key)
+                    if fam.type == "counter":
+                        if value != (last or 0.0):
+                            out[key] = value - (last or 0.0)
+                    elif last is None and value == 0.0:
+                        pass  # a gauge never set in this worker is none of its business
+                    elif value != last:
+                        out[key] = value
+                    self._last[key] = value
+        return out
+
+
+_gauges_by_worker: dict[str, dict[str, float]] = {}
+_gauges_lock = _threading.Lock()
+
+
+def apply_metric_deltas(worker: str, deltas: _Mapping[str, float],
+                        registry: CollectorRegistry | None = None) -> None:
+    """On the front: what a worker's :class:`MetricDeltas` shipped. Counters are incremented;
+    a gauge is set to the sum of the latest value each worker reported."""
+    names = (registry or REGISTRY)._names_to_collectors
+    for key, value in deltas.items():
+        try:
+            kind, name, labels = _json.loads(key)
+        except (ValueError, TypeError):
+            continue
+        metric = names.get(name)
+        if metric is None:
+            continue  # a metric this front does not know (another version): dropped
+        try:
+            child = metric.labels(**labels) if labels else metric
+            if kind == "counter":
+                if value > 0:
+                    child.inc(value)
+            elif kind == "gauge":
+                with _gauges_lock:
+                    _gauges_by_worker.setdefault(key, {})[worker] = value
+                    child.set(sum(_gauges_by_worker[key].values()))
+        except (ValueError, TypeError):
+            continue  # label names that do not match: never break a batch over a metric
+
+
+def merge_metric_deltas(into: dict[str, float], more: _Mapping[str, float]) -> None:
+    """Combine two shipments of one worker: counters add up, gauges take the later value."""
+    for key, value in more.items():
+        if key.startswith('["counter"'):
+            into[key] = into.get(key, 0.0) + value
+        else:
+            into[key] = value
 
 
 def trace_carrier() -> dict[str, str]:

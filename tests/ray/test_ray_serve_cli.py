@@ -39,10 +39,11 @@ def test_serve_joins_the_cluster_and_answers_through_replicas(ray_cluster, tmp_p
     from ray import serve
 
     prefix = f"cli{os.getpid()}"
+    # --workers 2 is the replica count (over ray.min/max_replicas = 1)
     server = start_server(tmp_path / "var", env={
-        "SWIFTSHOT_RAY__APP_PREFIX": prefix, "SWIFTSHOT_RAY__MIN_REPLICAS": "2",
-        "SWIFTSHOT_RAY__MAX_REPLICAS": "2", "SWIFTSHOT_RAY__REPLICA_CPUS": "0.25"},
-        args=("--executor", "ray", "--ray-address", ray_cluster.address))
+        "SWIFTSHOT_RAY__APP_PREFIX": prefix, "SWIFTSHOT_RAY__MIN_REPLICAS": "1",
+        "SWIFTSHOT_RAY__MAX_REPLICAS": "1", "SWIFTSHOT_RAY__REPLICA_CPUS": "0.25"},
+        args=("--executor", "ray", "--ray-address", ray_cluster.address, "--workers", "2"))
     try:
         ready = server.client.get("/readyz").json()
         assert ready["executor"] == "ray"

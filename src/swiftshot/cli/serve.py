@@ -32,7 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="what runs the engines: process (default: engine worker processes), "
                         "inline (a thread of this process) or ray")
     p.add_argument("--workers", type=int, default=None,
-                   help="worker processes per engine (default: 1 per GPU, else 1 per core)")
+                   help="worker processes per engine (default: 1 per GPU, else 1 per core); "
+                        "with --executor ray: replicas per engine (a fixed count)")
     p.add_argument("--ray-address", default=None, metavar="ADDRESS",
                    help="with --executor ray: join this cluster (auto, HOST:PORT, "
                         "ray://HOST:PORT) instead of starting a local Ray")

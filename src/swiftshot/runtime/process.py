@@ -126,6 +126,8 @@ def _worker_main(conn: Any, settings_json: dict[str, Any], engine: str, model: s
                 return
 
     threading.Thread(target=reader, name="swiftshot-worker-reader", daemon=True).start()
+    deltas = telemetry.MetricDeltas()
+    deltas.take()  # what loading and warm-up counted is not any batch's
     encode = lambda im: codecs.encode_master(im, settings.delivery)  # noqa: E731
     qualities = dict(settings.delivery.quality)
 
@@ -157,6 +159,7 @@ def _worker_main(conn: Any, settings_json: dict[str, Any], engine: str, model: s
                                encode_variant=encode_variant if settings.engine.worker_variants
                                else None)
             result.worker = f"{info.name}/process-{index}"
+            result.metrics = deltas.take()  # what the engine and ops counted here
             conn.send(("done", batch_id, result))
         except Cancelled:
             conn.send(("cancelled", batch_id))
@@ -480,7 +483,13 @@ def make_executor(kind: str, settings: Settings, engine: str | None = None,
     if kind == "ray":
         from swiftshot.runtime.ray_executor import RayExecutor
 
-        # replicas come from settings.ray (min/max_replicas), not from --workers
+        # --workers N (engine.workers) is the replica count: a fixed N, no autoscaling;
+        # without it replicas come from ray.min/max_replicas
+        n = workers or settings.engine.workers
+        if n:
+            ray_cfg = settings.ray.model_copy(update={"min_replicas": n, "max_replicas": n,
+                                                      "initial_replicas": None})
+            settings = settings.model_copy(update={"ray": ray_cfg})
         return RayExecutor(settings, engine, model=model)
     raise ValueError(f"executor must be one of inline, process, ray; got {kind!r}")
 

@@ -287,6 +287,10 @@ class EngineReplica:
         self._running: dict[int, float] = {}
         self._stats: Any = None
         self._stopped = False
+        from swiftshot import telemetry
+
+        self._deltas = telemetry.MetricDeltas()
+        self._deltas.take()  # what loading and warm-up counted is not any batch's
         if settings.ray.batcher == "serve":
             from ray import serve
 
@@ -312,6 +316,7 @@ class EngineReplica:
         finally:
             self._running.pop(batch.id, None)
         result.worker = self.name
+        result.metrics = self._deltas.take()  # what the engine and ops counted here
         return result
 
     async def run(self, batch: Batch) -> BatchResult:
@@ -347,7 +352,9 @@ class EngineReplica:
             share = len(merged.items)
             for b in members:
                 out[b.id] = BatchResult([by_item[it.id] for it in b.items], result.infer_s,
-                                        result.master_s * len(b.items) / share, result.worker)
+                                        result.master_s * len(b.items) / share, result.worker,
+                                        # the call's metric deltas go back once
+                                        result.metrics if b is members[0] else {})
         return [out[b.id] for b in batches]
 
     async def run_stream(self, batch: Batch) -> AsyncIterator[tuple[Any, ...]]:
@@ -511,9 +518,33 @@ class RayExecutor:
         self._stats = stats_actor(self.cfg.namespace)
         if self.cfg.deploy:
             app = self.deployment().bind(self.settings, self.engine_name, self.model)
-            serve._run(app, name=self.app_name, route_prefix=None, _blocking=True)
+            try:
+                serve._run(app, name=self.app_name, route_prefix=None, _blocking=True)
+            except Exception as e:
+                why = self._deploy_failure()
+                if why:  # what the replica's constructor raised (a model that cannot load)
+                    raise RayUnavailable(f"the {self.engine_name} replicas could not start: "
+                                         f"{why}") from e
+                raise
         else:
             serve.status()  # reach the controller here, off the event loop
+
+    def _deploy_failure(self) -> str | None:
+        """The last line of the error Serve recorded for this application's deployment (the
+        exception a replica's constructor raised, after Serve's bounded retries)."""
+        from ray import serve
+
+        try:
+            app = serve.status().applications.get(self.app_name)
+        except Exception:  # noqa: BLE001 - no better reason to give
+            return None
+        if app is None:
+            return None
+        for dep in app.deployments.values():
+            lines = [ln.strip() for ln in (dep.message or "").splitlines() if ln.strip()]
+            if lines:
+                return lines[-1][:500]
+        return (app.message or "").strip().splitlines()[-1][:500] if app.message else None
 
     def _make_handles(self) -> None:
         """Handles are made on the event loop: Serve may run its router on the caller's loop

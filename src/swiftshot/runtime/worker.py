@@ -421,8 +421,7 @@ class Worker:
                               sum(p.master_s for p in parts),
                               parts[-1].worker if parts else "")
             for p in parts:
-                for k, v in p.metrics.items():
-                    out.metrics[k] = out.metrics.get(k, 0.0) + v
+                telemetry.merge_metric_deltas(out.metrics, p.metrics)
         if len(out.results) != len(batch.items):
             raise EngineError(f"executor returned {len(out.results)} results for "
                               f"{len(batch.items)} items")

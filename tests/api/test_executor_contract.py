@@ -51,6 +51,11 @@ def start(serve, executor, request):
                         "SWIFTSHOT_RAY__HEALTH_CHECK_PERIOD_S": "1",
                         "SWIFTSHOT_RAY__GRACEFUL_SHUTDOWN_TIMEOUT_S": "1"})
             args = (*args, "--ray-address", cluster.address)
+            # joining the cluster and deploying replicas takes a while on a loaded 2-core box
+            s = serve(env=env, args=args, wait_ready=False)
+            if wait_ready:
+                s.wait("/readyz", timeout=240)
+            return s
         return serve(env=env, args=args, wait_ready=wait_ready)
 
     yield _start

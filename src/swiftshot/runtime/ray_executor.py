@@ -78,6 +78,12 @@ COUNTED_CLASSES = ("realtime", "standard", "batch")
 STATS_TTL_S = 10.0
 """A front that stopped reporting for this long no longer counts (it died or left)."""
 
+_DEPLOY_LOCK = threading.Lock()
+"""Serializes this process's Serve deploys. Serve's DeploymentConfig registers and unregisters
+a module for pickling by value around each construction, which is not thread-safe: two engines
+deployed at once from start() threads failed with "ray.serve._private.request_router is not
+registered for pickle by value" (seen in the full suite, engines fake + studio)."""
+
 
 class RayUnavailable(ServiceError):
     """Ray could not be started or joined, or the engine replicas could not be deployed."""
@@ -513,6 +519,10 @@ class RayExecutor:
         return engine_deployment(self.settings, self.engine_name, self.model)
 
     def _deploy(self) -> None:
+        with _DEPLOY_LOCK:
+            self._deploy_locked()
+
+    def _deploy_locked(self) -> None:
         from ray import serve
 
         self._stats = stats_actor(self.cfg.namespace)

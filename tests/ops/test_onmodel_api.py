@@ -4,6 +4,7 @@ dressed photo, the cache, and every refusal as 4xx JSON saying what is wrong and
 from __future__ import annotations
 
 import io
+import json
 
 import numpy as np
 import pytest
@@ -145,3 +146,25 @@ def test_cli_onmodel(tmp_path, photos, capsys):
     assert main(["onmodel", "--garment", str(tmp_path / "g.jpg"), "--model",
                  str(tmp_path / "m.jpg"), "--inpaint-seams", "-o", str(tmp_path / "y.jpg")]) == 2
     assert "inpaint" in capsys.readouterr().err
+
+
+def test_the_op_in_a_render_spec_is_the_same_render(client, photos):
+    """/v1/render with the onmodel op (the model photo as an 'images' part named by its hash)
+    is the same render as /v1/onmodel: the same cache key, so a hit."""
+    import hashlib
+
+    model, garment = photos
+    sha = hashlib.sha256(model).hexdigest()
+    native = post(client, files={"garment": ("g.jpg", garment), "model": ("m.jpg", model)},
+                  headers={"Accept": "application/json"})
+    assert native.status_code == 200, native.text
+    spec = json.dumps({"ops": [{"op": "onmodel", "model_sha256": sha}]})
+    r = client.post("/v1/render", data={"spec": spec},
+                    files=[("product", ("g.jpg", garment)), ("images", ("m.jpg", model))])
+    assert r.status_code == 200, r.text
+    assert r.json()["key"] == native.json()["key"] and r.json()["cache"] != "miss"
+    # a render not cached yet (another garment photo) without the model photo: say what to send
+    other = _jpeg(make_garment(3, GSIZE).image)
+    missing = client.post("/v1/render", data={"spec": spec}, files=[("product", ("g.jpg", other))])
+    assert missing.status_code == 422, missing.text
+    assert "model_sha256" in missing.json()["error"]["message"]

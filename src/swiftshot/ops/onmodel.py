@@ -40,7 +40,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from swiftshot.ops.compose import decontaminate, split
+from swiftshot.ops.compose import alpha_bbox, decontaminate, split
 from swiftshot.ops.cutout import (
     AUTO_ORDER,
     ClassicalSegmenter,
@@ -766,6 +766,13 @@ def dress(model: Image.Image, garment: Image.Image, *, person_segmenter: Segment
         else cutout(garment.convert("RGB"), garment_segmenter or ClassicalSegmenter())
     lap("garment_cutout")
     g_rgb, g_a = split(g)
+    gbox = alpha_bbox(g_a, 0.02)
+    if gbox is not None:  # work on the garment's own box (a margin kept for the ring)
+        mg = 8
+        gx0, gy0 = max(gbox[0] - mg, 0), max(gbox[1] - mg, 0)
+        gx1, gy1 = min(gbox[2] + mg, g_a.shape[1]), min(gbox[3] + mg, g_a.shape[0])
+        g_rgb = np.ascontiguousarray(g_rgb[gy0:gy1, gx0:gx1])
+        g_a = np.ascontiguousarray(g_a[gy0:gy1, gx0:gx1])
     gp = find_garment(g_a)
     g_rgb = decontaminate(g_rgb, g_a)
     tgt = _targets(gp, body)

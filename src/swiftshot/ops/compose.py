@@ -294,7 +294,7 @@ def _own_crop(product: Image.Image) -> np.ndarray:
     backdrop away from it would widen the bounding box (the product off centre, or over the
     edge). Only the alpha's bounding box is copied out of the image: the transparent rest of a
     2000² cutout is most of its pixels."""
-    box = product.getchannel("A").getbbox()
+    box = product.getbbox()  # an RGBA image's box is its alpha's (no 2000² channel copy)
     if box is None:
         raise ValueError("the cutout is empty: no product was found in the photo")
     arr = np.asarray(product.crop(box))

@@ -168,3 +168,16 @@ def test_the_op_in_a_render_spec_is_the_same_render(client, photos):
     missing = client.post("/v1/render", data={"spec": spec}, files=[("product", ("g.jpg", other))])
     assert missing.status_code == 422, missing.text
     assert "model_sha256" in missing.json()["error"]["message"]
+
+
+def test_preset_fits_the_dressed_photo_to_its_canvas(client, photos):
+    model, garment = photos
+    r = post(client, files={"garment": ("g.jpg", garment), "model": ("m.jpg", model)},
+             data={"preset": "shopify"}, headers={"Accept": "application/json"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert (body["width"], body["height"]) == (2048, 2048)   # shopify's canvas
+    assert "compliance" in body                               # checked by the preset's rules
+    bad = post(client, files={"garment": ("g.jpg", garment), "model": ("m.jpg", model)},
+               data={"preset": "ebay-ish"})
+    assert bad.status_code == 422 and "ebay-ish" in bad.json()["error"]["message"]

@@ -7,6 +7,11 @@ Starts a real server on a free loopback port with its data in a temporary folder
 * POST /v1/images/generations     OpenAI shape, response_format=url, memory tier
 * POST /v1/render                 native shape, memory tier
 
+and, in the same run, the same `GET /i/` against a bare FastAPI app serving the same bytes from
+a dict (bench/bare_fastapi.py; issue 8's goal: swiftshot's hits ≥ 1.2× its throughput). The two
+servers are driven alternately, `--rounds` times, so neighbour load falls on both alike; the
+ratio is taken per round and its median reported.
+
 Prints a table and writes bench/results/api_hits.json with the machine it ran on. Latencies are
 wrk's (client-side, over loopback), so they include the client's share of two shared cores.
 
@@ -70,6 +75,11 @@ def main() -> int:
     ap.add_argument("--connections", type=int, nargs="+", default=[1, 8],
                     help="concurrent keep-alive connections; one run per value (1: latency, "
                          "8: throughput)")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="alternations of swiftshot and the bare FastAPI app on GET /i/ (0: skip)")
+    ap.add_argument("--only-get", action="store_true", help="skip the two POST hit paths")
+    ap.add_argument("--executor", choices=["inline", "process", "ray"], default=None,
+                    help="swiftshot's executor (default: serve's, process)")
     ap.add_argument("--out", default=None, help="JSON file (default bench/results/api_hits.json)")
     args = ap.parse_args()
     if shutil.which("wrk") is None:
@@ -79,6 +89,9 @@ def main() -> int:
     port = _free_port()
     env = {**os.environ, "SWIFTSHOT_DATA_DIR": str(work / "var")}
     env.pop("SWIFTSHOT_CONFIG", None)
+    if args.executor:
+        env["SWIFTSHOT_ENGINE__EXECUTOR"] = args.executor
+    bare = None
     log = (work / "server.log").open("wb")
     server = subprocess.Popen([sys.executable, "-m", "swiftshot", "serve", "--port", str(port),
                                "--engine", "studio"], env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -99,26 +112,75 @@ def main() -> int:
             c.get(f"/i/{key}.webp").raise_for_status()
             gen = {"prompt": PROMPT, "size": "1024x1024"}
             assert c.post("/v1/images/generations", json=gen).headers["x-cache"] == "memory"
-        rows = []
+            webp = c.get(f"/i/{key}.webp").content
+        load0 = os.getloadavg()
+        rows, ab = [], []
+        if args.rounds > 0:
+            (work / "image.webp").write_bytes(webp)
+            bport = _free_port()
+            bare = subprocess.Popen([sys.executable, str(Path(__file__).with_name("bare_fastapi.py")),
+                                     "--port", str(bport), "--file", str(work / "image.webp"),
+                                     "--name", f"{key}.webp"], stdout=log, stderr=subprocess.STDOUT)
+            bare_url = f"http://127.0.0.1:{bport}/i/{key}.webp"
+            _wait_ok(bare_url)
+            for conns in args.connections:
+                for r in range(args.rounds):
+                    sw = wrk(f"{base}/i/{key}.webp", args.duration, conns, None, work)
+                    bf = wrk(bare_url, args.duration, conns, None, work)
+                    ab.append({"conns": conns, "round": r + 1, "swiftshot_rps": sw["req_per_s"],
+                               "bare_rps": bf["req_per_s"],
+                               "rps_ratio": sw["req_per_s"] / bf["req_per_s"],
+                               "swiftshot_p50_ms": sw["p50_ms"], "bare_p50_ms": bf["p50_ms"],
+                               "swiftshot_p99_ms": sw["p99_ms"], "bare_p99_ms": bf["p99_ms"],
+                               "errors": sw["errors"] + bf["errors"]})
+        paths = [("GET /i/{key}.webp", f"{base}/i/{key}.webp", None)]
+        if not args.only_get:
+            paths += [("POST /v1/images/generations (url)", f"{base}/v1/images/generations", gen),
+                      ("POST /v1/render", f"{base}/v1/render", body)]
         for conns in args.connections:
-            for name, url, payload in [
-                ("GET /i/{key}.webp", f"{base}/i/{key}.webp", None),
-                ("POST /v1/images/generations (url)", f"{base}/v1/images/generations", gen),
-                ("POST /v1/render", f"{base}/v1/render", body),
-            ]:
+            for name, url, payload in paths:
                 rows.append({"path": name, "conns": conns,
                              **wrk(url, args.duration, conns, payload, work)})
     finally:
-        server.terminate()
-        server.wait(60)
+        for proc in (server, bare):
+            if proc is not None:
+                proc.terminate()
+                proc.wait(60)
         shutil.rmtree(work, ignore_errors=True)
     print_table(rows, ["path", "conns", "requests", "req_per_s", "p50_ms", "p90_ms", "p99_ms", "errors"])
+    summary = {}
+    if ab:
+        print("\nGET /i/ hit: swiftshot vs a bare FastAPI app (same bytes, alternated; goal ≥ 1.2×)")
+        print_table(ab, ["conns", "round", "swiftshot_rps", "bare_rps", "rps_ratio",
+                         "swiftshot_p50_ms", "bare_p50_ms", "swiftshot_p99_ms", "bare_p99_ms",
+                         "errors"])
+        for conns in args.connections:
+            ratios = sorted(x["rps_ratio"] for x in ab if x["conns"] == conns)
+            summary[str(conns)] = {"rps_ratio_median": ratios[len(ratios) // 2],
+                                   "rps_ratio_min": ratios[0], "rps_ratio_max": ratios[-1]}
+            print(f"  {conns} conn(s): req/s ratio median {ratios[len(ratios) // 2]:.2f} "
+                  f"(range {ratios[0]:.2f}-{ratios[-1]:.2f})")
     load = os.getloadavg()
     path = write_result("api_hits", {"tool": "wrk", "server_engine": "studio",
-                                     "duration_s": args.duration, "loadavg_at_end": load,
-                                     "rows": rows}, args.out)
-    print(f"\nwrote {path}  (load average at end: {load[0]:.1f})")
+                                     "executor": args.executor or "process (serve's default)",
+                                     "duration_s": args.duration, "loadavg_at_start": load0,
+                                     "loadavg_at_end": load, "rows": rows,
+                                     "vs_bare_fastapi": ab, "vs_bare_fastapi_summary": summary},
+                        args.out)
+    print(f"\nwrote {path}  (load average at start {load0[0]:.1f}, at end {load[0]:.1f})")
     return 0
+
+
+def _wait_ok(url: str) -> None:
+    with httpx.Client(timeout=5) as c:
+        for _ in range(300):
+            try:
+                if c.get(url).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer 200 within 30 s")
 
 
 if __name__ == "__main__":

@@ -74,6 +74,10 @@ class _Made:
     master_s: float
     batch_size: int
     submitted_ns: int
+    variant_s: float = 0.0
+    """The worker's encode of the asking request's delivery variant (process, ray)."""
+    hop_s: float = 0.0
+    """The executor's own cost for this batch (Result.hop_s)."""
 
 
 @dataclass
@@ -393,7 +397,14 @@ class Service:
         i_end = q_end + int(made.infer_s * 1e9)
         stages.add("queue", made.submitted_ns, q_end)
         stages.add("infer", q_end, i_end)
-        stages.add("master", i_end, i_end + int(made.master_s * 1e9))
+        m_end = i_end + int(made.master_s * 1e9)
+        stages.add("master", i_end, m_end)
+        # What the engine worker did and what the executor cost on top, so that a client can
+        # tell the server's overhead from the worker's work (Server-Timing).
+        if made.variant_s:
+            stages.add("variant", m_end, m_end + int(made.variant_s * 1e9))
+        if made.hop_s:
+            stages.add("hop", m_end, m_end + int(made.hop_s * 1e9))
         # its likely variants, when idle (width from the metadata when the image stayed remote)
         self.prefetcher.after_render(key, made.image.width if made.image is not None else None)
         return self._rendered(key, spec, made.master, made.image, "miss", stages, made.batch_size)
@@ -481,7 +492,8 @@ class Service:
                                   ttl=self.cache.ttl_for(spec.category),
                                   tags=(*spec.tags, _own_tag(key)))
         return _Made(result.image, master, result.queue_s, result.infer_s, master_s,
-                     result.batch_size, submitted)
+                     result.batch_size, submitted, getattr(result, "variant_s", 0.0),
+                     getattr(result, "hop_s", 0.0))
 
     async def store(self, key: str, spec: RenderSpec, master: bytes,
                     size: tuple[int, int]) -> None:

@@ -25,6 +25,14 @@ EXECUTORS = ["inline", "process", pytest.param("ray", marks=pytest.mark.ray)]
 _apps = itertools.count(1)
 
 
+def _server_timing(header: str) -> dict[str, float]:
+    out = {}
+    for part in header.split(","):
+        name, _, dur = part.strip().partition(";dur=")
+        out[name] = float(dur)
+    return out
+
+
 def _env(executor: str, **extra: str) -> dict[str, str]:
     return {"SWIFTSHOT_ENGINE__EXECUTOR": executor, "SWIFTSHOT_ENGINE__WORKERS": "1", **extra}
 
@@ -79,6 +87,13 @@ def test_ready_miss_hit_failure_and_unknown_model(start, executor):
     body = {"prompt": "white marble", "size": "64x64"}
     r1 = s.client.post("/v1/render", json=body)
     assert r1.status_code == 200 and r1.json()["cache"] == "miss", r1.text
+    # the worker's own work crosses back with the result, so overhead can be told from work
+    timing = _server_timing(r1.headers["server-timing"])
+    assert {"queue", "infer", "master", "total"} <= timing.keys(), timing
+    if executor == "process":  # the worker encoded the request's variant; the pipe hop shows
+        assert timing["variant"] > 0 and timing["hop"] > 0, timing
+    work = sum(timing.get(k, 0.0) for k in ("infer", "master", "variant", "hop"))
+    assert work <= timing["total"] + 0.01, timing
     r2 = s.client.post("/v1/render", json=body)
     assert r2.json()["cache"] == "memory" and r2.json()["key"] == r1.json()["key"]
     img = s.client.get(f"/i/{r1.json()['key']}.png")

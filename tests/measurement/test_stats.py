@@ -119,9 +119,28 @@ def test_overhead_counts_only_misses_and_subtracts_the_engine_work():
     o = overhead([*outs, hit])
     assert o["misses"] == 3 and o["infer_p50_ms"] == 20.0
     assert o["server_overhead_p50_ms"] == pytest.approx(3.0)  # 14-11, 26-21, 33-31 → median 3
-    assert o["ratio"] == pytest.approx(3.0 / 20.0)
-    assert o["client_seen_overhead_p50_ms"] == pytest.approx(9.0)  # 20-11, 30-21, 45-31
+    assert o["server_ratio"] == pytest.approx(3.0 / 20.0)
+    # from the send (1 ms after the schedule): 19-11, 29-21, 44-31 → median 8
+    assert o["overhead_p50_ms"] == pytest.approx(8.0)
+    assert o["ratio"] == pytest.approx(8.0 / 20.0)
+    assert o["client_seen_ratio"] == pytest.approx(9.0 / 20.0)  # 20-11, 30-21, 45-31
     assert math.isnan(overhead([hit])["ratio"])
+
+
+def test_overhead_counts_the_workers_encodes_as_work_and_the_hop_as_overhead():
+    """Out of process the worker reports its engine, master and variant encodes: all three are
+    work; the executor hop and the queue are overhead."""
+    from swiftshot.benchmarks.serve import overhead
+
+    o = _out("standard", 41.0)  # 40 ms from the send
+    o.server_timing = {"queue": 1.0, "infer": 10.0, "master": 6.0, "variant": 12.0, "hop": 3.0,
+                       "encode": 0.1, "total": 35.0}
+    r = overhead([o])
+    assert r["work_p50_ms"] == pytest.approx(28.1)
+    assert r["overhead_p50_ms"] == pytest.approx(40.0 - 28.1)
+    assert r["ratio"] == pytest.approx((40.0 - 28.1) / 10.0)
+    assert r["server_ratio"] == pytest.approx((35.0 - 28.1) / 10.0)
+    assert r["stages_p50_ms"]["hop"] == 3.0
 
 
 def test_goodput_ratio_against_a_naive_server_that_answered_nothing_in_time():

@@ -316,27 +316,46 @@ async def _scrape(client: Client):
     return parse(resp.body.decode()) if resp.status == 200 else None
 
 
-def overhead(outcomes: list[Outcome]) -> dict[str, float]:
-    """What the server adds around the engine on misses, relative to inference.
+WORK_STAGES = ("infer", "master", "variant", "encode")
+"""Server-Timing stages that are rendering work, wherever it ran: the engine and ops
+(``infer``), the lossless master encode (``master``), the delivery variant encoded by the
+engine worker (``variant``) or by the front (``encode``)."""
 
-    ``ratio`` uses the server's own ``total`` from Server-Timing (minus ``infer`` and ``encode``):
-    validation, cache look-ups, queue and batch wait, master encoding. It leaves out the client
-    and the kernel, whose delay on a crowded machine is scheduling noise; ``client_seen_ratio``
-    keeps them (latency from the scheduled send), as a user would see it.
+
+def overhead(outcomes: list[Outcome]) -> dict[str, float]:
+    """What serving adds around the rendering work on misses, relative to engine time.
+
+    Per miss: *work* = the Server-Timing stages in :data:`WORK_STAGES` (the worker reports its
+    own engine, ops and encode seconds with the result, so the split is the same whether the
+    work ran in a thread of the front, a worker process or a Ray replica); *overhead* = what
+    the client saw from sending the request to the last byte, minus that work: HTTP, validation,
+    cache look-ups and stores, queue and batching wait, the executor hop (``hop``: pickling,
+    pipe, wake-ups), and the client's and kernel's share. ``ratio`` = overhead p50 ÷ engine
+    (``infer``) p50. ``server_ratio`` uses the server's own ``total`` instead of the client's
+    latency (leaves out HTTP parsing before the handler, the socket and the client).
     """
     misses = [o for o in outcomes if o.ok and o.x_cache == "miss" and "infer" in o.server_timing]
     if not misses:
-        return {"misses": 0, "ratio": math.nan, "client_seen_ratio": math.nan}
+        return {"misses": 0, "ratio": math.nan, "server_ratio": math.nan,
+                "client_seen_ratio": math.nan}
     infer = percentile([o.server_timing["infer"] for o in misses], 50)
-    work = [o.server_timing["infer"] + o.server_timing.get("encode", 0.0) for o in misses]
+    work = [sum(o.server_timing.get(k, 0.0) for k in WORK_STAGES) for o in misses]
+    seen = [(o.done - o.sent) * 1000 - w for o, w in zip(misses, work, strict=True)]
     server = [o.server_timing["total"] - w for o, w in zip(misses, work, strict=True)
               if "total" in o.server_timing]
-    seen = [o.latency_ms - w for o, w in zip(misses, work, strict=True)]
+    scheduled = [o.latency_ms - w for o, w in zip(misses, work, strict=True)]
+    stage_p50 = {k: percentile([o.server_timing.get(k, 0.0) for o in misses], 50)
+                 for k in (*WORK_STAGES, "queue", "hop", "cache", "total")}
     return {"misses": len(misses), "infer_p50_ms": infer,
+            "work_p50_ms": percentile(work, 50),
+            "latency_p50_ms": percentile([(o.done - o.sent) * 1000 for o in misses], 50),
+            "overhead_p50_ms": percentile(seen, 50),
             "server_overhead_p50_ms": percentile(server, 50),
-            "client_seen_overhead_p50_ms": percentile(seen, 50),
-            "ratio": ratio(percentile(server, 50), infer),
-            "client_seen_ratio": ratio(percentile(seen, 50), infer)}
+            "stages_p50_ms": stage_p50,
+            "ratio": ratio(percentile(seen, 50), infer),
+            "server_ratio": ratio(percentile(server, 50), infer),
+            # from the scheduled arrival: adds the client's own send lag on a crowded machine
+            "client_seen_ratio": ratio(percentile(scheduled, 50), infer)}
 
 
 def parse_slo(text: str) -> dict[str, float]:
@@ -394,6 +413,7 @@ def derived(server: dict[str, Any]) -> dict[str, float]:
         "hit_over_miss_p50": ratio(cache_u.get("hit", {}).get("p50_ms", math.nan),
                                    cache_u.get("miss", {}).get("p50_ms", math.nan)),
         "server_overhead_ratio": unloaded.get("overhead", {}).get("ratio", math.nan),
+        "server_side_overhead_ratio": unloaded.get("overhead", {}).get("server_ratio", math.nan),
         "client_seen_overhead_ratio": unloaded.get("overhead", {}).get("client_seen_ratio", math.nan),
         "rejection_rate": loaded["rejection_rate"],
         "error_rate": loaded["error_rate"],

@@ -199,6 +199,8 @@ class BatchResult:
     """Which worker ran it (``inline``, ``process-2``, a replica id)."""
     metrics: dict[str, float] = field(default_factory=dict)
     """Counters the worker adds to the front's /metrics (per-worker aggregation)."""
+    variant_s: float = 0.0
+    """Seconds of delivery-variant encoding in the worker (``ItemResult.variants``)."""
 
 
 EventCallback = Callable[[int, Any], None]
@@ -300,20 +302,22 @@ def run_items(engine: Engine, batch: Batch, *, run_batch: RunBatch,
                     outcomes.append(as_service_error(e1))
     infer_s = time.perf_counter() - t0
     results: list[ItemResult] = []
-    master_s = 0.0
+    master_s = variant_s = 0.0
     for item, out in zip(batch.items, outcomes, strict=True):
         if isinstance(out, ServiceError):
             results.append(ItemResult(item.id, error=out))
         elif encode is not None:
             t1 = time.perf_counter()
             master = encode(out)
-            master_s += time.perf_counter() - t1
+            t2 = time.perf_counter()
+            master_s += t2 - t1
             variants = dict([encode_variant(out, item.spec)]) if encode_variant else {}
+            variant_s += time.perf_counter() - t2
             results.append(ItemResult(item.id, master=master, width=out.width, height=out.height,
                                       variants=variants))
         else:
             results.append(ItemResult(item.id, image=out, width=out.width, height=out.height))
-    return BatchResult(results, infer_s, master_s)
+    return BatchResult(results, infer_s, master_s, variant_s=variant_s)
 
 
 def _run(engine: Engine, items: Sequence[Item], products: Mapping[str, Image.Image],

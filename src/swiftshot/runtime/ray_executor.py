@@ -360,7 +360,8 @@ class EngineReplica:
                 out[b.id] = BatchResult([by_item[it.id] for it in b.items], result.infer_s,
                                         result.master_s * len(b.items) / share, result.worker,
                                         # the call's metric deltas go back once
-                                        result.metrics if b is members[0] else {})
+                                        result.metrics if b is members[0] else {},
+                                        variant_s=result.variant_s * len(b.items) / share)
         return [out[b.id] for b in batches]
 
     async def run_stream(self, batch: Batch) -> AsyncIterator[tuple[Any, ...]]:

@@ -70,6 +70,12 @@ class Result:
     worker: str = ""
     variants: dict[tuple[str, int], bytes] | None = None
     """Delivery variants the worker encoded beside the master (format, quality) → bytes."""
+    variant_s: float = 0.0
+    """This item's share of the worker's delivery-variant encoding."""
+    hop_s: float = 0.0
+    """Seconds from handing the batch to the executor until its result was back here, less
+    the work the worker reported (engine + ops + master + variants): the executor's own cost
+    (pickling, the pipe or Ray hop, wake-ups). 0 for ``inline`` up to thread hand-offs."""
 
 
 @dataclass
@@ -350,7 +356,9 @@ class Worker:
                        for s in slots], products, telemetry.trace_carrier())
         ok = False
         try:
+            sent = self.clock()
             out = await self._submit(batch)
+            round_trip = self.clock() - sent
             ok = True
         except Cancelled:
             for slot in slots:
@@ -369,6 +377,8 @@ class Worker:
             telemetry.add_worker_metrics(out.worker or self.executor.kind, out.infer_s + out.master_s,
                                          out.metrics)
             made = 0
+            n = max(1, len(slots))
+            hop_s = max(0.0, round_trip - (out.infer_s + out.master_s + out.variant_s))
             by_id = {r.id: r for r in out.results}
             for slot in slots:
                 r = by_id.get(slot.item.id)
@@ -381,8 +391,8 @@ class Worker:
                 if not slot.future.done():
                     slot.future.set_result(Result(
                         r.image, start - slot.item.arrival, infer_s, len(slots), r.master,
-                        out.master_s / max(1, len(slots)), r.width, r.height, out.worker,
-                        r.variants or None))
+                        out.master_s / n, r.width, r.height, out.worker,
+                        r.variants or None, out.variant_s / n, hop_s))
             self._generations.inc(made)
         finally:
             for slot in slots:
@@ -419,7 +429,8 @@ class Worker:
             batch.items = [it for it in batch.items if it.id in {r.id for r in results}]
             out = BatchResult(results, sum(p.infer_s for p in parts),
                               sum(p.master_s for p in parts),
-                              parts[-1].worker if parts else "")
+                              parts[-1].worker if parts else "",
+                              variant_s=sum(p.variant_s for p in parts))
             for p in parts:
                 telemetry.merge_metric_deltas(out.metrics, p.metrics)
         if len(out.results) != len(batch.items):

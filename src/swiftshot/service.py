@@ -313,7 +313,7 @@ class Service:
         finally:
             self._pool.shutdown(wait=True)
             self._master_pool.shutdown(wait=True)
-            self.cache.close()
+            await self.cache.aclose()
 
     def check_accepting(self) -> None:
         retry = self.settings.server.retry_after_s
@@ -490,7 +490,7 @@ class Service:
             # encoded in the worker: Service.variant finds it as a cache hit
             await self.cache.aput(variant_key(key, fmt, q, None), data,
                                   ttl=self.cache.ttl_for(spec.category),
-                                  tags=(*spec.tags, _own_tag(key)))
+                                  tags=(*spec.tags, _own_tag(key)), behind=True)
         return _Made(result.image, master, result.queue_s, result.infer_s, master_s,
                      result.batch_size, submitted, getattr(result, "variant_s", 0.0),
                      getattr(result, "hop_s", 0.0))
@@ -502,8 +502,9 @@ class Service:
                              "source_type": pipeline.source_type_for(spec),
                              "category": spec.category, "tags": list(spec.tags)})
         tags = (*spec.tags, _own_tag(key))
-        await self.cache.aput(key + _META_SUFFIX, meta, ttl=ttl, tags=tags)
-        await self.cache.aput(key, master, ttl=ttl, tags=tags)
+        # the disk and Redis tiers are written behind: the answer does not wait for them
+        await self.cache.aput(key + _META_SUFFIX, meta, ttl=ttl, tags=tags, behind=True)
+        await self.cache.aput(key, master, ttl=ttl, tags=tags, behind=True)
 
     def _rendered(self, key: str, spec: RenderSpec, master: bytes, image: Image.Image | None,
                   status: str, stages: telemetry.Stages, batch_size: int = 0) -> Rendered:
@@ -595,7 +596,7 @@ class Service:
         data = await self._run(self._encode, image, fmt, quality, width, source_type)
         category = meta.category if meta else self.settings.cache.default_category
         await self.cache.aput(vkey, data, ttl=self.cache.ttl_for(category),
-                              tags=(*(meta.tags if meta else ()), _own_tag(key)))
+                              tags=(*(meta.tags if meta else ()), _own_tag(key)), behind=True)
         return data
 
     def _encode(self, image: Image.Image, fmt: str, quality: int | None, width: int | None,

@@ -81,6 +81,55 @@ async def test_aget_of_a_memory_hit_never_touches_the_slow_tiers():
     assert disk.gets == 0 and red.gets == 0
 
 
+class GatedTier(SlowDictTier):
+    """A disk-like tier whose writes wait until the test opens the gate."""
+
+    def __init__(self, name: str) -> None:
+        import threading
+
+        super().__init__(name)
+        self.gate = threading.Event()
+
+    def put(self, key, value, ttl=None, tags=()):
+        assert self.gate.wait(30), "the test never opened the gate"
+        super().put(key, value, ttl, tags)
+
+
+async def test_write_behind_answers_before_the_disk_and_a_purge_never_loses_to_it():
+    import asyncio
+
+    mem, disk = DictTier("memory"), GatedTier("disk")
+    cache = TieredCache([mem, disk])
+    try:
+        # the request path returns with the memory tier written and the disk write pending
+        await asyncio.wait_for(cache.aput("k", b"v", tags=("t",), behind=True), 5)
+        assert mem.get("k") == b"v" and disk.get("k") is None
+        assert await cache.aget("k") == (b"v", "memory")
+        # a purge queued behind the pending write waits for it, so nothing comes back later
+        purge = asyncio.ensure_future(cache.apurge_tag("t"))
+        await asyncio.sleep(0.05)
+        assert not purge.done()
+        disk.gate.set()
+        assert await asyncio.wait_for(purge, 10) == 1
+        assert mem.get("k") is None and disk.get("k") is None
+        # the server's stop waits for writes still queued
+        await cache.aput("later", b"w", behind=True)
+        await cache.aclose()
+        assert disk.get("later") == b"w"
+    finally:
+        disk.gate.set()
+        cache.close()
+
+
+async def test_without_a_memory_tier_nothing_is_written_behind():
+    disk = GatedTier("disk")
+    disk.gate.set()
+    cache = TieredCache([disk])
+    await cache.aput("k", b"v", behind=True)
+    assert disk.get("k") == b"v"
+    cache.close()
+
+
 def test_ttl_for_categories():
     cache = TieredCache([DictTier()], ttl_s={"preview": 60, "adhoc": 3600}, default_category="adhoc")
     assert cache.ttl_for("preview") == 60

@@ -4,12 +4,23 @@ Writes go to every tier. Because keys are content hashes, a copy never disagrees
 original; the only thing to keep consistent is removal, so :meth:`TieredCache.purge_tag` removes
 the keys any tier reports for the tag from *every* tier (a copy promoted from Redis into memory
 carries no tags of its own).
+
+Write-behind. On the request path (:meth:`TieredCache.aput` with ``behind=True``) the in-process
+tiers are written at once, so the next request hits, and this machine's blocking tier (disk) is
+written by one background thread, in order, without the request waiting for it (a shared tier,
+Redis, is still awaited: another replica looks there next) (a miss
+awaited three disk writes, ~10 ms of a 25 ms answer: docs/PERFORMANCE.md, issue 8). A removal
+(:meth:`adelete`, :meth:`apurge_tag`) first waits for the writes queued before it, so it never
+loses to one; :meth:`aclose` (the server's stop) waits for them all. At most
+``WRITE_BEHIND_MAX`` writes wait: past it a writer waits as before. Without an in-process tier
+nothing is written behind (a read straight after would miss).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from swiftshot import telemetry
@@ -22,6 +33,9 @@ PROMOTE_TTL_S = 3600.0
 """How long a copy promoted into a faster tier lives at most. The lower tier does not say how
 long its entry has left; the cap bounds how long a purge made by another process (which cannot
 reach this process's memory) goes unseen here."""
+
+WRITE_BEHIND_MAX = 64
+"""Blocking-tier writes that may wait in the background at once (bounds the bytes held)."""
 
 
 class TieredCache:
@@ -40,6 +54,8 @@ class TieredCache:
         while n < len(self.tiers) and not getattr(self.tiers[n], "blocking", True):
             n += 1
         self._n_inline = n
+        self._behind: ThreadPoolExecutor | None = None
+        self._pending: set[asyncio.Future[None]] = set()
 
     @classmethod
     def from_settings(cls, cache: CacheSettings) -> TieredCache:
@@ -89,6 +105,9 @@ class TieredCache:
         return len(keys)
 
     def close(self) -> None:
+        if self._behind is not None:
+            self._behind.shutdown(wait=True)  # writes queued from a loop that is gone
+            self._behind = None
         for tier in self.tiers:
             tier.close()
 
@@ -111,20 +130,49 @@ class TieredCache:
         return value, self.tiers[i].name
 
     async def aput(self, key: str, value: bytes, ttl: float | None = None,
-                   tags: Sequence[str] = ()) -> None:
+                   tags: Sequence[str] = (), *, behind: bool = False) -> None:
+        """Write to every tier. ``behind``: return once the in-process tiers have it and leave
+        the blocking tiers to the background writer (module docstring)."""
         for tier in self.tiers[: self._n_inline]:
             tier.put(key, value, ttl, tags)
         slow = self.tiers[self._n_inline:]
-        if slow:
-            await asyncio.to_thread(_put_all, slow, key, value, ttl, tags)
+        if not slow:
+            return
+        if behind and self._n_inline and len(self._pending) < WRITE_BEHIND_MAX:
+            # only this machine's tiers: a shared one (Redis) is where another replica looks
+            # next, so the answer still waits for it
+            local = [t for t in slow if not isinstance(t, RedisTier)]
+            if local:
+                if self._behind is None:
+                    self._behind = ThreadPoolExecutor(1, thread_name_prefix="swiftshot-cache-write")
+                fut = asyncio.wrap_future(self._behind.submit(_put_all, local, key, value, ttl,
+                                                              tags))
+                self._pending.add(fut)
+                fut.add_done_callback(self._pending.discard)
+                slow = [t for t in slow if isinstance(t, RedisTier)]
+                if not slow:
+                    return
+        await asyncio.to_thread(_put_all, slow, key, value, ttl, tags)
+
+    async def flush(self) -> None:
+        """Wait for the blocking-tier writes queued so far."""
+        while self._pending:
+            await asyncio.gather(*list(self._pending), return_exceptions=True)
 
     async def adelete(self, key: str) -> bool:
         """:meth:`delete` off the event loop (disk and Redis block)."""
+        await self.flush()
         return await asyncio.to_thread(self.delete, key)
 
     async def apurge_tag(self, tag: str) -> int:
         """:meth:`purge_tag` off the event loop (disk and Redis block)."""
+        await self.flush()
         return await asyncio.to_thread(self.purge_tag, tag)
+
+    async def aclose(self) -> None:
+        """Finish the background writes, then :meth:`close`."""
+        await self.flush()
+        self.close()
 
     # -- internals ----------------------------------------------------------------------------
 

@@ -218,6 +218,11 @@ class EngineSettings(_Section):
     worker_variants: bool = True
     """Out of process: the worker also encodes the request's own output format (WebP, AVIF ...)
     beside the master, so a miss's delivery encode does not run on the front's one core."""
+    worker_nice: int = Field(5, ge=0, le=19)
+    """Niceness added to each engine worker process (``process``). When the CPU is short, the
+    front (cache hits, admission, dispatch: microseconds each, latency-critical) then runs
+    before the workers' long CPU-bound renders instead of time-slicing with them; the workers
+    keep all the CPU the front leaves. 0: same priority as the front."""
     serve: list[str] = []
     """Engines one server offers, e.g. ``["studio", "diffusion=./models/sd-turbo"]``
     (``NAME`` or ``NAME=MODEL``); empty: just ``default``. The first is the default."""

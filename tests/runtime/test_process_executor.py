@@ -79,6 +79,11 @@ async def test_sigkill_mid_batch_is_retried_elsewhere_and_the_worker_comes_back(
         # the dead worker is restarted and warm again
         await _until(lambda: ex.health().warm == 2)
         assert victim.restarts == 1 and victim.proc.pid != pid
+        # every worker, the restarted one too, runs below the front (engine.worker_nice)
+        front = os.getpriority(os.PRIO_PROCESS, 0)
+        want = min(19, front + settings.engine.worker_nice)
+        assert settings.engine.worker_nice > 0
+        assert [os.getpriority(os.PRIO_PROCESS, p.proc.pid) for p in ex._procs] == [want] * 2
         assert (await w.submit(_spec(w, "after"))).master is not None
     finally:
         await w.stop()

@@ -89,6 +89,11 @@ def _worker_main(conn: Any, settings_json: dict[str, Any], engine: str, model: s
     from swiftshot.spec import RenderSpec
 
     settings = Settings(**settings_json)
+    if settings.engine.worker_nice:
+        try:  # below the front: see EngineSettings.worker_nice
+            os.nice(settings.engine.worker_nice)
+        except OSError:
+            pass
     try:
         from swiftshot.service import build_engine
 

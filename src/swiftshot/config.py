@@ -218,11 +218,12 @@ class EngineSettings(_Section):
     worker_variants: bool = True
     """Out of process: the worker also encodes the request's own output format (WebP, AVIF ...)
     beside the master, so a miss's delivery encode does not run on the front's one core."""
-    worker_nice: int = Field(5, ge=0, le=19)
-    """Niceness added to each engine worker process (``process``). When the CPU is short, the
-    front (cache hits, admission, dispatch: microseconds each, latency-critical) then runs
-    before the workers' long CPU-bound renders instead of time-slicing with them; the workers
-    keep all the CPU the front leaves. 0: same priority as the front."""
+    worker_nice: int = Field(0, ge=0, le=19)
+    """Niceness added to each engine worker process (``process``), so that when the CPU is
+    short the front (cache hits, admission, dispatch) runs before the workers' renders. Off by
+    default: on the shared 2-core dev VM, +5 made realtime p95 under load worse (ratio 2.7 and
+    3.8 against 1.45 and 1.43 at 0, alternated runs, docs/PERFORMANCE.md), because the other
+    tenants' processes then starve the workers too. Worth trying on a box of its own."""
     serve: list[str] = []
     """Engines one server offers, e.g. ``["studio", "diffusion=./models/sd-turbo"]``
     (``NAME`` or ``NAME=MODEL``); empty: just ``default``. The first is the default."""

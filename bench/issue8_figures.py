@@ -1,0 +1,90 @@
+"""Re-measure issue 8's performance figures in one go (about 6 minutes on a quiet 2-core box).
+
+    flock /tmp/swiftshot-bench.lock .venv/bin/python bench/issue8_figures.py
+
+Runs, one after the other, each through the real path (a spawned `swiftshot serve` on loopback
+with the process executor, serve's default, and the naive server on the same engine and
+requests; a real two-node Ray cluster on loopback):
+
+1. `swiftshot bench serve --compare naive --quick --load 1.5 --executor process`:
+   realtime p95 at 1.5x ÷ unloaded, server overhead ÷ engine time (unloaded misses)
+2. the same at `--load 0.5`: miss p50 ÷ the naive server's at half capacity
+3. `bench/api_hits.py --only-get`: GET /i/ hits against a bare FastAPI app, alternated
+4. `python -m swiftshot.benchmarks.rayserve --quick --parts scaling`: fake engine sleeping
+   200 ms per batch on 1, 2, 4, 8 replicas
+
+then prints one table against the goals and writes bench/results/issue8-figures.json with the
+machine and the load average before and after each step.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from swiftshot.benchmarks.machine import print_table, write_result
+
+RESULTS = Path("bench/results")
+PY = sys.executable
+
+
+def step(name: str, cmd: list[str]) -> dict:
+    before = os.getloadavg()[0]
+    print(f"\n== {name}: {' '.join(cmd)}  (load {before:.1f})", flush=True)
+    subprocess.run(cmd, check=True)
+    return {"step": name, "load_before": round(before, 1), "load_after": round(os.getloadavg()[0], 1)}
+
+
+def main() -> int:
+    env_py = [PY]
+    steps = [
+        step("serve 1.5x", [*env_py, "-m", "swiftshot", "bench", "serve", "--compare", "naive",
+                            "--quick", "--load", "1.5", "--engine", "studio", "--executor",
+                            "process", "--out", str(RESULTS / "serve-process-1.5x.json")]),
+        step("serve 0.5x", [*env_py, "-m", "swiftshot", "bench", "serve", "--compare", "naive",
+                            "--quick", "--load", "0.5", "--engine", "studio", "--executor",
+                            "process", "--out", str(RESULTS / "serve-process-half.json")]),
+        step("hits vs bare FastAPI", [*env_py, str(Path(__file__).with_name("api_hits.py")),
+                                      "--duration", "5", "--rounds", "3", "--only-get",
+                                      "--out", str(RESULTS / "api_hits-vs-bare.json")]),
+        step("ray scaling", [*env_py, "-m", "swiftshot.benchmarks.rayserve", "--quick",
+                             "--parts", "scaling", "--out", str(RESULTS / "rayserve-scaling.json")]),
+    ]
+    full = json.loads((RESULTS / "serve-process-1.5x.json").read_text())
+    half = json.loads((RESULTS / "serve-process-half.json").read_text())
+    hits = json.loads((RESULTS / "api_hits-vs-bare.json").read_text())
+    ray = json.loads((RESULTS / "rayserve-scaling.json").read_text())
+    d15, d05 = full["swiftshot"]["derived"], half["swiftshot"]["derived"]
+    rows = [
+        {"figure": "realtime p95 at 1.5x ÷ unloaded", "value": d15["realtime_p95_load_ratio"],
+         "goal": "≤ 1.5", "run": "serve 1.5x"},
+        {"figure": "overhead ÷ engine, client-seen (unloaded misses)",
+         "value": d15["server_overhead_ratio"], "goal": "≤ 0.5", "run": "serve 1.5x"},
+        {"figure": "overhead ÷ engine, server-side (Server-Timing)",
+         "value": d15["server_side_overhead_ratio"], "goal": "(CI budget ≤ 5)", "run": "serve 1.5x"},
+        {"figure": "miss p50 ÷ naive p50 at 0.5x", "value": half["ratios"]["miss_p50"],
+         "goal": "≤ 1.1", "run": "serve 0.5x"},
+        {"figure": "miss p50 ms (swiftshot / naive) at 0.5x",
+         "value": f"{d05['miss_p50_ms']:.0f} / {half['naive']['derived']['p50_ms']:.0f}",
+         "goal": "", "run": "serve 0.5x"},
+    ]
+    for conns, s in hits.get("vs_bare_fastapi_summary", {}).items():
+        rows.append({"figure": f"GET /i/ req/s ÷ bare FastAPI, {conns} conn(s) (median)",
+                     "value": s["rps_ratio_median"], "goal": "≥ 1.2", "run": "api_hits"})
+    for r in ray["scaling"]:
+        if r["replicas"] > 1:
+            rows.append({"figure": f"ray throughput ÷ (N × one), N = {r['replicas']}",
+                         "value": r["vs_n_x_one"], "goal": "≥ 0.9", "run": "rayserve"})
+    print("\nissue 8 figures")
+    print_table(rows)
+    print_table(steps)
+    path = write_result("issue8-figures", {"rows": rows, "steps": steps})
+    print(f"\nwrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -37,8 +37,11 @@ def _options(parser) -> None:
     parser.add_argument("--mix-seed", type=int, default=0)
 
 
-@events.test_start.add_listener
+@events.init.add_listener
 def _loopback_only(environment, **_) -> None:
+    # On init, not test_start: locust treats an exception in an init handler as fatal before any
+    # user starts, whereas a test_start handler's exception is only logged while the users run
+    # (they did send requests to the remote host, and the exit code raced the -t timer).
     loopback_target(environment.host or "")
 
 

@@ -37,6 +37,8 @@ def test_generate_with_a_missing_model_is_one_line_and_exit_2(tmp_path, capsys):
 def test_engines_lists_the_configured_model_and_switches(tiny_sd_dir, monkeypatch, capsys):
     monkeypatch.setenv("SWIFTSHOT_ENGINE__DIFFUSION__MODEL", str(tiny_sd_dir))
     monkeypatch.setenv("SWIFTSHOT_ENGINE__DIFFUSION__INT8", "true")
+    # a configured backend: its version is known without the auto probe
+    monkeypatch.setenv("SWIFTSHOT_ENGINE__DIFFUSION__BACKEND", "torch")
     assert main(["engines", "--json"]) == 0
     rows = {r["engine"]: r for r in json.loads(capsys.readouterr().out)}
     d = rows["diffusion"]

@@ -5,7 +5,8 @@ Behaviour shared with torch (batched == single, seeds, cancellation, img2img, in
 runs on both backends through the parametrised ``engine`` fixture of test_diffusion.py.
 
 Tolerances (uint8 grey levels against fp32 torch, same seeds): fp32 OpenVINO at most 2 (mean
-below 0.2); bf16 OpenVINO mean below 2 and at most 32; int8 weights mean below 4.
+below 0.2); bf16 OpenVINO mean below 2 and at most 32; int8 weights mean below 4; full int8
+(quantize int8: weights and activations) mean below 2 and at most 24.
 """
 
 from __future__ import annotations
@@ -102,11 +103,16 @@ def test_prompt_cache_skips_the_openvino_text_encoder(tiny_sd_dir):
     assert runner.calls == calls and eng.prompt_cache.hits >= 1
 
 
-def test_backend_choice_and_its_reason(tiny_sd_dir, monkeypatch):
-    auto = DiffusionEngine(DiffusionSettings(model=str(tiny_sd_dir)))
-    assert auto.backend == "openvino" and "auto" in auto.backend_reason
+def test_backend_choice_and_its_reason(tiny_sd_dir, tmp_path, monkeypatch):
+    # auto, where both backends can run the model: decided by the start-up probe
+    auto = DiffusionEngine(DiffusionSettings(model=str(tiny_sd_dir), openvino_dir=tmp_path))
+    assert auto.backend_pending and "not probed yet" in auto.backend_reason
     info = auto.describe()
-    assert info["backend"] == "openvino" and "measured" in info["backend_reason"]
+    assert info["backend"] == "auto (probe at first load)" and "first load" in info["backend_reason"]
+    with pytest.raises(EngineConfigError, match="quantize int8 is an option of the OpenVINO"):
+        DiffusionEngine(DiffusionSettings(model=str(tiny_sd_dir), backend="torch", quantize="int8"))
+    q8 = DiffusionEngine(DiffusionSettings(model=str(tiny_sd_dir), quantize="int8"))
+    assert q8.backend == "openvino" and "quantize int8" in q8.backend_reason
     compiled = DiffusionEngine(DiffusionSettings(model=str(tiny_sd_dir), compile=True))
     assert compiled.backend == "torch" and "compile" in compiled.backend_reason
     with pytest.raises(EngineConfigError, match="compile is an option of the torch backend"):
@@ -125,10 +131,21 @@ def test_engines_command_says_which_backend_and_why(tiny_sd_dir, monkeypatch, ca
     from swiftshot.cli import main
 
     monkeypatch.setenv("SWIFTSHOT_ENGINE__DIFFUSION__MODEL", str(tiny_sd_dir))
+    # a key of its own (steps are part of it): this test sees the probe undecided, then decided
+    monkeypatch.setenv("SWIFTSHOT_ENGINE__DIFFUSION__DEFAULT_STEPS", "4")
+    monkeypatch.setenv("SWIFTSHOT_ENGINE__DIFFUSION__PROBE_S", "0")
     assert main(["engines", "--json"]) == 0
     d = {r["engine"]: r for r in json.loads(capsys.readouterr().out)}["diffusion"]
-    assert d["backend"] == "openvino" and d["backend_reason"].startswith("auto:")
+    assert d["backend"] == "auto (probe at first load)" and d["backend_reason"].startswith("auto:")
+    assert "auto probe" in d["version"]  # listing engines does not load models
     assert isinstance(d["openvino_cached"], list)  # what a start would not have to convert
+    assert main(["engines", "--json", "--probe"]) == 0
+    d = {r["engine"]: r for r in json.loads(capsys.readouterr().out)}["diffusion"]
+    assert d["backend"] in ("torch", "openvino") and d["backend_reason"].startswith("auto: probe")
+    assert set(d["probe"]["measured"]) == {"torch", "openvino"}
+    assert main(["engines"]) == 0  # the decision is cached: said without probing again
+    out = capsys.readouterr().out
+    assert f"backend: {d['backend']}" in out and "probe cached from" in out
     monkeypatch.setenv("SWIFTSHOT_ENGINE__DIFFUSION__BACKEND", "torch")
     assert main(["engines"]) == 0
     out = capsys.readouterr().out
@@ -163,3 +180,79 @@ def test_tiny_sdxl_runs_on_openvino(tmp_path):
     assert set(eng.load_report["converted"]) >= {"unet", "text_encoder", "text_encoder_2"}
     assert np.abs(got - want).max() <= 2
     assert np.abs(stack(eng.run(specs[1:]))[0] - got[1]).max() <= 1
+
+
+def test_auto_probe_measures_both_backends_caches_the_decision_and_reuses_it(tiny_sd_dir,
+                                                                             monkeypatch):
+    from swiftshot.engines import backend_probe
+
+    # default_steps 2 is this test's own probe key (the IR cache stays the session's)
+    settings = DiffusionSettings(model=str(tiny_sd_dir), dtype="fp32", default_steps=2, probe_s=0)
+    eng = DiffusionEngine(settings)
+    assert eng.backend_pending
+    eng.load()
+    assert not eng.backend_pending
+    probe = eng.probe
+    measured = probe["measured"]
+    assert set(measured) == {"torch", "openvino"} and probe["skipped"] == {}
+    assert probe["choice"] == min(measured, key=lambda b: measured[b]["render_cpu_s"])
+    assert eng.backend == probe["choice"] and all(m["render_cpu_s"] > 0 for m in measured.values())
+    for b, m in measured.items():  # the reason gives the figures measured
+        assert f"{b} {m['render_s']} s / {m['render_cpu_s']} CPU-s" in eng.backend_reason
+    # the winner's loaded pipeline is the engine's (no second load)
+    assert eng._pipe is not None and eng.load_report["probe_s"] > 0
+    want = "OVUNet" if eng.backend == "openvino" else "UNet2DConditionModel"
+    assert type(eng._pipe.unet).__name__ == want
+    (decision,) = (eng.openvino_dir / "probe").glob(f"{probe['key']}.json")
+    assert decision.is_file()
+    eng.run([spec()])
+    # a later start reads the decision: no probe
+    again = DiffusionEngine(settings)
+    assert not again.backend_pending and again.backend == eng.backend
+    assert "cached from" in again.backend_reason and again.version == eng.version
+    # keyed by the work and the machine / versions: another of either is probed anew
+    assert DiffusionEngine(settings.model_copy(update={"dtype": "bf16"})).backend_pending
+    real = backend_probe.versions
+    monkeypatch.setattr(backend_probe, "versions", lambda: {**real(), "openvino": "0.0"})
+    assert DiffusionEngine(settings).backend_pending
+
+
+def test_auto_probe_skips_a_failing_backend_with_the_reason(tiny_sd_dir, monkeypatch):
+    from swiftshot.engines import ov_backend
+
+    def broken(*a, **kw):
+        raise RuntimeError("no CPU plugin for this model")
+
+    monkeypatch.setattr(ov_backend, "compile_ir", broken)
+    eng = DiffusionEngine(DiffusionSettings(model=str(tiny_sd_dir), dtype="fp32", default_steps=3,
+                                            probe_s=0))
+    eng.load()
+    assert eng.backend == "torch" and set(eng.probe["measured"]) == {"torch"}
+    assert "no CPU plugin" in eng.probe["skipped"]["openvino"]
+    assert "openvino skipped (RuntimeError: no CPU plugin" in eng.backend_reason
+    assert eng.describe()["probe"]["skipped"]["openvino"].startswith("RuntimeError")
+    assert len(eng.run([spec()])) == 1
+
+
+def test_quantize_int8_calibrates_once_and_stays_within_tolerance(tiny_sd_dir, torch_fp32):
+    pytest.importorskip("nncf")
+    import openvino
+
+    specs = [spec(p, seed=i) for i, p in enumerate(PROMPTS)]
+    ref = stack(torch_fp32.run(specs))
+    eng = ov(tiny_sd_dir, dtype="fp32", quantize="int8", quantize_samples=4)
+    got = stack(eng.run(specs))
+    assert eng.version.endswith(".q8c4")
+    report = eng.load_report
+    xml = eng.openvino_dir / f"unet_int8-{eng._ov_components()['unet_int8']}" / "model.xml"
+    ops = {op.get_type_name() for op in openvino.Core().read_model(str(xml)).get_ops()}
+    assert "FakeQuantize" in ops  # activations quantised, not only weights
+    if "unet_int8" in report["converted"]:
+        assert report["calibrate_s"] > 0 and report["unet_int8_quantize_s"] > 0
+    # tolerance of full int8 against fp32 torch: mean below 2 grey levels, at most 24
+    diff = np.abs(got - ref)
+    assert 0 < diff.mean() < 2 and diff.max() <= 24
+    assert np.abs(stack(eng.run(specs[1:2]))[0] - got[1]).max() <= 1  # batched == single
+    again = ov(tiny_sd_dir, dtype="fp32", quantize="int8", quantize_samples=4)
+    again.load()
+    assert "unet_int8" in again.load_report["from_cache"] and "calibrate_s" not in again.load_report

@@ -166,9 +166,22 @@ class DiffusionSettings(_Section):
     """What runs the UNet, text encoder(s) and decoder. torch: PyTorch (any device; compile,
     int8 via torchao). openvino: OpenVINO on the CPU (converted from the local folder at first
     load, cached under openvino_dir; bf16 where the CPU has it; int8 = NNCF 8-bit weights).
-    auto: openvino on a CPU when it is installed and the pipeline is UNet-based (SD 1/2, SDXL),
-    as measured faster there (docs/PERFORMANCE.md); torch on CUDA, with compile set, or else.
-    `swiftshot engines` says which one runs and why."""
+    auto: torch on CUDA, with compile set, or where OpenVINO cannot run the model; else (a CPU
+    with OpenVINO and an SD 1/2 / SDXL pipeline) a start-up probe: the first load times both
+    backends on the model's shape (probe_s) and keeps the one with fewer CPU-seconds per
+    render, cached under openvino_dir/probe keyed by model, settings, machine and versions.
+    `swiftshot engines` says which one runs and why (the figures measured)."""
+    quantize: Literal["none", "int8"] = "none"
+    """OpenVINO backend: int8 = post-training int8 quantisation of the UNet (NNCF, weights and
+    activations, calibrated at first load on quantize_samples renders of random prompts at the
+    model's default size; cached beside the IR). On a CPU with VNNI about a quarter fewer
+    CPU-seconds per UNet call than bf16 (docs/PERFORMANCE.md); pixels move more than with
+    int8 (8-bit weights only)."""
+    quantize_samples: int = Field(8, ge=1, le=256)
+    """Calibration renders for quantize int8 (one UNet input each per step)."""
+    probe_s: float = Field(20.0, ge=0)
+    """backend auto: seconds of timed renders per backend in the start-up probe (after its load
+    and one warm-up render; at least one timed render, at most three)."""
     openvino_dir: Path | None = None
     """Converted OpenVINO models (IR keyed by the weights' fingerprint and settings) and
     OpenVINO's compiled-model cache. None: <data_dir>/openvino."""

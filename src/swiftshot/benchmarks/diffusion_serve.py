@@ -265,6 +265,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("-n", type=int, default=5, help="renders per kind (new / repeated prompt)")
     ap.add_argument("--dtype", default="auto")
     ap.add_argument("--int8", action="store_true")
+    ap.add_argument("--quantize", default="none", choices=["none", "int8"],
+                    help="OpenVINO: int8 = NNCF post-training int8 of the UNet (calibrated at load)")
+    ap.add_argument("--openvino-dir", default=None,
+                    help="reuse this OpenVINO folder (converted IR) across runs (default: in --work)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--compile", default=None, choices=["default", "reduce-overhead", "max-autotune"],
                     help="torch.compile the UNet in this mode (torch backend)")
@@ -297,14 +301,17 @@ def main(argv: list[str] | None = None) -> int:
         out.write_text(json.dumps({"machine": machine_info(), "model": args.model,
                                    "device": args.device, "compile": args.compile,
                                    "size": args.size, "n": args.n, "dtype": args.dtype,
-                                   "int8": args.int8, "rows": rows}, indent=2, default=str))
+                                   "int8": args.int8, "quantize": args.quantize,
+                                   "load_avg_at_start": _load(), "rows": rows}, indent=2, default=str))
 
     for backend in args.backends.split(","):
-        ov_dir = work / f"openvino{'-int8' if args.int8 else ''}"
+        ov_dir = Path(args.openvino_dir) if args.openvino_dir else work / (
+            f"openvino{'-int8' if args.int8 else ''}")
         env = {"SWIFTSHOT_DATA_DIR": str(work / f"var-{backend}"),
                "SWIFTSHOT_ENGINE__DIFFUSION__BACKEND": backend,
                "SWIFTSHOT_ENGINE__DIFFUSION__DTYPE": args.dtype,
                "SWIFTSHOT_ENGINE__DIFFUSION__INT8": "true" if args.int8 else "false",
+               "SWIFTSHOT_ENGINE__DIFFUSION__QUANTIZE": args.quantize,
                "SWIFTSHOT_ENGINE__DIFFUSION__TINY_VAE": tiny,
                "SWIFTSHOT_ENGINE__DIFFUSION__OPENVINO_DIR": str(ov_dir),
                "SWIFTSHOT_SERVER__WARMUP_SHAPES": json.dumps([[args.size, args.size]]),

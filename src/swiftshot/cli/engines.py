@@ -11,6 +11,9 @@ from swiftshot.cli import load_cli_settings
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("engines", help="list engines, models found and optimisation switches")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--probe", action="store_true",
+                   help="run the diffusion backend probe now where auto has not decided yet "
+                        "(loads the model with each backend; minutes for a real model)")
     p.set_defaults(func=run)
 
 
@@ -22,8 +25,14 @@ def run(args: argparse.Namespace) -> int:
     for name in ENGINE_NAMES:
         try:
             engine = create_engine(name, settings)
+            pending = getattr(engine, "backend_pending", False)
+            if pending and args.probe:
+                engine.load()  # backend auto: the probe measures, decides and caches
+                pending = False
             info = engine.describe() if hasattr(engine, "describe") else {}
-            rows.append({"engine": name, "version": engine.version, "available": True, **info})
+            # reading the version of an undecided auto engine would run the probe
+            version = "(decided by the auto probe at first load)" if pending else engine.version
+            rows.append({"engine": name, "version": version, "available": True, **info})
         except Exception as e:  # an engine whose extras are not installed is listed, not fatal
             rows.append({"engine": name, "available": False, "reason": str(e)})
     if args.json:

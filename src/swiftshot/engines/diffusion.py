@@ -251,6 +251,15 @@ def resolve_backend(settings: DiffusionSettings, device: str, pipeline_class: st
     from swiftshot.engines.ov_backend import openvino_missing
 
     family = pipeline_class.removesuffix("Pipeline")
+    if settings.quantize != "none" and settings.backend != "openvino":
+        if settings.backend == "torch" or device != "cpu":
+            raise EngineConfigError(
+                f"engine.diffusion.quantize {settings.quantize} is an option of the OpenVINO "
+                "backend (CPU); the torch backend has int8 (dynamic, torchao): set quantize none "
+                "or backend openvino")
+        settings = settings.model_copy(update={"backend": "openvino"})
+        backend, _ = resolve_backend(settings, device, pipeline_class)
+        return backend, f"auto: quantize {settings.quantize} is an OpenVINO option → openvino"
     if settings.backend == "torch":
         return "torch", "backend = torch (configured)"
     if settings.backend == "openvino":
@@ -277,8 +286,13 @@ def resolve_backend(settings: DiffusionSettings, device: str, pipeline_class: st
         return "torch", f"auto: {missing} → torch"
     if family not in OV_FAMILIES:
         return "torch", f"auto: {pipeline_class} is not a pipeline the OpenVINO backend converts → torch"
-    return "openvino", ("auto: CPU with OpenVINO installed → openvino (measured faster than torch "
-                        "on the CPU, docs/PERFORMANCE.md)")
+    # Both can run it here: the first load measures them (engines/backend_probe.py).
+    return PROBE, ("auto: torch and openvino can both run this model on this CPU; the first load "
+                   "times each on the model's shape and keeps the faster (cached per machine)")
+
+
+PROBE = "probe"
+"""resolve_backend's answer when ``auto`` is decided by the start-up probe."""
 
 
 class DiffusionEngine:
@@ -298,8 +312,11 @@ class DiffusionEngine:
         self.backend, self.backend_reason = resolve_backend(settings, self.device,
                                                             self.pipeline_class)
         self.model_id = folder_fingerprint(self.folder)
-        self.version = self._version(self.model_id)
         self._init_state()
+        if self.backend == PROBE:
+            self._probe_pending = True
+            self._read_probe()
+        self._version_str: str | None = None
 
     @classmethod
     def from_pipeline(cls, pipe: Any, settings: DiffusionSettings, *, identity: str,
@@ -318,13 +335,19 @@ class DiffusionEngine:
         self.pipeline_class = type(pipe).__name__
         self.backend, self.backend_reason = resolve_backend(settings, self.device,
                                                             self.pipeline_class)
+        if self.backend == PROBE:  # an in-memory pipeline (benchmarks) is not probed
+            self.backend, self.backend_reason = "openvino", (
+                "auto: in-memory pipeline, not probed → openvino (fewer CPU-s than torch on the "
+                "CPUs measured, docs/PERFORMANCE.md)")
         self.model_id = identity
-        self.version = self._version(identity, "taesd" if tiny_vae is not None else None)
         self._init_state()
+        self._version_str = self._version(identity, "taesd" if tiny_vae is not None else None)
         self._pipe = self._prepare(pipe, tiny_vae)
         return self
 
     def _init_state(self) -> None:
+        self._probe_pending = False
+        self.probe: dict[str, Any] | None = None
         self._pipe: Any = None
         self._tiny: Any = None
         self._variants: dict[str, Any] = {}
@@ -348,6 +371,101 @@ class DiffusionEngine:
             )
         return path.resolve()
 
+    @property
+    def version(self) -> str:
+        """The cache-key identity of the pixels; under ``auto`` it needs the probe's decision
+        (read from its cache, or measured now: the first load)."""
+        if self._version_str is None:
+            self._resolve_probe(adopt=False)
+            self._version_str = self._version(self.model_id)
+        return self._version_str
+
+    # -- backend = auto: the start-up probe ----------------------------------------------------
+
+    @property
+    def backend_pending(self) -> bool:
+        """True while ``auto`` waits for the start-up probe (no cached decision yet)."""
+        return self._probe_pending
+
+    def _probe_work(self) -> dict[str, Any]:
+        s = self.settings
+        return {"dtype": self.dtype, "vae_dtype": self.vae_dtype,
+                "tiny": folder_fingerprint(self.tiny_folder) if self.tiny_folder else None,
+                "tiny_final": s.tiny_vae_final, "int8": s.int8,
+                "quantize": getattr(s, "quantize", "none"), "steps": s.default_steps,
+                "guidance": s.default_guidance, "size": self._probe_size()}
+
+    def _probe_size(self) -> int:
+        """The model's own default side (the UNet's sample size × the VAE's scale)."""
+        assert self.folder is not None
+        unet = json.loads((self.folder / "unet" / "config.json").read_text())
+        vae = json.loads((self.folder / "vae" / "config.json").read_text())
+        side = unet.get("sample_size", 64)
+        side = side[0] if isinstance(side, list | tuple) else side
+        return int(side) * 2 ** (len(vae.get("block_out_channels", (0, 0, 0, 0))) - 1)
+
+    def _read_probe(self) -> bool:
+        from swiftshot.engines import backend_probe as bp
+
+        key, _ = bp.probe_key(self.model_id, self._probe_work())
+        found = bp.read_decision(self.openvino_dir, key)
+        if found is None:
+            self.backend_reason = ("auto: not probed yet on this machine: the first load times "
+                                   "torch and openvino on this model and keeps the faster")
+            return False
+        self.backend, self.probe = found["choice"], found
+        self.backend_reason = bp.reason(found, cached=True)
+        self._probe_pending = False
+        return True
+
+    def _resolve_probe(self, adopt: bool) -> None:
+        """Decide ``auto`` by measuring (once per model × settings × machine × versions): each
+        candidate engine is loaded and timed, the faster kept; ``adopt`` keeps its loaded
+        pipeline as this engine's (a load), else it is dropped (a front process only asks for
+        the version)."""
+        if not self._probe_pending:
+            return
+        from swiftshot.engines import backend_probe as bp
+
+        key, ident = bp.probe_key(self.model_id, self._probe_work())
+        with bp.probe_lock(self.openvino_dir, key):
+            if self._read_probe():  # another process probed meanwhile
+                return
+            size = self._probe_size()
+
+            def make_engine(backend: str) -> DiffusionEngine:
+                return DiffusionEngine(self.settings.model_copy(update={
+                    "backend": backend, "openvino_dir": self.openvino_dir}))
+
+            def make_spec(prompt: str, seed: int) -> RenderSpec:
+                return RenderSpec(prompt=prompt, width=size, height=size, seed=seed,
+                                  engine="diffusion").normalized()
+
+            kept: dict[str, Any] = {}
+
+            def keep(name: str, engine: DiffusionEngine) -> None:
+                if adopt:
+                    kept["engine"] = engine
+
+            t = time.perf_counter()
+            decision = bp.run_probe(["openvino", "torch"], make_engine, make_spec,
+                                    self.settings.probe_s, keep)
+            decision.update(date=bp.now(), size=size, steps=self.settings.default_steps,
+                            probe_s=round(time.perf_counter() - t, 2), key=key, identity=ident)
+            if decision["choice"] is None:
+                raise EngineConfigError(
+                    "backend auto: no backend could run this model here: " + "; ".join(
+                        f"{b}: {why}" for b, why in decision["skipped"].items()))
+            bp.write_decision(self.openvino_dir, key, decision)
+        self.backend, self.probe = decision["choice"], decision
+        self.backend_reason = bp.reason(decision, cached=False)
+        self._probe_pending = False
+        winner = kept.get("engine")
+        if winner is not None:
+            self._pipe, self._tiny = winner._pipe, winner._tiny
+            self.load_report.update(winner.load_report)
+        self.load_report["probe_s"] = decision["probe_s"]
+
     def _version(self, model_id: str, tiny_id: str | None = None) -> str:
         parts = [ENGINE_REVISION, model_id, self.dtype]
         if self.tiny_folder is not None:
@@ -362,6 +480,8 @@ class DiffusionEngine:
             parts.append(f"ov{OV_REVISION}")
         if self.settings.int8:
             parts.append("int8")
+        if self.settings.quantize == "int8":
+            parts.append(f"q8c{self.settings.quantize_samples}")
         return ".".join(parts)
 
     def describe(self) -> dict[str, Any]:
@@ -370,14 +490,18 @@ class DiffusionEngine:
             "folder": str(self.folder) if self.folder else None,
             "pipeline": self.pipeline_class,
             "device": self.device,
-            "backend": self.backend,
+            "backend": "auto (probe at first load)" if self._probe_pending else self.backend,
             "backend_reason": self.backend_reason,
+            **({"probe": {k: self.probe[k] for k in ("date", "size", "steps", "measured",
+                                                      "skipped", "choice") if k in self.probe}}
+               if self.probe else {}),
             "dtype": self.dtype,
             "vae_dtype": self.vae_dtype,
             "tiny_vae": str(self.tiny_folder) if self.tiny_folder else self._tiny is not None,
             "tiny_vae_for": (None if self.tiny_folder is None and self._tiny is None
                              else "previews+finals" if self.settings.tiny_vae_final else "previews"),
             "int8": self.settings.int8,
+            "quantize": self.settings.quantize,
             "compile": (self.settings.compile and self.settings.compile_mode),
             "channels_last": self.settings.channels_last and self.device.startswith("cuda"),
             "default_steps": self.settings.default_steps,
@@ -386,7 +510,7 @@ class DiffusionEngine:
             **({"openvino_dir": str(self.openvino_dir),
                 # converted models found: a start without them converts first (minutes)
                 "openvino_cached": (self._ov_cached_components() if self.folder else None)}
-               if self.backend == "openvino" else {}),
+               if self.backend in ("openvino", PROBE) and self.folder else {}),
             **({"load": self.load_report} if self.load_report else {}),
         }
 
@@ -401,6 +525,8 @@ class DiffusionEngine:
 
     def load(self) -> None:
         with self._load_lock:
+            if self._probe_pending:
+                self._resolve_probe(adopt=True)
             if self._pipe is None:
                 self._pipe = self._load_pipeline()
 
@@ -517,14 +643,27 @@ class DiffusionEngine:
                    else f"{self.model_id}-tiny")
         keys["tiny_decoder"] = ir_key(tiny_id, "tiny_decoder")
         keys["vae_decoder"] = ir_key(self.model_id, "vae_decoder")
+        if self.settings.quantize == "int8":
+            # calibrated from this model's own renders: the calibration settings are in the key
+            keys["unet_int8"] = ir_key(
+                self.model_id, "unet", "int8q", keys["unet"], tiny_id if self.tiny_folder else "",
+                str(self.settings.quantize_samples), str(self.settings.default_steps),
+                str(self.settings.default_guidance))
         return keys
 
     def _ov_cached_components(self) -> list[str]:
+        """Pipeline components whose torch weights a load does not need (their IR is cached)."""
         from swiftshot.engines.ov_backend import IRCache
 
         cache = IRCache(self.openvino_dir)
-        return [n for n, k in self._ov_components().items()
-                if n.startswith(("unet", "text_encoder")) and cache.has(n, k)]
+        keys = self._ov_components()
+        found = [n for n, k in keys.items()
+                 if n.startswith(("unet", "text_encoder")) and cache.has(n, k)]
+        if "unet_int8" in found:
+            found.remove("unet_int8")
+            if "unet" not in found:  # the quantised UNet is all a start needs
+                found.append("unet")
+        return found
 
     def _prepare_openvino(self, pipe: Any, tiny: Any) -> Any:
         import gc
@@ -574,7 +713,11 @@ class DiffusionEngine:
 
         t0 = time.perf_counter()
         unet_config = self._component_config(pipe, "unet")
-        pipe.unet = ob.OVUNet(runner("unet", ob.convert_unet, pipe.unet), unet_config)
+        quantize = self.settings.quantize == "int8" and not cache.has("unet_int8", keys["unet_int8"])
+        if self.settings.quantize == "int8" and not quantize:
+            pipe.unet = ob.OVUNet(runner("unet_int8", None, None), unet_config)
+        else:
+            pipe.unet = ob.OVUNet(runner("unet", ob.convert_unet, pipe.unet), unet_config)
         gc.collect()
         for name in ("text_encoder", "text_encoder_2"):
             if name in keys:
@@ -596,8 +739,61 @@ class DiffusionEngine:
             decoder = runner("vae_decoder", ob.convert_decoder, full)
             cast_autoencoder(full, vae_dt, torch.float32)
             ob.patch_decoder(full, decoder)
+        if quantize:
+            self._quantize_unet(pipe, cache, keys, precision)
         report["openvino_s"] = round(time.perf_counter() - t0, 3)
         return pipe
+
+    def _quantize_unet(self, pipe: Any, cache: Any, keys: dict[str, str], precision: str) -> None:
+        """quantize int8: record the UNet's inputs over ``quantize_samples`` renders of random
+        prompts at the model's default size (the real distribution of latents, timesteps and
+        text embeddings), quantise the UNet IR with them, cache it, and swap it in."""
+        import torch
+
+        from swiftshot.engines import ov_backend as ob
+
+        report = self.load_report
+        t = time.perf_counter()
+        unet = pipe.unet
+        recorder = ob.Recorder(unet.runner)
+        unet.runner = recorder
+        side = self._probe_size() if self.folder is not None else 8 * unet.config.sample_size
+        words = ("mug", "bottle", "sneaker", "lamp", "watch", "chair", "plant", "bag", "marble",
+                 "linen", "studio", "sunset", "concrete", "oak", "soft", "light")
+        rng = __import__("random").Random(0)
+        try:
+            for i in range(self.settings.quantize_samples):
+                prompt = " ".join(rng.choice(words) for _ in range(6))
+                with torch.inference_mode():
+                    pipe(prompt=prompt, num_inference_steps=self.settings.default_steps,
+                         guidance_scale=self.settings.default_guidance, width=side, height=side,
+                         generator=torch.Generator("cpu").manual_seed(i), output_type="latent")
+        finally:
+            unet.runner = recorder.runner
+        report["calibrate_s"] = round(time.perf_counter() - t, 3)
+        t = time.perf_counter()
+        fp = ob.core().read_model(str(cache.path("unet", keys["unet"])))
+        try:
+            model = ob.quantize_full_int8(fp, recorder.samples)
+        except EngineError:
+            raise
+        except Exception as e:
+            raise EngineConfigError(f"NNCF could not quantise the UNet of {self.pipeline_class} "
+                                    f"({type(e).__name__}: {e}); use quantize none") from e
+        took = round(time.perf_counter() - t, 3)
+        cache.save("unet_int8", keys["unet_int8"], model, {
+            "model": self.model_id, "component": "unet", "quantize": "int8",
+            "calibration_samples": len(recorder.samples), "side": side,
+            "calibrate_s": report["calibrate_s"], "quantize_s": took,
+            "openvino": ob.openvino_version()})
+        del model, fp
+        report["unet_int8_quantize_s"] = took
+        report["converted"].append("unet_int8")
+        t = time.perf_counter()
+        compiled = ob.compile_ir(cache.path("unet_int8", keys["unet_int8"]), precision,
+                                 self.openvino_dir / "compiled")
+        report["unet_int8_compile_s"] = round(time.perf_counter() - t, 3)
+        unet.runner = ob._Runner(compiled)
 
     def _component_config(self, pipe: Any, name: str) -> Any:
         """A component's config: from the loaded module, or from the folder when the module was

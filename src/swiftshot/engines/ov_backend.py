@@ -162,6 +162,36 @@ def compress_int8(model: Any) -> Any:
     return nncf.compress_weights(model)
 
 
+def quantize_full_int8(model: Any, samples: list[list[Any]]) -> Any:
+    """Post-training int8 quantisation (NNCF ``quantize``): weights AND activations of the
+    convolutions and matrix products in 8 bits (VNNI / AMX-INT8 kernels), calibrated on
+    ``samples`` (each one call's inputs, recorded from the pipeline); SmoothQuant and fast bias
+    correction as NNCF applies them to transformer-type models."""
+    try:
+        import nncf
+    except ImportError as e:
+        from swiftshot.engines.base import EngineConfigError
+
+        raise EngineConfigError("engine.diffusion.quantize int8 needs nncf "
+                                "(pip install 'swiftshot[openvino]')") from e
+    return nncf.quantize(model, nncf.Dataset(samples), model_type=nncf.ModelType.TRANSFORMER,
+                         subset_size=len(samples), fast_bias_correction=True)
+
+
+class Recorder:
+    """Wraps a runner and keeps a copy of each call's inputs (calibration data)."""
+
+    def __init__(self, runner: Any) -> None:
+        self.runner = runner
+        self.samples: list[list[Any]] = []
+
+    def __call__(self, *arrays: Any) -> list[Any]:
+        import numpy as np
+
+        self.samples.append([np.array(a, copy=True) for a in arrays])
+        return self.runner(*arrays)
+
+
 # -- IR cache ------------------------------------------------------------------------------------
 
 def ir_key(*parts: str) -> str:

@@ -111,6 +111,8 @@ def test_backend_choice_and_its_reason(tiny_sd_dir, tmp_path, monkeypatch):
     assert info["backend"] == "auto (probe at first load)" and "first load" in info["backend_reason"]
     with pytest.raises(EngineConfigError, match="quantize int8 is an option of the OpenVINO"):
         DiffusionEngine(DiffusionSettings(model=str(tiny_sd_dir), backend="torch", quantize="int8"))
+    with pytest.raises(EngineConfigError, match="alternatives"):
+        DiffusionEngine(DiffusionSettings(model=str(tiny_sd_dir), int8=True, quantize="int8"))
     q8 = DiffusionEngine(DiffusionSettings(model=str(tiny_sd_dir), quantize="int8"))
     assert q8.backend == "openvino" and "quantize int8" in q8.backend_reason
     compiled = DiffusionEngine(DiffusionSettings(model=str(tiny_sd_dir), compile=True))

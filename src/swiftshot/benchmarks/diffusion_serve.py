@@ -104,8 +104,20 @@ def _cpu_s(pid: int | None = None) -> float:
 
         u = resource.getrusage(resource.RUSAGE_SELF)
         return u.ru_utime + u.ru_stime
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    # the server and its descendants (the process executor's engine workers)
+    stats: dict[int, list[str]] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                stats[int(d.name)] = (d / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:  # exited meanwhile
+                continue
+    tree, frontier = set(), {pid}
+    while frontier:
+        tree |= frontier
+        frontier = {p for p, f in stats.items() if int(f[1]) in frontier and p not in tree}
+    ticks = sum(int(stats[p][11]) + int(stats[p][12]) for p in tree if p in stats)
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 CPU_PID: int | None = None
@@ -267,6 +279,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--int8", action="store_true")
     ap.add_argument("--quantize", default="none", choices=["none", "int8"],
                     help="OpenVINO: int8 = NNCF post-training int8 of the UNet (calibrated at load)")
+    ap.add_argument("--executor", default=None, choices=["inline", "process"],
+                    help="the server's engine executor (default: serve's own, process)")
     ap.add_argument("--openvino-dir", default=None,
                     help="reuse this OpenVINO folder (converted IR) across runs (default: in --work)")
     ap.add_argument("--device", default="auto")
@@ -302,6 +316,7 @@ def main(argv: list[str] | None = None) -> int:
                                    "device": args.device, "compile": args.compile,
                                    "size": args.size, "n": args.n, "dtype": args.dtype,
                                    "int8": args.int8, "quantize": args.quantize,
+                                   "executor": args.executor or "process (serve's default)",
                                    "load_avg_at_start": _load(), "rows": rows}, indent=2, default=str))
 
     for backend in args.backends.split(","):
@@ -321,6 +336,8 @@ def main(argv: list[str] | None = None) -> int:
                "SWIFTSHOT_ENGINE__DIFFUSION__DEVICE": args.device,
                "SWIFTSHOT_ENGINE__DIFFUSION__COMPILE": "true" if args.compile else "false",
                "SWIFTSHOT_ENGINE__DIFFUSION__COMPILE_MODE": args.compile or "default"}
+        if args.executor:
+            env["SWIFTSHOT_ENGINE__EXECUTOR"] = args.executor
         if burst_sizes:
             env["SWIFTSHOT_SCHEDULER__MAX_BATCH_SIZE"] = str(max(burst_sizes))
             env["SWIFTSHOT_SCHEDULER__MAX_WAIT_MS"] = "20"

@@ -251,6 +251,9 @@ def resolve_backend(settings: DiffusionSettings, device: str, pipeline_class: st
     from swiftshot.engines.ov_backend import openvino_missing
 
     family = pipeline_class.removesuffix("Pipeline")
+    if settings.quantize != "none" and settings.int8:
+        raise EngineConfigError("engine.diffusion.int8 (8-bit weights) and quantize int8 (weights "
+                                "and activations) are alternatives: set one of them")
     if settings.quantize != "none" and settings.backend != "openvino":
         if settings.backend == "torch" or device != "cpu":
             raise EngineConfigError(
@@ -653,12 +656,15 @@ class DiffusionEngine:
 
     def _ov_cached_components(self) -> list[str]:
         """Pipeline components whose torch weights a load does not need (their IR is cached)."""
-        from swiftshot.engines.ov_backend import IRCache
+        from swiftshot.engines.ov_backend import IRCache, ir_key
 
         cache = IRCache(self.openvino_dir)
         keys = self._ov_components()
         found = [n for n, k in keys.items()
                  if n.startswith(("unet", "text_encoder")) and cache.has(n, k)]
+        if self.settings.int8 and "unet" not in found and cache.has(
+                "unet", ir_key(self.model_id, "unet", "w")):
+            found.append("unet")  # its 8-bit weights are compressed from the converted UNet
         if "unet_int8" in found:
             found.remove("unet_int8")
             if "unet" not in found:  # the quantised UNet is all a start needs
@@ -680,16 +686,23 @@ class DiffusionEngine:
         report = self.load_report
         report.update(precision=precision, converted=[], from_cache=[])
 
+        plain_unet = ob.ir_key(self.model_id, "unet", "w")  # the key without int8 weights
+
         def runner(name: str, convert: Any, module: Any) -> Any:
             key = keys[name]
             if not cache.has(name, key):
-                if module is None:
+                compress = name == "unet" and self.settings.int8
+                if module is None and not (compress and cache.has("unet", plain_unet)):
                     raise EngineError(f"OpenVINO IR of {name} is missing and no torch module to "
                                       "convert it from")
                 t = time.perf_counter()
                 try:
-                    model = convert(module)
-                    if name == "unet" and self.settings.int8:
+                    if compress and cache.has("unet", plain_unet):
+                        # 8-bit weights from the converted UNet: no second trace of the model
+                        model = ob.core().read_model(str(cache.path("unet", plain_unet)))
+                    else:
+                        model = convert(module)
+                    if compress:
                         model = ob.compress_int8(model)
                 except EngineError:
                     raise

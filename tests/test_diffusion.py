@@ -372,11 +372,8 @@ def test_from_pipeline_applies_the_same_switches(tiny_sd_dir, engine):
     assert np.array_equal(arr(eng.run([spec()])[0]), arr(engine.run([spec()])[0]))
 
 
-def test_tiny_sdxl_pipeline_runs_batched_equals_single(tmp_path):
-    from swiftshot.testing.tiny_pipeline import build_tiny_sdxl
-
-    eng = DiffusionEngine(DS(model=str(build_tiny_sdxl(tmp_path / "xl")),
-                                            dtype="fp32"))
+def test_tiny_sdxl_pipeline_runs_batched_equals_single(tiny_sdxl_dir):
+    eng = DiffusionEngine(DS(model=str(tiny_sdxl_dir), dtype="fp32"))
     assert eng.describe()["pipeline"] == "StableDiffusionXLPipeline"
     specs = [spec(p, seed=i) for i, p in enumerate(PROMPTS[:2])]
     both = eng.run(specs)

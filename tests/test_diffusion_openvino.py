@@ -171,10 +171,8 @@ def test_int8_weights_stay_close_to_fp32(tiny_sd_dir, torch_fp32):
 
 
 @pytest.mark.slow
-def test_tiny_sdxl_runs_on_openvino(tmp_path):
-    from swiftshot.testing.tiny_pipeline import build_tiny_sdxl
-
-    folder = build_tiny_sdxl(tmp_path / "xl")
+def test_tiny_sdxl_runs_on_openvino(tiny_sdxl_dir):
+    folder = tiny_sdxl_dir
     ref = DiffusionEngine(DiffusionSettings(model=str(folder), dtype="fp32", backend="torch"))
     eng = ov(folder, dtype="fp32")
     specs = [spec(p, seed=i) for i, p in enumerate(PROMPTS[:2])]

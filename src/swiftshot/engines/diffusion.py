@@ -383,6 +383,10 @@ class DiffusionEngine:
             self._version_str = self._version(self.model_id)
         return self._version_str
 
+    @version.setter
+    def version(self, value: str) -> None:
+        self._version_str = value
+
     # -- backend = auto: the start-up probe ----------------------------------------------------
 
     @property

@@ -572,6 +572,132 @@ def _drop_cast_shadow(m: np.ndarray, ev: Evidence) -> np.ndarray:
     return out
 
 
+_LEAK = False
+_PLAIN = 0.7
+_WALLED = 0.6
+_OPEN = 0.2
+_SEED = 1
+_KEEP = 0.0
+_FLOOD = False
+_DOG = (0.7, 1.6)
+_LIFT = 2.0
+
+
+def _whiteish(m: np.ndarray, ev: Evidence) -> bool:
+    """The product has the backdrop's colour (white on white): its region found by colour
+    is mostly its outline."""
+    sel = m > 0
+    return bool(np.median(ev.chroma[sel]) < 1.0 and np.median(ev.ratio[sel]) > 0.7)
+
+
+def _unshadow(m: np.ndarray, edges: np.ndarray, ev: Evidence) -> np.ndarray:
+    """Give back a shadow the closure took in: shadow-coloured pixels reached from the
+    clear backdrop without crossing an outline (a shadow fades into the backdrop; a white
+    product's shaded face meets it across its silhouette)."""
+    shadowy = (ev.chroma < 0.6) & (ev.ratio < 1 - ev.tol) & (ev.ratio > 0.3)
+    wall = cv2.dilate(edges.astype(np.uint8), _CROSS) > 0
+    allowed = shadowy & ~wall & (m > 0)
+    grow = (allowed | (m == 0)).astype(np.uint8)
+    n, labels, _, _ = cv2.connectedComponentsWithStats(grow, connectivity=4)
+    reach = np.zeros(n, bool)
+    reach[np.unique(labels[m == 0])] = True
+    reach[0] = False
+    out = m.copy()
+    out[reach[labels] & allowed] = 0
+    return cv2.morphologyEx(out, cv2.MORPH_OPEN, _CROSS)
+
+
+def _main_parts(m: np.ndarray, frac: float) -> np.ndarray:
+    """The largest 8-connected part of ``m`` and those at least ``frac`` of its size."""
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
+    if n <= 2:
+        return m
+    area = stats[:, cv2.CC_STAT_AREA].astype(np.float64)
+    area[0] = 0
+    keep = area >= frac * area.max()
+    keep[0] = False
+    return keep[labels].astype(np.uint8)
+
+
+def _silhouette_edges(img: np.ndarray, band_mask: np.ndarray,
+                      hband: np.ndarray | None) -> np.ndarray:
+    """Sharp steps of brightness, with hysteresis: faint parts of an outline (a white face a
+    few levels off a white sweep) are kept where they continue a clear one. A difference of
+    Gaussians cancels a soft shadow's ramp, so its outline does not count."""
+    lum = cv2.transform(img, _MEAN3)
+    dog = cv2.GaussianBlur(lum, (0, 0), _DOG[0]) - cv2.GaussianBlur(lum, (0, 0), _DOG[1])
+    g = _grad(dog)
+    noise = max(float(np.median(g[band_mask])) if band_mask.any() else 0.3, 0.15)
+    ridge = g >= 0.7 * cv2.dilate(g, np.ones((3, 3), np.uint8))
+    weak = ((g > 2.5 * noise) & ridge).astype(np.uint8)
+    strong = (g > 6.0 * noise) & ridge
+    if hband is not None:
+        weak[hband] = 0
+    n, labels, _, _ = cv2.connectedComponentsWithStats(weak, connectivity=8)
+    keep = np.zeros(n, bool)
+    keep[np.unique(labels[strong & (weak > 0)])] = True
+    keep[0] = False
+    return keep[labels]
+
+
+def _close_silhouette(m: np.ndarray, edges: np.ndarray, ev: Evidence, gap: int = 2,
+                      lifted: np.ndarray | None = None) -> np.ndarray:
+    """A white product on a white sweep: its lit faces look like the backdrop and its shaded
+    faces like a shadow, so the evidence finds little more than its outline. What the
+    product's outline encloses is product: the backdrop is flooded in from the frame's border
+    around the outline (its gaps closed by ``gap`` pixels) and within the convex hull of the
+    product and its outline; an enclosed part stays backdrop only when nearly all of it
+    looks like plain backdrop (a mug's handle, the space beside a bottle's neck)."""
+    h, w = m.shape
+    near = cv2.dilate(m, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (9, 9))) > 0
+    n, labels, _, _ = cv2.connectedComponentsWithStats(edges.astype(np.uint8), connectivity=8)
+    touching = np.unique(labels[near & edges])
+    own = np.isin(labels, touching[touching > 0])
+    core = (m > 0) | own
+    if lifted is not None:
+        # A lit face a few levels brighter than the sweep (a carton's top): too faint per
+        # pixel, clear over a few pixels around. Parts of it that touch the product join.
+        n2, lab2, _, _ = cv2.connectedComponentsWithStats(lifted.astype(np.uint8), connectivity=8)
+        t2 = np.unique(lab2[near & lifted])
+        core |= np.isin(lab2, t2[t2 > 0])
+    pts = cv2.findNonZero(core.astype(np.uint8))
+    if pts is None:
+        return m
+    hull = np.zeros((h, w), np.uint8)
+    cv2.fillConvexPoly(hull, cv2.convexHull(pts), 1)
+    k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * gap + 1, 2 * gap + 1))
+    inside = hull > 0
+    free = inside & ~(cv2.dilate(core.astype(np.uint8), k) > 0)
+    if _LEAK:
+        free |= ~inside
+    n, labels, _, _ = cv2.connectedComponentsWithStats(free.astype(np.uint8), connectivity=4)
+    counts = np.bincount(labels.ravel(), minlength=n)
+    bgc = np.bincount(labels.ravel(), weights=ev.bg_like.ravel(), minlength=n)
+    # The backdrop seen through a hole is walled in by the outline; a concavity (beside a
+    # bottle's neck, under a mug's handle, with its shadow) is open to the outside along the
+    # hull's side where no outline runs; a lit face of a white product is bounded by its own
+    # shading: no edge, and at most a short stretch of the hull's side (a faint shoulder).
+    at_edge = cv2.dilate(own.astype(np.uint8), k) > 0
+    at_hull = ~(cv2.erode(hull, k) > 0)
+    spread = cv2.dilate(labels.astype(np.float32), np.ones((3, 3), np.uint8)).astype(np.int32)
+    rim = ~free & (spread > 0) & inside
+    rc = np.maximum(np.bincount(spread[rim], minlength=n), 1)
+    # The component's own pixels on the hull's side, away from any outline: its open side.
+    side = free & (hull > 0) & ~(cv2.erode(hull, _CROSS) > 0) & ~at_edge
+    oc = np.bincount(labels[side], minlength=n)
+    open_frac = oc / (rc + oc)
+    walled = (np.bincount(spread[rim & (at_edge | at_hull)], minlength=n) + oc) / (rc + oc)
+    plain = (open_frac >= _OPEN) | ((bgc / np.maximum(counts, 1) >= _PLAIN) & (walled >= _WALLED))
+    plain[np.unique(labels[~inside])] = True
+    plain[0] = False
+    outside = (plain[labels] & free) | ~inside
+    # Grow the backdrop back over the closing's margin, never across the outline itself.
+    grow_into = ~(own & ~ev.bg_like) & ~(m > 0)
+    for _ in range(gap + 1):
+        outside = (cv2.dilate(outside.astype(np.uint8), _CROSS) > 0) & grow_into | outside
+    return (~outside).astype(np.uint8)
+
+
 def _around(m: np.ndarray, margin: int) -> tuple[slice, slice] | None:
     """Slices of ``m``'s bounding box grown by ``margin`` (clipped); None when ``m`` is empty."""
     rows = np.nonzero(m.any(1))[0]
@@ -734,6 +860,19 @@ class ClassicalSegmenter:
                     bg, sigma, hband = two[0], two[1], two[3]
         ev = _evidence(img, bg, sigma, band_mask, p, hband)
         hard = _regions(ev.product, ev.bg_like, ev.shadow_like, p, img, bg)
+        if hard.any() and _whiteish(hard, ev):
+            edges = _silhouette_edges(img, band_mask, hband)
+            lum_d = cv2.transform(img - bg, _MEAN3)
+            lifted = cv2.blur(lum_d, (5, 5)) > max(_LIFT, 0.8 * sigma)
+            seed = hard
+            if _SEED == 1:
+                seed = _main_parts(_drop_specks(ev.product.astype(np.uint8), 4) & hard, _KEEP)
+            elif _SEED == 2:
+                seed = _drop_specks(ev.product.astype(np.uint8), 4)
+            hard = _close_silhouette(seed, edges, ev, lifted=lifted)
+            if _FLOOD:
+                hard = _unshadow(hard, edges, ev)
+            hard = _drop_specks(hard, p.min_region * hard.size)
         hard = _peel_base_shadow(hard, ev, p)
         hard = _drop_cast_shadow(hard, ev)
         # What follows only matters near the product: work on its bounding box (plus more than

@@ -147,6 +147,29 @@ def _design(xn: np.ndarray, yn: np.ndarray) -> np.ndarray:
     return np.stack([np.ones_like(xn), xn, yn, xn * xn, xn * yn, yn * yn], -1).astype(np.float32)
 
 
+_MODE = True
+_CAP = True
+
+
+def _start_colour(vals: np.ndarray) -> np.ndarray:
+    """Where the robust fit starts: the median colour of the border's most common colour
+    (bins of 24 levels, with their neighbours), not of all of it. A product covering
+    nearly half of a plane's border (a box cropped at the side, standing on the table) pulls
+    the plain median towards its own colour, and the fit started half on the product."""
+    if not _MODE:
+        return np.median(vals, 0)
+    q = np.clip(vals // 24, 0, 10).astype(np.int32)
+    key = (q[:, 0] * 11 + q[:, 1]) * 11 + q[:, 2]
+    counts = np.bincount(key, minlength=11 ** 3).reshape(11, 11, 11).astype(np.float32)
+    # Neighbouring bins count too: a gradient or the sweep's fall-off spreads over a few.
+    pad = np.pad(counts, 1)
+    smooth = sum(pad[i:i + 11, j:j + 11, k:k + 11]
+                 for i in range(3) for j in range(3) for k in range(3))
+    best = np.unravel_index(int(np.argmax(smooth)), smooth.shape)
+    near = (np.abs(q - np.array(best)) <= 1).all(1)
+    return np.median(vals[near], 0) if near.sum() >= 10 else np.median(vals, 0)
+
+
 def _robust_fit(design: np.ndarray, vals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Least squares of ``vals`` (N×3) on ``design`` (N×6), robust to a product filling part
     of the border (cropped framing: a whole side can be product): started on the 70 % of the
@@ -156,17 +179,28 @@ def _robust_fit(design: np.ndarray, vals: np.ndarray) -> tuple[np.ndarray, np.nd
         d = design[keep].astype(np.float64)
         return np.linalg.solve(d.T @ d + 1e-6 * np.eye(6), d.T @ vals[keep])
 
-    dist = np.abs(vals - np.median(vals, 0)).max(1)
+    dist = np.abs(vals - _start_colour(vals)).max(1)
     keep = dist <= np.quantile(dist, 0.7)
+    if _CAP and (keep & (dist <= 40)).mean() >= 0.25:
+        keep &= dist <= 40  # not a colour far from the backdrop's (the product's)
     coef = solve(keep)
     res = np.abs(vals - design @ coef).max(1)
-    keep = res <= np.quantile(res, 0.85)
+    new_keep = res <= np.quantile(res, 0.85)
+    if _CAP:
+        new_keep &= res <= max(3.0, 4.0 * 1.4826 * float(np.median(res[keep])))
+    keep = new_keep if new_keep.sum() >= 0.25 * len(keep) else res <= np.quantile(res, 0.85)
     for _ in range(3):
         coef = solve(keep)
         res = np.abs(vals - design @ coef).max(1)
         # The noise from the median of all residuals (robust while most of the border is
         # backdrop; the trimmed set's own median would shrink the cut at every step).
-        cut = max(3.0, 3.0 * float(np.median(res)) * 1.4826)
+        # ...unless nearly half of it is product (a box cropped at a side, standing on the
+        # table: then the median residual is the product's, and the cut let it in): the
+        # kept set's own median, with room to grow, caps it.
+        med = float(np.median(res))
+        if _CAP:
+            med = min(med, 1.5 * float(np.median(res[keep])))
+        cut = max(3.0, 3.0 * med * 1.4826)
         new_keep = res < cut
         if new_keep.sum() < 0.3 * len(keep) or (new_keep == keep).all():
             break
@@ -579,6 +613,7 @@ _OPEN = 0.2
 _SEED = 1
 _KEEP = 0.0
 _FLOOD = False
+_SHRINK = 2
 _DOG = (0.7, 1.6)
 _LIFT = 2.0
 
@@ -695,7 +730,13 @@ def _close_silhouette(m: np.ndarray, edges: np.ndarray, ev: Evidence, gap: int =
     grow_into = ~(own & ~ev.bg_like) & ~(m > 0)
     for _ in range(gap + 1):
         outside = (cv2.dilate(outside.astype(np.uint8), _CROSS) > 0) & grow_into | outside
-    return (~outside).astype(np.uint8)
+    out = (~outside).astype(np.uint8)
+    if _SHRINK:
+        # The outline's ridge has a side lobe a pixel outside the product: the closing's rim
+        # is given back where it is plain backdrop.
+        rim = (out > 0) & (cv2.erode(out, _CROSS) == 0) & (ev.bg_like | (_SHRINK == 2) & ev.shadow_like & ~(m > 0))
+        out[rim] = 0
+    return out
 
 
 def _around(m: np.ndarray, margin: int) -> tuple[slice, slice] | None:
@@ -863,7 +904,12 @@ class ClassicalSegmenter:
         if hard.any() and _whiteish(hard, ev):
             edges = _silhouette_edges(img, band_mask, hband)
             lum_d = cv2.transform(img - bg, _MEAN3)
-            lifted = cv2.blur(lum_d, (5, 5)) > max(_LIFT, 0.8 * sigma)
+            thr = max(_LIFT, 0.8 * sigma)
+            lifted = cv2.blur(lum_d, (5, 5)) > thr
+            # The 5×5 mean shrinks the face by two pixels: grow it back over what is still
+            # lifted on a 3×3 mean.
+            lifted = (cv2.dilate(lifted.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0) & (
+                cv2.blur(lum_d, (3, 3)) > 0.5 * thr)
             seed = hard
             if _SEED == 1:
                 seed = _main_parts(_drop_specks(ev.product.astype(np.uint8), 4) & hard, _KEEP)

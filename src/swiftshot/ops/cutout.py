@@ -181,7 +181,7 @@ def _robust_fit(design: np.ndarray, vals: np.ndarray) -> tuple[np.ndarray, np.nd
 
     dist = np.abs(vals - _start_colour(vals)).max(1)
     keep = dist <= np.quantile(dist, 0.7)
-    if _CAP and (keep & (dist <= 40)).mean() >= 0.25:
+    if _CAP == 2 and (keep & (dist <= 40)).mean() >= 0.25:
         keep &= dist <= 40  # not a colour far from the backdrop's (the product's)
     coef = solve(keep)
     res = np.abs(vals - design @ coef).max(1)

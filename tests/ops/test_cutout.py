@@ -22,7 +22,7 @@ from swiftshot.testing.products import CASES, base_band, base_band_alpha, iou, m
 # makes any case clearly worse fails here.
 FLOORS = {
     "bottle_white_sweep": 0.975, "box_gradient": 0.975, "sneaker_textured": 0.975,
-    "mug_handle_white_sweep": 0.975, "white_on_white": 0.80, "bottle_grey_noisy_jpeg": 0.975,
+    "mug_handle_white_sweep": 0.975, "white_on_white": 0.94, "bottle_grey_noisy_jpeg": 0.975,
     "dark_box_hard_shadow": 0.975, "mug_gradient_jpeg": 0.975,
 }
 SIZE = (640, 640)
@@ -256,7 +256,7 @@ def test_no_halo_around_the_edge(cutouts, name):
     alpha = a8.astype(np.float32) / 255.0
     outer, inner = _rings(coverage)
     assert alpha[outer].mean() <= 0.05, f"{name}: alpha {alpha[outer].mean():.3f} outside the edge"
-    if name != "white_on_white":  # its top face is lost (docs/OPS.md, known weak spots)
+    if name != "white_on_white":  # its faint top face's rim is soft (docs/OPS.md, weak spots)
         missing = 1.0 - alpha[inner].mean()
         assert missing <= 0.06, f"{name}: {missing:.3f} of the product's rim is transparent"
 
@@ -268,7 +268,8 @@ def test_cutout_says_how_sure_it_is():
     clear = cutout(make_photo("box_gradient", SIZE).image)
     assert clear.info[CONFIDENCE_INFO] >= 0.8
     assert confidence_header(clear).endswith("high")
-    # White on white is a guess (IoU 0.45-0.85 on these cases): it must say low, not hide it.
+    # White on white is closed from its outline (IoU 0.93-0.98 on these cases, 0.45-0.85
+    # before), still a guess where the outline fades: it must say low, not hide it.
     white = next(c for c in eval_cases(TUNING_SEEDS) if c.category == "white_on_white")
     guess = cutout(make_photo(white, SIZE).image)
     assert guess.info[CONFIDENCE_INFO] < 0.5 and confidence_header(guess).endswith("low")
@@ -311,3 +312,58 @@ def test_auto_falls_back_when_the_model_sees_nothing(tmp_path):
     assert iou(np.asarray(out)[..., 3] / 255.0, photo.coverage) > 0.97
     assert "found no product" in out.info["cutout_notes"][0]
     assert out.info["cutout_confidence"] >= 0.8
+
+
+def test_white_on_white_keeps_its_shaded_and_lit_faces():
+    # A white carton's shaded side (a shadow's colour) and its lit top (a few levels over the
+    # sweep) were given back as backdrop (IoU 0.62); the closure of its outline keeps them.
+    from swiftshot.testing.products import TUNING_SEEDS, eval_cases
+
+    box = next(c for c in eval_cases(TUNING_SEEDS) if c.product == "white_box")
+    photo = make_photo(box, SIZE)
+    alpha = ClassicalSegmenter().mask(photo.image)
+    assert iou(alpha, photo.coverage) >= 0.92
+    # The cast shadow beside it stays backdrop.
+    shadow_side = (photo.coverage < 0.01) & (cv2.dilate(
+        (photo.coverage > 0.5).astype(np.uint8), np.ones((41, 41), np.uint8)) > 0)
+    assert (alpha[shadow_side] >= 0.5).mean() < 0.05
+
+
+def test_a_cropped_box_on_a_dark_table():
+    # Extra tuning seed 22: a green box cropped at the frame's left side, standing on a dark
+    # table in front of a wall. The box covered nearly half of the table's border, the
+    # robust fit started half on it, and the table was "product" (IoU 0.64).
+    from swiftshot.testing.products import eval_cases
+
+    case = eval_cases((22,), ("framing",))[0]
+    photo = make_photo(case, SIZE)
+    assert iou(ClassicalSegmenter().mask(photo.image), photo.coverage) >= 0.97
+
+
+def test_an_outline_through_the_backdrop_lowers_the_confidence():
+    # A piece of a wood table kept with a handbag (tuning seed 4) and a box with a strip of
+    # table (seed 1) were cut out at confidence 1.00; the outline there has the table's
+    # colour on both sides. A clean cutout on a textured backdrop stays high.
+    from swiftshot.ops.cutout import CONFIDENCE_INFO, confidence_label
+    from swiftshot.testing.products import eval_cases
+
+    cases = {c.seed: c for c in eval_cases(range(0, 5), ("textured",))}
+    for seed in (1, 4):
+        out = cutout(make_photo(cases[seed], SIZE).image)
+        assert confidence_label(out.info[CONFIDENCE_INFO]) != "high", seed
+        assert any("outline" in n for n in out.info["cutout_notes"]), seed
+    clean = cutout(make_photo(cases[0], SIZE).image)
+    assert clean.info[CONFIDENCE_INFO] >= 0.8
+
+
+def test_unsupported_outline_measures_a_kept_piece_of_backdrop():
+    from swiftshot.ops.cutout import _unsupported_outline
+
+    img = np.full((120, 120, 3), 200.0, np.float32)
+    img[30:90, 30:90] = (40, 60, 160)
+    right = np.zeros((120, 120), np.uint8)
+    right[30:90, 30:90] = 1
+    assert _unsupported_outline(img, right, 1.0) < 0.05
+    wrong = right.copy()
+    wrong[30:90, 90:110] = 1  # a strip of backdrop kept on the right
+    assert _unsupported_outline(img, wrong, 1.0) > 0.2

@@ -656,7 +656,7 @@ def _silhouette_edges(img: np.ndarray, band_mask: np.ndarray,
     strong = (g > 6.0 * noise) & ridge
     if hband is not None:
         weak[hband] = 0
-    n, labels, _, _ = cv2.connectedComponentsWithStats(weak, connectivity=8)
+    n, labels = cv2.connectedComponents(weak, connectivity=8)
     keep = np.zeros(n, bool)
     keep[np.unique(labels[strong & (weak > 0)])] = True
     keep[0] = False
@@ -676,16 +676,17 @@ def _close_silhouette(m: np.ndarray, edges: np.ndarray, ev: Evidence, gap: int =
     stays product."""
     h, w = m.shape
     near = cv2.dilate(m, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (9, 9))) > 0
-    n, labels, _, _ = cv2.connectedComponentsWithStats(edges.astype(np.uint8), connectivity=8)
-    touching = np.unique(labels[near & edges])
-    own = np.isin(labels, touching[touching > 0])
-    core = (m > 0) | own
-    if lifted is not None:
-        # A lit face a few levels brighter than the sweep (a carton's top): too faint per
-        # pixel, clear over a few pixels around. Parts of it that touch the product join.
-        n2, lab2, _, _ = cv2.connectedComponentsWithStats(lifted.astype(np.uint8), connectivity=8)
-        t2 = np.unique(lab2[near & lifted])
-        core |= np.isin(lab2, t2[t2 > 0])
+    # Edges touching the product are its outline; a lit face a few levels brighter than the
+    # sweep (a carton's top: too faint per pixel, clear over a few pixels around) joins the
+    # same way. One labelling for both.
+    cand = edges | lifted if lifted is not None else edges
+    n, labels = cv2.connectedComponents(cand.astype(np.uint8), connectivity=8)
+    touching = np.zeros(n, bool)
+    touching[labels[near & cand]] = True
+    touching[0] = False
+    joined = touching[labels]
+    own = joined & edges
+    core = (m > 0) | joined
     pts = cv2.findNonZero(core.astype(np.uint8))
     if pts is None:
         return m
@@ -694,7 +695,7 @@ def _close_silhouette(m: np.ndarray, edges: np.ndarray, ev: Evidence, gap: int =
     k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * gap + 1, 2 * gap + 1))
     inside = hull > 0
     free = inside & ~(cv2.dilate(core.astype(np.uint8), k) > 0)
-    n, labels, _, _ = cv2.connectedComponentsWithStats(free.astype(np.uint8), connectivity=4)
+    n, labels = cv2.connectedComponents(free.astype(np.uint8), connectivity=4)
     counts = np.bincount(labels.ravel(), minlength=n)
     bgc = np.bincount(labels.ravel(), weights=ev.bg_like.ravel(), minlength=n)
     # The backdrop seen through a hole is walled in by the outline; a concavity (beside a
@@ -899,7 +900,7 @@ class ClassicalSegmenter:
                 cv2.blur(lum_d, (3, 3)) > 0.5 * thr)
             # The outline and whatever else is product evidence (not the region's hull
             # fill, which takes in the shadow next to a white product).
-            seed = _drop_specks(ev.product.astype(np.uint8), 4) & hard
+            seed = ev.product.astype(np.uint8) & hard
             hard = _close_silhouette(seed, edges, ev, lifted=lifted)
             hard = _drop_specks(hard, p.min_region * hard.size)
         hard = _peel_base_shadow(hard, ev, p)

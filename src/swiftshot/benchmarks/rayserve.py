@@ -245,6 +245,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--parts", default="scaling,hop,batcher")
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
+    import ray
+
     from swiftshot.testing.ray_cluster import LoopbackCluster
 
     load_before = os.getloadavg()
@@ -252,18 +254,20 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         out = asyncio.run(_main(args))
         wall = time.perf_counter() - t0
-    load_after = os.getloadavg()
-    for name, rows in out.items():
-        print(f"\n== {name}")
-        print_table(rows)
-    data = {"benchmark": "rayserve", "quick": args.quick, "ray_nodes": 2,
-            "cluster_start_s": cluster.start_s, "wall_s": wall,
-            "load_avg_before": load_before, "load_avg_after": load_after, **out}
-    import ray
-
-    data["ray"] = ray.__version__
-    path = write_result("rayserve" + ("-quick" if args.quick else ""), data, args.out)
-    print(f"\nload avg before {load_before[0]:.2f}, after {load_after[0]:.2f}; wrote {path}")
+        load_after = os.getloadavg()
+        # written before the cluster shuts down: on a crowded box Ray's shutdown was seen to
+        # hang (Serve's long-poll thread re-initialising Ray against the shutdown), and the
+        # figures must not be lost with it
+        data = {"benchmark": "rayserve", "quick": args.quick, "ray_nodes": 2,
+                "cluster_start_s": cluster.start_s, "wall_s": wall,
+                "load_avg_before": load_before, "load_avg_after": load_after, **out,
+                "ray": ray.__version__}
+        path = write_result("rayserve" + ("-quick" if args.quick else ""), data, args.out)
+        for name, rows in out.items():
+            print(f"\n== {name}")
+            print_table(rows)
+        print(f"\nload avg before {load_before[0]:.2f}, after {load_after[0]:.2f}; wrote {path}",
+              flush=True)
     return 0
 
 

@@ -208,6 +208,9 @@ class FakeEngineSettings(_Section):
     """A batch holding a spec whose prompt contains this text fails with an EngineError."""
     load_error: str | None = None
     """Loading the engine fails with this message (a model that cannot load)."""
+    load_error_file: Path | None = None
+    """Loading the engine fails while this file exists, with its text as the message (a model
+    that cannot load for a while: tests of the bounded load retries)."""
     crash_prompt: str | None = None
     """A batch holding a spec whose prompt contains this text kills the process running the
     engine outright (``os._exit``, like a segfault): tests of a worker/replica that crashes on
@@ -225,6 +228,14 @@ class EngineSettings(_Section):
     """Worker processes per engine (``process``). None: one per GPU, else one per CPU core.
     With ``ray``: replicas per engine, a fixed count (min = max, no autoscaling); None: from
     ``ray.min_replicas``/``max_replicas``."""
+    load_retries: int = Field(3, ge=0, le=10)
+    """A worker whose engine fails to load (``process``, ``inline``) tries again this many times,
+    waiting ``load_backoff_s``, then twice that, ... between tries (1 s, 2 s, 4 s), while
+    ``/readyz`` says it is not ready and why; after the last try it stays failed with the
+    reason (never a restart loop). ``ray``: Serve retries a failing replica constructor
+    ``min(max_constructor_retry_count, 3 × replicas)`` times."""
+    load_backoff_s: float = Field(1.0, ge=0, le=60)
+    """Wait before the first load retry; doubled before each next one."""
     batch_timeout_s: float = Field(300.0, gt=0)
     """A batch running longer than this in a worker process has its worker killed and
     restarted (its requests get the retry-once / 503 of a lost worker): nothing hangs."""

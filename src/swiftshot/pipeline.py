@@ -6,6 +6,7 @@ the CLI and the batch jobs all call it.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from swiftshot import telemetry
 from swiftshot.config import OpsSettings
 from swiftshot.engines.base import Engine, StepCallback, check_cancel, wanted_previews
 from swiftshot.ops import (
@@ -93,9 +95,14 @@ def run_batch(engine: Engine, specs: Sequence[RenderSpec], on_step: StepCallback
     products = products or {}
     plans = [plan(spec) for spec in specs]
     preview_without_engine(specs, plans, on_step, products)
+    t0 = time.time_ns()
     backdrops = render_engine(engine, specs, plans, on_step, products)
-    return [apply_preset_stage(spec, run_ops_stage(engine, spec, ops, backdrop, products))
-            for spec, ops, backdrop in zip(specs, plans, backdrops, strict=True)]
+    t1 = time.time_ns()
+    out = [apply_preset_stage(spec, run_ops_stage(engine, spec, ops, backdrop, products))
+           for spec, ops, backdrop in zip(specs, plans, backdrops, strict=True)]
+    telemetry.record_span("engine", t0, t1)  # (span record of the worker, when one is open)
+    telemetry.record_span("ops", t1, time.time_ns())
+    return out
 
 
 def plan(spec: RenderSpec) -> list[Op]:

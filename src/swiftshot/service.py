@@ -78,6 +78,8 @@ class _Made:
     """The worker's encode of the asking request's delivery variant (process, ray)."""
     hop_s: float = 0.0
     """The executor's own cost for this batch (Result.hop_s)."""
+    spans: list[tuple[str, int, int]] = field(default_factory=list)
+    """The engine worker's own stages (engine, ops, encode; epoch ns), for tracing."""
 
 
 @dataclass
@@ -93,10 +95,12 @@ class _SlowWarmupFake(FakeEngine):
     """The fake engine with a warm-up that takes time, or a load that fails (tests of /readyz)."""
 
     def __init__(self, warmup_s: float, load_error: str | None = None,
-                 crash_prompt: str | None = None, **kwargs: Any) -> None:
+                 crash_prompt: str | None = None, load_error_file: Any = None,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.warmup_s = warmup_s
         self.load_error = load_error
+        self.load_error_file = load_error_file
         self.crash_prompt = crash_prompt
 
     def run(self, specs: Any, on_step: Any = None) -> Any:
@@ -111,6 +115,15 @@ class _SlowWarmupFake(FakeEngine):
             from swiftshot.engines.base import EngineConfigError
 
             raise EngineConfigError(self.load_error)
+        if self.load_error_file is not None:
+            from pathlib import Path
+
+            from swiftshot.engines.base import EngineConfigError
+
+            try:
+                raise EngineConfigError(Path(self.load_error_file).read_text().strip())
+            except FileNotFoundError:
+                pass
         super().load()
 
     def warmup(self, shapes: Any) -> None:
@@ -126,7 +139,8 @@ def build_engine(settings: Settings, name: str | None = None, *, model: str | No
         needle = cfg.fail_prompt
         fail = (lambda s: needle in s.prompt) if needle else None
         return _SlowWarmupFake(cfg.warmup_s, cfg.load_error, delay_s=cfg.delay_s, per_item_s=cfg.per_item_s,
-                               steps=cfg.steps, fail_when=fail, crash_prompt=cfg.crash_prompt)
+                               steps=cfg.steps, fail_when=fail, crash_prompt=cfg.crash_prompt,
+                               load_error_file=cfg.load_error_file)
     return create_engine(name, settings, model=model)
 
 
@@ -405,6 +419,7 @@ class Service:
             stages.add("variant", m_end, m_end + int(made.variant_s * 1e9))
         if made.hop_s:
             stages.add("hop", m_end, m_end + int(made.hop_s * 1e9))
+        stages.remote.extend(made.spans)
         # its likely variants, when idle (width from the metadata when the image stayed remote)
         self.prefetcher.after_render(key, made.image.width if made.image is not None else None)
         return self._rendered(key, spec, made.master, made.image, "miss", stages, made.batch_size)
@@ -493,7 +508,8 @@ class Service:
                                   tags=(*spec.tags, _own_tag(key)), behind=True)
         return _Made(result.image, master, result.queue_s, result.infer_s, master_s,
                      result.batch_size, submitted, getattr(result, "variant_s", 0.0),
-                     getattr(result, "hop_s", 0.0))
+                     getattr(result, "hop_s", 0.0),
+                     list(getattr(result, "spans", None) or ()))
 
     async def store(self, key: str, spec: RenderSpec, master: bytes,
                     size: tuple[int, int]) -> None:

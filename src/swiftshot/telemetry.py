@@ -69,12 +69,15 @@ from typing import Any as _Any  # noqa: E402
 class Stages:
     """Stage timings of one request, on the monotonic clock (nanoseconds)."""
 
-    __slots__ = ("t0_ns", "_epoch0_ns", "spans")
+    __slots__ = ("t0_ns", "_epoch0_ns", "spans", "remote")
 
     def __init__(self) -> None:
         self.t0_ns = _time.perf_counter_ns()
         self._epoch0_ns = _time.time_ns()
         self.spans: list[tuple[str, int, int]] = []
+        self.remote: list[tuple[str, int, int]] = []
+        """Stages the engine worker recorded (engine, ops, encode), on the wall clock (epoch
+        ns): emitted as children of the ``infer`` span (:func:`worker_spans`)."""
 
     def add(self, name: str, start_ns: int, end_ns: int) -> None:
         self.spans.append((name, start_ns, end_ns))
@@ -169,10 +172,18 @@ class Tracing:
             name, context=parent, kind=trace.SpanKind.SERVER,
             start_time=stages.epoch_ns(stages.t0_ns), attributes=dict(attributes or {}))
         ctx = trace.set_span_in_context(root)
+        infer_ctx = ctx
         for stage, start, stop in stages.spans:
             span = self._tracer.start_span(f"swiftshot.{stage}", context=ctx,
                                            start_time=stages.epoch_ns(start))
             span.end(end_time=stages.epoch_ns(stop))
+            if stage == "infer":
+                infer_ctx = trace.set_span_in_context(span)
+        # the worker's own stages (another process or machine): under the infer span
+        for stage, start, stop in stages.remote:
+            span = self._tracer.start_span(f"swiftshot.worker.{stage}", context=infer_ctx,
+                                           start_time=start)
+            span.end(end_time=stop)
         root.end(end_time=stages.epoch_ns(end))
 
     def shutdown(self) -> None:
@@ -302,5 +313,34 @@ def merge_metric_deltas(into: dict[str, float], more: _Mapping[str, float]) -> N
 
 def trace_carrier() -> dict[str, str]:
     """W3C trace context to hand to a worker. Spans of the worker's stages are emitted by the
-    front from the durations the worker reports (``Tracing.emit``), so nothing is needed yet."""
+    front from the stage record the worker ships back (:func:`worker_spans`), so nothing is
+    needed yet."""
     return {}
+
+
+# -- Worker stages for spans --------------------------------------------------------------------
+# The engine worker (a thread, a process, a Ray replica) records when its stages ran (engine,
+# ops, encode) on the wall clock; BatchResult.spans carries them back and the front emits them
+# as children of the request's infer span. The record is per thread (the batch's thread).
+
+_worker_stages = _threading.local()
+
+
+class worker_spans:  # noqa: N801 - a context manager, used like a function
+    """``with worker_spans() as spans:`` — :func:`record_span` calls in this thread land in
+    ``spans`` as ``(name, start_epoch_ns, end_epoch_ns)``."""
+
+    def __enter__(self) -> list[tuple[str, int, int]]:
+        self._outer = getattr(_worker_stages, "spans", None)
+        _worker_stages.spans = []
+        return _worker_stages.spans  # type: ignore[no-any-return]
+
+    def __exit__(self, *exc: object) -> None:
+        _worker_stages.spans = self._outer
+
+
+def record_span(name: str, start_ns: int, end_ns: int) -> None:
+    """One worker stage (epoch ns, ``time.time_ns()``); a no-op outside :class:`worker_spans`."""
+    spans = getattr(_worker_stages, "spans", None)
+    if spans is not None:
+        spans.append((name, start_ns, end_ns))

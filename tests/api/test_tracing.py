@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from fastapi.testclient import TestClient
 
 from swiftshot.api.app import create_app
@@ -49,3 +51,40 @@ def test_no_exporter_records_nothing(tmp_path):
                         server={"warmup_shapes": [(64, 64)]})
     app = create_app(settings)
     assert not app.state.tracing.enabled and app.state.tracing.exporter is None
+
+
+def test_the_worker_process_stages_are_child_spans_of_the_request(tmp_path):
+    """The engine runs in a worker process: its own stages (engine, ops, encode) come back
+    with the result and appear under the request's infer span, in the caller's trace."""
+    import pytest
+
+    pytest.importorskip("opentelemetry.sdk")
+    settings = Settings(data_dir=tmp_path / "var",
+                        engine={"default": "fake", "executor": "process", "workers": 1,
+                                "fake": {"delay_s": 0.05}},
+                        server={"warmup_shapes": [(64, 64)]},
+                        telemetry={"otel_exporter": "memory"})
+    app = create_app(settings)
+    exporter = app.state.tracing.exporter
+    with TestClient(app) as c:
+        end = time.monotonic() + 120
+        while c.get("/readyz").status_code != 200:  # the worker process loads and warms up
+            assert time.monotonic() < end, c.get("/readyz").text
+            time.sleep(0.05)
+        r = c.post("/v1/render", json={"prompt": "traced in a worker", "size": "64x64"},
+                   headers={"traceparent": f"00-{TRACE_ID}-{PARENT_ID}-01"})
+        assert r.status_code == 200, r.text
+        spans = exporter.get_finished_spans()
+        infer = next(s for s in spans if s.name == "swiftshot.infer")
+        worker = {s.name: s for s in spans
+                  if s.parent is not None and s.parent.span_id == infer.context.span_id}
+        assert {"swiftshot.worker.engine", "swiftshot.worker.ops",
+                "swiftshot.worker.encode"} <= set(worker), [s.name for s in spans]
+        for s in worker.values():
+            assert format(s.context.trace_id, "032x") == TRACE_ID
+            assert s.start_time <= s.end_time
+        engine, ops, encode = (worker[f"swiftshot.worker.{n}"] for n in ("engine", "ops",
+                                                                         "encode"))
+        # the fake engine sleeps 50 ms in the worker; its stages come in order
+        assert engine.end_time - engine.start_time >= 40_000_000
+        assert engine.end_time <= ops.start_time <= ops.end_time <= encode.start_time

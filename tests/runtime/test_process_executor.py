@@ -151,6 +151,7 @@ async def test_an_input_that_crashes_the_engine_fails_only_its_own_request(tmp_p
 
 async def test_a_model_that_cannot_load_leaves_the_executor_not_ready_saying_why(tmp_path):
     settings = _settings(tmp_path, load_error="weights file is truncated")
+    settings.engine.load_retries, settings.engine.load_backoff_s = 1, 0.1
     ex = ProcessExecutor(settings, "fake", workers=1)
     w = Worker(ex, settings)
     with pytest.raises(ServiceError, match="weights file is truncated") as info:
@@ -159,6 +160,8 @@ async def test_a_model_that_cannot_load_leaves_the_executor_not_ready_saying_why
         assert info.value.status == 503 and not w.ready
         h = ex.health()
         assert not h.ready and "weights file is truncated" in (h.error or "")
+        # bounded: tried twice (load_retries = 1), then it stays failed, saying so
+        assert "gave up after 2 tries" in h.error and ex._procs[0].state == "failed"
         assert h.workers[0].restarts == 0  # a load failure is not restarted in a loop
     finally:
         await w.stop()
@@ -249,4 +252,30 @@ async def test_an_input_that_kills_the_worker_process_fails_alone(tmp_path):
         await _until(lambda: ex.health().warm == 2, timeout=120)
         assert (await w.submit(_spec(w, "after"))).master is not None
     finally:
+        await w.stop()
+
+
+async def test_a_load_that_fails_is_retried_with_backoff_and_readiness_says_why(tmp_path):
+    """The model cannot load for a while (a file it needs is being written ...): the worker
+    tries again after 1 s, 2 s, ... while health says why; once the cause is gone it is ready."""
+    blocker = tmp_path / "not-yet"
+    blocker.write_text("model files are still being copied")
+    settings = _settings(tmp_path, load_error_file=blocker)
+    settings.engine.load_retries, settings.engine.load_backoff_s = 3, 1.0
+    ex = ProcessExecutor(settings, "fake", workers=1)
+    w = Worker(ex, settings)
+    start = asyncio.create_task(w.start())
+    try:
+        await _until(lambda: "load try 1 of 4 failed" in (ex.health().error or ""), 120)
+        h = ex.health()
+        assert not h.ready and not w.ready
+        assert "model files are still being copied" in h.error and "retrying in 1 s" in h.error
+        blocker.unlink()  # the cause is gone: a later try loads
+        await asyncio.wait_for(start, 120)
+        h = ex.health()
+        assert w.ready and h.ready and h.error is None and h.workers[0].restarts == 0
+        assert (await w.submit(_spec(w, "loaded at last"))).master is not None
+    finally:
+        if not start.done():
+            start.cancel()
         await w.stop()

@@ -128,6 +128,7 @@ def finish(request: Request, name: str, stages_list: list[telemetry.Stages],
         merged.t0_ns, merged._epoch0_ns = first.t0_ns, first._epoch0_ns  # noqa: SLF001
         for st in stages_list:
             merged.spans.extend(st.spans)
+            merged.remote.extend(st.remote)
         tracing.emit(name, merged, request.headers, attributes, end_ns=time.perf_counter_ns())
     return durations
 

@@ -42,6 +42,10 @@ async def readyz(request: Request) -> Response:
         reason, msg = "start_failed", f"the engine failed to start: {error}"
     else:
         reason, msg = "warming_up", "the engine is loading and warming up"
+        why = "; ".join(f"{e['name']}: {e['error']}" for e in detail.get("engines", ())
+                        if e.get("error"))
+        if why:  # e.g. a load that failed and is being tried again
+            msg = f"{msg} ({why})"
     resp = error_response(503, msg, code=reason,
                           headers=retry_after(svc.settings.server.retry_after_s))
     body = orjson.loads(resp.body)

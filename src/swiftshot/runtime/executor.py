@@ -198,9 +198,14 @@ class BatchResult:
     worker: str = ""
     """Which worker ran it (``inline``, ``process-2``, a replica id)."""
     metrics: dict[str, float] = field(default_factory=dict)
-    """Counters the worker adds to the front's /metrics (per-worker aggregation)."""
+    """What the engine and ops counted in the worker during this batch (counter deltas, gauge
+    values: ``telemetry.MetricDeltas``); the front applies them to its own /metrics."""
     variant_s: float = 0.0
     """Seconds of delivery-variant encoding in the worker (``ItemResult.variants``)."""
+    spans: list[tuple[str, int, int, int | None]] = field(default_factory=list)
+    """The worker's stages (name, start, end in epoch ns, item id or None for the whole
+    batch): engine, ops, encode. The front emits them as child spans of each request's
+    ``infer`` span."""
 
 
 EventCallback = Callable[[int, Any], None]
@@ -279,27 +284,31 @@ def run_items(engine: Engine, batch: Batch, *, run_batch: RunBatch,
     item, each item is rerun alone so one bad input fails only its own request. ``encode``
     (the master encoder) runs here when given; else results carry the image.
     """
+    from swiftshot import telemetry
     from swiftshot.engines.base import Cancelled
 
     t0 = time.perf_counter()
-    try:
-        images = _run(engine, batch.items, batch.products, run_batch, should_stop, on_partial)
-        outcomes: list[Image.Image | ServiceError] = list(images)
-    except Cancelled:
-        raise
-    except Exception as e:  # noqa: BLE001 - isolate the item at fault
-        if len(batch.items) == 1:
-            outcomes = [as_service_error(e)]
-        else:
-            outcomes = []
-            for item in batch.items:
-                try:
-                    outcomes.append(_run(engine, [item], batch.products, run_batch, should_stop,
-                                         on_partial)[0])
-                except Cancelled:
-                    raise
-                except Exception as e1:  # noqa: BLE001
-                    outcomes.append(as_service_error(e1))
+    with telemetry.worker_spans() as stage_spans:
+        try:
+            images = _run(engine, batch.items, batch.products, run_batch, should_stop,
+                          on_partial)
+            outcomes: list[Image.Image | ServiceError] = list(images)
+        except Cancelled:
+            raise
+        except Exception as e:  # noqa: BLE001 - isolate the item at fault
+            if len(batch.items) == 1:
+                outcomes = [as_service_error(e)]
+            else:
+                outcomes = []
+                for item in batch.items:
+                    try:
+                        outcomes.append(_run(engine, [item], batch.products, run_batch,
+                                             should_stop, on_partial)[0])
+                    except Cancelled:
+                        raise
+                    except Exception as e1:  # noqa: BLE001
+                        outcomes.append(as_service_error(e1))
+    spans: list[tuple[str, int, int, int | None]] = [(n, a, b, None) for n, a, b in stage_spans]
     infer_s = time.perf_counter() - t0
     results: list[ItemResult] = []
     master_s = variant_s = 0.0
@@ -308,16 +317,18 @@ def run_items(engine: Engine, batch: Batch, *, run_batch: RunBatch,
             results.append(ItemResult(item.id, error=out))
         elif encode is not None:
             t1 = time.perf_counter()
+            e0 = time.time_ns()
             master = encode(out)
             t2 = time.perf_counter()
             master_s += t2 - t1
             variants = dict([encode_variant(out, item.spec)]) if encode_variant else {}
             variant_s += time.perf_counter() - t2
+            spans.append(("encode", e0, time.time_ns(), item.id))
             results.append(ItemResult(item.id, master=master, width=out.width, height=out.height,
                                       variants=variants))
         else:
             results.append(ItemResult(item.id, image=out, width=out.width, height=out.height))
-    return BatchResult(results, infer_s, master_s, variant_s=variant_s)
+    return BatchResult(results, infer_s, master_s, variant_s=variant_s, spans=spans)
 
 
 def _run(engine: Engine, items: Sequence[Item], products: Mapping[str, Image.Image],
@@ -392,12 +403,27 @@ class InlineExecutor:
         return 1
 
     async def start(self) -> None:
+        """Load and warm up; a load that fails is tried again ``engine.load_retries`` times
+        with doubling waits (``engine.load_backoff_s``), the reason in :meth:`health`."""
         shapes = list(self.settings.server.warmup_shapes)
-        try:
-            await asyncio.get_running_loop().run_in_executor(self._pool, self._load, shapes)
-        except Exception as e:
-            self._error = f"{type(e).__name__}: {e}"
-            raise
+        retries = self.settings.engine.load_retries
+        for attempt in range(retries + 1):
+            try:
+                await asyncio.get_running_loop().run_in_executor(self._pool, self._load, shapes)
+                break
+            except Exception as e:
+                why = f"{type(e).__name__}: {e}"
+                if attempt == retries or self._stopped:
+                    if not retries:
+                        self._error = why
+                        raise
+                    self._error = f"{why} (gave up after {attempt + 1} tries)"
+                    raise ServiceError(self._error, status=503, code="start_failed") from e
+                delay = self.settings.engine.load_backoff_s * 2 ** attempt
+                self._error = (f"{why} (load try {attempt + 1} of {retries + 1} failed; "
+                               f"retrying in {delay:g} s)")
+                await asyncio.sleep(delay)
+        self._error = None
         self._warm = True
 
     def _load(self, shapes: Sequence[tuple[int, int]]) -> None:

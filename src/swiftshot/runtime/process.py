@@ -185,7 +185,8 @@ class _Proc:
     proc: Any = None
     conn: Any = None
     state: str = "starting"
-    """starting | ready | dead | failed | stopped"""
+    """starting | ready | dead | retrying (a failed load, waiting to try again) | failed |
+    stopped"""
     error: str | None = None
     restarts: int = 0
     batch: int | None = None
@@ -234,7 +235,8 @@ class ProcessExecutor:
 
     @property
     def slots(self) -> int:
-        return max(1, sum(1 for p in self._procs if p.state in ("ready", "starting", "dead")))
+        return max(1, sum(1 for p in self._procs
+                          if p.state in ("ready", "starting", "dead", "retrying")))
 
     def health(self) -> Health:
         errors = [p.error for p in self._procs if p.error]
@@ -340,7 +342,8 @@ class ProcessExecutor:
             for p in self._procs:
                 if p.state == "ready" and p.batch is None:
                     return p
-            if not any(p.state in ("ready", "starting", "dead") for p in self._procs):
+            if not any(p.state in ("ready", "starting", "dead", "retrying")
+                       for p in self._procs):
                 raise ServiceError(f"every {self._info.name} worker failed to start; see "
                                    "/readyz", status=503, code="no_workers", retry_after=5.0)
             left = end - time.monotonic()
@@ -353,9 +356,42 @@ class ProcessExecutor:
                 pass
 
     async def _spawn(self, p: _Proc) -> None:
+        """Start the worker; a load that fails is tried again ``engine.load_retries`` times with
+        doubling waits (``engine.load_backoff_s``), the reason on /readyz meanwhile; then the
+        worker stays ``failed`` with it (bounded: never a restart loop)."""
+        retries = self.settings.engine.load_retries
+        for attempt in range(retries + 1):
+            await self._spawn_once(p)
+            if p.state != "failed" or self._stopped:
+                return
+            why = p.error or "the worker failed to load"
+            if attempt == retries:
+                if retries:
+                    p.error = f"{why} (gave up after {retries + 1} tries)"
+                return
+            delay = self.settings.engine.load_backoff_s * 2 ** attempt
+            log.warning("process-%d: the engine failed to load (try %d of %d): %s; retrying in "
+                        "%g s", p.index, attempt + 1, retries + 1, why, delay)
+            p.state = "retrying"
+            p.error = (f"{why} (load try {attempt + 1} of {retries + 1} failed; retrying in "
+                       f"{delay:g} s)")
+            loop = asyncio.get_running_loop()
+            if p.proc is not None:  # the failed process exits by itself: reap it
+                await loop.run_in_executor(None, p.proc.join, 5.0)
+            end = time.monotonic() + delay
+            while not self._stopped and time.monotonic() < end:
+                await asyncio.sleep(min(0.1, max(0.0, end - time.monotonic())))
+            if self._stopped:
+                p.state = "stopped"
+                return
+            if p.conn is not None:
+                p.conn.close()
+
+    async def _spawn_once(self, p: _Proc) -> None:
         loop = asyncio.get_running_loop()
         parent, child = self._ctx.Pipe(duplex=True)
-        p.state, p.error = "starting", None
+        # a retried load keeps saying why the last try failed until this one is ready
+        p.state, p.error = "starting", p.error if p.state == "retrying" else None
         p.proc = self._ctx.Process(
             target=_worker_main, name=f"swiftshot-{self._info.name}-{p.index}", daemon=True,
             args=(child, self.settings.model_dump(mode="json"), self.engine_name, self.model,
@@ -411,7 +447,7 @@ class ProcessExecutor:
         kind = msg[0]
         if kind == "ready":
             if p.conn is conn:
-                p.state = "ready"
+                p.state, p.error = "ready", None
                 self._update_gauge()
             if not ready.done():
                 ready.set_result(None)
@@ -441,7 +477,7 @@ class ProcessExecutor:
                 p.error or f"the worker exited (code {code}) while loading", status=503,
                 code="start_failed"))
             return
-        if p.state in ("stopped", "failed") or self._stopped:
+        if p.state in ("stopped", "failed", "retrying") or self._stopped:
             return
         log.error("process-%d (pid %s) died (exit code %s); restarting it", p.index,
                   p.proc.pid if p.proc else None, code)

@@ -361,7 +361,8 @@ class EngineReplica:
                                         result.master_s * len(b.items) / share, result.worker,
                                         # the call's metric deltas go back once
                                         result.metrics if b is members[0] else {},
-                                        variant_s=result.variant_s * len(b.items) / share)
+                                        variant_s=result.variant_s * len(b.items) / share,
+                                        spans=result.spans)
         return [out[b.id] for b in batches]
 
     async def run_stream(self, batch: Batch) -> AsyncIterator[tuple[Any, ...]]:

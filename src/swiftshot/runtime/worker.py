@@ -76,6 +76,8 @@ class Result:
     """Seconds from handing the batch to the executor until its result was back here, less
     the work the worker reported (engine + ops + master + variants): the executor's own cost
     (pickling, the pipe or Ray hop, wake-ups). 0 for ``inline`` up to thread hand-offs."""
+    spans: list[tuple[str, int, int]] | None = None
+    """The worker's stages for this request (engine, ops, encode; epoch ns), for tracing."""
 
 
 @dataclass
@@ -392,7 +394,8 @@ class Worker:
                     slot.future.set_result(Result(
                         r.image, start - slot.item.arrival, infer_s, len(slots), r.master,
                         out.master_s / n, r.width, r.height, out.worker,
-                        r.variants or None, out.variant_s / n, hop_s))
+                        r.variants or None, out.variant_s / n, hop_s,
+                        [(nm, a, b) for nm, a, b, i in out.spans if i is None or i == r.id]))
             self._generations.inc(made)
         finally:
             for slot in slots:
@@ -433,6 +436,7 @@ class Worker:
                               variant_s=sum(p.variant_s for p in parts))
             for p in parts:
                 telemetry.merge_metric_deltas(out.metrics, p.metrics)
+                out.spans.extend(p.spans)
         if len(out.results) != len(batch.items):
             raise EngineError(f"executor returned {len(out.results)} results for "
                               f"{len(batch.items)} items")

@@ -92,6 +92,12 @@ async def test_batches_run_on_replicas_on_both_nodes(executor, ray_cluster):
             got = codecs.decode_master(x.master)
             assert got.tobytes() == FakeEngine._image(it.spec).tobytes()
         assert r.infer_s >= 0.05 and r.master_s > 0
+        # the replica's own stages come back for the request's trace (engine, ops, encode)
+        names = [n for n, _, _, _ in r.spans]
+        assert {"engine", "ops", "encode"} <= set(names), names
+        engine = next(s for s in r.spans if s[0] == "engine")
+        assert engine[2] - engine[1] >= 40_000_000  # the fake engine slept 50 ms there
+        assert {i for n, _, _, i in r.spans if n == "encode"} == {it.id for it in b.items}
 
 
 @pytest.mark.parametrize("executor", [{"replicas": 1, "steps": 4}], indirect=True)

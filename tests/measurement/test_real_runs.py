@@ -101,7 +101,9 @@ def test_run_against_swiftshot_serve(tmp_path, monkeypatch):
 def test_locustfile_drives_the_mix(naive_url, tmp_path):
     r = subprocess.run(
         [sys.executable, "-m", "locust", "-f", str(ROOT / "bench" / "locustfile.py"), "--headless",
-         "--host", naive_url, "-u", "3", "-r", "3", "-t", "3s", "--engine-model", "fake",
+         # 10 s, not 3: at load 18 the users spent the whole of 3 s starting and the run once
+         # ended without a single generate request
+         "--host", naive_url, "-u", "3", "-r", "3", "-t", "10s", "--engine-model", "fake",
          "--size", "64x64", "--only-summary", "--csv", str(tmp_path / "loc")],
         capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]

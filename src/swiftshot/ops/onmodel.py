@@ -454,15 +454,7 @@ def warp_pieces(rgba: np.ndarray, tris: list[tuple[np.ndarray, np.ndarray]],
     my = a[..., 1, 0] * gx + a[..., 1, 1] * gy + a[..., 1, 2]
     mx[sub == 0] = -10
     mx, my = mx.astype(np.float32), my.astype(np.float32)
-    # premultiply so the bilinear sampling does not drag the old backdrop's colour in
-    pm = rgba.astype(np.float32)
-    pm[..., :3] *= pm[..., 3:4] / 255.0
-    warped = cv2.remap(pm, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
-                       borderValue=(0, 0, 0, 0))
-    al = warped[..., 3:4]
-    warped[..., :3] = np.where(al > 0.5, warped[..., :3] * 255.0 / np.maximum(al, 1e-3), 0)
-    out[y0:y1, x0:x1] = np.clip(warped + 0.5, 0, 255).astype(np.uint8)
-    return out
+    return _remap_into(out, rgba, mx, my, x0, y0)
 
 
 def _control_points(tris: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
@@ -521,13 +513,21 @@ def warp_tps(rgba: np.ndarray, src: np.ndarray, dst: np.ndarray, size: tuple[int
     big_w, big_h = (len(gx) - 1) * step + 1, (len(gy) - 1) * step + 1
     mx = cv2.resize(mx, (big_w, big_h), interpolation=cv2.INTER_LINEAR)[:bh, :bw]
     my = cv2.resize(my, (big_w, big_h), interpolation=cv2.INTER_LINEAR)[:bh, :bw]
+    return _remap_into(out, rgba, mx, my, x0, y0)
+
+
+def _remap_into(out: np.ndarray, rgba: np.ndarray, mx: np.ndarray, my: np.ndarray,
+                x0: int, y0: int) -> np.ndarray:
+    """Sample ``rgba`` at the maps (mx, my) into ``out`` at (x0, y0); premultiplied, so the
+    bilinear sampling does not drag the old backdrop's colour in."""
     pm = rgba.astype(np.float32)
     pm[..., :3] *= pm[..., 3:4] / 255.0
     warped = cv2.remap(pm, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
                        borderValue=(0, 0, 0, 0))
     al = warped[..., 3:4]
     warped[..., :3] = np.where(al > 0.5, warped[..., :3] * 255.0 / np.maximum(al, 1e-3), 0)
-    out[y0:y1, x0:x1] = np.clip(warped + 0.5, 0, 255).astype(np.uint8)
+    h, w = warped.shape[:2]
+    out[y0:y0 + h, x0:x0 + w] = np.clip(warped + 0.5, 0, 255).astype(np.uint8)
     return out
 
 

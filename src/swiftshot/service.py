@@ -13,6 +13,7 @@ nothing of HTTP.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
@@ -105,25 +106,15 @@ class _SlowWarmupFake(FakeEngine):
 
     def run(self, specs: Any, on_step: Any = None) -> Any:
         if self.crash_prompt and any(self.crash_prompt in s.prompt for s in specs):
-            import os
-
             os._exit(70)  # the process dies outright, as on a segfault: no exception, no reply
         return super().run(specs, on_step)
 
     def load(self) -> None:
         if self.load_error:
-            from swiftshot.engines.base import EngineConfigError
-
             raise EngineConfigError(self.load_error)
-        if self.load_error_file is not None:
-            from pathlib import Path
-
-            from swiftshot.engines.base import EngineConfigError
-
-            try:
-                raise EngineConfigError(Path(self.load_error_file).read_text().strip())
-            except FileNotFoundError:
-                pass
+        if self.load_error_file is not None and os.path.exists(self.load_error_file):
+            with open(self.load_error_file) as f:  # loading fails while the file exists
+                raise EngineConfigError(f.read().strip())
         super().load()
 
     def warmup(self, shapes: Any) -> None:

@@ -55,6 +55,18 @@ PERSON_MODELS: tuple[str, ...] = ("u2net_human_seg", *AUTO_ORDER)
 ``u2net_human_seg`` is rembg's person model (U²-Net, 320², its pre/post-processing)."""
 
 
+_K = {
+    "sleeve3": "armpit_",  # a sleeve's third anchor (with shoulder and outer end): its armpit,
+                           # so it joins the body's side (the end's inner corner left a gap of
+                           # bare arm between sleeve and body, and wings at the shoulder)
+    "inset": 0.02,         # shoulder points this share of the shoulder width inside the outline
+    "hip": 2.65,           # hips this many head heights under the neck's base
+    "ease": 1.13,          # the garment's width at the armpits over the torso's
+    "dip": 0.7,            # the back of a crew neck this share of its dip above the neck's base
+}
+"""Knobs tuned on the tuning seeds (0-99 of ``testing/people.py``), never on the held-out."""
+
+
 class NoPerson(ValueError):
     """The model photo shows no person we can dress (a 422 for the caller)."""
 
@@ -135,9 +147,7 @@ def _run_at(row: np.ndarray, x: float) -> tuple[int, int] | None:
     return best[1] if best and best[0] < 3 else None
 
 
-def find_body(person: np.ndarray) -> Body:
-    """Body keypoints of a front-on person from its mask (bool/float HxW). ``NoPerson`` when
-    the silhouette has no head-neck-shoulders profile."""
+def _main_component(person: np.ndarray) -> np.ndarray:
     m = person >= 0.5 if person.dtype != bool else person
     h, w = m.shape
     n, labels, stats, _ = cv2.connectedComponentsWithStats(m.astype(np.uint8), connectivity=8)
@@ -148,26 +158,95 @@ def find_body(person: np.ndarray) -> Body:
         raise NoPerson("no person was found in the model photo (the subject is tiny)")
     if stats[big, cv2.CC_STAT_AREA] > 0.9 * h * w:
         raise NoPerson("no person was found in the model photo (no backdrop around a subject)")
-    m = labels == big
+    return labels == big
+
+
+def _head_band(m: np.ndarray) -> tuple[int, int, int, int]:
+    """(top, bottom, head width, centre x) of a person mask: the width of the top twelfth
+    of the body (the crown: hair or head) and its centre."""
     rows = np.nonzero(m.any(1))[0]
     top, bottom = int(rows[0]), int(rows[-1])
-    # Track the run under the head down the body.
-    cx = float(np.nonzero(m[top + max(2, (bottom - top) // 40)])[0].mean())
+    band = m[top:top + max(3, (bottom - top) // 12)]
+    cols = np.nonzero(band.any(0))[0]
+    hw = int(cols.max() - cols.min() + 1)
+    r = m[top + max(1, hw // 10)]
+    cx = int(np.nonzero(r)[0].mean()) if r.any() else int(cols.mean())
+    return top, bottom, hw, cx
+
+
+def _rough_shoulder_row(m: np.ndarray) -> int:
+    """The first row under the head where the silhouette's run under the head is 1.6 crown
+    widths wide (the shoulders' slope): hair hanging beside the neck never is, so hair is
+    looked for above this row only (below it, a top of the hair's colour would be taken)."""
+    top, bottom, hw, cx = _head_band(m)
+    x = float(cx)
+    for y in range(top + hw // 2, bottom):
+        r = _run_at(m[y], x)
+        if r is None:
+            continue
+        if r[1] - r[0] >= 1.6 * hw:
+            return y
+        x = 0.5 * (r[0] + r[1])
+    return bottom
+
+
+def find_body(person: np.ndarray, hair: np.ndarray | None = None) -> Body:
+    """Body keypoints of a front-on person from its mask (bool/float HxW). ``NoPerson`` when
+    the silhouette has no head-neck-shoulders profile. ``hair`` (bool HxW, optional): hair
+    pixels above the shoulders; in those rows the width is the span of the rest (the face,
+    the neck, the shoulders' outline), so hair hanging beside the neck hides neither the
+    neck's narrowing nor its base."""
+    m = _main_component(person)
+    h, w = m.shape
+    rows = np.nonzero(m.any(1))[0]
+    top, bottom = int(rows[0]), int(rows[-1])
+    prof = m
+    if hair is not None and hair.any():
+        hrows = np.nonzero(hair.any(1))[0]
+        y0, y1 = int(hrows[0]), int(hrows[-1]) + 1
+        rest = cv2.morphologyEx((m[y0:y1] & ~hair[y0:y1]).astype(np.uint8), cv2.MORPH_OPEN,
+                                np.ones((3, 3), np.uint8))
+        # the face, the neck and the body: the part left that holds the face (not slivers
+        # at the edges), else the largest
+        n, lab, st, _ = cv2.connectedComponentsWithStats(rest, connectivity=8)
+        _, _, hw, hcx = _head_band(m)
+        fy = min(max(top + int(0.62 * hw) - y0, 0), y1 - y0 - 1)
+        face_id = int(lab[fy, hcx])
+        if face_id > 0:
+            rest = lab == face_id
+        elif n > 1:
+            rest = lab == 1 + int(np.argmax(st[1:, cv2.CC_STAT_AREA]))
+        rest = rest.astype(bool)
+        has = rest.any(1)
+        lo = np.where(has, np.argmax(rest, 1), w)
+        hi = np.where(has, w - 1 - np.argmax(rest[:, ::-1], 1), -1)
+        xs = np.arange(w)[None, :]
+        prof = m.copy()
+        prof[y0:y1] = (xs >= lo[:, None]) & (xs <= hi[:, None])
+    # Track the run under the head down the body (from the face when the crown is hair).
+    cnt = prof.sum(1)
+    crown_w = int(np.ptp(np.nonzero(m[top:top + max(3, (bottom - top) // 12)].any(0))[0])) + 1
+    ptop = int(np.argmax(cnt >= max(3, 0.3 * crown_w)))
+    prof[:ptop] = False
+    empty = ~prof.any(1)
+    empty[:ptop] = False
+    prof[empty] = m[empty]          # a row all hair under the face: the silhouette's own
+    cx = float(np.nonzero(prof[ptop + max(2, (bottom - top) // 40)])[0].mean())
     widths = np.zeros(h)
     lefts, rights = np.zeros(h), np.zeros(h)
     x = cx
-    for y in range(top, bottom + 1):
-        r = _run_at(m[y], x)
+    for y in range(ptop, bottom + 1):
+        r = _run_at(prof[y], x)
         if r is None:
             continue
         lefts[y], rights[y] = r
         widths[y] = r[1] - r[0]
         if y < top + 0.25 * (bottom - top):
             x = 0.5 * (r[0] + r[1])
-    head_max, head_y = 0.0, top
+    head_max, head_y = 0.0, ptop
     neck_y = None
     past_head = False
-    for y in range(top, bottom + 1):
+    for y in range(ptop, bottom + 1):
         if not past_head:
             if widths[y] > head_max:
                 head_max, head_y = widths[y], y
@@ -189,11 +268,18 @@ def find_body(person: np.ndarray) -> Body:
         if widths[y] > 1.45 * neck_w:
             neck_base = y
             break
-    win = widths[neck_base:min(bottom, neck_base + int(1.2 * head))]
+    # Hair lying in front of the neck's base hides where it widens: the body's proportions
+    # put the base no further than 0.56 head heights under the neck's narrowest row (the
+    # short-haired models, whose base is seen, measure 0.55-0.58).
+    neck_base = min(neck_base, neck_y + int(round(0.56 * head)))
+    # The shoulders' line: 93 % of the widest row within 0.6 head heights under the neck's
+    # base (further down, arms held away from the body widen the silhouette and would pull
+    # the line down, baring the shoulders above the garment's).
+    win = widths[neck_base:min(bottom, neck_base + int(0.6 * head))]
     wmax = float(win.max()) if len(win) else float(widths[neck_base])
     sh = neck_base + int(np.argmax(win >= 0.93 * wmax))
     sl, sr = float(lefts[sh]), float(rights[sh])
-    inset = 0.04 * (sr - sl)
+    inset = _K['inset'] * (sr - sl)
     sl, sr = sl + inset, sr - inset
     # Long hair hides the neck's narrowing: the head is never less than about half the
     # shoulder width tall.
@@ -201,7 +287,9 @@ def find_body(person: np.ndarray) -> Body:
     # Armpits: the first row below the shoulders where the arms part from the torso (three
     # runs), within reach; else the body's proportions.
     armpit = None
-    for y in range(sh + int(0.2 * head), min(bottom, sh + int(1.3 * head))):
+    # (Arms that touch the torso part from it only at the waist: a row found further than
+    # 0.75 head heights under the shoulders is the waist, not the armpit.)
+    for y in range(sh + int(0.2 * head), min(bottom, sh + int(0.75 * head))):
         runs = [r for r in _runs(m[y]) if r[1] - r[0] > 2]
         mid = [r for r in runs if r[0] <= cx < r[1]]
         if len(runs) >= 3 and mid and (mid[0][1] - mid[0][0]) < 0.85 * (sr - sl):
@@ -212,7 +300,7 @@ def find_body(person: np.ndarray) -> Body:
     else:
         ay = sh + int(0.6 * head)
         tl, tr = sl + 0.12 * (sr - sl), sr - 0.12 * (sr - sl)
-    hip_y = min(float(bottom), neck_base + 2.5 * head)
+    hip_y = min(float(bottom), neck_base + _K['hip'] * head)
     hip_half = 0.5 * (tr - tl) * 1.0
     hy = int(min(hip_y, bottom))
     runs = [r for r in _runs(m[hy]) if r[1] - r[0] > 2]
@@ -323,7 +411,7 @@ def _targets(g: GarmentPoints, b: Body) -> dict[str, tuple[float, float]]:
     out: dict[str, tuple[float, float]] = {}
     # The neckline's dip sits on the neck base (a crew neck); the rest follows from the scale.
     dip_drop = (p["dip"][1] - 0.5 * (p["neck_l"][1] + p["neck_r"][1])) * s
-    neck_top = b.neck_base - dip_drop * 0.45
+    neck_top = b.neck_base - dip_drop * _K['dip']
     out["dip"] = (b.cx, neck_top + dip_drop)
     gnh = 0.5 * (p["neck_r"][0] - p["neck_l"][0]) * s
     nh = max(gnh, b.neck_half * 1.15)
@@ -332,7 +420,7 @@ def _targets(g: GarmentPoints, b: Body) -> dict[str, tuple[float, float]]:
     sy = max(b.shoulder_y - 0.02 * b.shoulder_w, neck_top + (gsy - p["neck_l"][1]) * s)
     out["shoulder_l"] = (b.shoulder_l, sy)
     out["shoulder_r"] = (b.shoulder_r, sy)
-    ease = 1.10
+    ease = _K['ease']
     ay = b.armpit_y
     out["armpit_l"] = (b.cx - (b.cx - b.torso_l) * ease, ay)
     out["armpit_r"] = (b.cx + (b.torso_r - b.cx) * ease, ay)
@@ -558,7 +646,7 @@ def _warp_parts(rgba: np.ndarray, gp: GarmentPoints, tgt: dict[str, tuple[float,
     for side, keep in (("l", cols < xl + 2), ("r", cols > xr - 2)):
         part = rgba.copy()
         part[..., 3] = np.where(keep, part[..., 3], 0)
-        names = (f"shoulder_{side}", f"sleeve_o{side}", f"sleeve_i{side}")
+        names = (f"shoulder_{side}", f"sleeve_o{side}", _K['sleeve3'] + side)
         m = cv2.getAffineTransform(np.float32([gp.pts[k] for k in names]),
                                    np.float32([tgt[k] for k in names]))
         pm = part.astype(np.float32)
@@ -610,53 +698,53 @@ def _lab_dist(lab: _Lab, c: np.ndarray, wts: np.ndarray) -> np.ndarray:
     return out
 
 
-def _without_hair(rgb: np.ndarray, person: np.ndarray) -> np.ndarray:
-    """The person mask less the hair hanging from the crown (long hair over the shoulders
-    hides the neck's narrowing and widens the shoulders): the pixels of the crown's colour
-    joined to the crown, unless that colour is the face's (a bald head) or they are a large
-    part of the person (hair the colour of the clothes)."""
-    rows = np.nonzero(person.any(1))[0]
-    if not len(rows):
-        return person
-    top, bottom = int(rows[0]), int(rows[-1])
-    band = person[top:top + max(3, (bottom - top) // 12)]
-    cols = np.nonzero(band.any(0))[0]
-    hw = int(cols.max() - cols.min() + 1)
-    cx = int(np.nonzero(person[top + max(1, hw // 10)])[0].mean()) if person[top + max(1, hw // 10)].any() else int(cols.mean())
+def _colour(rgb: np.ndarray) -> np.ndarray:
+    """Lab (float32) of the median colour of an RGB patch."""
+    med = np.median(rgb.reshape(-1, 3), 0).astype(np.uint8)[None, None]
+    return cv2.cvtColor(med, cv2.COLOR_RGB2LAB)[0, 0].astype(np.float32)
+
+
+_HAIR_W = np.array([0.4, 1, 1], np.float32)
+"""Lab weights for hair against skin: the light across a head changes L more than hue."""
+
+
+def _hair_above_shoulders(rgb: np.ndarray, person: np.ndarray) -> np.ndarray | None:
+    """Hair above the shoulders: pixels of the crown's colour joined to the crown, in the rows
+    above the shoulders' slope (``_rough_shoulder_row``: below it a top of the hair's colour
+    would join in). ``None`` when the crown is the face's colour (a bald head, or hair that
+    cannot be told from the skin). The colour cut adapts to how far the hair is from the skin
+    (blond hair on light skin, brown hair on dark skin are close)."""
+    m = _main_component(person)
+    top, bottom, hw, cx = _head_band(m)
     crown = rgb[top + 1:top + max(2, hw // 6), max(0, cx - hw // 6):cx + hw // 6 + 1]
     fy = top + int(0.62 * hw)
     face = rgb[fy - 2:fy + 3, max(0, cx - hw // 10):cx + hw // 10 + 1]
     if crown.size == 0 or face.size == 0:
-        return person
-    lab = _Lab(rgb, person)
-    wts = np.array([0.4, 1, 1], np.float32)
-    c = cv2.cvtColor(np.median(crown.reshape(-1, 3), 0).astype(np.uint8)[None, None],
-                     cv2.COLOR_RGB2LAB)[0, 0].astype(np.float32)
-    f = cv2.cvtColor(np.median(face.reshape(-1, 3), 0).astype(np.uint8)[None, None],
-                     cv2.COLOR_RGB2LAB)[0, 0].astype(np.float32)
-    if np.linalg.norm((c - f) * wts) < 25:
-        return person
-    hair = ((_lab_dist(lab, c, wts) < 16) & person).astype(np.uint8)
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(hair, connectivity=8)
-    crown_ids = set(np.unique(labels[top:top + max(2, hw // 6)][hair[top:top + max(2, hw // 6)] > 0]))
-    crown_ids.discard(0)
-    if not crown_ids:
-        return person
-    cut = np.isin(labels, list(crown_ids))
-    if cut.sum() > 0.3 * person.sum() or cut[fy, cx]:
-        return person
-    out = person & ~cut
-    # Hair lying in front of the shoulders and chest (body on both sides of it, in rows as
-    # wide as shoulders) is body: the silhouette must not be split by a strand.
-    xs = np.arange(person.shape[1])[None, :]
-    has = out.any(1)
-    lo = np.where(has, np.argmax(out, 1), 0)[:, None]
-    hi = np.where(has, person.shape[1] - 1 - np.argmax(out[:, ::-1], 1), -1)[:, None]
-    wide = (hi - lo) > 1.8 * hw
-    out |= cut & (xs > lo) & (xs < hi) & wide
-    # keep the head whole: the crown's hair is part of the head's outline
-    out[top:fy] |= person[top:fy] & cut[top:fy] & (np.abs(np.arange(person.shape[1]) - cx) < 0.5 * hw)[None, :]
-    return out
+        return None
+    c, f = _colour(crown), _colour(face)
+    sep = float(np.linalg.norm((c - f) * _HAIR_W))
+    if sep < 6:
+        return None
+    y1 = _rough_shoulder_row(m)
+    sub = _Lab(rgb[:y1], m[:y1])
+    near = (_lab_dist(sub, c, _HAIR_W) < min(16.0, 0.45 * sep)) & m[:y1]
+    near = cv2.morphologyEx(near.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(near, connectivity=8)
+    cband = labels[top:top + max(2, hw // 6)]
+    ids = np.unique(cband[cband > 0])
+    if not len(ids):
+        return None
+    hair = np.zeros(person.shape, bool)
+    hair[:y1] = cv2.dilate(np.isin(labels, ids).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    hair &= m
+    # Under the face, "hair" across the body's middle is the top of clothes of its colour
+    # (black hair over a black top): the hair ends above that row.
+    mid = hair[fy:, max(0, cx - 2):cx + 3].any(1)
+    if mid.any():
+        hair[fy + int(np.argmax(mid)):] = False
+    if hair[fy, cx]:
+        return None            # the face went with it: the colours are not told apart
+    return hair
 
 
 def _neck_front(b: Body, person: np.ndarray, neckline_y: float) -> np.ndarray:
@@ -669,39 +757,65 @@ def _neck_front(b: Body, person: np.ndarray, neckline_y: float) -> np.ndarray:
     return (person >= 0.5) & (yy <= neckline_y) & (np.abs(xx - b.cx) <= half)
 
 
-def _hair_front(rgb: np.ndarray, person: np.ndarray, b: Body) -> np.ndarray:
-    """Hair lying in front of the shoulders: pixels the colour of the hair on the crown (when
-    it is not the face's), joined to the head, below the neck."""
+def _hair_front(rgb: np.ndarray, person: np.ndarray, b: Body,
+                hair_above: np.ndarray | None) -> np.ndarray:
+    """Hair lying in front of the shoulders and chest: each strand of the hair found above
+    the shoulders (``_hair_above_shoulders``) followed down row by row through the pixels of
+    its colour. A strand's edge that stays put is followed; where the strand runs into
+    something of its own colour (black hair over a black top, blond hair over light skin) the
+    edge is carried on along its own slope instead of spreading over it, and a strand with
+    neither edge seen for 0.3 head heights ends (it cannot be told from the top there)."""
     h, w = person.shape
+    out = np.zeros((h, w), bool)
+    if hair_above is None or not hair_above.any():
+        return out
+    rows = np.nonzero(hair_above.any(1))[0]
+    y1 = int(rows[-1]) + 1
     top = int(b.top)
     crown = rgb[top + max(1, int(0.06 * b.head)):top + max(2, int(0.14 * b.head)),
                 int(b.cx - 0.15 * b.head):int(b.cx + 0.15 * b.head)]
     face = rgb[top + int(0.45 * b.head):top + int(0.6 * b.head),
                int(b.cx - 0.12 * b.head):int(b.cx + 0.12 * b.head)]
     if crown.size == 0 or face.size == 0:
-        return np.zeros((h, w), bool)
-    lab = _Lab(rgb, person)
-    c = cv2.cvtColor(np.median(crown.reshape(-1, 3), 0).astype(np.uint8)[None, None], cv2.COLOR_RGB2LAB)[0, 0].astype(np.float32)
-    f = cv2.cvtColor(np.median(face.reshape(-1, 3), 0).astype(np.uint8)[None, None], cv2.COLOR_RGB2LAB)[0, 0].astype(np.float32)
-    if np.linalg.norm((c - f) * [0.4, 1, 1]) < 25:
-        return np.zeros((h, w), bool)     # bald or hair of the skin's colour: nothing to keep
-    d = _lab_dist(lab, c, np.array([0.4, 1, 1], np.float32))
-    hair = (d < 14) & (person >= 0.5)
-    # A strand is narrow: a run of the hair's colour wider than a third of the shoulders is
-    # clothing of the same colour (black hair over a black top), not hair.
-    widest = 0.33 * b.shoulder_w
-    for y in range(int(b.neck_base), h):
-        for a, e in _runs(hair[y]):
-            if e - a > widest:
-                hair[y, a:e] = False
-    hair = cv2.morphologyEx(hair.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(hair, connectivity=8)
-    keep = np.zeros(n, bool)
-    for i in range(1, n):
-        keep[i] = stats[i, cv2.CC_STAT_TOP] < b.neck_base   # hangs from the head
-    out = keep[labels]
-    out[:int(b.neck_base)] = False
-    return out
+        return out
+    c, f = _colour(crown), _colour(face)
+    sep = float(np.linalg.norm((c - f) * _HAIR_W))
+    sub = person >= 0.5
+    sub[:y1] = False
+    lab = _Lab(rgb, sub)
+    near = (_lab_dist(lab, c, _HAIR_W) < min(14.0, 0.45 * sep)) & sub
+    strands = [[float(a), float(e - 1), 0.0, 0.0, 0] for a, e in _runs(hair_above[y1 - 1])
+               if e - a >= 3]
+    max_blind = 0.3 * b.head
+    for y in range(y1, h):
+        if not strands:
+            break
+        runs = _runs(near[y])
+        alive = []
+        for st in strands:
+            lo, hi, dl, dr, blind = st
+            over = [(a, e - 1) for a, e in runs if a <= hi + 1 and e - 1 >= lo - 1]
+            if not over:
+                continue
+            a, r = min(o[0] for o in over), max(o[1] for o in over)
+            left_seen, right_seen = a >= lo - 2, r <= hi + 2
+            nlo = float(a) if left_seen else lo + dl
+            nhi = float(r) if right_seen else hi + dr
+            if left_seen:
+                dl = 0.9 * dl + 0.1 * float(np.clip(nlo - lo, -1, 1))
+            if right_seen:
+                dr = 0.9 * dr + 0.1 * float(np.clip(nhi - hi, -1, 1))
+            blind = 0 if (left_seen or right_seen) else blind + 1
+            if blind > max_blind or nhi - nlo < 1:
+                continue
+            out[y, max(0, int(round(nlo))):min(w, int(round(nhi)) + 1)] = True
+            alive.append([nlo, nhi, dl, dr, blind])
+        strands = alive
+    out[y1:] &= person[y1:] >= 0.5
+    front = hair_above.copy()
+    front[y1:] = out[y1:]
+    front[:int(b.neck_base)] = False
+    return front
 
 
 def _hands_front(person: np.ndarray, b: Body, sleeve_end_y: float, torso_half: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
@@ -760,7 +874,8 @@ def dress(model: Image.Image, garment: Image.Image, *, person_segmenter: Segment
     h, w = model_rgb.shape[:2]
     person = seg.mask(model.convert("RGB"))
     lap("person_segmentation")
-    body = find_body(_without_hair(model_rgb, person >= 0.5))
+    hair_above = _hair_above_shoulders(model_rgb, person >= 0.5)
+    body = find_body(person >= 0.5, hair_above)
     lap("body_keypoints")
     g = garment if garment.mode == "RGBA" and np.asarray(garment.getchannel("A")).min() < 250 \
         else cutout(garment.convert("RGB"), garment_segmenter or ClassicalSegmenter())
@@ -807,7 +922,7 @@ def dress(model: Image.Image, garment: Image.Image, *, person_segmenter: Segment
         bot = 0.5 * (tgt["hem_r"][0] - tgt["hem_l"][0])
         return top + (bot - top) * t
 
-    front = _neck_front(body, person, neckline_y) | _hair_front(model_rgb, person, body) | \
+    front = _neck_front(body, person, neckline_y) | _hair_front(model_rgb, person, body, hair_above) | \
         _hands_front(person, body, sl_y, torso_half)
     front_soft = cv2.GaussianBlur(front.astype(np.float32), (0, 0), 0.8)
     ga = ga * (1 - front_soft)

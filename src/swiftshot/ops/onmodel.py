@@ -814,15 +814,78 @@ def _hair_front(rgb: np.ndarray, person: np.ndarray, b: Body,
     out[y1:] &= person[y1:] >= 0.5
     front = hair_above.copy()
     front[y1:] = out[y1:]
-    front[:int(b.neck_base)] = False
+    # (above the neck's base too: hair beside the neck falls in front of a collar's back)
     return front
 
 
-def _hands_front(person: np.ndarray, b: Body, sleeve_end_y: float, torso_half: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
-    """Forearms and hands below the sleeves: person pixels outside the torso's sides."""
+def _own_top(rgb: np.ndarray, person: np.ndarray, b: Body) -> np.ndarray | None:
+    """The model's own top: the colour of the torso's middle (between armpits and hips),
+    joined to it, on the person eroded by 2 px (its edge mixes with the backdrop). ``None``
+    when that colour is the skin's (a bare torso: nothing to tell apart)."""
+    h, w = person.shape
+    y0 = int(b.armpit_y + 0.2 * (b.hip_y - b.armpit_y))
+    y1 = int(b.armpit_y + 0.6 * (b.hip_y - b.armpit_y))
+    x0, x1 = int(b.cx - 0.12 * b.shoulder_w), int(b.cx + 0.12 * b.shoulder_w)
+    if not (0 <= y0 < y1 <= h and 0 <= x0 < x1 <= w):
+        return None
+    body = cv2.erode((person >= 0.5).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    inside = body[y0:y1, x0:x1]
+    if inside.sum() < 20:
+        return None
+    top_c = _colour(rgb[y0:y1, x0:x1][inside])
+    fy = int(b.top + 0.5 * b.head)
+    face = rgb[max(fy - 2, 0):fy + 3, int(b.cx - 0.08 * b.head):int(b.cx + 0.08 * b.head) + 1]
+    if face.size and np.linalg.norm((top_c - _colour(face)) * _HAIR_W) < 15:
+        return None
+    # nor when it is the backdrop's (a white top on a white sweep): the backdrop seen
+    # between an arm and the body (a hole a cutout may fill) would be covered too
+    border = np.concatenate([rgb[:4].reshape(-1, 3), rgb[:, :4].reshape(-1, 3),
+                             rgb[:, -4:].reshape(-1, 3)])
+    if np.linalg.norm((top_c - _colour(border)) * _HAIR_W) < 10:
+        return None
+    own = ((_lab_dist(_Lab(rgb, body), top_c, _HAIR_W) < 12) & body).astype(np.uint8)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(own, connectivity=8)
+    ids = np.unique(labels[y0:y1, x0:x1][inside & (own[y0:y1, x0:x1] > 0)])
+    ids = ids[ids > 0]
+    if not len(ids):
+        return None
+    return np.isin(labels, ids)
+
+
+def _cover_own_top(part: np.ndarray, own: np.ndarray, band: float) -> np.ndarray:
+    """The model's own top (``own``) showing in slivers beside the placed garment ``part``
+    (RGBA, same box) — at the armpits, along the sides, at the shoulders, under the hem —
+    within ``band`` px of the garment's edge is covered by the colour of the nearest
+    garment pixel."""
+    solid = part[..., 3] >= 128
+    if not solid.any():
+        return part
+    dist, lbl = cv2.distanceTransformWithLabels((~solid).astype(np.uint8), cv2.DIST_L2, 5,
+                                                labelType=cv2.DIST_LABEL_PIXEL)
+    fill = own & ~solid & (dist <= band)
+    if not fill.any():
+        return part
+    # each label names one garment pixel (a zero of the transform's input): its position
+    zy, zx = np.nonzero(solid)
+    lut = np.zeros((int(lbl.max()) + 1, 2), np.int32)
+    lut[lbl[zy, zx]] = np.stack([zy, zx], 1)
+    fy, fx = np.nonzero(fill)
+    near = lut[lbl[fy, fx]]
+    out = part.copy()
+    out[fy, fx, :3] = part[near[:, 0], near[:, 1], :3]
+    out[fy, fx, 3] = 255
+    return out
+
+
+def _hands_front(person: np.ndarray, b: Body, sleeve_end_y: float,
+                 torso_half: Callable[[np.ndarray], np.ndarray],
+                 own: np.ndarray | None = None) -> np.ndarray:
+    """Forearms and hands below the sleeves: person pixels outside the torso's sides (not
+    the model's own top there: that is covered, not an arm)."""
     h, w = person.shape
     yy, xx = np.mgrid[0:h, 0:w]
-    return (person >= 0.5) & (yy > sleeve_end_y) & (np.abs(xx - b.cx) > torso_half(yy))
+    out = (person >= 0.5) & (yy > sleeve_end_y) & (np.abs(xx - b.cx) > torso_half(yy))
+    return out & ~own if own is not None else out
 
 
 def _light(rgb_model: np.ndarray, person: np.ndarray, b: Body) -> np.ndarray:
@@ -856,7 +919,7 @@ def dress(model: Image.Image, garment: Image.Image, *, person_segmenter: Segment
           garment_segmenter: Segmenter | None = None,
           inpaint: Callable[[Image.Image, np.ndarray], Image.Image] | None = None,
           light: float = 0.8, seam_px: float | None = None, warp: str = "tps",
-          timings: dict[str, float] | None = None) -> Dressed:
+          cover_top: bool = True, timings: dict[str, float] | None = None) -> Dressed:
     """The garment worn by the model (RGB at the model photo's size). See the module doc.
     ``timings``, when given, receives each stage's seconds (the benchmark's breakdown)."""
     import time
@@ -898,6 +961,7 @@ def dress(model: Image.Image, garment: Image.Image, *, person_segmenter: Segment
     bx0, by0 = (np.maximum(np.floor(pts.min(0) - pad), 0)).astype(int)
     bx1, by1 = np.minimum(np.ceil(pts.max(0) + pad), [w, h]).astype(int)
     placed = np.zeros((h, w, 4), np.uint8)
+    own = _own_top(model_rgb, person, body) if cover_top else None
     if bx1 > bx0 and by1 > by0:
         shifted = {k: (x - bx0, y - by0) for k, (x, y) in tgt.items()}
         box = (int(bx1 - bx0), int(by1 - by0))
@@ -905,6 +969,10 @@ def dress(model: Image.Image, garment: Image.Image, *, person_segmenter: Segment
             part = _warp_parts(rgba, gp, shifted, box)
         else:
             part = warp_pieces(rgba, _mesh(gp, shifted), box)
+        if own is not None:
+            sub = own[by0:by1, bx0:bx1].copy()
+            sub[:max(0, int(tgt["dip"][1]) - by0)] = False      # not above the neckline
+            part = _cover_own_top(part, sub, max(2.0, 0.04 * body.shoulder_w))
         placed[by0:by1, bx0:bx1] = part
     lap("garment_keypoints_warp")
     ga = placed[..., 3].astype(np.float32) / 255.0
@@ -923,7 +991,7 @@ def dress(model: Image.Image, garment: Image.Image, *, person_segmenter: Segment
         return top + (bot - top) * t
 
     front = _neck_front(body, person, neckline_y) | _hair_front(model_rgb, person, body, hair_above) | \
-        _hands_front(person, body, sl_y, torso_half)
+        _hands_front(person, body, sl_y, torso_half, own)
     front_soft = cv2.GaussianBlur(front.astype(np.float32), (0, 0), 0.8)
     ga = ga * (1 - front_soft)
     tol = max(1, int(round(0.008 * body.shoulder_w)))

@@ -132,12 +132,24 @@ def ghost_mannequin(front: Image.Image, *, mannequin_mask: np.ndarray | None = N
     else:
         man = key_mask(rgb, key_color, tolerance)  # type: ignore[arg-type]
     man = man & (alpha > 0.3)
+    # The backdrop seen past the mannequin's neck in the corners of the opening is enclosed
+    # by collar and neck, so the cutout keeps it: backdrop-coloured pixels right beside the
+    # mannequin go with it (they were two white notches beside the collar).
+    if man.any():
+        border = np.concatenate([rgb[:4].reshape(-1, 3), rgb[:, :4].reshape(-1, 3),
+                                 rgb[:, -4:].reshape(-1, 3)])
+        backdrop = tuple(int(v) for v in np.median(border, 0))
+        beside = cv2.dilate(man.astype(np.uint8), np.ones((9, 9), np.uint8)).astype(bool)
+        man = man | (key_mask(rgb, backdrop, 10.0) & beside & (alpha > 0.3))
     garment = (alpha > 0.5) & ~man
     # The garment's own body (its largest piece) decides what is "inside" it.
     n, labels, stats, _ = cv2.connectedComponentsWithStats(garment.astype(np.uint8), connectivity=8)
     if n > 1:
         garment = labels == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
-    hole = _neck_opening(man & _hull(garment), garment)
+    # The opening: inside the garment's outline at the neck, what is not garment — the
+    # mannequin, and the backdrop seen past the mannequin's neck in the opening's corners
+    # (left out before: two white notches beside the collar).
+    hole = _neck_opening((man | (alpha < 0.5)) & _hull(garment) & ~garment, garment)
     fill = _inside_fill(inside, hole, seg) if (inside is not None and hole.any()) else \
         _inner_fill(rgb, garment, hole)
     out_rgb = rgb.copy()

@@ -649,14 +649,33 @@ def _warp_parts(rgba: np.ndarray, gp: GarmentPoints, tgt: dict[str, tuple[float,
         names = (f"shoulder_{side}", f"sleeve_o{side}", _K['sleeve3'] + side)
         m = cv2.getAffineTransform(np.float32([gp.pts[k] for k in names]),
                                    np.float32([tgt[k] for k in names]))
-        pm = part.astype(np.float32)
+        # only the sleeve's own box, on its box of the canvas
+        ys, xs = np.nonzero(part[..., 3])
+        if not len(ys):
+            continue
+        sy0, sy1, sx0, sx1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+        corners = np.array([[sx0, sy0, 1], [sx1, sy0, 1], [sx0, sy1, 1], [sx1, sy1, 1]],
+                           np.float64) @ m.T
+        cx0, cy0 = np.maximum(np.floor(corners.min(0)) - 2, 0).astype(int)
+        cx1, cy1 = np.minimum(np.ceil(corners.max(0)) + 3, [w, h]).astype(int)
+        if cx1 <= cx0 or cy1 <= cy0:
+            continue
+        pm = part[sy0:sy1, sx0:sx1].astype(np.float32)
         pm[..., :3] *= pm[..., 3:4] / 255.0
-        wp = cv2.warpAffine(pm, m, (w, h), flags=cv2.INTER_LINEAR,
+        mm = m.copy()
+        mm[:, 2] += m[:, :2] @ np.array([sx0, sy0], np.float64) - np.array([cx0, cy0])
+        wp = cv2.warpAffine(pm, mm, (int(cx1 - cx0), int(cy1 - cy0)), flags=cv2.INTER_LINEAR,
                             borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0, 0))
         al = wp[..., 3:4]
         wp[..., :3] = np.where(al > 0.5, wp[..., :3] * 255.0 / np.maximum(al, 1e-3), 0)
-        out = _over(np.clip(wp + 0.5, 0, 255).astype(np.uint8), out)
-    return _over(warp_tps(body, src, dst, size), out)
+        sub = (slice(cy0, cy1), slice(cx0, cx1))
+        out[sub] = _over(np.clip(wp + 0.5, 0, 255).astype(np.uint8), out[sub])
+    body_w = warp_tps(body, src, dst, size)
+    ys, xs = np.nonzero(out[..., 3])
+    if len(ys):                       # the body over the sleeves, where there are sleeves
+        sub = (slice(ys.min(), ys.max() + 1), slice(xs.min(), xs.max() + 1))
+        body_w[sub] = _over(body_w[sub], out[sub])
+    return body_w
 
 
 # -- compositing -------------------------------------------------------------------------------
@@ -751,7 +770,7 @@ def _neck_front(b: Body, person: np.ndarray, neckline_y: float) -> np.ndarray:
     """The neck above the neckline: the person's neck column from the narrowest row down to
     the neckline, a little wider at the base."""
     h, w = person.shape
-    yy, xx = np.mgrid[0:h, 0:w]
+    yy, xx = np.ogrid[0:h, 0:w]
     t = np.clip((yy - b.neck_y) / max(neckline_y - b.neck_y, 1), 0, 1)
     half = b.neck_half * (1.0 + 0.25 * t)
     return (person >= 0.5) & (yy <= neckline_y) & (np.abs(xx - b.cx) <= half)
@@ -883,7 +902,7 @@ def _hands_front(person: np.ndarray, b: Body, sleeve_end_y: float,
     """Forearms and hands below the sleeves: person pixels outside the torso's sides (not
     the model's own top there: that is covered, not an arm)."""
     h, w = person.shape
-    yy, xx = np.mgrid[0:h, 0:w]
+    yy, xx = np.ogrid[0:h, 0:w]
     out = (person >= 0.5) & (yy > sleeve_end_y) & (np.abs(xx - b.cx) > torso_half(yy))
     return out & ~own if own is not None else out
 
@@ -895,16 +914,21 @@ def _light(rgb_model: np.ndarray, person: np.ndarray, b: Body) -> np.ndarray:
     torso the brightness is mostly the clothes' own (a dark base layer, trousers), so it is
     not taken."""
     h, w = person.shape
-    lum = cv2.cvtColor(rgb_model, cv2.COLOR_RGB2GRAY).astype(np.float32)
     y0, y1 = int(b.armpit_y), int(max(b.armpit_y + 2, b.hip_y))
-    x0, x1 = int(b.torso_l), int(b.torso_r)
-    band = lum[y0:y1, x0:x1]
+    x0, x1 = max(int(b.torso_l), 0), min(int(b.torso_r), w)
+    band = cv2.cvtColor(np.ascontiguousarray(rgb_model[y0:y1, x0:x1]),
+                        cv2.COLOR_RGB2GRAY).astype(np.float32) if x1 > x0 and y1 > y0 else \
+        np.zeros((0, 0), np.float32)
     inside = person[y0:y1, x0:x1] >= 0.5
     flat = np.ones((h, w), np.float32)
     if band.size == 0 or inside.sum() < 20:
         return flat
-    cols = np.array([np.median(band[:, i][inside[:, i]]) if inside[:, i].any() else np.nan
-                     for i in range(band.shape[1])])
+    with np.errstate(all="ignore"):
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)   # an all-outside column: NaN
+            cols = np.nanmedian(np.where(inside, band, np.nan), axis=0)
     xs = np.arange(x0, x1, dtype=np.float64)
     ok = np.isfinite(cols)
     if ok.sum() < 5:
@@ -992,26 +1016,41 @@ def dress(model: Image.Image, garment: Image.Image, *, person_segmenter: Segment
 
     front = _neck_front(body, person, neckline_y) | _hair_front(model_rgb, person, body, hair_above) | \
         _hands_front(person, body, sl_y, torso_half, own)
-    front_soft = cv2.GaussianBlur(front.astype(np.float32), (0, 0), 0.8)
-    ga = ga * (1 - front_soft)
-    tol = max(1, int(round(0.008 * body.shoulder_w)))
-    near = cv2.dilate((person >= 0.5).astype(np.uint8), np.ones((2 * tol + 1,) * 2, np.uint8))
-    near = cv2.GaussianBlur(near.astype(np.float32), (0, 0), max(0.6, tol / 2))
-    ga = ga * np.clip(near * 1.2, 0, 1)
-    ga = cv2.GaussianBlur(ga, (0, 0), 0.6)
+    # Everything from here on is zero off the placed garment: work on its box (+ the blurs'
+    # reach), not on the whole photo.
+    ys_, xs_ = np.nonzero(placed[..., 3])
+    out = model_rgb.copy()
+    ga_full = np.zeros((h, w), np.float32)
+    if len(ys_):
+        m_ = 8
+        y0, y1 = max(int(ys_.min()) - m_, 0), min(int(ys_.max()) + m_ + 1, h)
+        x0, x1 = max(int(xs_.min()) - m_, 0), min(int(xs_.max()) + m_ + 1, w)
+        box_ = (slice(y0, y1), slice(x0, x1))
+        ga = ga[box_]
+        front_soft = cv2.GaussianBlur(front[box_].astype(np.float32), (0, 0), 0.8)
+        ga = ga * (1 - front_soft)
+        tol = max(1, int(round(0.008 * body.shoulder_w)))
+        near = cv2.dilate((person[box_] >= 0.5).astype(np.uint8),
+                          np.ones((2 * tol + 1,) * 2, np.uint8))
+        near = cv2.GaussianBlur(near.astype(np.float32), (0, 0), max(0.6, tol / 2))
+        ga = ga * np.clip(near * 1.2, 0, 1)
+        ga = cv2.GaussianBlur(ga, (0, 0), 0.6)
+        grgb = grgb[box_]
+        # light
+        if light > 0:
+            shade = _light(model_rgb, person, body)[box_] ** light
+            grgb = grgb * shade[..., None]
+        border = np.concatenate([model_rgb[:4].reshape(-1, 3), model_rgb[-4:].reshape(-1, 3),
+                                 model_rgb[:, :4].reshape(-1, 3), model_rgb[:, -4:].reshape(-1, 3)])
+        cast = np.median(border, 0).astype(np.float32)
+        cast = cast / max(float(cast.mean()), 1.0)
+        grgb = grgb * (1 + 0.08 * (cast - 1))[None, None, :]
+        blend = model_rgb[box_].astype(np.float32) * (1 - ga[..., None]) + grgb * ga[..., None]
+        out[box_] = np.clip(blend + 0.5, 0, 255).astype(np.uint8)
+        ga_full[box_] = ga
+    ga = ga_full
     del yy
-
-    # light
-    if light > 0:
-        shade = _light(model_rgb, person, body) ** light
-        grgb = grgb * shade[..., None]
-    border = np.concatenate([model_rgb[:4].reshape(-1, 3), model_rgb[-4:].reshape(-1, 3),
-                             model_rgb[:, :4].reshape(-1, 3), model_rgb[:, -4:].reshape(-1, 3)])
-    cast = np.median(border, 0).astype(np.float32)
-    cast = cast / max(float(cast.mean()), 1.0)
-    grgb = grgb * (1 + 0.08 * (cast - 1))[None, None, :]
-    out = model_rgb.astype(np.float32) * (1 - ga[..., None]) + grgb * ga[..., None]
-    image = Image.fromarray(np.clip(out + 0.5, 0, 255).astype(np.uint8), "RGB")
+    image = Image.fromarray(out, "RGB")
     lap("occlusion_light_composite")
 
     # the seam: a band along the garment's outline

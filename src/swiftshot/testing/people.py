@@ -22,9 +22,11 @@ should cover, the neck base and the shoulder points are known.
 * ``hair``: share of hair lying in front of the shoulders left visible (long-hair cases);
 * ``hands``: share of the forearms and hands left visible (they hang in front of the hem).
 
-Seeds 0–9 were looked at while tuning; 1000–1009 are held out (only their aggregate printed).
-``python -m swiftshot.testing.people [--split heldout] [--show DIR] [--json FILE]`` prints
-the table; ``--renders docs/renders`` writes the docs' pictures.
+Seeds 0–9 were looked at while tuning (and 10–99 as more tuning seeds, issue 10's second
+pass: ``--seeds``); 1000–1009 are held out (only their aggregate printed).
+``python -m swiftshot.testing.people [--split heldout] [--groups] [--seeds N …] [--show DIR]
+[--json FILE]`` prints the table (``--groups``: per hair length, the docs' table);
+``--renders docs/renders`` writes the docs' pictures.
 """
 
 from __future__ import annotations

@@ -10,10 +10,8 @@ checks it; ``--inpaint-seams`` repaints the garment's outline with the diffusion
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from swiftshot.cli import CliError, load_cli_settings
-from swiftshot.cli.generate import check_writable, format_for
+from swiftshot.cli import CliError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -33,19 +31,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from swiftshot import pipeline
     from swiftshot.cli.cutout import read_product
-    from swiftshot.delivery.codecs import encode
-    from swiftshot.engines import create_engine
+    from swiftshot.cli.render import prepare, render_and_write
     from swiftshot.inputs import sha256_hex
-    from swiftshot.ops import OpsError
     from swiftshot.spec import RenderSpec
 
-    settings = load_cli_settings(args)
-    pipeline.configure(settings.ops)
-    out = Path(args.output)
-    fmt = format_for(out, None)
-    check_writable(out)
+    settings, out, fmt = prepare(args)
     g_data, garment = read_product(args.garment, settings)
     m_data, model = read_product(args.model, settings)
     g_sha, m_sha = sha256_hex(g_data), sha256_hex(m_data)
@@ -55,19 +46,13 @@ def run(args: argparse.Namespace) -> int:
     fields = dict(engine=engine_name, product_sha256=g_sha, ops=[op], preset=args.preset,
                   output_format=fmt, quality=args.quality)
     spec = RenderSpec(**{k: v for k, v in fields.items() if v is not None}).normalized()
-    try:
-        pipeline.plan(spec)
-        engine = create_engine(engine_name, settings)
+
+    def ready(plan: object, engine: object) -> None:
         if args.inpaint_seams:
             if getattr(engine, "run_inpaint", None) is None:
                 raise CliError(f"--inpaint-seams needs an engine that can inpaint (diffusion); "
                                f"{engine_name!r} cannot")
-            engine.load()
-        image = pipeline.run_batch(engine, [spec], products={g_sha: garment, m_sha: model})[0]
-    except (OpsError, ValueError) as e:
-        raise CliError(str(e)) from None
-    out.write_bytes(encode(image, fmt, args.quality, source_type=pipeline.source_type_for(spec),
-                           settings=settings.delivery))
-    print(f"{out}  {image.width}x{image.height}" +
-          (f"  preset={args.preset}" if args.preset else ""))
-    return 0
+            engine.load()  # type: ignore[attr-defined]
+
+    return render_and_write(args, settings, spec, {g_sha: garment, m_sha: model}, out, fmt,
+                            ready)

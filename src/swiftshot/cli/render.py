@@ -16,7 +16,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from swiftshot.cli import CliError, load_cli_settings
 from swiftshot.cli.generate import check_writable, format_for
@@ -81,19 +83,69 @@ def attach_files(ops: list[dict], products: dict, settings) -> list[dict]:
     return out
 
 
-def run(args: argparse.Namespace) -> int:
+def prepare(args: argparse.Namespace) -> tuple[Any, Path, str]:
+    """(settings, output path, format) of a rendering command, the pipeline configured and the
+    output's folder checked before any work (``render``, ``onmodel``)."""
     from swiftshot import pipeline
-    from swiftshot.delivery.codecs import encode
-    from swiftshot.engines import create_engine
-    from swiftshot.ops import OpsError, needs_engine
-    from swiftshot.ops.presets import get_preset
-    from swiftshot.spec import RenderSpec
 
     settings = load_cli_settings(args)
     pipeline.configure(settings.ops)
     out = Path(args.output)
     fmt = format_for(out, None)
     check_writable(out)
+    return settings, out, fmt
+
+
+def render_and_write(args: argparse.Namespace, settings: Any, spec: Any, products: dict,
+                     out: Path, fmt: str,
+                     ready: Callable[[Any, Any], None]) -> int:
+    """Run one spec (``ready(plan, engine)`` loads the engine if the spec needs it, or raises
+    ``CliError``), write it, print its line (size, preset, cutout confidence, compliance);
+    exit 1 on a failed compliance check with ``--strict``."""
+    from swiftshot import pipeline
+    from swiftshot.delivery.codecs import encode
+    from swiftshot.engines import create_engine
+    from swiftshot.ops import OpsError
+    from swiftshot.ops.presets import get_preset, quality_of
+
+    try:
+        plan = pipeline.plan(spec)
+        engine = create_engine(spec.engine, settings)
+        ready(plan, engine)
+        image = pipeline.run_batch(engine, [spec], products=products)[0]
+    except (OpsError, ValueError) as e:
+        raise CliError(str(e)) from None
+    quality = args.quality
+    if quality is None and args.preset:
+        quality = get_preset(args.preset, settings.ops.presets).quality
+    out.write_bytes(encode(image, fmt, quality, source_type=pipeline.source_type_for(spec),
+                           settings=settings.delivery))
+    q = quality_of(image)
+    line = f"{out}  {image.width}x{image.height}" + (f"  preset={args.preset}" if args.preset else "")
+    comp, cut = q.get("compliance"), q.get("cutout")
+    if cut:
+        line += f"  cutout confidence={cut['confidence']:.2f} ({cut['level']})"
+    if comp:
+        line += "  compliance=" + ("pass" if comp["passed"] else "FAIL")
+    print(line)
+    if cut and cut["level"] == "low":
+        print("low cutout confidence: " + ("; ".join(cut["notes"]) or "the cutout is a guess"),
+              file=sys.stderr)
+    if comp and not comp["passed"]:
+        for r in comp["rules"]:
+            if not r["passed"]:
+                print(f"FAIL  {r['rule']}  {r['measured']}  (required: {r['required']})",
+                      file=sys.stderr)
+        if getattr(args, "strict", False):
+            return 1
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    from swiftshot.ops import needs_engine
+    from swiftshot.spec import RenderSpec
+
+    settings, out, fmt = prepare(args)
     ops = build_ops(args)
     products = {}
     sha = None
@@ -112,37 +164,9 @@ def run(args: argparse.Namespace) -> int:
                   product_sha256=sha, ops=ops, preset=args.preset, output_format=fmt,
                   quality=args.quality)
     spec = RenderSpec(**{k: v for k, v in fields.items() if v is not None}).normalized()
-    try:
-        plan = pipeline.plan(spec)
-        engine = create_engine(engine_name, settings)
+
+    def ready(plan: Any, engine: Any) -> None:
         if needs_engine(plan, sha is not None):
             engine.load()
-        image = pipeline.run_batch(engine, [spec], products=products)[0]
-    except (OpsError, ValueError) as e:
-        raise CliError(str(e)) from None
-    quality = args.quality
-    if quality is None and args.preset:
-        quality = get_preset(args.preset, settings.ops.presets).quality
-    out.write_bytes(encode(image, fmt, quality, source_type=pipeline.source_type_for(spec),
-                           settings=settings.delivery))
-    from swiftshot.ops.presets import quality_of
 
-    q = quality_of(image)
-    line = f"{out}  {image.width}x{image.height}" + (f"  preset={args.preset}" if args.preset else "")
-    comp, cut = q.get("compliance"), q.get("cutout")
-    if cut:
-        line += f"  cutout confidence={cut['confidence']:.2f} ({cut['level']})"
-    if comp:
-        line += "  compliance=" + ("pass" if comp["passed"] else "FAIL")
-    print(line)
-    if cut and cut["level"] == "low":
-        print("low cutout confidence: " + ("; ".join(cut["notes"]) or "the cutout is a guess"),
-              file=sys.stderr)
-    if comp and not comp["passed"]:
-        for r in comp["rules"]:
-            if not r["passed"]:
-                print(f"FAIL  {r['rule']}  {r['measured']}  (required: {r['required']})",
-                      file=sys.stderr)
-        if args.strict:
-            return 1
-    return 0
+    return render_and_write(args, settings, spec, products, out, fmt, ready)

@@ -242,6 +242,10 @@ class EngineSettings(_Section):
     worker_variants: bool = True
     """Out of process: the worker also encodes the request's own output format (WebP, AVIF ...)
     beside the master, so a miss's delivery encode does not run on the front's one core."""
+    result_shm_bytes: int = Field(64 * 1024 * 1024, ge=0)
+    """``process``: each worker's shared-memory segment for result bytes (masters, variants),
+    so they do not cross its pipe (runtime/shm.py). An upper bound of address space, committed
+    only as far as results reach; a result that does not fit goes over the pipe. 0: off."""
     worker_nice: int = Field(0, ge=0, le=19)
     """Niceness added to each engine worker process (``process``), so that when the CPU is
     short the front (cache hits, admission, dispatch) runs before the workers' renders. Off by

@@ -21,6 +21,7 @@ from swiftshot.delivery import codecs
 from swiftshot.engines.base import EngineError
 from swiftshot.errors import ServiceError, WorkerLost
 from swiftshot.runtime.process import ProcessExecutor
+from swiftshot.runtime import shm
 from swiftshot.runtime.progress import Listener, Partial, Queued, Started
 from swiftshot.runtime.worker import Rejected, Worker
 from swiftshot.spec import RenderSpec
@@ -66,6 +67,9 @@ async def test_sigkill_mid_batch_is_retried_elsewhere_and_the_worker_comes_back(
     w, ex = await _worker(settings, 2)
     try:
         assert w.slots == 2 and ex.health().warm == 2
+        # results cross by shared memory, whose names were removed once the workers attached
+        assert all(p.area is not None for p in ex._procs)
+        assert shm.leftover(os.getpid()) == []
         t0 = time.monotonic()
         task = asyncio.create_task(w.submit(_spec(w, "victim"), deadline_s=30))
         await _until(lambda: _busy(ex) is not None)
@@ -80,6 +84,7 @@ async def test_sigkill_mid_batch_is_retried_elsewhere_and_the_worker_comes_back(
         # the dead worker is restarted and warm again
         await _until(lambda: ex.health().warm == 2)
         assert victim.restarts == 1 and victim.proc.pid != pid
+        assert shm.leftover(os.getpid()) == []  # the dead worker's segment left no name
         # every worker, the restarted one too, runs below the front (engine.worker_nice)
         front = os.getpriority(os.PRIO_PROCESS, 0)
         want = min(19, front + settings.engine.worker_nice)
@@ -87,6 +92,7 @@ async def test_sigkill_mid_batch_is_retried_elsewhere_and_the_worker_comes_back(
         assert (await w.submit(_spec(w, "after"))).master is not None
     finally:
         await w.stop()
+    assert shm.leftover(os.getpid()) == []
 
 
 async def test_a_batch_whose_worker_dies_twice_is_a_clear_503(tmp_path):
@@ -167,6 +173,7 @@ async def test_a_model_that_cannot_load_leaves_the_executor_not_ready_saying_why
         await w.stop()
     alive = [t for t in threading.enumerate() if t.name.startswith("swiftshot-reader")]
     assert alive == []  # stop() joined the readers
+    assert shm.leftover(os.getpid()) == []  # nor the failed loads' result segments
 
 
 def test_a_reader_whose_loop_has_closed_ends_quietly(tmp_path, monkeypatch):
@@ -279,3 +286,26 @@ async def test_a_load_that_fails_is_retried_with_backoff_and_readiness_says_why(
         if not start.done():
             start.cancel()
         await w.stop()
+
+
+async def test_results_are_the_same_bytes_by_shared_memory_or_by_the_pipe(tmp_path):
+    """Masters and variants cross by the worker's shared-memory segment; the same renders sent
+    over the pipe (segment off, or too small for the master) are byte-identical."""
+    specs = [("same-1", 64, "webp"), ("same-2", 96, "png"), ("same-3", 128, "jpeg")]
+    got: dict[int, list] = {}
+    for shm_bytes in (64 << 20, 0, 4096):
+        settings = _settings(tmp_path / str(shm_bytes))
+        settings.engine.result_shm_bytes = shm_bytes
+        w, ex = await _worker(settings, 1)
+        try:
+            assert (ex._procs[0].area is not None) == (shm_bytes > 0)
+            outs = [await w.submit(_spec(w, p, size, output_format=fmt))
+                    for p, size, fmt in specs]
+            got[shm_bytes] = [(o.master, dict(o.variants)) for o in outs]
+        finally:
+            await w.stop()
+        assert shm.leftover(os.getpid()) == []
+    for master, variants in got[64 << 20]:
+        assert isinstance(master, bytes) and len(variants) == 1
+        assert all(isinstance(v, bytes) for v in variants.values())
+    assert got[64 << 20] == got[0] == got[4096]

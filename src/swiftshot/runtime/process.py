@@ -51,6 +51,7 @@ from swiftshot.runtime.executor import (
     unpack_image,
 )
 from swiftshot.runtime.progress import Partial
+from swiftshot.runtime.shm import ResultArea
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +76,10 @@ def default_workers(engine: str, settings: Settings) -> int:
 
 
 def _worker_main(conn: Any, settings_json: dict[str, Any], engine: str, model: str | None,
-                 index: int, gpu: int | None) -> None:
+                 index: int, gpu: int | None, shm_name: str | None = None) -> None:
     import signal
+
+    from swiftshot.runtime.shm import ResultWriter
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the front drains; Ctrl-C is its business
     if gpu is not None:
@@ -89,6 +92,8 @@ def _worker_main(conn: Any, settings_json: dict[str, Any], engine: str, model: s
     from swiftshot.spec import RenderSpec
 
     settings = Settings(**settings_json)
+    # attached before "ready": the front removes the segment's name once it hears that
+    writer = ResultWriter.attach(shm_name, settings.engine.result_shm_bytes)
     if settings.engine.worker_nice:
         try:  # below the front: see EngineSettings.worker_nice
             os.nice(settings.engine.worker_nice)
@@ -165,6 +170,8 @@ def _worker_main(conn: Any, settings_json: dict[str, Any], engine: str, model: s
                                else None)
             result.worker = f"{info.name}/process-{index}"
             result.metrics = deltas.take()  # what the engine and ops counted here
+            if writer is not None:
+                writer.put(result)  # the bytes by shared memory, references by the pipe
             conn.send(("done", batch_id, result))
         except Cancelled:
             conn.send(("cancelled", batch_id))
@@ -198,6 +205,8 @@ class _Proc:
     ready: asyncio.Future[None] | None = None
     readers: list[threading.Thread] = field(default_factory=list)
     """Reader threads of this slot's processes (one per spawn); joined at stop."""
+    area: ResultArea | None = None
+    """The running process's shared-memory segment for result bytes (runtime/shm.py)."""
 
 
 class ProcessExecutor:
@@ -288,6 +297,8 @@ class ProcessExecutor:
                 t.join(max(0.1, end + 2.0 - time.monotonic()))
             if p.conn is not None:
                 p.conn.close()
+            if p.area is not None:
+                p.area.close()
 
     def abort(self, ids: Iterable[int]) -> None:
         ids = list(ids)
@@ -392,16 +403,19 @@ class ProcessExecutor:
         parent, child = self._ctx.Pipe(duplex=True)
         # a retried load keeps saying why the last try failed until this one is ready
         p.state, p.error = "starting", p.error if p.state == "retrying" else None
+        if p.area is not None:  # the last process of this slot is gone (joined) by now
+            p.area.close()
+        p.area = area = ResultArea.create(self.settings.engine.result_shm_bytes, str(p.index))
         p.proc = self._ctx.Process(
             target=_worker_main, name=f"swiftshot-{self._info.name}-{p.index}", daemon=True,
             args=(child, self.settings.model_dump(mode="json"), self.engine_name, self.model,
-                  p.index, p.gpu))
+                  p.index, p.gpu, area.name if area is not None else None))
         await loop.run_in_executor(None, p.proc.start)
         child.close()
         p.conn = parent
         p.ready = loop.create_future()
-        reader = threading.Thread(target=self._reader, args=(p, parent, p.ready), daemon=True,
-                                  name=f"swiftshot-reader-{p.index}")
+        reader = threading.Thread(target=self._reader, args=(p, parent, p.ready, area),
+                                  daemon=True, name=f"swiftshot-reader-{p.index}")
         p.readers = [t for t in p.readers if t.is_alive()] + [reader]
         reader.start()
         try:
@@ -417,8 +431,11 @@ class ProcessExecutor:
         if self._idle is not None:
             self._idle.set()
 
-    def _reader(self, p: _Proc, conn: Any, ready: asyncio.Future[None]) -> None:
-        """Runs in a thread per worker: every message becomes a call on the loop."""
+    def _reader(self, p: _Proc, conn: Any, ready: asyncio.Future[None],
+                area: ResultArea | None = None) -> None:
+        """Runs in a thread per worker: every message becomes a call on the loop. A result's
+        bytes are copied out of the worker's segment here, before the front answers anyone
+        (and so before the worker is sent the batch that overwrites them)."""
         loop = self._loop
         assert loop is not None
         while True:
@@ -430,6 +447,13 @@ class ProcessExecutor:
             except Exception as e:  # noqa: BLE001 - an unpicklable message: treat as lost
                 log.error("process-%d sent an unreadable message: %s", p.index, e)
                 continue
+            if msg[0] == "done" and area is not None:
+                try:
+                    area.take(msg[2])
+                except (ValueError, AttributeError, TypeError) as e:
+                    msg = ("error", msg[1], WorkerLost(
+                        f"engine worker process-{p.index} sent an unreadable result: {e}",
+                        retry_after=1.0))
             if not self._post(loop, self._on_message, p, conn, ready, msg):
                 return
 
@@ -445,6 +469,8 @@ class ProcessExecutor:
 
     def _on_message(self, p: _Proc, conn: Any, ready: asyncio.Future[None], msg: Any) -> None:
         kind = msg[0]
+        if kind in ("ready", "failed") and p.conn is conn and p.area is not None:
+            p.area.unlink()  # the worker has attached (or never will): no name to leak
         if kind == "ready":
             if p.conn is conn:
                 p.state, p.error = "ready", None
@@ -471,6 +497,8 @@ class ProcessExecutor:
     def _died(self, p: _Proc, conn: Any, ready: asyncio.Future[None]) -> None:
         if p.conn is not conn:
             return  # an old pipe of a worker already replaced
+        if p.area is not None:
+            p.area.unlink()  # died before "ready": the name goes now
         code = p.proc.exitcode if p.proc is not None else None
         if not ready.done():
             ready.set_exception(ServiceError(

@@ -1,0 +1,103 @@
+"""Sequential 512² WebP misses against a spawned ``swiftshot serve`` (process executor), with the
+Server-Timing split per miss: a quick driver for profiling the miss path's overhead (run py-spy
+on the front and the workers beside it with ``--pause``) and for short before/after checks.
+
+    PYTHONPATH=src python bench/miss_overhead.py --n 300 [--workers 2] [--out FILE]
+
+Prints p50 of each stage, the server's overhead (total − work) and the client-seen overhead
+(latency − work), each ÷ ``infer`` (the engine) — the same definitions as ``bench serve``'s
+``server_side_overhead_ratio`` / ``server_overhead_ratio``, without the load generator's mix.
+Writes JSON with the machine when ``--out`` is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from swiftshot.benchmarks.http import Client
+from swiftshot.benchmarks.machine import machine_info
+from swiftshot.benchmarks.procs import free_port, running, server_env, swiftshot_command
+from swiftshot.benchmarks.stats import parse_server_timing, percentile
+
+WORK = ("infer", "master", "variant", "encode")
+
+
+async def drive(url: str, n: int, warm: int, pause: float) -> list[dict[str, float]]:
+    host, port = url.split("//")[1].split(":")
+    client = Client(host, int(port))
+    rows = []
+    seed0 = int(time.time() * 1000) % 10_000_000 * 100
+    if pause:
+        print(f"server up at {url}; profiling window opens in {pause:g} s", flush=True)
+        await asyncio.sleep(pause)
+    for i in range(n + warm):
+        body = json.dumps({"model": "studio", "prompt": "white sneaker on a marble plinth",
+                           "size": "512x512", "n": 1, "response_format": "url",
+                           "output_format": "webp", "seed": seed0 + i}).encode()
+        t0 = time.perf_counter()
+        resp = await client.request("POST", "/v1/images/generations",
+                                    {"Content-Type": "application/json",
+                                     "X-Priority": "standard"}, body)
+        t1 = time.perf_counter()
+        assert resp.status == 200, (resp.status, resp.body[:300])
+        if i < warm:
+            continue
+        st = dict(parse_server_timing(resp.headers.get("server-timing")))
+        st["latency"] = (t1 - t0) * 1000
+        rows.append(st)
+    await client.aclose()
+    return rows
+
+
+def summarise(rows: list[dict[str, float]]) -> dict[str, float]:
+    work = [sum(r.get(k, 0.0) for k in WORK) for r in rows]
+    infer = percentile([r["infer"] for r in rows], 50)
+    server = percentile([r["total"] - w for r, w in zip(rows, work)], 50)
+    seen = percentile([r["latency"] - w for r, w in zip(rows, work)], 50)
+    keys = sorted({k for r in rows for k in r})
+    out = {f"{k}_p50_ms": percentile([r.get(k, 0.0) for r in rows], 50) for k in keys}
+    out.update({"misses": len(rows), "work_p50_ms": percentile(work, 50),
+                "server_overhead_p50_ms": server, "client_overhead_p50_ms": seen,
+                "server_side_overhead_ratio": server / infer,
+                "server_overhead_ratio": seen / infer})
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--n", type=int, default=300)
+    ap.add_argument("--warm", type=int, default=20)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--executor", default="process")
+    ap.add_argument("--pause", type=float, default=0.0,
+                    help="seconds to wait after start (attach a profiler), then drive")
+    ap.add_argument("--out")
+    a = ap.parse_args()
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="swiftshot-miss-") as d:
+        env = server_env(Path(d), "studio", "512x512")
+        cmd = [*swiftshot_command(port, "studio"), "--executor", a.executor,
+               "--workers", str(a.workers)]
+        with running(cmd, env, port) as url:
+            if a.pause:
+                print("pids:", os.popen(f"pgrep -f 'swiftshot serve.*{port}'").read().split(),
+                      flush=True)
+            rows = asyncio.run(drive(url, a.n, a.warm, a.pause))
+    s = summarise(rows)
+    for k, v in s.items():
+        print(f"{k:32s} {v:8.3f}" if isinstance(v, float) else f"{k:32s} {v}")
+    if a.out:
+        Path(a.out).write_text(json.dumps({"machine": machine_info(), "load": os.getloadavg(),
+                                           "summary": s}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,184 @@
+"""Result bytes from an engine worker process to the front through shared memory.
+
+A 512² render's lossless master is ~0.8-1 MB of raw pixels. Sent through the worker's pipe (a
+Unix socket of ~200 KB buffer) it crossed in a dozen writer/reader hand-offs, each a context
+switch on a busy box: ~2 ms of the worker blocked in ``send`` and of the front's reader in
+``recv`` per miss (profile in docs/PERFORMANCE.md). Instead each worker process gets one
+segment of its own, created by the front; the worker copies a batch's result bytes (masters,
+delivery variants) into it and sends only ``(offset, length)`` references over the pipe; the
+front's reader copies them out before it hands the result on. One batch runs at a time per
+worker and the front sends the next only after it has copied the last result out, so the
+segment needs no locking.
+
+Nothing leaks: the front creates the segment (registered with multiprocessing's resource
+tracker, which removes it if the front itself is killed) and **unlinks its name as soon as the
+worker has attached** (the worker's ``ready``), so from then on the memory belongs to the two
+mappings only and the kernel frees it when both processes have unmapped it or died — a worker
+SIGKILLed mid-batch leaves nothing behind. A worker that fails before ``ready`` has its
+segment unlinked by the front then. Pages are committed in the worker with ``posix_fallocate``
+as the high-water mark grows, so a full ``/dev/shm`` is an ``OSError`` there (the bytes then go
+over the pipe as before), never a SIGBUS; the segment's size (``engine.result_shm_bytes``) is
+only an upper bound of address space. Anything that does not fit goes over the pipe.
+"""
+
+from __future__ import annotations
+
+import logging
+import mmap
+import os
+import secrets
+from typing import Any, NamedTuple
+
+log = logging.getLogger(__name__)
+
+PREFIX = "swiftshot-r"
+"""Name prefix of the segments (``/dev/shm/swiftshot-r-<front pid>-<worker>-<random>``)."""
+
+
+class ShmRef(NamedTuple):
+    """Stands in for a ``bytes`` value of a result while it crosses: where it lies in the
+    worker's segment."""
+
+    offset: int
+    length: int
+
+
+class ResultArea:
+    """The front's side of one worker's segment."""
+
+    def __init__(self, shm: Any) -> None:
+        self._shm = shm
+        self._buf = shm.buf
+        self.name: str = shm.name
+        self.size: int = shm.size
+        self._unlinked = False
+        self._closed = False
+
+    @classmethod
+    def create(cls, size: int, tag: str) -> ResultArea | None:
+        """A new segment of ``size`` bytes, or None when shared memory is not available (the
+        worker then sends its results over the pipe)."""
+        if size <= 0:
+            return None
+        from multiprocessing import shared_memory
+
+        name = f"{PREFIX}-{os.getpid()}-{tag}-{secrets.token_hex(4)}"
+        try:
+            return cls(shared_memory.SharedMemory(name=name, create=True, size=size))
+        except (OSError, ValueError) as e:
+            log.warning("no shared memory for worker results (%s); using the pipe", e)
+            return None
+
+    def unlink(self) -> None:
+        """Remove the name (the mappings stay valid). Idempotent."""
+        if self._unlinked:
+            return
+        self._unlinked = True
+        try:
+            self._shm.unlink()
+        except FileNotFoundError:
+            pass
+
+    def close(self) -> None:
+        """Unlink if not done yet and unmap. Call only when no reader copies out of it."""
+        self.unlink()
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._buf.release()
+            self._shm.close()
+        except (BufferError, OSError) as e:  # a view still held somewhere: the GC unmaps it
+            log.debug("shared memory %s not unmapped now: %s", self.name, e)
+
+    def read(self, ref: ShmRef) -> bytes:
+        offset, length = ref
+        if offset < 0 or length < 0 or offset + length > self.size:
+            raise ValueError(f"result reference {offset}+{length} outside the "
+                             f"{self.size}-byte segment")
+        return bytes(self._buf[offset:offset + length])
+
+    def take(self, result: Any) -> None:
+        """Replace the :class:`ShmRef` values of a ``BatchResult`` by the bytes they point at."""
+        for item in result.results:
+            if isinstance(item.master, ShmRef):
+                item.master = self.read(item.master)
+            if item.variants:
+                item.variants = {k: self.read(v) if isinstance(v, ShmRef) else v
+                                 for k, v in item.variants.items()}
+
+
+class ResultWriter:
+    """The worker's side: attaches to the front's segment without registering it with a
+    resource tracker (the front owns it and removes its name)."""
+
+    def __init__(self, name: str, size: int) -> None:
+        import _posixshmem
+
+        self._fd = _posixshmem.shm_open("/" + name, os.O_RDWR, mode=0o600)
+        try:
+            self.size = os.fstat(self._fd).st_size
+            self._map = mmap.mmap(self._fd, self.size)
+        except BaseException:
+            os.close(self._fd)
+            raise
+        self._committed = 0
+
+    @classmethod
+    def attach(cls, name: str | None, size: int) -> ResultWriter | None:
+        if not name:
+            return None
+        try:
+            return cls(name, size)
+        except (OSError, ImportError, ValueError) as e:
+            log.warning("could not attach the result segment %s (%s); using the pipe", name, e)
+            return None
+
+    def _commit(self, end: int) -> bool:
+        if end <= self._committed:
+            return True
+        try:
+            os.posix_fallocate(self._fd, 0, end)
+        except OSError as e:  # /dev/shm full: this result goes over the pipe
+            log.warning("result segment: could not commit %d bytes (%s); using the pipe", end, e)
+            return False
+        self._committed = end
+        return True
+
+    def put(self, result: Any) -> None:
+        """Move the result's masters and variants into the segment (as many as fit, from
+        offset 0: the front copied the previous batch's out before sending this one), leaving
+        :class:`ShmRef` in their place."""
+        pos = 0
+
+        def place(data: Any) -> Any:
+            nonlocal pos
+            n = len(data)
+            if not isinstance(data, (bytes, bytearray)) or pos + n > self.size \
+                    or not self._commit(pos + n):
+                return data
+            self._map[pos:pos + n] = data
+            ref = ShmRef(pos, n)
+            pos += n
+            return ref
+
+        for item in result.results:
+            if item.master is not None:
+                item.master = place(item.master)
+            if item.variants:
+                item.variants = {k: place(v) for k, v in item.variants.items()}
+
+    def close(self) -> None:
+        try:
+            self._map.close()
+        finally:
+            os.close(self._fd)
+
+
+def leftover(front_pid: int | None = None) -> list[str]:
+    """Names of our segments still in ``/dev/shm`` (for tests and diagnostics)."""
+    want = f"{PREFIX}-{front_pid}-" if front_pid is not None else f"{PREFIX}-"
+    try:
+        return sorted(n for n in os.listdir("/dev/shm") if n.startswith(want))
+    except OSError:
+        return []

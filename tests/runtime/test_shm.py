@@ -1,0 +1,71 @@
+"""The shared-memory result transport's two halves in one process (runtime/shm.py): what the
+worker places is what the front reads, what does not fit stays bytes, and the front's name
+removal leaves no segment behind."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from swiftshot.runtime import shm
+from swiftshot.runtime.executor import BatchResult, ItemResult
+
+
+def _result(*sizes: int) -> BatchResult:
+    items = [ItemResult(i, master=os.urandom(n), variants={("webp", 80): os.urandom(n // 3 + 1)})
+             for i, n in enumerate(sizes)]
+    return BatchResult(items, 0.0)
+
+
+def test_placed_bytes_come_back_identical_and_oversize_ones_stay_bytes():
+    area = shm.ResultArea.create(1 << 20, "t")
+    assert area is not None
+    writer = shm.ResultWriter(area.name, area.size)
+    try:
+        for sizes in ((1000, 200_000), (700_000, 500_000), (5, 0)):
+            sent = _result(*sizes)
+            want = [(r.master, dict(r.variants)) for r in sent.results]
+            writer.put(sent)
+            refs = [r.master for r in sent.results] + \
+                [v for r in sent.results for v in r.variants.values()]
+            placed = [x for x in refs if isinstance(x, shm.ShmRef)]
+            assert placed, "nothing went through the segment"
+            if sum(sizes) + sum(n // 3 + 1 for n in sizes) > area.size:
+                assert any(isinstance(x, bytes) for x in refs)  # the rest stays bytes
+            area.take(sent)
+            assert [(r.master, dict(r.variants)) for r in sent.results] == want
+    finally:
+        writer.close()
+        area.close()
+    assert area.name not in os.listdir("/dev/shm")
+
+
+def test_the_name_goes_once_the_worker_has_attached_and_the_mapping_stays_usable():
+    area = shm.ResultArea.create(4096, "u")
+    assert area is not None and area.name in shm.leftover(os.getpid())
+    writer = shm.ResultWriter(area.name, area.size)
+    area.unlink()
+    assert shm.leftover(os.getpid()) == []
+    sent = BatchResult([ItemResult(0, master=b"pixels")], 0.0)
+    writer.put(sent)
+    assert isinstance(sent.results[0].master, shm.ShmRef)
+    area.take(sent)
+    assert sent.results[0].master == b"pixels"
+    writer.close()
+    area.close()
+
+
+def test_a_reference_outside_the_segment_is_refused():
+    area = shm.ResultArea.create(4096, "v")
+    assert area is not None
+    try:
+        with pytest.raises(ValueError, match="outside"):
+            area.read(shm.ShmRef(4000, 200))
+    finally:
+        area.close()
+
+
+def test_no_segment_when_it_is_switched_off():
+    assert shm.ResultArea.create(0, "w") is None
+    assert shm.ResultWriter.attach(None, 0) is None

@@ -59,8 +59,8 @@ async def drive(url: str, n: int, warm: int, pause: float) -> list[dict[str, flo
 def summarise(rows: list[dict[str, float]]) -> dict[str, float]:
     work = [sum(r.get(k, 0.0) for k in WORK) for r in rows]
     infer = percentile([r["infer"] for r in rows], 50)
-    server = percentile([r["total"] - w for r, w in zip(rows, work)], 50)
-    seen = percentile([r["latency"] - w for r, w in zip(rows, work)], 50)
+    server = percentile([r["total"] - w for r, w in zip(rows, work, strict=True)], 50)
+    seen = percentile([r["latency"] - w for r, w in zip(rows, work, strict=True)], 50)
     keys = sorted({k for r in rows for k in r})
     out = {f"{k}_p50_ms": percentile([r.get(k, 0.0) for r in rows], 50) for k in keys}
     out.update({"misses": len(rows), "work_p50_ms": percentile(work, 50),

@@ -20,8 +20,8 @@ from swiftshot.config import Settings
 from swiftshot.delivery import codecs
 from swiftshot.engines.base import EngineError
 from swiftshot.errors import ServiceError, WorkerLost
-from swiftshot.runtime.process import ProcessExecutor
 from swiftshot.runtime import shm
+from swiftshot.runtime.process import ProcessExecutor
 from swiftshot.runtime.progress import Listener, Partial, Queued, Started
 from swiftshot.runtime.worker import Rejected, Worker
 from swiftshot.spec import RenderSpec

@@ -10,7 +10,10 @@ worker over one ``multiprocessing`` pipe:
                      ("stop",)
     worker → front   ("ready", engine_info_json) | ("failed", message)   once, after warm-up
                      ("partial", item_id, packed_preview)
-                     ("done", batch_id, BatchResult)                     masters as bytes
+                     ("done", batch_id, BatchResult)                     masters and variants
+                                                  as ShmRef(offset, length) into the worker's
+                                                  shared-memory segment (runtime/shm.py), or
+                                                  bytes when it is off or they do not fit
                      ("cancelled", batch_id) | ("error", batch_id, ServiceError)
 
 A reader thread per worker turns messages into events on the front's loop. A worker that dies

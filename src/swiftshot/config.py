@@ -47,6 +47,10 @@ class ServerSettings(_Section):
     """Shapes (width, height) run once at start-up; /readyz answers 503 until they are done."""
     access_log: bool = False
     """Log one line per request (uvicorn's access log). Off by default: it costs on the hot path."""
+    fast_hits: bool = True
+    """Answer plain ``GET /i/`` memory-tier hits in a raw ASGI layer ahead of the FastAPI app
+    (api/fast_path.py: same answers, metrics and side effects; everything else falls through).
+    False: every request goes through the full app."""
     retry_after_s: float = Field(5.0, ge=0)
     """Retry-After sent with 503s while warming up or draining."""
     max_work: int | None = Field(None, ge=1)

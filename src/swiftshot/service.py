@@ -581,6 +581,18 @@ class Service:
             stages.add("encode", t0, time.perf_counter_ns())
         return data
 
+    def variant_in_memory(self, key: str, fmt: str, quality: int | None,
+                          width: int | None = None) -> tuple[bytes, str] | None:
+        """``variant()``'s answer, without awaiting, when the variant is in the in-process
+        cache tier: (bytes, tier name), with ``variant()``'s side effects (the popularity count,
+        the hit counted). None, with no side effect, otherwise: then call ``variant()``."""
+        vkey = variant_key(key, fmt, self.quality_for(fmt, quality), width)
+        get = getattr(self.cache, "get_inline_hit", None)
+        hit = get(vkey) if get is not None else None
+        if hit is not None:
+            self.prefetcher.count(vkey)
+        return hit
+
     async def meta(self, key: str) -> _Meta | None:
         hit = await self._get(key + _META_SUFFIX)
         if hit is None:

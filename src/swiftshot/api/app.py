@@ -13,6 +13,7 @@ import importlib
 import logging
 import pkgutil
 from collections.abc import AsyncIterator
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -96,3 +97,11 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
                        fast_post={"/v1/images/generations": routes_images.generations,
                                   "/v1/render": routes_render.render})
     return app
+
+
+def serving_entry(app: FastAPI) -> Any:
+    """What ``swiftshot serve`` hands uvicorn: the app behind the serving fast path for
+    ``/i/`` memory hits (api/fast_path.py), or the app itself when ``server.fast_hits`` is off."""
+    from swiftshot.api.fast_path import HitFastPath
+
+    return HitFastPath(app) if app.state.settings.server.fast_hits else app

@@ -111,10 +111,8 @@ class ServiceMiddleware:
             failed = False
         finally:
             self.inflight.leave(counted)
-            path = _route_label(scope)
-            prio = scope.get("state", {}).get("priority", "none")
-            telemetry.REQUEST_DURATION.labels(path, prio).observe(time.perf_counter() - t0)
-            _response_counter(path, _status_class(status, failed)).inc()
+            record_request(_route_label(scope), scope.get("state", {}).get("priority", "none"),
+                           status, failed, time.perf_counter() - t0)
 
     async def _get(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["method"] in ("GET", "HEAD"):
@@ -238,6 +236,24 @@ def _status_class(status: int, failed: bool) -> str:
     if not status:
         return "4xx"
     return f"{min(max(status // 100, 1), 5)}xx"
+
+
+def record_request(route: str, priority: str, status: int, failed: bool, seconds: float) -> None:
+    """Count one request: ``swiftshot_request_duration_seconds{route, priority}`` and
+    ``swiftshot_responses_total{route, code}`` (this middleware and the serving fast path)."""
+    _duration(route, priority).observe(seconds)
+    _response_counter(route, _status_class(status, failed)).inc()
+
+
+_DURATION_CHILDREN: dict[tuple[str, str], Any] = {}
+
+
+def _duration(route: str, priority: str) -> Any:
+    child = _DURATION_CHILDREN.get((route, priority))
+    if child is None:
+        child = _DURATION_CHILDREN[(route, priority)] = telemetry.REQUEST_DURATION.labels(
+            route, priority)
+    return child
 
 
 _RESPONSE_CHILDREN: dict[tuple[str, str], Any] = {}

@@ -78,12 +78,15 @@ class _Out:
         self.status, self.headers, self.body, self.media_type = status, headers, body, media_type
 
 
-async def resolve(state: Any, name: str, headers: Mapping[str, str],
-                  query: Mapping[str, str]) -> _Out | Response:
-    """The answer to ``GET /i/{name}`` (headers: lower-case names)."""
-    key, dot, ext = name.partition(".")
-    if len(key) != 64 or not _HEX.issuperset(key):
-        return _not_found(key)
+def _is_key(key: str) -> bool:
+    return len(key) == 64 and _HEX.issuperset(key)
+
+
+def _ask(dot: str, ext: str, headers: Mapping[str, str], query: Mapping[str, str]
+         ) -> tuple[str, int | None, int | None, list[str], negotiate.ClientHints]:
+    """What a request for one key asks: (format, ``q``, ``w``, Vary, Client Hints), from the
+    extension (``dot`` empty: none given), headers (lower-case names) and query. Raises
+    :class:`ApiError` (404, 406, 400) for what cannot be served, in that order."""
     vary = []
     if dot:
         fmt = EXTENSIONS.get(ext.lower())
@@ -100,10 +103,35 @@ async def resolve(state: Any, name: str, headers: Mapping[str, str],
     if query:
         quality = _int_param(query, "q", 1, 100)
         width = _int_param(query, "w", 1, MAX_SIDE)
-    svc = state.service
     if quality is None or width is None:
         vary.append(negotiate.VARY_HINTS)
-    hints = negotiate.parse_hints(headers)
+    return fmt, quality, width, vary, negotiate.parse_hints(headers)
+
+
+def _found(state: Any, key: str, fmt: str, quality: int | None, width: int | None,
+           vary: list[str], data: bytes, source: str, if_none_match: str | None) -> _Out:
+    """The answer once the variant's bytes are in hand: 200, or 304 when ``If-None-Match``
+    names its ETag."""
+    etag = _etag(state.etags, f"{key}.{fmt}.{quality}.{width}", data)
+    out = {"etag": etag, "cache-control": IMMUTABLE, "accept-ch": negotiate.ACCEPT_CH,
+           "x-cache": source}
+    if vary:
+        out["vary"] = ", ".join(vary)
+    inm = if_none_match
+    if inm is not None and (inm.strip() == "*" or etag in (t.strip().removeprefix("W/")
+                                                           for t in inm.split(","))):
+        return _Out(304, out)
+    return _Out(200, out, data, CONTENT_TYPES[fmt])
+
+
+async def resolve(state: Any, name: str, headers: Mapping[str, str],
+                  query: Mapping[str, str]) -> _Out | Response:
+    """The answer to ``GET /i/{name}`` (headers: lower-case names)."""
+    key, dot, ext = name.partition(".")
+    if not _is_key(key):
+        return _not_found(key)
+    fmt, quality, width, vary, hints = _ask(dot, ext, headers, query)
+    svc = state.service
     svc.prefetcher.observe(Profile(fmt, quality, width, hints))  # what the shop's clients ask
     if hints.any:
         if quality is None and fmt != "png":
@@ -116,16 +144,39 @@ async def resolve(state: Any, name: str, headers: Mapping[str, str],
     data = await svc.variant(key, fmt, quality, width, outcome=outcome)
     if data is None:
         return _not_found(key)
-    etag = _etag(state.etags, f"{key}.{fmt}.{quality}.{width}", data)
-    out = {"etag": etag, "cache-control": IMMUTABLE, "accept-ch": negotiate.ACCEPT_CH,
-           "x-cache": outcome[0] if outcome else "memory"}
-    if vary:
-        out["vary"] = ", ".join(vary)
-    inm = headers.get("if-none-match")
-    if inm is not None and (inm.strip() == "*" or etag in (t.strip().removeprefix("W/")
-                                                           for t in inm.split(","))):
-        return _Out(304, out)
-    return _Out(200, out, data, CONTENT_TYPES[fmt])
+    return _found(state, key, fmt, quality, width, vary, data,
+                  outcome[0] if outcome else "memory", headers.get("if-none-match"))
+
+
+def memory_hit(state: Any, scope: Any) -> _Out | None:
+    """``resolve``'s answer to a ``GET``/``HEAD /i/...`` scope when it is a plain hit of the
+    in-process cache tier, computed without awaiting, with the same side effects (prefetch
+    profile, popularity count, cache metrics). None, with no side effect, for anything else —
+    a malformed key or parameter (the 4xx answers), a miss of the memory tier, a ``Width`` hint
+    that needs the master's size — which the full app then answers as ``resolve`` does.
+    Used by the serving fast path (api/fast_path.py)."""
+    key, dot, ext = scope["path"][3:].partition(".")
+    if not _is_key(key):
+        return None
+    headers = _wanted_headers(scope)
+    qs = scope.get("query_string")
+    query = dict(parse_qsl(qs.decode("latin-1"))) if qs else {}
+    try:
+        fmt, quality, width, vary, hints = _ask(dot, ext, headers, query)
+    except ApiError:
+        return None
+    svc = state.service
+    q, w = quality, width
+    if hints.any:
+        if width is None and hints.width is not None:
+            return None  # the master's size first: an await on the cache, the full path's job
+        if quality is None and fmt != "png":
+            q = negotiate.adapt_quality(svc.quality_for(fmt, None), hints)
+    hit = svc.variant_in_memory(key, fmt, q, w)
+    if hit is None:
+        return None
+    svc.prefetcher.observe(Profile(fmt, quality, width, hints))
+    return _found(state, key, fmt, q, w, vary, hit[0], hit[1], headers.get("if-none-match"))
 
 
 async def image(request: Request) -> Response:
@@ -141,13 +192,29 @@ async def image(request: Request) -> Response:
 _WANTED = frozenset({b"accept", b"if-none-match", *(h.encode() for h in negotiate.HINT_HEADERS)})
 
 
+def _wanted_headers(scope: Any) -> dict[str, str]:
+    """The request headers ``resolve`` reads, lower-case names, from an ASGI scope."""
+    return {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"] if k in _WANTED}
+
+
+def asgi_parts(out: _Out | Response) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """(status, raw headers, body) of an answer, as sent in ASGI messages."""
+    if isinstance(out, Response):
+        return out.status_code, out.raw_headers, out.body
+    raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in out.headers.items()]
+    if out.media_type is not None:
+        raw.append((b"content-type", out.media_type.encode("latin-1")))
+    if out.status != 304:
+        raw.append((b"content-length", str(len(out.body)).encode("latin-1")))
+    return out.status, raw, out.body
+
+
 def fast_asgi(state: Any) -> Callable[[Any, Any, Any], Awaitable[None]]:
     """``GET /i/...`` as bare ASGI, called by the service middleware ahead of the framework:
     a memory hit then skips routing, dependency and exception layers altogether."""
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
-        headers = {k.decode("latin-1"): v.decode("latin-1")
-                   for k, v in scope["headers"] if k in _WANTED}
+        headers = _wanted_headers(scope)
         qs = scope.get("query_string", b"")
         query = dict(parse_qsl(qs.decode("latin-1"))) if qs else {}
         try:
@@ -161,16 +228,7 @@ def fast_asgi(state: Any) -> Callable[[Any, Any, Any], Awaitable[None]]:
             log.exception("internal error on %s", scope["path"])
             out = error_response(500, f"internal error ({type(e).__name__}); it was logged",
                                  code="internal_error")
-        if isinstance(out, Response):
-            raw = out.raw_headers
-            status, body = out.status_code, out.body
-        else:
-            raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in out.headers.items()]
-            status, body = out.status, out.body
-            if out.media_type is not None:
-                raw.append((b"content-type", out.media_type.encode("latin-1")))
-            if status != 304:
-                raw.append((b"content-length", str(len(body)).encode("latin-1")))
+        status, raw, body = asgi_parts(out)
         await send({"type": "http.response.start", "status": status, "headers": raw})
         await send({"type": "http.response.body", "body": body})
 

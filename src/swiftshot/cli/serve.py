@@ -79,7 +79,7 @@ def _settings(args: argparse.Namespace) -> Any:
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from swiftshot.api.app import create_app
+    from swiftshot.api.app import create_app, serving_entry
     from swiftshot.errors import ServiceError
     from swiftshot.service import Service
 
@@ -101,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
     shown = f"[{host}]" if ":" in host else host
     print(f"swiftshot serving on http://{shown}:{port}  (engine {engine.name} v{engine.version}; "
           f"offers {svc.offered_names()}; executor {settings.engine.executor})", flush=True)
-    config = uvicorn.Config(app, loop="uvloop", http="httptools", lifespan="on",
+    config = uvicorn.Config(serving_entry(app), loop="uvloop", http="httptools", lifespan="on",
                             access_log=settings.server.access_log, log_level="info",
                             timeout_graceful_shutdown=max(1.0, settings.server.drain_timeout_s))
     server = DrainingServer(config, app)

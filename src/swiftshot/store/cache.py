@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from swiftshot import telemetry
 from swiftshot.store.tiers import CacheTier, DiskTier, MemoryTier, RedisTier
@@ -176,10 +176,24 @@ class TieredCache:
 
     # -- internals ----------------------------------------------------------------------------
 
+    def get_inline_hit(self, key: str) -> tuple[bytes, str] | None:
+        """``aget``'s answer when the first tier is in-process (memory) and holds ``key``:
+        the value and the tier's name, the hit counted as ``aget`` counts it. Otherwise None,
+        counting nothing, so a caller that then falls back to ``aget`` counts its look-ups
+        once (the serving fast path, api/fast_path.py)."""
+        if not self._n_inline:
+            return None
+        tier = self.tiers[0]
+        value = tier.get(key)
+        if value is None:
+            return None
+        _lookups(tier.name, "hit").inc()
+        return value, tier.name
+
     def _look(self, i: int, key: str) -> bytes | None:
         tier = self.tiers[i]
         value = tier.get(key)
-        telemetry.CACHE_REQUESTS.labels(tier=tier.name, result="miss" if value is None else "hit").inc()
+        _lookups(tier.name, "miss" if value is None else "hit").inc()
         return value
 
     def _get_from(self, key: str, start: int) -> tuple[bytes, str] | None:
@@ -204,6 +218,19 @@ class TieredCache:
                  upto: int | None = None) -> None:
         for tier in self.tiers[start: found_at if upto is None else min(upto, found_at)]:
             tier.put(key, value, self.promote_ttl_s)
+
+
+_LOOKUP_CHILDREN: dict[tuple[str, str], Any] = {}
+
+
+def _lookups(tier: str, result: str) -> Any:
+    """``swiftshot_cache_requests_total{tier, result}``: its child, looked up once
+    (``labels()`` cost more than the memory-tier read it counts, on every hit)."""
+    child = _LOOKUP_CHILDREN.get((tier, result))
+    if child is None:
+        child = _LOOKUP_CHILDREN[(tier, result)] = telemetry.CACHE_REQUESTS.labels(
+            tier=tier, result=result)
+    return child
 
 
 def _put_all(tiers: Sequence[CacheTier], key: str, value: bytes, ttl: float | None,

@@ -40,6 +40,15 @@ def served(tmp_path_factory):
     app = create_app(settings)
     entry = HitFastPath(app)
     full = entry.app = _Counting(app)
+    prefetcher = app.state.service.prefetcher
+    learn = prefetcher.observe
+
+    def observe(profile) -> None:  # the delivery profiles learned, in order (and learned)
+        full.profiles.append(profile)
+        learn(profile)
+
+    full.profiles = []
+    prefetcher.observe = observe
     with TestClient(entry) as client:
         r = client.post("/v1/render", json={"prompt": "fast path sweep", "size": "64x64"})
         assert r.status_code == 200, r.text
@@ -60,7 +69,6 @@ def _metrics(state, key: str) -> dict[str, float]:
             out[f"cache {tier} {result}"] = sample("swiftshot_cache_requests_total",
                                                    {"tier": tier, "result": result})
     out["popular"] = sum(v for k, v in prefetcher.popular.items() if k.startswith(key))
-    out["profiles"] = len(prefetcher.stats)
     return out
 
 
@@ -68,9 +76,10 @@ def _send(client, entry, full, fast: bool, method: str, url: str, headers: dict[
     entry.enabled = fast
     before_calls = len(full.paths)
     before = _metrics(full.state, url[3:67])
+    learned = len(full.profiles)
     r = client.request(method, url, headers=headers)
     moved = {k: v - before[k] for k, v in _metrics(full.state, url[3:67]).items()}
-    moved = {k: v for k, v in moved.items() if k != "profiles" or v}  # a new profile: 1
+    moved["profiles learned"] = full.profiles[learned:]
     return r, len(full.paths) > before_calls, moved
 
 

@@ -123,13 +123,22 @@ def main() -> int:
                                      "--name", f"{key}.webp"], stdout=log, stderr=subprocess.STDOUT)
             bare_url = f"http://127.0.0.1:{bport}/i/{key}.webp"
             _wait_ok(bare_url)
+            bare_cpu = _cpu_s(bare.pid)
             for conns in args.connections:
                 for r in range(args.rounds):
+                    cpu0 = _cpu_s(server.pid)
                     sw = wrk(f"{base}/i/{key}.webp", args.duration, conns, None, work)
+                    cpu1 = _cpu_s(server.pid)
                     bf = wrk(bare_url, args.duration, conns, None, work)
+                    cpu2 = _cpu_s(bare.pid)
+                    sw_us = 1e6 * (cpu1 - cpu0) / max(1, sw["requests"])
+                    bf_us = 1e6 * (cpu2 - bare_cpu) / max(1, bf["requests"])
+                    bare_cpu = cpu2
                     ab.append({"conns": conns, "round": r + 1, "swiftshot_rps": sw["req_per_s"],
                                "bare_rps": bf["req_per_s"],
                                "rps_ratio": sw["req_per_s"] / bf["req_per_s"],
+                               "swiftshot_cpu_us": sw_us, "bare_cpu_us": bf_us,
+                               "cpu_ratio": bf_us / sw_us if sw_us else 0.0,
                                "swiftshot_p50_ms": sw["p50_ms"], "bare_p50_ms": bf["p50_ms"],
                                "swiftshot_p99_ms": sw["p99_ms"], "bare_p99_ms": bf["p99_ms"],
                                "errors": sw["errors"] + bf["errors"]})
@@ -152,14 +161,22 @@ def main() -> int:
     if ab:
         print("\nGET /i/ hit: swiftshot vs a bare FastAPI app (same bytes, alternated; goal ≥ 1.2×)")
         print_table(ab, ["conns", "round", "swiftshot_rps", "bare_rps", "rps_ratio",
+                         "swiftshot_cpu_us", "bare_cpu_us", "cpu_ratio",
                          "swiftshot_p50_ms", "bare_p50_ms", "swiftshot_p99_ms", "bare_p99_ms",
                          "errors"])
+        print("  (cpu_us: the server process's CPU time per request, user + sys; cpu_ratio = "
+              "bare ÷ swiftshot, above 1 when a swiftshot hit costs less CPU — steadier than "
+              "req/s on a shared box)")
         for conns in args.connections:
             ratios = sorted(x["rps_ratio"] for x in ab if x["conns"] == conns)
+            cpu = sorted(x["cpu_ratio"] for x in ab if x["conns"] == conns)
             summary[str(conns)] = {"rps_ratio_median": ratios[len(ratios) // 2],
-                                   "rps_ratio_min": ratios[0], "rps_ratio_max": ratios[-1]}
+                                   "rps_ratio_min": ratios[0], "rps_ratio_max": ratios[-1],
+                                   "cpu_ratio_median": cpu[len(cpu) // 2],
+                                   "cpu_ratio_min": cpu[0], "cpu_ratio_max": cpu[-1]}
             print(f"  {conns} conn(s): req/s ratio median {ratios[len(ratios) // 2]:.2f} "
-                  f"(range {ratios[0]:.2f}-{ratios[-1]:.2f})")
+                  f"(range {ratios[0]:.2f}-{ratios[-1]:.2f}); CPU per request, bare ÷ swiftshot, "
+                  f"median {cpu[len(cpu) // 2]:.2f} (range {cpu[0]:.2f}-{cpu[-1]:.2f})")
     load = os.getloadavg()
     path = write_result("api_hits", {"tool": "wrk", "server_engine": "studio",
                                      "executor": args.executor or "process (serve's default)",
@@ -169,6 +186,12 @@ def main() -> int:
                         args.out)
     print(f"\nwrote {path}  (load average at start {load0[0]:.1f}, at end {load[0]:.1f})")
     return 0
+
+
+def _cpu_s(pid: int) -> float:
+    """CPU seconds (user + sys) the process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _wait_ok(url: str) -> None:

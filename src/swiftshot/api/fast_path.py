@@ -20,7 +20,6 @@ OpenTelemetry providers per request) plus a labelled histogram look-up cost as m
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from swiftshot.api import routes_delivery
 from swiftshot.api.middleware import ASGIApp, Receive, Scope, Send, record_request

@@ -49,7 +49,7 @@ class ClientHints:
 
     @property
     def any(self) -> bool:
-        return self != _NO_HINTS
+        return self is not _NO_HINTS and self != _NO_HINTS
 
 
 _NO_HINTS = ClientHints()
@@ -133,6 +133,8 @@ def parse_hints(headers: Mapping[str, str]) -> ClientHints:
     Both the legacy names (``DPR``, ``Width``) and the ``Sec-CH-`` spellings are read; the
     ``Sec-CH-`` ones win when both are sent.
     """
+    if not any(name in headers for name in HINT_HEADERS):
+        return _NO_HINTS  # the common case, on every cache hit: no hint sent
     save = (headers.get("save-data") or "").strip().lower() == "on"
     ect = (headers.get("ect") or "").strip().strip('"').lower() or None
     if ect not in _ECT_FACTOR:

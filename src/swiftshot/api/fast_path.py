@@ -44,13 +44,13 @@ class HitFastPath:
             await self.app(scope, receive, send)
             return
         t0 = time.perf_counter()
-        out = routes_delivery.memory_hit(self._state, scope)
-        if out is None:
+        hit = routes_delivery.memory_hit(self._state, scope)
+        if hit is None:
             await self.app(scope, receive, send)
             return
+        status, headers, body = hit
         inflight = self._state.inflight
         counted = inflight.enter()
-        status, headers, body = routes_delivery.asgi_parts(out)
         failed = True
         try:
             await send({"type": "http.response.start", "status": status, "headers": headers})

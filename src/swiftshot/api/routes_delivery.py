@@ -113,15 +113,43 @@ def _found(state: Any, key: str, fmt: str, quality: int | None, width: int | Non
     """The answer once the variant's bytes are in hand: 200, or 304 when ``If-None-Match``
     names its ETag."""
     etag = _etag(state.etags, f"{key}.{fmt}.{quality}.{width}", data)
+    return _answer(etag, fmt, vary, data, source, _not_modified(etag, if_none_match))
+
+
+def _not_modified(etag: str, inm: str | None) -> bool:
+    return inm is not None and (inm.strip() == "*" or etag in (t.strip().removeprefix("W/")
+                                                               for t in inm.split(",")))
+
+
+def _answer(etag: str, fmt: str, vary: list[str], data: bytes, source: str,
+            not_modified: bool) -> _Out:
     out = {"etag": etag, "cache-control": IMMUTABLE, "accept-ch": negotiate.ACCEPT_CH,
            "x-cache": source}
     if vary:
         out["vary"] = ", ".join(vary)
-    inm = if_none_match
-    if inm is not None and (inm.strip() == "*" or etag in (t.strip().removeprefix("W/")
-                                                           for t in inm.split(","))):
+    if not_modified:
         return _Out(304, out)
     return _Out(200, out, data, CONTENT_TYPES[fmt])
+
+
+_RAW_HEADERS: dict[tuple[str, str, str, tuple[str, ...], bool], list[tuple[bytes, bytes]]] = {}
+
+
+def _found_raw(state: Any, key: str, fmt: str, quality: int | None, width: int | None,
+               vary: list[str], data: bytes, source: str, if_none_match: str | None
+               ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """``_found`` as ASGI parts, its encoded headers built once per (ETag, …): the ETag is the
+    bytes' hash, so it fixes their length; everything else in the headers is in the memo key."""
+    etag = _etag(state.etags, f"{key}.{fmt}.{quality}.{width}", data)
+    not_modified = _not_modified(etag, if_none_match)
+    memo = (etag, fmt, source, tuple(vary), not_modified)
+    raw = _RAW_HEADERS.get(memo)
+    if raw is None:
+        if len(_RAW_HEADERS) >= _ETAGS_MAX:
+            _RAW_HEADERS.clear()
+        raw = _RAW_HEADERS[memo] = asgi_parts(_answer(etag, fmt, vary, data, source,
+                                                      not_modified))[1]
+    return (304, raw, b"") if not_modified else (200, raw, data)
 
 
 async def resolve(state: Any, name: str, headers: Mapping[str, str],
@@ -148,8 +176,9 @@ async def resolve(state: Any, name: str, headers: Mapping[str, str],
                   outcome[0] if outcome else "memory", headers.get("if-none-match"))
 
 
-def memory_hit(state: Any, scope: Any) -> _Out | None:
-    """``resolve``'s answer to a ``GET``/``HEAD /i/...`` scope when it is a plain hit of the
+def memory_hit(state: Any, scope: Any) -> tuple[int, list[tuple[bytes, bytes]], bytes] | None:
+    """``resolve``'s answer (status, raw headers, body) to a ``GET``/``HEAD /i/...`` scope when
+    it is a plain hit of the
     in-process cache tier, computed without awaiting, with the same side effects (prefetch
     profile, popularity count, cache metrics). None, with no side effect, for anything else —
     a malformed key or parameter (the 4xx answers), a miss of the memory tier, a ``Width`` hint
@@ -176,7 +205,7 @@ def memory_hit(state: Any, scope: Any) -> _Out | None:
     if hit is None:
         return None
     svc.prefetcher.observe(Profile(fmt, quality, width, hints))
-    return _found(state, key, fmt, q, w, vary, hit[0], hit[1], headers.get("if-none-match"))
+    return _found_raw(state, key, fmt, q, w, vary, hit[0], hit[1], headers.get("if-none-match"))
 
 
 async def image(request: Request) -> Response:

@@ -116,6 +116,19 @@ class SchedulerSettings(_Section):
     """A waiting request climbs one priority class per this many milliseconds (no starvation)."""
     service_time_hint_s: float = Field(0.05, gt=0)
     """Engine seconds per request assumed by admission control until batches are measured."""
+    realtime_slots: int = Field(1, ge=0, le=64)
+    """Executor slots (engine workers, replicas) kept for realtime work: batches with no
+    realtime request run on at most ``slots - realtime_slots`` of them at once (never fewer
+    than one), so a realtime miss finds a worker free instead of waiting behind a running
+    standard/batch item, and the other classes' engine work leaves CPU to the front. 0: every
+    slot is shared (the best queued item takes the next free slot, whatever its class). No
+    effect with one slot (``inline``, one worker). Admission and Retry-After count the other
+    classes' wait on the slots they may use."""
+    lend_reserved_after_s: float | None = Field(10.0, ge=0)
+    """After this many seconds without a realtime request reaching the engine queue, the other
+    classes may use the reserved slots too (a server with no realtime traffic, e.g. a night of
+    batch jobs, keeps its full throughput); the next realtime arrival ends the loan (it then
+    waits for at most the first running item to end). None: never lend."""
 
     @model_validator(mode="after")
     def _every_class_configured(self) -> SchedulerSettings:

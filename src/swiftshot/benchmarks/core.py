@@ -150,7 +150,7 @@ def _dispatch_samples(cls: Callable[..., Scheduler], n: int, mixed: bool) -> lis
         s.dispatch_delay()
         batch = s.next_batch()
         samples.append(time.perf_counter() - t)
-        s.record(len(batch), 0.0)
+        s.record(len(batch), 0.0, batch=batch)
         for done in batch:  # keep every queue full
             s.submit(item(done.priority, done.batch_key))
     return samples

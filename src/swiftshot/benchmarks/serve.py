@@ -497,6 +497,25 @@ def report(result: dict[str, Any]) -> None:
     if stage_rows:
         print("\nserver-side stages (from /metrics, diffed over the phase)")
         print_table(stage_rows)
+    tail_rows = []
+    for phase in ("unloaded", "loaded"):
+        for cls, b in result.get("swiftshot", {}).get(phase, {}).get("by_priority", {}).items():
+            bd = b.get("breakdown") or {}
+            for what, key in (("slowest 10%", "tail_mean_ms"), ("misses p50", "miss_p50_ms"),
+                              ("slowest 10% of misses", "miss_tail_mean_ms")):
+                m = bd.get(key)
+                if not m:
+                    continue
+                tail_rows.append({"phase": phase, "class": cls, "answers": what,
+                                  "misses": _pct(bd["tail_miss_share"]) if key == "tail_mean_ms"
+                                  else "100.0%",
+                                  **{k: m[k] for k in ("latency", "send_lag", "front", "handler",
+                                                       "cache", "queue", "hop", "infer",
+                                                       "variant", "master", "encode",
+                                                       "coalesced")}})
+    if tail_rows:
+        print("\nswiftshot: where the time went (ms; latency = send_lag + front + handler + stages)")
+        print_table(tail_rows)
     if "ratios" in result:
         sw, nv = result["swiftshot"]["derived"], result["naive"]["derived"]
         print("\nswiftshot vs naive (loaded phase; ratio = swiftshot ÷ naive)")

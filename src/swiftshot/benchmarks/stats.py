@@ -100,7 +100,8 @@ def summarise(outcomes: Iterable[Outcome], window_s: float, slo_ms: dict[str, fl
     for p in sorted({o.priority for o in gens}):
         of_class = [o for o in gens if o.priority == p]
         result["by_priority"][p] = {**_block(of_class, window_s, slo_ms),
-                                    "cache": _cache_block(of_class)}
+                                    "cache": _cache_block(of_class),
+                                    "breakdown": breakdown(of_class)}
     result["by_kind"] = {k: _block([o for o in outs if o.kind == k], window_s, slo_ms)
                          for k in sorted({o.kind for o in outs})}
     result["cache"] = _cache_block(gens)
@@ -166,6 +167,55 @@ def _server_timing_block(gens: list[Outcome]) -> dict[str, dict[str, float]]:
     return {s: {"p50": percentile(v, 50), "p95": percentile(v, 95)}
             for s in stages
             if (v := [o.server_timing[s] for o in gens if s in o.server_timing])}
+
+
+SERVER_STAGES = ("cache", "queue", "infer", "master", "variant", "hop", "encode", "coalesced")
+"""Server-Timing stages a generation's answer may carry (see docs/ARCHITECTURE.md)."""
+
+
+def breakdown(outs: list[Outcome], tail: float = 0.1) -> dict[str, Any]:
+    """Where the time of the slowest answers went: the ``tail`` share (10 %) of answered
+    requests with the highest latency, each split into the client's send lag, the server's
+    stages (Server-Timing), ``handler`` (the server's ``total`` less its stages: validation,
+    keying, cache writes, and waits for the event loop between them) and ``front`` (latency
+    less the send lag and the server's ``total``: HTTP accept, parse and body read before the
+    handler, the answer's way back — on a saturated front mostly waits for the event loop).
+    Means over the tail, in ms, with the share of misses among them; the same for misses alone
+    (their p50 and the mean of their slowest ``tail``)."""
+
+    def split(o: Outcome) -> dict[str, float]:
+        st = o.server_timing
+        total = st.get("total", math.nan)
+        staged = sum(st.get(k, 0.0) for k in SERVER_STAGES)
+        lag = o.send_lag_ms
+        return {"latency": o.latency_ms, "send_lag": lag,
+                "front": o.latency_ms - lag - total,
+                **{k: st.get(k, 0.0) for k in SERVER_STAGES},
+                "handler": total - staged}
+
+    def mean_of(rows: list[dict[str, float]]) -> dict[str, float]:
+        keys = rows[0].keys() if rows else ()
+        return {k: sum(r[k] for r in rows) / len(rows) for k in keys}
+
+    def slowest(rows: list[Outcome]) -> list[Outcome]:
+        n = max(1, math.ceil(tail * len(rows))) if rows else 0
+        return sorted(rows, key=lambda o: o.latency_ms, reverse=True)[:n]
+
+    ok = [o for o in outs if o.ok and "total" in o.server_timing]
+    misses = [o for o in ok if o.x_cache == "miss"]
+    tail_all = slowest(ok)
+    out: dict[str, Any] = {
+        "answers": len(ok), "tail_share": tail, "tail_n": len(tail_all),
+        "tail_miss_share": (sum(1 for o in tail_all if o.x_cache == "miss") / len(tail_all)
+                            if tail_all else math.nan),
+        "tail_mean_ms": mean_of([split(o) for o in tail_all]),
+        "misses": len(misses),
+    }
+    if misses:
+        rows = [split(o) for o in misses]
+        out["miss_p50_ms"] = {k: percentile([r[k] for r in rows], 50) for k in rows[0]}
+        out["miss_tail_mean_ms"] = mean_of([split(o) for o in slowest(misses)])
+    return out
 
 
 def ratio(a: float, b: float) -> float:

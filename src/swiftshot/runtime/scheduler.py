@@ -14,6 +14,14 @@ its ``batch_key`` (any class), best first, up to ``max_batch_size``. An engine t
 nothing from batching (``batch_gain = False``: it renders items in turn) gets one item at a time
 with no batching window: waiting could only add latency.
 
+Reserved slots. ``slots`` batches run at once (the executor's workers). ``realtime_slots`` of
+them are kept for realtime work: a batch with no realtime item (a *shared* batch) may start only
+while fewer than ``slots - realtime_slots`` shared batches run (at least one may always run).
+When only reserved slots are free, the best queued realtime item starts, and lower-class items
+wait even if they are the head; so a realtime arrival never waits behind a running lower-class
+item while a reserved slot is idle. After ``lend_reserved_after_s`` without a realtime request
+the reserve is lent to the other classes until the next realtime arrival.
+
 Admission. A request is refused at once rather than left to time out: when its class's queue
 is full (429, or 503 when every class is full), when the server drains (503), or when the
 estimated wait — queued work ahead of it plus the work running, times the measured per-item
@@ -101,6 +109,20 @@ class Scheduler:
         self.slots = 1
         """Batches that run at once (the executor's workers); the estimated wait divides the
         work ahead among them."""
+        self.realtime_slots = settings.realtime_slots
+        self.lend_after_s = settings.lend_reserved_after_s
+        self._last_realtime = clock()
+        """When a realtime request last arrived (construction at first: the reserve holds for
+        ``lend_after_s`` after start)."""
+        self._running_batches: dict[int, bool] = {}
+        """Handed out and not yet recorded: first item id → shared (no realtime item)."""
+        self._running_shared = 0
+        self.held_back = 0
+        """Times lower-class work was held back because only reserved slots were free
+        (next_batch handed out a realtime batch instead, or nothing; dispatch_delay said
+        wait)."""
+        self.lent = 0
+        """Shared batches started on a reserved slot while it was lent."""
 
     # -- admission ----------------------------------------------------------------------------
 
@@ -109,6 +131,8 @@ class Scheduler:
             raise ValueError(f"priority must be one of {', '.join(PRIORITIES)}; got {item.priority!r}")
         if item.id in self._items:
             raise ValueError(f"work item id {item.id} is already queued")
+        if item.priority == "realtime":
+            self._last_realtime = self.clock()  # refused or not: realtime traffic is here
         if self._draining:
             return Admission(False, 503, "draining", self._retry_after(item.priority),
                              "the server is shutting down and takes no new work; retry on another "
@@ -135,10 +159,41 @@ class Scheduler:
 
     def estimated_wait(self, priority: Priority) -> float:
         """Seconds before a new ``priority`` item would start: work running plus work queued
-        in its class and the classes above it, at the measured per-item service time."""
+        in its class and the classes above it, at the measured per-item service time, spread
+        over the slots it may use (the other classes: the shared ones only)."""
         rank = RANK[priority]
         ahead = self._running_cost + sum(self._cost[p] for p in PRIORITIES if RANK[p] <= rank)
-        return ahead * self.per_item_s / self.slots
+        slots = self.slots if priority == "realtime" else self.shared_limit(self.clock())
+        return ahead * self.per_item_s / slots
+
+    # -- reserved slots -----------------------------------------------------------------------
+
+    def reserve(self) -> int:
+        """Slots kept for realtime work now: ``realtime_slots``, less where fewer than two
+        slots exist (one always stays shared)."""
+        return max(0, min(self.realtime_slots, self.slots - 1))
+
+    def lending(self, now: float | None = None) -> bool:
+        """Whether the reserve is lent: no realtime request for ``lend_after_s`` and none
+        queued."""
+        now = self.clock() if now is None else now
+        return (self.lend_after_s is not None and self._count["realtime"] == 0
+                and now - self._last_realtime >= self.lend_after_s)
+
+    def shared_limit(self, now: float | None = None) -> int:
+        """Shared batches (no realtime item) that may run at once."""
+        reserve = self.reserve()
+        if reserve == 0 or self.lending(now):
+            return self.slots
+        return self.slots - reserve
+
+    @property
+    def running_shared(self) -> int:
+        """Shared batches handed out and not yet recorded."""
+        return self._running_shared
+
+    def _shared_full(self, now: float) -> bool:
+        return self.reserve() > 0 and self._running_shared >= self.shared_limit(now)
 
     def _retry_after(self, priority: Priority) -> float:
         # Come back once the work now ahead of this class has been done.
@@ -208,6 +263,8 @@ class Scheduler:
         item = self._items.get(item_id)
         if item is None:
             return False
+        if priority == "realtime":
+            self._last_realtime = self.clock()
         better = priority if RANK[priority] < RANK[item.priority] else item.priority
         sooner = min(item.deadline, deadline)
         if better == item.priority and sooner == item.deadline:
@@ -257,11 +314,28 @@ class Scheduler:
     def _head(self, now: float) -> WorkItem | None:
         return self._best_of(self._lanes.values(), now) if self._items else None
 
-    def dispatch_delay(self) -> float | None:
-        """Seconds until :meth:`next_batch` has something to hand out; None when empty."""
-        now = self.clock()
+    def _startable(self, now: float) -> tuple[WorkItem | None, bool]:
+        """The head that may start now, and whether a lower-class head was passed over for
+        the reserve. With only reserved slots free that is the best realtime item (None when
+        none is queued): the others wait for a shared slot."""
         head = self._head(now)
-        return None if head is None else self._delay(head, now)
+        if head is None or head.priority == "realtime" or not self._shared_full(now):
+            return head, False
+        return self._lanes["realtime"].best(now), True
+
+    def dispatch_delay(self) -> float | None:
+        """Seconds until :meth:`next_batch` has something to hand out; None when empty, or
+        when what is queued waits for a shared slot (a batch ending or a realtime arrival
+        changes that: ask again then) and the reserve will not be lent."""
+        now = self.clock()
+        head, passed_over = self._startable(now)
+        if head is not None:
+            return self._delay(head, now)
+        if passed_over:
+            self.held_back += 1
+        if passed_over and self.lend_after_s is not None:
+            return max(0.0, self._last_realtime + self.lend_after_s - now)  # the loan begins
+        return None
 
     def _delay(self, head: WorkItem, now: float) -> float:
         if not self.batch_gain or self._key_count[head.batch_key] >= self.max_batch:
@@ -275,7 +349,9 @@ class Scheduler:
         """The next batch to run, best first; [] when nothing is due yet."""
         now = self.clock()
         self._drop_expired(now)
-        head = self._head(now)
+        head, passed_over = self._startable(now)
+        if passed_over:
+            self.held_back += 1
         if head is None or self._delay(head, now) > 0:
             return []
         # Merge the (key, class) lanes best-first; only the lane that gave an item is asked again.
@@ -295,6 +371,12 @@ class Scheduler:
             else:
                 tops[c] = nxt
         self._running_items += len(batch)
+        shared = all(it.priority != "realtime" for it in batch)
+        if shared:
+            if self.reserve() > 0 and self._running_shared >= self.slots - self.reserve():
+                self.lent += 1  # only a lent reserve let it start
+            self._running_shared += 1
+        self._running_batches[batch[0].id] = shared
         return batch
 
     def expired(self) -> list[WorkItem]:
@@ -305,9 +387,18 @@ class Scheduler:
     # -- feedback -----------------------------------------------------------------------------
 
     def record(self, batch_size: int, seconds: float, *, ok: bool = True,
-               cost: float | None = None) -> None:
+               cost: float | None = None, batch: list[WorkItem] | None = None) -> None:
         """A batch handed out by next_batch has finished (or failed: ``ok=False`` releases
-        its capacity without teaching the estimate a failure's time)."""
+        its capacity without teaching the estimate a failure's time). ``batch``: its items,
+        which frees its slot (shared or reserved); without it the oldest running batch's."""
+        if batch is not None:
+            shared = self._running_batches.pop(batch[0].id, None) if batch else None
+        elif self._running_batches:
+            shared = self._running_batches.pop(next(iter(self._running_batches)))
+        else:
+            shared = None
+        if shared:
+            self._running_shared -= 1
         self._running_items = max(0, self._running_items - batch_size)
         self._running_cost = max(0.0, self._running_cost - (batch_size if cost is None else cost))
         if self._running_items == 0:

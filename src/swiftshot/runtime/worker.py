@@ -304,6 +304,7 @@ class Worker:
     async def _dispatch_once(self) -> None:
         self._wake.clear()
         self._fail_expired()
+        self.scheduler.slots = self.slots  # workers die, replicas scale: the count moves
         if len(self._batches) >= self.slots:
             await self._wake.wait()  # a batch finishing sets it
             return
@@ -401,7 +402,7 @@ class Worker:
             for slot in slots:
                 self._running.pop(slot.item.id, None)
             self.scheduler.record(len(items), self.clock() - start, ok=ok,
-                                  cost=sum(it.cost for it in items))
+                                  cost=sum(it.cost for it in items), batch=items)
             for slot in slots:  # every future resolved, whatever happened above
                 self._resolve_error(slot, self._stopping() if self._stopped else
                                     EngineError("the batch ended without a result"))

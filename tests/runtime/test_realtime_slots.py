@@ -1,0 +1,335 @@
+"""Realtime isolation across executor slots: the reserved slot (``scheduler.realtime_slots``),
+its loan to the other classes (``scheduler.lend_reserved_after_s``), and the dispatcher that
+obeys them. The pure scheduler runs on a fake clock; the dispatcher runs against a fake
+executor whose batches end when the test says so. Assertions are on order, slots and
+counters, never on time."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import itertools
+
+import pytest
+
+from swiftshot.config import SchedulerSettings, Settings
+from swiftshot.engines.base import FakeEngine
+from swiftshot.runtime.executor import (
+    Batch,
+    BatchResult,
+    EngineInfo,
+    Health,
+    ItemResult,
+    describe_engine,
+)
+from swiftshot.runtime.scheduler import Scheduler, WorkItem
+from swiftshot.runtime.worker import Worker
+from swiftshot.spec import RenderSpec
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 100.0
+
+    def __call__(self) -> float:
+        return self.t
+
+    def advance(self, seconds: float) -> None:
+        self.t += seconds
+
+
+_ids = itertools.count(1)
+
+
+def make(clock: Clock, priority: str = "batch", key: str = "A") -> WorkItem:
+    return WorkItem(id=next(_ids), batch_key=key, priority=priority,  # type: ignore[arg-type]
+                    arrival=clock(), deadline=clock() + 1000.0)
+
+
+def sched(clock: Clock, slots: int = 2, **kw) -> Scheduler:
+    # one item per batch and no batching window: the studio engine's shape
+    base = {"max_batch_size": 1, "max_wait_ms": 0.0, "aging_ms": 60_000.0,
+            "realtime_slots": 1, "lend_reserved_after_s": None}
+    s = Scheduler(SchedulerSettings(**{**base, **kw}), clock=clock, capacity_hint_s=0.001)
+    s.slots = slots
+    return s
+
+
+def submit(s: Scheduler, *items: WorkItem) -> None:
+    for it in items:
+        assert s.submit(it).accepted
+
+
+def test_batch_work_never_takes_the_reserved_slot():
+    clock = Clock()
+    s = sched(clock)
+    queued = [make(clock) for _ in range(5)]
+    submit(s, *queued)
+    first = s.next_batch()
+    assert [it.id for it in first] == [queued[0].id]
+    assert s.running_shared == 1 and s.shared_limit() == 1
+    # a slot is free, but it is the reserved one: nothing else starts, and the dispatcher is
+    # told to wait (None), not to poll
+    assert s.next_batch() == []
+    assert s.dispatch_delay() is None
+    assert s.held_back == 2 and s.lent == 0  # next_batch and dispatch_delay each held it
+    # a realtime arrival takes the reserved slot at once, ahead of four older batch items
+    rt = make(clock, "realtime", key="B")
+    submit(s, rt)
+    assert s.dispatch_delay() == 0.0
+    assert [it.id for it in s.next_batch()] == [rt.id]
+    assert s.running == 2
+    # the batch item ending frees the shared slot for the next batch item, in order
+    s.record(1, 0.01, batch=first)
+    assert [it.id for it in s.next_batch()] == [queued[1].id]
+
+
+def test_realtime_does_not_wait_for_any_running_item_while_the_reserve_is_idle():
+    clock = Clock()
+    s = sched(clock, slots=4, realtime_slots=1)
+    submit(s, *(make(clock, "standard") for _ in range(10)))
+    running = [s.next_batch() for _ in range(3)]
+    assert all(len(b) == 1 for b in running) and s.running_shared == 3
+    assert s.next_batch() == []  # the fourth slot is kept
+    rt = make(clock, "realtime")
+    submit(s, rt)
+    assert [it.id for it in s.next_batch()] == [rt.id]  # no record() needed first
+
+
+def test_without_a_reserve_realtime_waits_for_one_running_item_and_jumps_the_queue():
+    clock = Clock()
+    s = sched(clock, realtime_slots=0)
+    lower = [make(clock, p) for p in ("batch", "standard", "batch", "prefetch", "standard")]
+    submit(s, *lower)
+    a, b = s.next_batch(), s.next_batch()
+    assert len(a) == len(b) == 1 and s.running_shared == 2  # every slot shared
+    rt = make(clock, "realtime")
+    submit(s, rt)
+    # the dispatcher only asks when a slot is free: after exactly one running item ends
+    s.record(1, 0.01, batch=a)
+    assert [it.id for it in s.next_batch()] == [rt.id]
+    assert s.held_back == 0
+
+
+def test_a_batch_with_a_realtime_item_runs_in_the_reserved_slot():
+    clock = Clock()
+    s = sched(clock, max_batch_size=4, realtime_slots=1)
+    rt = make(clock, "realtime", key="K")
+    mates = [make(clock, "standard", key="K") for _ in range(2)]
+    other = make(clock, "standard", key="L")
+    submit(s, rt, *mates, other)
+    first = s.next_batch()
+    assert {it.id for it in first} == {rt.id, *(m.id for m in mates)}
+    assert s.running_shared == 0  # realtime work: the shared slot is still free
+    assert [it.id for it in s.next_batch()] == [other.id]
+    assert s.running_shared == 1
+
+
+def test_one_slot_keeps_no_reserve():
+    clock = Clock()
+    s = sched(clock, slots=1, realtime_slots=1)
+    item = make(clock)
+    submit(s, item)
+    assert s.reserve() == 0
+    assert [it.id for it in s.next_batch()] == [item.id]
+
+
+def test_the_reserve_is_lent_when_configured_and_no_realtime_came():
+    clock = Clock()
+    s = sched(clock, lend_reserved_after_s=5.0)
+    queued = [make(clock) for _ in range(4)]
+    submit(s, *queued)
+    first = s.next_batch()
+    assert s.next_batch() == []  # not lent yet: the server has only just started
+    delay = s.dispatch_delay()
+    assert delay is not None and 4.9 < delay <= 5.0  # the dispatcher wakes when the loan begins
+    clock.advance(5.0)
+    assert s.lending()
+    second = s.next_batch()
+    assert [it.id for it in second] == [queued[1].id] and s.lent == 1 and s.running_shared == 2
+    # a realtime request ends the loan: the next free slot is its, ahead of the batch items
+    rt = make(clock, "realtime")
+    submit(s, rt)
+    assert not s.lending()
+    s.record(1, 0.01, batch=first)
+    assert [it.id for it in s.next_batch()] == [rt.id]
+    # and the batch items are back on the shared slot only
+    assert s.running_shared == 1 and s.next_batch() == []
+    # the loan comes back lend_reserved_after_s after that realtime arrival
+    clock.advance(5.0)
+    s.record(1, 0.01, batch=second)
+    assert [it.id for it in s.next_batch()] == [queued[2].id]
+    assert [it.id for it in s.next_batch()] == [queued[3].id]
+    assert s.lent == 2
+
+
+def test_never_lent_without_the_setting():
+    clock = Clock()
+    s = sched(clock, lend_reserved_after_s=None)
+    submit(s, make(clock), make(clock))
+    s.next_batch()
+    clock.advance(10_000.0)
+    assert not s.lending() and s.next_batch() == [] and s.dispatch_delay() is None
+
+
+def test_admission_counts_lower_classes_on_the_shared_slots_only():
+    clock = Clock()
+    s = sched(clock, slots=2, realtime_slots=1)
+    submit(s, *(make(clock, "standard") for _ in range(4)))
+    # 4 standard items of 1 ms each: 4 ms on the one shared slot, 2 ms for realtime on both
+    assert s.estimated_wait("standard") == pytest.approx(0.004)
+    assert s.estimated_wait("realtime") == pytest.approx(0.0)
+    s0 = sched(clock, slots=2, realtime_slots=0)
+    submit(s0, *(make(clock, "standard") for _ in range(4)))
+    assert s0.estimated_wait("standard") == pytest.approx(0.002)
+
+
+def test_settings_validate():
+    with pytest.raises(ValueError):
+        SchedulerSettings(realtime_slots=-1)
+    with pytest.raises(ValueError):
+        SchedulerSettings(lend_reserved_after_s=-1)
+    assert SchedulerSettings().realtime_slots == 1
+
+
+# -- the dispatcher (runtime.Worker) against a fake two-slot executor ----------------------------
+
+
+class HeldExecutor:
+    """An executor with ``n`` slots whose batches end when the test releases them."""
+
+    kind = "fake-held"
+
+    def __init__(self, n: int = 2) -> None:
+        info = describe_engine(FakeEngine())
+        self.info: EngineInfo = dataclasses.replace(info, batch_gain=False)
+        self.n = n
+        self.started: list[tuple[int, str]] = []
+        """(item id, prompt) in the order batches reached the executor."""
+        self.running: dict[int, asyncio.Future[None]] = {}
+        self.peak = 0
+
+    def describe(self) -> EngineInfo:
+        return self.info
+
+    @property
+    def slots(self) -> int:
+        return self.n
+
+    async def start(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        for f in self.running.values():
+            if not f.done():
+                f.cancel()
+
+    def health(self) -> Health:
+        return Health(self.kind, [], None)
+
+    def abort(self, ids) -> None:
+        pass
+
+    async def submit(self, batch: Batch, on_event=None) -> BatchResult:
+        assert len(self.running) < self.n, "the dispatcher overfilled the executor"
+        (item,) = batch.items
+        self.started.append((item.id, item.spec.prompt))
+        fut = asyncio.get_running_loop().create_future()
+        self.running[item.id] = fut
+        self.peak = max(self.peak, len(self.running))
+        try:
+            await fut
+        finally:
+            del self.running[item.id]
+        return BatchResult([ItemResult(item.id, master=b"m", width=8, height=8)], 0.0)
+
+    def release(self, prompt: str) -> None:
+        for item_id, p in self.started:
+            if p == prompt and item_id in self.running:
+                self.running[item_id].set_result(None)
+                return
+        raise AssertionError(f"{prompt} is not running")
+
+    def running_prompts(self) -> set[str]:
+        return {p for i, p in self.started if i in self.running}
+
+
+def fspec(prompt: str) -> RenderSpec:
+    return RenderSpec(engine="fake", prompt=prompt, width=64, height=64).normalized()
+
+
+async def until(cond, timeout: float = 30.0) -> None:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while not cond():
+        if loop.time() > end:
+            raise AssertionError("condition not reached")
+        await asyncio.sleep(0.001)
+
+
+def settings_for(tmp_path, **sched_kw) -> Settings:
+    s = Settings(data_dir=tmp_path / "var")
+    for k, v in {"realtime_slots": 1, "lend_reserved_after_s": None, **sched_kw}.items():
+        setattr(s.scheduler, k, v)
+    return s
+
+
+async def test_dispatcher_keeps_the_reserved_slot_for_realtime(tmp_path):
+    ex = HeldExecutor(2)
+    w = Worker(ex, settings_for(tmp_path), capacity_hint_s=0.001)
+    await w.start()
+    tasks = []
+    try:
+        tasks = [asyncio.ensure_future(w.submit(fspec(f"batch {i}"), priority="batch"))
+                 for i in range(4)]
+        await until(lambda: len(ex.started) == 1)
+        for _ in range(20):  # give the dispatcher every chance to misuse the free slot
+            await asyncio.sleep(0)
+        assert ex.running_prompts() == {"batch 0"}
+        assert w.scheduler.depth()["batch"] == 3
+        rt = asyncio.ensure_future(w.submit(fspec("rt"), priority="realtime"))
+        await until(lambda: "rt" in ex.running_prompts())
+        assert ex.running_prompts() == {"batch 0", "rt"}  # nothing had to end first
+        ex.release("rt")
+        assert (await rt).master == b"m"
+        for i in range(4):
+            await until(lambda i=i: f"batch {i}" in ex.running_prompts())
+            ex.release(f"batch {i}")
+        await asyncio.gather(*tasks)
+        assert [p for _, p in ex.started] == ["batch 0", "rt", "batch 1", "batch 2", "batch 3"]
+        assert ex.peak == 2 and w.scheduler.held_back >= 1
+    finally:
+        for t in tasks:
+            t.cancel()
+        await w.stop()
+
+
+async def test_dispatcher_with_every_slot_busy_runs_realtime_after_one_item(tmp_path):
+    """realtime_slots = 0: both slots run batch work, more is queued; a realtime request
+    takes the first slot that frees, ahead of every queued lower-class item."""
+    ex = HeldExecutor(2)
+    w = Worker(ex, settings_for(tmp_path, realtime_slots=0), capacity_hint_s=0.001)
+    await w.start()
+    tasks = []
+    try:
+        tasks = [asyncio.ensure_future(w.submit(fspec(f"b{i}"), priority=p))
+                 for i, p in enumerate(("batch", "standard", "batch", "standard", "prefetch"))]
+        await until(lambda: len(ex.running) == 2)
+        rt = asyncio.ensure_future(w.submit(fspec("rt"), priority="realtime"))
+        await until(lambda: w.scheduler.depth()["realtime"] == 1)
+        first_two = ex.running_prompts()
+        ex.release(sorted(first_two)[0])  # one running item ends
+        await until(lambda: len(ex.started) == 3)
+        assert ex.started[2][1] == "rt"
+        ex.release("rt")
+        await rt
+        for _ in range(4):
+            await until(lambda: len(ex.running) >= 1)
+            ex.release(sorted(ex.running_prompts())[0])
+            await asyncio.sleep(0)
+        await until(lambda: all(t.done() for t in tasks))
+        assert ex.peak == 2
+    finally:
+        for t in tasks:
+            t.cancel()
+        await w.stop()

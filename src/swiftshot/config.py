@@ -60,6 +60,12 @@ class ServerSettings(_Section):
     included. None: 8 per CPU core (16 on 2 cores)."""
     realtime_reserve: float = Field(0.25, ge=0, lt=1)
     """Share of ``max_work`` only realtime requests may use (at least one place when > 0)."""
+    shed_lag_ms: float | None = Field(None, gt=0)
+    """Event-loop lag (a moving average of how late the front runs a 20-ms timer) past which
+    the work gate refuses new batch and prefetch work past the cache, and past twice it standard
+    work too (503 ``overloaded`` with Retry-After), so that a front short of CPU keeps it for
+    realtime requests (runtime/gate.py). Realtime work and cache hits are never refused for
+    lag. None: off."""
     overload_retry_after_s: float = Field(1.0, ge=0)
     """Retry-After sent with 503 ``overloaded`` (the work gate) and ``deadline`` refusals."""
     sse_keepalive_s: float = Field(5.0, gt=0)

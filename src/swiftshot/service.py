@@ -29,7 +29,7 @@ from swiftshot.config import Settings
 from swiftshot.engines import Engine, EngineConfigError, FakeEngine, create_engine
 from swiftshot.errors import ServiceError
 from swiftshot.runtime.executor import describe_engine
-from swiftshot.runtime.gate import WorkGate, default_capacity
+from swiftshot.runtime.gate import LoopLag, WorkGate, default_capacity
 from swiftshot.runtime.progress import Fanout, Listener, Queued, Started
 from swiftshot.runtime.worker import Rejected
 from swiftshot.spec import RenderSpec, variant_key
@@ -207,8 +207,14 @@ class Service:
         self._master_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="swiftshot-master")
         self._default_quality = dict(settings.delivery.quality)
         server = settings.server
+        self.loop_lag = LoopLag()
+        """The front's event-loop lag, measured while started; the gate sheds lower classes'
+        work on it (``server.shed_lag_ms``)."""
         self.gate = WorkGate(server.max_work or default_capacity(), server.realtime_reserve,
-                             server.overload_retry_after_s)
+                             server.overload_retry_after_s,
+                             lag=lambda: self.loop_lag.lag_s,
+                             shed_lag_s=(server.shed_lag_ms / 1000.0
+                                         if server.shed_lag_ms is not None else None))
         self.draining = False
         self.started = False
         from swiftshot.prefetch import Prefetcher
@@ -301,6 +307,7 @@ class Service:
         if failed:
             raise failed[0][1]
         await self.prefetcher.start()  # warms the memory tier from the disk tier
+        self.loop_lag.start()
         self.started = True
 
     async def drain(self, timeout_s: float | None = None) -> None:
@@ -312,6 +319,7 @@ class Service:
 
     async def stop(self) -> None:
         try:
+            await self.loop_lag.stop()
             await self.prefetcher.stop()  # saves the popular keys for the next warm start
             await asyncio.gather(*(o.worker.stop() for o in self.offered),
                                  return_exceptions=True)

@@ -38,6 +38,10 @@ BATCH_SIZE = Histogram(
 QUEUE_DEPTH = Gauge(
     "swiftshot_queue_depth", "Requests waiting, by priority class (the autoscaling signal).",
     ["priority"], registry=REGISTRY)
+LOOP_LAG = Histogram(
+    "swiftshot_event_loop_lag_seconds", "How late the front's event loop ran a 20-ms timer "
+    "(runtime.gate.LoopLag): the wait every await pays when the front is short of CPU.",
+    buckets=_LATENCY_BUCKETS, registry=REGISTRY)
 REJECTED = Counter(
     "swiftshot_rejected_total", "Requests refused, by reason (overload, deadline, rate_limit, draining, ...).",
     ["reason"], registry=REGISTRY)

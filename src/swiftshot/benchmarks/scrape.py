@@ -79,6 +79,13 @@ def stage_breakdown(d: Series) -> dict[str, Any]:
             "p50": 1000 * histogram_quantile(0.5, d, name, stage=stage),
             "p95": 1000 * histogram_quantile(0.95, d, name, stage=stage),
         }
+    lag = "swiftshot_event_loop_lag_seconds"
+    n = total(d, f"{lag}_count")
+    if n > 0:  # not a request stage: how late the front's loop ran, shown beside them
+        out["stages_ms"]["(loop lag)"] = {
+            "count": n, "mean": 1000 * total(d, f"{lag}_sum") / n,
+            "p50": 1000 * histogram_quantile(0.5, d, lag),
+            "p95": 1000 * histogram_quantile(0.95, d, lag)}
     hits = total(d, "swiftshot_cache_requests_total", result="hit")
     out["cache_lookups"] = {
         f"{dict(lbl).get('tier')}:{dict(lbl).get('result')}": v

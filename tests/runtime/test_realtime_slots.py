@@ -333,3 +333,156 @@ async def test_dispatcher_with_every_slot_busy_runs_realtime_after_one_item(tmp_
         for t in tasks:
             t.cancel()
         await w.stop()
+
+
+# -- shedding lower classes when the front's event loop runs late (runtime/gate.py) --------------
+
+
+def test_loop_lag_is_a_moving_average_of_the_samples():
+    from swiftshot.runtime.gate import LoopLag
+
+    lag = LoopLag(alpha=0.5)
+    lag.sample(0.1)
+    assert lag.lag_s == pytest.approx(0.05)
+    lag.sample(0.1)
+    assert lag.lag_s == pytest.approx(0.075)
+    lag.sample(-1.0)  # a timer cannot run early: counted as 0
+    assert lag.lag_s == pytest.approx(0.0375)
+
+
+async def test_the_loop_lag_task_stops_with_the_service():
+    from swiftshot.runtime.gate import LoopLag
+
+    lag = LoopLag(interval_s=0.001)
+    lag.start()
+    task = lag._task
+    await until(lambda: lag._hist._sum.get() >= 0 and task is not None)
+    await asyncio.sleep(0.01)
+    await lag.stop()
+    assert task is not None and task.done() and lag._task is None
+
+
+def test_the_gate_sheds_batch_then_standard_and_never_realtime_as_the_lag_grows():
+    from swiftshot.runtime.gate import WorkGate
+    from swiftshot.runtime.worker import Rejected
+
+    lag = [0.0]
+    g = WorkGate(100, realtime_reserve=0.25, retry_after_s=2.0, lag=lambda: lag[0],
+                 shed_lag_s=0.010)
+    for p in ("realtime", "standard", "batch", "prefetch"):
+        g.enter(p)  # the loop keeps up: nothing shed
+    assert g.pressure() == 0 and g.shed == {}
+    lag[0] = 0.015
+    assert g.pressure() == 1
+    for p in ("batch", "prefetch"):
+        with pytest.raises(Rejected) as e:
+            g.enter(p)
+        assert (e.value.status, e.value.reason, e.value.retry_after_s) == (503, "overloaded", 2.0)
+        assert "realtime" in e.value.message and p in e.value.message
+    g.enter("standard")
+    g.enter("realtime")
+    lag[0] = 0.025
+    assert g.pressure() == 2
+    with pytest.raises(Rejected):
+        g.enter("standard")
+    for _ in range(10):
+        g.enter("realtime")
+    assert g.shed == {"batch": 1, "prefetch": 1, "standard": 1}
+    assert g.in_use == 4 + 2 + 10  # the refused took no place
+    lag[0] = 0.001  # caught up: everyone is admitted again
+    g.enter("batch")
+
+
+def test_without_a_threshold_the_gate_never_sheds_for_lag():
+    from swiftshot.runtime.gate import WorkGate
+
+    g = WorkGate(10, lag=lambda: 99.0, shed_lag_s=None)
+    g.enter("batch")
+    assert g.pressure() == 0 and g.in_use == 1
+    with pytest.raises(ValueError):
+        WorkGate(10, lag=lambda: 0.0, shed_lag_s=0.0)
+
+
+async def test_a_late_loop_sheds_lower_class_misses_but_serves_hits_and_realtime(tmp_path):
+    from swiftshot.runtime.worker import Rejected
+    from swiftshot.service import Service
+
+    s = Settings(data_dir=tmp_path / "var")
+    s.server.warmup_shapes = [(64, 64)]
+    s.server.shed_lag_ms = 10.0
+    service = Service(s, engine=FakeEngine())
+    await service.start()
+    try:
+        await service.render(fspec("popular"), priority="batch")  # the loop keeps up: served
+        await service.loop_lag.stop()  # the test sets the lag from here
+        service.loop_lag.lag_s = 0.05
+        with pytest.raises(Rejected) as e:
+            await service.render(fspec("new batch work"), priority="batch")
+        assert (e.value.status, e.value.reason) == (503, "overloaded")
+        assert e.value.retry_after_s == s.server.overload_retry_after_s
+        with pytest.raises(Rejected):
+            await service.render(fspec("new standard work"), priority="standard")
+        hit = await service.render(fspec("popular"), priority="batch")
+        assert hit.cache == "memory"  # a cache hit never passes the gate
+        made = await service.render(fspec("urgent"), priority="realtime")
+        assert made.cache == "miss"
+        assert service.gate.shed == {"batch": 1, "standard": 1} and service.gate.in_use == 0
+    finally:
+        await service.drain(1.0)
+        await service.stop()
+
+
+# -- with real worker processes ------------------------------------------------------------------
+
+
+@pytest.mark.slow
+async def test_real_workers_keep_one_process_for_realtime(tmp_path):
+    """Two engine worker processes, batch work queued: one process takes batch items one by
+    one, the other stays free until a realtime request comes, which starts at once, ahead of
+    the queued batch items (the fake engine takes 1 s a call, in 10 steps)."""
+    from swiftshot.runtime.process import ProcessExecutor
+    from swiftshot.runtime.progress import Listener, Started
+
+    s = settings_for(tmp_path)
+    s.server.warmup_shapes = [(64, 64)]
+    s.engine.fake.delay_s = 1.0
+    s.engine.fake.steps = 10
+    s.scheduler.max_batch_size = 1  # one item a call, like the studio engine
+    ex = ProcessExecutor(s, "fake", workers=2)
+    w = Worker(ex, s)
+    await w.start()
+    started: list[str] = []
+
+    def heard(name: str) -> Listener:
+        return Listener(lambda ev: started.append(name) if isinstance(ev, Started) else None)
+
+    def busy() -> list[list[int]]:
+        return [p.item_ids for p in ex._procs if p.batch is not None]
+
+    tasks = []
+    try:
+        assert w.slots == 2
+        tasks = [asyncio.ensure_future(w.submit(w.info.normalized(fspec(f"batch {i}")),
+                                                priority="batch", listener=heard(f"batch {i}")))
+                 for i in range(3)]
+        await until(lambda: len(started) >= 1 and len(busy()) >= 1)
+        assert started == ["batch 0"] and len(busy()) == 1, (started, busy())
+        assert w.scheduler.depth()["batch"] == 2 and w.scheduler.running_shared == 1
+        rt = asyncio.ensure_future(w.submit(w.info.normalized(fspec("rt")), priority="realtime",
+                                            listener=heard("rt")))
+        await until(lambda: "rt" in started)
+        # it started while batch 0 still ran, in the process the batch work left free
+        assert started == ["batch 0", "rt"] and len(busy()) == 2
+        r = await rt
+        assert r.master is not None
+        done = await asyncio.gather(*tasks)
+        assert all(d.master is not None for d in done)
+        assert started == ["batch 0", "rt", "batch 1", "batch 2"]
+        # the batch items ran one at a time: never both processes on batch work
+        assert w.scheduler.held_back >= 1 and w.scheduler.lent == 0
+        workers = {d.worker for d in done}
+        assert len(workers) == 1, workers  # all on the shared process
+    finally:
+        for t in tasks:
+            t.cancel()
+        await w.stop()

@@ -65,7 +65,10 @@ class ServerSettings(_Section):
     the work gate refuses new batch and prefetch work past the cache, and past twice it standard
     work too (503 ``overloaded`` with Retry-After), so that a front short of CPU keeps it for
     realtime requests (runtime/gate.py). Realtime work and cache hits are never refused for
-    lag. None: off."""
+    lag. None (the default): off — the lag also rises when *other* processes take the CPU, and
+    on the shared 2-core dev VM (load 40) 10 ms refused half of a closed loop of 8 standard
+    misses that the box could serve; set it on a machine of its own, to a few times the lag
+    ``swiftshot_event_loop_lag_seconds`` shows at a load you want fully served."""
     overload_retry_after_s: float = Field(1.0, ge=0)
     """Retry-After sent with 503 ``overloaded`` (the work gate) and ``deadline`` refusals."""
     sse_keepalive_s: float = Field(5.0, gt=0)
@@ -131,10 +134,11 @@ class SchedulerSettings(_Section):
     effect with one slot (``inline``, one worker). Admission and Retry-After count the other
     classes' wait on the slots they may use."""
     lend_reserved_after_s: float | None = Field(10.0, ge=0)
-    """After this many seconds without a realtime request reaching the engine queue, the other
-    classes may use the reserved slots too (a server with no realtime traffic, e.g. a night of
-    batch jobs, keeps its full throughput); the next realtime arrival ends the loan (it then
-    waits for at most the first running item to end). None: never lend."""
+    """Until the first realtime request reaches the engine queue, and again after this many
+    seconds without one, the other classes may use the reserved slots too (a server with no
+    realtime traffic, e.g. a night of batch jobs or a throughput benchmark, keeps its full
+    throughput); the next realtime arrival ends the loan (it then waits for at most the first
+    running item to end). None: never lend (the reserve is held from the start)."""
 
     @model_validator(mode="after")
     def _every_class_configured(self) -> SchedulerSettings:

@@ -137,30 +137,31 @@ def test_one_slot_keeps_no_reserve():
 def test_the_reserve_is_lent_when_configured_and_no_realtime_came():
     clock = Clock()
     s = sched(clock, lend_reserved_after_s=5.0)
-    queued = [make(clock) for _ in range(4)]
+    queued = [make(clock) for _ in range(6)]
     submit(s, *queued)
-    first = s.next_batch()
-    assert s.next_batch() == []  # not lent yet: the server has only just started
-    delay = s.dispatch_delay()
-    assert delay is not None and 4.9 < delay <= 5.0  # the dispatcher wakes when the loan begins
-    clock.advance(5.0)
+    # no realtime request yet: the reserve is lent, batch work takes both slots
     assert s.lending()
-    second = s.next_batch()
-    assert [it.id for it in second] == [queued[1].id] and s.lent == 1 and s.running_shared == 2
+    first, second = s.next_batch(), s.next_batch()
+    assert [first[0].id, second[0].id] == [queued[0].id, queued[1].id]
+    assert s.lent == 1 and s.running_shared == 2
     # a realtime request ends the loan: the next free slot is its, ahead of the batch items
     rt = make(clock, "realtime")
     submit(s, rt)
     assert not s.lending()
     s.record(1, 0.01, batch=first)
     assert [it.id for it in s.next_batch()] == [rt.id]
-    # and the batch items are back on the shared slot only
+    s.record(1, 0.01, batch=second)
+    # the batch items are back on the shared slot only
+    third = s.next_batch()
+    assert [it.id for it in third] == [queued[2].id]
     assert s.running_shared == 1 and s.next_batch() == []
+    delay = s.dispatch_delay()
+    assert delay is not None and 4.9 < delay <= 5.0  # the dispatcher wakes when the loan begins
     # the loan comes back lend_reserved_after_s after that realtime arrival
     clock.advance(5.0)
-    s.record(1, 0.01, batch=second)
-    assert [it.id for it in s.next_batch()] == [queued[2].id]
+    assert s.lending()
     assert [it.id for it in s.next_batch()] == [queued[3].id]
-    assert s.lent == 2
+    assert s.lent == 2 and s.running_shared == 2
 
 
 def test_never_lent_without_the_setting():

@@ -19,8 +19,9 @@ them are kept for realtime work: a batch with no realtime item (a *shared* batch
 while fewer than ``slots - realtime_slots`` shared batches run (at least one may always run).
 When only reserved slots are free, the best queued realtime item starts, and lower-class items
 wait even if they are the head; so a realtime arrival never waits behind a running lower-class
-item while a reserved slot is idle. After ``lend_reserved_after_s`` without a realtime request
-the reserve is lent to the other classes until the next realtime arrival.
+item while a reserved slot is idle. Until the first realtime request, and again after
+``lend_reserved_after_s`` without one, the reserve is lent to the other classes; the next
+realtime arrival ends the loan (None: never lent, held from the start).
 
 Admission. A request is refused at once rather than left to time out: when its class's queue
 is full (429, or 503 when every class is full), when the server drains (503), or when the
@@ -111,9 +112,10 @@ class Scheduler:
         work ahead among them."""
         self.realtime_slots = settings.realtime_slots
         self.lend_after_s = settings.lend_reserved_after_s
-        self._last_realtime = clock()
-        """When a realtime request last arrived (construction at first: the reserve holds for
-        ``lend_after_s`` after start)."""
+        self._last_realtime = -math.inf
+        """When a realtime request last arrived: none yet, so the reserve is lent (where
+        lending is on) until the first one; a server that never sees realtime traffic keeps
+        every slot for the work it has."""
         self._running_batches: dict[int, bool] = {}
         """Handed out and not yet recorded: first item id → shared (no realtime item)."""
         self._running_shared = 0

@@ -190,8 +190,18 @@ def test_auto_probe_measures_both_backends_caches_the_decision_and_reuses_it(tin
     settings = DiffusionSettings(model=str(tiny_sd_dir), dtype="fp32", default_steps=2, probe_s=0)
     eng = DiffusionEngine(settings)
     assert eng.backend_pending
+    # what a front process asks of the engine (the process executor's describe_engine): the
+    # version is known without probing, so the front loads nothing and the worker's first load
+    # (below) runs the probe once and keeps the winner
+    from swiftshot.runtime.executor import describe_engine
+
+    front = describe_engine(DiffusionEngine(settings))
+    key, _ = backend_probe.probe_key(eng.model_id, eng._probe_work())
+    assert eng.backend_pending and not backend_probe.decision_path(eng.openvino_dir, key).exists()
+    assert "auto-" in front.version and eng._pipe is None
     eng.load()
     assert not eng.backend_pending
+    assert eng.version == front.version  # the front's cache keys name what the worker renders
     probe = eng.probe
     measured = probe["measured"]
     assert set(measured) == {"torch", "openvino"} and probe["skipped"] == {}

@@ -317,6 +317,7 @@ class DiffusionEngine:
         self.model_id = folder_fingerprint(self.folder)
         self._init_state()
         if self.backend == PROBE:
+            self._auto_probe = True
             self._probe_pending = True
             self._read_probe()
         self._version_str: str | None = None
@@ -349,6 +350,8 @@ class DiffusionEngine:
         return self
 
     def _init_state(self) -> None:
+        self._auto_probe = False
+        """``backend = auto`` decided by the start-up probe (its key names the pixels)."""
         self._probe_pending = False
         self.probe: dict[str, Any] | None = None
         self._pipe: Any = None
@@ -376,10 +379,12 @@ class DiffusionEngine:
 
     @property
     def version(self) -> str:
-        """The cache-key identity of the pixels; under ``auto`` it needs the probe's decision
-        (read from its cache, or measured now: the first load)."""
+        """The cache-key identity of the pixels. Under ``auto`` decided by the probe it names the
+        probe's key (model, work settings, machine, versions), not the backend: one key has one
+        decision (cached on disk), so the version is known without measuring; a front process
+        that only asks for it (the process executor's) does not load the model, and the worker's
+        first load runs the probe and keeps the winner's pipeline (one load, not two)."""
         if self._version_str is None:
-            self._resolve_probe(adopt=False)
             self._version_str = self._version(self.model_id)
         return self._version_str
 
@@ -481,7 +486,13 @@ class DiffusionEngine:
             parts.append(tiny_id)
         if self.vae_dtype != self.dtype:
             parts.append(f"vae-{self.vae_dtype}")
-        if self.backend == "openvino":
+        if self._auto_probe:
+            from swiftshot.engines import backend_probe as bp
+            from swiftshot.engines.ov_backend import OV_REVISION
+
+            key, _ = bp.probe_key(self.model_id, self._probe_work())
+            parts.append(f"auto-{key[:12]}-ov{OV_REVISION}")
+        elif self.backend == "openvino":
             from swiftshot.engines.ov_backend import OV_REVISION
 
             parts.append(f"ov{OV_REVISION}")

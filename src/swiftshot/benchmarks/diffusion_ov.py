@@ -12,6 +12,9 @@ work, CPU time is the load-resistant figure). Variants::
     unet:static:bf16:t1      ... with INFERENCE_NUM_THREADS=1
     unet-int8w:static:bf16   NNCF 8-bit weights (engine int8 / quantize=weights)
     unet-int8:static:bf16    NNCF full int8 (activations too; engine quantize=int8)
+    tiny_decoder:static:bf16:q8   the TAESD decoder quantised here (NNCF ``quantize``, weights
+                             and activations, 4 random latents): not an engine option, measured
+                             to decide (its NaN outputs are counted)
 
 ``--perf-counts`` adds OpenVINO's per-layer counters (``PERF_COUNT``) of the first variant,
 summed by layer type and kernel: the profile the speed work starts from.
@@ -89,6 +92,17 @@ def run_variant(root: Path, variant: str, size: int, batch: int, n: int,
     if mode == "static":
         model.reshape({inp: ov.PartialShape(list(f.shape)) for inp, f in zip(model.inputs, feeds,
                                                                              strict=False)})
+    quantize_s = None
+    if "q8" in flags:  # full int8 of this IR, calibrated on random inputs of the same shape
+        import nncf
+        import numpy as np
+
+        rng = np.random.default_rng(1)
+        calib = [[rng.standard_normal(f.shape).astype(f.dtype) for f in feeds] for _ in range(4)]
+        t = time.perf_counter()
+        model = nncf.quantize(model, nncf.Dataset(calib), subset_size=len(calib),
+                              fast_bias_correction=True)
+        quantize_s = round(time.perf_counter() - t, 2)
     props: dict[str, Any] = {"INFERENCE_PRECISION_HINT": precision}
     if "nolat" not in flags:
         props["PERFORMANCE_HINT"] = "LATENCY"
@@ -99,7 +113,7 @@ def run_variant(root: Path, variant: str, size: int, batch: int, n: int,
         props["PERF_COUNT"] = True
     t, c = time.perf_counter(), _cpu()
     compiled = core().compile_model(model, "CPU", props)
-    row: dict[str, Any] = {"variant": variant, "ir": xml.parent.name,
+    row: dict[str, Any] = {"variant": variant, "ir": xml.parent.name, "quantize_s": quantize_s,
                            "compile_s": round(time.perf_counter() - t, 2),
                            "compile_cpu_s": round(_cpu() - c, 2),
                            "threads": compiled.get_property("INFERENCE_NUM_THREADS"),
@@ -114,6 +128,10 @@ def run_variant(root: Path, variant: str, size: int, batch: int, n: int,
         req.infer(feeds)
         walls.append(time.perf_counter() - t)
         cpus.append(_cpu() - c)
+    import numpy as np
+
+    out = req.get_output_tensor(0).data
+    row["nan_outputs"] = int(np.isnan(out).sum())
     row.update(wall_s=round(statistics.median(walls), 3), cpu_s=round(statistics.median(cpus), 3),
                wall_min_s=round(min(walls), 3), all_wall_s=[round(w, 3) for w in walls],
                all_cpu_s=[round(x, 3) for x in cpus], load_after=_load())

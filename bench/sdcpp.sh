@@ -6,6 +6,7 @@
 #   bench/sdcpp.sh build      # only build
 #   bench/sdcpp.sh convert    # only convert the model
 #   bench/sdcpp.sh measure    # only measure sd.cpp (needs build + model)
+#   bench/sdcpp.sh flags      # sd.cpp's server again with its speed switches (fa, direct conv)
 #   bench/sdcpp.sh ours       # our server on the same model (OpenVINO bf16, quantize int8)
 #   bench/sdcpp.sh table      # the side-by-side table from the JSONs
 #
@@ -95,6 +96,16 @@ measure() {
     --out "$HERE/bench/results/sdcpp.json" ${SDCPP_MEASURE_ARGS:-}
 }
 
+# sd.cpp's own speed switches (flash attention in the UNet, direct convolutions instead of
+# im2col + matmul): its server once more with them, f16.
+flags() {
+  cd "$HERE"
+  PYTHONPATH="$HERE/src" flock /tmp/swiftshot-bench.lock "$PY" bench/sdcpp_bench.py \
+    --bin "$BIN" --model "$BUILD_ROOT/model" --build-root "$BUILD_ROOT" --paths server --wtypes f16 \
+    --extra="--diffusion-fa --diffusion-conv-direct --vae-conv-direct" \
+    --out "$HERE/bench/results/sdcpp-flags.json"
+}
+
 # Ours, the same minutes: swiftshot's server (OpenVINO bf16, then quantize int8) on the same
 # diffusers folder, 512², 1 step, TAESD, 3 new prompts after the start-up warm-up render.
 # The converted IR is reused from OURS_OV_DIR (converted on the first run: minutes).
@@ -112,7 +123,7 @@ ours() {
 
 table() {
   cd "$HERE"
-  "$PY" bench/sdcpp_bench.py --table "$HERE/bench/results/sdcpp.json" \
+  "$PY" bench/sdcpp_bench.py --table "$HERE/bench/results/sdcpp.json" "$HERE/bench/results/sdcpp-flags.json" \
     "$HERE/bench/results/sdcpp-ours-none.json" "$HERE/bench/results/sdcpp-ours-int8.json"
 }
 
@@ -120,8 +131,9 @@ case "$STEP" in
   build) build ;;
   convert) convert ;;
   measure) measure ;;
+  flags) flags ;;
   ours) ours ;;
   table) table ;;
-  all) build; convert; measure; ours; table ;;
-  *) echo "usage: $0 [all|build|convert|measure|ours|table]" >&2; exit 2 ;;
-esac
+  all) build; convert; measure; flags; ours; table ;;
+  *) echo "usage: $0 [all|build|convert|measure|flags|ours|table]" >&2; exit 2 ;;
+esac; exit $?  # on this line: bash reads a script as it runs, so an edit meanwhile is not read

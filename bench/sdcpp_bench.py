@@ -215,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     for path in args.paths.split(","):  # servers first: the headline figure
         for wtype in args.wtypes.split(","):
             row = (server_phase if path == "server" else cli_phase)(args, wtype, work)
+            row["extra_args"] = " ".join(args.extra)
             print(json.dumps(row), flush=True)
             result["rows"].append(row)
             result["load_avg_at_end"] = _load()
@@ -245,7 +246,8 @@ def side_by_side(results: list[dict[str, Any]]) -> str:
         for r in res["rows"]:
             if "wtype" in r:  # sd.cpp
                 load = f"{r['load_before'][0]} → {r.get('load_after', ['?'])[0]}"
-                lines.append(f"| stable-diffusion.cpp | {r['path'].split(' ')[0]} | {r['wtype']} | "
+                path = r["path"].split(" ")[0] + (f" `{r['extra_args']}`" if r.get("extra_args") else "")
+                lines.append(f"| stable-diffusion.cpp | {path} | {r['wtype']} | "
                              f"{r.get('wall_s')} s | {r.get('cpu_s')} | {when} | {load} |")
             elif r.get("phase") == "warm":
                 load = f"{r['load_before'][0]} → {r.get('load_after', ['?'])[0]}"

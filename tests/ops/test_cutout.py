@@ -343,12 +343,15 @@ def test_a_cropped_box_on_a_dark_table():
 def test_an_outline_through_the_backdrop_lowers_the_confidence():
     # A piece of a wood table kept with a handbag (tuning seed 4) and a box with a strip of
     # table (seed 1) were cut out at confidence 1.00; the outline there has the table's
-    # colour on both sides. A clean cutout on a textured backdrop stays high.
+    # colour on both sides. Those two are cut out cleanly since the per-plane backdrop
+    # (OPS_VERSION 8); a sneaker on wood (seed 22) and on a wood table under a wall (seed 20)
+    # still keep a piece of wood at 640² (IoU 0.93), and say so. A clean cutout on a
+    # textured backdrop stays high.
     from swiftshot.ops.cutout import CONFIDENCE_INFO, confidence_label
     from swiftshot.testing.products import eval_cases
 
-    cases = {c.seed: c for c in eval_cases(range(0, 5), ("textured",))}
-    for seed in (1, 4):
+    cases = {c.seed: c for c in eval_cases((0, 20, 22), ("textured",))}
+    for seed in (20, 22):
         out = cutout(make_photo(cases[seed], SIZE).image)
         assert confidence_label(out.info[CONFIDENCE_INFO]) != "high", seed
         assert any("outline" in n for n in out.info["cutout_notes"]), seed

@@ -164,17 +164,42 @@ def _start_colour(vals: np.ndarray) -> np.ndarray:
     return np.median(vals[near], 0) if near.sum() >= 10 else np.median(vals, 0)
 
 
-def _robust_fit(design: np.ndarray, vals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+# Ridge towards a prior surface (the table of two planes, held to the wall's shape): where
+# the border seen pins the terms down it changes the fit little; where it does not (a table
+# seen only in the two side strips: x² is then the constant; or only in one strip and a piece
+# of the bottom band: the x terms are then guessed), it keeps the prior's shape instead of
+# letting a near-singular solve bend the surface through the middle of the frame.
+_RIDGE = np.diag([0.0, 1e-3, 1e-3, 1e-3, 1e-3, 1e-3])
+
+
+def _robust_fit(design: np.ndarray, vals: np.ndarray, start: np.ndarray | None = None,
+                prior: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Least squares of ``vals`` (N×3) on ``design`` (N×6), robust to a product filling part
     of the border (cropped framing: a whole side can be product): started on the 70 % of the
-    pixels nearest the median colour, re-fit on the best-fitting 85 %, then on the pixels
-    within 3 robust sigmas of the surface. Returns (6×3 coefficients, inlier mask)."""
+    pixels nearest the border's most common colour (or ``start``, a colour known to be the
+    backdrop's: then on those within 30 levels of it, at least the nearest 30 %), re-fit on
+    the best-fitting 85 %, then on the pixels within 3 robust sigmas of the surface. The
+    non-constant terms are held towards ``prior``'s (6×3) where the samples do not pin them
+    down. Returns (6×3 coefficients, inlier mask)."""
+    target = np.zeros((6, 3)) if prior is None else prior.astype(np.float64)
+    ridge = np.zeros((6, 6)) if prior is None else _RIDGE
+
     def solve(keep: np.ndarray) -> np.ndarray:
         d = design[keep].astype(np.float64)
-        return np.linalg.solve(d.T @ d + 1e-6 * np.eye(6), d.T @ vals[keep])
+        lam = ridge * float(keep.sum())
+        return np.linalg.solve(d.T @ d + lam + 1e-6 * np.eye(6),
+                               d.T @ vals[keep] + lam @ target)
 
-    dist = np.abs(vals - _start_colour(vals)).max(1)
-    keep = dist <= np.quantile(dist, 0.7)
+    if start is None:
+        dist = np.abs(vals - _start_colour(vals)).max(1)
+        keep = dist <= np.quantile(dist, 0.7)
+    else:
+        # A plane's colour known from elsewhere (the step at the horizon): the product may
+        # cover most of this plane's border (a bag cropped at the bottom, standing on the
+        # table), so the nearest 70 % would take it in.
+        dist = np.abs(vals - start).max(1)
+        keep = (dist <= np.quantile(dist, 0.7)) & (
+            dist <= max(30.0, float(np.quantile(dist, 0.3))))
     coef = solve(keep)
     res = np.abs(vals - design @ coef).max(1)
     # The best-fitting 85 %, but not what lies far outside the first fit's own noise (a
@@ -208,6 +233,10 @@ class Horizon:
     """Rows the blend from wall to table takes (the wall is usually out of focus)."""
     one_side: bool = False
     """Seen in one side strip only (the product covers the other)."""
+    wall: np.ndarray | None = None
+    """Colours just above and below the step in the side strip(s): where the wall's and the
+    table's fits start (a product may cover most of the table's border)."""
+    table: np.ndarray | None = None
 
     def line(self, xs: np.ndarray, w: int) -> np.ndarray:
         return self.y_left + (self.y_right - self.y_left) * (xs + 0.5) / w
@@ -217,14 +246,24 @@ def _step_rows(prof: np.ndarray, half: int):
     """(row, size, 10-90 width, colour above, colour below) of the strongest step in a row
     profile (h×3)."""
     h = len(prof)
-    c = np.concatenate([np.zeros((1, 3)), np.cumsum(prof, 0, dtype=np.float64)])
     ys = np.arange(half + 1, h - half)
     if not len(ys):
         return 0, 0.0, 1.0, np.zeros(3), np.zeros(3)
-    above = (c[ys - 1] - c[ys - 1 - half]) / half
-    below = (c[ys + 1 + half] - c[ys + 1]) / half
+    # Medians of the rows either side, not means: a thin dark seam of a wood table (a line,
+    # not a step) moves a mean as much as a faint horizon does.
+    win = np.lib.stride_tricks.sliding_window_view(prof, half, axis=0)  # (h-half+1, 3, half)
+    med = np.median(win, axis=2)
+    above = med[ys - 1 - half]
+    below = med[ys + 1]
     score = np.sqrt(((below - above) ** 2).sum(1))
     i = int(np.argmax(score))
+    # Medians hold the full step over a few rows around it: the middle of that plateau.
+    lo_i = hi_i = i
+    while hi_i + 1 < len(score) and score[hi_i + 1] >= 0.9 * score[i]:
+        hi_i += 1
+    while lo_i > 0 and score[lo_i - 1] >= 0.9 * score[i]:
+        lo_i -= 1
+    i = (lo_i + hi_i + 1) // 2
     y = int(ys[i])
     a, b = above[i], below[i]
     d = b - a
@@ -240,14 +279,24 @@ def _step_rows(prof: np.ndarray, half: int):
     while bot < len(mid) - 1 and mid[bot + 1]:
         bot += 1
     width = float(bot - top + 1)
-    return y, float(score[i]), width, a, b
+    # The line itself to a fraction of a row: where the profile crosses half-way (the
+    # evidence along a horizon placed a row off printed as a line of "product").
+    yf = float(y)
+    k = np.nonzero((t[:-1] < 0.5) & (t[1:] >= 0.5))[0]
+    if len(k):
+        k = int(k[np.argmin(np.abs(k - c0))])
+        if abs(k - c0) <= half:
+            yf = lo + k + (0.5 - t[k]) / max(float(t[k + 1] - t[k]), 1e-6)
+    return yf, float(score[i]), width, a, b
 
 
-def _find_horizon(img: np.ndarray, band: int) -> Horizon | None:
-    """A step in both side strips of the photo (a table meeting a wall); or in one of them
-    when the other is covered by the product (cropped at that side), if the colours either
-    side of the step are those of the top and the bottom band (the wall and the table run
-    on behind the product)."""
+def _find_horizon(img: np.ndarray, band: int) -> list[Horizon]:
+    """Candidate horizons: a step in both side strips of the photo at about the same height
+    between about the same two colours (a table meeting a wall), and a step in one strip
+    alone whose upper colour is the top band's (the wall runs on behind the product; the
+    other strip is covered by a product cropped at that side, and the bottom band may be
+    too). Which one, if any, is used is decided by how much of the border each explains
+    (``_fit_two_planes``): a product's own top edge in a covered strip is a step too."""
     h, w, _ = img.shape
     half = max(3, h // 48)
     left = np.median(img[:, :band], axis=1)
@@ -255,18 +304,19 @@ def _find_horizon(img: np.ndarray, band: int) -> Horizon | None:
     yl, sl, wl, al, bl = _step_rows(left, half)
     yr, sr, wr, ar, br = _step_rows(right, half)
     strong = 14.0
+    out: list[Horizon] = []
     # Both sides at about the same height, between about the same two colours: a product
     # touching one side (cropped framing) makes a step there too.
     if (sl >= strong and sr >= strong and abs(yl - yr) <= 0.1 * h
             and np.abs(al - ar).max() <= 45 and np.abs(bl - br).max() <= 45):
-        return Horizon(float(yl), float(yr), max(1.0, (wl + wr) / 2))
+        out.append(Horizon(float(yl), float(yr), max(1.0, (wl + wr) / 2),
+                           wall=(al + ar) / 2, table=(bl + br) / 2))
     top = np.median(img[:band].reshape(-1, 3), axis=0)
-    bottom = np.median(img[h - band:].reshape(-1, 3), axis=0)
     for y, st, wd, above, below in ((yl, sl, wl, al, bl), (yr, sr, wr, ar, br)):
-        if (st >= strong and 2 * band < y < h - 2 * band and np.abs(above - top).max() <= 20
-                and np.abs(below - bottom).max() <= 20):
-            return Horizon(float(y), float(y), max(1.0, wd), one_side=True)
-    return None
+        if st >= strong and 2 * band < y < h - 2 * band and np.abs(above - top).max() <= 20:
+            out.append(Horizon(float(y), float(y), max(1.0, wd), one_side=True,
+                               wall=above, table=below))
+    return out
 
 
 def _fit_two_planes(img: np.ndarray, band: int, hz: Horizon
@@ -286,14 +336,21 @@ def _fit_two_planes(img: np.ndarray, band: int, hz: Horizon
     wall, table = dist < -margin, dist > margin
     if wall.sum() < 60 or table.sum() < 60:
         return None
-    cw, kw = _robust_fit(design[wall], vals[wall])
-    ct, kt = _robust_fit(design[table], vals[table])
+    cw, kw = _robust_fit(design[wall], vals[wall], hz.wall)
+    # The table is often seen only in the side strips (the product covers the bottom band):
+    # its curvature across the frame is then unknown, and the lens's vignetting, which the
+    # wall shows along the top band, is the best guess for it (scaled to the table's level).
+    prior = None
+    if hz.wall is not None and hz.table is not None:
+        prior = cw * (np.maximum(hz.table, 1.0) / np.maximum(hz.wall, 1.0))[None, :]
+    ct, kt = _robust_fit(design[table], vals[table], hz.table, prior)
     gy, gx = np.mgrid[0:h, 0:w].astype(np.float32)
     grid = _design((gx + 0.5) / w - 0.5, (gy + 0.5) / h - 0.5)
     d = gy - hz.line(gx, w)
     t = np.clip(d / max(hz.width * 1.1, 1.0) + 0.5, 0, 1)
     t = (t * t * (3 - 2 * t))[..., None]
-    bg = (grid @ cw) * (1 - t) + (grid @ ct) * t
+    wall_c, table_c = grid @ cw, grid @ ct
+    bg = wall_c * (1 - t) + table_c * t
     res = np.abs(vals - bg[ys, xs]).max(1)
     inl = np.concatenate([kw, kt])
     r_in = np.concatenate([(vals[wall] - (design[wall] @ cw))[kw], (vals[table] - (design[table] @ ct))[kt]])
@@ -301,7 +358,17 @@ def _fit_two_planes(img: np.ndarray, band: int, hz: Horizon
     frac = float(inl.mean())
     hband = np.abs(d) <= hz.width / 2 + 2
     del res
-    return bg.astype(np.float32), max(sigma, 0.8), frac, hband
+
+    def noise(r: np.ndarray) -> float:
+        return max(float(np.median(np.abs(r - np.median(r, 0)))) * 1.4826, 0.8)
+
+    # Each plane's own noise: a wood table's grain is many times a painted wall's noise, and
+    # one figure for both made the grain product (or the wall's faint product edges noise).
+    planes = (t[..., 0].astype(np.float32),
+              noise((vals[wall] - design[wall] @ cw)[kw]),
+              noise((vals[table] - design[table] @ ct)[kt]),
+              wall_c.astype(np.float32), table_c.astype(np.float32))
+    return bg.astype(np.float32), max(sigma, 0.8), frac, hband, planes
 
 
 def _border_inliers(img: np.ndarray, bg: np.ndarray, band: int, sigma: float) -> float:
@@ -346,8 +413,16 @@ class Evidence:
 
 
 def _evidence(img: np.ndarray, bg: np.ndarray, sigma: float, band_mask: np.ndarray,
-              p: ClassicalParams, hband: np.ndarray | None = None) -> Evidence:
-    """Product evidence and what the pixels look like, on the work copy."""
+              p: ClassicalParams, hband: np.ndarray | None = None,
+              planes: tuple[np.ndarray, float, float] | None = None) -> Evidence:
+    """Product evidence and what the pixels look like, on the work copy. ``planes`` (table
+    weight per pixel, wall noise, table noise) gives two planes their own noise."""
+    if planes is not None:
+        tw, s_wall, s_table = planes[:3]
+        sigma = (s_wall + (s_table - s_wall) * tw).astype(np.float32)
+        if hband is not None:
+            # Along the horizon the model's step may sit a pixel off: the larger noise there.
+            sigma[hband] = max(s_wall, s_table)
     lum = cv2.transform(img, _MEAN3) + 1.0
     lum_bg = cv2.transform(bg, _MEAN3) + 1.0
     ratio = lum / lum_bg
@@ -356,8 +431,8 @@ def _evidence(img: np.ndarray, bg: np.ndarray, sigma: float, band_mask: np.ndarr
     scaled_bg = bg * ratio[..., None]
     diff = img - scaled_bg
     chroma = np.sqrt(cv2.transform(diff * diff, _SUM3))
-    t_chroma = max(p.min_chroma, p.chroma_sigmas * sigma)
-    brighter = lum - lum_bg > max(6.0, p.bright_sigmas * sigma)
+    t_chroma = np.maximum(p.min_chroma, p.chroma_sigmas * sigma)
+    brighter = lum - lum_bg > np.maximum(6.0, p.bright_sigmas * sigma)
     # Sharp edges of the brightness-ratio image: a product's outline is a step, a shadow's edge
     # is soft. The gradient of a difference of Gaussians (fine minus coarse) keeps steps and
     # cancels gradients wider than a few pixels, even where a step sits inside a shadow's ramp.
@@ -365,15 +440,47 @@ def _evidence(img: np.ndarray, bg: np.ndarray, sigma: float, band_mask: np.ndarr
     dog = cv2.GaussianBlur(rel, (0, 0), 1.0) - cv2.GaussianBlur(rel, (0, 0), 3.0)
     g = _grad(dog)
     g_noise = float(np.median(g[band_mask])) if band_mask.any() else 0.3
+    if planes is not None:
+        on_table = planes[0] >= 0.5
+        sel_w, sel_t = band_mask & ~on_table, band_mask & on_table
+        if sel_w.sum() >= 50 and sel_t.sum() >= 50:
+            g_w, g_t = float(np.median(g[sel_w])), float(np.median(g[sel_t]))
+            g_noise = g_w + (g_t - g_w) * planes[0]
     # Keep only the ridge of that response: its skirt reaches several pixels past the edge.
     ridge = g >= 0.6 * cv2.dilate(g, np.ones((5, 5), np.uint8))
-    edge = (g > max(1.2, p.edge_sigmas * g_noise)) & ridge
+    edge = (g > np.maximum(1.2, p.edge_sigmas * g_noise)) & ridge
     if hband is not None:
         # Along the horizon the model's step may sit a pixel off: its edge is not product.
-        edge &= ~hband
+        # A product's outline crossing the horizon (a bottle's side, a label's edge) is: its
+        # gradient runs across the horizon's.
+        gx = np.abs(cv2.Sobel(dog, cv2.CV_32F, 1, 0, ksize=3))
+        gy = np.abs(cv2.Sobel(dog, cv2.CV_32F, 0, 1, ksize=3))
+        edge &= ~(hband & (gy > 0.5 * gx))
     evidence = (chroma > t_chroma) | brighter | (ratio < p.shadow_floor) | edge
     neutral = chroma < 0.6 * t_chroma
-    bg_like = neutral & (np.abs(ratio - 1.0) * lum_bg < max(4.0, 3 * sigma))
+    if planes is not None and hband is not None and hband.any():
+        # On the horizon any mix of the wall and the table is backdrop: where the real blend
+        # is sharper or softer than the model's, a pixel is off the model's colour but on
+        # the segment from wall to table. Such pixels made a line of "product" along the
+        # horizon, which closed the gap between a cable and its case into a hole.
+        ys, xs = np.nonzero(hband)
+        wc, tc, px = planes[3][ys, xs], planes[4][ys, xs], img[ys, xs]
+        seg = tc - wc
+        u = np.clip(_dot(px - wc, seg) / np.maximum(_dot(seg, seg), 1.0), 0, 1)
+        off = px - wc - u[:, None] * seg
+        tc_h = t_chroma[ys, xs] if np.ndim(t_chroma) else t_chroma
+        mix = np.sqrt(_dot(off, off)) < tc_h
+        # ...where the product does not cross the horizon there: no evidence just above or
+        # below the band in that column (a label of the wall's colour crossing it is product).
+        reach = int(hband.sum(0).max()) // 2 + 3
+        crossing = cv2.dilate((evidence & ~hband).astype(np.uint8),
+                              np.ones((2 * reach + 1, 1), np.uint8)) > 0
+        mix &= ~crossing[ys, xs]
+        # Not evidence, but not backdrop-like either: a product's face of the wall's colour
+        # (a label) crossing the horizon would be a "see-through hole" one band tall.
+        my, mx = ys[mix], xs[mix]
+        evidence[my, mx] = edge[my, mx]
+    bg_like = neutral & (np.abs(ratio - 1.0) * lum_bg < np.maximum(4.0, 3 * sigma))
     shadow_like = neutral & (ratio >= p.shadow_floor) & ~brighter
     tol = np.maximum(0.03, 2.5 * sigma / lum_bg)
     chroma *= 1.0 / t_chroma
@@ -433,13 +540,21 @@ def _fill_outlines(m: np.ndarray, bg_like: np.ndarray) -> np.ndarray:
 
 
 def _regions(evidence: np.ndarray, bg_like: np.ndarray, shadow_like: np.ndarray,
-             p: ClassicalParams, img: np.ndarray, bg: np.ndarray) -> np.ndarray:
+             p: ClassicalParams, img: np.ndarray, bg: np.ndarray,
+             ev: Evidence | None = None) -> np.ndarray:
     h, w = evidence.shape
     m = evidence.astype(np.uint8)
     m = cv2.morphologyEx(m, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (7, 7)))
     m = _drop_specks(m, p.min_region * h * w)
     m = _fill_holes(m, bg_like)
-    m = _fill_outlines(m, bg_like)
+    # The hull of a thin part and what it hangs from (a cable beside its case) takes in the
+    # table in their shadow: shadow-coloured pixels are no more filled in than backdrop ones,
+    # unless the product is white on white (its shaded faces look the same; the region is
+    # then closed from its outline: ``_close_silhouette``).
+    filled = _fill_outlines(m, bg_like)
+    if ev is None or not filled.any() or not _whiteish(filled, ev):
+        filled = _fill_outlines(m, bg_like | shadow_like)
+    m = filled
     # Edge evidence and the closing spill a few pixels past the true edge; give back the rim
     # pixels that look like backdrop or shadow.
     disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (7, 7))
@@ -614,6 +729,8 @@ def _drop_cast_shadow(m: np.ndarray, ev: Evidence) -> np.ndarray:
         return m
     total = int(m.sum())
     outside = cv2.dilate((m == 0).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    # Clearly product: not the backdrop's colour, or black (a shadow's ragged rim is not).
+    solid = (m > 0) & ((ev.chroma >= 1.0) | (ev.ratio <= 0.25))
     out = m.copy()
     removed = 0
     # Most components are noise specks: pick the candidates before looking at any one.
@@ -626,6 +743,11 @@ def _drop_cast_shadow(m: np.ndarray, ev: Evidence) -> np.ndarray:
         touch = float((ring & outside[y:y + h, x:x + w]).sum()) / max(int(ring.sum()), 1)
         if touch < 0.2:
             continue
+        # A shadow lies on the floor: nothing of the product stands under it. A part with
+        # the product right under most of its columns is a face of the product (the top of a
+        # black case with a grey sheen, on a grey sweep, rising above the case's body).
+        if _product_under(comp, solid[y:, x:x + w], h) >= 0.5:
+            continue
         if removed + area > 0.4 * total:
             continue
         out[y:y + h, x:x + w][comp] = 0
@@ -633,6 +755,21 @@ def _drop_cast_shadow(m: np.ndarray, ev: Evidence) -> np.ndarray:
     if removed:
         out = cv2.morphologyEx(out, cv2.MORPH_OPEN, _CROSS)
     return out
+
+
+def _product_under(comp: np.ndarray, m: np.ndarray, h: int, reach: int = 3) -> float:
+    """Fraction of ``comp``'s columns (a part of the mask ``m``, whose first ``h`` rows share
+    ``comp``'s box) with other mask pixels within ``reach`` rows under its lowest pixel."""
+    cols = np.nonzero(comp.any(0))[0]
+    if not len(cols):
+        return 0.0
+    low = h - 1 - np.argmax(comp[::-1][:, cols], axis=0)
+    hit = np.zeros(len(cols), bool)
+    for d in range(1, reach + 1):
+        yy = low + d
+        ok = yy < m.shape[0]
+        hit[ok] |= m[yy[ok], cols[ok]]
+    return float(hit.mean())
 
 
 def _whiteish(m: np.ndarray, ev: Evidence) -> bool:
@@ -877,18 +1014,22 @@ class ClassicalSegmenter:
         # Two planes: a table top meeting a wall behind the product. One smooth surface cannot
         # follow the step at the horizon, so the wall and the table are fitted apart and used
         # when they explain clearly more of the border than the single surface.
-        hband = None
-        hz = _find_horizon(img, band)
-        if hz is not None:
+        hband = planes = None
+        best = None
+        for hz in _find_horizon(img, band):
             two = _fit_two_planes(img, band, hz)
-            if two is not None:
-                tol = min(sigma, two[1])
-                one_in = _border_inliers(img, bg, band, tol)
-                two_in = _border_inliers(img, two[0], band, tol)
-                if two_in >= one_in + (0.1 if hz.one_side else 0.05):
-                    bg, sigma, hband = two[0], two[1], two[3]
-        ev = _evidence(img, bg, sigma, band_mask, p, hband)
-        hard = _regions(ev.product, ev.bg_like, ev.shadow_like, p, img, bg)
+            if two is None:
+                continue
+            tol = min(sigma, two[1])
+            one_in = _border_inliers(img, bg, band, tol)
+            two_in = _border_inliers(img, two[0], band, tol)
+            gain = two_in - one_in - (0.1 if hz.one_side else 0.05)
+            if gain >= 0 and (best is None or gain > best[0]):
+                best = (gain, two)
+        if best is not None:
+            bg, sigma, hband, planes = best[1][0], best[1][1], best[1][3], best[1][4]
+        ev = _evidence(img, bg, sigma, band_mask, p, hband, planes)
+        hard = _regions(ev.product, ev.bg_like, ev.shadow_like, p, img, bg, ev)
         if hard.any() and _whiteish(hard, ev):
             edges = _silhouette_edges(img, band_mask, hband)
             lum_d = cv2.transform(img - bg, _MEAN3)

@@ -825,6 +825,10 @@ def main(argv: list[str] | None = None) -> int:
 
     ap = argparse.ArgumentParser(prog="python -m swiftshot.testing.products")
     ap.add_argument("--split", choices=("tuning", "heldout", "both"), default="both")
+    ap.add_argument("--seeds", default=None,
+                    help="tuning seeds to use instead of the default ones, e.g. 0-44 or 5,7,9 "
+                         "(never the held-out range: that is --split heldout)")
+    ap.add_argument("--categories", default=None, help="comma-separated categories (all)")
     ap.add_argument("--size", type=int, default=640)
     ap.add_argument("--segmenter", default="classical")
     ap.add_argument("--model-dir", default=None)
@@ -836,11 +840,22 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     seg = create_segmenter(args.segmenter, args.model_dir)
     splits = {"tuning": TUNING_SEEDS, "heldout": HELDOUT_SEEDS}
+    if args.seeds:
+        seeds: list[int] = []
+        for part in args.seeds.split(","):
+            lo, _, hi = part.partition("-")
+            seeds.extend(range(int(lo), int(hi or lo) + 1))
+        if set(seeds) & set(HELDOUT_SEEDS):
+            ap.error("--seeds may not include held-out seeds (use --split heldout)")
+        splits["tuning"] = tuple(seeds)
+        if args.split == "both":
+            args.split = "tuning"
+    cats = tuple(args.categories.split(",")) if args.categories else CATEGORIES
     wanted = list(splits) if args.split == "both" else [args.split]
     result: dict = {"segmenter": args.segmenter, "size": args.size}
     for name in wanted:
         t0 = time.perf_counter()
-        rows = evaluate(seg.mask, eval_cases(splits[name]), (args.size, args.size))
+        rows = evaluate(seg.mask, eval_cases(splits[name], cats), (args.size, args.size))
         stats = by_category(rows)
         seeds = splits[name]
         print(f"\n{name} seeds {seeds[0]}-{seeds[-1]} ({len(rows)} cases, "
@@ -852,7 +867,8 @@ def main(argv: list[str] | None = None) -> int:
         result[name] = {"rows": rows, "categories": stats}
         if args.compliance:
             t0 = time.perf_counter()
-            matrix = compliance_matrix(eval_cases(splits[name]), seg, (args.size, args.size))
+            matrix = compliance_matrix(eval_cases(splits[name], cats), seg,
+                                       (args.size, args.size))
             passed = sum(all(v["passed"] for v in row.values()) for row in matrix.values())
             print(f"compliance: {passed}/{len(matrix)} cases pass every preset's check "
                   f"({time.perf_counter() - t0:.0f} s)")

@@ -852,6 +852,20 @@ def _close_silhouette(m: np.ndarray, edges: np.ndarray, ev: Evidence, gap: int =
     plain = (open_frac >= 0.2) | ((bgc / np.maximum(counts, 1) >= 0.7) & (walled >= 0.6))
     plain[0] = False
     outside = (plain[labels] & free) | ~inside
+    # A part that is not open as a whole may still hold a stretch of plain backdrop that is
+    # (a wedge of sweep beside a bottle's neck, joined to the lit shoulder next to it, which
+    # has no edge against the sweep): the plain backdrop of the rest, taken apart, by the same
+    # test.
+    rest = free & ~outside & ev.bg_like
+    if rest.any():
+        n2, lab2 = cv2.connectedComponents(rest.astype(np.uint8), connectivity=4)
+        sp2 = cv2.dilate(lab2.astype(np.float32), np.ones((3, 3), np.uint8)).astype(np.int32)
+        rim2 = ~rest & (sp2 > 0) & inside
+        rc2 = np.bincount(sp2[rim2], minlength=n2)
+        oc2 = np.bincount(lab2[side & rest], minlength=n2)
+        open2 = oc2 / np.maximum(rc2 + oc2, 1)
+        open2[0] = 0
+        outside |= (open2 >= 0.2)[lab2] & rest
     # Grow the backdrop back over the closing's margin, never across the outline itself.
     grow_into = ~(own & ~ev.bg_like) & ~(m > 0)
     for _ in range(gap + 1):

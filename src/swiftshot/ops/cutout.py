@@ -552,7 +552,9 @@ def _regions(evidence: np.ndarray, bg_like: np.ndarray, shadow_like: np.ndarray,
     # unless the product is white on white (its shaded faces look the same; the region is
     # then closed from its outline: ``_close_silhouette``).
     filled = _fill_outlines(m, bg_like)
-    if ev is None or not filled.any() or not _whiteish(filled, ev):
+    # Only when the hull took in shadow-coloured pixels (a solid product's region has no
+    # hull fill at all) is there anything to redo.
+    if ((filled > m) & shadow_like).any() and (ev is None or not _whiteish(filled, ev)):
         filled = _fill_outlines(m, bg_like | shadow_like)
     m = filled
     # Edge evidence and the closing spill a few pixels past the true edge; give back the rim

@@ -344,7 +344,7 @@ def test_an_outline_through_the_backdrop_lowers_the_confidence():
     # A piece of a wood table kept with a handbag (tuning seed 4) and a box with a strip of
     # table (seed 1) were cut out at confidence 1.00; the outline there has the table's
     # colour on both sides. Those two are cut out cleanly since the per-plane backdrop
-    # (OPS_VERSION 8); a sneaker on wood (seed 22) and on a wood table under a wall (seed 20)
+    # (OPS_VERSION 9); a sneaker on wood (seed 22) and on a wood table under a wall (seed 20)
     # still keep a piece of wood at 640² (IoU 0.93), and say so. A clean cutout on a
     # textured backdrop stays high.
     from swiftshot.ops.cutout import CONFIDENCE_INFO, confidence_label

@@ -319,10 +319,8 @@ def _find_horizon(img: np.ndarray, band: int) -> list[Horizon]:
     return out
 
 
-def _fit_two_planes(img: np.ndarray, band: int, hz: Horizon
-                    ) -> tuple[np.ndarray, float, float, np.ndarray] | None:
-    """Wall and table fitted apart on the border band, blended across the horizon.
-    Returns (backdrop, noise sigma, inlier fraction of the border, horizon band mask)."""
+def _fit_two_planes(img: np.ndarray, band: int, hz: Horizon) -> TwoPlanes | None:
+    """Wall and table fitted apart on the border band, blended across the horizon."""
     h, w, _ = img.shape
     sel = np.zeros((h, w), bool)
     sel[:band], sel[-band:], sel[:, :band], sel[:, -band:] = True, True, True, True
@@ -344,31 +342,59 @@ def _fit_two_planes(img: np.ndarray, band: int, hz: Horizon
     if hz.wall is not None and hz.table is not None:
         prior = cw * (np.maximum(hz.table, 1.0) / np.maximum(hz.wall, 1.0))[None, :]
     ct, kt = _robust_fit(design[table], vals[table], hz.table, prior)
-    gy, gx = np.mgrid[0:h, 0:w].astype(np.float32)
-    grid = _design((gx + 0.5) / w - 0.5, (gy + 0.5) / h - 0.5)
-    d = gy - hz.line(gx, w)
-    t = np.clip(d / max(hz.width * 1.1, 1.0) + 0.5, 0, 1)
-    t = (t * t * (3 - 2 * t))[..., None]
-    wall_c, table_c = grid @ cw, grid @ ct
-    bg = wall_c * (1 - t) + table_c * t
-    res = np.abs(vals - bg[ys, xs]).max(1)
     inl = np.concatenate([kw, kt])
     r_in = np.concatenate([(vals[wall] - (design[wall] @ cw))[kw], (vals[table] - (design[table] @ ct))[kt]])
     sigma = float(np.median(np.abs(r_in - np.median(r_in, 0)))) * 1.4826
     frac = float(inl.mean())
-    hband = np.abs(d) <= hz.width / 2 + 2
-    del res
 
     def noise(r: np.ndarray) -> float:
         return max(float(np.median(np.abs(r - np.median(r, 0)))) * 1.4826, 0.8)
 
     # Each plane's own noise: a wood table's grain is many times a painted wall's noise, and
     # one figure for both made the grain product (or the wall's faint product edges noise).
-    planes = (t[..., 0].astype(np.float32),
-              noise((vals[wall] - design[wall] @ cw)[kw]),
-              noise((vals[table] - design[table] @ ct)[kt]),
-              wall_c.astype(np.float32), table_c.astype(np.float32))
-    return bg.astype(np.float32), max(sigma, 0.8), frac, hband, planes
+    return TwoPlanes(hz, cw, ct, max(sigma, 0.8), frac,
+                     noise((vals[wall] - design[wall] @ cw)[kw]),
+                     noise((vals[table] - design[table] @ ct)[kt]))
+
+
+@dataclass(frozen=True)
+class TwoPlanes:
+    """Wall and table surfaces (6×3 coefficients each) and their noise."""
+    hz: Horizon
+    cw: np.ndarray
+    ct: np.ndarray
+    sigma: float
+    frac: float
+    s_wall: float
+    s_table: float
+
+    def at(self, ys: np.ndarray, xs: np.ndarray, h: int, w: int):
+        """(backdrop, table weight, wall colour, table colour, signed rows from the horizon)
+        at pixel coordinates (float32 arrays of any shape)."""
+        grid = _design((xs + 0.5) / w - 0.5, (ys + 0.5) / h - 0.5)
+        d = ys - self.hz.line(xs, w)
+        t = np.clip(d / max(self.hz.width * 1.1, 1.0) + 0.5, 0, 1)
+        t = (t * t * (3 - 2 * t))[..., None]
+        wall_c, table_c = grid @ self.cw, grid @ self.ct
+        return wall_c * (1 - t) + table_c * t, t[..., 0], wall_c, table_c, d
+
+    def full(self, h: int, w: int):
+        """(backdrop, horizon band mask, planes for ``_evidence``) over the whole frame."""
+        gy, gx = np.mgrid[0:h, 0:w].astype(np.float32)
+        bg, t, wall_c, table_c, d = self.at(gy, gx, h, w)
+        hband = np.abs(d) <= self.hz.width / 2 + 2
+        planes = (t.astype(np.float32), self.s_wall, self.s_table,
+                  wall_c.astype(np.float32), table_c.astype(np.float32))
+        return bg.astype(np.float32), hband, planes
+
+    def border_inliers(self, img: np.ndarray, band: int, sigma: float) -> float:
+        """``_border_inliers`` of this backdrop, evaluated on the border only (the full frame
+        is made for the one candidate used)."""
+        h, w, _ = img.shape
+        ys, xs = np.nonzero(_border_sel(h, w, band))
+        bg = self.at(ys.astype(np.float32), xs.astype(np.float32), h, w)[0]
+        res = np.abs(img[ys, xs] - bg).max(1)
+        return float((res < max(6.0, 4.0 * sigma)).mean())
 
 
 def _border_inliers(img: np.ndarray, bg: np.ndarray, band: int, sigma: float) -> float:
@@ -1036,14 +1062,15 @@ class ClassicalSegmenter:
             two = _fit_two_planes(img, band, hz)
             if two is None:
                 continue
-            tol = min(sigma, two[1])
+            tol = min(sigma, two.sigma)
             one_in = _border_inliers(img, bg, band, tol)
-            two_in = _border_inliers(img, two[0], band, tol)
+            two_in = two.border_inliers(img, band, tol)
             gain = two_in - one_in - (0.1 if hz.one_side else 0.05)
             if gain >= 0 and (best is None or gain > best[0]):
                 best = (gain, two)
         if best is not None:
-            bg, sigma, hband, planes = best[1][0], best[1][1], best[1][3], best[1][4]
+            sigma = best[1].sigma
+            bg, hband, planes = best[1].full(*img.shape[:2])
         ev = _evidence(img, bg, sigma, band_mask, p, hband, planes)
         hard = _regions(ev.product, ev.bg_like, ev.shadow_like, p, img, bg, ev)
         if hard.any() and _whiteish(hard, ev):

@@ -1058,7 +1058,15 @@ class ClassicalSegmenter:
         # when they explain clearly more of the border than the single surface.
         hband = planes = None
         best = None
+        # The single surface's share of the border at the tightest tolerance any candidate
+        # is judged with (6 levels) bounds what a candidate can gain: where it already
+        # explains more than 95 % (90 %) of it, no candidate on two strips (one) can win,
+        # and none is fitted (a plain sweep: most photos).
+        sel = _border_sel(*img.shape[:2], band)
+        one_min = float((np.abs(img[sel] - bg[sel]).max(1) < 6.0).mean())
         for hz in _find_horizon(img, band):
+            if one_min + (0.1 if hz.one_side else 0.05) > 1.0:
+                continue
             two = _fit_two_planes(img, band, hz)
             if two is None:
                 continue

@@ -500,7 +500,18 @@ class RaySettings(_Section):
     """Logical CPUs each replica reserves (fractional on a small machine)."""
     replica_gpus: float = Field(0.0, ge=0)
     batches_per_replica: int = Field(1, ge=1, le=16)
-    """Batches one replica runs at once (Serve's ``max_ongoing_requests``)."""
+    """Batches one replica runs at once (its engine threads)."""
+    pipeline_depth: int = Field(1, ge=0, le=8)
+    """Batches the front may send to each replica ahead of time, to wait inside it while it
+    runs (``batcher = front`` only): the replica starts the next batch the moment it finishes
+    one, instead of after a round trip to the front and back. They count beside ``slots``, not
+    in it; a realtime batch goes before any batch waiting there, and one more place per replica
+    is kept for realtime. Serve's ``max_ongoing_requests`` = batches_per_replica + this (+ 1
+    when > 0). 0: a replica gets its next batch only after its last result is back."""
+    router: Literal["front", "serve"] = "front"
+    """``front``: our request router (runtime/ray_router.py) ranks every replica by the load
+    this process sees and sends realtime to the replica that frees first. ``serve``: Serve's
+    default power-of-two-choices router (random pairs, back-off while both are full)."""
     batcher: Literal["front", "serve"] = "front"
     """``front``: the front's scheduler batches (priorities, deadlines, batch keys) and hands a
     free replica a whole batch. ``serve``: the front sends single requests and each replica

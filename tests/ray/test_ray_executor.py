@@ -230,3 +230,109 @@ async def test_a_replica_that_crashes_on_one_input_fails_only_that_request(ray_c
     finally:
         await worker.stop()
         await delete_app(ex.app_name)
+
+
+# -- batches sent ahead (ray.pipeline_depth) and the front's router ---------------------------
+
+
+async def test_priority_gate_lets_realtime_in_before_waiting_lower_classes():
+    """The replica's engine threads: waiters go in by class, then arrival; a waiter cancelled
+    while waiting leaves without taking a place (no Ray needed)."""
+    from swiftshot.runtime.ray_executor import PriorityGate
+
+    gate = PriorityGate(1)
+    order: list[str] = []
+    await gate.acquire(1)  # the running batch
+
+    async def waiter(name: str, rank: int) -> None:
+        await gate.acquire(rank)
+        order.append(name)
+
+    tasks = {name: asyncio.ensure_future(waiter(name, rank))
+             for name, rank in (("standard", 1), ("batch", 2), ("gone", 1), ("realtime", 0))}
+    await asyncio.sleep(0.01)
+    assert len(gate) == 4 and order == []
+    tasks["gone"].cancel()
+    await asyncio.sleep(0.01)
+    for _ in range(3):
+        gate.release()
+        await asyncio.sleep(0.01)
+    assert order == ["realtime", "standard", "batch"]
+    gate.release()
+    assert gate.free == 1 and len(gate) == 0
+    await asyncio.gather(*tasks.values(), return_exceptions=True)
+
+
+def _engine_span(result) -> tuple[int, int]:
+    return next((a, b) for n, a, b in result.spans if n == "engine")
+
+
+async def test_batches_sent_ahead_wait_in_the_replica_and_realtime_goes_first(ray_cluster,
+                                                                              tmp_path):
+    """One replica, one batch at a time, one sent ahead: while the first standard batch runs,
+    the second waits inside the replica (its ``queue`` span) and a third in the front; a
+    realtime request arriving then runs next — before the batch already waiting in the
+    replica — and never two batches run at once (``slots`` = 1)."""
+    from swiftshot.runtime.ray_executor import RayExecutor
+    from swiftshot.runtime.worker import Worker
+
+    s = ray_settings(tmp_path, replicas=1, delay_s=0.8, pipeline_depth=1)
+    s.scheduler.max_batch_size = 1  # a batch per request
+    ex = RayExecutor(s)
+    worker = Worker(ex, s)
+    await worker.start()
+    try:
+        assert (ex.slots, ex.ahead, ex.reserve) == (1, 1, 1)
+        std = [asyncio.ensure_future(worker.submit(spec(f"std {i}"), deadline_s=120))
+               for i in range(3)]
+        deadline = time.monotonic() + 30
+        while len(ex._running) < 2:  # the second standard batch has been sent ahead
+            assert time.monotonic() < deadline, "nothing was sent ahead"
+            await asyncio.sleep(0.01)
+        assert len(worker._batches) == 2 and worker.scheduler.depth()["standard"] == 1
+        rt = await asyncio.wait_for(worker.submit(spec("urgent"), "realtime", deadline_s=120),
+                                    60)
+        outs = await asyncio.wait_for(asyncio.gather(*std), 60)
+        starts = sorted((_engine_span(r)[0], name) for r, name in
+                        [(outs[0], "std0"), (outs[1], "std1"), (outs[2], "std2"), (rt, "rt")])
+        assert [name for _, name in starts][:2] == ["std0", "rt"], starts
+        ahead_wait = next(b - a for n, a, b in outs[1].spans if n == "queue")
+        assert ahead_wait > 0.3e9, outs[1].spans  # it waited in the replica while std0 ran
+        spans = sorted(_engine_span(r) for r in (*outs, rt))
+        assert all(b[0] >= a[1] for a, b in zip(spans, spans[1:], strict=False)), spans
+    finally:
+        await worker.stop()
+        await delete_app(ex.app_name)
+
+
+@pytest.mark.parametrize("executor", [{"replicas": 2, "delay_s": 1.5, "pipeline_depth": 1}],
+                         indirect=True)
+async def test_router_sends_realtime_to_the_replica_that_frees_first(executor):
+    """Two replicas, each running a standard batch (the first began 0.4 s earlier) with one
+    more waiting (sent one after the other, each to the less loaded replica): a realtime batch goes to the replica that began first and runs there before
+    the standard batch waiting in it."""
+    from swiftshot.runtime.scheduler import RANK
+
+    def std(name: str) -> Batch:
+        return Batch(next(_ids), [Item(next(_ids), spec(name))], rank=RANK["standard"])
+
+    first = asyncio.ensure_future(executor.submit(std("first")))
+    await asyncio.sleep(0.4)
+    second = asyncio.ensure_future(executor.submit(std("second")))
+    await asyncio.sleep(0.2)
+    waiting = []
+    for i in range(2):
+        waiting.append(asyncio.ensure_future(executor.submit(std(f"waiting {i}"))))
+        await asyncio.sleep(0.2)
+    urgent = Batch(next(_ids), [Item(next(_ids), spec("urgent"))], rank=RANK["realtime"])
+    rt = await asyncio.wait_for(executor.submit(urgent), 60)
+    a, b, *rest = await asyncio.wait_for(asyncio.gather(first, second, *waiting), 60)
+    assert a.worker != b.worker  # the second went to the idle replica
+    assert sorted(r.worker for r in rest) == sorted([a.worker, b.worker])  # one waits on each
+    assert rt.worker == a.worker
+    behind = next(r for r in rest if r.worker == a.worker)
+
+    def engine(r):
+        return next(s for s in r.spans if s[0] == "engine")
+
+    assert engine(a)[2] <= engine(rt)[1] < engine(behind)[1]

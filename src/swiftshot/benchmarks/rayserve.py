@@ -1,8 +1,13 @@
 """Ray executor benchmarks on a real Ray cluster on loopback (two nodes, this process the front).
 
-    python -m swiftshot.benchmarks.rayserve [--quick] [--parts scaling,hop,batcher] [--out F]
+    python -m swiftshot.benchmarks.rayserve [--quick] [--parts timeline,scaling,hop,batcher]
+        [--pipeline-depth N] [--router front|serve] [--out F]
 
 Parts (each prints a table; all go into one JSON with the machine):
+
+``timeline`` Where a batch's time goes at saturation on 1 and 8 replicas (the scaling part's
+             engine): submit → replica (routing + transport), waiting inside the replica,
+             engine, ops + encode, result back, and each replica's idle time between batches.
 
 ``scaling``  The fake engine with a fixed per-batch device time that *sleeps* (like a GPU wait),
              batches of one, on 1, 2, 4, 8 replicas, through the real front path (Worker:
@@ -34,6 +39,10 @@ from swiftshot.benchmarks.arrivals import arrival_times
 from swiftshot.benchmarks.machine import print_table, write_result
 from swiftshot.benchmarks.stats import percentile
 
+VARIANT: dict[str, Any] = {}
+"""``ray.*`` settings from the command line (``--pipeline-depth``, ``--router``), for every
+part: the same script measures before (``--pipeline-depth 0 --router serve``) and after."""
+
 
 def _settings(**kw: Any) -> Any:
     from swiftshot.config import RaySettings, Settings
@@ -50,7 +59,7 @@ def _settings(**kw: Any) -> Any:
     s.scheduler.queue_limit = {p: 100_000 for p in ("realtime", "standard", "batch", "prefetch")}
     n = kw.pop("replicas", 1)
     opts = {"app_prefix": "bench", "min_replicas": n, "max_replicas": n, "replica_cpus": 0.25,
-            "graceful_shutdown_timeout_s": 0.5, "status_interval_s": 0.5}
+            "graceful_shutdown_timeout_s": 0.5, "status_interval_s": 0.5, **VARIANT}
     opts.update(kw)
     s.ray = RaySettings(**opts)
     return s
@@ -147,6 +156,74 @@ async def bench_scaling(quick: bool) -> list[dict[str, Any]]:
     return rows
 
 
+class Timeline:
+    """Per batch, on the wall clock (one machine: the processes share it): the front's submit
+    and its result back (wrapping ``RayExecutor.submit``), and what the replica recorded
+    (``queue``: from the request's arrival in the replica to an engine thread taking it;
+    ``engine``; ``ops``; ``encode``)."""
+
+    def __init__(self, front: Front) -> None:
+        self.rows: list[tuple[int, int, list[Any], str]] = []
+        self._submit = front.ex.submit
+        self.recording = False
+
+        async def timed(batch: Any, on_event: Any = None) -> Any:
+            t0 = time.time_ns()
+            r = await self._submit(batch, on_event)
+            if self.recording:
+                self.rows.append((t0, time.time_ns(), r.spans, r.worker))
+            return r
+
+        front.ex.submit = timed  # type: ignore[method-assign]
+
+    def summary(self) -> dict[str, float]:
+        parts: dict[str, list[float]] = {k: [] for k in (
+            "send", "replica_queue", "to_engine", "engine", "ops_encode", "return", "idle")}
+        by_replica: dict[str, list[tuple[int, int]]] = {}
+        for t0, t1, spans, worker in self.rows:
+            first: dict[str, tuple[int, int]] = {}
+            for name, a, b, _ in spans:
+                first.setdefault(name, (a, b))
+            if "queue" not in first or "engine" not in first:
+                continue
+            done = max(b for name, _, b, _ in spans)
+            q, e = first["queue"], first["engine"]
+            parts["send"].append(q[0] - t0)
+            parts["replica_queue"].append(q[1] - q[0])
+            parts["to_engine"].append(e[0] - q[1])
+            parts["engine"].append(e[1] - e[0])
+            parts["ops_encode"].append(done - e[1])
+            parts["return"].append(t1 - done)
+            by_replica.setdefault(worker, []).append((e[0], done))
+        for runs in by_replica.values():  # the replica's engine thread with nothing to do
+            runs.sort()
+            parts["idle"].extend(b[0] - a[1] for a, b in zip(runs, runs[1:], strict=False))
+        out: dict[str, float] = {"batches": float(len(self.rows))}
+        for k, v in parts.items():
+            if v:
+                out[f"{k}_p50_ms"] = statistics.median(v) / 1e6
+                out[f"{k}_mean_ms"] = statistics.fmean(v) / 1e6
+        return out
+
+
+async def bench_timeline(quick: bool) -> list[dict[str, Any]]:
+    """Where a batch's time goes at saturation (closed loop, 2 outstanding per replica, the
+    scaling part's engine): submit → replica (routing + transport), waiting in the replica,
+    engine, ops + encode, result back; and each replica's idle time between two batches."""
+    dur = 4.0 if quick else 8.0
+    rows: list[dict[str, Any]] = []
+    for n in (1, 8):
+        async with Front(_settings(replicas=n, delay_s=0.2)) as f:
+            tl = Timeline(f)
+            await asyncio.gather(*(f.one() for _ in range(2 * n)))
+            tl.recording = True
+            tput = await closed_loop(f, 2 * n, dur, warmup_s=0.5)
+            tl.recording = False
+        rows.append({"replicas": n, "throughput_rps": tput, **tl.summary()})
+        print_table(rows[-1:])
+    return rows
+
+
 async def bench_hop(quick: bool) -> list[dict[str, Any]]:
     from swiftshot.engines.base import FakeEngine
     from swiftshot.runtime.executor import Batch, InlineExecutor, Item
@@ -230,6 +307,8 @@ async def bench_batcher(quick: bool) -> list[dict[str, Any]]:
 async def _main(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {}
     parts = args.parts.split(",")
+    if "timeline" in parts:
+        out["timeline"] = await bench_timeline(args.quick)
     if "scaling" in parts:
         out["scaling"] = await bench_scaling(args.quick)
     if "hop" in parts:
@@ -244,7 +323,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true")
     p.add_argument("--parts", default="scaling,hop,batcher")
     p.add_argument("--out", default=None)
+    p.add_argument("--pipeline-depth", type=int, default=None,
+                   help="ray.pipeline_depth (default: the setting's default)")
+    p.add_argument("--router", choices=("front", "serve"), default=None,
+                   help="ray.router (default: the setting's default)")
     args = p.parse_args(argv)
+    if args.pipeline_depth is not None:
+        VARIANT["pipeline_depth"] = args.pipeline_depth
+    if args.router is not None:
+        VARIANT["router"] = args.router
     import ray
 
     from swiftshot.testing.ray_cluster import LoopbackCluster
@@ -259,6 +346,7 @@ def main(argv: list[str] | None = None) -> int:
         # hang (Serve's long-poll thread re-initialising Ray against the shutdown), and the
         # figures must not be lost with it
         data = {"benchmark": "rayserve", "quick": args.quick, "ray_nodes": 2,
+                "settings": dict(VARIANT),
                 "cluster_start_s": cluster.start_s, "wall_s": wall,
                 "load_avg_before": load_before, "load_avg_after": load_after, **out,
                 "ray": ray.__version__}

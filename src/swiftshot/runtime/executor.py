@@ -170,6 +170,9 @@ class Batch:
     cross a process boundary as raw pixels (:func:`pack_image`)."""
     trace: dict[str, str] = field(default_factory=dict)
     """W3C trace context (``traceparent``) of the dispatching span, for the worker's spans."""
+    rank: int = 1
+    """Class of its most urgent request (0 realtime, 1 standard, 2 batch, 3 prefetch): a
+    worker holding several batches runs the lower rank first (``ray`` executor)."""
 
 
 @dataclass

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import heapq
 import itertools
 import logging
 import math
@@ -75,6 +76,8 @@ log = logging.getLogger(__name__)
 STATS_ACTOR = "swiftshot-queue-stats"
 COUNTED_CLASSES = ("realtime", "standard", "batch")
 """Queued classes that ask for more replicas; ``prefetch`` never scales the cluster up."""
+ROUTER = "swiftshot.runtime.ray_router.FrontRouter"
+"""Serve's request router for our deployments (``ray.router = front``)."""
 STATS_TTL_S = 10.0
 """A front that stopped reporting for this long no longer counts (it died or left)."""
 
@@ -255,6 +258,44 @@ def queue_depth_policy(ctx: Any) -> tuple[int, dict[str, Any]]:
     return desired, {"demand": want}
 
 
+class PriorityGate:
+    """``capacity`` holders at once; waiters are let in by (rank, arrival), not FIFO.
+
+    The replica's engine threads: a batch sent ahead of time waits here, and a realtime batch
+    that arrives meanwhile goes before the lower-class batches already waiting. Used on one
+    event loop."""
+
+    def __init__(self, capacity: int) -> None:
+        self.free = capacity
+        self._waiting: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._seq = itertools.count()
+
+    def __len__(self) -> int:
+        """Waiters not yet let in."""
+        return sum(1 for _, _, f in self._waiting if not f.done())
+
+    async def acquire(self, rank: int) -> None:
+        if self.free > 0 and not self._waiting:
+            self.free -= 1
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiting, (rank, next(self._seq), fut))
+        try:
+            await fut
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():
+                self.release()  # let in just as it was cancelled: pass the place on
+            raise
+
+    def release(self) -> None:
+        while self._waiting:
+            _, _, fut = heapq.heappop(self._waiting)
+            if not fut.done():
+                fut.set_result(None)
+                return
+        self.free += 1
+
+
 # -- the replica ------------------------------------------------------------------------------------
 
 
@@ -290,6 +331,7 @@ class EngineReplica:
         self.node_id = node
         self._pool = ThreadPoolExecutor(max_workers=settings.ray.batches_per_replica,
                                         thread_name_prefix="swiftshot-replica")
+        self._gate = PriorityGate(settings.ray.batches_per_replica)
         self._running: dict[int, float] = {}
         self._stats: Any = None
         self._stopped = False
@@ -325,15 +367,28 @@ class EngineReplica:
         result.metrics = self._deltas.take()  # what the engine and ops counted here
         return result
 
-    async def run(self, batch: Batch) -> BatchResult:
-        stop = threading.Event()
-        fut = asyncio.get_running_loop().run_in_executor(self._pool, self._work, batch, stop,
-                                                         None)
+    async def run(self, batch: Batch, rank: int = 1) -> BatchResult:
+        """One batch. ``rank`` is its class (0 realtime … 3 prefetch): a batch the front sent
+        ahead (``ray.pipeline_depth``) waits here, realtime ones first, until one of the
+        ``batches_per_replica`` engine threads is free; that wait comes back as the span
+        ``queue``."""
+        entered = time.time_ns()
+        await self._gate.acquire(rank)  # cancelled while waiting: it simply leaves
         try:
-            return await asyncio.shield(fut)
-        except asyncio.CancelledError:  # the front cancelled this request: stop between steps
-            stop.set()
-            raise
+            started = time.time_ns()
+            stop = threading.Event()
+            fut = asyncio.get_running_loop().run_in_executor(self._pool, self._work, batch,
+                                                             stop, None)
+            try:
+                result = await asyncio.shield(fut)
+            except asyncio.CancelledError:  # the front cancelled this request: stop between
+                stop.set()                  # steps; the engine thread stays ours until then
+                await asyncio.wait({fut})
+                raise
+        finally:
+            self._gate.release()
+        result.spans.insert(0, ("queue", entered, started, None))
+        return result
 
     async def run_item(self, batch: Batch) -> BatchResult:
         """``ray.batcher = serve``: one request; ``@serve.batch`` gathers them (see
@@ -365,9 +420,10 @@ class EngineReplica:
                                         spans=result.spans)
         return [out[b.id] for b in batches]
 
-    async def run_stream(self, batch: Batch) -> AsyncIterator[tuple[Any, ...]]:
-        """Events of one batch: ("started", worker), ("partial", item_id, packed image) ...,
-        then ("result", BatchResult)."""
+    async def run_stream(self, batch: Batch, rank: int = 1) -> AsyncIterator[tuple[Any, ...]]:
+        """Events of one batch: ("started", worker) once an engine thread takes it (see
+        :meth:`run` for the wait before), ("partial", item_id, packed image) ..., then
+        ("result", BatchResult)."""
         loop = asyncio.get_running_loop()
         stop = threading.Event()
         events: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
@@ -375,20 +431,29 @@ class EngineReplica:
         def on_partial(item_id: int, image: Any) -> None:
             post(loop, events.put_nowait, ("partial", item_id, pack_image(image)))
 
-        yield ("started", self.name)
-        fut = loop.run_in_executor(self._pool, self._work, batch, stop, on_partial)
+        entered = time.time_ns()
+        await self._gate.acquire(rank)
         try:
-            while not fut.done() or not events.empty():
-                getter = asyncio.ensure_future(events.get())
-                done, _ = await asyncio.wait({getter, fut}, return_when=asyncio.FIRST_COMPLETED)
-                if getter in done:
-                    yield getter.result()
-                else:
-                    getter.cancel()
-            yield ("result", fut.result())
-        except (asyncio.CancelledError, GeneratorExit):
-            stop.set()
-            raise
+            started = time.time_ns()
+            yield ("started", self.name)
+            fut = loop.run_in_executor(self._pool, self._work, batch, stop, on_partial)
+            try:
+                while not fut.done() or not events.empty():
+                    getter = asyncio.ensure_future(events.get())
+                    done, _ = await asyncio.wait({getter, fut},
+                                                 return_when=asyncio.FIRST_COMPLETED)
+                    if getter in done:
+                        yield getter.result()
+                    else:
+                        getter.cancel()
+                result = fut.result()
+                result.spans.insert(0, ("queue", entered, started, None))
+                yield ("result", result)
+            except (asyncio.CancelledError, GeneratorExit):
+                stop.set()
+                raise
+        finally:
+            self._gate.release()
 
     async def ping(self) -> None:
         """Does nothing: the bare Serve round trip (benchmarks/rayserve.py)."""
@@ -490,8 +555,24 @@ class RayExecutor:
 
     @property
     def slots(self) -> int:
-        running = self._replicas.get("RUNNING", 0)
-        return max(1, running) * per_replica(self.settings)
+        """Batches that run at once: running replicas × ``batches_per_replica``."""
+        return self._running_replicas() * per_replica(self.settings)
+
+    @property
+    def ahead(self) -> int:
+        """Batches the front may send beyond :attr:`slots`, to wait inside the replicas (one
+        per replica per ``ray.pipeline_depth``); they do not run until a slot there frees."""
+        return self._running_replicas() * ahead_per_replica(self.settings)
+
+    @property
+    def reserve(self) -> int:
+        """Places beyond ``slots + ahead`` that only a realtime batch may take (one per
+        replica, when anything is sent ahead): a realtime arrival is never held in the front
+        behind batches that are merely waiting in the replicas."""
+        return self._running_replicas() if ahead_per_replica(self.settings) else 0
+
+    def _running_replicas(self) -> int:
+        return max(1, self._replicas.get("RUNNING", 0))
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -642,7 +723,7 @@ class RayExecutor:
     # -- calls ---------------------------------------------------------------------------------
 
     async def _call(self, batch: Batch, run: _Running, on_event: EventCallback | None) -> BatchResult:
-        run.response = self._handle.remote(batch)
+        run.response = self._handle.remote(batch, **self._rank(batch))
         if on_event is not None:
             # Dispatched only when a replica is free (slots), so it starts now; a batch that
             # wants previews takes run_stream, where the replica itself says it started.
@@ -655,7 +736,7 @@ class RayExecutor:
 
     async def _call_stream(self, batch: Batch, run: _Running,
                            on_event: EventCallback | None) -> BatchResult:
-        gen = self._stream_handle.remote(batch)
+        gen = self._stream_handle.remote(batch, **self._rank(batch))
         run.response = gen
         result: BatchResult | None = None
         try:
@@ -676,6 +757,11 @@ class RayExecutor:
             raise WorkerLost(f"a {self.engine_name} replica ended a batch without a result",
                              retry_after=1.0)
         return result
+
+    def _rank(self, batch: Batch) -> dict[str, int]:
+        """The batch's class for the router and the replica's queue (``run_item`` takes none:
+        ``@serve.batch`` calls carry only the batch)."""
+        return {} if self.cfg.batcher == "serve" else {"rank": batch.rank}
 
     def _translate(self, e: BaseException, run: _Running) -> BaseException:
         """What the front sees of a failed Serve call."""
@@ -787,9 +873,23 @@ def per_replica(settings: Settings) -> int:
     return cfg.batches_per_replica
 
 
+def ahead_per_replica(settings: Settings) -> int:
+    """Batches the front sends each replica ahead of time (``ray.pipeline_depth``; the front's
+    batcher only: ``@serve.batch`` gathers whatever reaches the replica anyway)."""
+    cfg = settings.ray
+    return cfg.pipeline_depth if cfg.batcher == "front" else 0
+
+
+def max_ongoing(settings: Settings) -> int:
+    """Serve's ``max_ongoing_requests``: the batches a replica runs, those sent ahead, and one
+    place kept for realtime when anything is sent ahead."""
+    ahead = ahead_per_replica(settings)
+    return per_replica(settings) + ahead + (1 if ahead else 0)
+
+
 def deployment_options(cfg: RaySettings, settings: Settings | None = None) -> dict[str, Any]:
     opts: dict[str, Any] = {
-        "max_ongoing_requests": per_replica(settings) if settings is not None else
+        "max_ongoing_requests": max_ongoing(settings) if settings is not None else
         cfg.batches_per_replica,
         "ray_actor_options": {"num_cpus": cfg.replica_cpus, "num_gpus": cfg.replica_gpus},
         "health_check_period_s": cfg.health_check_period_s,
@@ -798,6 +898,8 @@ def deployment_options(cfg: RaySettings, settings: Settings | None = None) -> di
         "graceful_shutdown_wait_loop_s": min(2.0, max(0.1, cfg.graceful_shutdown_timeout_s / 4)),
         "logging_config": {"log_level": "WARNING", "enable_access_log": False},
     }
+    if cfg.router == "front":
+        opts["request_router_config"] = {"request_router_class": ROUTER}
     if cfg.min_replicas == cfg.max_replicas:
         opts["num_replicas"] = cfg.max_replicas
     else:

@@ -306,8 +306,8 @@ class Worker:
         self._wake.clear()
         self._fail_expired()
         self.scheduler.slots = self.slots  # workers die, replicas scale: the count moves
-        if len(self._batches) >= self.slots:
-            await self._wake.wait()  # a batch finishing sets it
+        if len(self._batches) >= self._limit():
+            await self._wake.wait()  # a batch finishing (or a realtime arrival) sets it
             return
         delay = self.scheduler.dispatch_delay()
         if delay is None:
@@ -344,6 +344,16 @@ class Worker:
             self._launch(items)
         self._update_depth()
 
+    def _limit(self) -> int:
+        """Batches this front may have out at once: ``slots`` that run, plus what the executor
+        lets it send ahead to wait inside its workers (``ahead``, ray's pipelining), plus, while
+        a realtime request is queued, the places kept for realtime (``reserve``)."""
+        limit = self.slots + getattr(self.executor, "ahead", 0)
+        reserve = getattr(self.executor, "reserve", 0)
+        if reserve and self.scheduler.depth().get("realtime"):
+            limit += reserve
+        return limit
+
     def _batch_done(self, task: asyncio.Task[None]) -> None:
         self._batches.discard(task)
         self._wake.set()
@@ -377,8 +387,10 @@ class Worker:
                 products.update(slot.products)
         batch = Batch(next(self._batch_ids),
                       [Item(s.item.id, s.spec, s.listener.partials if s.listener else 0)
-                       for s in slots], products, telemetry.trace_carrier())
+                       for s in slots], products, telemetry.trace_carrier(),
+                      rank=min(RANK[s.item.priority] for s in slots))
         ok = False
+        waited = 0.0  # seconds the batch waited inside its worker (sent ahead), not serviced
         try:
             sent = self.clock()
             out = await self._submit(batch)
@@ -396,13 +408,14 @@ class Worker:
                 self._resolve_error(slot, e)
         else:
             infer_s = out.infer_s
+            waited = sum(b - a for n, a, b, _ in out.spans if n == "queue") / 1e9
             self._infer_hist.observe(infer_s)
             telemetry.BATCH_SIZE.observe(len(slots))
             telemetry.add_worker_metrics(out.worker or self.executor.kind, out.infer_s + out.master_s,
                                          out.metrics)
             made = 0
             n = max(1, len(slots))
-            hop_s = max(0.0, round_trip - (out.infer_s + out.master_s + out.variant_s))
+            hop_s = max(0.0, round_trip - (out.infer_s + out.master_s + out.variant_s) - waited)
             by_id = {r.id: r for r in out.results}
             for slot in slots:
                 r = by_id.get(slot.item.id)
@@ -422,7 +435,7 @@ class Worker:
         finally:
             for slot in slots:
                 self._running.pop(slot.item.id, None)
-            self.scheduler.record(len(items), self.clock() - start, ok=ok,
+            self.scheduler.record(len(items), self.clock() - start - waited, ok=ok,
                                   cost=sum(it.cost for it in items), batch=items)
             for slot in slots:  # every future resolved, whatever happened above
                 self._resolve_error(slot, self._stopping() if self._stopped else
@@ -498,7 +511,8 @@ class Worker:
         telemetry.REJECTED.labels(reason="worker_lost_retry").inc(len(halves))
 
         async def one(part: list[Item]) -> list[ItemResult]:
-            sub = Batch(next(self._batch_ids), part, batch.products, batch.trace)
+            sub = Batch(next(self._batch_ids), part, batch.products, batch.trace,
+                        rank=batch.rank)
             try:
                 out = await self.executor.submit(sub, self._event)
             except WorkerLost as e:

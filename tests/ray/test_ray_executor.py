@@ -336,3 +336,25 @@ async def test_router_sends_realtime_to_the_replica_that_frees_first(executor):
         return next(s for s in r.spans if s[0] == "engine")
 
     assert engine(a)[2] <= engine(rt)[1] < engine(behind)[1]
+
+
+def test_teardown_steps_are_bounded():
+    """LoopbackCluster.shutdown runs each step (serve.shutdown, ray.shutdown) through
+    ``bounded``: a step that hangs is left behind after its timeout and the next runs; one that
+    raises does not stop the rest (no Ray needed)."""
+    import threading
+
+    from swiftshot.testing.ray_cluster import bounded
+
+    release = threading.Event()
+    t0 = time.monotonic()
+    assert bounded(lambda: release.wait(30), 0.2) is False  # hung: given up on
+    assert time.monotonic() - t0 < 10
+    release.set()
+
+    def fails() -> None:
+        raise RuntimeError("router on a closed loop")
+
+    assert bounded(fails, 5) is True
+    ran: list[int] = []
+    assert bounded(lambda: ran.append(1), 5) is True and ran == [1]

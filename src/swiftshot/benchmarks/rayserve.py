@@ -19,7 +19,9 @@ Parts (each prints a table; all go into one JSON with the machine):
              front-observed latency minus the engine + ops + master-encode time the replica
              measured itself (BatchResult.infer_s + master_s). Unary and streamed (previews)
              calls, 64² and 1024² masters; the bare Serve round trip (``ping``) and the inline
-             executor's thread hop for reference. Goal <= 2 ms.
+             executor's thread hop for reference. Goal <= 2 ms. The paths are measured in
+             interleaved rounds (5 quick, 9 full): the figure is the median of all samples,
+             with the lowest and highest round median beside it (the spread run to run).
 ``batcher``  The front's batcher (whole batches to a free replica) against ``@serve.batch`` in
              the replica (single requests), same engine (sleeping 50 ms a batch + 10 ms an item,
              batches up to 8), one replica: open-loop p50/p95 and throughput at fixed rates.
@@ -229,7 +231,7 @@ async def bench_hop(quick: bool) -> list[dict[str, Any]]:
     from swiftshot.runtime.executor import Batch, InlineExecutor, Item
     from swiftshot.spec import RenderSpec
 
-    n = 80 if quick else 200
+    n = 80 if quick else 200  # the inline reference
     rows: list[dict[str, Any]] = []
     ids = iter(range(1, 10**9))
 
@@ -238,39 +240,59 @@ async def bench_hop(quick: bool) -> list[dict[str, Any]]:
                           height=size).normalized()
         return Batch(next(ids), [Item(next(ids), spec, partials)])
 
-    def row(path: str, size: int, total: list[float], inner: list[float]) -> dict[str, Any]:
+    def row(path: str, size: int, total: list[float], inner: list[float],
+            rounds: list[float] | None = None) -> dict[str, Any]:
         hop = [a - b for a, b in zip(total, inner, strict=True)]
-        return {"path": path, "size": f"{size}²", "n": len(total),
-                "total_p50_ms": 1000 * statistics.median(total),
-                "inside_p50_ms": 1000 * statistics.median(inner),
-                "hop_p50_ms": 1000 * statistics.median(hop),
-                "hop_p95_ms": 1000 * percentile(hop, 95), "goal_ms": "<= 2"}
+        out = {"path": path, "size": f"{size}²", "n": len(total),
+               "total_p50_ms": 1000 * statistics.median(total),
+               "inside_p50_ms": 1000 * statistics.median(inner),
+               "hop_p50_ms": 1000 * statistics.median(hop),
+               "hop_p95_ms": 1000 * percentile(hop, 95), "goal_ms": "<= 2"}
+        if rounds:  # each round's own p50: how steady the figure is run to run
+            out.update(rounds=len(rounds), round_p50_min_ms=1000 * min(rounds),
+                       round_p50_max_ms=1000 * max(rounds))
+        return out
 
+    # Rounds interleave the paths, so a neighbour's burst on the shared box lands on all of
+    # them alike; each figure is the median over every round's samples, with the spread of
+    # the rounds' own medians beside it.
+    rounds = 5 if quick else 9
+    per_round = 40 if quick else 60
+    paths = [("serve handle ping (no work)", 0, None), ("ray unary", 64, False),
+             ("ray stream (Started+Partial)", 64, True), ("ray unary", 1024, False),
+             ("ray stream (Started+Partial)", 1024, True)]
+    got: dict[int, tuple[list[float], list[float], list[float]]] = {
+        i: ([], [], []) for i in range(len(paths))}
     async with Front(_settings(replicas=1, steps=4)) as f:
         ping = f.ex._handle.options(method_name="ping")
         for _ in range(20):
             await ping.remote()
-        t = []
-        for _ in range(n):
-            t0 = time.perf_counter()
-            await ping.remote()
-            t.append(time.perf_counter() - t0)
-        rows.append(row("serve handle ping (no work)", 0, t, [0.0] * len(t)))
-        for size in (64, 1024):
-            for stream in (False, True):
-                total, inner = [], []
-                cb = (lambda i, e: None) if stream else None
-                for k in range(n // (4 if size == 1024 else 1) + 10):
-                    b = batch(size, 1 if stream else 0)
-                    t0 = time.perf_counter()
-                    r = await f.ex.submit(b, cb)
-                    dt = time.perf_counter() - t0
-                    if k >= 10:
-                        total.append(dt)
-                        inner.append(r.infer_s + r.master_s)
-                rows.append(row("ray stream (Started+Partial)" if stream else "ray unary",
-                                size, total, inner))
-                print_table(rows[-1:])
+        for r_i in range(rounds):
+            for i, (_, size, stream) in enumerate(paths):
+                total, inner, p50s = got[i]
+                t_round: list[float] = []
+                k_n = per_round // (4 if size == 1024 else 1) + (5 if r_i == 0 else 0)
+                for k in range(k_n):
+                    if stream is None:
+                        t0 = time.perf_counter()
+                        await ping.remote()
+                        dt, inside = time.perf_counter() - t0, 0.0
+                    else:
+                        b = batch(size, 1 if stream else 0)
+                        cb = (lambda i, e: None) if stream else None
+                        t0 = time.perf_counter()
+                        r = await f.ex.submit(b, cb)
+                        dt, inside = time.perf_counter() - t0, r.infer_s + r.master_s
+                    if r_i == 0 and k < 5:
+                        continue  # warm-up
+                    total.append(dt)
+                    inner.append(inside)
+                    t_round.append(dt - inside)
+                p50s.append(statistics.median(t_round))
+        for i, (path, size, _) in enumerate(paths):
+            total, inner, p50s = got[i]
+            rows.append(row(path, size, total, inner, p50s))
+            print_table(rows[-1:])
     s = _settings()
     inline = InlineExecutor(FakeEngine(), s)
     await inline.start()
@@ -321,7 +343,7 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true")
-    p.add_argument("--parts", default="scaling,hop,batcher")
+    p.add_argument("--parts", default="timeline,scaling,hop,batcher")
     p.add_argument("--out", default=None)
     p.add_argument("--pipeline-depth", type=int, default=None,
                    help="ray.pipeline_depth (default: the setting's default)")

@@ -661,7 +661,23 @@ class RayExecutor:
         loop = asyncio.get_running_loop()
         if self._stats is not None:
             self._stats.forget.remote(self._front)  # fire and forget: it expires anyway
+        await self._close_handles()
         await loop.run_in_executor(None, disconnect, self._started_local)
+
+    async def _close_handles(self) -> None:
+        """Shut this front's Serve router down on its own event loop, bounded. (The router
+        runs on the caller's loop, ``ray.throughput_optimized``; left alone it outlives that
+        loop, and Serve's shutdown later tried to stop it on a loop that no longer runs:
+        "coroutine 'AsyncioRouter.shutdown' was never awaited", the long-poll client
+        "disabled", the controller's shutdown waiting out its 30 s.)"""
+        handle, self._base_handle = self._base_handle, None
+        if handle is None:
+            return
+        try:
+            await asyncio.wait_for(handle.shutdown_async(), 5.0)
+        except Exception as e:  # noqa: BLE001 - stopping anyway; the cluster cleans up
+            log.warning("the %s handle's router did not shut down cleanly: %s",
+                        self.engine_name, e)
 
     def health(self) -> Health:
         running = self._replicas.get("RUNNING", 0)

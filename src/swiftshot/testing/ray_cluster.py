@@ -7,9 +7,14 @@ one cluster (a session fixture) and deploy their applications onto it.
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
 import time
+from collections.abc import Callable
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 ENV = {
     # bind every Ray process to 127.0.0.1 (Ray otherwise resolves "localhost" to the
@@ -23,6 +28,22 @@ ENV = {
     "RAY_DEDUP_LOGS": "0",
     "RAY_USAGE_STATS_ENABLED": "0",
 }
+
+
+def bounded(step: Callable[[], object], timeout_s: float) -> bool:
+    """Run ``step`` in a daemon thread and wait at most ``timeout_s``: True when it returned
+    (or raised: logged), False when it is still running (it is left behind)."""
+
+    def run() -> None:
+        try:
+            step()
+        except Exception:  # noqa: BLE001 - a failed teardown step must not stop the next
+            log.exception("teardown step %s failed", getattr(step, "__name__", step))
+
+    t = threading.Thread(target=run, name="swiftshot-ray-teardown", daemon=True)
+    t.start()
+    t.join(timeout_s)
+    return not t.is_alive()
 
 
 class LoopbackCluster:
@@ -47,17 +68,36 @@ class LoopbackCluster:
         self.node_ids: list[str] = [n["NodeID"] for n in ray.nodes() if n["Alive"]]
         self.start_s = time.monotonic() - t0
 
-    def shutdown(self) -> None:
+    def shutdown(self, step_timeout_s: float = 20.0) -> list[str]:
+        """Stop Serve, disconnect and kill every node, each step bounded: a step that does
+        not return within ``step_timeout_s`` is left behind (in a daemon thread) and the next
+        one runs; the last, ``cluster.shutdown()``, kills the raylets and the GCS whatever the
+        others did. Returns the steps that timed out (logged too).
+
+        Why bounded: ``ray.shutdown()`` was seen to hang on a crowded box (a benchmark's last
+        step), and Serve's controller shutdown waits its own 30 s when a replica is slow to
+        go, which every test session paid at its end."""
         import ray
         from ray import serve
 
-        try:
-            serve.shutdown()
-        except RuntimeError:  # handles whose (same-loop) routers died with their event loops
-            pass
-        finally:
-            ray.shutdown()
-            self.cluster.shutdown()
+        def stop_serve() -> None:
+            client, _ = serve.context._check_cached_client_alive()
+            if client is None:
+                return
+            try:
+                client.shutdown(timeout_s=min(10.0, step_timeout_s))
+            except RuntimeError:  # handles whose (same-loop) routers died with their loops
+                pass
+            serve.context._disconnect()
+
+        late = [name for name, step in (("serve.shutdown", stop_serve),
+                                        ("ray.shutdown", ray.shutdown))
+                if not bounded(step, step_timeout_s)]
+        self.cluster.shutdown()
+        for name in late:
+            log.warning("%s did not return within %g s; the cluster was killed anyway",
+                        name, step_timeout_s)
+        return late
 
     def __enter__(self) -> LoopbackCluster:
         return self

@@ -512,10 +512,13 @@ class RaySettings(_Section):
     with it, and the front's crash isolation then counts that loss against the waiting
     batch's requests too (an innocent request alone in its batch can be failed as
     "may crash the engine"; docs/ARCHITECTURE.md gaps)."""
-    router: Literal["front", "serve"] = "front"
+    router: Literal["front", "serve"] = "serve"
     """``front``: our request router (runtime/ray_router.py) ranks every replica by the load
-    this process sees and sends realtime to the replica that frees first. ``serve``: Serve's
-    default power-of-two-choices router (random pairs, back-off while both are full)."""
+    this process sees and sends realtime to the replica that frees first; use it with
+    ``pipeline_depth`` >= 1. ``serve`` (default): Serve's power-of-two-choices router (random
+    pairs, back-off while both are full). Opt-in for now: with ``pipeline_depth = 0`` our
+    router's count of a replica lags its completion callback, the freed replica still looks
+    full, and Serve probes and backs off as with its own router (measured: no gain)."""
     batcher: Literal["front", "serve"] = "front"
     """``front``: the front's scheduler batches (priorities, deadlines, batch keys) and hands a
     free replica a whole batch. ``serve``: the front sends single requests and each replica

@@ -276,7 +276,7 @@ async def test_batches_sent_ahead_wait_in_the_replica_and_realtime_goes_first(ra
     from swiftshot.runtime.ray_executor import RayExecutor
     from swiftshot.runtime.worker import Worker
 
-    s = ray_settings(tmp_path, replicas=1, delay_s=0.8, pipeline_depth=1)
+    s = ray_settings(tmp_path, replicas=1, delay_s=0.8, pipeline_depth=1, router="front")
     s.scheduler.max_batch_size = 1  # a batch per request
     ex = RayExecutor(s)
     worker = Worker(ex, s)
@@ -305,8 +305,8 @@ async def test_batches_sent_ahead_wait_in_the_replica_and_realtime_goes_first(ra
         await delete_app(ex.app_name)
 
 
-@pytest.mark.parametrize("executor", [{"replicas": 2, "delay_s": 1.5, "pipeline_depth": 1}],
-                         indirect=True)
+@pytest.mark.parametrize("executor", [{"replicas": 2, "delay_s": 1.5, "pipeline_depth": 1,
+                                       "router": "front"}], indirect=True)
 async def test_router_sends_realtime_to_the_replica_that_frees_first(executor):
     """Two replicas, each running a standard batch (the first began 0.4 s earlier) with one
     more waiting (sent one after the other, each to the less loaded replica): a realtime batch goes to the replica that began first and runs there before

@@ -276,7 +276,7 @@ async def test_batches_sent_ahead_wait_in_the_replica_and_realtime_goes_first(ra
     from swiftshot.runtime.ray_executor import RayExecutor
     from swiftshot.runtime.worker import Worker
 
-    s = ray_settings(tmp_path, replicas=1, delay_s=0.8, pipeline_depth=1, router="front")
+    s = ray_settings(tmp_path, replicas=1, delay_s=1.5, pipeline_depth=1, router="front")
     s.scheduler.max_batch_size = 1  # a batch per request
     ex = RayExecutor(s)
     worker = Worker(ex, s)
@@ -289,7 +289,6 @@ async def test_batches_sent_ahead_wait_in_the_replica_and_realtime_goes_first(ra
         while len(ex._running) < 2:  # the second standard batch has been sent ahead
             assert time.monotonic() < deadline, "nothing was sent ahead"
             await asyncio.sleep(0.01)
-        assert len(worker._batches) == 2 and worker.scheduler.depth()["standard"] == 1
         rt = await asyncio.wait_for(worker.submit(spec("urgent"), "realtime", deadline_s=120),
                                     60)
         outs = await asyncio.wait_for(asyncio.gather(*std), 60)

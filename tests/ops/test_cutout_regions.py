@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from swiftshot.ops.cutout import ClassicalSegmenter, _find_horizon, _robust_fit, _design
+from swiftshot.ops.cutout import ClassicalSegmenter, _design, _find_horizon, _robust_fit
 from swiftshot.testing.products import HELDOUT_SEEDS, _eval_case, iou, make_photo
 
 SEG = ClassicalSegmenter()

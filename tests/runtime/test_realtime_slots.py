@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import itertools
+import functools
 
 import pytest
 
@@ -25,25 +25,17 @@ from swiftshot.runtime.executor import (
 from swiftshot.runtime.scheduler import Scheduler, WorkItem
 from swiftshot.runtime.worker import Worker
 from swiftshot.spec import RenderSpec
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = 100.0
-
-    def __call__(self) -> float:
-        return self.t
-
-    def advance(self, seconds: float) -> None:
-        self.t += seconds
-
-
-_ids = itertools.count(1)
+from tests.runtime.test_scheduler import Clock
+from tests.runtime.test_scheduler import make as make_item
+from tests.runtime.test_worker import wait_until
 
 
 def make(clock: Clock, priority: str = "batch", key: str = "A") -> WorkItem:
-    return WorkItem(id=next(_ids), batch_key=key, priority=priority,  # type: ignore[arg-type]
-                    arrival=clock(), deadline=clock() + 1000.0)
+    return make_item(clock, priority=priority, key=key)
+
+
+# the dispatcher's batches run on real event loops: a generous wait for a loaded box
+until = functools.partial(wait_until, timeout=30.0)
 
 
 def sched(clock: Clock, slots: int = 2, **kw) -> Scheduler:
@@ -257,15 +249,6 @@ class HeldExecutor:
 
 def fspec(prompt: str) -> RenderSpec:
     return RenderSpec(engine="fake", prompt=prompt, width=64, height=64).normalized()
-
-
-async def until(cond, timeout: float = 30.0) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while not cond():
-        if loop.time() > end:
-            raise AssertionError("condition not reached")
-        await asyncio.sleep(0.001)
 
 
 def settings_for(tmp_path, **sched_kw) -> Settings:

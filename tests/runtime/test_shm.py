@@ -21,7 +21,7 @@ def _result(*sizes: int) -> BatchResult:
 def test_placed_bytes_come_back_identical_and_oversize_ones_stay_bytes():
     area = shm.ResultArea.create(1 << 20, "t")
     assert area is not None
-    writer = shm.ResultWriter(area.name, area.size)
+    writer = shm.ResultWriter(area.name)
     try:
         for sizes in ((1000, 200_000), (700_000, 500_000), (5, 0)):
             sent = _result(*sizes)
@@ -44,7 +44,7 @@ def test_placed_bytes_come_back_identical_and_oversize_ones_stay_bytes():
 def test_the_name_goes_once_the_worker_has_attached_and_the_mapping_stays_usable():
     area = shm.ResultArea.create(4096, "u")
     assert area is not None and area.name in shm.leftover(os.getpid())
-    writer = shm.ResultWriter(area.name, area.size)
+    writer = shm.ResultWriter(area.name)
     area.unlink()
     assert shm.leftover(os.getpid()) == []
     sent = BatchResult([ItemResult(0, master=b"pixels")], 0.0)
@@ -68,4 +68,4 @@ def test_a_reference_outside_the_segment_is_refused():
 
 def test_no_segment_when_it_is_switched_off():
     assert shm.ResultArea.create(0, "w") is None
-    assert shm.ResultWriter.attach(None, 0) is None
+    assert shm.ResultWriter.attach(None) is None

@@ -96,7 +96,7 @@ def _worker_main(conn: Any, settings_json: dict[str, Any], engine: str, model: s
 
     settings = Settings(**settings_json)
     # attached before "ready": the front removes the segment's name once it hears that
-    writer = ResultWriter.attach(shm_name, settings.engine.result_shm_bytes)
+    writer = ResultWriter.attach(shm_name)
     if settings.engine.worker_nice:
         try:  # below the front: see EngineSettings.worker_nice
             os.nice(settings.engine.worker_nice)

@@ -112,7 +112,7 @@ class ResultWriter:
     """The worker's side: attaches to the front's segment without registering it with a
     resource tracker (the front owns it and removes its name)."""
 
-    def __init__(self, name: str, size: int) -> None:
+    def __init__(self, name: str) -> None:
         import _posixshmem
 
         self._fd = _posixshmem.shm_open("/" + name, os.O_RDWR, mode=0o600)
@@ -125,11 +125,11 @@ class ResultWriter:
         self._committed = 0
 
     @classmethod
-    def attach(cls, name: str | None, size: int) -> ResultWriter | None:
+    def attach(cls, name: str | None) -> ResultWriter | None:
         if not name:
             return None
         try:
-            return cls(name, size)
+            return cls(name)
         except (OSError, ImportError, ValueError) as e:
             log.warning("could not attach the result segment %s (%s); using the pipe", name, e)
             return None

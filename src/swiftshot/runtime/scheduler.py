@@ -118,7 +118,6 @@ class Scheduler:
         every slot for the work it has."""
         self._running_batches: dict[int, bool] = {}
         """Handed out and not yet recorded: first item id → shared (no realtime item)."""
-        self._running_shared = 0
         self.held_back = 0
         """Times lower-class work was held back because only reserved slots were free
         (next_batch handed out a realtime batch instead, or nothing; dispatch_delay said
@@ -192,10 +191,10 @@ class Scheduler:
     @property
     def running_shared(self) -> int:
         """Shared batches handed out and not yet recorded."""
-        return self._running_shared
+        return sum(self._running_batches.values())
 
     def _shared_full(self, now: float) -> bool:
-        return self.reserve() > 0 and self._running_shared >= self.shared_limit(now)
+        return self.reserve() > 0 and self.running_shared >= self.shared_limit(now)
 
     def _retry_after(self, priority: Priority) -> float:
         # Come back once the work now ahead of this class has been done.
@@ -375,9 +374,8 @@ class Scheduler:
         self._running_items += len(batch)
         shared = all(it.priority != "realtime" for it in batch)
         if shared:
-            if self.reserve() > 0 and self._running_shared >= self.slots - self.reserve():
+            if self.reserve() > 0 and self.running_shared >= self.slots - self.reserve():
                 self.lent += 1  # only a lent reserve let it start
-            self._running_shared += 1
         self._running_batches[batch[0].id] = shared
         return batch
 
@@ -393,14 +391,10 @@ class Scheduler:
         """A batch handed out by next_batch has finished (or failed: ``ok=False`` releases
         its capacity without teaching the estimate a failure's time). ``batch``: its items,
         which frees its slot (shared or reserved); without it the oldest running batch's."""
-        if batch is not None:
-            shared = self._running_batches.pop(batch[0].id, None) if batch else None
-        elif self._running_batches:
-            shared = self._running_batches.pop(next(iter(self._running_batches)))
-        else:
-            shared = None
-        if shared:
-            self._running_shared -= 1
+        if batch:
+            self._running_batches.pop(batch[0].id, None)
+        elif batch is None and self._running_batches:
+            self._running_batches.pop(next(iter(self._running_batches)))
         self._running_items = max(0, self._running_items - batch_size)
         self._running_cost = max(0.0, self._running_cost - (batch_size if cost is None else cost))
         if self._running_items == 0:

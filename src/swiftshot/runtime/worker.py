@@ -154,8 +154,10 @@ class Worker:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s  # wall time, whatever clock the scheduler is given
         # _batches too: a batch taken from the scheduler is in neither the queue nor _running
-        # until its task takes its first step (drain returned early there on a loaded box)
-        while (len(self.scheduler) or self._running or self._batches) \
+        # until its task takes its first step (drain returned early there on a loaded box);
+        # _slots too: a result is set a few loop turns before its caller has it (submit
+        # leaves _slots as it returns), and drain promises answered callers
+        while (len(self.scheduler) or self._running or self._batches or self._slots) \
                 and loop.time() < deadline:
             if self._loop_task is None or self._loop_task.done():
                 break  # nothing will ever run what is queued

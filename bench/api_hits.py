@@ -35,6 +35,7 @@ from pathlib import Path
 import httpx
 
 from swiftshot.benchmarks.machine import print_table, write_result
+from swiftshot.testing.services import stop_process
 
 PROMPT = "white marble counter, soft morning light"
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
@@ -153,8 +154,7 @@ def main() -> int:
     finally:
         for proc in (server, bare):
             if proc is not None:
-                proc.terminate()
-                proc.wait(60)
+                stop_process(proc, 60)
         shutil.rmtree(work, ignore_errors=True)
     print_table(rows, ["path", "conns", "requests", "req_per_s", "p50_ms", "p90_ms", "p99_ms", "errors"])
     summary = {}

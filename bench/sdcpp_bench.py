@@ -27,6 +27,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from swiftshot.testing.services import stop_process
+
 CLK = os.sysconf("SC_CLK_TCK")
 WORDS = ("mug", "bottle", "sneaker", "lamp", "watch", "chair", "plant", "bag", "marble", "linen",
          "studio", "sunset", "concrete", "oak", "soft", "light")
@@ -128,12 +130,7 @@ def server_phase(args: argparse.Namespace, wtype: str, work: Path) -> dict[str, 
                    all_cpu_s=[round(x, 3) for x in cpus], png_bytes=len(png),
                    png_is_png=png[:8] == b"\x89PNG\r\n\x1a\n", load_after=_load())
     finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, 30)
     st = _stages(log.read_text(errors="replace"))
     row["stages_median_s"] = {k: _med(v[1:] if k != "load_s" else v) for k, v in st.items()}
     return row

@@ -32,6 +32,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from swiftshot.testing.services import stop_process
+
 PROMPTS = ["white ceramic mug on a marble counter, soft morning light",
            "red leather handbag on an oak table, golden hour",
            "sneaker on polished concrete, studio light", "perfume bottle on linen, pastel backdrop",
@@ -88,12 +90,7 @@ class Server:
         raise TimeoutError(f"not ready in {timeout_s}s")
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc, 30)
 
 
 def _cpu_s(pid: int | None = None) -> float:

@@ -26,6 +26,7 @@ from typing import Any
 import orjson
 
 from swiftshot.benchmarks.machine import print_table, write_result
+from swiftshot.testing.services import stop_process
 
 
 def make_photos(folder: Path, n: int, size: tuple[int, int]) -> list[Path]:
@@ -114,12 +115,7 @@ def _server(tmp: Path, args: argparse.Namespace) -> Iterator[tuple[str, int]]:
             time.sleep(0.1)
         yield base, proc.pid
     finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, 30)
         log.close()
         if proc.stdout:
             proc.stdout.close()

@@ -22,6 +22,8 @@ from typing import Any
 import httpx
 from websockets.sync.client import ClientConnection, connect
 
+from swiftshot.testing.services import stop_process
+
 BINARIES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 # What runs as root in a container: no sandbox, no GPU, nothing phoning home mid-test.
 FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -206,9 +208,4 @@ def chromium(binary: str | None = None, *, width: int = 1280, height: int = 900,
                     page.send(f"{domain}.enable")
                 yield page
         finally:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_process(proc, 10)

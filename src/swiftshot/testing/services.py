@@ -12,6 +12,20 @@ from pathlib import Path
 from typing import NoReturn
 
 
+def stop_process(proc: subprocess.Popen[bytes], grace_s: float = 5.0) -> int:
+    """SIGTERM ``proc``, wait ``grace_s`` for it to exit, then SIGKILL it; return its exit code.
+
+    For a plain child (not a process group: a server that runs in its own session and has
+    children of its own wants ``os.killpg``, see ``benchmarks.procs``)."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            return proc.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    return proc.wait(timeout=grace_s)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -34,13 +48,7 @@ class RedisProc:
         return self.proc.poll() is None
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
+        stop_process(self.proc, 5)
         for stream in (self.proc.stdout, self.proc.stderr):
             if stream is not None:
                 stream.close()

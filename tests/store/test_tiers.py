@@ -152,6 +152,57 @@ def test_disk_tier_survives_reopening(tmp_path: Path):
         reopened.close()
 
 
+def test_disk_tier_writes_a_large_value_in_one_call_and_reads_it_after_a_restart(
+        tmp_path: Path, monkeypatch):
+    # diskcache's own Disk.store iterated a BytesIO: one write per *line* of a binary value
+    # (~4000 for a 1 MB master); the tier's disk writes it whole, in the same file layout
+    from swiftshot.store import tiers
+
+    chunks: list[int] = []
+    real_write = tiers._BytesDisk._write
+
+    def counting(self, full_path, iterator, mode, encoding=None):
+        items = list(iterator)
+        chunks.append(len(items))
+        return real_write(self, full_path, iter(items), mode, encoding)
+
+    monkeypatch.setattr(tiers._BytesDisk, "_write", counting)
+    value = (b"\n" * 3 + bytes(range(256))) * 4000  # ~1 MB, 12 000 newlines
+    d = tmp_path / "cache"
+    tier = DiskTier(d, 1 << 26)
+    tier.put("big", value, tags=("own",))
+    tier.put("small", b"x\ny", tags=("own",))  # below min_file_size: kept in SQLite
+    tier.close()
+    assert chunks == [1]
+    reopened = DiskTier(d, 1 << 26)  # a restart
+    try:
+        assert reopened.get("big") == value
+        assert reopened.get("small") == b"x\ny"
+        assert sorted(reopened.purge_tag("own")) == ["big", "small"]
+        assert reopened.get("big") is None
+    finally:
+        reopened.close()
+
+
+def test_disk_tier_records_tags_before_the_entry(tmp_path: Path, monkeypatch):
+    # a write that fails (or a crash) after the tag rows leaves no untagged entry a purge
+    # would miss: the rows exist, the entry does not, a purge removes nothing and says so
+    tier = DiskTier(tmp_path / "cache", 1 << 24)
+    try:
+        def failing_set(*a, **k):
+            raise OSError(28, "No space left on device")
+
+        monkeypatch.setattr(tier._cache, "set", failing_set)
+        tier.put("k", b"v" * 100, tags=("p",))
+        rows = tier._db.execute("SELECT tag, key FROM tags").fetchall()
+        assert rows == [("p", "k")]
+        assert tier.get("k") is None
+        monkeypatch.undo()
+        assert tier.purge_tag("p") == []
+    finally:
+        tier.close()
+
+
 def test_disk_tier_is_bounded(tmp_path: Path):
     tier = DiskTier(tmp_path / "cache", max_bytes=200_000)
     try:

@@ -77,8 +77,10 @@ def test_scores_can_fail():
 # issue's goal (mean >= 0.97, min >= 0.93) is met by all but white_on_white (0.962 / 0.934
 # since the silhouette closure; 0.675 / 0.450 before), whose floor holds that level.
 # textured raised with the per-region backdrop (OPS_VERSION 9: 0.978 / 0.950 -> 0.994 / 0.987).
+# white_on_white raised with the fourth pass (OPS_VERSION 10: 0.965 / 0.935 -> 0.979 / 0.977;
+# the goal is met on the tuning seeds and its floor is now the goal's mean).
 CATEGORY_FLOORS = {  # category: (mean IoU, min IoU)
-    "two_plane": (0.98, 0.97), "holes": (0.99, 0.98), "white_on_white": (0.945, 0.91),
+    "two_plane": (0.98, 0.97), "holes": (0.99, 0.98), "white_on_white": (0.97, 0.95),
     "glossy_transparent": (0.98, 0.97), "thin_parts": (0.97, 0.95), "textured": (0.98, 0.97),
     "gradient_vignette": (0.98, 0.97), "cast_shadows": (0.975, 0.96), "low_light": (0.98, 0.97),
     "framing": (0.98, 0.96),

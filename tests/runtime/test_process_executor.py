@@ -172,25 +172,36 @@ async def test_a_model_that_cannot_load_leaves_the_executor_not_ready_saying_why
     finally:
         await w.stop()
     alive = [t for t in threading.enumerate() if t.name.startswith("swiftshot-reader")]
-    assert alive == []  # stop() joined the readers
+    assert alive == []  # no reader threads: the loop reads the pipes
+    assert all(not p.readers for p in ex._procs)  # stop() closed the loop's readers
     assert shm.leftover(os.getpid()) == []  # nor the failed loads' result segments
 
 
 def test_a_reader_whose_loop_has_closed_ends_quietly(tmp_path, monkeypatch):
     # CI once failed on this: a worker's pipe reached EOF after the test's loop had closed, the
-    # reader thread raised from call_soon_threadsafe, and pytest blamed the next test.
+    # (then) reader thread raised from call_soon_threadsafe, and pytest blamed the next test.
+    # The loop reads the pipes itself now: a closed loop has nobody to call, and closing the
+    # reader afterwards frees its descriptor without touching the closed loop.
     caught: list[BaseException] = []
     monkeypatch.setattr(threading, "excepthook", lambda args: caught.append(args.exc_value))
     loop = asyncio.new_event_loop()
     ex = ProcessExecutor(_settings(tmp_path), "fake", workers=1)
+    threads = set(threading.enumerate())
     loop.run_until_complete(ex.start())
     p = ex._procs[0]
     reader = p.readers[-1]
+    fd = reader._fd
+    assert not reader.closed
+    loop.run_until_complete(loop.shutdown_default_executor())  # the start's helper threads
     loop.close()  # the owner is gone without stop()
-    p.proc.kill()  # the reader now sees EOF with no loop to tell
+    p.proc.kill()  # EOF now, with no loop to tell
     p.proc.join(10)
-    reader.join(10)
-    assert not reader.is_alive() and caught == []
+    reader.close()
+    assert reader.closed and caught == []
+    with pytest.raises(OSError):
+        os.fstat(fd)  # the reader's descriptor is closed
+    p.conn.close()
+    assert set(threading.enumerate()) <= threads  # no reader thread, nothing else left
 
 
 async def test_previews_and_product_photos_cross_the_boundary(tmp_path):

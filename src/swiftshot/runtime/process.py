@@ -16,7 +16,8 @@ worker over one ``multiprocessing`` pipe:
                                                   bytes when it is off or they do not fit
                      ("cancelled", batch_id) | ("error", batch_id, ServiceError)
 
-A reader thread per worker turns messages into events on the front's loop. A worker that dies
+The front's event loop reads each worker's pipe itself (``loop.add_reader``,
+runtime/pipe_reader.py: no reader thread, no hand-off). A worker that dies
 (EOF on its pipe: SIGKILL, a segfault, out of memory) fails its batch with ``WorkerLost`` — the
 front's dispatcher retries that batch once on another worker, then answers 503 — and is
 restarted in the background (``swiftshot_worker_restarts_total``). A batch that outlives
@@ -53,6 +54,7 @@ from swiftshot.runtime.executor import (
     run_items,
     unpack_image,
 )
+from swiftshot.runtime.pipe_reader import PipeReader
 from swiftshot.runtime.progress import Partial
 from swiftshot.runtime.shm import ResultArea
 
@@ -206,8 +208,9 @@ class _Proc:
     item_ids: list[int] = field(default_factory=list)
     started_at: float = 0.0
     ready: asyncio.Future[None] | None = None
-    readers: list[threading.Thread] = field(default_factory=list)
-    """Reader threads of this slot's processes (one per spawn); joined at stop."""
+    readers: list[PipeReader] = field(default_factory=list)
+    """The loop's readers of this slot's pipes (one per spawn; each closes itself at EOF);
+    closed at stop."""
     area: ResultArea | None = None
     """The running process's shared-memory segment for result bytes (runtime/shm.py)."""
 
@@ -283,6 +286,10 @@ class ProcessExecutor:
                                        status=503, code="shutting_down", retry_after=1.0))
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self._join_all)
+        for p in self._procs:  # the processes are gone: nothing more to read
+            for r in p.readers:
+                r.close()
+            p.readers = []
         self._update_gauge()
 
     def _join_all(self) -> None:
@@ -294,10 +301,6 @@ class ProcessExecutor:
             if p.proc.is_alive():
                 p.proc.kill()
                 p.proc.join(2.0)
-            # the process is gone, so each reader sees EOF and ends; wait for it so that none
-            # outlives the executor (and posts to a loop that has closed)
-            for t in p.readers:
-                t.join(max(0.1, end + 2.0 - time.monotonic()))
             if p.conn is not None:
                 p.conn.close()
             if p.area is not None:
@@ -417,10 +420,11 @@ class ProcessExecutor:
         child.close()
         p.conn = parent
         p.ready = loop.create_future()
-        reader = threading.Thread(target=self._reader, args=(p, parent, p.ready, area),
-                                  daemon=True, name=f"swiftshot-reader-{p.index}")
-        p.readers = [t for t in p.readers if t.is_alive()] + [reader]
-        reader.start()
+        ready = p.ready
+        reader = PipeReader(
+            loop, parent, lambda msg: self._on_pipe(p, parent, ready, area, msg),
+            lambda: self._died(p, parent, ready), name=f"process-{p.index}")
+        p.readers = [r for r in p.readers if not r.closed] + [reader]
         try:
             await asyncio.wait_for(asyncio.shield(p.ready), START_TIMEOUT_S)
         except TimeoutError:
@@ -434,41 +438,19 @@ class ProcessExecutor:
         if self._idle is not None:
             self._idle.set()
 
-    def _reader(self, p: _Proc, conn: Any, ready: asyncio.Future[None],
-                area: ResultArea | None = None) -> None:
-        """Runs in a thread per worker: every message becomes a call on the loop. A result's
-        bytes are copied out of the worker's segment here, before the front answers anyone
-        (and so before the worker is sent the batch that overwrites them)."""
-        loop = self._loop
-        assert loop is not None
-        while True:
+    def _on_pipe(self, p: _Proc, conn: Any, ready: asyncio.Future[None],
+                 area: ResultArea | None, msg: Any) -> None:
+        """A whole message from the worker's pipe, on the loop. A result's bytes are copied out
+        of the worker's segment here, before the front answers anyone (and so before the
+        worker is sent the batch that overwrites them)."""
+        if msg[0] == "done" and area is not None:
             try:
-                msg = conn.recv()
-            except (EOFError, OSError):
-                self._post(loop, self._died, p, conn, ready)
-                return
-            except Exception as e:  # noqa: BLE001 - an unpicklable message: treat as lost
-                log.error("process-%d sent an unreadable message: %s", p.index, e)
-                continue
-            if msg[0] == "done" and area is not None:
-                try:
-                    area.take(msg[2])
-                except (ValueError, AttributeError, TypeError) as e:
-                    msg = ("error", msg[1], WorkerLost(
-                        f"engine worker process-{p.index} sent an unreadable result: {e}",
-                        retry_after=1.0))
-            if not self._post(loop, self._on_message, p, conn, ready, msg):
-                return
-
-    @staticmethod
-    def _post(loop: asyncio.AbstractEventLoop, fn: Any, *args: Any) -> bool:
-        """Hand a call to the loop; False once the loop is closed (the executor's owner is gone,
-        e.g. a start that failed and was never stopped): the reader then has nobody to tell."""
-        try:
-            loop.call_soon_threadsafe(fn, *args)
-        except RuntimeError:
-            return False
-        return True
+                area.take(msg[2])
+            except (ValueError, AttributeError, TypeError) as e:
+                msg = ("error", msg[1], WorkerLost(
+                    f"engine worker process-{p.index} sent an unreadable result: {e}",
+                    retry_after=1.0))
+        self._on_message(p, conn, ready, msg)
 
     def _on_message(self, p: _Proc, conn: Any, ready: asyncio.Future[None], msg: Any) -> None:
         kind = msg[0]

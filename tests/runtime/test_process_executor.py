@@ -137,6 +137,29 @@ async def test_a_client_that_hangs_up_frees_its_slot_in_the_worker_process(tmp_p
         await w.stop()
 
 
+async def test_a_worker_whose_front_is_gone_exits_between_steps_of_its_batch(tmp_path):
+    # the worker's main thread reads its pipe itself (no reader thread): between the steps of
+    # a running batch it sees the front's end of file and exits, it does not run on for 30 s
+    settings = _settings(tmp_path, delay_s=30.0, steps=300)
+    w, ex = await _worker(settings, 1)
+    p = ex._procs[0]
+    proc = p.proc
+    try:
+        task = asyncio.create_task(w.submit(_spec(w, "orphaned"), deadline_s=60))
+        await _until(lambda: _busy(ex) is not None)
+        await asyncio.sleep(0.3)
+        for r in p.readers:  # every descriptor of the front's end goes: the worker sees EOF
+            r.close()
+        p.conn.close()
+        t0 = time.monotonic()
+        await asyncio.get_running_loop().run_in_executor(None, proc.join, 20)
+        assert proc.exitcode == 0 and time.monotonic() - t0 < 20
+        task.cancel()
+    finally:
+        p.state = "stopped"  # its death was ours: no restart
+        await w.stop()
+
+
 async def test_an_input_that_crashes_the_engine_fails_only_its_own_request(tmp_path):
     settings = _settings(tmp_path, delay_s=0.3, fail_prompt="boom")
     w, ex = await _worker(settings, 1)

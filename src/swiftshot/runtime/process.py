@@ -17,7 +17,8 @@ worker over one ``multiprocessing`` pipe:
                      ("cancelled", batch_id) | ("error", batch_id, ServiceError)
 
 The front's event loop reads each worker's pipe itself (``loop.add_reader``,
-runtime/pipe_reader.py: no reader thread, no hand-off). A worker that dies
+runtime/pipe_reader.py: no reader thread, no hand-off); the worker's main thread reads its end
+between batches and, for aborts, between steps. A worker that dies
 (EOF on its pipe: SIGKILL, a segfault, out of memory) fails its batch with ``WorkerLost`` — the
 front's dispatcher retries that batch once on another worker, then answers 503 — and is
 restarted in the background (``swiftshot_worker_restarts_total``). A batch that outlives
@@ -32,7 +33,6 @@ import itertools
 import logging
 import multiprocessing as mp
 import os
-import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -89,7 +89,7 @@ def _worker_main(conn: Any, settings_json: dict[str, Any], engine: str, model: s
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the front drains; Ctrl-C is its business
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
-    from queue import SimpleQueue
+    from collections import deque
 
     from swiftshot import pipeline
     from swiftshot.delivery import codecs
@@ -121,26 +121,29 @@ def _worker_main(conn: Any, settings_json: dict[str, Any], engine: str, model: s
             os._exit(3)
     conn.send(("ready", info.to_json()))
 
-    batches: SimpleQueue[Any] = SimpleQueue()
+    # This thread reads the pipe itself — waiting for the next batch, and between a batch's
+    # steps (should_stop) for aborts — instead of a reader thread handing each message over
+    # (a wake-up and a GIL hand-off per batch on a 2-core box: docs/PERFORMANCE.md).
+    batches: deque[Any] = deque()
     aborted: set[int] = set()
-    stop = threading.Event()
+    stopping = False
 
-    def reader() -> None:
-        while True:
+    def pump(wait: bool) -> None:
+        """Take every message waiting on the pipe (with ``wait``, block for at least one)."""
+        nonlocal stopping
+        while not stopping and (wait or conn.poll(0)):
+            wait = False
             try:
                 msg = conn.recv()
             except (EOFError, OSError):
                 os._exit(0)  # the front is gone: nobody will read our results
             if msg[0] == "batch":
-                batches.put(msg)
+                batches.append(msg)
             elif msg[0] == "abort":
                 aborted.update(msg[1])
             elif msg[0] == "stop":
-                stop.set()
-                batches.put(None)
-                return
+                stopping = True
 
-    threading.Thread(target=reader, name="swiftshot-worker-reader", daemon=True).start()
     deltas = telemetry.MetricDeltas()
     deltas.take()  # what loading and warm-up counted is not any batch's
     encode = lambda im: codecs.encode_master(im, settings.delivery)  # noqa: E731
@@ -154,16 +157,19 @@ def _worker_main(conn: Any, settings_json: dict[str, Any], engine: str, model: s
                              source_type=pipeline.source_type_for(spec), settings=settings.delivery)
         return (fmt, q), data
     while True:
-        msg = batches.get()
-        if msg is None:
+        if not batches:
+            pump(wait=True)
+        if stopping:
             break
+        msg = batches.popleft()
         _, batch_id, items_json, products, trace = msg
         items = [Item(i, RenderSpec.model_validate_json(s), p) for i, s, p in items_json]
         ids = [it.id for it in items]
         batch = Batch(batch_id, items, {k: unpack_image(v) for k, v in products.items()}, trace)
 
         def should_stop(ids: list[int] = ids) -> bool:
-            return stop.is_set() or all(i in aborted for i in ids)
+            pump(wait=False)  # aborts (or a stop) sent while this batch runs
+            return stopping or all(i in aborted for i in ids)
 
         def on_partial(item_id: int, image: Any) -> None:
             conn.send(("partial", item_id, pack_image(image)))

@@ -193,3 +193,81 @@ async def test_a_dead_redis_never_fails_the_request_path(tmp_path, redis_server)
         assert await cache.apurge_tag("p") == 2  # what memory and disk hold is still purged
     finally:
         cache.close()
+
+
+async def test_a_miss_below_memory_is_told_on_the_loop_by_the_disk_probe(tmp_path, monkeypatch):
+    # the disk tier's probe answers "not here" without a thread hop; a key another process
+    # (another DiskTier on the same folder) or an earlier run wrote is still found, by the thread
+    import asyncio
+
+    hops: list[str] = []
+    real = asyncio.to_thread
+
+    async def counting(fn, *a, **k):
+        hops.append(getattr(fn, "__name__", "?"))
+        return await real(fn, *a, **k)
+
+    monkeypatch.setattr(asyncio, "to_thread", counting)
+    disk = DiskTier(tmp_path / "cache", 1 << 24)
+    other = DiskTier(tmp_path / "cache", 1 << 24)  # another process of the machine
+    cache = TieredCache([MemoryTier(1 << 20), disk])
+    try:
+        misses = counted("disk", "miss")
+        assert await cache.aget("absent") is None
+        assert hops == [] and counted("disk", "miss") - misses == 1
+        other.put("theirs", b"written elsewhere", tags=("t",))
+        assert disk.probe("theirs") is True
+        assert await cache.aget("theirs") == (b"written elsewhere", "disk")
+        assert hops == ["_get_blocking"]
+        assert await cache.aget("theirs") == (b"written elsewhere", "memory")  # promoted
+        # an expired row: the probe says "may be", get() says miss
+        other.put("stale", b"old", ttl=0.01)
+        await asyncio.sleep(0.05)
+        assert disk.probe("stale") is True and await cache.aget("stale") is None
+    finally:
+        other.close()
+        cache.close()
+    reopened = DiskTier(tmp_path / "cache", 1 << 24)  # a restart
+    try:
+        assert reopened.probe("theirs") is True and reopened.probe("absent") is False
+    finally:
+        reopened.close()
+    assert reopened.probe("theirs") is None  # closed: cannot tell
+
+
+async def test_a_probe_that_cannot_tell_falls_back_to_the_thread(tmp_path, monkeypatch):
+    import asyncio
+
+    disk = DiskTier(tmp_path / "cache", 1 << 24)
+    cache = TieredCache([MemoryTier(1 << 20), disk])
+    hops: list[int] = []
+    real = asyncio.to_thread
+
+    async def counting(fn, *a, **k):
+        hops.append(1)
+        return await real(fn, *a, **k)
+
+    monkeypatch.setattr(asyncio, "to_thread", counting)
+    try:
+        with disk._probe_lock:  # another thread probing at this moment
+            assert disk.probe("k") is None
+            assert await cache.aget("k") is None
+        assert hops == [1]
+        disk.put("k", b"v")
+        assert disk._probe_db is None  # never opened: it was busy the first time
+        monkeypatch.setattr(disk, "directory", tmp_path / "elsewhere")  # cannot open now
+        assert disk.probe("k") is None
+        assert await cache.aget("k") == (b"v", "disk")
+    finally:
+        cache.close()
+
+
+async def test_with_redis_below_the_disk_a_miss_still_asks_redis(tmp_path):
+    # a tier without a probe (Redis, another machine's writes) is always asked
+    red = SlowDictTier("redis")
+    red.put("k", b"from redis")
+    cache = TieredCache([MemoryTier(1 << 20), DiskTier(tmp_path / "cache", 1 << 24), red])
+    try:
+        assert await cache.aget("k") == (b"from redis", "redis")
+    finally:
+        cache.close()

@@ -122,6 +122,8 @@ class TieredCache:
                 return hit, self.tiers[i].name
         if self._n_inline == len(self.tiers):
             return None
+        if self._absent_below(key):
+            return None  # told on the loop: no thread hop for the common miss
         found = await asyncio.to_thread(self._get_blocking, key)
         if found is None:
             return None
@@ -189,6 +191,19 @@ class TieredCache:
             return None
         _lookups(tier.name, "hit").inc()
         return value, tier.name
+
+    def _absent_below(self, key: str) -> bool:
+        """True when every blocking tier can say at once, without blocking, that it does not
+        hold ``key`` (:meth:`DiskTier.probe`; a tier without ``probe`` — Redis — never can);
+        the misses are counted as ``_look`` counts them. False: ask them from a thread."""
+        slow = self.tiers[self._n_inline:]
+        for tier in slow:
+            probe = getattr(tier, "probe", None)
+            if probe is None or probe(key) is not False:
+                return False
+        for tier in slow:
+            _lookups(tier.name, "miss").inc()
+        return True
 
     def _look(self, i: int, key: str) -> bytes | None:
         tier = self.tiers[i]

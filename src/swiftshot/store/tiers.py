@@ -238,6 +238,9 @@ class DiskTier:
         """The last write error, until a write succeeds again (``health``)."""
         self._cache: diskcache.Cache | None = None
         self._db: sqlite3.Connection | None = None
+        self._probe_db: sqlite3.Connection | None = None
+        self._probe_lock = threading.Lock()
+        self._probe_off = False
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             self._cache = diskcache.Cache(str(self.directory), size_limit=max_bytes,
@@ -267,6 +270,43 @@ class DiskTier:
     # A full or failing disk must not fail requests: reads and writes count the error, log it
     # once, and act as a miss. delete and purge_tag raise instead, so an operator who asked
     # for a removal learns that it did not happen.
+
+    def probe(self, key: str) -> bool | None:
+        """Whether ``key`` *may* be here, without blocking: False only when the cache's index
+        has no row for it (so :meth:`get` would miss), True when it has one (a hit or an
+        expired row: ask :meth:`get`), None when it cannot tell at once (the database busy,
+        another thread probing, the tier off or failing).
+
+        One indexed ``SELECT`` on a read-only connection of its own that never waits for a
+        lock (``timeout=0``), on the same ``cache.db`` every process of the machine writes, so
+        it is as current as :meth:`get` across processes and restarts. This lets a miss —
+        the common case below the memory tier — be told on the event loop in tens of
+        microseconds instead of a hop to a thread and back (docs/PERFORMANCE.md,
+        2026-12-04); a possible hit still goes to the thread, which reads the file."""
+        if self._cache is None or self._probe_off:
+            return None
+        if not self._probe_lock.acquire(blocking=False):
+            return None
+        try:
+            db = self._probe_db
+            if db is None:
+                uri = (self.directory / diskcache.core.DBNAME).resolve().as_uri() + "?mode=ro"
+                db = self._probe_db = sqlite3.connect(uri, uri=True, timeout=0,
+                                                      isolation_level=None,
+                                                      check_same_thread=False)
+            db_key, raw = self._cache.disk.put(key)
+            row = db.execute("SELECT 1 FROM Cache WHERE key = ? AND raw = ? LIMIT 1",
+                             (db_key, raw)).fetchone()
+            return row is not None
+        except sqlite3.OperationalError:
+            return None  # busy (or not readable yet): the thread's get decides
+        except _DISK_ERRORS as e:
+            self._probe_off = True  # e.g. a schema this code does not know: get() only
+            log.warning("disk cache tier %s: probe off (%s); every miss asks get()",
+                        self.directory, e)
+            return None
+        finally:
+            self._probe_lock.release()
 
     def get(self, key: str) -> bytes | None:
         if self._cache is None:
@@ -329,6 +369,11 @@ class DiskTier:
         return sorted(k for k in keys if self._cache.delete(k, retry=True))
 
     def close(self) -> None:
+        with self._probe_lock:
+            self._probe_off = True
+            if self._probe_db is not None:
+                self._probe_db.close()
+                self._probe_db = None
         if self._cache is not None:
             self._cache.close()
         with self._db_lock:

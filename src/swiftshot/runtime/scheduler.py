@@ -110,6 +110,10 @@ class Scheduler:
         self.slots = 1
         """Batches that run at once (the executor's workers); the estimated wait divides the
         work ahead among them."""
+        self.ahead = 0
+        """Batches that may be handed out beyond ``slots`` to wait inside the executor's
+        workers (the Ray executor's ``pipeline_depth``): they take no running slot, so they
+        count on top of the shared limit, never against the reserve."""
         self.realtime_slots = settings.realtime_slots
         self.lend_after_s = settings.lend_reserved_after_s
         self._last_realtime = -math.inf
@@ -194,7 +198,7 @@ class Scheduler:
         return sum(self._running_batches.values())
 
     def _shared_full(self, now: float) -> bool:
-        return self.reserve() > 0 and self.running_shared >= self.shared_limit(now)
+        return self.reserve() > 0 and self.running_shared >= self.shared_limit(now) + self.ahead
 
     def _retry_after(self, priority: Priority) -> float:
         # Come back once the work now ahead of this class has been done.
@@ -334,8 +338,10 @@ class Scheduler:
             return self._delay(head, now)
         if passed_over:
             self.held_back += 1
-        if passed_over and self.lend_after_s is not None:
-            return max(0.0, self._last_realtime + self.lend_after_s - now)  # the loan begins
+        if passed_over and self.lend_after_s is not None and not self.lending(now):
+            # the loan begins then (already lent and still full: only a batch ending frees a
+            # place; a 0 here made the dispatch loop spin without yielding)
+            return max(0.0, self._last_realtime + self.lend_after_s - now)
         return None
 
     def _delay(self, head: WorkItem, now: float) -> float:
@@ -374,7 +380,8 @@ class Scheduler:
         self._running_items += len(batch)
         shared = all(it.priority != "realtime" for it in batch)
         if shared:
-            if self.reserve() > 0 and self.running_shared >= self.slots - self.reserve():
+            if self.reserve() > 0 and \
+                    self.running_shared >= self.slots + self.ahead - self.reserve():
                 self.lent += 1  # only a lent reserve let it start
         self._running_batches[batch[0].id] = shared
         return batch

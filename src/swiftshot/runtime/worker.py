@@ -124,6 +124,10 @@ class Worker:
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
         self._stopped = False
+        self.idle_turns = 0
+        self._idle_streak = 0
+        """Dispatch turns where the scheduler said "due now" and handed out nothing (the
+        loop then waits for a change instead of spinning; see _dispatch_once)."""
         self.ready = False
         """True once start() has loaded the engine and run the warm-up shapes."""
         # Metric children looked up once: labels() costs more than the update on this path.
@@ -142,7 +146,7 @@ class Worker:
     async def start(self) -> None:
         """Load and warm the engine behind the executor, then start dispatching."""
         await self.executor.start()
-        self.scheduler.slots = self.slots
+        self._sync_capacity()
         self._loop_task = asyncio.create_task(self._dispatch_loop(), name="swiftshot-dispatch")
         self.ready = True
 
@@ -307,7 +311,7 @@ class Worker:
     async def _dispatch_once(self) -> None:
         self._wake.clear()
         self._fail_expired()
-        self.scheduler.slots = self.slots  # workers die, replicas scale: the count moves
+        self._sync_capacity()  # workers die, replicas scale: the count moves
         if len(self._batches) >= self._limit():
             await self._wake.wait()  # a batch finishing (or a realtime arrival) sets it
             return
@@ -322,7 +326,27 @@ class Worker:
         self._fail_expired()
         self._update_depth()
         if items:
+            self._idle_streak = 0
             self._launch(items)
+            return
+        # "Due now" and yet nothing handed out. Once may be honest (the head expired in
+        # between: ask again); twice running, wait for a change instead — this coroutine
+        # never yields otherwise, and a loop that does not yield starves the event loop, every
+        # batch's answer included (the Ray benchmark with batches sent ahead stalled so at 2
+        # replicas: the scheduler said "the reserve's loan begins now" while already lent).
+        # Bounded, in case nothing sets the event.
+        self.idle_turns += 1
+        self._idle_streak += 1
+        if self._idle_streak == 1:
+            await asyncio.sleep(0)
+        else:
+            await wait_event(self._wake, 0.05)
+
+    def _sync_capacity(self) -> None:
+        """The scheduler's view of the executor: batches that run at once, and those that may
+        be sent ahead to wait inside its workers (Ray's ``pipeline_depth``)."""
+        self.scheduler.slots = self.slots
+        self.scheduler.ahead = max(0, int(getattr(self.executor, "ahead", 0)))
 
     def _launch(self, items: list[WorkItem]) -> None:
         task = asyncio.create_task(self._run(items), name="swiftshot-batch")
@@ -336,7 +360,7 @@ class Worker:
         finishing batch hands its slot on. What must wait (a batching window, lower-class work
         held for the reserved slot) is left to the dispatch loop."""
         while not self._stopped and len(self._batches) < self.slots:
-            self.scheduler.slots = self.slots
+            self._sync_capacity()
             if self.scheduler.dispatch_delay() != 0:
                 break
             items = self.scheduler.next_batch()

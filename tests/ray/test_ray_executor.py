@@ -267,19 +267,20 @@ def _engine_span(result) -> tuple[int, int]:
     return next((a, b) for n, a, b in result.spans if n == "engine")
 
 
-@pytest.mark.xfail(strict=False, reason="opt-in ray.pipeline_depth has an open defect: it stalled "
-                   "at 2 replicas in the quiet benchmark, and this test failed 2 times in combined "
-                   "runs (passes alone); kept running and reported, see docs/ARCHITECTURE.md")
 async def test_batches_sent_ahead_wait_in_the_replica_and_realtime_goes_first(ray_cluster,
                                                                               tmp_path):
     """One replica, one batch at a time, one sent ahead: while the first standard batch runs,
     the second waits inside the replica (its ``queue`` span) and a third in the front; a
     realtime request arriving then runs next — before the batch already waiting in the
-    replica — and never two batches run at once (``slots`` = 1)."""
+    replica — and never two batches run at once (``slots`` = 1).
+
+    Which of the first two standard batches runs first is not asserted: both are sent at once,
+    and a Serve replica (an async actor) need not take two requests in the order they were
+    sent — the cause of this test's earlier failures in loaded combined runs."""
     from swiftshot.runtime.ray_executor import RayExecutor
     from swiftshot.runtime.worker import Worker
 
-    s = ray_settings(tmp_path, replicas=1, delay_s=1.5, pipeline_depth=1, router="front")
+    s = ray_settings(tmp_path, replicas=1, delay_s=2.0, pipeline_depth=1, router="front")
     s.scheduler.max_batch_size = 1  # a batch per request
     ex = RayExecutor(s)
     worker = Worker(ex, s)
@@ -292,14 +293,19 @@ async def test_batches_sent_ahead_wait_in_the_replica_and_realtime_goes_first(ra
         while len(ex._running) < 2:  # the second standard batch has been sent ahead
             assert time.monotonic() < deadline, "nothing was sent ahead"
             await asyncio.sleep(0.01)
+        assert len(ex._running) == 2  # the third waits in the front
+        await asyncio.sleep(0.3)  # both reach the replica (a hop is milliseconds)
         rt = await asyncio.wait_for(worker.submit(spec("urgent"), "realtime", deadline_s=120),
                                     60)
         outs = await asyncio.wait_for(asyncio.gather(*std), 60)
-        starts = sorted((_engine_span(r)[0], name) for r, name in
-                        [(outs[0], "std0"), (outs[1], "std1"), (outs[2], "std2"), (rt, "rt")])
-        assert [name for _, name in starts][:2] == ["std0", "rt"], starts
-        ahead_wait = next(b - a for n, a, b in outs[1].spans if n == "queue")
-        assert ahead_wait > 0.3e9, outs[1].spans  # it waited in the replica while std0 ran
+        named = [(outs[0], "std0"), (outs[1], "std1"), (outs[2], "std2"), (rt, "rt")]
+        starts = sorted((_engine_span(r)[0], name) for r, name in named)
+        order = [name for _, name in starts]
+        assert order[0] in ("std0", "std1") and order[1] == "rt", starts
+        assert order[2] in ("std0", "std1") and order[3] == "std2", starts
+        waited = next(r for r, name in named if name == order[2])
+        ahead_wait = next(b - a for n, a, b in waited.spans if n == "queue")
+        assert ahead_wait > 0.3e9, waited.spans  # it waited in the replica while one ran
         spans = sorted(_engine_span(r) for r in (*outs, rt))
         assert all(b[0] >= a[1] for a, b in zip(spans, spans[1:], strict=False)), spans
     finally:

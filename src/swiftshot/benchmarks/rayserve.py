@@ -1,13 +1,16 @@
 """Ray executor benchmarks on a real Ray cluster on loopback (two nodes, this process the front).
 
     python -m swiftshot.benchmarks.rayserve [--quick] [--parts timeline,scaling,hop,batcher]
-        [--pipeline-depth N] [--router front|serve] [--out F]
+        [--pipeline-depth N] [--router front|serve] [--variants serve:0,front:0,front:1]
+        [--out F]
 
 Parts (each prints a table; all go into one JSON with the machine):
 
 ``timeline`` Where a batch's time goes at saturation on 1 and 8 replicas (the scaling part's
              engine): submit → replica (routing + transport), waiting inside the replica,
-             engine, ops + encode, result back, and each replica's idle time between batches.
+             engine, ops + encode, result back, and each replica's idle time between batches;
+             ``hop`` = to the replica + from its gate to the engine thread + result back (what
+             the Ray path adds to a batch under load; waiting in the replica is not counted).
 
 ``scaling``  The fake engine with a fixed per-batch device time that *sleeps* (like a GPU wait),
              batches of one, on 1, 2, 4, 8 replicas, through the real front path (Worker:
@@ -44,6 +47,21 @@ from swiftshot.benchmarks.stats import percentile
 VARIANT: dict[str, Any] = {}
 """``ray.*`` settings from the command line (``--pipeline-depth``, ``--router``), for every
 part: the same script measures before (``--pipeline-depth 0 --router serve``) and after."""
+VARIANTS: list[dict[str, Any]] = []
+"""``--variants serve:0,front:0,front:1`` (router:pipeline_depth): the scaling and timeline
+parts run every variant at each replica count in turn, alternated in one window on one
+cluster, so a neighbour's burst on a shared box lands on all of them alike."""
+_APPS = iter(range(1, 10**9))
+
+
+def _variant_name(v: dict[str, Any]) -> str:
+    if not v:
+        return "settings"
+    return f"{v.get('router', '?')}+depth{v.get('pipeline_depth', '?')}"
+
+
+def _variants() -> list[dict[str, Any]]:
+    return VARIANTS or [dict(VARIANT)]
 
 
 def _settings(**kw: Any) -> Any:
@@ -60,8 +78,12 @@ def _settings(**kw: Any) -> Any:
     s.scheduler.deadline_ms = {p: 600_000 for p in ("realtime", "standard", "batch", "prefetch")}
     s.scheduler.queue_limit = {p: 100_000 for p in ("realtime", "standard", "batch", "prefetch")}
     n = kw.pop("replicas", 1)
-    opts = {"app_prefix": "bench", "min_replicas": n, "max_replicas": n, "replica_cpus": 0.25,
-            "graceful_shutdown_timeout_s": 0.5, "status_interval_s": 0.5, **VARIANT}
+    variant = kw.pop("variant", VARIANT)
+    # a fresh application name each time: the last one's replicas are deleted in the
+    # background (a blocking delete waited ~30 s for them on this box)
+    opts = {"app_prefix": f"bench{next(_APPS)}", "min_replicas": n, "max_replicas": n,
+            "replica_cpus": 0.25, "graceful_shutdown_timeout_s": 0.5, "status_interval_s": 0.5,
+            **variant}
     opts.update(kw)
     s.ray = RaySettings(**opts)
     return s
@@ -87,7 +109,9 @@ class Front:
         from ray import serve
 
         await self.worker.stop()
-        serve.delete(self.ex.app_name)
+        name = self.ex.app_name
+        await asyncio.get_running_loop().run_in_executor(
+            None, lambda: serve.delete(name, _blocking=False))
 
     def spec(self, size: int = 64) -> Any:
         from swiftshot.spec import RenderSpec
@@ -142,19 +166,23 @@ async def bench_scaling(quick: bool) -> list[dict[str, Any]]:
     device_s = 0.2
     dur = 5.0 if quick else 8.0
     rows: list[dict[str, Any]] = []
-    one = None
+    one: dict[str, float] = {}
     for n in (1, 2, 4, 8):
-        async with Front(_settings(replicas=n, delay_s=device_s)) as f:
-            await asyncio.gather(*(f.one() for _ in range(2 * n)))  # every replica warm
-            tput = await closed_loop(f, 2 * n, dur)
-            one = tput if n == 1 else one
-            load = await open_loop(f, 0.8 * tput, dur, seed=n)
-        rows.append({"replicas": n, "device_ms": 1000 * device_s,
-                     "throughput_rps": tput, "ideal_rps": n / device_s,
-                     "vs_n_x_one": tput / (n * one), "goal": ">= 0.9",
-                     "load_rps": load["rate"], "p50_ms": load["p50_ms"],
-                     "p95_ms": load["p95_ms"], "p99_ms": load["p99_ms"]})
-        print_table(rows[-1:])
+        for v in _variants():
+            name = _variant_name(v)
+            async with Front(_settings(replicas=n, delay_s=device_s, variant=v)) as f:
+                await asyncio.gather(*(f.one() for _ in range(2 * n)))  # every replica warm
+                tput = await closed_loop(f, 2 * n, dur)
+                if n == 1:
+                    one[name] = tput
+                load = await open_loop(f, 0.8 * tput, dur, seed=n)
+            rows.append({"variant": name, "replicas": n, "device_ms": 1000 * device_s,
+                         "throughput_rps": tput, "ideal_rps": n / device_s,
+                         "vs_n_x_one": tput / (n * one[name]), "goal": ">= 0.9",
+                         "load_rps": load["rate"], "p50_ms": load["p50_ms"],
+                         "p95_ms": load["p95_ms"], "p99_ms": load["p99_ms"],
+                         "load_avg": os.getloadavg()[0]})
+            print_table(rows[-1:])
     return rows
 
 
@@ -200,6 +228,10 @@ class Timeline:
         for runs in by_replica.values():  # the replica's engine thread with nothing to do
             runs.sort()
             parts["idle"].extend(b[0] - a[1] for a, b in zip(runs, runs[1:], strict=False))
+        # the hop: what the Ray path added to a batch — to the replica, from its gate to the
+        # engine thread, and the result back (waiting in the replica's queue is not the hop)
+        parts["hop"] = [a + b + c for a, b, c in zip(parts["send"], parts["to_engine"],
+                                                     parts["return"], strict=True)]
         out: dict[str, float] = {"batches": float(len(self.rows))}
         for k, v in parts.items():
             if v:
@@ -215,14 +247,16 @@ async def bench_timeline(quick: bool) -> list[dict[str, Any]]:
     dur = 4.0 if quick else 8.0
     rows: list[dict[str, Any]] = []
     for n in (1, 8):
-        async with Front(_settings(replicas=n, delay_s=0.2)) as f:
-            tl = Timeline(f)
-            await asyncio.gather(*(f.one() for _ in range(2 * n)))
-            tl.recording = True
-            tput = await closed_loop(f, 2 * n, dur, warmup_s=0.5)
-            tl.recording = False
-        rows.append({"replicas": n, "throughput_rps": tput, **tl.summary()})
-        print_table(rows[-1:])
+        for v in _variants():
+            async with Front(_settings(replicas=n, delay_s=0.2, variant=v)) as f:
+                tl = Timeline(f)
+                await asyncio.gather(*(f.one() for _ in range(2 * n)))
+                tl.recording = True
+                tput = await closed_loop(f, 2 * n, dur, warmup_s=0.5)
+                tl.recording = False
+            rows.append({"variant": _variant_name(v), "replicas": n, "throughput_rps": tput,
+                         **tl.summary(), "load_avg": os.getloadavg()[0]})
+            print_table(rows[-1:])
     return rows
 
 
@@ -349,7 +383,16 @@ def main(argv: list[str] | None = None) -> int:
                    help="ray.pipeline_depth (default: the setting's default)")
     p.add_argument("--router", choices=("front", "serve"), default=None,
                    help="ray.router (default: the setting's default)")
+    p.add_argument("--variants", default=None,
+                   help="router:depth,... (e.g. serve:0,front:0,front:1): the scaling and "
+                        "timeline parts alternate them at each replica count")
     args = p.parse_args(argv)
+    if args.variants:
+        for spec in args.variants.split(","):
+            router, _, depth = spec.partition(":")
+            if router not in ("front", "serve") or not depth.isdigit():
+                p.error(f"--variants: each is ROUTER:DEPTH, ROUTER front or serve; got {spec!r}")
+            VARIANTS.append({"router": router, "pipeline_depth": int(depth)})
     if args.pipeline_depth is not None:
         VARIANT["pipeline_depth"] = args.pipeline_depth
     if args.router is not None:
@@ -368,7 +411,7 @@ def main(argv: list[str] | None = None) -> int:
         # hang (Serve's long-poll thread re-initialising Ray against the shutdown), and the
         # figures must not be lost with it
         data = {"benchmark": "rayserve", "quick": args.quick, "ray_nodes": 2,
-                "settings": dict(VARIANT),
+                "settings": dict(VARIANT), "variants": [_variant_name(v) for v in VARIANTS],
                 "cluster_start_s": cluster.start_s, "wall_s": wall,
                 "load_avg_before": load_before, "load_avg_after": load_after, **out,
                 "ray": ray.__version__}

@@ -78,6 +78,10 @@ class WorkerLost(ServiceError):
 
     status = 503
     code = "worker_lost"
+    started = True
+    """False when the batch was known to be still waiting inside the worker (sent ahead, behind
+    another batch) when the worker was lost: the loss says nothing about its own inputs, and
+    the front sends it again without counting it against them (crash isolation)."""
 
 
 def as_service_error(exc: BaseException) -> ServiceError:

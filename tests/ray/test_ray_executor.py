@@ -313,6 +313,30 @@ async def test_batches_sent_ahead_wait_in_the_replica_and_realtime_goes_first(ra
         await delete_app(ex.app_name)
 
 
+@pytest.mark.parametrize("executor", [{"replicas": 1, "delay_s": 2.0, "pipeline_depth": 1,
+                                       "router": "front"}], indirect=True)
+async def test_a_batch_waiting_in_a_lost_replica_is_reported_not_started(executor):
+    """One replica running a batch with another sent ahead waiting behind it; the replica is
+    killed: both are lost (WorkerLost), the running one ``started``, the waiting one not — so
+    the front's crash isolation does not count the waiting one's loss against its inputs.
+    (Which of the two ran is not asserted: a replica need not take them in the order sent.)"""
+    from swiftshot.errors import WorkerLost
+
+    warm = await asyncio.wait_for(executor.submit(batch("warm")), 60)
+    pid = int(warm.worker.rsplit(":", 1)[1])
+    two = [asyncio.ensure_future(executor.submit(batch(f"in replica {i}"))) for i in range(2)]
+    deadline = time.monotonic() + 30
+    while not all(r.started is not None for r in executor._running.values()) or \
+            not any(r.started for r in executor._running.values()):
+        assert time.monotonic() < deadline, "the replica never started a batch"
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.3)  # the other one reaches the replica's gate
+    os.kill(pid, signal.SIGKILL)
+    outs = await asyncio.wait_for(asyncio.gather(*two, return_exceptions=True), 60)
+    assert all(isinstance(o, WorkerLost) for o in outs), outs
+    assert sorted(o.started for o in outs) == [False, True], [o.started for o in outs]
+
+
 @pytest.mark.parametrize("executor", [{"replicas": 2, "delay_s": 1.5, "pipeline_depth": 1,
                                        "router": "front"}], indirect=True)
 async def test_router_sends_realtime_to_the_replica_that_frees_first(executor):

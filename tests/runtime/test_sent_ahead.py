@@ -171,3 +171,54 @@ def test_the_reserve_holds_its_place_beyond_the_batches_sent_ahead(tmp_path):
     shared, with_rt = asyncio.run(scenario())
     assert shared == 3
     assert with_rt == 4
+
+
+def test_a_batch_lost_while_waiting_is_sent_again_without_counting_against_it(tmp_path):
+    """Crash isolation and batches sent ahead: a batch whose worker died while it still waited
+    there (``WorkerLost.started`` False) is sent again as it is, and the loss is not counted
+    against its inputs — twice running, then it is answered. Before, each such loss counted:
+    lost twice while alone, an innocent request failed as 'this input may crash the engine'.
+    A loss while running still counts (the request that crashes fails alone)."""
+    from swiftshot.errors import ServiceError, WorkerLost
+
+    s = Settings(data_dir=tmp_path / "var")
+    s.scheduler.max_batch_size = 1
+    s.scheduler.max_wait_ms = 0.0
+    s.server.warmup_shapes = []
+
+    class LosingExecutor(AheadExecutor):
+        def __init__(self) -> None:
+            super().__init__(slots=1, ahead=1)
+            self.release.set()
+            self.sends: dict[str, int] = {}
+
+        async def submit(self, batch: Batch, on_event=None) -> BatchResult:
+            prompt = batch.items[0].spec.prompt
+            self.sends[prompt] = self.sends.get(prompt, 0) + 1
+            if prompt == "innocent" and self.sends[prompt] <= 2:
+                lost = WorkerLost("replica died (behind another batch)")
+                lost.started = False
+                raise lost
+            if prompt == "poison":
+                raise WorkerLost("replica died running this")
+            return await super().submit(batch, on_event)
+
+    async def scenario():
+        ex = LosingExecutor()
+        worker = Worker(ex, s, capacity_hint_s=0.001)
+        await worker.start()
+        try:
+            outs = await asyncio.wait_for(asyncio.gather(
+                worker.submit(spec("innocent"), deadline_s=60),
+                worker.submit(spec("poison"), deadline_s=60), return_exceptions=True), 30)
+            return outs, dict(ex.sends)
+        finally:
+            await worker.stop()
+
+    (innocent, poison), sends = asyncio.run(scenario())
+    assert not isinstance(innocent, BaseException), innocent
+    assert innocent.master == b"m"
+    assert sends["innocent"] == 3  # two uncounted losses, then answered
+    assert isinstance(poison, ServiceError) and poison.code == "worker_lost", poison
+    assert "may crash the engine" in poison.message
+    assert sends["poison"] == 2  # lost, retried alone, lost again: fails alone

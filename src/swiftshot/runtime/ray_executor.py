@@ -503,6 +503,9 @@ class _Running:
     ids: set[int]
     response: Any = None
     aborted: set[int] = field(default_factory=set)
+    started: bool | None = None
+    """Streamed calls: whether the replica said an engine thread took the batch (None: a
+    unary call, unknown)."""
 
 
 class RayExecutor:
@@ -714,15 +717,22 @@ class RayExecutor:
             self._by_item[i] = key
         self._report()
         try:
-            stream = on_event is not None and any(it.partials for it in batch.items)
+            # Batches sent ahead wait inside the replica: streamed, so the replica says when
+            # one starts and a batch lost while still waiting is told apart (crash isolation
+            # does not count that loss against its inputs).
+            stream = (on_event is not None and any(it.partials for it in batch.items)) or \
+                ahead_per_replica(self.settings) > 0
             coro = self._call_stream(batch, run, on_event) if stream else \
                 self._call(batch, run, on_event)
             result = await asyncio.wait_for(coro, self.cfg.batch_timeout_s)
         except TimeoutError:
             if run.response is not None:
                 run.response.cancel()
-            raise WorkerLost(f"no answer from a {self.engine_name} replica within "
-                             f"{self.cfg.batch_timeout_s:g} s", retry_after=1.0) from None
+            lost = WorkerLost(f"no answer from a {self.engine_name} replica within "
+                              f"{self.cfg.batch_timeout_s:g} s", retry_after=1.0)
+            if run.started is False:
+                lost.started = False
+            raise lost from None
         except asyncio.CancelledError:
             if run.response is not None:
                 run.response.cancel()
@@ -754,11 +764,13 @@ class RayExecutor:
                            on_event: EventCallback | None) -> BatchResult:
         gen = self._stream_handle.remote(batch, **self._rank(batch))
         run.response = gen
+        run.started = False
         result: BatchResult | None = None
         try:
             async for event in gen:
                 kind = event[0]
                 if kind == "started":
+                    run.started = True
                     if on_event is not None:
                         for it in batch.items:
                             on_event(it.id, Started())
@@ -780,7 +792,14 @@ class RayExecutor:
         return {} if self.cfg.batcher == "serve" else {"rank": batch.rank}
 
     def _translate(self, e: BaseException, run: _Running) -> BaseException:
-        """What the front sees of a failed Serve call."""
+        """What the front sees of a failed Serve call (a lost batch that the replica had not
+        started yet says so: ``WorkerLost.started``)."""
+        out = self._translate_error(e, run)
+        if isinstance(out, WorkerLost) and run.started is False:
+            out.started = False
+        return out
+
+    def _translate_error(self, e: BaseException, run: _Running) -> BaseException:
         import ray.exceptions as rx
         from ray.serve.exceptions import BackPressureError
 

@@ -44,6 +44,11 @@ from swiftshot.spec import RenderSpec
 
 log = logging.getLogger(__name__)
 
+UNSTARTED_RESENDS = 4
+"""Times a batch lost while still waiting inside its worker is sent again uncounted
+(:meth:`Worker._submit`); a worker that keeps dying under other batches' inputs is bounded by
+their own isolation, and this bounds the rest."""
+
 
 class Rejected(ServiceError):
     """The request was refused or gave up in the queue (a :class:`ServiceError`; ``reason`` is
@@ -483,7 +488,7 @@ class Worker:
         outside costs each request at most one retry; a poisonous input fails alone after
         ``log2(n) + 2`` worker deaths, and its batch-mates are answered."""
         try:
-            out = await self.executor.submit(batch, self._event)
+            out = await self._send(batch)
         except WorkerLost as e:
             if self._stopped:
                 raise
@@ -508,6 +513,23 @@ class Worker:
             raise EngineError(f"executor returned {len(out.results)} results for "
                               f"{len(batch.items)} items")
         return out
+
+    async def _send(self, batch: Batch) -> BatchResult:
+        """``executor.submit``, sent again as it is when its worker was lost before the batch
+        started (``WorkerLost.started`` False: it waited behind another batch, Ray's
+        ``pipeline_depth``) — that loss says nothing about its inputs, so crash isolation does
+        not count it. At most ``UNSTARTED_RESENDS`` times; then the loss counts as usual."""
+        for _ in range(UNSTARTED_RESENDS):
+            try:
+                return await self.executor.submit(batch, self._event)
+            except WorkerLost as e:
+                if self._stopped or e.started:
+                    raise
+                if not self._wanted(batch.items):
+                    raise Cancelled("every request of the batch went away") from None
+                log.warning("batch %d (%d items) was waiting in a worker that was lost (%s); "
+                            "sending it again", batch.id, len(batch.items), e.message)
+        return await self.executor.submit(batch, self._event)
 
     def _wanted(self, items: list[Item]) -> list[Item]:
         """The items someone still waits for."""
@@ -540,7 +562,7 @@ class Worker:
             sub = Batch(next(self._batch_ids), part, batch.products, batch.trace,
                         rank=batch.rank)
             try:
-                out = await self.executor.submit(sub, self._event)
+                out = await self._send(sub)
             except WorkerLost as e:
                 if self._stopped:
                     raise

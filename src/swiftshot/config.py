@@ -501,24 +501,24 @@ class RaySettings(_Section):
     replica_gpus: float = Field(0.0, ge=0)
     batches_per_replica: int = Field(1, ge=1, le=16)
     """Batches one replica runs at once (its engine threads)."""
-    pipeline_depth: int = Field(0, ge=0, le=8)
+    pipeline_depth: int = Field(1, ge=0, le=8)
     """Batches the front may send to each replica ahead of time, to wait inside it while it
     runs (``batcher = front`` only): the replica starts the next batch the moment it finishes
     one, instead of after a round trip to the front and back. They count beside ``slots``, not
     in it; a realtime batch goes before any batch waiting there, and one more place per replica
     is kept for realtime. Serve's ``max_ongoing_requests`` = batches_per_replica + this (+ 1
-    when > 0). 0 (default): a replica gets its next batch only after its last result is back.
-    Off by default because a batch waiting in a replica that another input crashes is lost
-    with it, and the front's crash isolation then counts that loss against the waiting
-    batch's requests too (an innocent request alone in its batch can be failed as
-    "may crash the engine"; docs/ARCHITECTURE.md gaps)."""
-    router: Literal["front", "serve"] = "serve"
-    """``front``: our request router (runtime/ray_router.py) ranks every replica by the load
-    this process sees and sends realtime to the replica that frees first; use it with
-    ``pipeline_depth`` >= 1. ``serve`` (default): Serve's power-of-two-choices router (random
-    pairs, back-off while both are full). Opt-in for now: with ``pipeline_depth = 0`` our
-    router's count of a replica lags its completion callback, the freed replica still looks
-    full, and Serve probes and backs off as with its own router (measured: no gain)."""
+    when > 0). Batches then go by ``run_stream`` (the replica says when one starts), so a batch
+    lost while still waiting in a replica that another input crashed is sent again without
+    counting against its own requests (crash isolation). 0: a replica gets its next batch only
+    after its last result is back (the default before 2026-12-04; docs/PERFORMANCE.md)."""
+    router: Literal["front", "serve"] = "front"
+    """``front`` (default): our request router (runtime/ray_router.py) ranks every replica by
+    the load this process sees and sends realtime to the replica that frees first; use it with
+    ``pipeline_depth`` >= 1. ``serve``: Serve's power-of-two-choices router (random pairs,
+    back-off while both are full: 8 replicas reached 0.84-0.88 × N × one). With
+    ``pipeline_depth = 0`` our router's count of a replica lags its completion callback, the
+    freed replica still looks full, and Serve probes and backs off as with its own router
+    (measured: no gain)."""
     batcher: Literal["front", "serve"] = "front"
     """``front``: the front's scheduler batches (priorities, deadlines, batch keys) and hands a
     free replica a whole batch. ``serve``: the front sends single requests and each replica

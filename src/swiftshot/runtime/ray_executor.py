@@ -190,9 +190,25 @@ def connect(cfg: RaySettings) -> bool:
     return local
 
 
+def no_auto_init() -> None:
+    """From now on no Ray call in this process starts a Ray of its own. Ray's public APIs call
+    ``ray.init()`` when Ray is not initialised (auto-connect); once this process is stopping,
+    a thread Serve left behind (its long-poll client, whose loop has ended) calling one after
+    ``ray.shutdown()`` booted a whole new local Ray — GCS, raylet, workers — during the
+    process's exit: a front that was told to stop ran on for 30 s and was killed (seen in
+    ``swiftshot serve --executor ray --ray-address`` under load), and the benchmark's shutdown
+    "hung". Everything here joins Ray explicitly (:func:`connect`)."""
+    try:
+        from ray._private import auto_init_hook
+    except ImportError:  # another Ray layout: nothing to turn off
+        return
+    auto_init_hook.enable_auto_connect = False
+
+
 def disconnect(started_local: bool) -> None:
     import ray
 
+    no_auto_init()
     if started_local and ray.is_initialized():
         ray.shutdown()
 

@@ -80,6 +80,10 @@ class LoopbackCluster:
         import ray
         from ray import serve
 
+        from swiftshot.runtime.ray_executor import no_auto_init
+
+        no_auto_init()  # a thread Serve left behind must not boot a new Ray while we stop
+
         def stop_serve() -> None:
             client, _ = serve.context._check_cached_client_alive()
             if client is None:

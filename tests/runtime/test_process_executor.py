@@ -343,3 +343,54 @@ async def test_results_are_the_same_bytes_by_shared_memory_or_by_the_pipe(tmp_pa
         assert isinstance(master, bytes) and len(variants) == 1
         assert all(isinstance(v, bytes) for v in variants.values())
     assert got[64 << 20] == got[0] == got[4096]
+
+
+def _rendering_thread_nice(pid: int) -> int | None:
+    """Niceness of the worker's thread that is inside the fake engine's sleep now, if any."""
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/wchan") as f:
+                wchan = f.read()
+            with open(f"/proc/{pid}/task/{task}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # the thread ended meanwhile
+        if "nanosleep" in wchan:
+            return int(fields[16])  # stat field 19, "nice"
+    return None
+
+
+def test_only_batches_without_a_realtime_item_run_lowered():
+    from swiftshot.runtime.process import runs_lowered
+
+    assert [runs_lowered(rank, 5) for rank in (0, 1, 2, 3)] == [False, True, True, True]
+    assert not any(runs_lowered(rank, 0) for rank in (0, 1, 2, 3))  # the setting off
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="reads /proc (Linux)")
+async def test_lower_class_renders_run_on_a_lowered_thread_realtime_ones_do_not(tmp_path):
+    settings = _settings(tmp_path, delay_s=1.0, steps=20)
+    settings.engine.lower_class_nice = 4
+    w, ex = await _worker(settings, 1)
+    try:
+        pid = ex._procs[0].proc.pid
+        base = os.getpriority(os.PRIO_PROCESS, pid)
+        lowered = min(19, base + 4)
+        for priority, want in (("batch", lowered), ("realtime", base), ("standard", lowered)):
+            task = asyncio.create_task(w.submit(_spec(w, priority), priority=priority,
+                                                deadline_s=60))
+            await _until(lambda: _busy(ex) is not None)
+            seen: list[int | None] = []
+            # the engine sleeps 1 s in 20 steps: the thread rendering it is found in its sleep
+            await _until(lambda: seen.append(_rendering_thread_nice(pid)) or seen[-1] is not None
+                         or task.done(), timeout=30)
+            if seen[-1] is None:
+                pytest.skip("this kernel shows no wait channel (/proc/*/wchan) to find the "
+                            "rendering thread by")
+            assert seen[-1] == want, f"{priority} rendered at nice {seen[-1]}, want {want}"
+            r = await asyncio.wait_for(task, 60)
+            assert r.master is not None and codecs.decode_master(r.master).size == (64, 64)
+        # the worker's own priority is untouched (the front's realtime work keeps it)
+        assert os.getpriority(os.PRIO_PROCESS, pid) == base
+    finally:
+        await w.stop()

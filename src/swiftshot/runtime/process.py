@@ -5,7 +5,8 @@ batch at a time: engine → ops (cutout, compose, shadow, preset) → lossless m
 the worker, so the front's event loop and GIL do none of that work. The front talks to each
 worker over one ``multiprocessing`` pipe:
 
-    front → worker   ("batch", batch_id, items_json, products, trace)   items: spec JSON + partials
+    front → worker   ("batch", batch_id, items_json, products, trace, rank)   items: spec JSON +
+                                                                  partials; rank: Batch.rank
                      ("abort", [item ids])                                products: packed pixels
                      ("stop",)
     worker → front   ("ready", engine_info_json) | ("failed", message)   once, after warm-up
@@ -78,6 +79,21 @@ def default_workers(engine: str, settings: Settings) -> int:
 
 
 # -- the worker process ---------------------------------------------------------------------------
+
+
+def runs_lowered(rank: int, lower_class_nice: int) -> bool:
+    """Whether a batch of this class rank (``Batch.rank``: 0 realtime … 3 prefetch) runs on the
+    worker's lowered thread: every batch without a realtime item, when the setting is on."""
+    return lower_class_nice > 0 and rank > 0
+
+
+def _lower_this_thread(by: int) -> None:
+    """Raise the calling thread's niceness by ``by`` (Linux: per thread; capped at 19)."""
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + by))
+    except (OSError, AttributeError):
+        pass  # not Linux: the batch runs at the worker's priority
 
 
 def _worker_main(conn: Any, settings_json: dict[str, Any], engine: str, model: str | None,
@@ -156,13 +172,21 @@ def _worker_main(conn: Any, settings_json: dict[str, Any], engine: str, model: s
         data = codecs.encode(im, fmt, None if fmt == "png" else q,
                              source_type=pipeline.source_type_for(spec), settings=settings.delivery)
         return (fmt, q), data
-    while True:
-        if not batches:
-            pump(wait=True)
-        if stopping:
-            break
-        msg = batches.popleft()
-        _, batch_id, items_json, products, trace = msg
+    # Lower-class batches run on a thread of lower OS priority (engine.lower_class_nice; on
+    # Linux niceness is per thread, and raising it needs no privilege), so that on a short CPU
+    # the front's loop and a realtime render in the other worker get the cores first, while a
+    # batch holding a realtime item keeps the worker's own priority. One batch runs at a time
+    # either way: the main thread waits for the lower thread's batch to end; meanwhile only
+    # that thread reads the pipe (should_stop's pump).
+    lower = None
+    if settings.engine.lower_class_nice:
+        from concurrent.futures import ThreadPoolExecutor
+
+        lower = ThreadPoolExecutor(1, thread_name_prefix="swiftshot-worker-lower",
+                                   initializer=_lower_this_thread,
+                                   initargs=(settings.engine.lower_class_nice,))
+
+    def run_one(batch_id: int, items_json: Any, products: Any, trace: Any) -> None:
         items = [Item(i, RenderSpec.model_validate_json(s), p) for i, s, p in items_json]
         ids = [it.id for it in items]
         batch = Batch(batch_id, items, {k: unpack_image(v) for k, v in products.items()}, trace)
@@ -190,6 +214,20 @@ def _worker_main(conn: Any, settings_json: dict[str, Any], engine: str, model: s
             conn.send(("error", batch_id, as_service_error(e)))
         finally:
             aborted.difference_update(ids)
+
+    while True:
+        if not batches:
+            pump(wait=True)
+        if stopping:
+            break
+        msg = batches.popleft()
+        _, batch_id, items_json, products, trace, rank = msg
+        if lower is not None and runs_lowered(rank, settings.engine.lower_class_nice):
+            lower.submit(run_one, batch_id, items_json, products, trace).result()
+        else:
+            run_one(batch_id, items_json, products, trace)
+    if lower is not None:
+        lower.shutdown(wait=True)
     conn.close()
 
 
@@ -336,7 +374,7 @@ class ProcessExecutor:
         wire = [(it.id, it.spec.model_dump_json(), it.partials) for it in batch.items]
         products = {k: pack_image(v) for k, v in batch.products.items()}
         try:
-            p.conn.send(("batch", batch.id, wire, products, batch.trace))
+            p.conn.send(("batch", batch.id, wire, products, batch.trace, batch.rank))
         except (OSError, ValueError) as e:
             self._fail(p, WorkerLost(f"process-{p.index} could not take the batch: {e}"))
         timeout = self.settings.engine.batch_timeout_s

@@ -215,6 +215,10 @@ class Service:
                              lag=lambda: self.loop_lag.lag_s,
                              shed_lag_s=(server.shed_lag_ms / 1000.0
                                          if server.shed_lag_ms is not None else None))
+        from swiftshot.runtime.offload import CpuProcesses
+
+        self.cpu = CpuProcesses(settings)
+        """Processes for the upload route's CPU work (``server.cpu_processes``)."""
         self.draining = False
         self.started = False
         from swiftshot.prefetch import Prefetcher
@@ -307,6 +311,7 @@ class Service:
         if failed:
             raise failed[0][1]
         await self.prefetcher.start()  # warms the memory tier from the disk tier
+        self.cpu.start()
         self.loop_lag.start()
         self.started = True
 
@@ -326,6 +331,7 @@ class Service:
         finally:
             self._pool.shutdown(wait=True)
             self._master_pool.shutdown(wait=True)
+            await asyncio.to_thread(self.cpu.shutdown)
             await self.cache.aclose()
 
     def check_accepting(self) -> None:

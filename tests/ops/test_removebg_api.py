@@ -13,8 +13,10 @@ from PIL import Image
 from swiftshot.testing.products import make_photo
 
 
-@pytest.fixture(scope="module")
-def client(tmp_path_factory):
+@pytest.fixture(scope="module", params=[0, 1], ids=["thread", "process"])
+def client(request, tmp_path_factory):
+    """The route's work in a thread of the front (``server.cpu_processes`` 0, the inline
+    executor's default) and in a CPU process of its own (runtime/offload.py)."""
     from fastapi.testclient import TestClient
 
     from swiftshot.api.app import create_app
@@ -22,8 +24,11 @@ def client(tmp_path_factory):
     from swiftshot.engines import FakeEngine
 
     settings = Settings(data_dir=tmp_path_factory.mktemp("rbg") / "var")
+    settings.server.cpu_processes = request.param
     with TestClient(create_app(settings, engine=FakeEngine())) as c:
         yield c
+    # the pool's children were stopped and joined with the service
+    assert c.app.state.service.cpu._pool is None
 
 
 @pytest.fixture(scope="module")
@@ -108,3 +113,29 @@ def test_errors_have_removebg_shape(client, kwargs, status, code):
     assert r.status_code == status, r.text
     err = r.json()["errors"][0]
     assert err["code"] == code and err["title"]
+
+
+def test_with_cpu_processes_the_work_runs_outside_the_front_and_a_dead_one_is_a_503(client, jpeg):
+    import os
+    import signal
+
+    cpu = client.app.state.service.cpu
+    if not cpu.enabled:
+        pytest.skip("the thread variant runs in the front")
+    r = post(client, files={"image_file": ("m.jpg", jpeg, "image/jpeg")})
+    assert r.status_code == 200
+    pids = [p.pid for p in cpu._pool._processes.values()]
+    assert pids and os.getpid() not in pids
+    # children killed between requests: the pool is replaced and the next request is served
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    import time
+
+    end = time.monotonic() + 60
+    while not cpu._pool._broken:  # the pool's own thread notices the dead children
+        assert time.monotonic() < end, "the pool did not notice its dead children"
+        time.sleep(0.05)
+    before = cpu.replaced
+    r = post(client, files={"image_file": ("m.jpg", jpeg, "image/jpeg")})
+    assert r.status_code == 200 and Image.open(io.BytesIO(r.content)).mode == "RGBA"
+    assert cpu.replaced == before + 1

@@ -339,6 +339,32 @@ def process(data: bytes, bg_data: bytes | None, opts: Options, settings) -> Resu
     return Result(encode(out, "png", settings=settings.delivery), "image/png", w, h, fg, conf)
 
 
+def process_tagged(data: bytes, bg_data: bytes | None, opts: Options) -> tuple[Any, ...]:
+    """:func:`process` in a CPU process (runtime/offload.py), with the server's settings; its
+    4xx errors come back as tuples (these exception classes do not pickle)."""
+    from swiftshot.runtime.offload import child_settings
+
+    try:
+        return ("ok", process(data, bg_data, opts, child_settings()))
+    except RbgError as e:
+        return ("rbg", e.status, e.title, e.code)
+    except InputError as e:
+        return ("input", e.status, e.message, e.code)
+    except OpsError as e:
+        return ("ops", str(e), e.status)
+
+
+def _untag(out: tuple[Any, ...]) -> Result:
+    kind, *rest = out
+    if kind == "ok":
+        return rest[0]
+    if kind == "rbg":
+        raise RbgError(*rest)
+    if kind == "input":
+        raise InputError(*rest)
+    raise OpsError(rest[0], rest[1])
+
+
 async def removebg(request: Request) -> Response:
     settings = request.app.state.settings
     svc = request.app.state.service
@@ -364,6 +390,8 @@ async def removebg(request: Request) -> Response:
             with svc.gate.hold(prio):
                 photos = [data] if bg_data is None else [data, bg_data]
                 async with memory.admit_photos(photos, settings.limits, deadline):
+                    if svc.cpu.enabled:  # a process of its own, off the front's GIL
+                        return _untag(await svc.cpu.run(process_tagged, data, bg_data, opts))
                     return await asyncio.to_thread(process, data, bg_data, opts, settings)
 
         result = await svc.by_deadline(work(), prio, deadline)

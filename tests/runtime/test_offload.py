@@ -1,0 +1,48 @@
+"""runtime/offload.py: CPU work in processes of their own (real spawned children)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+
+import pytest
+
+from swiftshot.config import Settings
+from swiftshot.runtime.offload import CpuProcesses, processes_for
+from swiftshot.runtime.worker import Rejected
+
+
+def test_default_is_no_processes_inline_and_one_per_core_otherwise(tmp_path):
+    s = Settings(data_dir=tmp_path)
+    assert s.engine.executor == "inline" and processes_for(s) == 0
+    s.engine.executor = "process"
+    assert processes_for(s) == max(1, min(4, os.cpu_count() or 1))
+    s.server.cpu_processes = 0
+    assert processes_for(s) == 0
+
+
+async def test_runs_in_a_child_and_a_child_killed_mid_call_is_a_503_then_it_recovers(tmp_path):
+    cpu = CpuProcesses(Settings(data_dir=tmp_path), processes=1)
+    try:
+        cpu.start()
+        child = await cpu.run(os.getpid)
+        assert child != os.getpid()
+        call = asyncio.ensure_future(cpu.run(time.sleep, 30))
+        await asyncio.sleep(0.5)  # the child is in its sleep
+        os.kill(child, signal.SIGKILL)
+        with pytest.raises(Rejected) as info:
+            await asyncio.wait_for(call, 60)
+        assert info.value.status == 503 and info.value.reason == "worker_lost"
+        assert info.value.retry_after_s > 0 and cpu.replaced == 1
+        assert await cpu.run(os.getpid) not in (child, os.getpid())  # a new pool serves
+    finally:
+        cpu.shutdown()
+    assert cpu._pool is None
+
+
+async def test_no_processes_runs_in_a_thread(tmp_path):
+    cpu = CpuProcesses(Settings(data_dir=tmp_path), processes=0)
+    assert not cpu.enabled and await cpu.run(os.getpid) == os.getpid()
+    cpu.shutdown()

@@ -284,14 +284,16 @@ class EngineSettings(_Section):
     default: on the shared 2-core dev VM, +5 made realtime p95 under load worse (ratio 2.7 and
     3.8 against 1.45 and 1.43 at 0, alternated runs, docs/PERFORMANCE.md), because the other
     tenants' processes then starve the workers too. Worth trying on a box of its own."""
-    lower_class_nice: int = Field(0, ge=0, le=19)
+    lower_class_nice: int = Field(5, ge=0, le=19)
     """``process``: niceness added, in each engine worker, to the thread that runs batches
     holding no realtime item (standard, batch, prefetch work); a batch with a realtime item
     runs at the worker's own priority (``worker_nice``). So when the CPU is short, the front's
     event loop (where a slow realtime answer spends its time, docs/ARCHITECTURE.md "Realtime
     isolation under overload") and a realtime render get the cores before lower-class
-    renders, without slowing realtime renders as ``worker_nice`` does. 0: off (see
-    docs/PERFORMANCE.md, "Realtime isolation: lower-class renders below the front")."""
+    renders, without slowing realtime renders as ``worker_nice`` does. Nice weighs threads
+    only within one Linux autogroup (a session): it shares the server's own CPU out, it takes
+    none from other sessions. 0: off. Default 5 from alternated A/B runs (docs/PERFORMANCE.md,
+    "Realtime isolation: the upload route off the front, lower-class renders below it")."""
     serve: list[str] = []
     """Engines one server offers, e.g. ``["studio", "diffusion=./models/sd-turbo"]``
     (``NAME`` or ``NAME=MODEL``); empty: just ``default``. The first is the default."""

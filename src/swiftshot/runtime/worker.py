@@ -363,17 +363,25 @@ class Worker:
         turn: on a front short of CPU each turn of the event loop costs milliseconds (tens
         under 1.5x load), paid once when a request arrives to a free slot and twice when a
         finishing batch hands its slot on. What must wait (a batching window, lower-class work
-        held for the reserved slot) is left to the dispatch loop."""
-        while not self._stopped and len(self._batches) < self.slots:
-            self._sync_capacity()
-            if self.scheduler.dispatch_delay() != 0:
-                break
-            items = self.scheduler.next_batch()
-            self._fail_expired()
-            if not items:
-                break
-            self._launch(items)
-        self._update_depth()
+        held for the reserved slot) is left to the dispatch loop.
+
+        Never raises: it runs inside a request's ``submit`` and a batch's end, and a scheduler
+        error there must not fail that request (the dispatch loop, woken, carries on as it does
+        after its own errors)."""
+        try:
+            while not self._stopped and len(self._batches) < self.slots:
+                self._sync_capacity()
+                if self.scheduler.dispatch_delay() != 0:
+                    break
+                items = self.scheduler.next_batch()
+                self._fail_expired()
+                if not items:
+                    break
+                self._launch(items)
+            self._update_depth()
+        except Exception:  # noqa: BLE001 - left to the dispatch loop, as its own errors are
+            log.exception("worker dispatch loop failed (immediate start); carrying on")
+            self._wake.set()
 
     def _limit(self) -> int:
         """Batches this front may have out at once: ``slots`` that run, plus what the executor

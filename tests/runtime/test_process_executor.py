@@ -382,8 +382,8 @@ async def test_lower_class_renders_run_on_a_lowered_thread_realtime_ones_do_not(
             await _until(lambda: _busy(ex) is not None)
             seen: list[int | None] = []
             # the engine sleeps 1 s in 20 steps: the thread rendering it is found in its sleep
-            await _until(lambda: seen.append(_rendering_thread_nice(pid)) or seen[-1] is not None
-                         or task.done(), timeout=30)
+            await _until(lambda seen=seen, task=task: seen.append(_rendering_thread_nice(pid))
+                         or seen[-1] is not None or task.done(), timeout=30)
             if seen[-1] is None:
                 pytest.skip("this kernel shows no wait channel (/proc/*/wchan) to find the "
                             "rendering thread by")

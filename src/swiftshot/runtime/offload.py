@@ -23,9 +23,10 @@ import asyncio
 import logging
 import multiprocessing as mp
 import os
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any, Callable
+from typing import Any
 
 from swiftshot.config import Settings
 from swiftshot.runtime.worker import Rejected

@@ -34,6 +34,7 @@ import itertools
 import logging
 import multiprocessing as mp
 import os
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -92,8 +93,8 @@ def _lower_this_thread(by: int) -> None:
     try:
         tid = threading.get_native_id()
         os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + by))
-    except (OSError, AttributeError):
-        pass  # not Linux: the batch runs at the worker's priority
+    except Exception:  # noqa: BLE001 - not Linux: the batch runs at the worker's priority
+        pass
 
 
 def _worker_main(conn: Any, settings_json: dict[str, Any], engine: str, model: str | None,

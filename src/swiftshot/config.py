@@ -58,13 +58,15 @@ class ServerSettings(_Section):
     encode; variant encodes; uploads and cutouts). Past it, 503 ``overloaded`` with Retry-After
     at once, instead of an unbounded thread-pool backlog that slows every request, cache hits
     included. None: 8 per CPU core (16 on 2 cores)."""
-    cpu_processes: int = Field(0, ge=0, le=64)
+    cpu_processes: int | None = Field(None, ge=0, le=64)
     """Processes that run the upload route's work (``POST /v1.0/removebg``: decode, cutout,
     compose, encode) outside the front, so it does not hold the front's GIL while the event
-    loop serves other requests (runtime/offload.py); started with the server. 0 (default): a
-    thread of the front. Off by default: in two alternated 1.5x pairs on the shared 2-core VM
-    the realtime ratio was worse with it (4.88 / 1.98 against 2.55 / 1.26, docs/PERFORMANCE.md,
-    "Realtime isolation: the upload route off the front, lower-class renders below it")."""
+    loop serves other requests (runtime/offload.py); started with the server. 0: a thread of
+    the front. None (default): 0 with the ``inline`` executor, else one per CPU core (at most
+    4). At 1.5x on the 2-core VM with few neighbours (load 2.6-7.4) the realtime ratio was
+    2.54 with it against 5.54 and 4.61 without (front CPU 0.34 vs 0.65-0.77 of a core); on
+    the crowded box (load 16-38) it was worse in two pairs (docs/PERFORMANCE.md, "Realtime
+    isolation: the upload route off the front, lower-class renders below it")."""
     realtime_reserve: float = Field(0.25, ge=0, lt=1)
     """Share of ``max_work`` only realtime requests may use (at least one place when > 0)."""
     shed_lag_ms: float | None = Field(None, gt=0)

@@ -14,11 +14,14 @@ from swiftshot.runtime.offload import CpuProcesses, processes_for
 from swiftshot.runtime.worker import Rejected
 
 
-def test_default_is_a_thread_of_the_front(tmp_path):
+def test_default_is_no_processes_inline_and_one_per_core_otherwise(tmp_path):
     s = Settings(data_dir=tmp_path)
-    assert processes_for(s) == 0 and not CpuProcesses(s).enabled
-    s.server.cpu_processes = 2
-    assert processes_for(s) == 2 and CpuProcesses(s).enabled
+    assert s.engine.executor == "inline" and processes_for(s) == 0
+    assert not CpuProcesses(s).enabled
+    s.engine.executor = "process"
+    assert processes_for(s) == max(1, min(4, os.cpu_count() or 1))
+    s.server.cpu_processes = 0
+    assert processes_for(s) == 0
 
 
 async def test_runs_in_a_child_and_a_child_killed_mid_call_is_a_503_then_it_recovers(tmp_path):

@@ -8,8 +8,7 @@ of every other request — a realtime request's cache look-up, its result's way 
 engine worker, its HTTP answer — waited behind it: a profile of the front at 1.5× load (py-spy,
 docs/PERFORMANCE.md "Realtime isolation: ...") found a third of the front's samples in the
 cutout. With the ``process`` and ``ray`` executors the engines already run outside the front;
-this can put the upload route's work there too (``server.cpu_processes``, off by default:
-not shown to help in the A/B runs of docs/PERFORMANCE.md).
+this puts the upload route's work there too (``server.cpu_processes``).
 
 The pool is a ``spawn`` :class:`~concurrent.futures.ProcessPoolExecutor`, started (and warmed:
 each child imports the ops and configures the segmenter once) with the service, stopped and
@@ -60,8 +59,14 @@ def _ready() -> int:
 
 
 def processes_for(settings: Settings) -> int:
-    """``server.cpu_processes`` (0, the default: a thread of the front)."""
-    return settings.server.cpu_processes
+    """``server.cpu_processes``, or its default: none with the ``inline`` executor (everything
+    in one process, as tests and the CLI want), else one per core, at most 4."""
+    n = settings.server.cpu_processes
+    if n is not None:
+        return n
+    if settings.engine.executor == "inline":
+        return 0
+    return max(1, min(4, os.cpu_count() or 1))
 
 
 class CpuProcesses:

@@ -286,8 +286,10 @@ class EngineSettings(_Section):
     """Niceness added to each engine worker process (``process``), so that when the CPU is
     short the front (cache hits, admission, dispatch) runs before the workers' renders. Off by
     default: on the shared 2-core dev VM, +5 made realtime p95 under load worse (ratio 2.7 and
-    3.8 against 1.45 and 1.43 at 0, alternated runs, docs/PERFORMANCE.md), because the other
-    tenants' processes then starve the workers too. Worth trying on a box of its own."""
+    3.8 against 1.45 and 1.43 at 0, alternated runs, docs/PERFORMANCE.md). Not because other
+    tenants starve the workers (nice weighs threads only within one Linux autogroup, so it
+    takes no CPU from other sessions) but, likelier, because it also slows realtime renders:
+    ``lower_class_nice`` lowers only the other classes' renders."""
     lower_class_nice: int = Field(5, ge=0, le=19)
     """``process``: niceness added, in each engine worker, to the thread that runs batches
     holding no realtime item (standard, batch, prefetch work); a batch with a realtime item

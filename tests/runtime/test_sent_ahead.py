@@ -68,6 +68,18 @@ def spec(prompt: str) -> RenderSpec:
     return RenderSpec(engine="fake", prompt=prompt, width=64, height=64).normalized()
 
 
+def _reserve_settings(tmp_path, lend_after_s: float) -> Settings:
+    """One item a batch, no batching window, one slot kept for realtime (lent after
+    ``lend_after_s`` without a realtime request), no warm-up."""
+    s = Settings(data_dir=tmp_path / "var")
+    s.scheduler.max_batch_size = 1
+    s.scheduler.max_wait_ms = 0.0
+    s.scheduler.realtime_slots = 1
+    s.scheduler.lend_reserved_after_s = lend_after_s
+    s.server.warmup_shapes = []
+    return s
+
+
 def test_batches_sent_ahead_beside_the_realtime_reserve_do_not_starve_the_loop(tmp_path):
     """Two slots, two more batches sent ahead, the realtime reserve on (one slot kept, lent
     while no realtime request came): the front sends four standard batches out, queues the
@@ -76,12 +88,7 @@ def test_batches_sent_ahead_beside_the_realtime_reserve_do_not_starve_the_loop(t
     dispatch loop asked again without ever yielding: the event loop froze with the third batch
     (the Ray benchmark stalled at 2 replicas). Run on its own loop in a thread, so a frozen
     loop fails this test instead of hanging the suite."""
-    s = Settings(data_dir=tmp_path / "var")
-    s.scheduler.max_batch_size = 1
-    s.scheduler.max_wait_ms = 0.0
-    s.scheduler.realtime_slots = 1
-    s.scheduler.lend_reserved_after_s = 10.0
-    s.server.warmup_shapes = []
+    s = _reserve_settings(tmp_path, lend_after_s=10.0)
     box: dict[str, object] = {}
 
     async def scenario() -> None:
@@ -133,12 +140,7 @@ def test_the_reserve_holds_its_place_beyond_the_batches_sent_ahead(tmp_path):
     """With the reserve not lent (a realtime request came lately), shared batches take the
     running slots less the reserve, plus those sent ahead; a realtime request then still gets
     out at once."""
-    s = Settings(data_dir=tmp_path / "var")
-    s.scheduler.max_batch_size = 1
-    s.scheduler.max_wait_ms = 0.0
-    s.scheduler.realtime_slots = 1
-    s.scheduler.lend_reserved_after_s = 600.0
-    s.server.warmup_shapes = []
+    s = _reserve_settings(tmp_path, lend_after_s=600.0)
 
     async def scenario() -> tuple[int, int]:
         ex = AheadExecutor(slots=2, ahead=2)

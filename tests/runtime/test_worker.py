@@ -391,14 +391,10 @@ async def test_bad_arguments_are_named(worker_settings):
     await w.stop()
 
 
-async def test_an_error_in_the_immediate_start_does_not_fail_the_request(worker_settings, caplog):
-    # no batching window: submit itself starts the batch (Worker._start_due), so the
-    # scheduler's error is raised there first; it must not reach the caller (seen flaky in a
-    # full run before _start_due caught it)
-    worker_settings.scheduler.max_wait_ms = 0.0
-    w = await started(FakeEngine(), worker_settings)
+def _fail_next_batch_once(w) -> list[int]:
+    """Make the worker's scheduler raise once from ``next_batch``; the list records it."""
     real = w.scheduler.next_batch
-    failures = []
+    failures: list[int] = []
 
     def flaky():
         if not failures:
@@ -407,6 +403,16 @@ async def test_an_error_in_the_immediate_start_does_not_fail_the_request(worker_
         return real()
 
     w.scheduler.next_batch = flaky  # type: ignore[method-assign]
+    return failures
+
+
+async def test_an_error_in_the_immediate_start_does_not_fail_the_request(worker_settings, caplog):
+    # no batching window: submit itself starts the batch (Worker._start_due), so the
+    # scheduler's error is raised there first; it must not reach the caller (seen flaky in a
+    # full run before _start_due caught it)
+    worker_settings.scheduler.max_wait_ms = 0.0
+    w = await started(FakeEngine(), worker_settings)
+    failures = _fail_next_batch_once(w)
     try:
         r = await asyncio.wait_for(w.submit(spec("still served")), 30)
     finally:
@@ -418,16 +424,7 @@ async def test_an_error_in_the_immediate_start_does_not_fail_the_request(worker_
 async def test_dispatch_loop_survives_an_unexpected_error(worker_settings, caplog):
     engine = FakeEngine()
     w = await started(engine, worker_settings)
-    real = w.scheduler.next_batch
-    failures = []
-
-    def flaky():
-        if not failures:
-            failures.append(1)
-            raise RuntimeError("scheduler bug")
-        return real()
-
-    w.scheduler.next_batch = flaky  # type: ignore[method-assign]
+    failures = _fail_next_batch_once(w)
     try:
         r = await asyncio.wait_for(w.submit(spec("still served")), 5)
     finally:

@@ -328,9 +328,7 @@ def _find_horizon(img: np.ndarray, band: int) -> list[Horizon]:
 def _fit_two_planes(img: np.ndarray, band: int, hz: Horizon) -> TwoPlanes | None:
     """Wall and table fitted apart on the border band, blended across the horizon."""
     h, w, _ = img.shape
-    sel = np.zeros((h, w), bool)
-    sel[:band], sel[-band:], sel[:, :band], sel[:, -band:] = True, True, True, True
-    ys, xs = np.nonzero(sel)
+    ys, xs = np.nonzero(_border_sel(h, w, band))
     step = max(1, len(ys) // 8000)
     ys, xs = ys[::step], xs[::step]
     dist = ys - hz.line(xs.astype(np.float32), w)
@@ -393,22 +391,18 @@ class TwoPlanes:
                   wall_c.astype(np.float32), table_c.astype(np.float32))
         return bg.astype(np.float32), hband, planes
 
-    def border_inliers(self, img: np.ndarray, band: int, sigma: float) -> float:
-        """``_border_inliers`` of this backdrop, evaluated on the border only (the full frame
-        is made for the one candidate used)."""
+    def border_residual(self, img: np.ndarray, band: int) -> np.ndarray:
+        """Largest channel difference from this backdrop on the border band, in the order of
+        ``img[_border_sel(...)]`` (the full frame is made for the one candidate used)."""
         h, w, _ = img.shape
         ys, xs = np.nonzero(_border_sel(h, w, band))
         bg = self.at(ys.astype(np.float32), xs.astype(np.float32), h, w)[0]
-        res = np.abs(img[ys, xs] - bg).max(1)
-        return float((res < max(6.0, 4.0 * sigma)).mean())
+        return np.abs(img[ys, xs] - bg).max(1)
 
 
-def _border_inliers(img: np.ndarray, bg: np.ndarray, band: int, sigma: float) -> float:
-    h, w, _ = img.shape
-    sel = np.zeros((h, w), bool)
-    sel[:band], sel[-band:], sel[:, :band], sel[:, -band:] = True, True, True, True
-    res = np.abs(img[sel] - bg[sel]).max(1)
-    return float((res < max(6.0, 4.0 * sigma)).mean())
+def _inlier_share(residual: np.ndarray, sigma: float) -> float:
+    """Share of border pixels a backdrop explains: residual under max(6, 4 σ) levels."""
+    return float((residual < max(6.0, 4.0 * sigma)).mean())
 
 
 def backdrop_at(coef: np.ndarray, ys: np.ndarray, xs: np.ndarray, h: int, w: int) -> np.ndarray:
@@ -1159,9 +1153,7 @@ class ClassicalSegmenter:
         img = small.astype(np.float32)
         band = max(2, round(p.border * min(img.shape[:2])))
         bg, sigma, coef = _fit_backdrop(img, band)
-        band_mask = np.zeros(img.shape[:2], bool)
-        band_mask[:band], band_mask[-band:], band_mask[:, :band], band_mask[:, -band:] = (
-            True, True, True, True)
+        band_mask = _border_sel(*img.shape[:2], band)
         # Two planes: a table top meeting a wall behind the product. One smooth surface cannot
         # follow the step at the horizon, so the wall and the table are fitted apart and used
         # when they explain clearly more of the border than the single surface.
@@ -1171,8 +1163,8 @@ class ClassicalSegmenter:
         # is judged with (6 levels) bounds what a candidate can gain: where it already
         # explains more than 95 % (90 %; 98 % for a clear step) of it, no candidate on two
         # strips (one) can win, and none is fitted (a plain sweep: most photos).
-        sel = _border_sel(*img.shape[:2], band)
-        one_min = float((np.abs(img[sel] - bg[sel]).max(1) < 6.0).mean())
+        one_res = np.abs(img[band_mask] - bg[band_mask]).max(1)
+        one_min = float((one_res < 6.0).mean())
         for hz in _find_horizon(img, band):
             # The margin two planes must win by: less for a clear step on both sides (a
             # stone table 50 levels under a plain wall: a textured table's noise lets one
@@ -1185,8 +1177,8 @@ class ClassicalSegmenter:
             if two is None:
                 continue
             tol = min(sigma, two.sigma)
-            one_in = _border_inliers(img, bg, band, tol)
-            two_in = two.border_inliers(img, band, tol)
+            one_in = _inlier_share(one_res, tol)
+            two_in = _inlier_share(two.border_residual(img, band), tol)
             gain = two_in - one_in - margin
             if gain >= 0 and (best is None or gain > best[0]):
                 best = (gain, two)

@@ -129,7 +129,6 @@ class Worker:
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
         self._stopped = False
-        self.idle_turns = 0
         self._idle_streak = 0
         """Dispatch turns where the scheduler said "due now" and handed out nothing (the
         loop then waits for a change instead of spinning; see _dispatch_once)."""
@@ -340,7 +339,6 @@ class Worker:
         # batch's answer included (the Ray benchmark with batches sent ahead stalled so at 2
         # replicas: the scheduler said "the reserve's loan begins now" while already lent).
         # Bounded, in case nothing sets the event.
-        self.idle_turns += 1
         self._idle_streak += 1
         if self._idle_streak == 1:
             await asyncio.sleep(0)

@@ -75,30 +75,27 @@ class FrontRouter(RequestRouter):
                               ) -> list[list[RunningReplica]]:
         if not candidate_replicas:
             return []
-        inflight, sending = self._inflight, self._sending
-
-        reported = self._reported
-
-        def load(r: RunningReplica) -> int:
-            own = inflight.get(r.replica_id, 0) + sending.get(r.replica_id, 0)
-            return max(own, reported.get(r.replica_id, 0))
+        inflight, sending, reported = self._inflight, self._sending, self._reported
+        load = {r.replica_id: max(inflight.get(r.replica_id, 0) + sending.get(r.replica_id, 0),
+                                  reported.get(r.replica_id, 0))
+                for r in candidate_replicas}
 
         if _rank(pending_request) == 0:
             now = time.monotonic()
 
             def key(r: RunningReplica) -> tuple[int, float]:
-                n = load(r)
+                n = load[r.replica_id]
                 return (0 if n == 0 else 1, self._busy_since.get(r.replica_id, now) if n else 0.0)
         else:
             def key(r: RunningReplica) -> tuple[int, float]:  # type: ignore[misc]
-                return (load(r), 0.0)
+                return (load[r.replica_id], 0.0)
         # One replica per rank: Serve takes the first that has room, in this order.
         ranked = sorted(candidate_replicas, key=key)
         # Serve checks its queue-length cache before sending and probes a replica the cache
         # calls full (an RPC per check): tell it what this router counted instead.
         cache = self.replica_queue_len_cache
         for r in ranked:
-            cache.update(r.replica_id, load(r))
+            cache.update(r.replica_id, load[r.replica_id])
         return [[r] for r in ranked]
 
     def on_send_request(self, replica_id: ReplicaID) -> None:

@@ -744,11 +744,9 @@ class RayExecutor:
         except TimeoutError:
             if run.response is not None:
                 run.response.cancel()
-            lost = WorkerLost(f"no answer from a {self.engine_name} replica within "
-                              f"{self.cfg.batch_timeout_s:g} s", retry_after=1.0)
-            if run.started is False:
-                lost.started = False
-            raise lost from None
+            raise _unstarted(WorkerLost(f"no answer from a {self.engine_name} replica within "
+                                        f"{self.cfg.batch_timeout_s:g} s", retry_after=1.0),
+                             run) from None
         except asyncio.CancelledError:
             if run.response is not None:
                 run.response.cancel()
@@ -808,12 +806,8 @@ class RayExecutor:
         return {} if self.cfg.batcher == "serve" else {"rank": batch.rank}
 
     def _translate(self, e: BaseException, run: _Running) -> BaseException:
-        """What the front sees of a failed Serve call (a lost batch that the replica had not
-        started yet says so: ``WorkerLost.started``)."""
-        out = self._translate_error(e, run)
-        if isinstance(out, WorkerLost) and run.started is False:
-            out.started = False
-        return out
+        """What the front sees of a failed Serve call (see :func:`_unstarted`)."""
+        return _unstarted(self._translate_error(e, run), run)
 
     def _translate_error(self, e: BaseException, run: _Running) -> BaseException:
         import ray.exceptions as rx
@@ -922,6 +916,14 @@ def per_replica(settings: Settings) -> int:
     if cfg.batcher == "serve":
         return cfg.batches_per_replica * settings.scheduler.max_batch_size
     return cfg.batches_per_replica
+
+
+def _unstarted(err: BaseException, run: _Running) -> BaseException:
+    """``err``, marked ``WorkerLost.started = False`` when it is a lost batch the replica had
+    not started yet (it waited behind another: crash isolation does not count it)."""
+    if isinstance(err, WorkerLost) and run.started is False:
+        err.started = False
+    return err
 
 
 def ahead_per_replica(settings: Settings) -> int:

@@ -70,3 +70,41 @@ def test_sigterm_drains_in_flight_requests_then_exits_0(serve):
     assert time.monotonic() - t_term < 15
     assert all(isinstance(r, httpx.Response) and r.status_code == 200 for r in results.values()), results
     assert len(results) == 4
+
+
+def _environ_of(pid: int) -> dict[str, str]:
+    raw = open(f"/proc/{pid}/environ", "rb").read().split(b"\0")
+    return dict(e.decode(errors="replace").partition("=")[::2] for e in raw if b"=" in e)
+
+
+def test_serve_reexecutes_once_with_malloc_on_huge_pages(serve):
+    """server.malloc_huge_pages: the command re-executes itself (same PID) with glibc's
+    hugetlb tunable, which only applies from a process's start; off, the environment is left
+    as it was."""
+    import os
+
+    import pytest
+
+    from swiftshot.cli.serve import huge_pages_env
+
+    if huge_pages_env({}) is None:
+        pytest.skip("not Linux with glibc >= 2.35: the setting does nothing here")
+    on = serve()
+    assert on.client.get("/readyz").status_code == 200  # the process Popen started serves
+    assert "glibc.malloc.hugetlb=1" in _environ_of(on.proc.pid).get("GLIBC_TUNABLES", "")
+    off = serve(env={"SWIFTSHOT_SERVER__MALLOC_HUGE_PAGES": "false"})
+    assert off.client.get("/readyz").status_code == 200
+    assert _environ_of(off.proc.pid).get("GLIBC_TUNABLES") == os.environ.get("GLIBC_TUNABLES")
+
+
+def test_huge_pages_env_keeps_other_tunables_and_never_loops():
+    import pytest
+
+    from swiftshot.cli.serve import huge_pages_env
+
+    if huge_pages_env({}) is None:
+        pytest.skip("not Linux with glibc >= 2.35")
+    env = huge_pages_env({"GLIBC_TUNABLES": "glibc.malloc.arena_max=2", "X": "1"})
+    assert env == {"GLIBC_TUNABLES": "glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1", "X": "1"}
+    assert huge_pages_env(env) is None  # set already: no second exec
+    assert huge_pages_env({"GLIBC_TUNABLES": "glibc.malloc.hugetlb=0"}) is None  # the user's word

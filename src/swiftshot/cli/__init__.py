@@ -45,6 +45,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from swiftshot.engines import EngineError
 
+    # a command run from the real command line (not main([...]) inside another program) may
+    # re-execute its own process (serve: malloc tunables that only apply at start)
+    args.own_process = argv is None
     try:
         return int(args.func(args) or 0)
     except CliError as e:

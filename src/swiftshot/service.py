@@ -16,7 +16,7 @@ import asyncio
 import os
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -505,27 +505,27 @@ class Service:
                 self.settings.delivery)
             master_s = time.perf_counter() - t0
             size = result.image.size
-        await self.store(key, spec, master, size)
-        for (fmt, q), data in (getattr(result, "variants", None) or {}).items():
-            # encoded in the worker: Service.variant finds it as a cache hit
-            await self.cache.aput(variant_key(key, fmt, q, None), data,
-                                  ttl=self.cache.ttl_for(spec.category),
-                                  tags=(*spec.tags, _own_tag(key)), behind=True)
+        # the master, its metadata and the variants the worker encoded beside it (which
+        # Service.variant then finds as cache hits), written as one job
+        await self.store(key, spec, master, size, variants=[
+            (variant_key(key, fmt, q, None), data)
+            for (fmt, q), data in (getattr(result, "variants", None) or {}).items()])
         return _Made(result.image, master, result.queue_s, result.infer_s, master_s,
                      result.batch_size, submitted, getattr(result, "variant_s", 0.0),
                      getattr(result, "hop_s", 0.0),
                      list(getattr(result, "spans", None) or ()))
 
     async def store(self, key: str, spec: RenderSpec, master: bytes,
-                    size: tuple[int, int]) -> None:
+                    size: tuple[int, int], variants: Sequence[tuple[str, bytes]] = ()) -> None:
         ttl = self.cache.ttl_for(spec.category)
         meta = orjson.dumps({"width": size[0], "height": size[1],
                              "source_type": pipeline.source_type_for(spec),
                              "category": spec.category, "tags": list(spec.tags)})
         tags = (*spec.tags, _own_tag(key))
-        # the disk and Redis tiers are written behind: the answer does not wait for them
-        await self.cache.aput(key + _META_SUFFIX, meta, ttl=ttl, tags=tags, behind=True)
-        await self.cache.aput(key, master, ttl=ttl, tags=tags, behind=True)
+        # the disk tier is written behind, in one job: the answer does not wait for it
+        await self.cache.aput_many([(key + _META_SUFFIX, meta, ttl, tags),
+                                    (key, master, ttl, tags),
+                                    *((k, v, ttl, tags) for k, v in variants)], behind=True)
 
     def _rendered(self, key: str, spec: RenderSpec, master: bytes, image: Image.Image | None,
                   status: str, stages: telemetry.Stages, batch_size: int = 0) -> Rendered:

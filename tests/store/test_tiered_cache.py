@@ -271,3 +271,47 @@ async def test_with_redis_below_the_disk_a_miss_still_asks_redis(tmp_path):
         assert await cache.aget("k") == (b"from redis", "redis")
     finally:
         cache.close()
+
+
+async def test_a_miss_writes_go_behind_as_one_job_into_two_disk_transactions(tmp_path,
+                                                                              monkeypatch):
+    """aput_many: memory has every entry at once; the disk gets them in one background job,
+    as DiskTier.put_many — every tag row, then every entry — readable after a restart and
+    found by a purge of their tag; a tier without put_many gets one put each."""
+    disk = DiskTier(tmp_path / "cache", 1 << 24)
+    jobs: list[int] = []
+    real = DiskTier.put_many
+
+    def counting(self, entries):  # type: ignore[no-untyped-def]
+        jobs.append(len(entries))
+        return real(self, entries)
+
+    monkeypatch.setattr(DiskTier, "put_many", counting)
+    mem, plain = MemoryTier(1 << 22), SlowDictTier("other")
+    cache = TieredCache([mem, disk, plain])
+    master = bytes(range(256)) * 4096  # 1 MB: a file of its own
+    entries = [("k.meta", b"{}", 60.0, ("t", "own:k")), ("k", master, 60.0, ("t", "own:k")),
+               ("k.webp", b"RIFF", 60.0, ("t", "own:k"))]
+    try:
+        await cache.aput_many(entries, behind=True)
+        assert [mem.get(k) for k, *_ in entries] == [e[1] for e in entries]
+        await cache.flush()
+        assert jobs == [3]
+        assert [plain.get(k) for k, *_ in entries] == [e[1] for e in entries]
+        reopened = DiskTier(tmp_path / "cache", 1 << 24)
+        assert [reopened.get(k) for k, *_ in entries] == [e[1] for e in entries]
+        assert sorted(reopened.purge_tag("own:k")) == ["k", "k.meta", "k.webp"]
+        assert disk.get("k") is None and disk.probe("k") is False
+        reopened.close()
+    finally:
+        cache.close()
+
+
+def test_disk_put_many_on_a_failing_disk_counts_the_error_and_raises_nothing(tmp_path):
+    disk = DiskTier(tmp_path / "cache", 1 << 24)
+    disk._db.close()  # every statement on the tag table now fails, as on a broken disk
+    before = disk.errors
+    disk.put_many([("a", b"1", None, ("t",)), ("b", b"2", None, ())])
+    assert disk.errors == before + 1 and disk.health() is not None
+    assert disk.get("a") is None  # no entry went in without its tag rows
+    disk._cache.close()

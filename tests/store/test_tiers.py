@@ -155,31 +155,39 @@ def test_disk_tier_survives_reopening(tmp_path: Path):
 def test_disk_tier_writes_a_large_value_in_one_call_and_reads_it_after_a_restart(
         tmp_path: Path, monkeypatch):
     # diskcache's own Disk.store iterated a BytesIO: one write per *line* of a binary value
-    # (~4000 for a 1 MB master); the tier's disk writes it whole, in the same file layout
+    # (~4000 for a 1 MB master), and made two levels of folders for each new file; the tier's
+    # disk writes it whole, one folder level deep, and still reads diskcache's own layout
+    import diskcache
+
     from swiftshot.store import tiers
 
-    chunks: list[int] = []
-    real_write = tiers._BytesDisk._write
+    writes: list[tuple[str, int]] = []
+    real_write = tiers._write_new
 
-    def counting(self, full_path, iterator, mode, encoding=None):
-        items = list(iterator)
-        chunks.append(len(items))
-        return real_write(self, full_path, iter(items), mode, encoding)
+    def counting(full_path, value):
+        writes.append((full_path, len(value)))
+        return real_write(full_path, value)
 
-    monkeypatch.setattr(tiers._BytesDisk, "_write", counting)
+    monkeypatch.setattr(tiers, "_write_new", counting)
     value = (b"\n" * 3 + bytes(range(256))) * 4000  # ~1 MB, 12 000 newlines
     d = tmp_path / "cache"
+    old = diskcache.Cache(str(d))  # an entry written by stock diskcache (two folder levels)
+    old.set("old", value[::-1])
+    old.close()
     tier = DiskTier(d, 1 << 26)
     tier.put("big", value, tags=("own",))
     tier.put("small", b"x\ny", tags=("own",))  # below min_file_size: kept in SQLite
     tier.close()
-    assert chunks == [1]
+    assert [n for _, n in writes] == [len(value)]  # one call with the whole value
+    assert len(Path(writes[0][0]).relative_to(d).parts) == 2  # ab/cdef….val
     reopened = DiskTier(d, 1 << 26)  # a restart
     try:
         assert reopened.get("big") == value
         assert reopened.get("small") == b"x\ny"
+        assert reopened.get("old") == value[::-1]
         assert sorted(reopened.purge_tag("own")) == ["big", "small"]
-        assert reopened.get("big") is None
+        assert reopened.get("big") is None and not Path(writes[0][0]).exists()
+        assert reopened.delete("old") and reopened.get("old") is None
     finally:
         reopened.close()
 

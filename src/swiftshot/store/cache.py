@@ -34,6 +34,9 @@ PROMOTE_TTL_S = 3600.0
 long its entry has left; the cap bounds how long a purge made by another process (which cannot
 reach this process's memory) goes unseen here."""
 
+Entry = tuple[str, bytes, "float | None", Sequence[str]]
+"""One write: key, value, ttl (None: no expiry), tags."""
+
 WRITE_BEHIND_MAX = 64
 """Blocking-tier writes that may wait in the background at once (bounds the bytes held)."""
 
@@ -135,10 +138,17 @@ class TieredCache:
                    tags: Sequence[str] = (), *, behind: bool = False) -> None:
         """Write to every tier. ``behind``: return once the in-process tiers have it and leave
         the blocking tiers to the background writer (module docstring)."""
+        await self.aput_many([(key, value, ttl, tags)], behind=behind)
+
+    async def aput_many(self, entries: Sequence[Entry], *, behind: bool = False) -> None:
+        """:meth:`aput` of several entries (key, value, ttl, tags) — a miss's meta, master
+        and variants — as one background job (one hand-off to the writer thread, one
+        transaction per table on disk: :meth:`DiskTier.put_many`) instead of one each."""
         for tier in self.tiers[: self._n_inline]:
-            tier.put(key, value, ttl, tags)
+            for key, value, ttl, tags in entries:
+                tier.put(key, value, ttl, tags)
         slow = self.tiers[self._n_inline:]
-        if not slow:
+        if not slow or not entries:
             return
         if behind and self._n_inline and len(self._pending) < WRITE_BEHIND_MAX:
             # only this machine's tiers: a shared one (Redis) is where another replica looks
@@ -147,14 +157,13 @@ class TieredCache:
             if local:
                 if self._behind is None:
                     self._behind = ThreadPoolExecutor(1, thread_name_prefix="swiftshot-cache-write")
-                fut = asyncio.wrap_future(self._behind.submit(_put_all, local, key, value, ttl,
-                                                              tags))
+                fut = asyncio.wrap_future(self._behind.submit(_put_many, local, entries))
                 self._pending.add(fut)
                 fut.add_done_callback(self._pending.discard)
                 slow = [t for t in slow if isinstance(t, RedisTier)]
                 if not slow:
                     return
-        await asyncio.to_thread(_put_all, slow, key, value, ttl, tags)
+        await asyncio.to_thread(_put_many, slow, entries)
 
     async def flush(self) -> None:
         """Wait for the blocking-tier writes queued so far."""
@@ -252,3 +261,13 @@ def _put_all(tiers: Sequence[CacheTier], key: str, value: bytes, ttl: float | No
              tags: Sequence[str]) -> None:
     for tier in tiers:
         tier.put(key, value, ttl, tags)
+
+
+def _put_many(tiers: Sequence[CacheTier], entries: Sequence[Entry]) -> None:
+    for tier in tiers:
+        many = getattr(tier, "put_many", None)
+        if many is not None and len(entries) > 1:
+            many(entries)
+        else:
+            for key, value, ttl, tags in entries:
+                tier.put(key, value, ttl, tags)

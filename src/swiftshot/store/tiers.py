@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import sqlite3
 import threading
 import time
@@ -214,9 +215,34 @@ class _BytesDisk(diskcache.Disk):
     def store(self, value, read, key=diskcache.core.UNKNOWN):  # type: ignore[no-untyped-def]
         if type(value) is bytes and len(value) >= self.min_file_size:
             filename, full_path = self.filename(key, value)
-            self._write(full_path, (value,), "xb")
+            _write_new(full_path, value)
             return len(value), diskcache.core.MODE_BINARY, filename, None
         return super().store(value, read, key=key)
+
+    def filename(self, key=diskcache.core.UNKNOWN, value=diskcache.core.UNKNOWN):  # type: ignore[no-untyped-def]
+        """One level of 256 folders (``ab/cdef….val``) instead of diskcache's two of 256 each:
+        with two, nearly every new file made a new folder (and the cull removed it again),
+        ~0.9 ms of ext4 ``mkdir`` per file on the dev VM — most of a miss's write-behind CPU
+        (docs/PERFORMANCE.md, 2026-12-04). Entries are found by the file name their row
+        holds, so files written under the old layout read and cull as before."""
+        hex_name = os.urandom(16).hex()
+        filename = os.path.join(hex_name[:2], hex_name[2:] + ".val")
+        return filename, os.path.join(self._directory, filename)
+
+
+def _write_new(full_path: str, value: bytes) -> None:
+    """Create ``full_path`` with ``value`` in one write, making its folder only when it is
+    missing (diskcache's ``_write`` calls ``makedirs`` before every file). Retried as diskcache
+    does: another process may remove an emptied folder between the two steps."""
+    for attempt in range(10):
+        try:
+            with open(full_path, "xb") as f:
+                f.write(value)
+            return
+        except FileNotFoundError:
+            if attempt == 9:
+                raise
+            os.makedirs(os.path.dirname(full_path), exist_ok=True)
 
 
 class DiskTier:
@@ -248,6 +274,10 @@ class DiskTier:
             self._db = sqlite3.connect(str(self.directory / "tags.sqlite3"), timeout=10,
                                        check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
+            # as diskcache's own cache.db: in WAL mode a commit survives a crash of the
+            # process without an fsync each (only a power cut may lose the last ones); FULL
+            # cost an fsync per commit on every miss's write-behind
+            self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("CREATE TABLE IF NOT EXISTS tags (tag TEXT NOT NULL, key TEXT "
                              "NOT NULL, PRIMARY KEY (tag, key)) WITHOUT ROWID")
             self._db.execute("CREATE INDEX IF NOT EXISTS tags_by_key ON tags (key)")
@@ -330,6 +360,34 @@ class DiskTier:
                     self._db.executemany("INSERT OR IGNORE INTO tags (tag, key) VALUES (?, ?)",
                                          [(t, key) for t in tags])
             self._cache.set(key, bytes(value), expire=ttl, retry=True)
+        except _DISK_ERRORS as e:
+            self._failed("put", e)
+        else:
+            if self._failing is not None:
+                log.warning("disk cache tier %s writes again", self.directory)
+                self._failing, self._logged = None, False
+
+    def put_many(self, entries: Sequence[tuple[str, bytes, float | None, Sequence[str]]]) -> None:
+        """:meth:`put` of several entries (a miss's meta, master and variants) in two
+        transactions instead of two per entry: every tag row first, then every entry, so, as
+        in :meth:`put`, an entry is never on disk without the rows a purge finds it by."""
+        if self._cache is None or self._db is None:
+            return
+        try:
+            rows = [(t, key) for key, _, _, tags in entries for t in tags]
+            if rows:
+                with self._db_lock:
+                    self._db.execute("BEGIN")
+                    try:
+                        self._db.executemany("INSERT OR IGNORE INTO tags (tag, key) VALUES "
+                                             "(?, ?)", rows)
+                    except BaseException:
+                        self._db.execute("ROLLBACK")
+                        raise
+                    self._db.execute("COMMIT")
+            with self._cache.transact(retry=True):
+                for key, value, ttl, _ in entries:
+                    self._cache.set(key, bytes(value), expire=ttl, retry=True)
         except _DISK_ERRORS as e:
             self._failed("put", e)
         else:

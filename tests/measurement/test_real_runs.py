@@ -73,6 +73,11 @@ def test_compare_naive_gives_ratios(naive_url, tmp_path):
     assert result["rate_rps"] == pytest.approx(0.5 * result["capacity"]["rps"])
     assert set(result["ratios"]) >= {"goodput", "p95", "throughput", "miss_capacity"}
     assert 0.3 < result["ratios"]["goodput"] < 3
+    # the naive server reports its own work (Server-Timing infer + encode): its round trip is
+    # measured, and the overhead beyond it is a number
+    nv, sw = result["naive"]["derived"], result["swiftshot"]["derived"]
+    assert nv["infer_p50_ms"] > 0 and nv["overhead_p50_ms"] > 0
+    assert math.isfinite(sw["overhead_beyond_naive_ratio"])
 
 
 @pytest.mark.slow

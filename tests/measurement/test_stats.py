@@ -143,6 +143,37 @@ def test_overhead_counts_the_workers_encodes_as_work_and_the_hop_as_overhead():
     assert r["stages_p50_ms"]["hop"] == 3.0
 
 
+def test_overhead_beyond_the_naive_servers_own_round_trip():
+    """The naive server says no X-Cache and reports infer + encode: its generations are its
+    misses; the third figure is swiftshot's overhead less the naive one's, ÷ swiftshot's
+    infer (the client-seen ratio stays as it was)."""
+    from swiftshot.benchmarks.serve import beyond_naive, derived, overhead
+
+    naive = []
+    for latency in (10.0, 12.0, 14.0):
+        o = _out("standard", latency, x_cache=None)
+        o.server_timing = {"infer": 4.0, "encode": 3.0}
+        naive.append(o)
+    fetch = _out("standard", 1.0, x_cache=None, kind="fetch")
+    fetch.server_timing = {"infer": 99.0}  # not a generation: not counted
+    nv = overhead([*naive, fetch])
+    assert nv["misses"] == 3 and nv["overhead_p50_ms"] == pytest.approx(11.0 - 7.0)
+    sw_o = _out("standard", 16.0)
+    sw_o.server_timing = {"infer": 5.0, "master": 0.5, "variant": 4.5, "total": 12.0}
+    sw = overhead([sw_o])
+    assert sw["overhead_p50_ms"] == pytest.approx(15.0 - 10.0) and sw["ratio"] == 1.0
+    loaded = {"by_priority": {}, "cache": {"hit_ratio": 0.0, "hit": {"p99_ms": 1.0}}}
+    base = {"loaded": {**loaded, **{k: 1.0 for k in (
+        "offered_rps", "goodput_rps", "throughput_rps", "slo_attainment", "p50_ms", "p95_ms",
+        "p99_ms", "rejection_rate", "error_rate", "late_rate")}, "client": {
+        "cpu_ms_per_request": 1.0, "send_lag_p99_ms": 0.0}}}
+    d_sw = derived({**base, "unloaded": {"overhead": sw}})
+    d_nv = derived({**base, "unloaded": {"overhead": nv}})
+    assert d_sw["overhead_p50_ms"] == 5.0 and d_sw["infer_p50_ms"] == 5.0
+    assert beyond_naive(d_sw, d_nv) == pytest.approx((5.0 - 4.0) / 5.0)
+    assert math.isnan(beyond_naive(d_sw, {}))  # no naive run: not a number
+
+
 def test_goodput_ratio_against_a_naive_server_that_answered_nothing_in_time():
     from swiftshot.benchmarks.serve import compare
 

@@ -47,14 +47,16 @@ class ServerSettings(_Section):
     """Shapes (width, height) run once at start-up; /readyz answers 503 until they are done."""
     access_log: bool = False
     """Log one line per request (uvicorn's access log). Off by default: it costs on the hot path."""
-    malloc_huge_pages: bool = True
+    malloc_huge_pages: bool = False
     """``swiftshot serve`` on Linux with glibc ≥ 2.35: start the server with glibc's malloc on
     transparent huge pages (``GLIBC_TUNABLES=glibc.malloc.hugetlb=1``; the command re-executes
     itself once with it set, same PID; engine workers inherit it). Every miss brings a new
-    ~1 MB master into the front's memory tier, and writing fresh 4 KB pages cost ~0.45 ms of
-    page faults per miss on a VM (2 MB pages: ~0.08 ms; docs/PERFORMANCE.md, 2026-12-04).
-    Costs up to a few MB more resident memory. No effect elsewhere, or when GLIBC_TUNABLES
-    already names it."""
+    ~1 MB master into the front's memory tier: on fresh 4 KB pages that copy cost ~0.47 ms of
+    page faults per miss at p50 on the dev VM, on 2 MB pages ~0.08 ms — but its tail got
+    worse there (p90 0.3-5 ms against 0.6, and in one micro-run in four a mean of 3 ms against
+    0.9: a fresh 2 MB page, likely first touched on the VM's host too). Off by default until a
+    quiet-box run shows the tail is not a cost (docs/PERFORMANCE.md, 2026-12-04, third pass).
+    No effect elsewhere, or when GLIBC_TUNABLES already names it."""
     fast_hits: bool = True
     """Answer plain ``GET /i/`` memory-tier hits in a raw ASGI layer ahead of the FastAPI app
     (api/fast_path.py: same answers, metrics and side effects; everything else falls through).

@@ -78,9 +78,9 @@ def _environ_of(pid: int) -> dict[str, str]:
 
 
 def test_serve_reexecutes_once_with_malloc_on_huge_pages(serve):
-    """server.malloc_huge_pages: the command re-executes itself (same PID) with glibc's
-    hugetlb tunable, which only applies from a process's start; off, the environment is left
-    as it was."""
+    """server.malloc_huge_pages on: the command re-executes itself (same PID) with glibc's
+    hugetlb tunable, which only applies from a process's start; off (the default), the
+    environment is left as it was."""
     import os
 
     import pytest
@@ -89,10 +89,10 @@ def test_serve_reexecutes_once_with_malloc_on_huge_pages(serve):
 
     if huge_pages_env({}) is None:
         pytest.skip("not Linux with glibc >= 2.35: the setting does nothing here")
-    on = serve()
+    on = serve(env={"SWIFTSHOT_SERVER__MALLOC_HUGE_PAGES": "true"})
     assert on.client.get("/readyz").status_code == 200  # the process Popen started serves
     assert "glibc.malloc.hugetlb=1" in _environ_of(on.proc.pid).get("GLIBC_TUNABLES", "")
-    off = serve(env={"SWIFTSHOT_SERVER__MALLOC_HUGE_PAGES": "false"})
+    off = serve()  # the default: off
     assert off.client.get("/readyz").status_code == 200
     assert _environ_of(off.proc.pid).get("GLIBC_TUNABLES") == os.environ.get("GLIBC_TUNABLES")
 

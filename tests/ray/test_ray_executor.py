@@ -390,3 +390,79 @@ def test_teardown_steps_are_bounded():
     assert bounded(fails, 5) is True
     ran: list[int] = []
     assert bounded(lambda: ran.append(1), 5) is True and ran == [1]
+
+
+def test_a_stopped_executor_leaves_nothing_bound_to_its_ended_loop(ray_cluster, tmp_path,
+                                                                    monkeypatch):
+    """Serve's router runs on the front's own loop (ray.throughput_optimized). After stop()
+    and the loop's end nothing of it may be left for Serve to touch: no handle in the Serve
+    client's cache (``client.shutdown()`` would shut it down again on the dead loop:
+    "coroutine 'AsyncioRouter.shutdown' was never awaited"), and no long-poll client still
+    running (the next controller update — here the app's deletion — found the loop gone:
+    "LongPollClient ... has been disabled: Bound asyncio event loop is not running")."""
+    import logging
+    import threading
+
+    import ray
+    from ray import serve
+    from ray.serve._private.router import SharedRouterLongPollClient
+
+    from swiftshot.runtime.ray_executor import RayExecutor
+
+    # the router on the caller's loop, as `swiftshot serve` and the benchmarks run it (Serve
+    # read RAY_SERVE_THROUGHPUT_OPTIMIZED when this session first imported it: too early)
+    made = serve.get_app_handle
+
+    def on_this_loop(name: str):
+        handle = made(name)
+        if not handle.is_initialized:
+            handle._init(_run_router_in_separate_loop=False)
+        return handle
+
+    monkeypatch.setattr(serve, "get_app_handle", on_this_loop)
+    seen: dict[str, object] = {}
+
+    async def life() -> None:
+        ex = RayExecutor(ray_settings(tmp_path, replicas=1))
+        await ex.start()
+        try:
+            assert (await ex.submit(batch("mug"))).results[0].master
+            loop = asyncio.get_running_loop()
+            assert ex._base_handle._router._asyncio_loop is loop
+            inner = ex._base_handle._router._asyncio_router
+            shared = SharedRouterLongPollClient.get_or_create(inner._controller_handle, loop)
+            assert shared.long_poll_client.is_running  # the one every router here shares
+        finally:
+            await ex.stop()
+        # stopped while the loop still runs: nothing later can find it ended
+        seen.update(loop=loop, app=ex.app_name, inner=inner.long_poll_client.is_running,
+                    shared=shared.long_poll_client.is_running,
+                    pending=shared.long_poll_client._current_ref)
+
+    errors: list[str] = []
+
+    class Catch(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.levelno >= logging.ERROR:
+                errors.append(record.getMessage())
+
+    catch = Catch()
+    serve_log = logging.getLogger("ray.serve")
+    serve_log.addHandler(catch)
+    try:
+        asyncio.run(life())  # the loop ends (and is closed) here
+        assert seen["inner"] is False and seen["shared"] is False
+        client = serve.context._global_client
+        left = [h for h in client.handle_cache.values()
+                if getattr(h._router, "_asyncio_loop", None) is seen["loop"]]
+        assert left == []  # client.shutdown() would shut these down on the closed loop
+        # the app's deletion answers the shared client's pending poll: a client still running
+        # would now log that it has been disabled
+        serve.delete(seen["app"], _blocking=False)
+        ready, _ = ray.wait([seen["pending"]], timeout=120)
+        assert ready, "the deletion never reached the long poll"
+        done = threading.Event()
+        done.wait(1.0)  # the poll's completion callback runs on Ray's thread right after
+        assert not [e for e in errors if "LongPollClient" in e], errors
+    finally:
+        serve_log.removeHandler(catch)

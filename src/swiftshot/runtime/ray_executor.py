@@ -46,6 +46,7 @@ import socket
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -203,6 +204,61 @@ def no_auto_init() -> None:
     except ImportError:  # another Ray layout: nothing to turn off
         return
     auto_init_hook.enable_auto_connect = False
+
+
+_LOOP_HANDLES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, set[int]] = \
+    weakref.WeakKeyDictionary()
+"""Handles this process made on each event loop and has not released yet (ids)."""
+
+
+def track_handle(handle: Any) -> None:
+    """Note a handle made on the running loop (see :func:`release_handle`)."""
+    _LOOP_HANDLES.setdefault(asyncio.get_running_loop(), set()).add(id(handle))
+
+
+def release_handle(handle: Any) -> None:
+    """Leave nothing of an already shut-down handle bound to the running loop. Serve's router
+    runs on the caller's loop (``CurrentLoopRouter``, ray.throughput_optimized) and
+    ``shutdown_async`` only stops its metrics; three things outlive it and the loop:
+
+    - the client's handle cache (``serve.get_app_handle`` caches): ``client.shutdown()`` shuts
+      every cached handle down again, on a loop that is gone — "coroutine
+      'AsyncioRouter.shutdown' was never awaited" — and a later ``get_app_handle`` on another
+      loop would be given this dead one;
+    - the router's own long-poll client and the one shared by every router on this loop
+      (``SharedRouterLongPollClient``, one per loop, never stopped by Serve): the next
+      controller update after the loop ended found it not running — "LongPollClient ... has
+      been disabled: Bound asyncio event loop is not running".
+
+    So: out of the cache, and the long-poll clients stopped (the shared one with the last
+    handle on this loop). ``stop()`` only takes effect when the pending poll returns, and
+    then schedules nothing. Serve internals, each step guarded: another Ray layout only
+    brings the log lines back."""
+    from ray import serve
+
+    loop = asyncio.get_running_loop()
+    open_here = _LOOP_HANDLES.get(loop, set())
+    open_here.discard(id(handle))
+    try:
+        client = serve.context._global_client  # the cached one: no controller call here
+        if client is not None:
+            for key in [k for k, h in client.handle_cache.items() if h is handle]:
+                del client.handle_cache[key]
+    except Exception as e:  # noqa: BLE001 - only cleanliness is at stake
+        log.debug("could not drop the handle from Serve's cache: %s", e)
+    inner = getattr(getattr(handle, "_router", None), "_asyncio_router", None)
+    if inner is None or getattr(handle._router, "_asyncio_loop", None) is not loop:
+        return  # a router on Serve's own loop thread: that loop never ends
+    try:
+        inner.long_poll_client.stop()
+        if not open_here:
+            from ray.serve._private.router import SharedRouterLongPollClient
+
+            # the call AsyncioRouter made (same positional arguments: the same cached one)
+            shared = SharedRouterLongPollClient.get_or_create(inner._controller_handle, loop)
+            shared.long_poll_client.stop()
+    except Exception as e:  # noqa: BLE001
+        log.debug("could not stop Serve's long-poll clients on this loop: %s", e)
 
 
 def disconnect(started_local: bool) -> None:
@@ -660,11 +716,14 @@ class RayExecutor:
 
     def _make_handles(self) -> None:
         """Handles are made on the event loop: Serve may run its router on the caller's loop
-        (RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP=0 / RAY_SERVE_THROUGHPUT_OPTIMIZED=1)."""
+        (RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP=0 / RAY_SERVE_THROUGHPUT_OPTIMIZED=1; read once,
+        when ray.serve is first imported: the test session, which imports it earlier, gets
+        routers on Serve's own thread)."""
         from ray import serve
 
         handle = serve.get_app_handle(self.app_name)
         self._base_handle = handle
+        track_handle(handle)
         self._stream_handle = handle.options(method_name="run_stream", stream=True)
         self._handle = handle.options(
             method_name="run_item" if self.cfg.batcher == "serve" else "run")
@@ -697,6 +756,7 @@ class RayExecutor:
         except Exception as e:  # noqa: BLE001 - stopping anyway; the cluster cleans up
             log.warning("the %s handle's router did not shut down cleanly: %s",
                         self.engine_name, e)
+        release_handle(handle)
 
     def health(self) -> Health:
         running = self._replicas.get("RUNNING", 0)

@@ -225,6 +225,18 @@ WORKER_RESTARTS = Counter(
 WORKERS_WARM = Gauge(
     "swiftshot_workers_warm", "Engine workers loaded, warm and alive, by engine.",
     ["engine"], registry=REGISTRY)
+CPU_POOL_REPLACED = Counter(
+    "swiftshot_cpu_pool_replacements_total", "Times the front's pool of CPU processes (the "
+    "removebg route's cutout work, server.cpu_processes) was replaced because a child died.",
+    registry=REGISTRY)
+SCHEDULER_HELD_BACK = Counter(
+    "swiftshot_scheduler_held_back_total", "Times lower-class work was held back because only "
+    "the slots reserved for realtime were free (scheduler.realtime_slots), by engine.",
+    ["engine"], registry=REGISTRY)
+SCHEDULER_LENT = Counter(
+    "swiftshot_scheduler_lent_total", "Lower-class batches started on a realtime-reserved slot "
+    "while it was lent (no realtime request for scheduler.lend_reserved_after_s), by engine.",
+    ["engine"], registry=REGISTRY)
 
 
 def add_worker_metrics(worker: str, busy_s: float, extra: _Mapping[str, float] | None = None) -> None:
@@ -330,6 +342,24 @@ def apply_metric_deltas(worker: str, deltas: _Mapping[str, float],
                     child.set(sum(_gauges_by_worker[key].values()))
         except (ValueError, TypeError):
             continue  # label names that do not match: never break a batch over a metric
+
+
+def forget_worker(worker: str, registry: CollectorRegistry | None = None) -> None:
+    """On the front: a worker died (or was replaced). The gauges it reported stop counting
+    in the sums: a gauge says what is true now, and a dead worker holds nothing (its prompt
+    cache's bytes went with it). Counters keep what it counted: that happened."""
+    names = (registry or REGISTRY)._names_to_collectors
+    with _gauges_lock:
+        for key, by_worker in list(_gauges_by_worker.items()):
+            if by_worker.pop(worker, None) is None:
+                continue
+            try:
+                _kind, name, labels = _json.loads(key)
+                metric = names.get(name)
+                if metric is not None:
+                    (metric.labels(**labels) if labels else metric).set(sum(by_worker.values()))
+            except (ValueError, TypeError):
+                continue
 
 
 def merge_metric_deltas(into: dict[str, float], more: _Mapping[str, float]) -> None:

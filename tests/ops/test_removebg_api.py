@@ -136,6 +136,19 @@ def test_with_cpu_processes_the_work_runs_outside_the_front_and_a_dead_one_is_a_
         assert time.monotonic() < end, "the pool did not notice its dead children"
         time.sleep(0.05)
     before = cpu.replaced
+    shown = scraped(client, "swiftshot_cpu_pool_replacements_total")
     r = post(client, files={"image_file": ("m.jpg", jpeg, "image/jpeg")})
     assert r.status_code == 200 and Image.open(io.BytesIO(r.content)).mode == "RGBA"
     assert cpu.replaced == before + 1
+    # and /metrics says so: an operator sees children dying
+    assert scraped(client, "swiftshot_cpu_pool_replacements_total") == shown + 1
+
+
+def scraped(client, name: str) -> float:
+    """The value GET /metrics shows for ``name`` (summed over its labels)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    r = client.get("/metrics")
+    assert r.status_code == 200
+    return sum(s.value for fam in text_string_to_metric_families(r.text)
+               for s in fam.samples if s.name == name)

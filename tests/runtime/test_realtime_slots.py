@@ -258,9 +258,23 @@ def settings_for(tmp_path, **sched_kw) -> Settings:
     return s
 
 
+def scraped(name: str, **labels: str) -> float:
+    """The value the front's /metrics (its registry) shows for ``name``."""
+    from prometheus_client import generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from swiftshot import telemetry
+
+    text = generate_latest(telemetry.REGISTRY).decode()
+    return sum(s.value for fam in text_string_to_metric_families(text) for s in fam.samples
+               if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()))
+
+
 async def test_dispatcher_keeps_the_reserved_slot_for_realtime(tmp_path):
     ex = HeldExecutor(2)
     w = Worker(ex, settings_for(tmp_path), capacity_hint_s=0.001)
+    held0 = scraped("swiftshot_scheduler_held_back_total", engine=w.info.name)
+    lent0 = scraped("swiftshot_scheduler_lent_total", engine=w.info.name)
     await w.start()
     tasks = []
     try:
@@ -282,6 +296,11 @@ async def test_dispatcher_keeps_the_reserved_slot_for_realtime(tmp_path):
         await asyncio.gather(*tasks)
         assert [p for _, p in ex.started] == ["batch 0", "rt", "batch 1", "batch 2", "batch 3"]
         assert ex.peak == 2 and w.scheduler.held_back >= 1
+        # the scheduler's figures on /metrics, as it counted them
+        assert scraped("swiftshot_scheduler_held_back_total",
+                       engine=w.info.name) - held0 == w.scheduler.held_back
+        assert scraped("swiftshot_scheduler_lent_total",
+                       engine=w.info.name) - lent0 == w.scheduler.lent == 0
     finally:
         for t in tasks:
             t.cancel()

@@ -4,6 +4,11 @@ serves, through the deltas each BatchResult carries."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
+import time
+
 import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
@@ -55,6 +60,24 @@ async def test_a_counter_incremented_in_a_worker_process_shows_on_the_fronts_met
         assert scraped("swiftshot_prompt_embedding_cache_total", result="hit") == hits0 + 1
         assert scraped("swiftshot_prompt_embedding_cache_total", result="miss") == misses0 + 1
         # a gauge set in the worker: the bytes its prompt cache holds
-        assert scraped("swiftshot_prompt_embedding_cache_bytes") > 0
+        held = scraped("swiftshot_prompt_embedding_cache_bytes")
+        assert held > 0
+
+        # the worker dies: what it held goes with it, and /metrics stops showing it
+        warm0 = scraped("swiftshot_workers_warm", engine="diffusion")
+        restarts0 = scraped("swiftshot_worker_restarts_total", engine="diffusion")
+        os.kill(ex._procs[0].proc.pid, signal.SIGKILL)
+        end = time.monotonic() + 120
+        while scraped("swiftshot_worker_restarts_total", engine="diffusion") == restarts0:
+            assert time.monotonic() < end, "the worker's death went unnoticed"
+            await asyncio.sleep(0.05)
+        assert scraped("swiftshot_prompt_embedding_cache_bytes") == 0
+        while not ex.health().ready:  # the worker comes back (warm-up: no render)
+            assert time.monotonic() < end, "the worker did not come back"
+            await asyncio.sleep(0.05)
+        assert scraped("swiftshot_workers_warm", engine="diffusion") == warm0 == 1
+        # the new worker's cache holds the prompt once more: counted once, not twice
+        await w.submit(spec(3), deadline_s=120)
+        assert scraped("swiftshot_prompt_embedding_cache_bytes") == held
     finally:
         await w.stop()

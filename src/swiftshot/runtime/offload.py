@@ -27,6 +27,7 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
+from swiftshot import telemetry
 from swiftshot.config import Settings
 from swiftshot.runtime.worker import Rejected
 
@@ -121,6 +122,7 @@ class CpuProcesses:
         if self._pool is pool:
             self._pool = None
             self.replaced += 1
+            telemetry.CPU_POOL_REPLACED.inc()
             pool.shutdown(wait=False, cancel_futures=True)
 
     def shutdown(self) -> None:

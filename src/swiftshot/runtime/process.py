@@ -545,6 +545,8 @@ class ProcessExecutor:
         self._update_gauge()
         p.restarts += 1
         self._restarts.inc()
+        # what it last reported of its gauges died with it (the new one reports afresh)
+        telemetry.forget_worker(f"{self._info.name}/process-{p.index}")
         task = asyncio.ensure_future(self._respawn(p))
         self._restarting.add(task)
         task.add_done_callback(self._restarting.discard)

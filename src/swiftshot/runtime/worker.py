@@ -140,6 +140,9 @@ class Worker:
         self._queue_hist = telemetry.STAGE_DURATION.labels(stage="queue")
         self._infer_hist = telemetry.STAGE_DURATION.labels(stage="infer")
         self._generations = telemetry.GENERATIONS.labels(engine=self.info.name)
+        self._held_back = telemetry.SCHEDULER_HELD_BACK.labels(engine=self.info.name)
+        self._lent = telemetry.SCHEDULER_LENT.labels(engine=self.info.name)
+        self._held_back_shown = self._lent_shown = 0
 
     @property
     def slots(self) -> int:
@@ -617,3 +620,11 @@ class Worker:
             if self._depth_shown.get(p) != n:
                 self._depth_gauges[p].set(n)
                 self._depth_shown[p] = n
+        # the scheduler's own counts of the realtime reserve at work, on /metrics
+        sched = self.scheduler
+        if sched.held_back != self._held_back_shown:
+            self._held_back.inc(max(0, sched.held_back - self._held_back_shown))
+            self._held_back_shown = sched.held_back
+        if sched.lent != self._lent_shown:
+            self._lent.inc(max(0, sched.lent - self._lent_shown))
+            self._lent_shown = sched.lent

@@ -394,3 +394,37 @@ async def test_lower_class_renders_run_on_a_lowered_thread_realtime_ones_do_not(
         assert os.getpriority(os.PRIO_PROCESS, pid) == base
     finally:
         await w.stop()
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="reads /proc (Linux)")
+async def test_a_batch_with_realtime_and_lower_class_items_renders_at_base_priority(tmp_path):
+    """The scheduler merges classes of one batch key into one batch; one realtime item in it
+    is enough for the whole batch to render on the worker's own thread, not the lowered one
+    (the realtime request must not wait on a niced thread for the sake of its batch-mates)."""
+    settings = _settings(tmp_path, delay_s=1.0, steps=20)
+    settings.engine.lower_class_nice = 4
+    w, ex = await _worker(settings, 1)
+    try:
+        pid = ex._procs[0].proc.pid
+        base = os.getpriority(os.PRIO_PROCESS, pid)
+        # the one worker busy: what arrives meanwhile waits in the queue, then goes as one batch
+        busy = asyncio.create_task(w.submit(_spec(w, "first"), priority="standard",
+                                            deadline_s=60))
+        await _until(lambda: _busy(ex) is not None)
+        mates = [asyncio.create_task(w.submit(_spec(w, p), priority=c, deadline_s=60))
+                 for p, c in (("mate batch", "batch"), ("mate rt", "realtime"),
+                              ("mate std", "standard"))]
+        await _until(lambda: w.scheduler.depth()["realtime"] == 1
+                     and sum(w.scheduler.depth().values()) == 3)
+        await asyncio.wait_for(busy, 60)
+        seen: list[int | None] = []
+        await _until(lambda: seen.append(_rendering_thread_nice(pid)) or seen[-1] is not None
+                     or all(t.done() for t in mates), timeout=30)
+        if seen[-1] is None:
+            pytest.skip("this kernel shows no wait channel (/proc/*/wchan) to find the "
+                        "rendering thread by")
+        rs = await asyncio.wait_for(asyncio.gather(*mates), 60)
+        assert [r.batch_size for r in rs] == [3, 3, 3]  # one batch of three classes
+        assert seen[-1] == base, f"the mixed batch rendered at nice {seen[-1]}, want {base}"
+    finally:
+        await w.stop()

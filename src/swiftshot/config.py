@@ -301,7 +301,8 @@ class EngineSettings(_Section):
     takes no CPU from other sessions) but, likelier, because it also slows realtime renders:
     ``lower_class_nice`` lowers only the other classes' renders."""
     lower_class_nice: int = Field(5, ge=0, le=19)
-    """``process``: niceness added, in each engine worker, to the thread that runs batches
+    """``process`` and ``ray``: niceness added, in each engine worker (or replica), to the
+    thread that runs batches
     holding no realtime item (standard, batch, prefetch work); a batch with a realtime item
     runs at the worker's own priority (``worker_nice``). So when the CPU is short, the front's
     event loop (where a slow realtime answer spends its time, docs/ARCHITECTURE.md "Realtime

@@ -466,3 +466,36 @@ def test_a_stopped_executor_leaves_nothing_bound_to_its_ended_loop(ray_cluster, 
         assert not [e for e in errors if "LongPollClient" in e], errors
     finally:
         serve_log.removeHandler(catch)
+
+
+async def test_the_replica_renders_lower_class_batches_on_a_lowered_thread(ray_cluster, tmp_path):
+    """engine.lower_class_nice holds in a Ray replica as in a worker process: a batch with no
+    realtime item renders on a thread niced by it, a realtime one at the replica's own
+    priority (the replica object itself, in this driver: its threads' niceness is readable)."""
+    import threading
+
+    from swiftshot.runtime.ray_executor import EngineReplica
+
+    s = ray_settings(tmp_path, replicas=1)
+    s.engine.lower_class_nice = 3
+    replica = EngineReplica(s, "fake")
+    seen: list[int] = []
+    real = replica._work
+
+    def spy(*args):
+        seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        return real(*args)
+
+    replica._work = spy
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    try:
+        for rank in (2, 0, 1, 3):
+            assert (await replica.run(batch(f"rank {rank}"), rank=rank)).results[0].master
+        events = [e async for e in replica.run_stream(batch("streamed"), rank=1)]
+        assert events[-1][0] == "result"
+        low = min(19, base + 3)
+        assert seen == [low, base, low, low, low]
+    finally:
+        replica._pool.shutdown(wait=True)
+        if replica._lower is not None:
+            replica._lower.shutdown(wait=True)

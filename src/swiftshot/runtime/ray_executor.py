@@ -403,6 +403,17 @@ class EngineReplica:
         self.node_id = node
         self._pool = ThreadPoolExecutor(max_workers=settings.ray.batches_per_replica,
                                         thread_name_prefix="swiftshot-replica")
+        # engine.lower_class_nice, as the process executor's workers honour it: a batch with no
+        # realtime item renders on a thread of lower OS priority (niceness is per thread on
+        # Linux), so on a box the replicas share with the front its realtime work comes first.
+        # The gate still bounds the batches that run at once to batches_per_replica.
+        from swiftshot.runtime.process import _lower_this_thread
+
+        nice = settings.engine.lower_class_nice
+        self._lower = ThreadPoolExecutor(
+            max_workers=settings.ray.batches_per_replica,
+            thread_name_prefix="swiftshot-replica-lower", initializer=_lower_this_thread,
+            initargs=(nice,)) if nice else None
         self._gate = PriorityGate(settings.ray.batches_per_replica)
         self._running: dict[int, float] = {}
         self._stats: Any = None
@@ -418,6 +429,16 @@ class EngineReplica:
                 max_batch_size=settings.scheduler.max_batch_size,
                 batch_wait_timeout_s=settings.scheduler.max_wait_ms / 1000.0,
                 max_concurrent_batches=settings.ray.batches_per_replica)(self._run_many)
+
+    def _pool_for(self, rank: int) -> ThreadPoolExecutor:
+        """The lowered threads for a batch without a realtime item (``rank`` > 0), when
+        ``engine.lower_class_nice`` is on; else the replica's own. (``ray.batcher = serve``
+        requests carry no rank: they render at the replica's priority.)"""
+        from swiftshot.runtime.process import runs_lowered
+
+        if self._lower is not None and runs_lowered(rank, self.settings.engine.lower_class_nice):
+            return self._lower
+        return self._pool
 
     def _encode(self, image: Any) -> bytes:
         from swiftshot.delivery import codecs
@@ -449,8 +470,8 @@ class EngineReplica:
         try:
             started = time.time_ns()
             stop = threading.Event()
-            fut = asyncio.get_running_loop().run_in_executor(self._pool, self._work, batch,
-                                                             stop, None)
+            fut = asyncio.get_running_loop().run_in_executor(self._pool_for(rank), self._work,
+                                                             batch, stop, None)
             try:
                 result = await asyncio.shield(fut)
             except asyncio.CancelledError:  # the front cancelled this request: stop between
@@ -508,7 +529,7 @@ class EngineReplica:
         try:
             started = time.time_ns()
             yield ("started", self.name)
-            fut = loop.run_in_executor(self._pool, self._work, batch, stop, on_partial)
+            fut = loop.run_in_executor(self._pool_for(rank), self._work, batch, stop, on_partial)
             try:
                 while not fut.done() or not events.empty():
                     getter = asyncio.ensure_future(events.get())

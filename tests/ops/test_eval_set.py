@@ -96,3 +96,18 @@ def test_every_category_holds_its_floor_on_the_tuning_seeds():
     low = {cat: (round(s["mean_iou"], 3), round(s["min_iou"], 3)) for cat, s in stats.items()
            if s["mean_iou"] < CATEGORY_FLOORS[cat][0] or s["min_iou"] < CATEGORY_FLOORS[cat][1]}
     assert not low, low
+
+
+def test_heldout_split_is_ten_seeds_a_category_and_refused_as_tuning_seeds():
+    """Sixth pass: the held-out split grew from 1000-1004 to 1000-1009 (100 cases); asking
+    for any of them as tuning seeds is refused, the new ones too."""
+    import pytest
+
+    from swiftshot.testing.products import main
+
+    assert HELDOUT_SEEDS == tuple(range(1000, 1010))
+    assert len(eval_cases(HELDOUT_SEEDS)) == 10 * len(CATEGORIES)
+    for seeds in ("1007", "1005-1009", "40-1002", "3,1009"):
+        with pytest.raises(SystemExit) as err:
+            main(["--seeds", seeds, "--categories", "holes"])
+        assert err.value.code == 2

@@ -530,6 +530,7 @@ def _evidence(img: np.ndarray, bg: np.ndarray, sigma: float, band_mask: np.ndarr
 
 
 _CROSS = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
+_DISC7 = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (7, 7))
 
 
 def _drop_specks(m: np.ndarray, min_area: float) -> np.ndarray:
@@ -765,6 +766,102 @@ def _smooth_beside(img: np.ndarray, hard: np.ndarray, band: int, sigma: float) -
     e = exp[:, None]
     odd = ring[r0:r1, c0:c1] & (e > max(2.5, 2.0 * sigma)) & (lstd < 0.4 * e)
     return float(odd.sum() / ring.sum())
+
+
+def _smooth_parts(img: np.ndarray, hard: np.ndarray, band: int, min_area: float
+                  ) -> np.ndarray:
+    """Add back a smooth part of the product that a textured table took for itself.
+
+    On wood, linen or stone the backdrop is textured everywhere, and so are its shadows (a
+    shadow scales the grain, so the grain's size relative to the brightness stays). A part of
+    the product whose colour is near the table's (a cream label on a green bottle, a white
+    sole under a sneaker, both on white-washed wood) lights no colour evidence, and its own
+    outline against the grain is lost in the grain's edges, so it was given back: a hole
+    through a bottle, a shoe without its sole. But it is *smooth* where the table is not.
+    Per row, the backdrop's texture is the median local deviation of the high-passed
+    brightness (relative to the brightness) over pixels 13+ px from the product, in the whole
+    row (a smooth wall above the table is then compared with the wall). A connected smooth
+    region (under 0.4× its rows' texture, in textured rows) is product when it
+
+    * borders the product over a fifth of its outline or more (not a smooth patch nearby),
+    * is thick (10+ work px across: thin smooth strips run along seams and the horizon),
+    * stays inside the frame's border band, and is no speck.
+    """
+    h, w = hard.shape
+    box = _around(hard, 48)
+    if box is None:
+        return hard
+    rows = box[0]
+    hr = hard[rows]
+    lum = cv2.transform(img[rows], _MEAN3)
+    hp = lum - cv2.GaussianBlur(lum, (0, 0), 1.5)
+    lstd = np.sqrt(cv2.blur(hp * hp, (5, 5)))
+    far = cv2.dilate(hr, np.ones((25, 25), np.uint8)) == 0
+    far[:, :band] = False
+    far[:, w - band:] = False
+    # Per-row medians over the far pixels (every other column is plenty): sort each row
+    # with the near pixels pushed to the end, take the middle of the far ones.
+    far = far[:, ::2]
+    cnt = far.sum(1)
+    enough = cnt >= 10
+    if not enough.any():
+        return hard
+    mid = np.maximum(cnt - 1, 0) // 2
+    pick = np.arange(hr.shape[0])
+    exp_abs = np.where(far, lstd[:, ::2], np.inf)
+    exp_abs.sort(axis=1)
+    exp_abs = np.where(enough, exp_abs[pick, mid], 0.0).astype(np.float32)
+    # Textured: a fine texture over 2.5 levels. Not measured in units of the backdrop
+    # model's noise: on a board that *is* the grain (textured 10, a bottle on wood), the
+    # fit's residual is the grain itself (σ 7.3), and a label's shaded half was lost. A
+    # photo's sensor noise is no risk here: it is on the product's smooth parts as well.
+    textured = (exp_abs > 2.5).astype(np.uint8)[:, None]
+    if not textured.any():
+        return hard
+    rel = lstd / np.maximum(cv2.blur(lum, (5, 5)), 8.0)
+    exp_rel = np.where(far, rel[:, ::2], np.inf)
+    exp_rel.sort(axis=1)
+    exp_rel = np.where(enough, exp_rel[pick, mid], 0.0).astype(np.float32)
+    # A seam or a light stripe of the grain leaves a row's median low: gaps of a few rows
+    # inside a textured plane are filled from the rows either side (not past its ends).
+    textured = cv2.morphologyEx(textured, cv2.MORPH_CLOSE, np.ones((9, 1), np.uint8))[:, 0] > 0
+    exp_rel = cv2.dilate(exp_rel[:, None], np.ones((9, 1), np.uint8))[:, 0]
+    smooth = textured[:, None] & (rel < 0.4 * exp_rel[:, None]) & (hr == 0)
+    smooth[:, :box[1].start] = False
+    smooth[:, box[1].stop:] = False
+    n, lab, st, _ = cv2.connectedComponentsWithStats(smooth.astype(np.uint8), connectivity=4)
+    if n <= 1:
+        return hard
+    # A strong step's high-pass and the 5×5 window reach up to six pixels past the product's
+    # edge: a part right next to it begins that far off.
+    near = cv2.dilate(hr, np.ones((13, 13), np.uint8)) > 0
+    out = hard.copy()
+    ob = out[rows]
+    oy = rows.start
+    k5 = np.ones((5, 5), np.uint8)
+    for i in range(1, n):
+        x, y, cw, ch, area = st[i]
+        if (area < min_area or oy + y <= band or x <= band or oy + y + ch >= h - band
+                or x + cw >= w - band):
+            continue
+        comp = (lab[y:y + ch, x:x + cw] == i).astype(np.uint8)
+        if cv2.distanceTransform(np.pad(comp, 1), cv2.DIST_L2, 3).max() < 5.0:
+            continue
+        y0, x0 = max(y - 8, 0), max(x - 8, 0)
+        y1, x1 = min(y + ch + 8, hr.shape[0]), min(x + cw + 8, w)
+        grown = np.zeros((y1 - y0, x1 - x0), np.uint8)
+        grown[y - y0:y - y0 + ch, x - x0:x - x0 + cw] = comp
+        ring = (cv2.dilate(grown, k5) > 0) & (lab[y0:y1, x0:x1] != i)
+        if (ring & near[y0:y1, x0:x1]).sum() < 0.2 * max(int(ring.sum()), 1):
+            continue
+        # The windows (the high-pass's reach and the 5×5 box) keep the smooth part about
+        # three pixels off its own outline and off the product's edge next to it: grow it
+        # back by that, and close the seam between it and the product.
+        grown = cv2.dilate(grown, _DISC7)
+        sub = ob[y0:y1, x0:x1]
+        both = cv2.morphologyEx(sub | grown, cv2.MORPH_CLOSE, _DISC7)
+        sub |= both & cv2.dilate(grown, _DISC7)
+    return out
 
 
 def _unsupported_outline(img: np.ndarray, hard: np.ndarray, sigma: float) -> float:
@@ -1213,6 +1310,9 @@ class ClassicalSegmenter:
             hard = _drop_specks(hard, p.min_region * hard.size)
         hard = _peel_base_shadow(hard, ev, p)
         hard = _drop_cast_shadow(hard, ev)
+        # A smooth part of the product on a textured table (a label, a sole of the table's
+        # colour): no colour evidence, but smooth where the grain is not.
+        hard = _smooth_parts(img, hard, band, p.min_region * hard.size)
         # What follows only matters near the product: work on its bounding box (plus more than
         # the blurs reach), a quarter of the frame or less for a typical product shot.
         near_bg = bg.copy()

@@ -799,34 +799,37 @@ def _smooth_parts(img: np.ndarray, hard: np.ndarray, band: int, min_area: float
     far = cv2.dilate(hr, np.ones((25, 25), np.uint8)) == 0
     far[:, :band] = False
     far[:, w - band:] = False
-    # Per-row medians over the far pixels (every other column is plenty): sort each row
-    # with the near pixels pushed to the end, take the middle of the far ones.
+    # Per row, the far pixels' 80th percentile (every other column is plenty): not the
+    # median, which the smooth part itself decides where it spans half the row or more
+    # (a sole as wide as the sneaker at 800²: its lower half was lost). Each row is sorted
+    # with the near pixels pushed to the end.
     far = far[:, ::2]
     cnt = far.sum(1)
     enough = cnt >= 10
     if not enough.any():
         return hard
-    mid = np.maximum(cnt - 1, 0) // 2
+    q80 = (np.maximum(cnt - 1, 0) * 4) // 5
     pick = np.arange(hr.shape[0])
     exp_abs = np.where(far, lstd[:, ::2], np.inf)
     exp_abs.sort(axis=1)
-    exp_abs = np.where(enough, exp_abs[pick, mid], 0.0).astype(np.float32)
-    # Textured: a fine texture over 2.5 levels. Not measured in units of the backdrop
+    exp_abs = np.where(enough, exp_abs[pick, q80], 0.0).astype(np.float32)
+    # Textured: a fine texture over 3 levels. Not measured in units of the backdrop
     # model's noise: on a board that *is* the grain (textured 10, a bottle on wood), the
     # fit's residual is the grain itself (σ 7.3), and a label's shaded half was lost. A
     # photo's sensor noise is no risk here: it is on the product's smooth parts as well.
-    textured = (exp_abs > 2.5).astype(np.uint8)[:, None]
+    textured = (exp_abs > 3.0).astype(np.uint8)[:, None]
     if not textured.any():
         return hard
     rel = lstd / np.maximum(cv2.blur(lum, (5, 5)), 8.0)
     exp_rel = np.where(far, rel[:, ::2], np.inf)
     exp_rel.sort(axis=1)
-    exp_rel = np.where(enough, exp_rel[pick, mid], 0.0).astype(np.float32)
-    # A seam or a light stripe of the grain leaves a row's median low: gaps of a few rows
+    exp_rel = np.where(enough, exp_rel[pick, q80], 0.0).astype(np.float32)
+    # A seam or a light stripe of the grain leaves a row's texture low: gaps of a few rows
     # inside a textured plane are filled from the rows either side (not past its ends).
     textured = cv2.morphologyEx(textured, cv2.MORPH_CLOSE, np.ones((9, 1), np.uint8))[:, 0] > 0
     exp_rel = cv2.dilate(exp_rel[:, None], np.ones((9, 1), np.uint8))[:, 0]
-    smooth = textured[:, None] & (rel < 0.4 * exp_rel[:, None]) & (hr == 0)
+    # Smooth: under 0.3 of the 80th percentile (about 0.4 of the grain's median).
+    smooth = textured[:, None] & (rel < 0.3 * exp_rel[:, None]) & (hr == 0)
     smooth[:, :box[1].start] = False
     smooth[:, box[1].stop:] = False
     n, lab, st, _ = cv2.connectedComponentsWithStats(smooth.astype(np.uint8), connectivity=4)

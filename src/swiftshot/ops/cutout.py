@@ -795,7 +795,7 @@ def _smooth_parts(img: np.ndarray, hard: np.ndarray, band: int, min_area: float
     hr = hard[rows]
     lum = cv2.transform(img[rows], _MEAN3)
     hp = lum - cv2.GaussianBlur(lum, (0, 0), 1.5)
-    lstd = np.sqrt(cv2.blur(hp * hp, (5, 5)))
+    lstd = np.sqrt(np.maximum(cv2.blur(hp * hp, (5, 5)), 0.0))  # the box sum may round below 0
     far = cv2.dilate(hr, np.ones((25, 25), np.uint8)) == 0
     far[:, :band] = False
     far[:, w - band:] = False

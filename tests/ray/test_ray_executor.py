@@ -72,6 +72,24 @@ async def delete_app(name: str) -> None:
     await asyncio.get_running_loop().run_in_executor(None, lambda: serve.delete(name, False))
 
 
+def router_on_this_loop(monkeypatch) -> None:
+    """Serve's router on the caller's event loop, as `swiftshot serve` and the benchmarks run
+    it (ray.throughput_optimized): Serve read RAY_SERVE_THROUGHPUT_OPTIMIZED when this session
+    first imported it, before the cluster fixture set it, so handles would otherwise run their
+    router on Serve's own thread."""
+    from ray import serve
+
+    made = serve.get_app_handle
+
+    def on_this_loop(name: str):
+        handle = made(name)
+        if not handle.is_initialized:
+            handle._init(_run_router_in_separate_loop=False)
+        return handle
+
+    monkeypatch.setattr(serve, "get_app_handle", on_this_loop)
+
+
 def node_of(worker: str) -> str:
     return worker.split("@", 1)[1].split(":", 1)[0]
 
@@ -138,12 +156,15 @@ async def test_abort_cancels_the_running_batch_in_the_replica(executor):
     assert r.results[0].master and time.monotonic() - t0 < 4.0
 
 
-async def test_replica_killed_mid_load_loses_no_request(ray_cluster, tmp_path):
+async def test_replica_killed_mid_load_loses_no_request(ray_cluster, tmp_path, monkeypatch):
     """SIGKILL one of two replicas while requests run through the front's Worker: every
     request is answered — its batch retried once on the other replica, or a clear 503
-    worker_lost — none hangs; Serve replaces the replica."""
+    worker_lost — none hangs; Serve replaces the replica, and the new one gets work (with the
+    router on the front's loop, as served, a stable tie-break once sent it none)."""
     from swiftshot.runtime.ray_executor import RayExecutor
     from swiftshot.runtime.worker import Worker
+
+    router_on_this_loop(monkeypatch)
 
     s = ray_settings(tmp_path, replicas=2, delay_s=0.3)
     s.scheduler.max_batch_size = 2
@@ -409,17 +430,7 @@ def test_a_stopped_executor_leaves_nothing_bound_to_its_ended_loop(ray_cluster, 
 
     from swiftshot.runtime.ray_executor import RayExecutor
 
-    # the router on the caller's loop, as `swiftshot serve` and the benchmarks run it (Serve
-    # read RAY_SERVE_THROUGHPUT_OPTIMIZED when this session first imported it: too early)
-    made = serve.get_app_handle
-
-    def on_this_loop(name: str):
-        handle = made(name)
-        if not handle.is_initialized:
-            handle._init(_run_router_in_separate_loop=False)
-        return handle
-
-    monkeypatch.setattr(serve, "get_app_handle", on_this_loop)
+    router_on_this_loop(monkeypatch)
     seen: dict[str, object] = {}
 
     async def life() -> None:

@@ -551,6 +551,18 @@ class RaySettings(_Section):
     ``pipeline_depth = 0`` our router's count of a replica lags its completion callback, the
     freed replica still looks full, and Serve probes and backs off as with its own router
     (measured: no gain)."""
+    transport: Literal["direct", "serve"] = "direct"
+    """How batches and their results travel between the front and a replica. ``direct``: a
+    TCP connection of the front's own to each replica (runtime/ray_direct.py; the replica
+    listens on its node's Ray address, the front learns each replica from its router and asks
+    it for the address and a token once through Serve), framed pickles with the master bytes
+    inline; Serve still places, health-checks, replaces and autoscales the replicas. ``serve``:
+    every batch through the Serve handle (an actor call over gRPC). ``direct`` needs ``router =
+    front`` (it tells the front which replicas exist) and ``batcher = front``; otherwise the
+    Serve path is used. Measured in docs/PERFORMANCE.md ("Ray hop")."""
+    direct_connect_timeout_s: float = Field(10.0, gt=0)
+    """Asking a new replica its address and connecting to it must finish within this; until
+    then (or when it fails: retried each ``status_interval_s``) batches go through Serve."""
     batcher: Literal["front", "serve"] = "front"
     """``front``: the front's scheduler batches (priorities, deadlines, batch keys) and hands a
     free replica a whole batch. ``serve``: the front sends single requests and each replica

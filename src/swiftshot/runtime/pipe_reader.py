@@ -29,7 +29,7 @@ import logging
 import os
 import socket
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
@@ -92,22 +92,8 @@ class PipeReader:
             self.close()
             self._on_eof()
             return
-        buf = self._buf
-        buf += data
-        while True:
-            if len(buf) < 4:
-                return
-            size = int.from_bytes(buf[:4], "big", signed=True)
-            head = 4
-            if size == -1:
-                if len(buf) < 12:
-                    return
-                size = struct.unpack("!Q", buf[4:12])[0]
-                head = 12
-            if len(buf) < head + size:
-                return
-            payload = bytes(buf[head:head + size])
-            del buf[:head + size]
+        self._buf += data
+        for payload in split_frames(self._buf):
             try:
                 msg = ForkingPickler.loads(payload)
             except Exception as e:  # noqa: BLE001 - an unpicklable message: skip it
@@ -118,4 +104,36 @@ class PipeReader:
                 return  # the handler closed us
 
 
-__all__ = ["PipeReader", "READ_BYTES"]
+def frame_header(size: int) -> bytes:
+    """``multiprocessing.Connection``'s length prefix for a ``size``-byte message: 4 bytes
+    big-endian signed, or ``-1`` and 8 bytes for a message of 2 GiB or more."""
+    if size > 0x7FFFFFFF:
+        return struct.pack("!iQ", -1, size)
+    return struct.pack("!i", size)
+
+
+def split_frames(buf: bytearray) -> Iterator[bytes]:
+    """The whole messages at the front of ``buf`` (``Connection`` framing, see
+    :func:`frame_header`), each removed from it as it is yielded; a partial one stays for the
+    next read."""
+    while True:
+        if len(buf) < 4:
+            return
+        size = int.from_bytes(buf[:4], "big", signed=True)
+        head = 4
+        if size == -1:
+            if len(buf) < 12:
+                return
+            size = struct.unpack("!Q", buf[4:12])[0]
+            head = 12
+        if size < 0 or len(buf) < head + size:
+            return
+        with memoryview(buf) as whole:  # one copy out (a bytearray slice would be two)
+            part = whole[head:head + size]
+            payload = bytes(part)
+            part.release()
+        del buf[:head + size]
+        yield payload
+
+
+__all__ = ["PipeReader", "READ_BYTES", "frame_header", "split_frames"]

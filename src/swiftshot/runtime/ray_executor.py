@@ -398,6 +398,7 @@ class EngineReplica:
             rid = serve.get_replica_context().replica_id.unique_id
         except Exception:  # noqa: BLE001 - outside Serve (unit use)
             rid = uuid.uuid4().hex[:8]
+        self.replica_id = rid
         node = ray.get_runtime_context().get_node_id()
         self.name = f"replica-{rid}@{node[:8]}:{os.getpid()}"
         self.node_id = node
@@ -418,6 +419,8 @@ class EngineReplica:
         self._running: dict[int, float] = {}
         self._stats: Any = None
         self._stopped = False
+        self._channel: Any = None
+        self._channel_start: asyncio.Future[Any] | None = None
         from swiftshot import telemetry
 
         self._deltas = telemetry.MetricDeltas()
@@ -551,6 +554,32 @@ class EngineReplica:
     async def ping(self) -> None:
         """Does nothing: the bare Serve round trip (benchmarks/rayserve.py)."""
 
+    async def direct_address(self, _to: str | None = None) -> dict[str, Any]:
+        """Where this replica's direct data channel listens (runtime/ray_direct.py), started
+        on the first call: the IP its node has in the Ray cluster, a port the system chose, and
+        the token a front must send first. ``_to`` is the replica id the front's router sent
+        this to (ray_router.FrontRouter)."""
+        if self._channel_start is None:
+            self._channel_start = asyncio.ensure_future(self._open_channel())
+        channel = await asyncio.shield(self._channel_start)
+        return {"host": channel.host, "port": channel.port, "token": channel.token,
+                "name": self.name, "id": self.replica_id}
+
+    async def _open_channel(self) -> Any:
+        import ray
+
+        from swiftshot.runtime.ray_direct import ReplicaChannel
+
+        channel = ReplicaChannel(self, ray.util.get_node_ip_address())
+        await channel.start()
+        self._channel = channel
+        return channel
+
+    async def direct_run(self, conn: Any, key: int, batch: Batch, rank: int) -> None:
+        from swiftshot.runtime.ray_direct import run_batch
+
+        await run_batch(self, conn, key, batch, rank)
+
     async def describe(self) -> dict[str, Any]:
         return {"info": describe_engine(self.engine).to_json(), "name": self.name,
                 "node": self.node_id, "pid": os.getpid()}
@@ -576,8 +605,32 @@ class EngineReplica:
         out["replica_running"] = float(len(self._running))
         return out
 
-    def __del__(self) -> None:  # Serve's graceful shutdown ends here: stop at the next step
+    def __del__(self) -> Any:
+        """Serve's graceful shutdown ends here (Serve awaits what this returns). The direct
+        channel takes no new batch from now on; the batches it still runs (Serve does not see
+        them as ongoing requests) may finish within ``graceful_shutdown_timeout_s`` — a
+        coroutine Serve awaits. Then, or at once, everything left stops at its next step."""
+        channel = getattr(self, "_channel", None)  # None too on a half-built replica
+        if channel is not None and not channel.draining:
+            channel.stop_accepting()
+            try:
+                asyncio.get_running_loop()
+            except RuntimeError:  # not Serve's call (the interpreter's own, at exit)
+                pass
+            else:
+                if channel.running:
+                    return self._drain(channel)
         self._stopped = True
+        if channel is not None:
+            channel.close()
+        return None
+
+    async def _drain(self, channel: Any) -> None:
+        deadline = time.monotonic() + self.settings.ray.graceful_shutdown_timeout_s
+        while channel.running and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        self._stopped = True
+        channel.close()
 
 
 # -- the front's side ------------------------------------------------------------------------------
@@ -643,6 +696,15 @@ class RayExecutor:
         self._lost: tuple[type[BaseException], ...] = ()
         self._last_report: dict[str, float] | None = None
         self._last_report_at = 0.0
+        # the direct data channel (ray.transport = direct; runtime/ray_direct.py)
+        self._links: dict[str, Any] = {}
+        """Replica id → its FrontLink (connected, or lost and not yet forgotten)."""
+        self._known: set[str] = set()
+        """The replicas this front's Serve router last listed as running."""
+        self._connecting: dict[str, asyncio.Task[None]] = {}
+        self._retry_at: dict[str, float] = {}
+        self._unwatch: Callable[[], None] | None = None
+        self._addr_handle: Any = None
 
     # -- Executor protocol ---------------------------------------------------------------
 
@@ -670,6 +732,13 @@ class RayExecutor:
     def _running_replicas(self) -> int:
         return max(1, self._replicas.get("RUNNING", 0))
 
+    @property
+    def direct(self) -> bool:
+        """Batches go over the direct data channel (``ray.transport``): it needs our router
+        (which lists the replicas) and our batcher (whole batches)."""
+        cfg = self.cfg
+        return cfg.transport == "direct" and cfg.router == "front" and cfg.batcher == "front"
+
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         try:
@@ -690,6 +759,8 @@ class RayExecutor:
             raise RayUnavailable(f"could not deploy the {self.engine_name} engine on Ray: "
                                  f"{e}") from e
         await self._refresh()
+        if self.direct:
+            await self._open_direct()
         self._ready = True
         self._refresher = asyncio.create_task(self._refresh_loop(), name="swiftshot-ray-status")
 
@@ -748,15 +819,157 @@ class RayExecutor:
         self._stream_handle = handle.options(method_name="run_stream", stream=True)
         self._handle = handle.options(
             method_name="run_item" if self.cfg.batcher == "serve" else "run")
+        if self.direct:
+            self._addr_handle = handle.options(method_name="direct_address")
+            loop = asyncio.get_running_loop()
+            from swiftshot.runtime import ray_direct
+
+            self._unwatch = ray_direct.watch(
+                self.app_name, lambda ids: post(loop, self._on_replicas, ids))
+
+    # -- the direct data channel (runtime/ray_direct.py) ---------------------------------------
+
+    async def _open_direct(self) -> None:
+        """Link to the replicas running now (bounded); the router learns of them with its
+        first request, this one. A replica not linked yet is sent batches through Serve."""
+        t = self.cfg.direct_connect_timeout_s
+        resp = self._addr_handle.remote()
+        try:
+            addr = await asyncio.wait_for(resp, t)
+        except Exception as e:  # noqa: BLE001 - Serve still carries the batches
+            resp.cancel()
+            log.warning("%s: no direct channel to a replica (%s); batches go through Serve "
+                        "until one links", self.engine_name, e)
+            return
+        rid = addr["id"]
+        if rid not in self._links and rid not in self._connecting:
+            self._start_connect(rid, addr)
+        deadline = time.monotonic() + t
+        while time.monotonic() < deadline and \
+                len(self._links) < self._replicas.get("RUNNING", 1):
+            self._connect_missing()
+            pending = list(self._connecting.values())
+            if pending:
+                await asyncio.wait(pending, timeout=max(0.0, deadline - time.monotonic()))
+            else:
+                await asyncio.sleep(0.02)  # the router has not listed the others yet
+
+    def _on_replicas(self, ids: set[str]) -> None:
+        """The router's list of running replicas changed: link to new ones; a replica no
+        longer listed (being stopped) takes no new batch, and its link closes once idle."""
+        if self._stopped:
+            return
+        self._known = ids
+        for rid, link in list(self._links.items()):
+            if rid not in ids:
+                link.draining = True
+                if not link.calls:
+                    link.close()
+                    self._links.pop(rid, None)
+        self._connect_missing()
+
+    def _connect_missing(self) -> None:
+        now = time.monotonic()
+        for rid in self._known:
+            if rid in self._links or rid in self._connecting or self._retry_at.get(rid, 0) > now:
+                continue
+            self._start_connect(rid)
+
+    def _start_connect(self, rid: str, addr: Mapping[str, Any] | None = None) -> None:
+        task = asyncio.get_running_loop().create_task(self._connect(rid, addr),
+                                                      name=f"swiftshot-ray-link-{rid}")
+        self._connecting[rid] = task
+        task.add_done_callback(lambda _t: self._connecting.pop(rid, None))
+
+    async def _connect(self, rid: str, addr: Mapping[str, Any] | None) -> None:
+        from swiftshot.runtime.ray_direct import FrontLink
+
+        t = self.cfg.direct_connect_timeout_s
+        link: Any = None
+        try:
+            if addr is None:
+                resp = self._addr_handle.remote(_to=rid)
+                try:
+                    addr = await asyncio.wait_for(resp, t)
+                except BaseException:
+                    resp.cancel()
+                    raise
+            link = FrontLink(rid, addr["token"], self._link_lost)
+            await asyncio.wait_for(asyncio.get_running_loop().create_connection(
+                lambda: link, addr["host"], addr["port"]), t)
+            await asyncio.wait_for(asyncio.shield(link.ready), t)
+        except asyncio.CancelledError:
+            if link is not None:
+                link.close()
+            raise
+        except Exception as e:  # noqa: BLE001 - tried again; Serve carries batches meanwhile
+            if link is not None:
+                link.close()
+            self._retry_at[rid] = time.monotonic() + self.cfg.status_interval_s
+            if rid in self._known and not self._stopped:
+                log.info("%s: no direct link to replica %s yet (%s: %s)", self.engine_name,
+                         rid, type(e).__name__, e)
+            return
+        if self._stopped or (self._known and rid not in self._known):
+            link.close()
+            return
+        self._retry_at.pop(rid, None)
+        self._links[rid] = link
+
+    def _link_lost(self, link: Any) -> None:
+        if self._links.get(link.replica_id) is link:
+            del self._links[link.replica_id]
+        self._retry_at[link.replica_id] = time.monotonic() + self.cfg.status_interval_s
+
+    def _pick(self, rank: int) -> Any:
+        """The link for a batch of class ``rank``, as FrontRouter ranks replicas: realtime to
+        an idle replica, else the one whose running batch began first; other classes to the
+        fewest batches in flight. None (Serve carries it) when no link has room."""
+        links = [ln for ln in self._links.values() if ln.usable]
+        if not links:
+            return None
+        if rank == 0:
+            best = min(links, key=lambda ln: (1, ln.busy_since) if ln.calls else (0, 0.0))
+        else:
+            best = min(links, key=lambda ln: ln.inflight)
+        return best if best.inflight < max_ongoing(self.settings) else None
+
+    def _cancel_error(self) -> BaseException:
+        from swiftshot.engines.base import Cancelled
+
+        if self._stopped:
+            return ServiceError("the server stopped before this request finished; retry",
+                                status=503, code="shutting_down", retry_after=1.0)
+        return Cancelled("every request of the batch went away")
+
+    def _call_direct(self, link: Any, key: int, batch: Batch, run: _Running,
+                     on_event: EventCallback | None) -> asyncio.Future[BatchResult]:
+        """Send the batch over ``link`` at once; the future of its result."""
+        from swiftshot.runtime.ray_direct import DirectCall
+
+        call = DirectCall(link, key, batch, run, on_event, self._cancel_error)
+        run.response = call
+        link.submit(call)
+        return call.future
 
     async def stop(self) -> None:
         self._stopped = True
         self._ready = False
         if self._refresher is not None:
             self._refresher.cancel()
+        if self._unwatch is not None:
+            self._unwatch()
+            self._unwatch = None
         for run in list(self._running.values()):
             if run.response is not None:
                 run.response.cancel()
+        for task in list(self._connecting.values()):
+            task.cancel()
+        if self._connecting:
+            await asyncio.wait(list(self._connecting.values()), timeout=5.0)
+        links, self._links = list(self._links.values()), {}
+        for link in links:
+            link.close()
         loop = asyncio.get_running_loop()
         if self._stats is not None:
             self._stats.forget.remote(self._front)  # fire and forget: it expires anyway
@@ -817,10 +1030,15 @@ class RayExecutor:
             # Batches sent ahead wait inside the replica: streamed, so the replica says when
             # one starts and a batch lost while still waiting is told apart (crash isolation
             # does not count that loss against its inputs).
+            link = self._pick(batch.rank) if self._links else None
             stream = (on_event is not None and any(it.partials for it in batch.items)) or \
                 ahead_per_replica(self.settings) > 0
-            coro = self._call_stream(batch, run, on_event) if stream else \
-                self._call(batch, run, on_event)
+            if link is not None:  # sent now, so the next batch's pick counts it
+                coro = self._call_direct(link, key, batch, run, on_event)
+            elif stream:
+                coro = self._call_stream(batch, run, on_event)
+            else:
+                coro = self._call(batch, run, on_event)
             result = await asyncio.wait_for(coro, self.cfg.batch_timeout_s)
         except TimeoutError:
             if run.response is not None:
@@ -985,6 +1203,8 @@ class RayExecutor:
             await asyncio.sleep(self.cfg.status_interval_s)
             self._report(force=True)  # also a heartbeat, so an idle queue reads 0
             await self._refresh()
+            if self.direct and not self._stopped:
+                self._connect_missing()  # links lost or refused earlier: try again
 
 
 # -- the Serve deployment and application ---------------------------------------------------------

@@ -19,7 +19,14 @@ answer), so the free replica is found on the first try with no probe:
   it before any lower-class batch that was sent ahead and waits there
   (``EngineReplica`` / ``PriorityGate``).
 
+It also tells the front which replicas exist (``ray_direct.watch``, for the direct data
+channel), and sends a request that names one replica (``_to=<replica id>``) to
+that replica only: how the front asks each replica its channel's address.
+
 Imported by path in the processes that hold a handle (the front); nothing else imports it.
+Serve pickles this module *by value* with the deployment's config, so it holds no state of its
+own (a module-level lock failed the deploy: "cannot pickle '_thread.lock'") and reaches the
+executor through a real import (``ray_direct``).
 """
 
 from __future__ import annotations
@@ -34,6 +41,16 @@ from ray.serve.request_router import (
     RequestRouter,
     RunningReplica,
 )
+
+
+def _target(pending: PendingRequest | None) -> str | None:
+    if pending is None:
+        return None
+    try:
+        to = pending.kwargs.get("_to")
+    except AttributeError:
+        return None
+    return str(to) if to else None
 
 
 def _rank(pending: PendingRequest | None) -> int:
@@ -76,6 +93,9 @@ class FrontRouter(RequestRouter):
                               ) -> list[list[RunningReplica]]:
         if not candidate_replicas:
             return []
+        to = _target(pending_request)
+        if to is not None:  # a request for one replica (its channel address): only there
+            return [[r for r in candidate_replicas if r.replica_id.unique_id == to]]
         inflight, sending, reported = self._inflight, self._sending, self._reported
         load = {r.replica_id: max(inflight.get(r.replica_id, 0) + sending.get(r.replica_id, 0),
                                   reported.get(r.replica_id, 0))
@@ -148,6 +168,10 @@ class FrontRouter(RequestRouter):
         live = {r.replica_id for r in replicas}
         for rid in [rid for rid in self._inflight if rid not in live]:
             self._forget(rid)
+        from swiftshot.runtime.ray_direct import replicas_listed
+
+        replicas_listed(self._deployment_id.app_name,
+                        {r.replica_id.unique_id for r in replicas})
 
     def _forget(self, replica_id: ReplicaID) -> None:
         self._inflight.pop(replica_id, None)

@@ -1,0 +1,430 @@
+"""The direct data channel between the front and its Ray Serve replicas (``ray.transport = direct``).
+
+Serve keeps the control: it places the replicas on the cluster's nodes, checks their health,
+replaces dead ones and autoscales them (on the front's queue depth, which still counts every
+batch sent here: ``RayExecutor._depth``). The batches and their results go over a TCP
+connection of the front's own to each replica instead of through the Serve handle, whose bare
+round trip (an actor call, gRPC stream reads, pickled replies, queue-length probes) cost
+~2.5 ms idle on the dev VM — more than the 2 ms the whole hop may cost (docs/PERFORMANCE.md,
+"Ray hop"). vLLM splits its processes the same way: control through the framework, data over
+its own sockets.
+
+::
+
+    front                                                    replica (any node)
+    FrontRouter.update_replicas ─► RayExecutor learns a replica id
+    handle.direct_address(_to=id) ─── Serve, once ───►  starts ReplicaChannel (node IP, port 0)
+                                 ◄── host, port, token ──
+    FrontLink ══ TCP ═══ token ═════════════════════════► _ReplicaConn (checks it, raw bytes)
+              ◄═ ("hello", name) ════════════════════════
+              ══ ("run", key, Batch, rank) ══════════════► PriorityGate → engine thread
+              ◄═ ("started", key) ═══════════════════════  (an engine thread took it)
+              ◄═ ("partial", key, item, packed image) ═══  (previews, if asked)
+              ◄═ ("result", key, BatchResult) | ("error", key, ServiceError)
+              ══ ("cancel", key) ════════════════════════► stop between steps
+
+Frames are ``multiprocessing.Connection``'s (a 4-byte length, runtime/pipe_reader.py), each a
+pickle (protocol 5; the master bytes ride inline, one copy each way, no gRPC, no object
+store). The first frame from the front is the replica's token as raw bytes, compared before
+anything is unpickled: a stray client on the port can neither submit nor make the replica
+unpickle. The token is random per replica and handed out only through Serve (which only the
+cluster's own processes can call).
+
+Faults (the same as the Serve path's): a connection lost before the replica said ``started``
+fails the batch with ``WorkerLost(started=False)`` (the front sends it again,
+``UNSTARTED_RESENDS``); after ``started`` with ``WorkerLost`` (retried once elsewhere, then a
+503). A replica that is being stopped (downscaled, replaced) takes no new batch — it answers
+``WorkerLost(started=False)`` — and finishes the ones it runs within its graceful shutdown. No
+call waits without a bound: ``ray.batch_timeout_s`` covers every batch, the address look-up,
+the connect and the hello are bounded by ``ray.direct_connect_timeout_s``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import pickle
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from swiftshot.errors import WorkerLost, as_service_error
+from swiftshot.runtime.aio import post
+from swiftshot.runtime.executor import pack_image, unpack_image
+from swiftshot.runtime.pipe_reader import frame_header, split_frames
+from swiftshot.runtime.progress import Partial, Started
+
+if TYPE_CHECKING:
+    from swiftshot.runtime.executor import Batch, BatchResult, EventCallback
+
+log = logging.getLogger(__name__)
+
+TOKEN_BYTES = 32
+JOIN_BELOW = 64 * 1024
+"""Frames smaller than this are written as one buffer (header joined: one send); larger ones
+as two writes (no copy of the payload)."""
+
+
+def _write(transport: asyncio.Transport, msg: Any) -> None:
+    payload = pickle.dumps(msg, protocol=5)
+    head = frame_header(len(payload))
+    if len(payload) < JOIN_BELOW:
+        transport.write(head + payload)
+    else:
+        transport.write(head)
+        transport.write(payload)
+
+
+class _Framed(asyncio.Protocol):
+    """A connection that exchanges framed pickles (after the raw token, see the subclasses)."""
+
+    name = "direct"
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self._buf = bytearray()
+
+    @property
+    def open(self) -> bool:
+        return self.transport is not None and not self.transport.is_closing()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def send(self, msg: Any) -> bool:
+        if not self.open:
+            return False
+        _write(self.transport, msg)  # type: ignore[arg-type]
+        return True
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    def data_received(self, data: bytes) -> None:
+        self._buf += data
+        if not self._accepting():
+            return
+        for payload in split_frames(self._buf):
+            if not self._frame(payload) or not self.open:
+                return
+
+    def _accepting(self) -> bool:
+        return True
+
+    def _frame(self, payload: bytes) -> bool:
+        try:
+            msg = pickle.loads(payload)
+        except Exception as e:  # noqa: BLE001 - a peer that sends garbage is dropped
+            log.error("%s: unreadable frame (%s); closing the connection", self.name, e)
+            self.close()
+            return False
+        self.on_message(msg)
+        return True
+
+    def on_message(self, msg: Any) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+
+# -- which replicas exist (told by the front's router) ----------------------------------------------
+
+
+_WATCHERS: dict[str, list[Callable[[set[str]], None]]] = {}
+_LATEST: dict[str, set[str]] = {}
+_LOCK = threading.Lock()
+"""The router may run on a loop thread of its own (``ray.throughput_optimized`` off)."""
+
+
+def watch(app: str, fn: Callable[[set[str]], None]) -> Callable[[], None]:
+    """Call ``fn(replica ids)`` (``ReplicaID.unique_id``) whenever this process's router of
+    application ``app`` learns the running replicas, and once now if it already knows them.
+    ``fn`` runs on the router's thread. Returns the function that stops it."""
+    with _LOCK:
+        _WATCHERS.setdefault(app, []).append(fn)
+        known = _LATEST.get(app)
+    if known is not None:
+        fn(set(known))
+
+    def unwatch() -> None:
+        with _LOCK:
+            fns = _WATCHERS.get(app, [])
+            if fn in fns:
+                fns.remove(fn)
+            if not fns:
+                _WATCHERS.pop(app, None)
+                _LATEST.pop(app, None)
+
+    return unwatch
+
+
+def replicas_listed(app: str, ids: set[str]) -> None:
+    """``FrontRouter.update_replicas``: tell the watchers of ``app``."""
+    with _LOCK:
+        _LATEST[app] = set(ids)
+        fns = list(_WATCHERS.get(app, ()))
+    for fn in fns:
+        try:
+            fn(set(ids))
+        except Exception:  # noqa: BLE001 - a watcher must not break routing
+            log.exception("replica watcher failed")
+
+
+# -- the replica's side ---------------------------------------------------------------------------
+
+
+class ReplicaChannel:
+    """A replica's listener: authenticated connections from fronts, each running batches on
+    the replica's engine threads (``replica.direct_run``)."""
+
+    def __init__(self, replica: Any, host: str) -> None:
+        self.replica = replica
+        self.host = host
+        self.port = 0
+        self.token = secrets.token_bytes(TOKEN_BYTES)
+        self.draining = False
+        """Set when Serve stops the replica: new batches are refused (not started)."""
+        self.conns: set[_ReplicaConn] = set()
+        self._server: asyncio.AbstractServer | None = None
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(lambda: _ReplicaConn(self), self.host, 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    @property
+    def running(self) -> int:
+        """Batches of this channel not finished (waiting at the gate or on an engine thread)."""
+        return sum(len(c.tasks) for c in self.conns)
+
+    def stop_accepting(self) -> None:
+        self.draining = True
+        if self._server is not None:
+            self._server.close()
+
+    def close(self) -> None:
+        self.stop_accepting()
+        for c in list(self.conns):
+            c.close()
+
+
+class _ReplicaConn(_Framed):
+    def __init__(self, channel: ReplicaChannel) -> None:
+        super().__init__()
+        self.channel = channel
+        self.name = f"direct channel of {channel.replica.name}"
+        self.authed = False
+        self.tasks: dict[int, asyncio.Task[None]] = {}
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self.channel.conns.add(self)
+
+    def _accepting(self) -> bool:
+        if self.authed:
+            return True
+        # The first frame is the token, raw: checked before anything is unpickled.
+        if len(self._buf) >= 4 and int.from_bytes(self._buf[:4], "big", signed=True) \
+                != TOKEN_BYTES:
+            self._refuse("a first frame that is not a token")
+            return False
+        if len(self._buf) < 4 + TOKEN_BYTES:
+            return False
+        token = bytes(self._buf[4:4 + TOKEN_BYTES])
+        del self._buf[:4 + TOKEN_BYTES]
+        if not hmac.compare_digest(token, self.channel.token):
+            self._refuse("a wrong token")
+            return False
+        self.authed = True
+        self.send(("hello", self.channel.replica.name))
+        return True
+
+    def _refuse(self, why: str) -> None:
+        peer = self.transport.get_extra_info("peername") if self.transport else None
+        log.warning("%s: refused %s (%s)", self.name, peer, why)
+        self._buf.clear()
+        self.close()
+
+    def on_message(self, msg: Any) -> None:
+        kind = msg[0]
+        if kind == "run":
+            _, key, batch, rank = msg
+            if self.channel.draining:
+                err = WorkerLost(f"{self.channel.replica.name} is stopping", retry_after=1.0)
+                err.started = False
+                self.send(("error", key, err))
+                return
+            task = asyncio.get_running_loop().create_task(
+                self.channel.replica.direct_run(self, key, batch, rank))
+            self.tasks[key] = task
+            task.add_done_callback(lambda _t, key=key: self.tasks.pop(key, None))
+        elif kind == "cancel":
+            task = self.tasks.get(msg[1])
+            if task is not None:
+                task.cancel()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.channel.conns.discard(self)
+        for task in list(self.tasks.values()):  # the front is gone: nobody waits for these
+            task.cancel()
+
+
+async def run_batch(replica: Any, conn: _ReplicaConn, key: int, batch: Batch, rank: int) -> None:
+    """One batch from a front (``EngineReplica.direct_run``): wait at the replica's priority
+    gate, say ``started``, run on an engine thread (previews sent as they come), answer."""
+    loop = asyncio.get_running_loop()
+    entered = time.time_ns()
+    await replica._gate.acquire(rank)  # cancelled while waiting: it simply leaves
+    try:
+        started = time.time_ns()
+        conn.send(("started", key))
+        stop = threading.Event()
+        on_partial: Callable[[int, Any], None] | None = None
+        if any(it.partials for it in batch.items):
+            def on_partial(item_id: int, image: Any) -> None:
+                post(loop, conn.send, ("partial", key, item_id, pack_image(image)))
+        fut = loop.run_in_executor(replica._pool, replica._work, batch, stop, on_partial)
+        try:
+            result = await asyncio.shield(fut)
+        except asyncio.CancelledError:  # the front cancelled: stop between steps; the
+            stop.set()                  # engine thread stays ours until then
+            await asyncio.wait({fut})
+            raise
+    except asyncio.CancelledError:
+        raise
+    except Exception as e:  # noqa: BLE001 - the batch failed as a whole: say why
+        conn.send(("error", key, as_service_error(e)))
+        return
+    finally:
+        replica._gate.release()
+    result.spans.insert(0, ("queue", entered, started, None))
+    conn.send(("result", key, result))
+
+
+# -- the front's side -------------------------------------------------------------------------------
+
+
+class DirectCall:
+    """One batch sent over a :class:`FrontLink`, until its result, error or loss."""
+
+    def __init__(self, link: FrontLink, key: int, batch: Batch, run: Any,
+                 on_event: EventCallback | None,
+                 cancelled: Callable[[], BaseException]) -> None:
+        self.link = link
+        self.key = key
+        self.batch = batch
+        self.run = run
+        self.on_event = on_event
+        self._cancelled = cancelled
+        self.settled = False
+        """Answered, failed or cancelled: nothing more goes to or comes from the replica."""
+        self.future: asyncio.Future[BatchResult] = asyncio.get_running_loop().create_future()
+
+    def cancel(self) -> None:
+        """Every request of the batch went away (or the front stops, or the batch ran past
+        its time, which cancelled the task awaiting :attr:`future`): tell the replica to stop
+        it, and answer now."""
+        if self.settled:
+            return
+        self.settled = True
+        self.link.send(("cancel", self.key))
+        self.link.finish(self.key)
+        self.fail(self._cancelled())
+
+    def done(self, result: BatchResult) -> None:
+        self.settled = True
+        if not self.future.done():
+            self.future.set_result(result)
+
+    def fail(self, exc: BaseException) -> None:
+        self.settled = True
+        if not self.future.done():
+            self.future.set_exception(exc)
+            self.future.exception()  # retrieved: its awaiter may have gone (a timeout)
+
+
+class FrontLink(_Framed):
+    """The front's connection to one replica (see the module doc)."""
+
+    def __init__(self, replica_id: str, token: bytes, on_lost: Callable[[FrontLink], None]
+                 ) -> None:
+        super().__init__()
+        self.replica_id = replica_id
+        self.name = f"direct link to replica {replica_id}"
+        self._token = token
+        self._on_lost = on_lost
+        self.ready: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self.calls: dict[int, DirectCall] = {}
+        self.busy_since = 0.0
+        self.draining = False
+        """Serve no longer lists the replica (stopping): no new batches go to it."""
+        self.lost = False
+
+    @property
+    def inflight(self) -> int:
+        return len(self.calls)
+
+    @property
+    def usable(self) -> bool:
+        return not self.draining and not self.lost and self.ready.done() and \
+            not self.ready.cancelled() and self.ready.exception() is None and self.open
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self.transport.write(frame_header(len(self._token)) + self._token)  # type: ignore[union-attr]
+
+    def submit(self, call: DirectCall) -> None:
+        if not self.calls:
+            self.busy_since = time.monotonic()
+        self.calls[call.key] = call
+        call.run.started = False
+        self.send(("run", call.key, call.batch, call.batch.rank))
+
+    def finish(self, key: int) -> None:
+        if self.calls.pop(key, None) is not None and self.calls:
+            self.busy_since = time.monotonic()  # the next one starts now
+
+    def on_message(self, msg: Any) -> None:
+        kind = msg[0]
+        if kind == "hello":
+            if not self.ready.done():
+                self.ready.set_result(msg[1])
+            return
+        call = self.calls.get(msg[1])
+        if call is None:
+            return  # a batch cancelled here meanwhile: its late events have nobody to go to
+        if kind == "started":
+            call.run.started = True
+            if call.on_event is not None:
+                for it in call.batch.items:
+                    call.on_event(it.id, Started())
+        elif kind == "partial":
+            if call.on_event is not None:
+                call.on_event(msg[2], Partial(0, unpack_image(msg[3])))
+        elif kind == "result":
+            self.finish(call.key)
+            call.done(msg[2])
+        elif kind == "error":
+            self.finish(call.key)
+            call.fail(msg[2])
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        why = f"{type(exc).__name__}: {exc}" if exc else "the connection closed"
+        if not self.ready.done():
+            self.ready.set_exception(ConnectionError(f"{self.name} closed before its hello "
+                                                     f"({why})"))
+            self.ready.exception()  # retrieved: nobody may be waiting any more
+        calls, self.calls = self.calls, {}
+        for call in calls.values():
+            err = WorkerLost(f"the replica {self.replica_id} was lost mid-batch ({why})",
+                             retry_after=1.0)
+            if not call.run.started:
+                err.started = False
+            call.fail(err)
+        self._on_lost(self)
+
+
+__all__ = ["DirectCall", "FrontLink", "ReplicaChannel", "replicas_listed", "run_batch", "watch"]

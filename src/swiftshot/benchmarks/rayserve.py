@@ -2,7 +2,7 @@
 
     python -m swiftshot.benchmarks.rayserve [--quick] [--parts timeline,scaling,hop,batcher]
         [--pipeline-depth N] [--router front|serve] [--variants serve:0,front:0,front:1]
-        [--out F]
+        [--transports direct,serve] [--out F]
 
 Parts (each prints a table; all go into one JSON with the machine):
 
@@ -22,7 +22,9 @@ Parts (each prints a table; all go into one JSON with the machine):
              front-observed latency minus the engine + ops + master-encode time the replica
              measured itself (BatchResult.infer_s + master_s). Unary and streamed (previews)
              calls, 64² and 1024² masters; the bare Serve round trip (``ping``) and the inline
-             executor's thread hop for reference. Goal <= 2 ms. The paths are measured in
+             executor's thread hop for reference. Goal <= 2 ms. Every transport of
+             ``--transports`` (default: direct and serve, ``ray.transport``) is measured, each
+             on a replica of its own, alternated in the same rounds. The paths are measured in
              interleaved rounds (5 quick, 9 full): the figure is the median of all samples,
              with the lowest and highest round median beside it (the spread run to run).
 ``batcher``  The front's batcher (whole batches to a free replica) against ``@serve.batch`` in
@@ -51,17 +53,27 @@ VARIANTS: list[dict[str, Any]] = []
 """``--variants serve:0,front:0,front:1`` (router:pipeline_depth): the scaling and timeline
 parts run every variant at each replica count in turn, alternated in one window on one
 cluster, so a neighbour's burst on a shared box lands on all of them alike."""
+TRANSPORTS: list[str] = []
+"""``--transports direct,serve``: every variant of the scaling and timeline parts is run with
+each transport (``ray.transport``), and the hop part measures each; alternated in one window."""
 _APPS = iter(range(1, 10**9))
 
 
 def _variant_name(v: dict[str, Any]) -> str:
     if not v:
         return "settings"
-    return f"{v.get('router', '?')}+depth{v.get('pipeline_depth', '?')}"
+    name = "+".join(str(v[k]) if k != "pipeline_depth" else f"depth{v[k]}"
+                    for k in ("router", "pipeline_depth") if k in v)
+    if "transport" in v:
+        name = f"{name}+{v['transport']}" if name else v["transport"]
+    return name or "settings"
 
 
 def _variants() -> list[dict[str, Any]]:
-    return VARIANTS or [dict(VARIANT)]
+    base = VARIANTS or [dict(VARIANT)]
+    if not TRANSPORTS:
+        return base
+    return [{**v, "transport": t} for v in base for t in TRANSPORTS]
 
 
 def _settings(**kw: Any) -> Any:
@@ -292,17 +304,31 @@ async def bench_hop(quick: bool) -> list[dict[str, Any]]:
     # the rounds' own medians beside it.
     rounds = 5 if quick else 9
     per_round = 40 if quick else 60
-    paths = [("serve handle ping (no work)", 0, None), ("ray unary", 64, False),
-             ("ray stream (Started+Partial)", 64, True), ("ray unary", 1024, False),
-             ("ray stream (Started+Partial)", 1024, True)]
+    transports = TRANSPORTS or [VARIANT.get("transport", "direct"), "serve"]
+    transports = list(dict.fromkeys(transports))
+    # (label, transport, size, stream): size 0 is the bare Serve round trip
+    paths: list[tuple[str, str, int, bool | None]] = [
+        ("serve handle ping (no work)", transports[0], 0, None)]
+    for t in transports:
+        paths += [(f"{t}: unary", t, 64, False), (f"{t}: stream (Started+Partial)", t, 64, True),
+                  (f"{t}: unary", t, 1024, False),
+                  (f"{t}: stream (Started+Partial)", t, 1024, True)]
     got: dict[int, tuple[list[float], list[float], list[float]]] = {
         i: ([], [], []) for i in range(len(paths))}
-    async with Front(_settings(replicas=1, steps=4)) as f:
-        ping = f.ex._handle.options(method_name="ping")
+    fronts: dict[str, Front] = {}
+    try:
+        for t in transports:  # one replica each, side by side on the same cluster
+            fronts[t] = Front(_settings(replicas=1, steps=4, transport=t))
+            await fronts[t].__aenter__()
+        for t, f in fronts.items():
+            if t == "direct" and not f.ex._links:
+                raise RuntimeError("the direct transport did not link to its replica")
+        ping = fronts[transports[0]].ex._handle.options(method_name="ping")
         for _ in range(20):
             await ping.remote()
         for r_i in range(rounds):
-            for i, (_, size, stream) in enumerate(paths):
+            for i, (_, t, size, stream) in enumerate(paths):
+                f = fronts[t]
                 total, inner, p50s = got[i]
                 t_round: list[float] = []
                 k_n = per_round // (4 if size == 1024 else 1) + (5 if r_i == 0 else 0)
@@ -323,10 +349,13 @@ async def bench_hop(quick: bool) -> list[dict[str, Any]]:
                     inner.append(inside)
                     t_round.append(dt - inside)
                 p50s.append(statistics.median(t_round))
-        for i, (path, size, _) in enumerate(paths):
-            total, inner, p50s = got[i]
-            rows.append(row(path, size, total, inner, p50s))
-            print_table(rows[-1:])
+    finally:
+        for f in fronts.values():
+            await f.__aexit__(None, None, None)
+    for i, (path, _, size, _) in enumerate(paths):
+        total, inner, p50s = got[i]
+        rows.append(row(path, size, total, inner, p50s))
+        print_table(rows[-1:])
     s = _settings()
     inline = InlineExecutor(FakeEngine(), s)
     await inline.start()
@@ -386,7 +415,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--variants", default=None,
                    help="router:depth,... (e.g. serve:0,front:0,front:1): the scaling and "
                         "timeline parts alternate them at each replica count")
+    p.add_argument("--transports", default=None,
+                   help="direct,serve (ray.transport): the scaling and timeline parts run "
+                        "each variant with each, alternated; the hop part measures each "
+                        "(default there: both)")
     args = p.parse_args(argv)
+    if args.transports:
+        for t in args.transports.split(","):
+            if t not in ("direct", "serve"):
+                p.error(f"--transports: direct or serve; got {t!r}")
+            TRANSPORTS.append(t)
     if args.variants:
         for spec in args.variants.split(","):
             router, _, depth = spec.partition(":")
@@ -411,7 +449,7 @@ def main(argv: list[str] | None = None) -> int:
         # hang (Serve's long-poll thread re-initialising Ray against the shutdown), and the
         # figures must not be lost with it
         data = {"benchmark": "rayserve", "quick": args.quick, "ray_nodes": 2,
-                "settings": dict(VARIANT), "variants": [_variant_name(v) for v in VARIANTS],
+                "settings": dict(VARIANT), "variants": [_variant_name(v) for v in _variants()],
                 "cluster_start_s": cluster.start_s, "wall_s": wall,
                 "load_avg_before": load_before, "load_avg_after": load_after, **out,
                 "ray": ray.__version__}

@@ -43,9 +43,11 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import io
 import logging
 import pickle
 import secrets
+import struct
 import threading
 import time
 from collections.abc import Callable
@@ -63,29 +65,67 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 TOKEN_BYTES = 32
-JOIN_BELOW = 64 * 1024
-"""Frames smaller than this are written as one buffer (header joined: one send); larger ones
-as two writes (no copy of the payload)."""
+RAW_FROM = 64 * 1024
+"""``bytes`` this large (a master, a preview's pixels, a product photo's) leave the pickle and
+cross as raw frames of their own: written from the object itself, read straight into their
+final buffer (no copy into or out of a pickle stream)."""
+READ_BYTES = 256 * 1024
+
+
+class _Pickler(pickle.Pickler):
+    def __init__(self, file: io.BytesIO, raw: list[bytes]) -> None:
+        super().__init__(file, protocol=5)
+        self._raw = raw
+
+    def persistent_id(self, obj: Any) -> int | None:
+        if type(obj) is bytes and len(obj) >= RAW_FROM:
+            self._raw.append(obj)
+            return len(self._raw) - 1
+        return None
+
+
+class _Unpickler(pickle.Unpickler):
+    def __init__(self, file: io.BytesIO, raw: list[bytes]) -> None:
+        super().__init__(file)
+        self._raw = raw
+
+    def persistent_load(self, pid: Any) -> Any:
+        return self._raw[pid]
 
 
 def _write(transport: asyncio.Transport, msg: Any) -> None:
-    payload = pickle.dumps(msg, protocol=5)
-    head = frame_header(len(payload))
-    if len(payload) < JOIN_BELOW:
-        transport.write(head + payload)
-    else:
-        transport.write(head)
-        transport.write(payload)
+    """One message: a frame holding the count of raw parts and the pickle, then each raw part
+    as a frame of its own (``Connection`` framing, runtime/pipe_reader.py)."""
+    f = io.BytesIO()
+    f.write(b"\0\0\0\0")
+    raw: list[bytes] = []
+    _Pickler(f, raw).dump(msg)
+    meta = f.getbuffer()
+    struct.pack_into("!I", meta, 0, len(raw))
+    transport.write(frame_header(len(meta)) + meta)
+    del meta
+    for part in raw:
+        transport.write(frame_header(len(part)))
+        transport.write(part)
 
 
-class _Framed(asyncio.Protocol):
-    """A connection that exchanges framed pickles (after the raw token, see the subclasses)."""
+class _Framed(asyncio.BufferedProtocol):
+    """A connection that exchanges framed messages (after the raw token, see the subclasses).
+
+    Reads go into a scratch buffer, except the body of a large frame, which the kernel writes
+    straight into a buffer of its final size."""
 
     name = "direct"
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
-        self._buf = bytearray()
+        self._scratch = bytearray(READ_BYTES)
+        self._pending = bytearray()
+        self._big: bytearray | None = None
+        self._big_n = 0
+        self._meta: bytes | None = None
+        self._raw: list[bytes] = []
+        self._raw_left = 0
 
     @property
     def open(self) -> bool:
@@ -104,26 +144,84 @@ class _Framed(asyncio.Protocol):
         if self.transport is not None:
             self.transport.close()
 
-    def data_received(self, data: bytes) -> None:
-        self._buf += data
-        if not self._accepting():
-            return
-        for payload in split_frames(self._buf):
-            if not self._frame(payload) or not self.open:
-                return
+    # -- reading ---------------------------------------------------------------------------
 
-    def _accepting(self) -> bool:
+    def get_buffer(self, sizehint: int) -> memoryview:
+        if self._big is not None:
+            return memoryview(self._big)[self._big_n:]
+        return memoryview(self._scratch)
+
+    def buffer_updated(self, nbytes: int) -> None:
+        if self._big is not None:
+            self._big_n += nbytes
+            if self._big_n < len(self._big):
+                return
+            body, self._big, self._big_n = self._big, None, 0
+            if not self._frame(bytes(body)):
+                return
+        else:
+            self._pending += memoryview(self._scratch)[:nbytes]
+        pending = self._pending
+        while self.open and len(pending) >= 4:
+            size = int.from_bytes(pending[:4], "big", signed=True)
+            head = 4
+            if size == -1:
+                if len(pending) < 12:
+                    return
+                size = struct.unpack("!Q", pending[4:12])[0]
+                head = 12
+            if not self._allow(size):
+                return
+            if len(pending) >= head + size:
+                chunks = list(split_frames(pending))  # the whole frames at its front
+                for payload in chunks:
+                    if not self._frame(payload):
+                        return
+                continue
+            if size - (len(pending) - head) >= RAW_FROM:  # the rest straight into place
+                self._big = bytearray(size)
+                have = len(pending) - head
+                self._big[:have] = memoryview(pending)[head:]
+                self._big_n = have
+                pending.clear()
+            return
+
+    def _allow(self, size: int) -> bool:
+        """Whether a frame of ``size`` bytes may come now (a replica wants its token first)."""
+        if size < 0:
+            self._drop(f"a frame of size {size}")
+            return False
         return True
+
+    def _drop(self, why: str) -> None:
+        log.error("%s: %s; closing the connection", self.name, why)
+        self._pending.clear()
+        self._big = None
+        self.close()
 
     def _frame(self, payload: bytes) -> bool:
+        """One frame: a message's head, or one of its raw parts."""
+        if self._meta is None:
+            count = int.from_bytes(payload[:4], "big")
+            if count:
+                self._meta, self._raw_left, self._raw = payload, count, []
+                return True
+            meta, raw = payload, []
+        else:
+            self._raw.append(payload)
+            self._raw_left -= 1
+            if self._raw_left:
+                return True
+            meta, raw, self._meta, self._raw = self._meta, self._raw, None, []
         try:
-            msg = pickle.loads(payload)
+            f = io.BytesIO(meta)
+            f.seek(4)
+            msg = _Unpickler(f, raw).load()
         except Exception as e:  # noqa: BLE001 - a peer that sends garbage is dropped
-            log.error("%s: unreadable frame (%s); closing the connection", self.name, e)
-            self.close()
+            self._drop(f"an unreadable message ({type(e).__name__}: {e})")
             return False
         self.on_message(msg)
-        return True
+        return self.open
 
     def on_message(self, msg: Any) -> None:  # pragma: no cover - overridden
         raise NotImplementedError
@@ -222,19 +320,17 @@ class _ReplicaConn(_Framed):
         super().connection_made(transport)
         self.channel.conns.add(self)
 
-    def _accepting(self) -> bool:
-        if self.authed:
-            return True
-        # The first frame is the token, raw: checked before anything is unpickled.
-        if len(self._buf) >= 4 and int.from_bytes(self._buf[:4], "big", signed=True) \
-                != TOKEN_BYTES:
+    def _allow(self, size: int) -> bool:
+        if not self.authed and size != TOKEN_BYTES:  # the token first, or nothing
             self._refuse("a first frame that is not a token")
             return False
-        if len(self._buf) < 4 + TOKEN_BYTES:
-            return False
-        token = bytes(self._buf[4:4 + TOKEN_BYTES])
-        del self._buf[:4 + TOKEN_BYTES]
-        if not hmac.compare_digest(token, self.channel.token):
+        return super()._allow(size)
+
+    def _frame(self, payload: bytes) -> bool:
+        if self.authed:
+            return super()._frame(payload)
+        # The first frame is the token, raw: checked before anything is unpickled.
+        if not hmac.compare_digest(payload, self.channel.token):
             self._refuse("a wrong token")
             return False
         self.authed = True
@@ -244,7 +340,8 @@ class _ReplicaConn(_Framed):
     def _refuse(self, why: str) -> None:
         peer = self.transport.get_extra_info("peername") if self.transport else None
         log.warning("%s: refused %s (%s)", self.name, peer, why)
-        self._buf.clear()
+        self._pending.clear()
+        self._big = None
         self.close()
 
     def on_message(self, msg: Any) -> None:

@@ -94,11 +94,17 @@ def node_of(worker: str) -> str:
     return worker.split("@", 1)[1].split(":", 1)[0]
 
 
-@pytest.mark.parametrize("executor", [{"replicas": 2, "delay_s": 0.05}], indirect=True)
+# the data path both ways: the direct channel (the default) and the Serve handle
+BOTH = ("direct", "serve")
+
+
+@pytest.mark.parametrize("executor", [{"replicas": 2, "delay_s": 0.05, "transport": t}
+                                      for t in BOTH], indirect=True)
 async def test_batches_run_on_replicas_on_both_nodes(executor, ray_cluster):
     assert executor.slots == 2
     health = executor.health()
     assert health.ready and health.executor == "ray" and health.warm == 2
+    assert len(executor._links) == (2 if executor.cfg.transport == "direct" else 0)
     batches = [batch(f"bag {i}", f"shoe {i}") for i in range(16)]
     results = await asyncio.gather(*(executor.submit(b) for b in batches))
     nodes = {node_of(r.worker) for r in results}
@@ -118,7 +124,8 @@ async def test_batches_run_on_replicas_on_both_nodes(executor, ray_cluster):
         assert {i for n, _, _, i in r.spans if n == "encode"} == {it.id for it in b.items}
 
 
-@pytest.mark.parametrize("executor", [{"replicas": 1, "steps": 4}], indirect=True)
+@pytest.mark.parametrize("executor", [{"replicas": 1, "steps": 4, "transport": t} for t in BOTH],
+                         indirect=True)
 async def test_started_and_previews_come_from_the_replica(executor):
     b = batch("vase", partials=2)
     events: list[tuple[int, object]] = []
@@ -133,7 +140,8 @@ async def test_started_and_previews_come_from_the_replica(executor):
     assert result.results[0].master
 
 
-@pytest.mark.parametrize("executor", [{"replicas": 1}], indirect=True)
+@pytest.mark.parametrize("executor", [{"replicas": 1, "transport": t} for t in BOTH],
+                         indirect=True)
 async def test_one_bad_item_fails_alone_with_a_picklable_error(executor):
     b = batch("fine", "explode please", "also fine")
     r = await executor.submit(b)
@@ -142,7 +150,8 @@ async def test_one_bad_item_fails_alone_with_a_picklable_error(executor):
     assert isinstance(errs[1], ServiceError) and errs[1].status == 502
 
 
-@pytest.mark.parametrize("executor", [{"replicas": 1, "delay_s": 2.0, "steps": 20}], indirect=True)
+@pytest.mark.parametrize("executor", [{"replicas": 1, "delay_s": 2.0, "steps": 20, "transport": t}
+                                      for t in BOTH], indirect=True)
 async def test_abort_cancels_the_running_batch_in_the_replica(executor):
     b = batch("slow")
     task = asyncio.ensure_future(executor.submit(b))
@@ -156,7 +165,9 @@ async def test_abort_cancels_the_running_batch_in_the_replica(executor):
     assert r.results[0].master and time.monotonic() - t0 < 4.0
 
 
-async def test_replica_killed_mid_load_loses_no_request(ray_cluster, tmp_path, monkeypatch):
+@pytest.mark.parametrize("transport", BOTH)
+async def test_replica_killed_mid_load_loses_no_request(ray_cluster, tmp_path, monkeypatch,
+                                                       transport):
     """SIGKILL one of two replicas while requests run through the front's Worker: every
     request is answered — its batch retried once on the other replica, or a clear 503
     worker_lost — none hangs; Serve replaces the replica, and the new one gets work (with the
@@ -166,7 +177,7 @@ async def test_replica_killed_mid_load_loses_no_request(ray_cluster, tmp_path, m
 
     router_on_this_loop(monkeypatch)
 
-    s = ray_settings(tmp_path, replicas=2, delay_s=0.3)
+    s = ray_settings(tmp_path, replicas=2, delay_s=0.3, transport=transport)
     s.scheduler.max_batch_size = 2
     ex = RayExecutor(s)
     worker = Worker(ex, s)

@@ -277,6 +277,22 @@ class QueueStats:
 
     def __init__(self) -> None:
         self._by: dict[tuple[str, str], tuple[dict[str, float], float]] = {}
+        self._channels: dict[str, dict[str, dict[str, Any]]] = {}
+        """Application → replica id → its direct channel (host, port, token, name)."""
+
+    def add_channel(self, app: str, replica: str, addr: dict[str, Any]) -> None:
+        self._channels.setdefault(app, {})[replica] = dict(addr)
+
+    def drop_channel(self, app: str, replica: str) -> None:
+        self._channels.get(app, {}).pop(replica, None)
+
+    def channels(self, app: str, replicas: list[str]) -> dict[str, dict[str, Any]]:
+        """The channels of ``replicas`` that have registered; forgets the application's
+        others (replicas Serve no longer runs: the front lists the live ones)."""
+        known = self._channels.get(app, {})
+        for rid in [r for r in known if r not in replicas]:
+            del known[rid]
+        return {r: known[r] for r in replicas if r in known}
 
     def report(self, front: str, engine: str, depth: dict[str, float]) -> None:
         self._by[(front, engine)] = (dict(depth), time.monotonic())
@@ -401,6 +417,12 @@ class EngineReplica:
         self.replica_id = rid
         node = ray.get_runtime_context().get_node_id()
         self.name = f"replica-{rid}@{node[:8]}:{os.getpid()}"
+        try:
+            from ray import serve
+
+            self.app_name: str | None = serve.get_replica_context().app_name
+        except Exception:  # noqa: BLE001 - outside Serve (unit use)
+            self.app_name = None
         self.node_id = node
         self._pool = ThreadPoolExecutor(max_workers=settings.ray.batches_per_replica,
                                         thread_name_prefix="swiftshot-replica")
@@ -421,6 +443,13 @@ class EngineReplica:
         self._stopped = False
         self._channel: Any = None
         self._channel_start: asyncio.Future[Any] | None = None
+        try:  # Serve runs the constructor on the replica's event loop: listen from now on
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        if loop is not None and self.app_name is not None and \
+                settings.ray.transport == "direct":
+            self._channel_start = loop.create_task(self._open_channel())
         from swiftshot import telemetry
 
         self._deltas = telemetry.MetricDeltas()
@@ -561,9 +590,8 @@ class EngineReplica:
         this to (ray_router.FrontRouter)."""
         if self._channel_start is None:
             self._channel_start = asyncio.ensure_future(self._open_channel())
-        channel = await asyncio.shield(self._channel_start)
-        return {"host": channel.host, "port": channel.port, "token": channel.token,
-                "name": self.name, "id": self.replica_id}
+        await asyncio.shield(self._channel_start)
+        return self._address()
 
     async def _open_channel(self) -> Any:
         import ray
@@ -573,7 +601,16 @@ class EngineReplica:
         channel = ReplicaChannel(self, ray.util.get_node_ip_address())
         await channel.start()
         self._channel = channel
+        if self.app_name is not None:  # where the fronts look it up (QueueStats)
+            if self._stats is None:
+                self._stats = stats_actor(self.settings.ray.namespace)
+            self._stats.add_channel.remote(self.app_name, self.replica_id, self._address())
         return channel
+
+    def _address(self) -> dict[str, Any]:
+        channel = self._channel
+        return {"host": channel.host, "port": channel.port, "token": channel.token,
+                "name": self.name, "id": self.replica_id}
 
     async def direct_run(self, conn: Any, key: int, batch: Batch, rank: int) -> None:
         from swiftshot.runtime.ray_direct import run_batch
@@ -613,6 +650,11 @@ class EngineReplica:
         channel = getattr(self, "_channel", None)  # None too on a half-built replica
         if channel is not None and not channel.draining:
             channel.stop_accepting()
+            if self._stats is not None and self.app_name is not None:
+                try:
+                    self._stats.drop_channel.remote(self.app_name, self.replica_id)
+                except Exception:  # noqa: BLE001 - Ray going away: the entry expires anyway
+                    pass
             try:
                 asyncio.get_running_loop()
             except RuntimeError:  # not Serve's call (the interpreter's own, at exit)
@@ -704,7 +746,6 @@ class RayExecutor:
         self._connecting: dict[str, asyncio.Task[None]] = {}
         self._retry_at: dict[str, float] = {}
         self._unwatch: Callable[[], None] | None = None
-        self._addr_handle: Any = None
 
     # -- Executor protocol ---------------------------------------------------------------
 
@@ -820,7 +861,6 @@ class RayExecutor:
         self._handle = handle.options(
             method_name="run_item" if self.cfg.batcher == "serve" else "run")
         if self.direct:
-            self._addr_handle = handle.options(method_name="direct_address")
             loop = asyncio.get_running_loop()
             from swiftshot.runtime import ray_direct
 
@@ -830,20 +870,16 @@ class RayExecutor:
     # -- the direct data channel (runtime/ray_direct.py) ---------------------------------------
 
     async def _open_direct(self) -> None:
-        """Link to the replicas running now (bounded); the router learns of them with its
-        first request, this one. A replica not linked yet is sent batches through Serve."""
+        """Link to the replicas running now (bounded). The router lists them once it has
+        handled a request: a ping. A replica not linked yet is sent batches through Serve."""
         t = self.cfg.direct_connect_timeout_s
-        resp = self._addr_handle.remote()
+        resp = self._base_handle.options(method_name="ping").remote()
         try:
-            addr = await asyncio.wait_for(resp, t)
+            await asyncio.wait_for(resp, t)
         except Exception as e:  # noqa: BLE001 - Serve still carries the batches
             resp.cancel()
-            log.warning("%s: no direct channel to a replica (%s); batches go through Serve "
-                        "until one links", self.engine_name, e)
+            log.warning("%s: the replicas did not answer a ping (%s)", self.engine_name, e)
             return
-        rid = addr["id"]
-        if rid not in self._links and rid not in self._connecting:
-            self._start_connect(rid, addr)
         deadline = time.monotonic() + t
         while time.monotonic() < deadline and \
                 len(self._links) < self._replicas.get("RUNNING", 1):
@@ -852,7 +888,11 @@ class RayExecutor:
             if pending:
                 await asyncio.wait(pending, timeout=max(0.0, deadline - time.monotonic()))
             else:
-                await asyncio.sleep(0.02)  # the router has not listed the others yet
+                await asyncio.sleep(0.02)  # the router has not listed them yet
+        if len(self._links) < self._replicas.get("RUNNING", 1):
+            log.warning("%s: direct links to %d of %d replicas after %g s; the others get "
+                        "batches through Serve until they link", self.engine_name,
+                        len(self._links), self._replicas.get("RUNNING", 0), t)
 
     def _on_replicas(self, ids: set[str]) -> None:
         """The router's list of running replicas changed: link to new ones; a replica no
@@ -875,25 +915,25 @@ class RayExecutor:
                 continue
             self._start_connect(rid)
 
-    def _start_connect(self, rid: str, addr: Mapping[str, Any] | None = None) -> None:
-        task = asyncio.get_running_loop().create_task(self._connect(rid, addr),
+    def _start_connect(self, rid: str) -> None:
+        task = asyncio.get_running_loop().create_task(self._connect(rid),
                                                       name=f"swiftshot-ray-link-{rid}")
         self._connecting[rid] = task
         task.add_done_callback(lambda _t: self._connecting.pop(rid, None))
 
-    async def _connect(self, rid: str, addr: Mapping[str, Any] | None) -> None:
+    async def _connect(self, rid: str) -> None:
+        """Link to replica ``rid``: its address and token from where it registered them
+        (:class:`QueueStats`, written when its channel started), then connect and hello."""
         from swiftshot.runtime.ray_direct import FrontLink
 
         t = self.cfg.direct_connect_timeout_s
         link: Any = None
         try:
+            found = await asyncio.wait_for(
+                self._stats.channels.remote(self.app_name, sorted(self._known | {rid})), t)
+            addr = found.get(rid)
             if addr is None:
-                resp = self._addr_handle.remote(_to=rid)
-                try:
-                    addr = await asyncio.wait_for(resp, t)
-                except BaseException:
-                    resp.cancel()
-                    raise
+                raise LookupError("its channel has not registered yet")
             link = FrontLink(rid, addr["token"], self._link_lost)
             await asyncio.wait_for(asyncio.get_running_loop().create_connection(
                 lambda: link, addr["host"], addr["port"]), t)
@@ -924,7 +964,10 @@ class RayExecutor:
     def _pick(self, rank: int) -> Any:
         """The link for a batch of class ``rank``, as FrontRouter ranks replicas: realtime to
         an idle replica, else the one whose running batch began first; other classes to the
-        fewest batches in flight. None (Serve carries it) when no link has room."""
+        fewest batches in flight. None (Serve carries it) when there is no link, or when
+        every link is full and Serve runs replicas this front has not linked yet (just
+        started); a batch beyond every linked replica's room otherwise waits in one of them,
+        like a batch Serve would have queued."""
         links = [ln for ln in self._links.values() if ln.usable]
         if not links:
             return None
@@ -932,7 +975,10 @@ class RayExecutor:
             best = min(links, key=lambda ln: (1, ln.busy_since) if ln.calls else (0, 0.0))
         else:
             best = min(links, key=lambda ln: ln.inflight)
-        return best if best.inflight < max_ongoing(self.settings) else None
+        if best.inflight >= max_ongoing(self.settings) and \
+                self._replicas.get("RUNNING", 0) > len(links):
+            return None
+        return best
 
     def _cancel_error(self) -> BaseException:
         from swiftshot.engines.base import Cancelled

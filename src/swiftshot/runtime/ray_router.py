@@ -20,8 +20,8 @@ answer), so the free replica is found on the first try with no probe:
   (``EngineReplica`` / ``PriorityGate``).
 
 It also tells the front which replicas exist (``ray_direct.watch``, for the direct data
-channel), and sends a request that names one replica (``_to=<replica id>``) to
-that replica only: how the front asks each replica its channel's address.
+channel), and sends a request that names one replica (``_to=<replica id>``) to that replica
+only.
 
 Imported by path in the processes that hold a handle (the front); nothing else imports it.
 Serve pickles this module *by value* with the deployment's config, so it holds no state of its

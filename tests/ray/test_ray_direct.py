@@ -1,0 +1,127 @@
+"""The direct data channel (``ray.transport = direct``, runtime/ray_direct.py) on the real
+two-node loopback cluster: batches go over the front's own links, not the Serve handle; a
+stray client on a replica's port is refused; a replica Serve replaces is linked again."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pickle
+import signal
+import socket
+import struct
+import time
+
+import pytest
+
+from swiftshot.delivery import codecs
+from swiftshot.engines.base import FakeEngine
+from swiftshot.runtime.progress import Partial, Started
+from tests.ray.test_ray_executor import batch, delete_app, node_of, ray_settings
+
+pytestmark = pytest.mark.ray
+
+
+@pytest.fixture
+async def direct(ray_cluster, tmp_path):
+    from swiftshot.runtime.ray_executor import RayExecutor
+
+    ex = RayExecutor(ray_settings(tmp_path, replicas=2, delay_s=0.05, steps=4,
+                                  transport="direct"))
+    await ex.start()
+    through_serve: list[str] = []
+
+    async def refused(*args, **kwargs):  # the Serve data path must not be taken
+        through_serve.append("serve")
+        raise AssertionError("a batch went through the Serve handle")
+
+    ex._call = refused
+    ex._call_stream = refused
+    try:
+        yield ex
+    finally:
+        assert through_serve == []
+        await ex.stop()
+        await delete_app(ex.app_name)
+
+
+async def test_batches_and_previews_cross_the_direct_links(direct, ray_cluster):
+    assert direct.direct and len(direct._links) == 2, direct._links
+    batches = [batch(f"bag {i}", partials=1 if i % 2 else 0) for i in range(8)]
+    events: list[tuple[int, object]] = []
+    results = await asyncio.gather(*(direct.submit(b, lambda i, e: events.append((i, e)))
+                                     for b in batches))
+    assert {node_of(r.worker) for r in results} == {n[:8] for n in ray_cluster.node_ids}
+    for b, r in zip(batches, results, strict=True):
+        (it,) = b.items
+        assert codecs.decode_master(r.results[0].master).tobytes() == \
+            FakeEngine._image(it.spec).tobytes()
+        mine = [e for i, e in events if i == it.id]
+        assert isinstance(mine[0], Started)  # said by the replica when an engine thread took it
+        assert sum(isinstance(e, Partial) for e in mine) == it.partials
+    # a 1024² master (3 MB of raw pixels) crosses as raw bytes, intact
+    big = batch("large")
+    big.items[0].spec = big.items[0].spec.model_copy(update={"width": 1024, "height": 1024})
+    r = await direct.submit(big)
+    assert codecs.decode_master(r.results[0].master).tobytes() == \
+        FakeEngine._image(big.items[0].spec).tobytes()
+
+
+def _read_frame(sock: socket.socket) -> bytes | None:
+    head = sock.recv(4, socket.MSG_WAITALL)
+    if len(head) < 4:
+        return None
+    return sock.recv(struct.unpack("!i", head)[0], socket.MSG_WAITALL)
+
+
+async def test_a_stray_client_cannot_submit(direct):
+    rid = next(iter(direct._links))
+    addr = (await asyncio.wait_for(direct._stats.channels.remote(direct.app_name, [rid]),
+                                   30))[rid]
+    assert addr["id"] == rid and len(addr["token"]) == 32
+    # the replica hands out the same through its handle
+    assert await asyncio.wait_for(
+        direct._base_handle.options(method_name="direct_address").remote(_to=rid), 30) == addr
+
+    def attempt(first: bytes) -> bytes:
+        with socket.create_connection((addr["host"], addr["port"]), timeout=10) as s:
+            s.sendall(first)
+            try:
+                return s.recv(4096)
+            except ConnectionResetError:
+                return b""
+
+    loop = asyncio.get_running_loop()
+    run = pickle.dumps(("run", 1, batch("stray"), 1))
+    for first in (struct.pack("!i", len(run)) + run,  # a request with no token
+                  struct.pack("!i", 32) + os.urandom(32)):  # a guessed token
+        assert await loop.run_in_executor(None, attempt, first) == b""  # closed, no hello
+
+    def with_token() -> bytes | None:
+        with socket.create_connection((addr["host"], addr["port"]), timeout=10) as s:
+            s.sendall(struct.pack("!i", 32) + addr["token"])
+            return _read_frame(s)
+
+    hello = await loop.run_in_executor(None, with_token)
+    assert hello is not None and b"hello" in hello
+    r = await direct.submit(batch("after the strays"))  # the replica serves on
+    assert r.results[0].master
+
+
+async def test_a_replica_serve_replaces_is_linked_again(direct):
+    first = await direct.submit(batch("warm"))
+    pid = int(first.worker.rsplit(":", 1)[1])
+    old = {rid for rid, link in direct._links.items()}
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        new = set(direct._links) - old
+        if new and len(direct._links) == 2 and all(ln.usable for ln in direct._links.values()):
+            break
+        await asyncio.sleep(0.2)
+    else:
+        pytest.fail(f"no link to the replacement replica: {direct._links}")
+    rs = await asyncio.gather(*(direct.submit(batch(f"after {i}")) for i in range(4)))
+    workers = {r.worker for r in rs}  # four at once: both links take some
+    pids = {int(w.rsplit(":", 1)[1]) for w in workers}
+    assert pid not in pids and len(pids) == 2, workers

@@ -382,7 +382,8 @@ async def run_batch(replica: Any, conn: _ReplicaConn, key: int, batch: Batch, ra
         if any(it.partials for it in batch.items):
             def on_partial(item_id: int, image: Any) -> None:
                 post(loop, conn.send, ("partial", key, item_id, pack_image(image)))
-        fut = loop.run_in_executor(replica._pool, replica._work, batch, stop, on_partial)
+        fut = loop.run_in_executor(replica._pool_for(rank), replica._work, batch, stop,
+                                   on_partial)
         try:
             result = await asyncio.shield(fut)
         except asyncio.CancelledError:  # the front cancelled: stop between steps; the

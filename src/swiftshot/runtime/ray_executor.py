@@ -42,6 +42,7 @@ import itertools
 import logging
 import math
 import os
+import random
 import socket
 import threading
 import time
@@ -972,9 +973,15 @@ class RayExecutor:
         if not links:
             return None
         if rank == 0:
-            best = min(links, key=lambda ln: (1, ln.busy_since) if ln.calls else (0, 0.0))
+            def key(ln: Any) -> tuple[int, float]:
+                return (1, ln.busy_since) if ln.calls else (0, 0.0)
         else:
-            best = min(links, key=lambda ln: ln.inflight)
+            def key(ln: Any) -> tuple[int, float]:  # type: ignore[misc]
+                return (ln.inflight, 0.0)
+        # equals in random order (as FrontRouter, fc1331c): a stable tie-break sends every
+        # batch of a quiet spell to the same replica and none to a replacement
+        lowest = min(key(ln) for ln in links)
+        best = random.choice([ln for ln in links if key(ln) == lowest])
         if best.inflight >= max_ongoing(self.settings) and \
                 self._replicas.get("RUNNING", 0) > len(links):
             return None

@@ -112,20 +112,28 @@ def frame_header(size: int) -> bytes:
     return struct.pack("!i", size)
 
 
+def frame_size(buf: bytearray) -> tuple[int, int] | None:
+    """The size of the message whose :func:`frame_header` starts ``buf`` and the header's own
+    length, or None while the header is not whole (the size is negative for a corrupt one)."""
+    if len(buf) < 4:
+        return None
+    size = int.from_bytes(buf[:4], "big", signed=True)
+    if size != -1:
+        return size, 4
+    if len(buf) < 12:
+        return None
+    return struct.unpack("!Q", buf[4:12])[0], 12
+
+
 def split_frames(buf: bytearray) -> Iterator[bytes]:
     """The whole messages at the front of ``buf`` (``Connection`` framing, see
     :func:`frame_header`), each removed from it as it is yielded; a partial one stays for the
     next read."""
     while True:
-        if len(buf) < 4:
+        framed = frame_size(buf)
+        if framed is None:
             return
-        size = int.from_bytes(buf[:4], "big", signed=True)
-        head = 4
-        if size == -1:
-            if len(buf) < 12:
-                return
-            size = struct.unpack("!Q", buf[4:12])[0]
-            head = 12
+        size, head = framed
         if size < 0 or len(buf) < head + size:
             return
         with memoryview(buf) as whole:  # one copy out (a bytearray slice would be two)
@@ -136,4 +144,4 @@ def split_frames(buf: bytearray) -> Iterator[bytes]:
         yield payload
 
 
-__all__ = ["PipeReader", "READ_BYTES", "frame_header", "split_frames"]
+__all__ = ["PipeReader", "READ_BYTES", "frame_header", "frame_size", "split_frames"]

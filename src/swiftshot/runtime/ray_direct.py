@@ -56,7 +56,7 @@ from typing import TYPE_CHECKING, Any
 from swiftshot.errors import WorkerLost, as_service_error
 from swiftshot.runtime.aio import post
 from swiftshot.runtime.executor import pack_image, unpack_image
-from swiftshot.runtime.pipe_reader import frame_header, split_frames
+from swiftshot.runtime.pipe_reader import frame_header, frame_size, split_frames
 from swiftshot.runtime.progress import Partial, Started
 
 if TYPE_CHECKING:
@@ -162,14 +162,11 @@ class _Framed(asyncio.BufferedProtocol):
         else:
             self._pending += memoryview(self._scratch)[:nbytes]
         pending = self._pending
-        while self.open and len(pending) >= 4:
-            size = int.from_bytes(pending[:4], "big", signed=True)
-            head = 4
-            if size == -1:
-                if len(pending) < 12:
-                    return
-                size = struct.unpack("!Q", pending[4:12])[0]
-                head = 12
+        while self.open:
+            framed = frame_size(pending)
+            if framed is None:
+                return
+            size, head = framed
             if not self._allow(size):
                 return
             if len(pending) >= head + size:

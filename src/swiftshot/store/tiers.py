@@ -363,9 +363,7 @@ class DiskTier:
         except _DISK_ERRORS as e:
             self._failed("put", e)
         else:
-            if self._failing is not None:
-                log.warning("disk cache tier %s writes again", self.directory)
-                self._failing, self._logged = None, False
+            self._writes_again()
 
     def put_many(self, entries: Sequence[tuple[str, bytes, float | None, Sequence[str]]]) -> None:
         """:meth:`put` of several entries (a miss's meta, master and variants) in two
@@ -391,9 +389,13 @@ class DiskTier:
         except _DISK_ERRORS as e:
             self._failed("put", e)
         else:
-            if self._failing is not None:
-                log.warning("disk cache tier %s writes again", self.directory)
-                self._failing, self._logged = None, False
+            self._writes_again()
+
+    def _writes_again(self) -> None:
+        """A write went through: if writes had been failing, say that they no longer do."""
+        if self._failing is not None:
+            log.warning("disk cache tier %s writes again", self.directory)
+            self._failing, self._logged = None, False
 
     def _failed(self, op: str, exc: Exception) -> None:
         CACHE_ERRORS.labels(tier=self.name).inc()

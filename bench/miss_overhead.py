@@ -1,8 +1,8 @@
-"""Sequential 512² WebP misses against a spawned ``swiftshot serve`` (process executor), with the
+"""Sequential WebP misses (512² unless --size) against a spawned ``swiftshot serve`` (process executor), with the
 Server-Timing split per miss: a quick driver for profiling the miss path's overhead (run py-spy
 on the front and the workers beside it with ``--pause``) and for short before/after checks.
 
-    PYTHONPATH=src python bench/miss_overhead.py --n 300 [--workers 2] [--out FILE]
+    PYTHONPATH=src python bench/miss_overhead.py --n 300 [--workers 2] [--size 512] [--out FILE]
 
 Prints p50 of each stage, the server's overhead (total − work) and the client-seen overhead
 (latency − work), each ÷ ``infer`` (the engine) — the same definitions as ``bench serve``'s
@@ -29,7 +29,8 @@ from swiftshot.benchmarks.stats import parse_server_timing, percentile
 WORK = ("infer", "master", "variant", "encode")
 
 
-async def drive(url: str, n: int, warm: int, pause: float) -> list[dict[str, float]]:
+async def drive(url: str, n: int, warm: int, pause: float, size: int = 512
+                ) -> list[dict[str, float]]:
     host, port = url.split("//")[1].split(":")
     client = Client(host, int(port))
     rows = []
@@ -39,7 +40,7 @@ async def drive(url: str, n: int, warm: int, pause: float) -> list[dict[str, flo
         await asyncio.sleep(pause)
     for i in range(n + warm):
         body = json.dumps({"model": "studio", "prompt": "white sneaker on a marble plinth",
-                           "size": "512x512", "n": 1, "response_format": "url",
+                           "size": f"{size}x{size}", "n": 1, "response_format": "url",
                            "output_format": "webp", "seed": seed0 + i}).encode()
         t0 = time.perf_counter()
         resp = await client.request("POST", "/v1/images/generations",
@@ -78,23 +79,25 @@ def main() -> int:
     ap.add_argument("--executor", default="process")
     ap.add_argument("--pause", type=float, default=0.0,
                     help="seconds to wait after start (attach a profiler), then drive")
+    ap.add_argument("--size", type=int, default=512,
+                    help="square size rendered (512: the goal's figure; 1024: a slower engine)")
     ap.add_argument("--out")
     a = ap.parse_args()
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="swiftshot-miss-") as d:
-        env = server_env(Path(d), "studio", "512x512")
+        env = server_env(Path(d), "studio", f"{a.size}x{a.size}")
         cmd = [*swiftshot_command(port, "studio"), "--executor", a.executor,
                "--workers", str(a.workers)]
         with running(cmd, env, port) as url:
             if a.pause:
                 print("pids:", os.popen(f"pgrep -f 'swiftshot serve.*{port}'").read().split(),
                       flush=True)
-            rows = asyncio.run(drive(url, a.n, a.warm, a.pause))
+            rows = asyncio.run(drive(url, a.n, a.warm, a.pause, a.size))
     s = summarise(rows)
     for k, v in s.items():
         print(f"{k:32s} {v:8.3f}" if isinstance(v, float) else f"{k:32s} {v}")
     if a.out:
-        Path(a.out).write_text(json.dumps({"machine": machine_info(), "load": os.getloadavg(),
+        Path(a.out).write_text(json.dumps({"machine": machine_info(), "load": os.getloadavg(), "size": a.size,
                                            "summary": s}, indent=1))
     return 0
 

@@ -366,35 +366,22 @@ class _ReplicaConn(_Framed):
 
 
 async def run_batch(replica: Any, conn: _ReplicaConn, key: int, batch: Batch, rank: int) -> None:
-    """One batch from a front (``EngineReplica.direct_run``): wait at the replica's priority
-    gate, say ``started``, run on an engine thread (previews sent as they come), answer."""
+    """One batch from a front (``EngineReplica.direct_run``): :meth:`EngineReplica.run`
+    (the priority gate, an engine thread) saying ``started`` when it begins and sending
+    previews as they come, then the answer."""
     loop = asyncio.get_running_loop()
-    entered = time.time_ns()
-    await replica._gate.acquire(rank)  # cancelled while waiting: it simply leaves
+    on_partial: Callable[[int, Any], None] | None = None
+    if any(it.partials for it in batch.items):
+        def on_partial(item_id: int, image: Any) -> None:
+            post(loop, conn.send, ("partial", key, item_id, pack_image(image)))
     try:
-        started = time.time_ns()
-        conn.send(("started", key))
-        stop = threading.Event()
-        on_partial: Callable[[int, Any], None] | None = None
-        if any(it.partials for it in batch.items):
-            def on_partial(item_id: int, image: Any) -> None:
-                post(loop, conn.send, ("partial", key, item_id, pack_image(image)))
-        fut = loop.run_in_executor(replica._pool_for(rank), replica._work, batch, stop,
-                                   on_partial)
-        try:
-            result = await asyncio.shield(fut)
-        except asyncio.CancelledError:  # the front cancelled: stop between steps; the
-            stop.set()                  # engine thread stays ours until then
-            await asyncio.wait({fut})
-            raise
+        result = await replica.run(batch, rank, on_started=lambda: conn.send(("started", key)),
+                                   on_partial=on_partial)
     except asyncio.CancelledError:
         raise
     except Exception as e:  # noqa: BLE001 - the batch failed as a whole: say why
         conn.send(("error", key, as_service_error(e)))
         return
-    finally:
-        replica._gate.release()
-    result.spans.insert(0, ("queue", entered, started, None))
     conn.send(("result", key, result))
 
 

@@ -493,18 +493,23 @@ class EngineReplica:
         result.metrics = self._deltas.take()  # what the engine and ops counted here
         return result
 
-    async def run(self, batch: Batch, rank: int = 1) -> BatchResult:
+    async def run(self, batch: Batch, rank: int = 1, *,
+                  on_started: Callable[[], None] | None = None,
+                  on_partial: Callable[[int, Any], None] | None = None) -> BatchResult:
         """One batch. ``rank`` is its class (0 realtime … 3 prefetch): a batch the front sent
         ahead (``ray.pipeline_depth``) waits here, realtime ones first, until one of the
         ``batches_per_replica`` engine threads is free; that wait comes back as the span
-        ``queue``."""
+        ``queue``. ``on_started`` (called when an engine thread takes it) and ``on_partial``
+        (previews, from the engine thread) are the direct channel's (ray_direct.run_batch)."""
         entered = time.time_ns()
         await self._gate.acquire(rank)  # cancelled while waiting: it simply leaves
         try:
             started = time.time_ns()
+            if on_started is not None:
+                on_started()
             stop = threading.Event()
             fut = asyncio.get_running_loop().run_in_executor(self._pool_for(rank), self._work,
-                                                             batch, stop, None)
+                                                             batch, stop, on_partial)
             try:
                 result = await asyncio.shield(fut)
             except asyncio.CancelledError:  # the front cancelled this request: stop between
@@ -972,16 +977,13 @@ class RayExecutor:
         links = [ln for ln in self._links.values() if ln.usable]
         if not links:
             return None
-        if rank == 0:
-            def key(ln: Any) -> tuple[int, float]:
-                return (1, ln.busy_since) if ln.calls else (0, 0.0)
-        else:
-            def key(ln: Any) -> tuple[int, float]:  # type: ignore[misc]
-                return (ln.inflight, 0.0)
+        from swiftshot.runtime.ray_router import placement_key
+
+        keys = [placement_key(rank, ln.inflight, ln.busy_since) for ln in links]
         # equals in random order (as FrontRouter, fc1331c): a stable tie-break sends every
         # batch of a quiet spell to the same replica and none to a replacement
-        lowest = min(key(ln) for ln in links)
-        best = random.choice([ln for ln in links if key(ln) == lowest])
+        lowest = min(keys)
+        best = random.choice([ln for ln, k in zip(links, keys, strict=True) if k == lowest])
         if best.inflight >= max_ongoing(self.settings) and \
                 self._replicas.get("RUNNING", 0) > len(links):
             return None

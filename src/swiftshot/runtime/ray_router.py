@@ -53,6 +53,16 @@ def _target(pending: PendingRequest | None) -> str | None:
     return str(to) if to else None
 
 
+def placement_key(rank: int, load: int, busy_since: float) -> tuple[int, float]:
+    """How a batch of class ``rank`` ranks a replica with ``load`` batches in flight, the
+    oldest running since ``busy_since`` (lowest first): realtime to an idle replica, else to
+    the one whose running batch began first (it frees soonest); other classes to the fewest
+    batches in flight. FrontRouter's order, and the direct channel's (RayExecutor._pick)."""
+    if rank == 0:
+        return (0, 0.0) if load == 0 else (1, busy_since)
+    return (load, 0.0)
+
+
 def _rank(pending: PendingRequest | None) -> int:
     if pending is None:
         return 1
@@ -101,15 +111,10 @@ class FrontRouter(RequestRouter):
                                   reported.get(r.replica_id, 0))
                 for r in candidate_replicas}
 
-        if _rank(pending_request) == 0:
-            now = time.monotonic()
+        rank, now, busy_since = _rank(pending_request), time.monotonic(), self._busy_since
 
-            def key(r: RunningReplica) -> tuple[int, float]:
-                n = load[r.replica_id]
-                return (0 if n == 0 else 1, self._busy_since.get(r.replica_id, now) if n else 0.0)
-        else:
-            def key(r: RunningReplica) -> tuple[int, float]:  # type: ignore[misc]
-                return (load[r.replica_id], 0.0)
+        def key(r: RunningReplica) -> tuple[int, float]:
+            return placement_key(rank, load[r.replica_id], busy_since.get(r.replica_id, now))
         # One replica per rank: Serve takes the first that has room, in this order. Ties (equal
         # load) in random order: with the router on the front's loop several batches are ranked
         # in one turn, before any send is counted, and a stable sort sent them all to the first

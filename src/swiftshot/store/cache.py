@@ -257,12 +257,6 @@ def _lookups(tier: str, result: str) -> Any:
     return child
 
 
-def _put_all(tiers: Sequence[CacheTier], key: str, value: bytes, ttl: float | None,
-             tags: Sequence[str]) -> None:
-    for tier in tiers:
-        tier.put(key, value, ttl, tags)
-
-
 def _put_many(tiers: Sequence[CacheTier], entries: Sequence[Entry]) -> None:
     for tier in tiers:
         many = getattr(tier, "put_many", None)

@@ -367,6 +367,18 @@ def test_only_batches_without_a_realtime_item_run_lowered():
     assert not any(runs_lowered(rank, 0) for rank in (0, 1, 2, 3))  # the setting off
 
 
+async def _nice_while_rendering(pid: int, tasks: list[asyncio.Task]) -> int:
+    """The niceness of the worker thread rendering now (the engine sleeps 1 s in 20 steps: the
+    thread is found in its sleep); skips where the kernel shows no wait channel."""
+    seen: list[int | None] = []
+    await _until(lambda: seen.append(_rendering_thread_nice(pid)) or seen[-1] is not None
+                 or all(t.done() for t in tasks), timeout=30)
+    if seen[-1] is None:
+        pytest.skip("this kernel shows no wait channel (/proc/*/wchan) to find the rendering "
+                    "thread by")
+    return seen[-1]
+
+
 @pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="reads /proc (Linux)")
 async def test_lower_class_renders_run_on_a_lowered_thread_realtime_ones_do_not(tmp_path):
     settings = _settings(tmp_path, delay_s=1.0, steps=20)
@@ -380,14 +392,8 @@ async def test_lower_class_renders_run_on_a_lowered_thread_realtime_ones_do_not(
             task = asyncio.create_task(w.submit(_spec(w, priority), priority=priority,
                                                 deadline_s=60))
             await _until(lambda: _busy(ex) is not None)
-            seen: list[int | None] = []
-            # the engine sleeps 1 s in 20 steps: the thread rendering it is found in its sleep
-            await _until(lambda seen=seen, task=task: seen.append(_rendering_thread_nice(pid))
-                         or seen[-1] is not None or task.done(), timeout=30)
-            if seen[-1] is None:
-                pytest.skip("this kernel shows no wait channel (/proc/*/wchan) to find the "
-                            "rendering thread by")
-            assert seen[-1] == want, f"{priority} rendered at nice {seen[-1]}, want {want}"
+            nice = await _nice_while_rendering(pid, [task])
+            assert nice == want, f"{priority} rendered at nice {nice}, want {want}"
             r = await asyncio.wait_for(task, 60)
             assert r.master is not None and codecs.decode_master(r.master).size == (64, 64)
         # the worker's own priority is untouched (the front's realtime work keeps it)
@@ -417,14 +423,9 @@ async def test_a_batch_with_realtime_and_lower_class_items_renders_at_base_prior
         await _until(lambda: w.scheduler.depth()["realtime"] == 1
                      and sum(w.scheduler.depth().values()) == 3)
         await asyncio.wait_for(busy, 60)
-        seen: list[int | None] = []
-        await _until(lambda: seen.append(_rendering_thread_nice(pid)) or seen[-1] is not None
-                     or all(t.done() for t in mates), timeout=30)
-        if seen[-1] is None:
-            pytest.skip("this kernel shows no wait channel (/proc/*/wchan) to find the "
-                        "rendering thread by")
+        nice = await _nice_while_rendering(pid, mates)
         rs = await asyncio.wait_for(asyncio.gather(*mates), 60)
         assert [r.batch_size for r in rs] == [3, 3, 3]  # one batch of three classes
-        assert seen[-1] == base, f"the mixed batch rendered at nice {seen[-1]}, want {base}"
+        assert nice == base, f"the mixed batch rendered at nice {nice}, want {base}"
     finally:
         await w.stop()

@@ -192,6 +192,10 @@ class _Framed(asyncio.BufferedProtocol):
 
     def _drop(self, why: str) -> None:
         log.error("%s: %s; closing the connection", self.name, why)
+        self._discard()
+
+    def _discard(self) -> None:
+        """Nothing more is read from this connection: what was buffered goes, it closes."""
         self._pending.clear()
         self._big = None
         self.close()
@@ -337,9 +341,7 @@ class _ReplicaConn(_Framed):
     def _refuse(self, why: str) -> None:
         peer = self.transport.get_extra_info("peername") if self.transport else None
         log.warning("%s: refused %s (%s)", self.name, peer, why)
-        self._pending.clear()
-        self._big = None
-        self.close()
+        self._discard()
 
     def on_message(self, msg: Any) -> None:
         kind = msg[0]

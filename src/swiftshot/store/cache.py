@@ -260,7 +260,7 @@ def _lookups(tier: str, result: str) -> Any:
 def _put_many(tiers: Sequence[CacheTier], entries: Sequence[Entry]) -> None:
     for tier in tiers:
         many = getattr(tier, "put_many", None)
-        if many is not None and len(entries) > 1:
+        if many is not None:
             many(entries)
         else:
             for key, value, ttl, tags in entries:

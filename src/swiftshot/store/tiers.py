@@ -350,25 +350,13 @@ class DiskTier:
 
     def put(self, key: str, value: bytes, ttl: float | None = None,
             tags: Sequence[str] = ()) -> None:
-        if self._cache is None or self._db is None:
-            return
-        try:
-            # tags first: an entry is never on disk without the rows a purge finds it by (a
-            # crash in between leaves a tag row for a missing key, which a purge skips)
-            if tags:
-                with self._db_lock:
-                    self._db.executemany("INSERT OR IGNORE INTO tags (tag, key) VALUES (?, ?)",
-                                         [(t, key) for t in tags])
-            self._cache.set(key, bytes(value), expire=ttl, retry=True)
-        except _DISK_ERRORS as e:
-            self._failed("put", e)
-        else:
-            self._writes_again()
+        self.put_many([(key, value, ttl, tags)])
 
     def put_many(self, entries: Sequence[tuple[str, bytes, float | None, Sequence[str]]]) -> None:
         """:meth:`put` of several entries (a miss's meta, master and variants) in two
-        transactions instead of two per entry: every tag row first, then every entry, so, as
-        in :meth:`put`, an entry is never on disk without the rows a purge finds it by."""
+        transactions instead of two per entry: every tag row first, then every entry, so an
+        entry is never on disk without the rows a purge finds it by (a crash in between
+        leaves tag rows for missing keys, which a purge skips)."""
         if self._cache is None or self._db is None:
             return
         try:

@@ -785,13 +785,16 @@ def _smooth_parts(img: np.ndarray, hard: np.ndarray, band: int, min_area: float
     sole under a sneaker, both on white-washed wood) lights no colour evidence, and its own
     outline against the grain is lost in the grain's edges, so it was given back: a hole
     through a bottle, a shoe without its sole. But it is *smooth* where the table is not.
-    Per row, the backdrop's texture is the median local deviation of the high-passed
-    brightness (relative to the brightness) over pixels 13+ px from the product, in the whole
-    row (a smooth wall above the table is then compared with the wall). A connected smooth
-    region (under 0.4× its rows' texture, in textured rows) is product when it
+    Per row, the backdrop's texture is the 80th percentile of the local deviation of the
+    high-passed brightness (relative to the brightness) over pixels 13+ px from the product,
+    in the whole row (a smooth wall above the table is then compared with the wall); a row is
+    textured over 3 levels. A connected smooth region (under 0.3× its rows' texture, in
+    textured rows) is product when it
 
     * borders the product over a fifth of its outline or more (not a smooth patch nearby),
     * is thick (10+ work px across: thin smooth strips run along seams and the horizon),
+    * has textured backdrop around it (not a plain sweep whose rows a shadow's edge called
+      textured: ``_TEXTURE_AROUND``),
     * stays inside the frame's border band, and is no speck.
     """
     h, w = hard.shape

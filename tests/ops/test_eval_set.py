@@ -111,3 +111,71 @@ def test_heldout_split_is_ten_seeds_a_category_and_refused_as_tuning_seeds():
         with pytest.raises(SystemExit) as err:
             main(["--seeds", seeds, "--categories", "holes"])
         assert err.value.code == 2
+
+
+# -- several sizes in one run, and the confidence's calibration report ----------------------
+
+def test_sizes_option_evaluates_every_size_in_one_run(tmp_path, capsys):
+    import json
+
+    import pytest
+
+    from swiftshot.testing.products import main
+
+    out = tmp_path / "eval.json"
+    assert main(["--seeds", "0", "--categories", "holes,cast_shadows", "--sizes", "160,224",
+                 "--confidence", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "at 160²" in printed and "at 224²" in printed and "said low" in printed
+    result = json.loads(out.read_text())
+    assert result["sizes"] == [160, 224]
+    by_size = result["tuning"]["sizes"]
+    assert set(by_size) == {"160", "224"}
+    for side, entry in by_size.items():
+        assert len(entry["rows"]) == 2
+        assert all(r["size"] == [int(side), int(side)] for r in entry["rows"])
+        assert all(0 <= r["confidence"] <= 1 and r["level"] for r in entry["rows"])
+        assert entry["confidence"]["all"]["n"] == 2
+    # The same case at two sizes is two photos (its IoU is measured on each).
+    assert by_size["160"]["rows"][0]["iou"] != by_size["224"]["rows"][0]["iou"]
+    for bad in (["--sizes", "10"], ["--sizes", "640,x"], ["--size", "640", "--sizes", "800"]):
+        with pytest.raises(SystemExit) as err:
+            main(["--seeds", "0", "--categories", "holes", *bad])
+        assert err.value.code == 2
+
+
+def test_confidence_report_counts_catches_and_false_alarms():
+    from swiftshot.testing.products import confidence_report, confidence_table
+
+    rows = [{"case": f"c{i}", "category": "a" if i < 4 else "b", "iou": iou_, "confidence": c}
+            for i, (iou_, c) in enumerate([(0.80, 0.1), (0.90, 0.7), (0.99, 0.95), (0.98, 0.3),
+                                           (0.95, 0.6), (0.99, 0.97)])]
+    rep = confidence_report(rows, low=0.5)
+    a = rep["all"]
+    assert (a["bad"], a["bad_caught"], a["good"], a["good_flagged"]) == (2, 1, 3, 1)
+    assert a["missed"] == ["c1"] and a["false_alarms"] == ["c3"]
+    assert rep["categories"]["b"]["n"] == 2 and rep["categories"]["b"]["bad"] == 0
+    assert 0.0 < a["pearson"] < 1.0 and -1.0 <= a["spearman"] <= 1.0
+    # Perfectly ordered: both correlations 1.
+    ordered = [{"case": str(i), "category": "a", "iou": 0.9 + i / 100, "confidence": i / 10}
+               for i in range(5)]
+    rep = confidence_report(ordered)
+    assert abs(rep["all"]["spearman"] - 1) < 1e-9 and rep["all"]["pearson"] > 0.99
+    assert "| **all** | 5 |" in confidence_table(rep)
+
+
+def test_calibrated_confidence_says_low_on_the_tuning_misses_only():
+    """The calibration (docs/OPS.md): tinted glass whose dark walls the matte gave back (IoU
+    0.93, confidence 1.00 before) is `low`; white on white at IoU ≥ 0.97 (0.00 before) and
+    clean cutouts are not."""
+    from swiftshot.ops.cutout import ClassicalSegmenter
+    from swiftshot.testing.products import confidence_report, evaluate
+
+    cases = (eval_cases((9, 10), ("glossy_transparent",))
+             + eval_cases((1, 2, 3), ("white_on_white",)) + eval_cases((0, 1), ("holes",)))
+    rows = evaluate(None, cases, (640, 640), segmenter=ClassicalSegmenter())
+    rep = confidence_report(rows)["all"]
+    assert rep["bad"] >= 1 and rep["bad_caught"] == rep["bad"], rep
+    glass = [r for r in rows if r["category"] == "glossy_transparent"]
+    assert all(r["iou"] < 0.94 and r["level"] == "low" for r in glass), glass
+    assert rep["good"] >= 4 and rep["good_flagged"] == 0, rep

@@ -675,62 +675,144 @@ def _peel_base_shadow(m: np.ndarray, ev: Evidence, p: ClassicalParams) -> np.nda
     return out
 
 
-def _confidence(img: np.ndarray, bg: np.ndarray, sigma: float, band: int, hard: np.ndarray,
-                ev: Evidence) -> tuple[float, tuple[str, ...]]:
-    """How far to trust a classical cutout, 0..1, and what lowered it.
-
-    * the backdrop model explains the border (a busy room does not fit a smooth surface);
-    * the product is neither tiny nor most of the frame;
-    * it does not run off the frame's edge (cropped, or backdrop taken for product);
-    * little of it looks like backdrop or its shadow (white on white, a dark shadow joined
-      to the product: the region there is a guess);
-    * its outline runs along an edge (``_unsupported_outline``: not through the backdrop);
-    * nothing smooth lies beside it where the backdrop is textured (``_smooth_beside``: a
-      part left out).
-    """
+def _confidence_signals(img: np.ndarray, bg: np.ndarray, sigma: float, band: int,
+                        hard: np.ndarray, ev: Evidence) -> dict[str, float]:
+    """What a classical cutout knows of its own doubt, as numbers (``_confidence`` weighs
+    them). All on the work copy, so they do not depend on the photo's size."""
     h, w = hard.shape
-    why: list[str] = []
     sel = _border_sel(h, w, band)
-    fit = float((np.abs(img[sel] - bg[sel]).max(1) < max(6.0, 4.0 * sigma)).mean())
-    c_fit = float(np.clip((fit - 0.55) / 0.35, 0, 1))
-    if c_fit < 0.8:
-        why.append(f"backdrop model explains {fit:.0%} of the border")
+    res = np.abs(img[sel] - bg[sel]).max(1)
+    fit = float((res < max(6.0, 4.0 * sigma)).mean())
     area = float(hard.mean())
-    c_area = float(np.clip(area / 0.01, 0, 1) * np.clip((0.9 - area) / 0.2, 0, 1))
-    if area < 0.01:
-        why.append(f"product covers only {area:.1%} of the frame")
-    elif area > 0.7:
-        why.append(f"product covers {area:.0%} of the frame")
     edge = np.concatenate([hard[0], hard[-1], hard[:, 0], hard[:, -1]]).astype(bool)
     touch = float(edge.mean())
-    c_touch = float(np.clip(1 - touch * 3, 0.3, 1))
-    if touch > 0.02:
-        why.append(f"product runs off the frame's edge ({touch:.0%} of it)")
     inside = hard > 0
     n_in = max(int(inside.sum()), 1)
-    # Backdrop-coloured and only darker: a shadow's colour, even where an edge made it product.
     shadowy = (ev.chroma < 0.6) & (ev.ratio > 0.3) & (ev.ratio < 1 - ev.tol)
     amb = float((((ev.shadow_like | ev.bg_like) & ~ev.product) | shadowy)[inside].sum() / n_in)
-    c_amb = float(np.clip(1 - (amb - 0.05) * 2.5, 0, 1))
-    if amb > 0.12:
-        why.append(f"{amb:.0%} of the product looks like backdrop or shadow")
-    # The outline should run along an edge: where the colour just inside it is the colour
-    # just outside, it was drawn through the backdrop (a piece of a wood table kept with a
-    # handbag: IoU 0.89–0.95 at confidence 1.00 before this term).
-    unsup = _unsupported_outline(img, hard, sigma)
-    c_out = float(np.clip(1 - (unsup - 0.06) * 4, 0, 1))
-    if unsup > 0.1:
-        why.append(f"{unsup:.0%} of the outline has the same colour on both sides")
-    # A part left out: the outline, as drawn, runs along an edge (so the term above is blind
-    # to it), but next to it lies something smooth where the backdrop at that height is
-    # textured — a white sole under a sneaker on a white-washed wood table was missed at
-    # IoU 0.68 with confidence 0.93.
-    smooth = _smooth_beside(img, hard, band, sigma)
-    c_part = float(np.clip(1 - (smooth - 0.08) * 4, 0, 1))
-    if smooth > 0.08:
-        why.append(f"{smooth:.0%} of the product's surroundings are smooth where the backdrop "
-                   "is textured: a part of the product may be missing")
-    conf = c_fit * c_area * c_touch * c_amb * c_out * c_part
+    sig: dict[str, float] = {"fit": fit, "area": area, "touch": touch, "amb": amb,
+                             "sigma": float(sigma)}
+    sig["white"] = float(bool(hard.any()) and _whiteish(hard, ev))
+    sig["filled"] = float((inside & ~ev.product).sum() / n_in)
+    sig["bg_inside"] = float((inside & ev.bg_like & ~ev.product).sum() / n_in)
+    sig["tint"] = float((inside & ev.tint).sum() / n_in) if ev.tint is not None else 0.0
+    diff, thr = _outline_contrast(img, hard, sigma)
+    sig["unsup"] = float((diff < thr).mean()) if diff is not None else 0.0
+    if diff is not None:
+        rel = diff / thr
+        sig["contrast_p10"] = float(np.percentile(rel, 10))
+        sig["contrast_p25"] = float(np.percentile(rel, 25))
+        sig["contrast_med"] = float(np.median(rel))
+        sig["weak_outline"] = float((rel < 2.0).mean())
+    else:
+        sig.update(contrast_p10=0.0, contrast_p25=0.0, contrast_med=0.0, weak_outline=0.0)
+    sig["smooth"] = _smooth_beside(img, hard, band, sigma)
+    # Just outside the outline (2-6 px, inside the border band): what is neither backdrop
+    # nor shadow there was left out (a missed part), or the backdrop model is wrong there.
+    if hard.any() and not hard.all():
+        d_out = cv2.distanceTransform((hard == 0).astype(np.uint8), cv2.DIST_L2, 3)
+        ring = (d_out >= 2) & (d_out <= 6)
+        ring[:band], ring[h - band:], ring[:, :band], ring[:, w - band:] = (
+            False, False, False, False)
+        n_r = max(int(ring.sum()), 1)
+        sig["ring_odd"] = float((ring & ~ev.bg_like & ~ev.shadow_like).sum() / n_r)
+        sig["ring_ev"] = float((ring & ev.product).sum() / n_r)
+        rres = np.abs(img[ring] - bg[ring]).max(1) if ring.any() else np.zeros(1)
+        sig["ring_resid"] = float((rres > max(6.0, 4.0 * sigma)).mean())
+        # Close calls along the outline (2 px either side): chroma near the threshold.
+        d_in = cv2.distanceTransform(inside.astype(np.uint8), cv2.DIST_L2, 3)
+        near = ((d_out > 0) & (d_out <= 2)) | ((d_in > 0) & (d_in <= 2))
+        c = ev.chroma[near]
+        sig["close_calls"] = float(((c > 0.5) & (c < 1.5)).mean()) if c.size else 0.0
+        # Backdrop walled in by the product (holes): see-through parts, or a miss.
+        n, lab, st, _ = cv2.connectedComponentsWithStats((hard == 0).astype(np.uint8), 4)
+        holes = 0
+        for i in range(1, n):
+            x, y, cw, ch, a = st[i]
+            if x > 0 and y > 0 and x + cw < w and y + ch < h:
+                holes += a
+        sig["holes"] = float(holes / n_in)
+    else:
+        sig.update(ring_odd=0.0, ring_ev=0.0, ring_resid=0.0, close_calls=0.0, holes=0.0)
+    return sig
+
+
+def _confidence(img: np.ndarray, bg: np.ndarray, sigma: float, band: int, hard: np.ndarray,
+                ev: Evidence) -> tuple[float, tuple[str, ...]]:
+    """How far to trust a classical cutout, 0..1, and what lowered it."""
+    return _confidence_from(_confidence_signals(img, bg, sigma, band, hard, ev))
+
+
+# The calibrated confidence (calibration pass, 5 Dec 2026; docs/OPS.md "Confidence,
+# calibrated"). Each term is a doubt in 0..1 (a ramp of one signal from where it starts to
+# where it is full); the confidence is a logistic of their weighted sum:
+#     confidence = 1 / (1 + exp(-(_CONF_BIAS - sum(weight * doubt))))
+# i.e. the chance the cutout is good (IoU >= 0.95). Bias and weights *fitted* on the tuning
+# seeds 0-44, 5000-5009, 6000-6019, 7000-7019 at 640² and 800² (1900 cutouts; L2-penalised
+# logistic regression, weights held >= 0, cutouts under IoU 0.93 weighted 4x and 0.93-0.95
+# 2x), rounded; the terms marked "by hand" never fired on those cases and are set so that a
+# full doubt alone says ``low`` (a part left out, no product, a product that is the frame).
+# Ramps are per term: (signal, start, full, weight, note).
+_CONF_BIAS = 4.67
+_CONF_TERMS: tuple[tuple[str, float, float, float], ...] = (
+    ("matte_dark", 0.03, 0.3, 6.2),   # dark edge the matte gave back (glass walls)
+    ("misfit", 0.03, 0.4, 0.72),      # border the backdrop model does not explain
+    ("touch", 0.01, 0.2, 3.1),        # runs off the frame's edge
+    ("amb", 0.05, 0.5, 0.75),         # looks like backdrop or shadow (not white on white)
+    ("white", 0.5, 1.0, 0.47),        # white on white: closed from its outline
+    ("white_weak", 0.1, 0.3, 0.45),   # ...and the outline is faint (white on white only)
+    ("unsup", 0.02, 0.3, 5.4),        # outline with the same colour on both sides
+    ("bg_inside", 0.015, 0.1, 3.5),   # plain backdrop filled in (not white on white)
+    ("close", 0.2, 0.5, 0.09),        # chroma close calls along the outline
+    ("smooth", 0.08, 0.33, 6.0),      # by hand: smooth beside it on a textured backdrop
+    ("tiny", 0.0, 0.015, 6.0),        # by hand: under 2 % of the frame (0.5 %: full)
+    ("huge", 0.7, 0.9, 6.0),          # by hand: most of the frame
+)
+
+
+def _conf_doubts(sig: dict[str, float]) -> dict[str, float]:
+    """Each term's doubt (0..1) from the raw signals."""
+    white = sig.get("white", 0.0)
+    raw = {"matte_dark": sig.get("matte_dark", 0.0), "misfit": 1.0 - sig.get("fit", 1.0),
+           "touch": sig.get("touch", 0.0), "amb": sig.get("amb", 0.0) * (1 - white),
+           "white": white, "white_weak": sig.get("weak_outline", 0.0) * white,
+           "unsup": sig.get("unsup", 0.0) * (1 - white),
+           "bg_inside": sig.get("bg_inside", 0.0) * (1 - white),
+           "close": sig.get("close_calls", 0.0), "smooth": sig.get("smooth", 0.0),
+           "tiny": max(0.0, 0.02 - sig.get("area", 0.1)), "huge": sig.get("area", 0.1)}
+    return {name: float(np.clip((raw[name] - a) / (b - a), 0.0, 1.0))
+            for name, a, b, _ in _CONF_TERMS}
+
+
+def _confidence_from(sig: dict[str, float]) -> tuple[float, tuple[str, ...]]:
+    """The calibrated confidence (0..1) of a classical cutout from its signals, and what
+    lowered it, in words, the largest doubt first (``_CONF_TERMS``). White on white is always
+    said, even when the confidence stays high."""
+    if sig.get("area", 1.0) <= 0.0:
+        return 0.0, ("no product found",)
+    doubts = _conf_doubts(sig)
+    weights = {name: wt for name, _, _, wt in _CONF_TERMS}
+    z = _CONF_BIAS - sum(weights[k] * d for k, d in doubts.items())
+    conf = 1.0 / (1.0 + float(np.exp(-z)))
+    said = {
+        "matte_dark": lambda: f"{sig['matte_dark']:.0%} of the edge is dark pixels the matte "
+                              "gave back (glass walls?): the outline may be too tight",
+        "misfit": lambda: f"backdrop model explains {sig['fit']:.0%} of the border",
+        "touch": lambda: f"product runs off the frame's edge ({sig['touch']:.0%} of it)",
+        "amb": lambda: f"{sig['amb']:.0%} of the product looks like backdrop or shadow",
+        "white": lambda: "white on white: the outline was closed from faint edges",
+        "white_weak": lambda: f"{sig['weak_outline']:.0%} of the outline is faint",
+        "unsup": lambda: f"{sig['unsup']:.0%} of the outline has the same colour on both sides",
+        "bg_inside": lambda: f"{sig['bg_inside']:.0%} of the product is plain backdrop filled "
+                             "in (a hole kept closed?)",
+        "close": lambda: f"{sig['close_calls']:.0%} of the outline's pixels were close calls",
+        "smooth": lambda: f"{sig['smooth']:.0%} of the product's surroundings are smooth where "
+                          "the backdrop is textured: a part of the product may be missing",
+        "tiny": lambda: f"product covers only {sig['area']:.1%} of the frame",
+        "huge": lambda: f"product covers {sig['area']:.0%} of the frame",
+    }
+    cost = sorted(((weights[k] * d, k) for k, d in doubts.items() if d > 0), reverse=True)
+    why = [said[k]() for c, k in cost if c >= 0.3 or k == "white"]
     return round(conf, 3), tuple(why)
 
 
@@ -894,9 +976,19 @@ def _unsupported_outline(img: np.ndarray, hard: np.ndarray, sigma: float) -> flo
     """Fraction of the product's outline (inside the frame) where the colour just inside
     it is that just outside it: an outline drawn through the backdrop (a piece of a wood
     table kept with the product, a white face given back), not along an edge."""
+    diff, thr = _outline_contrast(img, hard, sigma)
+    return 0.0 if diff is None else float((diff < thr).mean())
+
+
+def _outline_contrast(img: np.ndarray, hard: np.ndarray, sigma: float
+                      ) -> tuple[np.ndarray | None, float]:
+    """(per outline pixel, the largest channel difference between the colour 2 px inside and
+    2 px outside, spread along the outline; the "same colour" threshold max(10, 4 σ)), or
+    (None, thr) when there is too little outline inside the frame."""
     h, w = hard.shape
+    thr = max(10.0, 4.0 * sigma)
     if not hard.any() or hard.all():
-        return 0.0
+        return None, thr
     k = np.ones((5, 5), np.uint8)
     inner = cv2.erode(hard, k) > 0
     outer = cv2.dilate(hard, k) == 0
@@ -904,7 +996,7 @@ def _unsupported_outline(img: np.ndarray, hard: np.ndarray, sigma: float) -> flo
     line[:3], line[-3:], line[:, :3], line[:, -3:] = False, False, False, False
     ys, xs = np.nonzero(line)
     if len(ys) < 8:
-        return 0.0
+        return None, thr
     box = _around(hard, 8)
     sub_in, den_in = _spread_parts(img[box], inner[box], 2.0)
     sub_out, den_out = _spread_parts(img[box], outer[box], 2.0)
@@ -912,13 +1004,10 @@ def _unsupported_outline(img: np.ndarray, hard: np.ndarray, sigma: float) -> flo
     yy, xx = ys - oy, xs - ox
     ok = (den_in[yy, xx] > 0.02) & (den_out[yy, xx] > 0.02)
     if ok.sum() < 8:
-        return 0.0
+        return None, thr
     cin = sub_in[yy, xx][ok] / den_in[yy, xx][ok][:, None]
     cout = sub_out[yy, xx][ok] / den_out[yy, xx][ok][:, None]
-    diff = np.abs(cin - cout).max(1)
-    return float((diff < max(10.0, 4.0 * sigma)).mean())
-
-
+    return np.abs(cin - cout).max(1), thr
 
 
 def _drop_cast_shadow(m: np.ndarray, ev: Evidence) -> np.ndarray:
@@ -1224,6 +1313,8 @@ class Found:
     """0..1: how sure the segmenter is of this cutout (see ``_confidence``)."""
     why: tuple[str, ...] = ()
     """What lowered the confidence, in words."""
+    signals: dict | None = None
+    """The numbers the confidence was weighed from (``_confidence_signals``)."""
 
 
 def _box_mean(x: np.ndarray, r: int) -> np.ndarray:
@@ -1368,17 +1459,20 @@ class ClassicalSegmenter:
         den = cv2.GaussianBlur(solid, (0, 0), 1.2)[..., None]
         fg = np.where(den > 1e-3, num / np.maximum(den, 1e-3), img).astype(np.float32)
         k = max(1, round(rgb.shape[1] / small.shape[1]))
-        conf, why = _confidence(img, bg, sigma, band, hard, ev)
-        return Found(small, hard, coef, fg, k, near_bg, conf, why)
+        signals = _confidence_signals(img, bg, sigma, band, hard, ev)
+        conf, why = _confidence_from(signals)
+        return Found(small, hard, coef, fg, k, near_bg, conf, why, signals)
 
     def hard_mask(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(work copy, 0/1 uint8 mask at the work size)."""
         f = self.find(rgb)
         return f.small, f.hard
 
-    def refine(self, found: Found, rgb: np.ndarray) -> np.ndarray:
+    def refine(self, found: Found, rgb: np.ndarray, signals: dict | None = None) -> np.ndarray:
         """Full-size uint8 alpha: 255 inside the region, 0 outside, and a matte on the edge band
-        only (a few work pixels wide), which is all that differs at full resolution."""
+        only (a few work pixels wide), which is all that differs at full resolution. A
+        ``signals`` dict gets what the matte did that the confidence weighs
+        (``_matte_signals``)."""
         p = self.params
         h, w = rgb.shape[:2]
         k = found.scale
@@ -1423,7 +1517,25 @@ class ClassicalSegmenter:
         a = (a - 0.06) * (1 / 0.9) * _bilinear(support.astype(np.float32), fy, fx)
         a[a < 0.03] = 0.0
         alpha[ys, xs] = np.clip(a * 255.0 + 0.5, 0.0, 255.0).astype(np.uint8)
+        if signals is not None:
+            signals.update(_matte_signals(rgb[ys, xs], found.bg[iy, ix], a, p.shadow_floor))
         return alpha
+
+
+def _matte_signals(pix: np.ndarray, bg: np.ndarray, a: np.ndarray, floor: float
+                   ) -> dict[str, float]:
+    """What the edge matte gave back that no backdrop explains: of the edge band's pixels it
+    kept (alpha ≥ 0.5), the share of pixels it gave back (< 0.5) that are darker than any
+    shadow (under ``floor`` of the backdrop next to them). A tinted glass bottle's dark walls,
+    seen edge-on along its outline, are such pixels: the matte, which measures alpha across
+    the backdrop's colour, takes black for a deep shadow and gives the walls back (IoU
+    0.93-0.95 at confidence 1.00 before this signal)."""
+    if not len(a):
+        return {"matte_dark": 0.0}
+    ratio = (pix.sum(1) + 3.0) / (bg.sum(1) + 3.0)
+    back = a < 0.5
+    kept = max(int((~back).sum()), 1)
+    return {"matte_dark": float((back & (ratio < floor)).sum() / kept)}
 
 
 def _bilinear(img: np.ndarray, fy: np.ndarray, fx: np.ndarray) -> np.ndarray:
@@ -1620,8 +1732,11 @@ class AutoSegmenter:
             fallback = "no model installed; classical cutout used"
         rgb = np.asarray(image.convert("RGB"))
         found = self.classical.find(rgb)
-        self._last.conf, self._last.notes = found.confidence, (fallback, *found.why)
-        return self.classical.refine(found, rgb).astype(np.float32) * (1 / 255.0)
+        signals = dict(found.signals or {})
+        a8 = self.classical.refine(found, rgb, signals)
+        conf, why = _confidence_from(signals)
+        self._last.conf, self._last.notes = conf, (fallback, *why)
+        return a8.astype(np.float32) * (1 / 255.0)
 
 
 def create_segmenter(name: str = "classical", model_dir: str | Path | None = None) -> Segmenter:
@@ -1648,6 +1763,11 @@ CONFIDENCE_INFO = "cutout_confidence"
 CONFIDENCE_NOTES = "cutout_notes"
 LOW_CONFIDENCE = 0.5
 """Below this a cutout is reported as low confidence (``X-Cutout-Confidence: 0.31; low``)."""
+HIGH_CONFIDENCE = 0.9
+"""From this up a cutout is ``high``; between the two ``medium``. Since the calibration the
+classical confidence is the chance the cutout is good (IoU ≥ 0.95): on the tuning seeds at
+640² and 800² every cutout under IoU 0.93 is under 0.9, and 97 % of those at 0.97 or over
+are at 0.9 or more."""
 
 
 def mask_confidence(alpha: np.ndarray) -> float:
@@ -1662,7 +1782,7 @@ def mask_confidence(alpha: np.ndarray) -> float:
 
 
 def confidence_label(conf: float) -> str:
-    return "low" if conf < LOW_CONFIDENCE else "medium" if conf < 0.8 else "high"
+    return "low" if conf < LOW_CONFIDENCE else "medium" if conf < HIGH_CONFIDENCE else "high"
 
 
 def confidence_header(image: Image.Image) -> str | None:
@@ -1691,8 +1811,9 @@ def cutout(image: Image.Image, segmenter: Segmenter | None = None) -> Image.Imag
     # The classical segmenter takes the array we already have (a 2000² copy saved).
     if isinstance(seg, ClassicalSegmenter):
         found = seg.find(rgb)
-        a8 = seg.refine(found, rgb)
-        conf, notes = found.confidence, found.why
+        signals = dict(found.signals or {})
+        a8 = seg.refine(found, rgb, signals)
+        conf, notes = _confidence_from(signals)
     else:
         mask = seg.mask(image)
         a8 = cv2.convertScaleAbs(mask, alpha=255.0)

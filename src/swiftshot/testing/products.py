@@ -758,14 +758,42 @@ def boundary_f(pred: np.ndarray, truth: np.ndarray, tol: float = 0.005) -> float
 
 
 def evaluate(segment: Callable[[Image.Image], np.ndarray], cases: list[Case],
-             size: tuple[int, int] = (640, 640)) -> list[dict]:
-    """IoU and boundary F of ``segment`` (image -> alpha) on each case."""
+             size: tuple[int, int] = (640, 640), segmenter=None) -> list[dict]:
+    """IoU and boundary F of ``segment`` (image -> alpha) on each case. With ``segmenter``
+    (a ``Segmenter``; ``segment`` is then ignored) each row also has the cutout's
+    ``confidence``, its ``level`` and ``notes``, and for the classical segmenter the
+    ``signals`` it was weighed from."""
+    from swiftshot.ops.cutout import (
+        ClassicalSegmenter,
+        _confidence_from,
+        confidence_label,
+        cutout,
+    )
+
     rows = []
     for case in cases:
         photo = make_photo(case, size)
-        alpha = segment(photo.image)
+        extra: dict = {}
+        if segmenter is None:
+            alpha = segment(photo.image)
+        elif isinstance(segmenter, ClassicalSegmenter):
+            rgb = np.asarray(photo.image)
+            found = segmenter.find(rgb)
+            signals = dict(found.signals or {})
+            alpha = segmenter.refine(found, rgb, signals).astype(np.float32) * (1 / 255.0)
+            conf, why = _confidence_from(signals)
+            extra = {"confidence": conf, "notes": list(why),
+                     "signals": {k: round(float(v), 5) for k, v in signals.items()}}
+        else:
+            out = cutout(photo.image, segmenter)
+            alpha = np.asarray(out.getchannel("A"), np.float32) * (1 / 255.0)
+            extra = {"confidence": float(out.info["cutout_confidence"]),
+                     "notes": list(out.info.get("cutout_notes", ()))}
+        if extra:
+            extra["level"] = confidence_label(extra["confidence"])
         rows.append({"case": case.name, "category": case.category, "seed": case.seed,
-                     "iou": iou(alpha, photo.coverage), "bf": boundary_f(alpha, photo.coverage)})
+                     "size": list(size), "iou": iou(alpha, photo.coverage),
+                     "bf": boundary_f(alpha, photo.coverage), **extra})
     return rows
 
 
@@ -787,6 +815,83 @@ def report_table(stats: dict[str, dict[str, float]], goal_mean: float = 0.97,
         ok = s["mean_iou"] >= goal_mean and s["min_iou"] >= goal_min
         lines.append(f"| {cat} | {s['n']} | {s['mean_iou']:.3f} | {s['min_iou']:.3f} | "
                      f"{s['mean_bf']:.3f} | {s['min_bf']:.3f} | {'met' if ok else '**missed**'} |")
+    return "\n".join(lines)
+
+
+# -- confidence against IoU ------------------------------------------------------------------
+
+BAD_IOU = 0.93
+"""A cutout under this IoU should be said ``low`` (the issue's per-case floor)."""
+GOOD_IOU = 0.97
+"""...and one at or over this should not (the issue's mean goal)."""
+
+
+def _ranks(x: np.ndarray) -> np.ndarray:
+    """Average ranks (ties share the mean of their ranks), for Spearman's correlation."""
+    order = np.argsort(x, kind="mergesort")
+    ranks = np.empty(len(x), np.float64)
+    ranks[order] = np.arange(len(x), dtype=np.float64)
+    xs = x[order]
+    i = 0
+    while i < len(xs):
+        j = i
+        while j + 1 < len(xs) and xs[j + 1] == xs[i]:
+            j += 1
+        if j > i:
+            ranks[order[i:j + 1]] = (i + j) / 2.0
+        i = j + 1
+    return ranks
+
+
+def _corr(a: np.ndarray, b: np.ndarray) -> float:
+    if len(a) < 2 or a.std() == 0 or b.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def confidence_report(rows: list[dict], low: float | None = None) -> dict:
+    """How well the cutouts' confidence predicts their IoU over ``rows`` (``evaluate`` rows
+    with a ``confidence``): Pearson and Spearman correlation, and the practical figures —
+    of the cutouts under ``BAD_IOU`` how many are said ``low`` (caught), of those at or over
+    ``GOOD_IOU`` how many are said ``low`` anyway (false alarms), per category too."""
+    from swiftshot.ops.cutout import LOW_CONFIDENCE
+
+    low = LOW_CONFIDENCE if low is None else low
+    rows = [r for r in rows if "confidence" in r]
+    ious = np.array([r["iou"] for r in rows], np.float64)
+    conf = np.array([r["confidence"] for r in rows], np.float64)
+    flagged = conf < low
+
+    def part(sel: np.ndarray) -> dict:
+        bad, good = sel & (ious < BAD_IOU), sel & (ious >= GOOD_IOU)
+        return {"n": int(sel.sum()), "pearson": _corr(conf[sel], ious[sel]),
+                "spearman": _corr(_ranks(conf[sel]), _ranks(ious[sel])),
+                "bad": int(bad.sum()), "bad_caught": int((bad & flagged).sum()),
+                "good": int(good.sum()), "good_flagged": int((good & flagged).sum()),
+                "flagged": int((sel & flagged).sum()),
+                "missed": sorted((r["case"] for r, b, f in zip(rows, bad, flagged) if b and not f)),
+                "false_alarms": sorted(r["case"] for r, g, f in zip(rows, good, flagged)
+                                       if g and f)}
+
+    everything = np.ones(len(rows), bool)
+    cats = {c: part(np.array([r["category"] == c for r in rows], bool))
+            for c in dict.fromkeys(r["category"] for r in rows)}
+    return {"low": low, "bad_iou": BAD_IOU, "good_iou": GOOD_IOU, "all": part(everything),
+            "categories": cats}
+
+
+def confidence_table(report: dict) -> str:
+    """``confidence_report`` as a Markdown table (all cases first, then per category)."""
+    lines = [f"| cases | n | Pearson | Spearman | IoU < {report['bad_iou']} said low | "
+             f"IoU ≥ {report['good_iou']} said low (false alarms) |",
+             "|---|---|---|---|---|---|"]
+
+    def fmt(x: float) -> str:
+        return "—" if x != x else f"{x:.3f}"
+
+    for name, s in [("**all**", report["all"]), *report["categories"].items()]:
+        lines.append(f"| {name} | {s['n']} | {fmt(s['pearson'])} | {fmt(s['spearman'])} | "
+                     f"{s['bad_caught']}/{s['bad']} | {s['good_flagged']}/{s['good']} |")
     return "\n".join(lines)
 
 
@@ -815,9 +920,21 @@ def compliance_matrix(cases: list[Case], segmenter, size: tuple[int, int] = (640
     return out
 
 
+def _sizes(text: str) -> list[int]:
+    """``640,800,1500`` -> [640, 800, 1500] (square sides, 64..4096)."""
+    out = []
+    for part in text.split(","):
+        side = int(part)
+        if not 64 <= side <= 4096:
+            raise ValueError(f"size {side} outside 64..4096")
+        out.append(side)
+    return list(dict.fromkeys(out))
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``python -m swiftshot.testing.products [--split tuning|heldout|both] [--size 640]
-    [--segmenter classical] [--model-dir DIR] [--out FILE]``: the per-category table."""
+    """``python -m swiftshot.testing.products [--split tuning|heldout|both] [--sizes 640,800]
+    [--segmenter classical] [--model-dir DIR] [--confidence] [--out FILE]``: the per-category
+    table (per size), and with ``--confidence`` how well the confidence predicts IoU."""
     import argparse
     import json
     import time
@@ -831,15 +948,28 @@ def main(argv: list[str] | None = None) -> int:
                     help="tuning seeds to use instead of the default ones, e.g. 0-44 or 5,7,9 "
                          "(never the held-out range: that is --split heldout)")
     ap.add_argument("--categories", default=None, help="comma-separated categories (all)")
-    ap.add_argument("--size", type=int, default=640)
+    ap.add_argument("--size", type=int, default=None, help="one square side (default 640)")
+    ap.add_argument("--sizes", default=None,
+                    help="several square sides in one run, e.g. 640,800,1500: the table per "
+                         "size (and per size in --out)")
     ap.add_argument("--segmenter", default="classical")
     ap.add_argument("--model-dir", default=None)
     ap.add_argument("--out", default=None, help="JSON file for the per-case rows")
     ap.add_argument("--show", action="store_true", help="print each case")
+    ap.add_argument("--confidence", action="store_true",
+                    help="also print how well the cutout's confidence predicts IoU: Pearson, "
+                         "Spearman, of cutouts under IoU 0.93 how many are said low, of those "
+                         "at 0.97 or over how many are said low anyway (per category)")
     ap.add_argument("--compliance", action="store_true",
                     help="also render every case with every built-in preset, encode it, and "
                          "run the preset's check on the file (the compliance matrix)")
     args = ap.parse_args(argv)
+    if args.size is not None and args.sizes is not None:
+        ap.error("give --size or --sizes, not both")
+    try:
+        sizes = _sizes(args.sizes) if args.sizes else [args.size or 640]
+    except ValueError as e:
+        ap.error(f"--sizes: {e} (a comma-separated list of square sides, e.g. 640,800,1500)")
     seg = create_segmenter(args.segmenter, args.model_dir)
     splits = {"tuning": TUNING_SEEDS, "heldout": HELDOUT_SEEDS}
     if args.seeds:
@@ -854,31 +984,48 @@ def main(argv: list[str] | None = None) -> int:
             args.split = "tuning"
     cats = tuple(args.categories.split(",")) if args.categories else CATEGORIES
     wanted = list(splits) if args.split == "both" else [args.split]
-    result: dict = {"segmenter": args.segmenter, "size": args.size}
+    result: dict = {"segmenter": args.segmenter, "sizes": sizes}
+    if len(sizes) == 1:
+        result["size"] = sizes[0]
     for name in wanted:
-        t0 = time.perf_counter()
-        rows = evaluate(seg.mask, eval_cases(splits[name], cats), (args.size, args.size))
-        stats = by_category(rows)
-        seeds = splits[name]
-        print(f"\n{name} seeds {seeds[0]}-{seeds[-1]} ({len(rows)} cases, "
-              f"{time.perf_counter() - t0:.1f} s)")
-        if args.show:
-            for r in rows:
-                print(f"  {r['case']:<48} IoU {r['iou']:.3f}  BF {r['bf']:.3f}")
-        print(report_table(stats))
-        result[name] = {"rows": rows, "categories": stats}
-        if args.compliance:
+        per_size: dict = {}
+        for side in sizes:
             t0 = time.perf_counter()
-            matrix = compliance_matrix(eval_cases(splits[name], cats), seg,
-                                       (args.size, args.size))
-            passed = sum(all(v["passed"] for v in row.values()) for row in matrix.values())
-            print(f"compliance: {passed}/{len(matrix)} cases pass every preset's check "
-                  f"({time.perf_counter() - t0:.0f} s)")
-            for case, row in matrix.items():
-                for preset, v in row.items():
-                    if not v["passed"]:
-                        print(f"  FAIL {case} {preset}: {v['failed']}")
-            result[name]["compliance"] = matrix
+            rows = evaluate(seg.mask, eval_cases(splits[name], cats), (side, side), segmenter=seg)
+            stats = by_category(rows)
+            seeds = splits[name]
+            print(f"\n{name} seeds {seeds[0]}-{seeds[-1]} at {side}² ({len(rows)} cases, "
+                  f"{time.perf_counter() - t0:.1f} s)")
+            if args.show:
+                for r in rows:
+                    print(f"  {r['case']:<48} IoU {r['iou']:.3f}  BF {r['bf']:.3f}  "
+                          f"confidence {r['confidence']:.2f} ({r['level']})")
+            print(report_table(stats))
+            entry: dict = {"rows": rows, "categories": stats}
+            if args.confidence:
+                rep = confidence_report(rows)
+                print(f"\nconfidence against IoU ({name}, {side}², 'low' under {rep['low']}):")
+                print(confidence_table(rep))
+                if args.show:
+                    print("  IoU < 0.93 not said low: " + (", ".join(rep["all"]["missed"])
+                                                           or "none"))
+                    print("  IoU ≥ 0.97 said low: " + (", ".join(rep["all"]["false_alarms"])
+                                                      or "none"))
+                entry["confidence"] = rep
+            if args.compliance:
+                t0 = time.perf_counter()
+                matrix = compliance_matrix(eval_cases(splits[name], cats), seg, (side, side))
+                passed = sum(all(v["passed"] for v in row.values()) for row in matrix.values())
+                print(f"compliance: {passed}/{len(matrix)} cases pass every preset's check "
+                      f"({time.perf_counter() - t0:.0f} s)")
+                for case, row in matrix.items():
+                    for preset, v in row.items():
+                        if not v["passed"]:
+                            print(f"  FAIL {case} {preset}: {v['failed']}")
+                entry["compliance"] = matrix
+            per_size[str(side)] = entry
+        # One size: the split's entry is that size's (as before --sizes); several: by size.
+        result[name] = per_size[str(sizes[0])] if len(sizes) == 1 else {"sizes": per_size}
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=1))
     return 0

@@ -1,0 +1,88 @@
+"""Refit the classical cutout's confidence (``ops.cutout._CONF_BIAS`` / ``_CONF_TERMS``)
+from the per-case rows of the evaluation tool, and print the bias and weights to paste back.
+
+    python -m swiftshot.testing.products --seeds 0-44,5000-5009,6000-6019,7000-7019 \\
+        --sizes 640,800 --confidence --out rows.json
+    python bench/fit_confidence.py rows.json
+
+Tuning rows only (never the held-out split). The ramps (start, full) of each term stay as
+in the code; the weights are refitted: an L2-penalised logistic regression of "IoU ≥ 0.95"
+on the doubts, weights held ≥ 0 (a doubt never raises the confidence), cutouts under IoU
+0.93 weighted 4×, 0.93–0.95 2×. Terms marked "by hand" in the code keep their weight.
+Also prints a leave-one-seed-range-out check. Needs scipy (in the dev venv).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+from scipy.optimize import minimize
+
+from swiftshot.ops.cutout import _CONF_BIAS, _CONF_TERMS, _conf_doubts
+
+BY_HAND = ("smooth", "tiny", "huge")
+LAM = 0.5
+
+
+def load(paths: list[str]) -> list[dict]:
+    rows = []
+    for path in paths:
+        split = json.load(open(path))["tuning"]
+        for entry in (split["sizes"].values() if "sizes" in split else [split]):
+            rows += [r for r in entry["rows"] if "signals" in r]
+    return rows
+
+
+def fit(X: np.ndarray, y: np.ndarray, w: np.ndarray, fixed: np.ndarray, free: np.ndarray):
+    def loss(p):
+        wt = np.where(free, p[1:], fixed)
+        z = p[0] - X @ wt
+        pr = 1 / (1 + np.exp(-z))
+        nll = -(w * (y * np.log(pr + 1e-9) + (1 - y) * np.log(1 - pr + 1e-9))).sum()
+        g = w * (pr - y)
+        grad_w = np.where(free, -(X.T @ g) + LAM * wt, 0.0)
+        return nll + 0.5 * LAM * float((wt * free) @ (wt * free)), np.concatenate([[g.sum()], grad_w])
+    p0 = np.concatenate([[_CONF_BIAS], fixed])
+    bounds = [(None, None)] + [(0, None) if f else (v, v) for f, v in zip(free, fixed)]
+    r = minimize(loss, p0, jac=True, method="L-BFGS-B", bounds=bounds)
+    return r.x[0], np.where(free, r.x[1:], fixed)
+
+
+def main(argv: list[str]) -> int:
+    rows = load(argv)
+    names = [t[0] for t in _CONF_TERMS]
+    fixed = np.array([t[3] for t in _CONF_TERMS])
+    free = np.array([n not in BY_HAND for n in names])
+    X = np.array([[_conf_doubts(r["signals"])[n] for n in names] for r in rows])
+    iou = np.array([r["iou"] for r in rows])
+    seed = np.array([r["seed"] for r in rows])
+    y = (iou >= 0.95).astype(float)
+    w = np.where(iou < 0.93, 4.0, np.where(iou < 0.95, 2.0, 1.0))
+
+    def figures(conf: np.ndarray, label: str) -> None:
+        low = conf < 0.5
+        bad, good = iou < 0.93, iou >= 0.97
+        print(f"{label}: Pearson {np.corrcoef(conf, iou)[0, 1]:.3f}, IoU < 0.93 said low "
+              f"{(bad & low).sum()}/{bad.sum()}, IoU ≥ 0.97 said low {(good & low).sum()}/"
+              f"{good.sum()}")
+
+    cv = np.zeros(len(rows))
+    for lo, hi in ((0, 1000), (5000, 6000), (6000, 7000), (7000, 8000)):
+        part = (seed >= lo) & (seed < hi)
+        if part.any() and (~part).any():
+            b, wt = fit(X[~part], y[~part], w[~part], fixed, free)
+            cv[part] = 1 / (1 + np.exp(-(b - X[part] @ wt)))
+    figures(cv, f"leave one seed range out ({len(rows)} cutouts)")
+    b, wt = fit(X, y, w, fixed, free)
+    figures(1 / (1 + np.exp(-(b - X @ wt))), "fitted on all")
+    figures(1 / (1 + np.exp(-(_CONF_BIAS - X @ fixed))), "the code's constants")
+    print(f"_CONF_BIAS = {b:.2f}")
+    for n, v in zip(names, wt):
+        print(f"  {n:<11} {v:.2f}{'  (by hand)' if n in BY_HAND else ''}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

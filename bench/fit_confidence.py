@@ -45,7 +45,7 @@ def fit(X: np.ndarray, y: np.ndarray, w: np.ndarray, fixed: np.ndarray, free: np
         grad_w = np.where(free, -(X.T @ g) + LAM * wt, 0.0)
         return nll + 0.5 * LAM * float((wt * free) @ (wt * free)), np.concatenate([[g.sum()], grad_w])
     p0 = np.concatenate([[_CONF_BIAS], fixed])
-    bounds = [(None, None)] + [(0, None) if f else (v, v) for f, v in zip(free, fixed)]
+    bounds = [(None, None)] + [(0, None) if f else (v, v) for f, v in zip(free, fixed, strict=True)]
     r = minimize(loss, p0, jac=True, method="L-BFGS-B", bounds=bounds)
     return r.x[0], np.where(free, r.x[1:], fixed)
 
@@ -79,7 +79,7 @@ def main(argv: list[str]) -> int:
     figures(1 / (1 + np.exp(-(b - X @ wt))), "fitted on all")
     figures(1 / (1 + np.exp(-(_CONF_BIAS - X @ fixed))), "the code's constants")
     print(f"_CONF_BIAS = {b:.2f}")
-    for n, v in zip(names, wt):
+    for n, v in zip(names, wt, strict=True):
         print(f"  {n:<11} {v:.2f}{'  (by hand)' if n in BY_HAND else ''}")
     return 0
 

@@ -869,9 +869,10 @@ def confidence_report(rows: list[dict], low: float | None = None) -> dict:
                 "bad": int(bad.sum()), "bad_caught": int((bad & flagged).sum()),
                 "good": int(good.sum()), "good_flagged": int((good & flagged).sum()),
                 "flagged": int((sel & flagged).sum()),
-                "missed": sorted((r["case"] for r, b, f in zip(rows, bad, flagged) if b and not f)),
-                "false_alarms": sorted(r["case"] for r, g, f in zip(rows, good, flagged)
-                                       if g and f)}
+                "missed": sorted(r["case"] for r, b, f in zip(rows, bad, flagged, strict=True)
+                                 if b and not f),
+                "false_alarms": sorted(r["case"] for r, g, f in zip(rows, good, flagged,
+                                                                     strict=True) if g and f)}
 
     everything = np.ones(len(rows), bool)
     cats = {c: part(np.array([r["category"] == c for r in rows], bool))

@@ -142,7 +142,7 @@ async def _item(request: Request, svc: Service, one: Any, spec: RenderSpec,
     r = await one(spec, stages)
     if b64:
         data = await svc.variant(r.key, fmt, spec.quality, image=r.image, master=r.master,
-                                 stages=stages)
+                                 made=True, stages=stages)
         if data is None:
             raise ApiError(409, "the image was purged while it was being encoded; retry")
         return {"b64_json": base64.b64encode(data).decode("ascii")}, r.cache

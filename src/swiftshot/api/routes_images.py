@@ -189,7 +189,7 @@ async def _one(request: Request, spec: RenderSpec, stages: telemetry.Stages, pri
     r = await svc.render(spec, priority=prio, deadline_s=deadline, stages=stages)
     if b64:
         data = await svc.variant(r.key, fmt, spec.quality, image=r.image, master=r.master,
-                                 stages=stages)
+                                 made=True, stages=stages)
         if data is None:  # purged between render and encode: nothing to serve
             raise ApiError(409, "the image was purged while it was being encoded; retry")
         item: dict[str, Any] = {"b64_json": base64.b64encode(data).decode("ascii")}
@@ -228,7 +228,7 @@ def openai_stream(request: Request, prefix: str, spec: RenderSpec, fmt: str, pri
             r = await svc.render(spec, priority=prio, deadline_s=deadline, stages=stages,
                                  products=products, listener=listener)
         data = await svc.variant(r.key, fmt, spec.quality, image=r.image, master=r.master,
-                                 stages=stages)
+                                 made=True, stages=stages)
         if data is None:  # purged between render and encode
             raise ApiError(409, "the image was purged while it was being encoded; retry")
         finish(request, f"POST /v1/images/{'edits' if prefix == 'image_edit' else 'generations'}",

@@ -154,8 +154,8 @@ async def render_uploads(request: Request, stages: telemetry.Stages, data: dict[
             # the marketplace's quality, still lowered for Save-Data / slow links
             quality = negotiate.adapt_quality(rule.quality, negotiate.parse_hints(request.headers))
         vary = "Accept, " + negotiate.VARY_HINTS
-    data_bytes = await svc.variant(r.key, fmt, quality, width, image=r.image, master=r.master,
-                                   stages=stages)
+    data_bytes = await svc.variant(r.key, fmt, quality, width, image=r.image,
+                                   master=r.master, made=True, stages=stages)
     if data_bytes is None:
         raise ApiError(409, "the image was purged while it was being encoded; retry")
     durations = finish(request, f"POST {request.url.path}", [stages],

@@ -159,6 +159,10 @@ class Item:
     """Normalised. Crosses a process boundary as ``spec.model_dump_json()``."""
     partials: int = 0
     """Previews wanted (0..3) for this item."""
+    store: tuple[str, float | None, tuple[str, ...]] | None = None
+    """(cache key, ttl, tags) when the worker may write this item's meta, master and
+    variants to the machine's disk cache tier itself (``process``: the master then never
+    crosses into the front; see :attr:`ItemResult.stored`). None: the front stores them."""
 
 
 @dataclass
@@ -189,6 +193,11 @@ class ItemResult:
     """Delivery variants encoded in the worker beside the master, by (format, quality): the
     spec's own ``output_format`` at full width, which is what the request that made the
     render asks for first (its encode then runs in the worker, not on the front's GIL)."""
+    stored: Any = False
+    """In a worker: True when it writes this item's cache entries itself (asked by
+    :attr:`Item.store`; ``master`` is then left out of what the front copies). On the front
+    (``process``): an ``asyncio.Future`` that resolves to None once they are on disk, or to
+    the master's bytes when the worker could not write them (the front stores them then)."""
 
 
 @dataclass

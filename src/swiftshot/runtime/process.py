@@ -6,7 +6,7 @@ the worker, so the front's event loop and GIL do none of that work. The front ta
 worker over one ``multiprocessing`` pipe:
 
     front → worker   ("batch", batch_id, items_json, products, trace, rank)   items: spec JSON +
-                                                                  partials; rank: Batch.rank
+                                                                  partials + store; rank: Batch.rank
                      ("abort", [item ids])                                products: packed pixels
                      ("stop",)
     worker → front   ("ready", engine_info_json) | ("failed", message)   once, after warm-up
@@ -16,6 +16,19 @@ worker over one ``multiprocessing`` pipe:
                                                   shared-memory segment (runtime/shm.py), or
                                                   bytes when it is off or they do not fit
                      ("cancelled", batch_id) | ("error", batch_id, ServiceError)
+                     ("stored", batch_id, [item ids])    after "done": which items' cache
+                                                  entries the worker wrote to disk itself
+
+A miss whose item carries ``store`` (key, ttl, tags: ``Item.store``, asked by the Service
+when its cache is memory over this machine's disk tier) is stored by the worker: it answers
+"done" with the delivered variant by shared memory and the master left in its segment (the
+front does not copy it), *then* writes meta, master and variants to the disk tier (tag rows
+first, under the tier's shared lock: store/tiers.py) and says "stored". Until then the worker
+takes no other batch, so its segment still holds the master: a write that failed, a worker
+that died or was stopped first, or one that took longer than ``engine.batch_timeout_s`` (then
+it is killed) has the front copy the master out and store it itself. So the answer never
+waits for the disk, the front never copies or writes the 1 MB master of a miss, and nothing
+accepted is lost.
 
 The front's event loop reads each worker's pipe itself (``loop.add_reader``,
 runtime/pipe_reader.py: no reader thread, no hand-off); the worker's main thread reads its end
@@ -101,7 +114,7 @@ def _worker_main(conn: Any, settings_json: dict[str, Any], engine: str, model: s
                  index: int, gpu: int | None, shm_name: str | None = None) -> None:
     import signal
 
-    from swiftshot.runtime.shm import ResultWriter
+    from swiftshot.runtime.shm import ResultWriter, ShmRef
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the front drains; Ctrl-C is its business
     if gpu is not None:
@@ -111,7 +124,7 @@ def _worker_main(conn: Any, settings_json: dict[str, Any], engine: str, model: s
     from swiftshot import pipeline
     from swiftshot.delivery import codecs
     from swiftshot.engines.base import Cancelled
-    from swiftshot.spec import RenderSpec
+    from swiftshot.spec import RenderSpec, variant_key
 
     settings = Settings(**settings_json)
     # attached before "ready": the front removes the segment's name once it hears that
@@ -187,8 +200,40 @@ def _worker_main(conn: Any, settings_json: dict[str, Any], engine: str, model: s
                                    initializer=_lower_this_thread,
                                    initargs=(settings.engine.lower_class_nice,))
 
+    disk: Any = None  # this machine's disk cache tier, opened at the first store asked
+
+    def disk_tier() -> Any:
+        nonlocal disk
+        if disk is None:
+            c = settings.cache
+            disk = False
+            if c.disk_dir is not None and c.disk_bytes > 0:
+                from swiftshot.store.tiers import DiskTier
+
+                disk = DiskTier(c.disk_dir, c.disk_bytes)
+        return disk or None
+
+    def store(batch_id: int, kept: list[tuple[Any, Any, Any, Any]]) -> None:
+        """Write each kept item's meta, master and variants (after "done"); say which went."""
+        from swiftshot.service import Service, miss_entries
+
+        done: list[int] = []
+        try:
+            tier = disk_tier()
+            for r, spec, (key, ttl, tags), (master, variants) in kept:
+                entries = miss_entries(key, Service.meta_bytes(spec, (r.width, r.height)),
+                                       master, [(variant_key(key, fmt, q, None), v)
+                                                for (fmt, q), v in variants.items()],
+                                       ttl, tags)
+                if tier is not None and tier.put_many(entries):
+                    done.append(r.id)
+        except Exception:  # noqa: BLE001 - the front stores what is not listed
+            log.exception("process-%d: storing batch %d's results failed", index, batch_id)
+        conn.send(("stored", batch_id, done))
+
     def run_one(batch_id: int, items_json: Any, products: Any, trace: Any) -> None:
-        items = [Item(i, RenderSpec.model_validate_json(s), p) for i, s, p in items_json]
+        items = [Item(i, RenderSpec.model_validate_json(s), p, tuple(st) if st else None)
+                 for i, s, p, st in items_json]
         ids = [it.id for it in items]
         batch = Batch(batch_id, items, {k: unpack_image(v) for k, v in products.items()}, trace)
 
@@ -206,9 +251,23 @@ def _worker_main(conn: Any, settings_json: dict[str, Any], engine: str, model: s
                                else None)
             result.worker = f"{info.name}/process-{index}"
             result.metrics = deltas.take()  # what the engine and ops counted here
+            kept = []
             if writer is not None:
+                asked = {it.id: it for it in items if it.store is not None}
+                held = {r.id: (r.master, dict(r.variants)) for r in result.results
+                        if r.id in asked and r.master is not None}
                 writer.put(result)  # the bytes by shared memory, references by the pipe
+                for r in result.results:
+                    # stored here only when the master stays in the segment for the front
+                    # to fall back on, and the variants cross by it too
+                    if r.id in held and isinstance(r.master, ShmRef) and \
+                            all(isinstance(v, ShmRef) for v in r.variants.values()):
+                        r.stored = True
+                        it = asked[r.id]
+                        kept.append((r, it.spec, it.store, held[r.id]))
             conn.send(("done", batch_id, result))
+            if kept:
+                store(batch_id, kept)
         except Cancelled:
             conn.send(("cancelled", batch_id))
         except BaseException as e:  # noqa: BLE001 - this batch fails; the worker goes on
@@ -229,6 +288,8 @@ def _worker_main(conn: Any, settings_json: dict[str, Any], engine: str, model: s
             run_one(batch_id, items_json, products, trace)
     if lower is not None:
         lower.shutdown(wait=True)
+    if disk:
+        disk.close()
     conn.close()
 
 
@@ -258,12 +319,17 @@ class _Proc:
     closed at stop."""
     area: ResultArea | None = None
     """The running process's shared-memory segment for result bytes (runtime/shm.py)."""
+    storing: tuple[int, dict[int, tuple[asyncio.Future[Any], Any]], Any] | None = None
+    """(batch id, item id → (its ``ItemResult.stored`` future, the master's ShmRef), timer)
+    while the worker writes a batch's cache entries after "done": it takes no batch then."""
 
 
 class ProcessExecutor:
     """Engine worker processes on this machine (``--executor process``)."""
 
     kind = "process"
+    stores_misses = True
+    """Its workers may write a miss's cache entries themselves (``Item.store``)."""
 
     def __init__(self, settings: Settings, engine: str | None = None, model: str | None = None,
                  *, workers: int | None = None) -> None:
@@ -303,7 +369,7 @@ class ProcessExecutor:
         return Health(self.kind, [
             WorkerState(f"process-{p.index}", p.state == "ready", p.state == "ready",
                         p.proc.pid if p.proc is not None else None, p.error, p.restarts,
-                        1 if p.batch is not None else 0)
+                        1 if p.batch is not None or p.storing is not None else 0)
             for p in self._procs], errors[0] if errors else None)
 
     async def start(self) -> None:
@@ -335,6 +401,9 @@ class ProcessExecutor:
             for r in p.readers:
                 r.close()
             p.readers = []
+            self._unstored(p)  # stopped before it said "stored": the front stores those
+            if p.area is not None:
+                p.area.close()
         self._update_gauge()
 
     def _join_all(self) -> None:
@@ -348,8 +417,6 @@ class ProcessExecutor:
                 p.proc.join(2.0)
             if p.conn is not None:
                 p.conn.close()
-            if p.area is not None:
-                p.area.close()
 
     def abort(self, ids: Iterable[int]) -> None:
         ids = list(ids)
@@ -372,7 +439,7 @@ class ProcessExecutor:
         p.on_event = on_event
         p.item_ids = [it.id for it in batch.items]
         p.started_at = time.monotonic()
-        wire = [(it.id, it.spec.model_dump_json(), it.partials) for it in batch.items]
+        wire = [(it.id, it.spec.model_dump_json(), it.partials, it.store) for it in batch.items]
         products = {k: pack_image(v) for k, v in batch.products.items()}
         try:
             p.conn.send(("batch", batch.id, wire, products, batch.trace, batch.rank))
@@ -402,7 +469,7 @@ class ProcessExecutor:
         end = time.monotonic() + START_TIMEOUT_S
         while True:
             for p in self._procs:
-                if p.state == "ready" and p.batch is None:
+                if p.state == "ready" and p.batch is None and p.storing is None:
                     return p
             if not any(p.state in ("ready", "starting", "dead", "retrying")
                        for p in self._procs):
@@ -495,7 +562,66 @@ class ProcessExecutor:
                 msg = ("error", msg[1], WorkerLost(
                     f"engine worker process-{p.index} sent an unreadable result: {e}",
                     retry_after=1.0))
+            else:
+                self._track_stores(p, conn, area, msg[1], msg[2])
+        elif msg[0] == "stored":
+            if p.conn is conn and p.storing is not None and p.storing[0] == msg[1]:
+                self._settle_stores(p, area, set(msg[2]))
+            return
         self._on_message(p, conn, ready, msg)
+
+    def _track_stores(self, p: _Proc, conn: Any, area: ResultArea, batch_id: int,
+                      result: BatchResult) -> None:
+        """The items of a "done" whose worker stores them itself: each gets a future on its
+        ``stored`` (module docstring); the master stays in the segment meanwhile."""
+        kept = [r for r in result.results if r.stored is True]
+        if not kept:
+            return
+        loop = asyncio.get_running_loop()
+        pending: dict[int, tuple[asyncio.Future[Any], Any]] = {}
+        for r in kept:
+            fut: asyncio.Future[Any] = loop.create_future()
+            pending[r.id] = (fut, r.master)
+            r.stored, r.master = fut, None
+        if p.conn is not conn or p.batch != batch_id:
+            for fut, ref in pending.values():  # a batch the front gave up on: store it here
+                fut.set_result(self._copy_out(area, ref))
+            return
+        timeout = self.settings.engine.batch_timeout_s
+
+        def too_slow() -> None:
+            if p.storing is not None and p.storing[0] == batch_id:
+                log.error("process-%d: storing batch %d ran past %.0fs; killing the worker",
+                          p.index, batch_id, timeout)
+                self._kill(p)  # its end of file stores the results here (_died)
+
+        p.storing = (batch_id, pending, loop.call_later(timeout, too_slow))
+
+    def _settle_stores(self, p: _Proc, area: ResultArea | None, written: set[int]) -> None:
+        """The worker said which items it stored; the rest the front stores (copied out of
+        the segment, which no later batch has touched). The worker is free again."""
+        storing, p.storing = p.storing, None
+        if storing is None:
+            return
+        _, pending, timer = storing
+        timer.cancel()
+        for item_id, (fut, ref) in pending.items():
+            if not fut.done():
+                fut.set_result(None if item_id in written else self._copy_out(area, ref))
+        if self._idle is not None:
+            self._idle.set()
+
+    def _unstored(self, p: _Proc) -> None:
+        """The worker is gone before it said "stored": the front stores every kept item."""
+        self._settle_stores(p, p.area, set())
+
+    @staticmethod
+    def _copy_out(area: ResultArea | None, ref: Any) -> bytes | None:
+        try:
+            return area.read(ref) if area is not None else None
+        except (ValueError, TypeError) as e:  # never expected: the front wrote nothing there
+            log.error("a kept master could not be read back from its segment: %s", e)
+            return None
 
     def _on_message(self, p: _Proc, conn: Any, ready: asyncio.Future[None], msg: Any) -> None:
         kind = msg[0]
@@ -527,6 +653,7 @@ class ProcessExecutor:
     def _died(self, p: _Proc, conn: Any, ready: asyncio.Future[None]) -> None:
         if p.conn is not conn:
             return  # an old pipe of a worker already replaced
+        self._unstored(p)  # its segment is still mapped here: the front stores those
         if p.area is not None:
             p.area.unlink()  # died before "ready": the name goes now
         code = p.proc.exitcode if p.proc is not None else None

@@ -99,9 +99,11 @@ class ResultArea:
         return bytes(self._buf[offset:offset + length])
 
     def take(self, result: Any) -> None:
-        """Replace the :class:`ShmRef` values of a ``BatchResult`` by the bytes they point at."""
+        """Replace the :class:`ShmRef` values of a ``BatchResult`` by the bytes they point at
+        — but a master its worker stores itself (``stored``), which stays where it is: the
+        front copies it out only if that store fails (runtime/process.py)."""
         for item in result.results:
-            if isinstance(item.master, ShmRef):
+            if isinstance(item.master, ShmRef) and getattr(item, "stored", False) is not True:
                 item.master = self.read(item.master)
             if item.variants:
                 item.variants = {k: self.read(v) if isinstance(v, ShmRef) else v

@@ -83,6 +83,10 @@ class Result:
     (pickling, the pipe or Ray hop, wake-ups). 0 for ``inline`` up to thread hand-offs."""
     spans: list[tuple[str, int, int]] | None = None
     """The worker's stages for this request (engine, ops, encode; epoch ns), for tracing."""
+    stored: asyncio.Future[bytes | None] | None = None
+    """When the engine worker writes this render's cache entries itself (``submit``'s
+    ``store``; ``master`` is then None): resolves to None once they are on disk, or to the
+    master's bytes when the worker could not write them (the caller stores them then)."""
 
 
 @dataclass
@@ -94,6 +98,7 @@ class _Slot:
     listener: Listener | None = None
     cancelled: bool = False
     started: float | None = None
+    store: tuple[str, float | None, tuple[str, ...]] | None = None
 
 
 RunBatch = Callable[..., list[Image.Image]]
@@ -210,12 +215,15 @@ class Worker:
     async def submit(self, spec: RenderSpec, priority: Priority = "standard",
                      deadline_s: float | None = None,
                      products: Mapping[str, Image.Image] | None = None,
-                     tag: Hashable | None = None, listener: Listener | None = None) -> Result:
+                     tag: Hashable | None = None, listener: Listener | None = None,
+                     store: tuple[str, float | None, tuple[str, ...]] | None = None) -> Result:
         """Queue one normalised spec and wait for its image.
 
         ``tag`` (the cache key) names the request for :meth:`promote` while it is queued.
         ``listener`` hears ``Queued`` (position, ETA) at admission, ``Started`` when its batch
         reaches the engine, and the previews it asked for (``runtime.progress``).
+        ``store`` (key, ttl, tags): the executor's worker may write the render's cache entries
+        itself (``Item.store``; honoured by ``process`` only): see ``Result.stored``.
         Raises :class:`Rejected` when the scheduler refuses it or its deadline passes while it
         is still queued; engine errors propagate as they are.
         """
@@ -240,7 +248,7 @@ class Worker:
             raise self._reject(Rejected(admission.status, admission.reason,
                                         admission.retry_after_s, admission.message))
         slot = _Slot(item, spec, products, asyncio.get_running_loop().create_future(),
-                     listener)
+                     listener, store=store)
         if listener is not None:
             listener.emit(queued)
         item.payload = slot
@@ -426,8 +434,8 @@ class Worker:
             if slot.products:
                 products.update(slot.products)
         batch = Batch(next(self._batch_ids),
-                      [Item(s.item.id, s.spec, s.listener.partials if s.listener else 0)
-                       for s in slots], products, telemetry.trace_carrier(),
+                      [Item(s.item.id, s.spec, s.listener.partials if s.listener else 0,
+                            s.store) for s in slots], products, telemetry.trace_carrier(),
                       rank=min(RANK[s.item.priority] for s in slots))
         ok = False
         waited = 0.0  # seconds the batch waited inside its worker (sent ahead), not serviced
@@ -470,7 +478,8 @@ class Worker:
                         r.image, start - slot.item.arrival, infer_s, len(slots), r.master,
                         out.master_s / n, r.width, r.height, out.worker,
                         r.variants or None, out.variant_s / n, hop_s,
-                        [(nm, a, b) for nm, a, b, i in out.spans if i is None or i == r.id]))
+                        [(nm, a, b) for nm, a, b, i in out.spans if i is None or i == r.id],
+                        r.stored if isinstance(r.stored, asyncio.Future) else None))
             self._generations.inc(made)
         finally:
             for slot in slots:

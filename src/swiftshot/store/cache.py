@@ -14,12 +14,21 @@ awaited three disk writes, ~10 ms of a 25 ms answer: docs/PERFORMANCE.md, issue 
 loses to one; :meth:`aclose` (the server's stop) waits for them all. At most
 ``WRITE_BEHIND_MAX`` writes wait: past it a writer waits as before. Without an in-process tier
 nothing is written behind (a read straight after would miss).
+
+Written elsewhere. An engine worker process may write a miss's entries to this machine's disk
+tier itself (runtime/process.py: the master then never crosses into the front). The front
+puts the small entries in its memory tier (:meth:`TieredCache.put_inline`) and hands the
+worker's pending write to :meth:`TieredCache.track`: until it is done, a read of those keys
+waits for it (the entry is not on disk yet) and so does every removal and :meth:`flush`; a
+write the worker could not make comes back as the master's bytes and is made here, behind,
+as any miss's write is.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+import logging
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +37,8 @@ from swiftshot.store.tiers import CacheTier, DiskTier, MemoryTier, RedisTier
 
 if TYPE_CHECKING:
     from swiftshot.config import CacheSettings
+
+log = logging.getLogger(__name__)
 
 PROMOTE_TTL_S = 3600.0
 """How long a copy promoted into a faster tier lives at most. The lower tier does not say how
@@ -59,6 +70,8 @@ class TieredCache:
         self._n_inline = n
         self._behind: ThreadPoolExecutor | None = None
         self._pending: set[asyncio.Future[None]] = set()
+        self._elsewhere: dict[str, asyncio.Future[None]] = {}
+        """Keys whose write another process has not finished yet → its :meth:`track` task."""
 
     @classmethod
     def from_settings(cls, cache: CacheSettings) -> TieredCache:
@@ -117,6 +130,10 @@ class TieredCache:
     # -- async API (the request path) -------------------------------------------------------
 
     async def aget(self, key: str) -> tuple[bytes, str] | None:
+        if self._elsewhere:
+            writing = self._elsewhere.get(key)
+            if writing is not None and not writing.done():
+                await asyncio.shield(writing)  # on disk (or written here) once it is done
         # The memory tier answers in microseconds: a thread hop would cost more than the read.
         for i in range(self._n_inline):
             hit = self._look(i, key)
@@ -164,6 +181,42 @@ class TieredCache:
                 if not slow:
                     return
         await asyncio.to_thread(_put_many, slow, entries)
+
+    def put_inline(self, entries: Sequence[Entry]) -> None:
+        """Write ``entries`` to the in-process tiers only (the rest is written elsewhere:
+        :meth:`track`)."""
+        for tier in self.tiers[: self._n_inline]:
+            for key, value, ttl, tags in entries:
+                tier.put(key, value, ttl, tags)
+
+    def track(self, written: asyncio.Future[Any], keys: Sequence[str],
+              fallback: Callable[[bytes], Sequence[Entry]]) -> None:
+        """Another process (an engine worker) is writing ``keys`` to the blocking tiers;
+        ``written`` resolves to None once they are there, or to the master's bytes when they
+        are not (then ``fallback(master)``'s entries are written here, in every tier, behind).
+        Reads of ``keys`` and removals wait for it meanwhile (module docstring)."""
+
+        async def settle() -> None:
+            try:
+                master = await written
+            except BaseException:  # noqa: BLE001 - the executor resolves it; never expected
+                log.exception("a cache write made elsewhere ended without an outcome")
+                return
+            if master is not None:
+                await self.aput_many(fallback(master), behind=True)
+
+        task = asyncio.ensure_future(settle())
+        self._pending.add(task)
+        for key in keys:
+            self._elsewhere[key] = task
+
+        def done(t: asyncio.Future[None]) -> None:
+            self._pending.discard(t)
+            for key in keys:
+                if self._elsewhere.get(key) is t:
+                    del self._elsewhere[key]
+
+        task.add_done_callback(done)
 
     async def flush(self) -> None:
         """Wait for the blocking-tier writes queued so far."""

@@ -11,13 +11,15 @@ non-blocking tiers inline on the event loop and the others from a thread.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import math
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -250,6 +252,14 @@ class DiskTier:
 
     diskcache tags an entry with one tag at most, so tags live in a small SQLite table beside
     the cache (``tags.sqlite3``, WAL): (tag, key) rows, indexed both ways.
+
+    Several processes write it (the front's write-behind, and the engine workers, which store
+    a miss's master themselves: runtime/process.py). A write puts its tag rows in, then its
+    entries — two databases, two transactions — so a removal (``delete``, ``purge_tag``)
+    running between the two would take the rows and miss the entry, leaving an entry no purge
+    finds. So writers hold a shared ``flock`` on ``tags.lock`` across both steps and removals an
+    exclusive one: a removal runs before or after a write, never inside it. The kernel drops
+    the lock of a process that dies, so a killed writer never blocks a purge.
     """
 
     name = "disk"
@@ -281,6 +291,7 @@ class DiskTier:
             self._db.execute("CREATE TABLE IF NOT EXISTS tags (tag TEXT NOT NULL, key TEXT "
                              "NOT NULL, PRIMARY KEY (tag, key)) WITHOUT ROWID")
             self._db.execute("CREATE INDEX IF NOT EXISTS tags_by_key ON tags (key)")
+            self._lock_path = str(self.directory / "tags.lock")
         except _DISK_ERRORS as e:
             # A read-only or full cache folder must not stop the server: the tier is off
             # (every read a miss), /readyz says degraded, the other tiers serve.
@@ -288,6 +299,18 @@ class DiskTier:
                 self._cache.close()
             self._cache, self._db = None, None
             self._failed("open", e)
+
+    @contextlib.contextmanager
+    def locked(self, exclusive: bool) -> Iterator[None]:
+        """Hold ``tags.lock`` (class docstring): shared for a write, exclusive for a removal.
+        A descriptor of its own per call, so two threads of one process exclude each other
+        as two processes do (``flock`` is per open file)."""
+        fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
 
     def health(self) -> str | None:
         """None when healthy; else what is wrong (for /readyz)."""
@@ -352,32 +375,41 @@ class DiskTier:
             tags: Sequence[str] = ()) -> None:
         self.put_many([(key, value, ttl, tags)])
 
-    def put_many(self, entries: Sequence[tuple[str, bytes, float | None, Sequence[str]]]) -> None:
+    def put_many(self, entries: Sequence[tuple[str, bytes, float | None, Sequence[str]]]) -> bool:
         """:meth:`put` of several entries (a miss's meta, master and variants) in two
         transactions instead of two per entry: every tag row first, then every entry, so an
         entry is never on disk without the rows a purge finds it by (a crash in between
-        leaves tag rows for missing keys, which a purge skips)."""
+        leaves tag rows for missing keys, which a purge skips; a removal cannot run in
+        between: :meth:`locked`). True when every entry was written; False when the tier is
+        off or the write failed (counted and logged as every tier error is)."""
         if self._cache is None or self._db is None:
-            return
+            return False
         try:
-            rows = [(t, key) for key, _, _, tags in entries for t in tags]
-            if rows:
-                with self._db_lock:
-                    self._db.execute("BEGIN")
-                    try:
-                        self._db.executemany("INSERT OR IGNORE INTO tags (tag, key) VALUES "
-                                             "(?, ?)", rows)
-                    except BaseException:
-                        self._db.execute("ROLLBACK")
-                        raise
-                    self._db.execute("COMMIT")
-            with self._cache.transact(retry=True):
-                for key, value, ttl, _ in entries:
-                    self._cache.set(key, bytes(value), expire=ttl, retry=True)
+            with self.locked(exclusive=False):
+                self._put_rows_then_entries(entries)
         except _DISK_ERRORS as e:
             self._failed("put", e)
-        else:
-            self._writes_again()
+            return False
+        self._writes_again()
+        return True
+
+    def _put_rows_then_entries(
+            self, entries: Sequence[tuple[str, bytes, float | None, Sequence[str]]]) -> None:
+        assert self._cache is not None and self._db is not None
+        rows = [(t, key) for key, _, _, tags in entries for t in tags]
+        if rows:
+            with self._db_lock:
+                self._db.execute("BEGIN")
+                try:
+                    self._db.executemany("INSERT OR IGNORE INTO tags (tag, key) VALUES "
+                                         "(?, ?)", rows)
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+                self._db.execute("COMMIT")
+        with self._cache.transact(retry=True):
+            for key, value, ttl, _ in entries:
+                self._cache.set(key, bytes(value), expire=ttl, retry=True)
 
     def _writes_again(self) -> None:
         """A write went through: if writes had been failing, say that they no longer do."""
@@ -398,23 +430,26 @@ class DiskTier:
     def delete(self, key: str) -> bool:
         if self._cache is None or self._db is None:
             return False
-        with self._db_lock:
-            self._db.execute("DELETE FROM tags WHERE key = ?", (key,))
-        return bool(self._cache.delete(key, retry=True))
+        with self.locked(exclusive=True):
+            with self._db_lock:
+                self._db.execute("DELETE FROM tags WHERE key = ?", (key,))
+            return bool(self._cache.delete(key, retry=True))
 
     def purge_tag(self, tag: str) -> list[str]:
         if self._cache is None or self._db is None:
             return []
-        with self._db_lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                keys = [r[0] for r in self._db.execute("SELECT key FROM tags WHERE tag = ?", (tag,))]
-                self._db.execute("DELETE FROM tags WHERE tag = ?", (tag,))
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-        return sorted(k for k in keys if self._cache.delete(k, retry=True))
+        with self.locked(exclusive=True):
+            with self._db_lock:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    keys = [r[0] for r in self._db.execute("SELECT key FROM tags WHERE tag = ?",
+                                                           (tag,))]
+                    self._db.execute("DELETE FROM tags WHERE tag = ?", (tag,))
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+            return sorted(k for k in keys if self._cache.delete(k, retry=True))
 
     def close(self) -> None:
         with self._probe_lock:

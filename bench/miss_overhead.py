@@ -6,7 +6,9 @@ on the front and the workers beside it with ``--pause``) and for short before/af
 
 Prints p50 of each stage, the server's overhead (total − work) and the client-seen overhead
 (latency − work), each ÷ ``infer`` (the engine) — the same definitions as ``bench serve``'s
-``server_side_overhead_ratio`` / ``server_overhead_ratio``, without the load generator's mix.
+``server_side_overhead_ratio`` / ``server_overhead_ratio``, without the load generator's mix —
+and the CPU per miss of the front process and of its engine workers (user + system from
+/proc over the measured misses: less moved by neighbours than the latencies).
 Writes JSON with the machine when ``--out`` is given.
 """
 
@@ -23,17 +25,39 @@ from pathlib import Path
 
 from swiftshot.benchmarks.http import Client
 from swiftshot.benchmarks.machine import machine_info
-from swiftshot.benchmarks.procs import free_port, running, server_env, swiftshot_command
+from swiftshot.benchmarks.procs import (
+    cpu_seconds,
+    free_port,
+    pid_of,
+    running,
+    server_env,
+    swiftshot_command,
+)
 from swiftshot.benchmarks.stats import parse_server_timing, percentile
 
 WORK = ("infer", "master", "variant", "encode")
 
 
-async def drive(url: str, n: int, warm: int, pause: float, size: int = 512
+def _cpu(pid: int | None) -> tuple[float, float] | None:
+    """(front, its descendants) CPU seconds."""
+    if pid is None:
+        return None
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    front = (int(raw[11]) + int(raw[12])) / os.sysconf("SC_CLK_TCK")
+    total = cpu_seconds(pid)
+    return (front, total - front) if total is not None else None
+
+
+async def drive(url: str, n: int, warm: int, pause: float, size: int = 512,
+                cpu: dict[str, float] | None = None, pid: int | None = None
                 ) -> list[dict[str, float]]:
     host, port = url.split("//")[1].split(":")
     client = Client(host, int(port))
     rows = []
+    c0: tuple[float, float] | None = None
     seed0 = int(time.time() * 1000) % 10_000_000 * 100
     if pause:
         print(f"server up at {url}; profiling window opens in {pause:g} s", flush=True)
@@ -49,10 +73,15 @@ async def drive(url: str, n: int, warm: int, pause: float, size: int = 512
         t1 = time.perf_counter()
         assert resp.status == 200, (resp.status, resp.body[:300])
         if i < warm:
+            if i == warm - 1:
+                c0 = _cpu(pid)
             continue
         st = dict(parse_server_timing(resp.headers.get("server-timing")))
         st["latency"] = (t1 - t0) * 1000
         rows.append(st)
+    c1 = _cpu(pid)
+    if cpu is not None and c0 is not None and c1 is not None:
+        cpu["front"], cpu["workers"] = c1[0] - c0[0], c1[1] - c0[1]
     await client.aclose()
     return rows
 
@@ -92,8 +121,12 @@ def main() -> int:
             if a.pause:
                 print("pids:", os.popen(f"pgrep -f 'swiftshot serve.*{port}'").read().split(),
                       flush=True)
-            rows = asyncio.run(drive(url, a.n, a.warm, a.pause, a.size))
+            cpu: dict[str, float] = {}
+            rows = asyncio.run(drive(url, a.n, a.warm, a.pause, a.size, cpu, pid_of(url)))
     s = summarise(rows)
+    if cpu:
+        s["front_cpu_ms_per_miss"] = cpu["front"] / len(rows) * 1000
+        s["workers_cpu_ms_per_miss"] = cpu["workers"] / len(rows) * 1000
     for k, v in s.items():
         print(f"{k:32s} {v:8.3f}" if isinstance(v, float) else f"{k:32s} {v}")
     if a.out:

@@ -109,3 +109,16 @@ def test_render_ghost_mannequin_with_file_references(tmp_path):
     red = arr[m.opening][:, :3].astype(int)               # the inside photo fills the opening
     assert ((red[:, 0] > 110) & (red[:, 0] > 3 * red[:, 1])).mean() > 0.8  # (in shade)
     assert (arr[m.mannequin & ~m.opening][:, 3] < 128).mean() > 0.8
+
+
+def test_cutout_says_low_confidence_on_a_glass_bottle_it_cuts_too_tight(tmp_path, capsys):
+    # Tuning case glossy_transparent 10 (a tinted glass bottle, IoU 0.93: the dark walls given
+    # back): said `low` with its reason since the calibration (it printed 1.00 (high) before).
+    from swiftshot.testing.products import eval_cases
+
+    path = tmp_path / "glass.png"
+    make_photo(eval_cases((10,), ("glossy_transparent",))[0], (640, 640)).image.save(path)
+    assert main(["cutout", str(path), "-o", str(tmp_path / "cut.png")]) == 0
+    captured = capsys.readouterr()
+    assert "(low)" in captured.out
+    assert "low confidence:" in captured.err and "dark" in captured.err

@@ -152,3 +152,16 @@ def scraped(client, name: str) -> float:
     assert r.status_code == 200
     return sum(s.value for fam in text_string_to_metric_families(r.text)
                for s in fam.samples if s.name == name)
+
+
+def test_low_confidence_is_said_in_the_header(client):
+    # A tinted glass bottle cut too tight (tuning case glossy_transparent 10, IoU 0.93): the
+    # header says `low` since the calibration (1.00; high before).
+    from swiftshot.testing.products import eval_cases
+
+    buf = io.BytesIO()
+    make_photo(eval_cases((10,), ("glossy_transparent",))[0], (640, 640)).image.save(buf, "PNG")
+    r = post(client, files={"image_file": ("g.png", buf.getvalue(), "image/png")})
+    assert r.status_code == 200
+    conf, level = r.headers["x-cutout-confidence"].split("; ")
+    assert level == "low" and float(conf) < 0.5

@@ -1274,7 +1274,9 @@ class Found:
     """float32 backdrop colour near each pixel at the work size: the clear backdrop nearby
     (shadows included), else the fitted surface."""
     confidence: float = 1.0
-    """0..1: how sure the segmenter is of this cutout (see ``_confidence``)."""
+    """0..1: how sure the segmenter is of this cutout, from the work copy's signals only
+    (``_confidence_from``); ``cutout()`` reports it with the edge matte's signal added
+    (``refine(found, rgb, signals)``)."""
     why: tuple[str, ...] = ()
     """What lowered the confidence, in words."""
     signals: dict | None = None

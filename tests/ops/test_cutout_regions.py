@@ -11,7 +11,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from swiftshot.ops.cutout import ClassicalSegmenter, _design, _find_horizon, _robust_fit
+from swiftshot.ops.cutout import (
+    ClassicalSegmenter,
+    _border_sel,
+    _design,
+    _find_horizon,
+    _fit_backdrop,
+    _robust_fit,
+)
 from swiftshot.testing.products import HELDOUT_SEEDS, _eval_case, iou, make_photo
 
 SEG = ClassicalSegmenter()
@@ -257,3 +264,48 @@ def test_a_dark_box_told_by_its_tint_alone_is_not_white_on_white():
     found, a whiteish rim, so it was closed from its outline as white on white and lost
     whole (IoU 0.000 before)."""
     assert _iou("textured", 7010) >= 0.93
+
+
+# Eighth pass (OPS_VERSION 14): a product covering most of one side of the border.
+def test_a_sole_covering_the_bottom_band_of_a_steep_sweep_is_not_the_backdrop():
+    """A sneaker cropped by the bottom edge on a sweep darkening steeply to the floor: its
+    cream sole covers most of the bottom band, the full border fit took the sole as the
+    backdrop there, lost the sole and kept the dark floor beside it (IoU 0.676 before)."""
+    assert _iou("framing", 7006) >= 0.97
+
+
+def _steep_sweep(h: int = 320, w: int = 320) -> np.ndarray:
+    """A lilac sweep darkening to the floor (flat over its top and bottom tenth), no noise."""
+    yn = (np.arange(h, dtype=np.float32) + 0.5) / h
+    t = np.clip((yn - 0.1) / 0.8, 0, 1) ** 1.5
+    top, bottom = np.array([240, 213, 238], np.float32), np.array([149, 132, 148], np.float32)
+    return np.broadcast_to((top + (bottom - top) * t[:, None])[:, None, :], (h, w, 3)).copy()
+
+
+def test_fit_backdrop_leaves_out_the_stretch_of_a_side_a_product_covers():
+    """``_fit_backdrop`` on a steep sweep whose bottom band is 80 % covered by a cream block
+    (a sole cropped by the frame): the backdrop under the block and beside it is the sweep's
+    floor, not the block's cream (before: ~90 levels off under the block, ~18 beside it)."""
+    sweep = _steep_sweep()
+    img = sweep.copy()
+    img[280:, 30:290] = (228, 223, 217)
+    bg, sigma, _ = _fit_backdrop(img, 13)
+    assert np.abs(bg[-1, 160] - sweep[-1, 160]).max() < 12  # under the block
+    assert np.abs(bg[-6:, :20] - sweep[-6:, :20]).max() < 6  # beside it, left and right
+    assert np.abs(bg[-6:, -20:] - sweep[-6:, -20:]).max() < 6
+    assert np.abs(bg[:200] - sweep[:200]).max() < 6  # and the sweep above it unchanged
+    assert sigma < 3.0
+
+
+def test_fit_backdrop_keeps_the_full_fit_when_every_side_is_backdrop():
+    """The side left out only where that wins clearly: a plain sweep with a product inside the
+    frame gets the same surface as the plain robust fit over the whole border."""
+    img = _steep_sweep()
+    img[120:250, 100:220] = (40, 70, 160)
+    bg, _, coef = _fit_backdrop(img, 13)
+    h, w, _ = img.shape
+    ys, xs = np.nonzero(_border_sel(h, w, 13))
+    step = max(1, len(ys) // 6000)
+    ys, xs = ys[::step], xs[::step]
+    ref, _ = _robust_fit(_design(xs / w - 0.5, ys / h - 0.5), img[ys, xs])
+    assert np.allclose(coef, ref)

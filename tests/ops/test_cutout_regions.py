@@ -309,3 +309,26 @@ def test_fit_backdrop_keeps_the_full_fit_when_every_side_is_backdrop():
     ys, xs = ys[::step], xs[::step]
     ref, _ = _robust_fit(_design(xs / w - 0.5, ys / h - 0.5), img[ys, xs])
     assert np.allclose(coef, ref)
+
+
+def thin_sweep_photo() -> np.ndarray:
+    """1600 × 48 (32:1): a steep vertical sweep with a cream strip along its right edge, the
+    side-left-out path on a work copy 12 px across."""
+    h, w = 1600, 48
+    yn = (np.arange(h, dtype=np.float32) + 0.5) / h
+    t = np.clip((yn - 0.1) / 0.8, 0, 1) ** 1.5
+    top, bottom = np.array([240, 213, 238], np.float32), np.array([149, 132, 148], np.float32)
+    img = np.broadcast_to((top + (bottom - top) * t[:, None])[:, None, :], (h, w, 3)).copy()
+    img[:, 36:] = (228, 223, 217)
+    return img.astype(np.uint8)
+
+
+def test_a_thin_photo_with_a_covered_side_is_cut_out():
+    """The profile correction's smoothing kernel (13 taps) was longer than a thin photo's
+    work copy is wide (12 px): ``np.convolve(mode="same")`` returned 13 values and the
+    broadcast against the backdrop raised (a 500 over HTTP)."""
+    from PIL import Image
+
+    alpha = SEG.mask(Image.fromarray(thin_sweep_photo()))
+    assert alpha.shape == (1600, 48)
+    assert alpha[:, 40:].mean() > 0.9 and alpha[:, :30].mean() < 0.1

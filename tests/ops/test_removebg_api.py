@@ -57,6 +57,23 @@ def test_multipart_png_with_headers(client, jpeg):
     assert a[top + h // 2, left + w // 4] == 255 and a[2, 2] == 0
 
 
+def test_a_thin_photo_is_cut_out_not_a_500(client):
+    """A 32:1 photo whose work copy is narrower than the backdrop fit's smoothing kernel
+    (the eighth pass's profile correction raised there)."""
+    h, w = 1600, 48
+    t = np.clip(((np.arange(h) + 0.5) / h - 0.1) / 0.8, 0, 1) ** 1.5
+    top, bottom = np.array([240, 213, 238.0]), np.array([149, 132, 148.0])
+    img = np.broadcast_to((top + (bottom - top) * t[:, None])[:, None, :], (h, w, 3)).copy()
+    img[:, 36:] = (228, 223, 217)  # a cream strip covering the right side
+    buf = io.BytesIO()
+    Image.fromarray(img.astype(np.uint8)).save(buf, "PNG")
+    r = post(client, files={"image_file": ("thin.png", buf.getvalue(), "image/png")})
+    assert r.status_code == 200, r.text
+    im = Image.open(io.BytesIO(r.content))
+    assert im.mode == "RGBA" and im.size == (48, 1600)
+    assert np.asarray(im)[:, 40:, 3].mean() > 200
+
+
 def test_json_b64_bg_color_jpg(client, jpeg):
     r = post(client, json={"image_file_b64": base64.b64encode(jpeg).decode(), "bg_color": "00ff00",
                            "size": "preview"})

@@ -176,8 +176,10 @@ def _profile_correction(img: np.ndarray, bg: np.ndarray, band: int, covered: int
 
 
 def _smooth1d(x: np.ndarray, sigma: float) -> np.ndarray:
-    """Gaussian smoothing of an n×c array along its first axis (zero outside)."""
-    r = int(3 * sigma + 0.5)
+    """Gaussian smoothing of an n×c array along its first axis (zero outside). The kernel is
+    cut to the array's length: ``np.convolve(mode="same")`` returns the longer of the two, and
+    a thin photo's work copy (32:1, 12 px across) broke the broadcast against the backdrop."""
+    r = min(int(3 * sigma + 0.5), (len(x) - 1) // 2)
     k = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma) ** 2).astype(np.float32)
     k /= k.sum()
     return np.stack([np.convolve(x[:, i], k, mode="same") for i in range(x.shape[1])], 1)

@@ -150,3 +150,53 @@ def test_a_purge_waits_for_a_write_in_progress_in_another_process(tmp_path):
     finally:
         a.close()
         b.close()
+
+
+async def test_a_long_purge_does_not_stall_the_worker(tmp_path):
+    """A purge of a large tag holds the tier's lock exclusively for its whole delete loop.
+    A worker waits for it only briefly (STORE_LOCK_WAIT_S), then leaves the store to the
+    front, so the next miss (realtime included) is not held behind the purge; what the
+    worker left is on disk with its tag rows once the purge is done."""
+    settings = _settings(tmp_path)
+    svc = Service.from_settings(settings)
+    await svc.start()
+    disk_dir = settings.cache.disk_dir
+    purge = DiskTier(disk_dir, 1 << 30)
+    try:
+        with purge.locked(exclusive=True):  # a purge in its delete loop
+            first = await asyncio.wait_for(svc.render(_spec("during a purge", tags=("sku-3",))),
+                                           30)
+            # the worker gave the store back at once: the next miss is served while the
+            # purge still holds the lock (without the bounded wait this one waits for it)
+            second = await asyncio.wait_for(svc.render(_spec("the next miss")), 30)
+            assert first.cache == second.cache == "miss"
+            proc = svc.worker.executor._procs[0]
+            await _until(lambda: proc.storing is None, 10)  # given back, lock still held
+        await asyncio.wait_for(svc.cache.flush(), 30)  # the front's write-behind, unblocked
+        other = DiskTier(disk_dir, 1 << 30)
+        try:
+            assert codecs.decode_master(other.get(first.key)).size == (64, 64)
+            assert other.get(second.key) is not None
+        finally:
+            other.close()
+        assert _tag_rows(disk_dir, first.key) == {"sku-3", f"master:{first.key}"}
+    finally:
+        purge.close()
+        await svc.stop()
+
+
+def test_a_bounded_write_gives_up_on_a_held_lock_without_writing(tmp_path):
+    a, b = DiskTier(tmp_path, 1 << 30), DiskTier(tmp_path, 1 << 30)
+    try:
+        with b.locked(exclusive=True):
+            t0 = time.monotonic()
+            assert a.put_many([("k", b"v", None, ("t",))], lock_wait_s=0.05) is False
+            assert time.monotonic() - t0 < 5
+            assert a.errors == 0 and a.health() is None  # busy is not a failing disk
+        assert a.get("k") is None
+        assert _tag_rows(tmp_path, "k") == set()
+        assert a.put_many([("k", b"v", None, ("t",))], lock_wait_s=0.05) is True
+        assert a.get("k") == b"v" and _tag_rows(tmp_path, "k") == {"t"}
+    finally:
+        a.close()
+        b.close()

@@ -76,6 +76,10 @@ from swiftshot.runtime.shm import ResultArea
 log = logging.getLogger(__name__)
 
 START_TIMEOUT_S = 300.0
+STORE_LOCK_WAIT_S = 0.02
+"""How long a worker waits for the disk tier's tag lock before it leaves a miss's store to the
+front: a purge of a large tag holds the lock exclusively for its whole delete loop, and a
+worker that waited for it would take no batch meanwhile (realtime included)."""
 """Longest a worker may take to load and warm up before it counts as failed."""
 
 
@@ -225,7 +229,7 @@ def _worker_main(conn: Any, settings_json: dict[str, Any], engine: str, model: s
                                        master, [(variant_key(key, fmt, q, None), v)
                                                 for (fmt, q), v in variants.items()],
                                        ttl, tags)
-                if tier is not None and tier.put_many(entries):
+                if tier is not None and tier.put_many(entries, lock_wait_s=STORE_LOCK_WAIT_S):
                     done.append(r.id)
         except Exception:  # noqa: BLE001 - the front stores what is not listed
             log.exception("process-%d: storing batch %d's results failed", index, batch_id)

@@ -247,6 +247,10 @@ def _write_new(full_path: str, value: bytes) -> None:
             os.makedirs(os.path.dirname(full_path), exist_ok=True)
 
 
+class LockBusy(Exception):
+    """``tags.lock`` was not had within the wait asked (:meth:`DiskTier.locked`)."""
+
+
 class DiskTier:
     """diskcache on local disk: survives restarts, shared by the processes of one machine.
 
@@ -301,13 +305,27 @@ class DiskTier:
             self._failed("open", e)
 
     @contextlib.contextmanager
-    def locked(self, exclusive: bool) -> Iterator[None]:
+    def locked(self, exclusive: bool, wait_s: float | None = None) -> Iterator[None]:
         """Hold ``tags.lock`` (class docstring): shared for a write, exclusive for a removal.
         A descriptor of its own per call, so two threads of one process exclude each other
-        as two processes do (``flock`` is per open file)."""
+        as two processes do (``flock`` is per open file). With ``wait_s``, give up with
+        :class:`LockBusy` when the lock is not had within that many seconds (a purge of a
+        large tag holds it exclusively for its whole delete loop)."""
         fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            op = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
+            if wait_s is None:
+                fcntl.flock(fd, op)
+            else:
+                deadline = time.monotonic() + wait_s
+                while True:
+                    try:
+                        fcntl.flock(fd, op | fcntl.LOCK_NB)
+                        break
+                    except BlockingIOError:
+                        if time.monotonic() >= deadline:
+                            raise LockBusy(self._lock_path) from None
+                        time.sleep(0.001)
             yield
         finally:
             os.close(fd)  # releases the lock
@@ -375,18 +393,24 @@ class DiskTier:
             tags: Sequence[str] = ()) -> None:
         self.put_many([(key, value, ttl, tags)])
 
-    def put_many(self, entries: Sequence[tuple[str, bytes, float | None, Sequence[str]]]) -> bool:
+    def put_many(self, entries: Sequence[tuple[str, bytes, float | None, Sequence[str]]],
+                 lock_wait_s: float | None = None) -> bool:
         """:meth:`put` of several entries (a miss's meta, master and variants) in two
         transactions instead of two per entry: every tag row first, then every entry, so an
         entry is never on disk without the rows a purge finds it by (a crash in between
         leaves tag rows for missing keys, which a purge skips; a removal cannot run in
         between: :meth:`locked`). True when every entry was written; False when the tier is
-        off or the write failed (counted and logged as every tier error is)."""
+        off or the write failed (counted and logged as every tier error is), or, with
+        ``lock_wait_s``, when a removal held the lock that long (nothing written, not an
+        error: an engine worker passes it so that a long purge never stalls the worker;
+        the front then stores the entries itself, behind the answer)."""
         if self._cache is None or self._db is None:
             return False
         try:
-            with self.locked(exclusive=False):
+            with self.locked(exclusive=False, wait_s=lock_wait_s):
                 self._put_rows_then_entries(entries)
+        except LockBusy:
+            return False
         except _DISK_ERRORS as e:
             self._failed("put", e)
             return False

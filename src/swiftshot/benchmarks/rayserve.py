@@ -54,6 +54,8 @@ VARIANTS: list[dict[str, Any]] = []
 parts run every variant at each replica count in turn, alternated in one window on one
 cluster, so a neighbour's burst on a shared box lands on all of them alike."""
 TRANSPORTS: list[str] = []
+HOP_SIZES: list[int] = []
+"""--sizes: the hop part's image sizes (default 64 and 1024)."""
 """``--transports direct,serve``: every variant of the scaling and timeline parts is run with
 each transport (``ray.transport``), and the hop part measures each; alternated in one window."""
 _APPS = iter(range(1, 10**9))
@@ -310,9 +312,9 @@ async def bench_hop(quick: bool) -> list[dict[str, Any]]:
     paths: list[tuple[str, str, int, bool | None]] = [
         ("serve handle ping (no work)", transports[0], 0, None)]
     for t in transports:
-        paths += [(f"{t}: unary", t, 64, False), (f"{t}: stream (Started+Partial)", t, 64, True),
-                  (f"{t}: unary", t, 1024, False),
-                  (f"{t}: stream (Started+Partial)", t, 1024, True)]
+        for size in HOP_SIZES or [64, 1024]:
+            paths += [(f"{t}: unary", t, size, False),
+                      (f"{t}: stream (Started+Partial)", t, size, True)]
     got: dict[int, tuple[list[float], list[float], list[float]]] = {
         i: ([], [], []) for i in range(len(paths))}
     fronts: dict[str, Front] = {}
@@ -331,7 +333,7 @@ async def bench_hop(quick: bool) -> list[dict[str, Any]]:
                 f = fronts[t]
                 total, inner, p50s = got[i]
                 t_round: list[float] = []
-                k_n = per_round // (4 if size == 1024 else 1) + (5 if r_i == 0 else 0)
+                k_n = per_round // (4 if size >= 512 else 1) + (5 if r_i == 0 else 0)
                 for k in range(k_n):
                     if stream is None:
                         t0 = time.perf_counter()
@@ -419,7 +421,15 @@ def main(argv: list[str] | None = None) -> int:
                    help="direct,serve (ray.transport): the scaling and timeline parts run "
                         "each variant with each, alternated; the hop part measures each "
                         "(default there: both)")
+    p.add_argument("--sizes", default=None,
+                   help="64,512,1024: the hop part's image sizes, all in one run (default "
+                        "64,1024)")
     args = p.parse_args(argv)
+    if args.sizes:
+        try:
+            HOP_SIZES.extend(int(x) for x in args.sizes.split(","))
+        except ValueError:
+            p.error(f"--sizes: comma-separated pixel sizes; got {args.sizes!r}")
     if args.transports:
         for t in args.transports.split(","):
             if t not in ("direct", "serve"):

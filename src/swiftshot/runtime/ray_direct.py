@@ -47,6 +47,7 @@ import io
 import logging
 import pickle
 import secrets
+import socket
 import struct
 import threading
 import time
@@ -70,6 +71,12 @@ RAW_FROM = 64 * 1024
 cross as raw frames of their own: written from the object itself, read straight into their
 final buffer (no copy into or out of a pickle stream)."""
 READ_BYTES = 256 * 1024
+SOCKET_BUFFER = 4 * 1024 * 1024
+"""SO_SNDBUF/SO_RCVBUF of a channel's sockets: a 1024² raw master (3 MB) fits the kernel's
+buffers whole, so the replica's one ``send`` hands all of it to the kernel (nothing is left for
+asyncio to copy into its write buffer and send piecewise from later loop turns) and the front
+reads it in few ``recv_into`` calls. Linux caps it at ``net.core.[rw]mem_max`` (4 MB on the dev
+VM), which is no error."""
 
 
 class _Pickler(pickle.Pickler):
@@ -106,7 +113,20 @@ def _write(transport: asyncio.Transport, msg: Any) -> None:
     del meta
     for part in raw:
         transport.write(frame_header(len(part)))
-        transport.write(part)
+        # a view: what the kernel did not take at once is sliced without a copy of the bytes
+        # object (asyncio's ``data[n:]``); only that rest goes into the transport's buffer
+        transport.write(memoryview(part))
+
+
+def _widen(transport: asyncio.BaseTransport) -> None:
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return
+    for opt in (socket.SO_SNDBUF, socket.SO_RCVBUF):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, opt, SOCKET_BUFFER)
+        except OSError:  # pragma: no cover - a platform that refuses: the defaults stay
+            pass
 
 
 class _Framed(asyncio.BufferedProtocol):
@@ -133,6 +153,7 @@ class _Framed(asyncio.BufferedProtocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        _widen(transport)
 
     def send(self, msg: Any) -> bool:
         if not self.open:

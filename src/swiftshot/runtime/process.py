@@ -76,11 +76,11 @@ from swiftshot.runtime.shm import ResultArea
 log = logging.getLogger(__name__)
 
 START_TIMEOUT_S = 300.0
+"""Longest a worker may take to load and warm up before it counts as failed."""
 STORE_LOCK_WAIT_S = 0.02
 """How long a worker waits for the disk tier's tag lock before it leaves a miss's store to the
 front: a purge of a large tag holds the lock exclusively for its whole delete loop, and a
 worker that waited for it would take no batch meanwhile (realtime included)."""
-"""Longest a worker may take to load and warm up before it counts as failed."""
 
 
 def default_workers(engine: str, settings: Settings) -> int:

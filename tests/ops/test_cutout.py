@@ -391,7 +391,11 @@ def test_an_outline_through_the_backdrop_lowers_the_confidence():
 
 
 def test_unsupported_outline_measures_a_kept_piece_of_backdrop():
-    from swiftshot.ops.cutout import _unsupported_outline
+    from swiftshot.ops.cutout import _outline_contrast
+
+    def _unsupported_outline(img, hard, sigma):  # the ``unsup`` signal of the confidence
+        diff, thr = _outline_contrast(img, hard, sigma)
+        return 0.0 if diff is None else float((diff < thr).mean())
 
     img = np.full((120, 120, 3), 200.0, np.float32)
     img[30:90, 30:90] = (40, 60, 160)

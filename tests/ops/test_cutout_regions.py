@@ -156,7 +156,10 @@ def test_confidence_drops_when_a_part_of_the_product_is_missing():
     (IoU 0.68 until the sixth pass); the outline runs along the upper's edge, so the
     confidence said 0.93 before the missing-part term. The cutout now keeps the sole
     (``_smooth_parts``), so the term is held to it on the mask with the sole cut away."""
-    from swiftshot.ops.cutout import _confidence as conf_of
+    from swiftshot.ops.cutout import _confidence_from, _confidence_signals
+
+    def conf_of(*work):
+        return _confidence_from(_confidence_signals(*work))
 
     photo = make_photo(_eval_case("textured", 17), (640, 640))
     _, img, bg, sigma, _, ev, hard, band, _ = SEG._work_regions(np.asarray(photo.image))

@@ -800,12 +800,6 @@ def _confidence_signals(img: np.ndarray, bg: np.ndarray, sigma: float, band: int
     return sig
 
 
-def _confidence(img: np.ndarray, bg: np.ndarray, sigma: float, band: int, hard: np.ndarray,
-                ev: Evidence) -> tuple[float, tuple[str, ...]]:
-    """How far to trust a classical cutout, 0..1, and what lowered it."""
-    return _confidence_from(_confidence_signals(img, bg, sigma, band, hard, ev))
-
-
 # The calibrated confidence (calibration pass, 5 Dec 2026; docs/OPS.md "Confidence,
 # calibrated"). Each term is a doubt in 0..1 (a ramp of one signal from where it starts to
 # where it is full); the confidence is a logistic of their weighted sum:
@@ -1034,19 +1028,14 @@ def _smooth_parts(img: np.ndarray, hard: np.ndarray, band: int, min_area: float
     return out
 
 
-def _unsupported_outline(img: np.ndarray, hard: np.ndarray, sigma: float) -> float:
-    """Fraction of the product's outline (inside the frame) where the colour just inside
-    it is that just outside it: an outline drawn through the backdrop (a piece of a wood
-    table kept with the product, a white face given back), not along an edge."""
-    diff, thr = _outline_contrast(img, hard, sigma)
-    return 0.0 if diff is None else float((diff < thr).mean())
-
-
 def _outline_contrast(img: np.ndarray, hard: np.ndarray, sigma: float
                       ) -> tuple[np.ndarray | None, float]:
     """(per outline pixel, the largest channel difference between the colour 2 px inside and
     2 px outside, spread along the outline; the "same colour" threshold max(10, 4 σ)), or
-    (None, thr) when there is too little outline inside the frame."""
+    (None, thr) when there is too little outline inside the frame. The share under the
+    threshold (``unsup`` in ``_confidence_signals``) is an outline drawn through the backdrop
+    (a piece of a wood table kept with the product, a white face given back), not along an
+    edge."""
     h, w = hard.shape
     thr = max(10.0, 4.0 * sigma)
     if not hard.any() or hard.all():

@@ -499,7 +499,7 @@ class Service:
         store = self._worker_store(worker, spec, key)
         result = await worker.submit(spec, priority=priority, deadline_s=deadline_s,
                                      products=products, tag=key, listener=listener,
-                                     **({"store": store} if store is not None else {}))
+                                     store=store)
         variants = [(variant_key(key, fmt, q, None), data)
                     for (fmt, q), data in (getattr(result, "variants", None) or {}).items()]
         stored = getattr(result, "stored", None)

@@ -563,6 +563,19 @@ class RaySettings(_Section):
     direct_connect_timeout_s: float = Field(10.0, gt=0)
     """Asking a new replica its address and connecting to it must finish within this; until
     then (or when it fails: retried each ``status_interval_s``) batches go through Serve."""
+    result_shm_bytes: int = Field(64 * 1024 * 1024, ge=0)
+    """``direct``: each link's shared-memory segment for what a replica on the front's own
+    machine sends back (masters, previews): the replica copies them into it and only their
+    place crosses the socket (runtime/ray_direct.py, runtime/shm.py). Offered to every replica;
+    one on another machine cannot map it and keeps the socket. An upper bound of address
+    space, committed only as far as results reach; a message that does not fit goes over the
+    socket. 0: off (everything over the socket)."""
+    front_heap_bytes: int = Field(32 * 1024 * 1024, ge=0)
+    """``direct``: the front's malloc serves blocks below this (at most 32 MiB) from its heap
+    and keeps twice this of freed heap mapped (glibc ``mallopt``, runtime/shm.py
+    ``keep_heap``), so the ``bytes`` each 3 MB result is copied into reuses warm pages instead
+    of a fresh mapping faulted in page by page (~1.4 ms a result on the dev VM). Process-wide.
+    0: glibc's defaults."""
     batcher: Literal["front", "serve"] = "front"
     """``front``: the front's scheduler batches (priorities, deadlines, batch keys) and hands a
     free replica a whole batch. ``serve``: the front sends single requests and each replica

@@ -1,6 +1,9 @@
 """The direct data channel (``ray.transport = direct``, runtime/ray_direct.py) on the real
-two-node loopback cluster: batches go over the front's own links, not the Serve handle; a
-stray client on a replica's port is refused; a replica Serve replaces is linked again."""
+two-node loopback cluster: batches go over the front's own links, not the Serve handle, their
+results through each link's shared segment (every node of the loopback cluster is on this
+machine) or, with it off, over the socket; a stray client on a replica's port is refused; a
+replica Serve replaces is linked again, and a replica killed mid-transfer leaves nothing of
+ours in /dev/shm."""
 
 from __future__ import annotations
 
@@ -16,10 +19,23 @@ import pytest
 
 from swiftshot.delivery import codecs
 from swiftshot.engines.base import FakeEngine
+from swiftshot.errors import WorkerLost
+from swiftshot.runtime import shm
 from swiftshot.runtime.progress import Partial, Started
 from tests.ray.test_ray_executor import batch, delete_app, node_of, ray_settings
 
 pytestmark = pytest.mark.ray
+
+
+def named_segments() -> list[str]:
+    """This process's direct-link segments that still have a name in /dev/shm."""
+    return [n for n in shm.leftover(os.getpid()) if n.startswith(f"{shm.PREFIX}-{os.getpid()}-ray")]
+
+
+def big_batch(prompt: str):
+    b = batch(prompt)
+    b.items[0].spec = b.items[0].spec.model_copy(update={"width": 1024, "height": 1024})
+    return b
 
 
 @pytest.fixture
@@ -43,6 +59,7 @@ async def direct(ray_cluster, tmp_path):
         assert through_serve == []
         await ex.stop()
         await delete_app(ex.app_name)
+        assert named_segments() == []
 
 
 async def test_batches_and_previews_cross_the_direct_links(direct, ray_cluster):
@@ -60,11 +77,33 @@ async def test_batches_and_previews_cross_the_direct_links(direct, ray_cluster):
         assert isinstance(mine[0], Started)  # said by the replica when an engine thread took it
         assert sum(isinstance(e, Partial) for e in mine) == it.partials
     # a 1024² master (3 MB of raw pixels) crosses as raw bytes, intact
-    big = batch("large")
-    big.items[0].spec = big.items[0].spec.model_copy(update={"width": 1024, "height": 1024})
+    big = big_batch("large")
     r = await direct.submit(big)
     assert codecs.decode_master(r.results[0].master).tobytes() == \
         FakeEngine._image(big.items[0].spec).tobytes()
+    # both replicas (one per node, both on this machine) mapped their link's segment, and it
+    # carried the results; its name was removed as soon as the replica mapped it
+    assert all(ln.shared for ln in direct._links.values())
+    assert sum(ln.via_segment for ln in direct._links.values()) >= 1
+    assert named_segments() == []
+
+
+async def test_with_the_segment_off_results_cross_the_socket(ray_cluster, tmp_path):
+    from swiftshot.runtime.ray_executor import RayExecutor
+
+    ex = RayExecutor(ray_settings(tmp_path, replicas=1, transport="direct", result_shm_bytes=0))
+    await ex.start()
+    try:
+        assert len(ex._links) == 1
+        for b in (big_batch("socket large"), batch("socket small")):
+            r = await ex.submit(b)
+            assert codecs.decode_master(r.results[0].master).tobytes() == \
+                FakeEngine._image(b.items[0].spec).tobytes()
+        (link,) = ex._links.values()
+        assert not link.shared and link.via_segment == 0 and link.area is None
+    finally:
+        await ex.stop()
+        await delete_app(ex.app_name)
 
 
 def _read_frame(sock: socket.socket) -> bytes | None:
@@ -112,7 +151,15 @@ async def test_a_replica_serve_replaces_is_linked_again(direct):
     first = await direct.submit(batch("warm"))
     pid = int(first.worker.rsplit(":", 1)[1])
     old = {rid for rid, link in direct._links.items()}
+    # killed while 1024² results are on their way (one batch per replica, 4 steps of 50 ms):
+    # the killed one's batch is lost (WorkerLost, retried by the Worker), nothing is left behind
+    inflight = [asyncio.ensure_future(direct.submit(big_batch(f"mid {i}"))) for i in range(2)]
+    await asyncio.sleep(0.1)
     os.kill(pid, signal.SIGKILL)
+    done = await asyncio.gather(*inflight, return_exceptions=True)
+    for r in done:
+        assert not isinstance(r, BaseException) or isinstance(r, WorkerLost), r
+    assert named_segments() == []
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         new = set(direct._links) - old

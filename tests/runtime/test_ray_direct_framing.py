@@ -4,6 +4,7 @@ connection that gets anything but its token first unpickles nothing and closes."
 
 from __future__ import annotations
 
+import os
 import pickle
 import random
 import struct
@@ -130,3 +131,88 @@ def test_the_right_token_gets_a_hello():
     sink = Sink()
     feed(sink, bytes(conn.transport.data), random.Random(0))
     assert sink.got == [("hello", "replica-test")]
+
+
+# -- results through the link's shared segment (a replica on the front's machine) ----------------
+
+
+@pytest.fixture
+def segment():
+    """The front's area and the replica's writer of one link, as the handshake leaves them
+    (attached, the name removed)."""
+    from swiftshot.runtime.shm import ResultArea, ResultWriter, leftover
+
+    area = ResultArea.create(8 * 1024 * 1024, "raytest")
+    writer = ResultWriter(area.name)
+    area.unlink()
+    try:
+        yield area, ray_direct._Segment(writer)
+    finally:
+        writer.close()
+        area.close()
+        assert not [n for n in leftover(os.getpid()) if "-raytest-" in n]
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_raw_parts_cross_through_the_segment_and_are_released(segment, seed):
+    area, seg = segment
+    rng = random.Random(seed)
+    big = rng.randbytes(3 * 1024 * 1024 + 13)
+    preview = ("RGB", (256, 256), rng.randbytes(256 * 256 * 3))
+    msgs = [("result", 1, result(big)), ("partial", 2, 7, preview), ("started", 3),
+            ("result", 4, result(big[::-1]))]
+    wire = Wire()
+    for m in msgs:
+        ray_direct._write(wire, m, seg)
+    assert len(wire.data) < 10_000  # only the messages' heads crossed the socket
+    assert len(seg.held) == 3  # three messages with raw parts, each its own region
+    sink = Sink()
+    sink.area = area
+    feed(sink, bytes(wire.data), rng)
+    assert [m[:2] for m in sink.got] == [m[:2] for m in msgs]
+    assert sink.got[0][2].results[0].master == big
+    assert sink.got[3][2].results[0].master == big[::-1]
+    assert type(sink.got[0][2].results[0].master) is bytes
+    assert sink.got[1][3] == preview and sink.via_segment == 3
+    # the front released each region as it copied it out; the replica frees them
+    back = Sink()
+    feed(back, bytes(sink.transport.data), rng)
+    assert sorted(m[0] for m in back.got) == ["release"] * 3
+    for _, start in back.got:
+        seg.release(start)
+    assert seg.held == {}
+
+
+def test_a_full_segment_sends_over_the_socket(segment):
+    area, seg = segment
+    big = random.Random(1).randbytes(5 * 1024 * 1024)
+    wire = Wire()
+    ray_direct._write(wire, ("result", 1, result(big)), seg)  # 5 of 8 MB: in the segment
+    ray_direct._write(wire, ("result", 2, result(big)), seg)  # not released yet: no room
+    assert len(seg.held) == 1 and len(wire.data) > len(big)
+    sink = Sink()
+    sink.area = area
+    feed(sink, bytes(wire.data), random.Random(2))
+    assert [m[2].results[0].master == big for m in sink.got] == [True, True]
+    assert sink.via_segment == 1
+
+
+def test_a_reference_outside_the_segment_closes_the_link(segment):
+    area, seg = segment
+    wire = Wire()
+    ray_direct._write(wire, ("result", 1, result(bytes(100_000))), seg)
+    data = bytearray(wire.data)
+    struct.pack_into("!Q", data, len(data) - 16, area.size)  # the region's start, moved out
+    sink = Sink()
+    sink.area = area
+    feed(sink, bytes(data), random.Random(3))
+    assert sink.got == [] and sink.transport.closed
+    no_area = Sink()  # a link that offered no segment gets no segment message either
+    feed(no_area, bytes(wire.data), random.Random(3))
+    assert no_area.got == [] and no_area.transport.closed
+
+
+def test_a_replica_maps_only_a_segment_of_ours():
+    conn = replica_conn()
+    assert not conn._attach("/etc/passwd") and not conn._attach("swiftshot-r-0-missing")
+    assert conn.segment is None

@@ -2,7 +2,8 @@
 
     python -m swiftshot.benchmarks.rayserve [--quick] [--parts timeline,scaling,hop,batcher]
         [--pipeline-depth N] [--router front|serve] [--variants serve:0,front:0,front:1]
-        [--transports direct,serve] [--out F]
+        [--transports direct,serve] [--sizes 64,512,1024] [--shm-bytes N] [--heap-bytes N]
+        [--out F]
 
 Parts (each prints a table; all go into one JSON with the machine):
 
@@ -351,12 +352,17 @@ async def bench_hop(quick: bool) -> list[dict[str, Any]]:
                     inner.append(inside)
                     t_round.append(dt - inside)
                 p50s.append(statistics.median(t_round))
+        # how the direct results came back: through the link's shared segment or the socket
+        shared = {t: sum(ln.via_segment for ln in f.ex._links.values())
+                  for t, f in fronts.items() if t == "direct"}
     finally:
         for f in fronts.values():
             await f.__aexit__(None, None, None)
-    for i, (path, _, size, _) in enumerate(paths):
+    for i, (path, t, size, _) in enumerate(paths):
         total, inner, p50s = got[i]
         rows.append(row(path, size, total, inner, p50s))
+        if t == "direct" and size:
+            rows[-1]["results_via"] = "shm" if shared.get(t) else "socket"
         print_table(rows[-1:])
     s = _settings()
     inline = InlineExecutor(FakeEngine(), s)
@@ -424,7 +430,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sizes", default=None,
                    help="64,512,1024: the hop part's image sizes, all in one run (default "
                         "64,1024)")
+    p.add_argument("--shm-bytes", type=int, default=None,
+                   help="ray.result_shm_bytes (0: direct results over the socket)")
+    p.add_argument("--heap-bytes", type=int, default=None,
+                   help="ray.front_heap_bytes (0: glibc's malloc defaults in the front)")
     args = p.parse_args(argv)
+    if args.shm_bytes is not None:
+        VARIANT["result_shm_bytes"] = args.shm_bytes
+    if args.heap_bytes is not None:
+        VARIANT["front_heap_bytes"] = args.heap_bytes
     if args.sizes:
         try:
             HOP_SIZES.extend(int(x) for x in args.sizes.split(","))

@@ -44,6 +44,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import io
+import itertools
 import logging
 import pickle
 import secrets
@@ -59,6 +60,8 @@ from swiftshot.runtime.aio import post
 from swiftshot.runtime.executor import pack_image, unpack_image
 from swiftshot.runtime.pipe_reader import frame_header, frame_size, split_frames
 from swiftshot.runtime.progress import Partial, Started
+from swiftshot.runtime.shm import PREFIX as SHM_PREFIX
+from swiftshot.runtime.shm import ResultArea, ResultWriter, ShmRef
 
 if TYPE_CHECKING:
     from swiftshot.runtime.executor import Batch, BatchResult, EventCallback
@@ -77,6 +80,11 @@ buffers whole, so the replica's one ``send`` hands all of it to the kernel (noth
 asyncio to copy into its write buffer and send piecewise from later loop turns) and the front
 reads it in few ``recv_into`` calls. Linux caps it at ``net.core.[rw]mem_max`` (4 MB on the dev
 VM), which is no error."""
+SHM_FLAG = 0x8000_0000
+"""Set in a message's raw-part count when its raw parts lie in the link's result segment
+(:class:`_Segment`) instead of following as frames; the frame then ends with the segment
+offset of the first part and each part's length (8 bytes each)."""
+_SEGMENTS = itertools.count(1)
 
 
 class _Pickler(pickle.Pickler):
@@ -100,17 +108,24 @@ class _Unpickler(pickle.Unpickler):
         return self._raw[pid]
 
 
-def _write(transport: asyncio.Transport, msg: Any) -> None:
+def _write(transport: asyncio.Transport, msg: Any, segment: _Segment | None = None) -> None:
     """One message: a frame holding the count of raw parts and the pickle, then each raw part
-    as a frame of its own (``Connection`` framing, runtime/pipe_reader.py)."""
+    as a frame of its own (``Connection`` framing, runtime/pipe_reader.py) — or, when the link
+    has a result ``segment`` with room, the raw parts copied into it and only their place at
+    the end of the first frame (:data:`SHM_FLAG`)."""
     f = io.BytesIO()
     f.write(b"\0\0\0\0")
     raw: list[bytes] = []
     _Pickler(f, raw).dump(msg)
+    start = segment.place(raw) if segment is not None and raw else None
+    if start is not None:
+        f.write(struct.pack(f"!{len(raw) + 1}Q", start, *map(len, raw)))
     meta = f.getbuffer()
-    struct.pack_into("!I", meta, 0, len(raw))
+    struct.pack_into("!I", meta, 0, len(raw) | (SHM_FLAG if start is not None else 0))
     transport.write(frame_header(len(meta)) + meta)
     del meta
+    if start is not None:
+        return
     for part in raw:
         transport.write(frame_header(len(part)))
         # a view: what the kernel did not take at once is sliced without a copy of the bytes
@@ -127,6 +142,41 @@ def _widen(transport: asyncio.BaseTransport) -> None:
             sock.setsockopt(socket.SOL_SOCKET, opt, SOCKET_BUFFER)
         except OSError:  # pragma: no cover - a platform that refuses: the defaults stay
             pass
+
+
+class _Segment:
+    """The replica's side of a link's result segment (same machine as the front only; the
+    front created it, runtime/shm.py): raw parts of the messages sent are copied into it, each
+    message's parts side by side in one region, which stays taken until the front says it has
+    copied them out (``release``). A message that does not fit goes over the socket."""
+
+    def __init__(self, writer: ResultWriter) -> None:
+        self.writer = writer
+        self.held: dict[int, int] = {}
+        """Regions the front has not released: start → end."""
+
+    def place(self, parts: list[bytes]) -> int | None:
+        """Copy ``parts`` into the first free region that holds them all; its start, or None."""
+        n = sum(len(p) for p in parts)
+        pos = 0
+        for a, b in sorted(self.held.items()):
+            if a - pos >= n:
+                break
+            pos = b
+        at = pos
+        for p in parts:
+            if not self.writer.write_at(at, p):
+                return None  # no room (or /dev/shm full): the socket takes this message
+            at += len(p)
+        self.held[pos] = at
+        return pos
+
+    def release(self, start: int) -> None:
+        self.held.pop(start, None)
+
+    def close(self) -> None:
+        self.held.clear()
+        self.writer.close()
 
 
 class _Framed(asyncio.BufferedProtocol):
@@ -146,6 +196,12 @@ class _Framed(asyncio.BufferedProtocol):
         self._meta: bytes | None = None
         self._raw: list[bytes] = []
         self._raw_left = 0
+        self.segment: _Segment | None = None
+        """Sending side (a replica): where raw parts go when the front shares its memory."""
+        self.area: ResultArea | None = None
+        """Receiving side (the front): the segment the replica writes raw parts into."""
+        self.via_segment = 0
+        """Messages received whose raw parts came through :attr:`area`."""
 
     @property
     def open(self) -> bool:
@@ -158,7 +214,7 @@ class _Framed(asyncio.BufferedProtocol):
     def send(self, msg: Any) -> bool:
         if not self.open:
             return False
-        _write(self.transport, msg)  # type: ignore[arg-type]
+        _write(self.transport, msg, self.segment)  # type: ignore[arg-type]
         return True
 
     def close(self) -> None:
@@ -225,6 +281,8 @@ class _Framed(asyncio.BufferedProtocol):
         """One frame: a message's head, or one of its raw parts."""
         if self._meta is None:
             count = int.from_bytes(payload[:4], "big")
+            if count & SHM_FLAG:
+                return self._from_segment(payload, count & ~SHM_FLAG)
             if count:
                 self._meta, self._raw_left, self._raw = payload, count, []
                 return True
@@ -235,6 +293,30 @@ class _Framed(asyncio.BufferedProtocol):
             if self._raw_left:
                 return True
             meta, raw, self._meta, self._raw = self._meta, self._raw, None, []
+        return self._deliver(meta, raw)
+
+    def _from_segment(self, payload: bytes, count: int) -> bool:
+        """A message whose raw parts lie in :attr:`area`: copy them out, release their region
+        (the replica may reuse it from now on), then read the message."""
+        tail = 8 * (count + 1)
+        if self.area is None or not count or len(payload) < 4 + tail:
+            self._drop("a message in a shared segment this link does not have")
+            return False
+        start, *lens = struct.unpack_from(f"!{count + 1}Q", payload, len(payload) - tail)
+        raw: list[bytes] = []
+        pos = start
+        try:
+            for n in lens:
+                raw.append(self.area.read(ShmRef(pos, n)))
+                pos += n
+        except ValueError as e:
+            self._drop(f"a message outside its shared segment ({e})")
+            return False
+        self.send(("release", start))
+        self.via_segment += 1
+        return self._deliver(payload[:len(payload) - tail], raw)
+
+    def _deliver(self, meta: bytes, raw: list[bytes]) -> bool:
         try:
             f = io.BytesIO(meta)
             f.seek(4)
@@ -381,11 +463,33 @@ class _ReplicaConn(_Framed):
             task = self.tasks.get(msg[1])
             if task is not None:
                 task.cancel()
+        elif kind == "release":
+            if self.segment is not None:
+                self.segment.release(msg[1])
+        elif kind == "attach":
+            self.send(("attached", self._attach(msg[1])))
+
+    def _attach(self, name: Any) -> bool:
+        """Map the front's result segment ``name``: possible only on the front's machine (the
+        name is random; elsewhere it does not exist), and only once."""
+        if self.segment is not None or not isinstance(name, str) or "/" in name or \
+                not name.startswith(SHM_PREFIX):
+            return False
+        try:
+            self.segment = _Segment(ResultWriter(name))
+        except (OSError, ValueError, ImportError) as e:
+            log.debug("%s: no shared result segment (%s: %s); results go over the socket",
+                      self.name, type(e).__name__, e)
+            return False
+        return True
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.channel.conns.discard(self)
         for task in list(self.tasks.values()):  # the front is gone: nobody waits for these
             task.cancel()
+        if self.segment is not None:  # its name is gone already: unmapped, the memory is freed
+            segment, self.segment = self.segment, None
+            segment.close()
 
 
 async def run_batch(replica: Any, conn: _ReplicaConn, key: int, batch: Batch, rank: int) -> None:
@@ -453,9 +557,11 @@ class DirectCall:
 class FrontLink(_Framed):
     """The front's connection to one replica (see the module doc)."""
 
-    def __init__(self, replica_id: str, token: bytes, on_lost: Callable[[FrontLink], None]
-                 ) -> None:
+    def __init__(self, replica_id: str, token: bytes, on_lost: Callable[[FrontLink], None],
+                 shm_bytes: int = 0) -> None:
         super().__init__()
+        self._shm_bytes = shm_bytes
+        self._hello: str | None = None
         self.replica_id = replica_id
         self.name = f"direct link to replica {replica_id}"
         self._token = token
@@ -479,6 +585,20 @@ class FrontLink(_Framed):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         self.transport.write(frame_header(len(self._token)) + self._token)  # type: ignore[union-attr]
+        if self._shm_bytes > 0:  # offer a result segment: a replica on this machine maps it
+            self.area = ResultArea.create(self._shm_bytes, f"ray{next(_SEGMENTS)}")
+            if self.area is not None:
+                self.send(("attach", self.area.name))
+
+    def close(self) -> None:
+        super().close()
+        if self.area is not None:
+            self.area.unlink()  # the mapping goes in connection_lost
+
+    @property
+    def shared(self) -> bool:
+        """Results come through a shared-memory segment (the replica is on this machine)."""
+        return self.area is not None and self.ready.done() and not self.lost
 
     def submit(self, call: DirectCall) -> None:
         if not self.calls:
@@ -494,8 +614,20 @@ class FrontLink(_Framed):
     def on_message(self, msg: Any) -> None:
         kind = msg[0]
         if kind == "hello":
-            if not self.ready.done():
+            if self.area is not None:  # ready once the replica answered the segment offer
+                self._hello = msg[1]
+            elif not self.ready.done():
                 self.ready.set_result(msg[1])
+            return
+        if kind == "attached":
+            if self.area is not None:
+                if msg[1]:
+                    self.area.unlink()  # both mapped: from now on nothing of it has a name
+                else:  # another machine: results come over the socket
+                    self.area.close()
+                    self.area = None
+            if not self.ready.done():
+                self.ready.set_result(self._hello or "")
             return
         call = self.calls.get(msg[1])
         if call is None:
@@ -529,6 +661,9 @@ class FrontLink(_Framed):
             if not call.run.started:
                 err.started = False
             call.fail(err)
+        if self.area is not None:
+            area, self.area = self.area, None
+            area.close()
         self._on_lost(self)
 
 

@@ -807,6 +807,9 @@ class RayExecutor:
                                  f"{e}") from e
         await self._refresh()
         if self.direct:
+            from swiftshot.runtime.shm import keep_heap
+
+            keep_heap(self.cfg.front_heap_bytes)
             await self._open_direct()
         self._ready = True
         self._refresher = asyncio.create_task(self._refresh_loop(), name="swiftshot-ray-status")
@@ -940,7 +943,8 @@ class RayExecutor:
             addr = found.get(rid)
             if addr is None:
                 raise LookupError("its channel has not registered yet")
-            link = FrontLink(rid, addr["token"], self._link_lost)
+            link = FrontLink(rid, addr["token"], self._link_lost,
+                             shm_bytes=self.cfg.result_shm_bytes)
             await asyncio.wait_for(asyncio.get_running_loop().create_connection(
                 lambda: link, addr["host"], addr["port"]), t)
             await asyncio.wait_for(asyncio.shield(link.ready), t)

@@ -570,12 +570,12 @@ class RaySettings(_Section):
     one on another machine cannot map it and keeps the socket. An upper bound of address
     space, committed only as far as results reach; a message that does not fit goes over the
     socket. 0: off (everything over the socket)."""
-    front_heap_bytes: int = Field(32 * 1024 * 1024, ge=0)
-    """``direct``: the front's malloc serves blocks below this (at most 32 MiB) from its heap
-    and keeps twice this of freed heap mapped (glibc ``mallopt``, runtime/shm.py
-    ``keep_heap``), so the ``bytes`` each 3 MB result is copied into reuses warm pages instead
-    of a fresh mapping faulted in page by page (~1.4 ms a result on the dev VM). Process-wide.
-    0: glibc's defaults."""
+    heap_keep_bytes: int = Field(32 * 1024 * 1024, ge=0)
+    """``direct``: the front's and each replica's malloc serve blocks below this (at most
+    32 MiB) from the heap and keep twice this of freed heap mapped (glibc ``mallopt``,
+    runtime/shm.py ``keep_heap``), so a 3 MB master or result copy reuses warm pages instead
+    of a fresh mapping faulted in page by page and unmapped again (~1.4 ms a copy on the dev
+    VM). Process-wide. 0: glibc's defaults."""
     batcher: Literal["front", "serve"] = "front"
     """``front``: the front's scheduler batches (priorities, deadlines, batch keys) and hands a
     free replica a whole batch. ``serve``: the front sends single requests and each replica

@@ -433,12 +433,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--shm-bytes", type=int, default=None,
                    help="ray.result_shm_bytes (0: direct results over the socket)")
     p.add_argument("--heap-bytes", type=int, default=None,
-                   help="ray.front_heap_bytes (0: glibc's malloc defaults in the front)")
+                   help="ray.heap_keep_bytes (0: glibc's malloc defaults in the front and "
+                        "the replicas)")
     args = p.parse_args(argv)
     if args.shm_bytes is not None:
         VARIANT["result_shm_bytes"] = args.shm_bytes
     if args.heap_bytes is not None:
-        VARIANT["front_heap_bytes"] = args.heap_bytes
+        VARIANT["heap_keep_bytes"] = args.heap_bytes
     if args.sizes:
         try:
             HOP_SIZES.extend(int(x) for x in args.sizes.split(","))

@@ -451,6 +451,10 @@ class EngineReplica:
         if loop is not None and self.app_name is not None and \
                 settings.ray.transport == "direct":
             self._channel_start = loop.create_task(self._open_channel())
+        if settings.ray.transport == "direct":  # masters of a few MB made and freed per batch
+            from swiftshot.runtime.shm import keep_heap
+
+            keep_heap(settings.ray.heap_keep_bytes)
         from swiftshot import telemetry
 
         self._deltas = telemetry.MetricDeltas()
@@ -809,7 +813,7 @@ class RayExecutor:
         if self.direct:
             from swiftshot.runtime.shm import keep_heap
 
-            keep_heap(self.cfg.front_heap_bytes)
+            keep_heap(self.cfg.heap_keep_bytes)
             await self._open_direct()
         self._ready = True
         self._refresher = asyncio.create_task(self._refresh_loop(), name="swiftshot-ray-status")

@@ -115,7 +115,8 @@ def _lower_this_thread(by: int) -> None:
 
 
 def _worker_main(conn: Any, settings_json: dict[str, Any], engine: str, model: str | None,
-                 index: int, gpu: int | None, shm_name: str | None = None) -> None:
+                 index: int, gpu: int | None, shm_name: str | None = None,
+                 lower_conn: Any = None) -> None:
     import signal
 
     from swiftshot.runtime.shm import ResultWriter, ShmRef
@@ -155,24 +156,33 @@ def _worker_main(conn: Any, settings_json: dict[str, Any], engine: str, model: s
             os._exit(3)
     conn.send(("ready", info.to_json()))
 
-    # This thread reads the pipe itself — waiting for the next batch, and between a batch's
-    # steps (should_stop) for aborts — instead of a reader thread handing each message over
-    # (a wake-up and a GIL hand-off per batch on a 2-core box: docs/PERFORMANCE.md).
+    # Each thread that runs batches reads its pipe itself — waiting for the next batch, and
+    # between a batch's steps (should_stop) for aborts — instead of a reader handing each
+    # message over (a wake-up and a GIL hand-off per batch on a 2-core box:
+    # docs/PERFORMANCE.md). This thread reads ``conn`` (realtime batches, and every batch
+    # when lower_class_nice is 0); the lowered thread reads ``lower_conn``, which the front
+    # sends the other classes' batches on, so they reach it without a hand-off either.
     batches: deque[Any] = deque()
+    lower_batches: deque[Any] = deque()
     aborted: set[int] = set()
     stopping = False
+    send_lock = threading.Lock()
 
-    def pump(wait: bool) -> None:
-        """Take every message waiting on the pipe (with ``wait``, block for at least one)."""
+    def send(msg: Any) -> None:
+        with send_lock:  # both threads answer on ``conn`` (never at once: one batch at a time)
+            conn.send(msg)
+
+    def pump(wait: bool, src: Any = conn, queue: deque[Any] = batches) -> None:
+        """Take every message waiting on ``src`` (with ``wait``, block for at least one)."""
         nonlocal stopping
-        while not stopping and (wait or conn.poll(0)):
+        while not stopping and (wait or src.poll(0)):
             wait = False
             try:
-                msg = conn.recv()
+                msg = src.recv()
             except (EOFError, OSError):
                 os._exit(0)  # the front is gone: nobody will read our results
             if msg[0] == "batch":
-                batches.append(msg)
+                queue.append(msg)
             elif msg[0] == "abort":
                 aborted.update(msg[1])
             elif msg[0] == "stop":
@@ -193,16 +203,11 @@ def _worker_main(conn: Any, settings_json: dict[str, Any], engine: str, model: s
     # Lower-class batches run on a thread of lower OS priority (engine.lower_class_nice; on
     # Linux niceness is per thread, and raising it needs no privilege), so that on a short CPU
     # the front's loop and a realtime render in the other worker get the cores first, while a
-    # batch holding a realtime item keeps the worker's own priority. One batch runs at a time
-    # either way: the main thread waits for the lower thread's batch to end; meanwhile only
-    # that thread reads the pipe (should_stop's pump).
-    lower = None
-    if settings.engine.lower_class_nice:
-        from concurrent.futures import ThreadPoolExecutor
-
-        lower = ThreadPoolExecutor(1, thread_name_prefix="swiftshot-worker-lower",
-                                   initializer=_lower_this_thread,
-                                   initargs=(settings.engine.lower_class_nice,))
+    # batch holding a realtime item keeps the worker's own priority. That thread reads its own
+    # pipe (``lower_conn``), so a lower-class batch is not handed over from this thread (a
+    # wake-up of a niced thread, ~0.1 ms a miss: docs/PERFORMANCE.md, fifth pass). One batch
+    # runs at a time either way: the front sends a worker its next batch only after the last
+    # one's answer (and its store).
 
     disk: Any = None  # this machine's disk cache tier, opened at the first store asked
 
@@ -233,7 +238,7 @@ def _worker_main(conn: Any, settings_json: dict[str, Any], engine: str, model: s
                     done.append(r.id)
         except Exception:  # noqa: BLE001 - the front stores what is not listed
             log.exception("process-%d: storing batch %d's results failed", index, batch_id)
-        conn.send(("stored", batch_id, done))
+        send(("stored", batch_id, done))
 
     def run_one(batch_id: int, items_json: Any, products: Any, trace: Any) -> None:
         items = [Item(i, RenderSpec.model_validate_json(s), p, tuple(st) if st else None)
@@ -241,12 +246,16 @@ def _worker_main(conn: Any, settings_json: dict[str, Any], engine: str, model: s
         ids = [it.id for it in items]
         batch = Batch(batch_id, items, {k: unpack_image(v) for k, v in products.items()}, trace)
 
+        src, queue = (conn, batches) if threading.current_thread() is threading.main_thread() \
+            else (lower_conn, lower_batches)
+
         def should_stop(ids: list[int] = ids) -> bool:
-            pump(wait=False)  # aborts (or a stop) sent while this batch runs
+            # aborts (or a stop) sent while this batch runs, on the pipe it came by
+            pump(False, src, queue)
             return stopping or all(i in aborted for i in ids)
 
         def on_partial(item_id: int, image: Any) -> None:
-            conn.send(("partial", item_id, pack_image(image)))
+            send(("partial", item_id, pack_image(image)))
 
         try:
             result = run_items(eng, batch, run_batch=pipeline.run_batch, should_stop=should_stop,
@@ -269,32 +278,42 @@ def _worker_main(conn: Any, settings_json: dict[str, Any], engine: str, model: s
                         r.stored = True
                         it = asked[r.id]
                         kept.append((r, it.spec, it.store, held[r.id]))
-            conn.send(("done", batch_id, result))
+            send(("done", batch_id, result))
             if kept:
                 store(batch_id, kept)
         except Cancelled:
-            conn.send(("cancelled", batch_id))
+            send(("cancelled", batch_id))
         except BaseException as e:  # noqa: BLE001 - this batch fails; the worker goes on
-            conn.send(("error", batch_id, as_service_error(e)))
+            send(("error", batch_id, as_service_error(e)))
         finally:
             aborted.difference_update(ids)
 
-    while True:
-        if not batches:
-            pump(wait=True)
-        if stopping:
-            break
-        msg = batches.popleft()
-        _, batch_id, items_json, products, trace, rank = msg
-        if lower is not None and runs_lowered(rank, settings.engine.lower_class_nice):
-            lower.submit(run_one, batch_id, items_json, products, trace).result()
-        else:
+    def serve(src: Any, queue: deque[Any]) -> None:
+        while True:
+            if not queue:
+                pump(True, src, queue)
+            if stopping:
+                return
+            _, batch_id, items_json, products, trace, _rank = queue.popleft()
             run_one(batch_id, items_json, products, trace)
+
+    def serve_lowered() -> None:
+        _lower_this_thread(settings.engine.lower_class_nice)
+        serve(lower_conn, lower_batches)
+
+    lower = None
+    if lower_conn is not None:
+        lower = threading.Thread(target=serve_lowered, name="swiftshot-worker-lower",
+                                 daemon=True)
+        lower.start()
+    serve(conn, batches)
     if lower is not None:
-        lower.shutdown(wait=True)
+        lower.join(5.0)  # the front sends "stop" on both pipes; a lost one must not hang us
     if disk:
         disk.close()
     conn.close()
+    if lower_conn is not None:
+        lower_conn.close()
 
 
 # -- the front side -------------------------------------------------------------------------------
@@ -323,6 +342,11 @@ class _Proc:
     closed at stop."""
     area: ResultArea | None = None
     """The running process's shared-memory segment for result bytes (runtime/shm.py)."""
+    lower_conn: Any = None
+    """The front's sending end of the worker's second pipe, for batches that run on its
+    lowered thread (``runs_lowered``); None when ``engine.lower_class_nice`` is 0."""
+    lowered: bool = False
+    """Whether the running batch went by ``lower_conn`` (its aborts follow it there)."""
     storing: tuple[int, dict[int, tuple[asyncio.Future[Any], Any]], Any] | None = None
     """(batch id, item id → (its ``ItemResult.stored`` future, the master's ShmRef), timer)
     while the worker writes a batch's cache entries after "done": it takes no batch then."""
@@ -392,10 +416,12 @@ class ProcessExecutor:
             t.cancel()
         for p in self._procs:
             if p.conn is not None and p.state == "ready":
-                try:
-                    p.conn.send(("stop",))
-                except (OSError, ValueError):
-                    pass
+                for c in (p.conn, p.lower_conn):
+                    try:
+                        if c is not None:
+                            c.send(("stop",))
+                    except (OSError, ValueError):
+                        pass
             p.state = "stopped"
             self._fail(p, ServiceError("the server stopped before this request finished; retry",
                                        status=503, code="shutting_down", retry_after=1.0))
@@ -421,6 +447,8 @@ class ProcessExecutor:
                 p.proc.join(2.0)
             if p.conn is not None:
                 p.conn.close()
+            if p.lower_conn is not None:
+                p.lower_conn.close()
 
     def abort(self, ids: Iterable[int]) -> None:
         ids = list(ids)
@@ -428,7 +456,7 @@ class ProcessExecutor:
             hit = [i for i in ids if i in p.item_ids]
             if hit and p.conn is not None and p.state == "ready":
                 try:
-                    p.conn.send(("abort", hit))
+                    (p.lower_conn if p.lowered else p.conn).send(("abort", hit))
                 except (OSError, ValueError):
                     pass
 
@@ -445,8 +473,11 @@ class ProcessExecutor:
         p.started_at = time.monotonic()
         wire = [(it.id, it.spec.model_dump_json(), it.partials, it.store) for it in batch.items]
         products = {k: pack_image(v) for k, v in batch.products.items()}
+        p.lowered = p.lower_conn is not None and \
+            runs_lowered(batch.rank, self.settings.engine.lower_class_nice)
         try:
-            p.conn.send(("batch", batch.id, wire, products, batch.trace, batch.rank))
+            (p.lower_conn if p.lowered else p.conn).send(
+                ("batch", batch.id, wire, products, batch.trace, batch.rank))
         except (OSError, ValueError) as e:
             self._fail(p, WorkerLost(f"process-{p.index} could not take the batch: {e}"))
         timeout = self.settings.engine.batch_timeout_s
@@ -519,10 +550,16 @@ class ProcessExecutor:
                 return
             if p.conn is not None:
                 p.conn.close()
+            if p.lower_conn is not None:
+                p.lower_conn.close()
+                p.lower_conn = None
 
     async def _spawn_once(self, p: _Proc) -> None:
         loop = asyncio.get_running_loop()
         parent, child = self._ctx.Pipe(duplex=True)
+        lower_child = lower_parent = None
+        if self.settings.engine.lower_class_nice:
+            lower_child, lower_parent = self._ctx.Pipe(duplex=False)
         # a retried load keeps saying why the last try failed until this one is ready
         p.state, p.error = "starting", p.error if p.state == "retrying" else None
         if p.area is not None:  # the last process of this slot is gone (joined) by now
@@ -531,10 +568,14 @@ class ProcessExecutor:
         p.proc = self._ctx.Process(
             target=_worker_main, name=f"swiftshot-{self._info.name}-{p.index}", daemon=True,
             args=(child, self.settings.model_dump(mode="json"), self.engine_name, self.model,
-                  p.index, p.gpu, area.name if area is not None else None))
+                  p.index, p.gpu, area.name if area is not None else None, lower_child))
         await loop.run_in_executor(None, p.proc.start)
         child.close()
-        p.conn = parent
+        if lower_child is not None:
+            lower_child.close()
+        if p.lower_conn is not None:  # the last process's: gone (joined) by now
+            p.lower_conn.close()
+        p.conn, p.lower_conn = parent, lower_parent
         p.ready = loop.create_future()
         ready = p.ready
         reader = PipeReader(
@@ -687,6 +728,9 @@ class ProcessExecutor:
             await asyncio.get_running_loop().run_in_executor(None, p.proc.join, 5.0)
         if p.conn is not None:
             p.conn.close()
+        if p.lower_conn is not None:
+            p.lower_conn.close()
+            p.lower_conn = None
         if not self._stopped:
             await self._spawn(p)
 

@@ -3,7 +3,9 @@
 Each worker is a spawned Python process that builds, loads and warms one engine, then runs one
 batch at a time: engine → ops (cutout, compose, shadow, preset) → lossless master encode, all in
 the worker, so the front's event loop and GIL do none of that work. The front talks to each
-worker over one ``multiprocessing`` pipe:
+worker over one ``multiprocessing`` pipe, plus (``engine.lower_class_nice`` > 0) a one-way pipe
+that carries the batches which run on the worker's lowered thread (``runs_lowered``) and their
+aborts, read by that thread itself; every answer comes back on the first:
 
     front → worker   ("batch", batch_id, items_json, products, trace, rank)   items: spec JSON +
                                                                   partials + store; rank: Batch.rank

@@ -1,0 +1,124 @@
+"""The miss path's per-stage timeline (docs/PERFORMANCE.md, "Miss-path overhead, fifth pass").
+
+Exports a commit (default HEAD) to a temporary folder, applies ``stamps.patch`` there (it
+adds ``CLOCK_MONOTONIC`` stamps, shared by every process, at each hand-over of a miss: the
+handler, the Service, the dispatcher, the pipe sends and receipts in the front and in the
+engine worker) and runs ``bench/miss_overhead.py`` against it with ``SWIFTSHOT_STAMPS`` set;
+then prints the p50 of every gap between consecutive stamps of the same miss. Nothing is
+patched in the checkout itself; the stamps never ship.
+
+    flock /tmp/swiftshot-bench.lock env PYTHONPATH=src .venv/bin/python \\
+        bench/miss_timeline/run.py [--rev HEAD] [--n 300] [--out FILE]
+
+The patch is written against the commit that added it; on a later one that moved the
+stamped lines ``git apply`` refuses, and the script says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+SEQ = ["F0_handler", "Fa_validated", "Fb_spec", "Fc_one", "Fd_render", "Fe_keyed",
+       "Ff_probed", "Fg_lead", "F1_generate", "Fh_admitted", "Fi_run_task", "F2_send",
+       "F3_sent", "W0_recv", "W1_run_one", "W2_ran", "W2b_deltas", "W3_put",
+       "F4_on_pipe_done", "F5_run_resumed", "F6_submit_back", "F7_generated", "F8_finish"]
+WHAT = {
+    ("F0_handler", "Fa_validated"): "auth, body, ImagesRequest validation",
+    ("Fa_validated", "Fb_spec"): "RenderSpec built",
+    ("Fb_spec", "Fc_one"): "priority, deadline, rate limit",
+    ("Fc_one", "Fd_render"): "Service.render entry",
+    ("Fd_render", "Fe_keyed"): "normalise + key",
+    ("Fe_keyed", "Ff_probed"): "cache look-up (memory, disk probe)",
+    ("Ff_probed", "Fg_lead"): "single-flight + deadline tasks (loop turns)",
+    ("Fg_lead", "F1_generate"): "gate",
+    ("F1_generate", "Fh_admitted"): "scheduler admission",
+    ("Fh_admitted", "Fi_run_task"): "batch task launched (a loop turn)",
+    ("Fi_run_task", "F2_send"): "Batch built, spec JSON, idle worker",
+    ("F2_send", "F3_sent"): "pickle + pipe send",
+    ("F3_sent", "W0_recv"): "worker wakes, reads, unpickles",
+    ("W0_recv", "W1_run_one"): "to the thread that runs it",
+    ("W1_run_one", "W2_ran"): "WORK: spec parse, engine, master, variant",
+    ("W2_ran", "W2b_deltas"): "metric deltas",
+    ("W2b_deltas", "W3_put"): "result bytes into shared memory",
+    ("W3_put", "F4_on_pipe_done"): "pickle, send, front wakes, reads, unpickles",
+    ("F4_on_pipe_done", "F5_run_resumed"): "variant copied out, future, loop turn",
+    ("F5_run_resumed", "F6_submit_back"): "dispatcher bookkeeping, back to submit",
+    ("F6_submit_back", "F7_generated"): "memory puts, store tracking",
+    ("F7_generated", "F8_finish"): "stages, prefetcher, back to the handler",
+}
+
+
+def timeline(folder: Path, skip: int = 30) -> dict[str, object]:
+    events = []
+    for f in folder.glob("*.txt"):
+        for line in f.read_text().splitlines():
+            t, name = line.split()
+            events.append((int(t), name))
+    events.sort()
+    misses: list[dict[str, int]] = []
+    for t, name in events:
+        if name == "F0_handler":
+            misses.append({})
+        if misses:
+            misses[-1].setdefault(name, t)
+    misses = misses[skip:]
+    rows = []
+    for a, b in zip(SEQ, SEQ[1:]):
+        gaps = [(m[b] - m[a]) / 1e3 for m in misses if a in m and b in m and 0 <= m[b] - m[a] < 5e7]
+        if gaps:
+            rows.append({"from": a, "to": b, "what": WHAT.get((a, b), ""), "n": len(gaps),
+                         "p50_us": statistics.median(gaps)})
+    over = [(m["F8_finish"] - m["F0_handler"] - (m["W2_ran"] - m["W1_run_one"])) / 1e3
+            for m in misses if all(k in m for k in ("F8_finish", "W2_ran", "W1_run_one"))]
+    return {"misses": len(misses), "stages": rows,
+            "handler_to_finish_less_work_p50_us": statistics.median(over) if over else None}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rev", default="HEAD")
+    ap.add_argument("--n", type=int, default=300)
+    ap.add_argument("--out")
+    a = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="swiftshot-timeline-") as d:
+        tree, stamps = Path(d) / "tree", Path(d) / "stamps"
+        tree.mkdir()
+        stamps.mkdir()
+        archive = subprocess.run(["git", "-C", str(REPO), "archive", a.rev], check=True,
+                                 capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+        applied = subprocess.run(["git", "apply", "-p1", str(HERE / "stamps.patch")], cwd=tree,
+                                 capture_output=True, text=True)
+        if applied.returncode:
+            print(f"stamps.patch does not apply to {a.rev}: {applied.stderr.strip()}",
+                  file=sys.stderr)
+            return 2
+        env = {**os.environ, "PYTHONPATH": str(tree / "src"), "SWIFTSHOT_STAMPS": str(stamps)}
+        subprocess.run([sys.executable, str(tree / "bench" / "miss_overhead.py"), "--n",
+                        str(a.n)], env=env, check=True, cwd=tree)
+        out = timeline(stamps)
+    out["rev"] = a.rev
+    out["load"] = os.getloadavg()
+    print(f"\nper-stage p50 over {out['misses']} misses (µs):")
+    for r in out["stages"]:
+        print(f"  {r['from']:>16s} → {r['to']:<16s} {r['p50_us']:8.1f}  {r['what']}")
+    print(f"handler → finish, less the worker's work: {out['handler_to_finish_less_work_p50_us']:.0f} µs")
+    if a.out:
+        from swiftshot.benchmarks.machine import machine_info
+
+        out["machine"] = machine_info()
+        Path(a.out).write_text(json.dumps(out, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

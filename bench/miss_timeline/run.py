@@ -72,7 +72,7 @@ def timeline(folder: Path, skip: int = 30) -> dict[str, object]:
             misses[-1].setdefault(name, t)
     misses = misses[skip:]
     rows = []
-    for a, b in zip(SEQ, SEQ[1:]):
+    for a, b in zip(SEQ, SEQ[1:], strict=False):
         gaps = [(m[b] - m[a]) / 1e3 for m in misses if a in m and b in m and 0 <= m[b] - m[a] < 5e7]
         if gaps:
             rows.append({"from": a, "to": b, "what": WHAT.get((a, b), ""), "n": len(gaps),

@@ -356,7 +356,7 @@ class MetricDeltas:
             key = keys.get(ident)
             if key is None:
                 key = keys[ident] = self._key("counter" if counter else "gauge", name,
-                                              dict(zip(c._labelnames, values)))
+                                              dict(zip(c._labelnames, values, strict=True)))
             out.append((key, counter, float(child._value.get())))
         return out
 

@@ -172,3 +172,32 @@ async def test_a_replica_serve_replaces_is_linked_again(direct):
     workers = {r.worker for r in rs}  # four at once: both links take some
     pids = {int(w.rsplit(":", 1)[1]) for w in workers}
     assert pid not in pids and len(pids) == 2, workers
+
+
+async def test_direct_batches_respect_max_ongoing_requests(ray_cluster, tmp_path):
+    """Serve enforces max_ongoing_requests only on its own requests: the front holds direct
+    batches beyond it (one replica, 1 running + 1 ahead + 1 realtime place = 3), and sends
+    each as room frees."""
+    from swiftshot.runtime.ray_executor import RayExecutor, max_ongoing
+
+    ex = RayExecutor(ray_settings(tmp_path, replicas=1, delay_s=0.05, transport="direct"))
+    await ex.start()
+    try:
+        (link,) = ex._links.values()
+        limit = max_ongoing(ex.settings)
+        assert limit == 3
+        seen: list[int] = []
+        submit = link.submit
+
+        def counted(call):
+            submit(call)
+            seen.append(link.inflight)
+
+        link.submit = counted
+        rs = await asyncio.gather(*(ex.submit(batch(f"many {i}")) for i in range(8)))
+        assert all(r.results[0].master for r in rs) and len(seen) == 8
+        assert max(seen) == limit, seen  # filled up to the limit, never beyond
+    finally:
+        await ex.stop()
+        await delete_app(ex.app_name)
+    assert named_segments() == []

@@ -586,6 +586,8 @@ class FrontLink(_Framed):
         self.draining = False
         """Serve no longer lists the replica (stopping): no new batches go to it."""
         self.lost = False
+        self.on_free: Callable[[FrontLink], None] | None = None
+        """Called when a batch of this link finished (room for another)."""
 
     @property
     def inflight(self) -> int:
@@ -622,8 +624,12 @@ class FrontLink(_Framed):
         self.send(("run", call.key, call.batch, call.batch.rank))
 
     def finish(self, key: int) -> None:
-        if self.calls.pop(key, None) is not None and self.calls:
+        if self.calls.pop(key, None) is None:
+            return
+        if self.calls:
             self.busy_since = time.monotonic()  # the next one starts now
+        if self.on_free is not None:
+            self.on_free(self)
 
     def on_message(self, msg: Any) -> None:
         kind = msg[0]

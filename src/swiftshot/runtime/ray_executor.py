@@ -83,6 +83,9 @@ ROUTER = "swiftshot.runtime.ray_router.FrontRouter"
 STATS_TTL_S = 10.0
 """A front that stopped reporting for this long no longer counts (it died or left)."""
 
+FULL = object()
+"""``RayExecutor._pick``: every replica is linked and has ``max_ongoing_requests`` batches."""
+
 _DEPLOY_LOCK = threading.Lock()
 """Serializes this process's Serve deploys. Serve's DeploymentConfig registers and unregisters
 a module for pickling by value around each construction, which is not thread-safe: two engines
@@ -756,6 +759,9 @@ class RayExecutor:
         self._connecting: dict[str, asyncio.Task[None]] = {}
         self._retry_at: dict[str, float] = {}
         self._unwatch: Callable[[], None] | None = None
+        self._room: asyncio.Future[None] | None = None
+        """Resolved when a direct batch finishes or the links change (a full link may have
+        room now): batches waiting for a replica under ``max_ongoing_requests`` look again."""
 
     # -- Executor protocol ---------------------------------------------------------------
 
@@ -968,9 +974,17 @@ class RayExecutor:
             link.close()
             return
         self._retry_at.pop(rid, None)
+        link.on_free = self._wake_room
         self._links[rid] = link
+        self._wake_room()
+
+    def _wake_room(self, _link: Any = None) -> None:
+        room, self._room = self._room, None
+        if room is not None and not room.done():
+            room.set_result(None)
 
     def _link_lost(self, link: Any) -> None:
+        self._wake_room()
         if self._links.get(link.replica_id) is link:
             del self._links[link.replica_id]
         self._retry_at[link.replica_id] = time.monotonic() + self.cfg.status_interval_s
@@ -978,24 +992,45 @@ class RayExecutor:
     def _pick(self, rank: int) -> Any:
         """The link for a batch of class ``rank``, as FrontRouter ranks replicas: realtime to
         an idle replica, else the one whose running batch began first; other classes to the
-        fewest batches in flight. None (Serve carries it) when there is no link, or when
-        every link is full and Serve runs replicas this front has not linked yet (just
-        started); a batch beyond every linked replica's room otherwise waits in one of them,
-        like a batch Serve would have queued."""
+        fewest batches in flight — among the links with room under Serve's
+        ``max_ongoing_requests`` (:func:`max_ongoing`), which Serve enforces only on its own
+        requests. None (Serve carries it) when there is no link, or when every link is full
+        and Serve runs replicas this front has not linked yet (just started); :data:`FULL`
+        when every replica is linked and full: the batch waits in the front for room
+        (:meth:`_when_room`), as Serve's router would hold it."""
         links = [ln for ln in self._links.values() if ln.usable]
         if not links:
             return None
         from swiftshot.runtime.ray_router import placement_key
 
-        keys = [placement_key(rank, ln.inflight, ln.busy_since) for ln in links]
+        limit = max_ongoing(self.settings)
+        room = [ln for ln in links if ln.inflight < limit]
+        if not room:
+            return None if self._replicas.get("RUNNING", 0) > len(links) else FULL
+        keys = [placement_key(rank, ln.inflight, ln.busy_since) for ln in room]
         # equals in random order (as FrontRouter, fc1331c): a stable tie-break sends every
         # batch of a quiet spell to the same replica and none to a replacement
         lowest = min(keys)
-        best = random.choice([ln for ln, k in zip(links, keys, strict=True) if k == lowest])
-        if best.inflight >= max_ongoing(self.settings) and \
-                self._replicas.get("RUNNING", 0) > len(links):
-            return None
-        return best
+        return random.choice([ln for ln, k in zip(room, keys, strict=True) if k == lowest])
+
+    async def _when_room(self, batch: Batch, key: int, run: _Running,
+                         on_event: EventCallback | None, stream: bool) -> BatchResult:
+        """Wait until a linked replica has room (or Serve must carry the batch), then send.
+        Bounded by ``batch_timeout_s`` (the caller's ``wait_for``)."""
+        while True:
+            if self._stopped:
+                raise self._cancel_error()
+            link = self._pick(batch.rank) if self._links else None
+            if link is FULL:
+                if self._room is None or self._room.done():
+                    self._room = asyncio.get_running_loop().create_future()
+                await asyncio.shield(self._room)
+                continue
+            if link is not None:
+                return await self._call_direct(link, key, batch, run, on_event)
+            if stream:
+                return await self._call_stream(batch, run, on_event)
+            return await self._call(batch, run, on_event)
 
     def _cancel_error(self) -> BaseException:
         from swiftshot.engines.base import Cancelled
@@ -1018,6 +1053,7 @@ class RayExecutor:
     async def stop(self) -> None:
         self._stopped = True
         self._ready = False
+        self._wake_room()  # batches waiting for a full replica's room: answered now
         if self._refresher is not None:
             self._refresher.cancel()
         if self._unwatch is not None:
@@ -1096,7 +1132,9 @@ class RayExecutor:
             link = self._pick(batch.rank) if self._links else None
             stream = (on_event is not None and any(it.partials for it in batch.items)) or \
                 ahead_per_replica(self.settings) > 0
-            if link is not None:  # sent now, so the next batch's pick counts it
+            if link is FULL:  # every linked replica at max_ongoing_requests: wait for room
+                coro = self._when_room(batch, key, run, on_event, stream)
+            elif link is not None:  # sent now, so the next batch's pick counts it
                 coro = self._call_direct(link, key, batch, run, on_event)
             elif stream:
                 coro = self._call_stream(batch, run, on_event)

@@ -201,3 +201,36 @@ async def test_direct_batches_respect_max_ongoing_requests(ray_cluster, tmp_path
         await ex.stop()
         await delete_app(ex.app_name)
     assert named_segments() == []
+
+
+async def test_a_direct_front_on_serve_transport_replicas_says_so(ray_cluster, tmp_path, caplog):
+    """Replicas deployed with ray.transport = serve open no channel: a direct front attaching
+    to them carries every batch through Serve and says so (a warning, /readyz 'transport')."""
+    import logging
+
+    from swiftshot.runtime.ray_executor import RayExecutor
+
+    deployer = RayExecutor(ray_settings(tmp_path, replicas=1, transport="serve"))
+    await deployer.start()
+    front = None
+    try:
+        assert deployer.health().to_json()["transport"] == {
+            "configured": "serve", "effective": "serve", "replicas": 1, "linked": 0,
+            "shared_memory": 0, "note": None}
+        s = ray_settings(tmp_path, replicas=1, transport="direct", deploy=False,
+                         direct_connect_timeout_s=1.0)
+        front = RayExecutor(s)
+        with caplog.at_level(logging.WARNING, logger="swiftshot.runtime.ray_executor"):
+            await front.start()
+        assert any("deployed with ray.transport = serve" in r.getMessage()
+                   for r in caplog.records), caplog.text
+        r = await front.submit(batch("through serve"))
+        assert r.results[0].master and not front._links
+        seen = front.health().to_json()["transport"]
+        assert seen["configured"] == "direct" and seen["effective"] == "serve"
+        assert seen["linked"] == 0 and "ray.transport = serve" in seen["note"]
+    finally:
+        if front is not None:
+            await front.stop()
+        await deployer.stop()
+        await delete_app(deployer.app_name)

@@ -171,6 +171,10 @@ class EngineReadiness(BaseModel):
     error: str | None = None
     """Why a worker cannot start (a model that does not load ...)."""
     detail: list[dict[str, Any]] = []
+    transport: dict[str, Any] | None = None
+    """``ray`` only: how batches travel — ``configured`` (``ray.transport``), ``effective``
+    (direct, serve or mixed), ``linked`` replicas of ``replicas``, ``shared_memory`` links, and a
+    ``note`` when a direct front cannot use its channel (batches go through Serve)."""
 
 
 class Ready(BaseModel):

@@ -243,6 +243,8 @@ class Health:
     executor: str
     workers: list[WorkerState]
     error: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Executor-specific facts for ``/readyz`` (``ray``: how batches travel, ``transport``)."""
 
     @property
     def ready(self) -> bool:
@@ -255,7 +257,7 @@ class Health:
     def to_json(self) -> dict[str, Any]:
         return {"executor": self.executor, "ready": self.ready, "workers": len(self.workers),
                 "warm": self.warm, "error": self.error,
-                "detail": [w.to_json() for w in self.workers]}
+                "detail": [w.to_json() for w in self.workers], **self.extra}
 
 
 @runtime_checkable

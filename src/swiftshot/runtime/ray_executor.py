@@ -816,6 +816,8 @@ class RayExecutor:
             raise RayUnavailable(f"could not deploy the {self.engine_name} engine on Ray: "
                                  f"{e}") from e
         await self._refresh()
+        if self.cfg.transport == "direct" and not self.direct:
+            log.warning("%s: %s", self.engine_name, self._transport()["note"])
         if self.direct:
             from swiftshot.runtime.shm import keep_heap
 
@@ -908,10 +910,42 @@ class RayExecutor:
                 await asyncio.wait(pending, timeout=max(0.0, deadline - time.monotonic()))
             else:
                 await asyncio.sleep(0.02)  # the router has not listed them yet
-        if len(self._links) < self._replicas.get("RUNNING", 1):
+        if not self._links:
+            log.warning("%s: %s", self.engine_name, self._no_channel_note())
+        elif len(self._links) < self._replicas.get("RUNNING", 1):
             log.warning("%s: direct links to %d of %d replicas after %g s; the others get "
                         "batches through Serve until they link", self.engine_name,
                         len(self._links), self._replicas.get("RUNNING", 0), t)
+
+    def _no_channel_note(self) -> str:
+        return (f"ray.transport = direct, but no replica of {self.app_name} registered a direct "
+                f"channel within {self.cfg.direct_connect_timeout_s:g} s (ray.direct_connect_"
+                "timeout_s) — were they deployed with ray.transport = serve? Every batch goes "
+                "through Serve (the slower hop) until one does; /readyz shows it under "
+                "'transport'")
+
+    def _transport(self) -> dict[str, Any]:
+        """``/readyz``: how this engine's batches travel (see :meth:`health`)."""
+        cfg = self.cfg
+        running = self._replicas.get("RUNNING", 0)
+        links = [ln for ln in self._links.values() if ln.usable]
+        out: dict[str, Any] = {"configured": cfg.transport, "replicas": running,
+                               "linked": len(links),
+                               "shared_memory": sum(1 for ln in links if ln.shared),
+                               "note": None}
+        if cfg.transport == "direct" and not self.direct:
+            out["effective"] = "serve"
+            out["note"] = ("ray.transport = direct needs ray.router = front and ray.batcher = "
+                           "front; every batch goes through Serve")
+        elif not self.direct:
+            out["effective"] = "serve"
+        elif not links:
+            out["effective"] = "serve"
+            if self._ready and running:
+                out["note"] = self._no_channel_note()
+        else:
+            out["effective"] = "direct" if len(links) >= running else "mixed"
+        return out
 
     def _on_replicas(self, ids: set[str]) -> None:
         """The router's list of running replicas changed: link to new ones; a replica no
@@ -1102,7 +1136,7 @@ class RayExecutor:
         workers += [WorkerState(f"starting-{i}", True, False) for i in range(starting)]
         if not self._ready:
             workers = [WorkerState(self.app_name, False, False, error=self._error)]
-        return Health(self.kind, workers, self._error)
+        return Health(self.kind, workers, self._error, extra={"transport": self._transport()})
 
     def abort(self, ids: Iterable[int]) -> None:
         for item_id in ids:

@@ -29,7 +29,11 @@ LAM = 0.5
 def load(paths: list[str]) -> list[dict]:
     rows = []
     for path in paths:
-        split = json.load(open(path))["tuning"]
+        data = json.load(open(path))
+        if isinstance(data, list):  # rows as ``evaluate`` returns them
+            rows += [r for r in data if "signals" in r]
+            continue
+        split = data["tuning"]
         for entry in (split["sizes"].values() if "sizes" in split else [split]):
             rows += [r for r in entry["rows"] if "signals" in r]
     return rows
@@ -69,7 +73,7 @@ def main(argv: list[str]) -> int:
               f"{good.sum()}")
 
     cv = np.zeros(len(rows))
-    for lo, hi in ((0, 1000), (5000, 6000), (6000, 7000), (7000, 8000)):
+    for lo, hi in ((0, 1000), (5000, 6000), (6000, 7000), (7000, 8000), (8000, 9000)):
         part = (seed >= lo) & (seed < hi)
         if part.any() and (~part).any():
             b, wt = fit(X[~part], y[~part], w[~part], fixed, free)

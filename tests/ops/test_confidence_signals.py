@@ -1,0 +1,69 @@
+"""The confidence's signals of a part cut out or a blob of backdrop kept (issue 10, the
+re-calibration after OPS_VERSION 14; docs/OPS.md "Confidence, re-fitted")."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from swiftshot.ops.cutout import _ambiguous_blob, _mirror_notch
+
+TAN = np.array([200.0, 180.0, 140.0], np.float32)
+GREEN = np.array([40.0, 130.0, 70.0], np.float32)
+CREAM = np.array([250.0, 244.0, 218.0], np.float32)
+
+
+def _bottle(seed: int = 0):
+    """A green bottle with a cream label on a tan table, shaded like a cylinder (its left
+    side darker), on a 240² work copy: (image, backdrop model, mask)."""
+    rng = np.random.default_rng(seed)
+    h = w = 240
+    bg = np.broadcast_to(TAN, (h, w, 3)).astype(np.float32)
+    img = bg + rng.normal(0, 2.0, (h, w, 3)).astype(np.float32)
+    hard = np.zeros((h, w), np.uint8)
+    hard[40:210, 80:160] = 1
+    hard[15:40, 108:132] = 1  # the neck
+    shade = np.ones((h, w, 1), np.float32)
+    shade[:, 80:160, 0] = np.linspace(0.55, 1.0, 80)  # dark on the left, like a cylinder
+    img[hard > 0] = (GREEN * shade[hard > 0])
+    img[110:150, 80:160] = (CREAM * shade[110:150, 80:160])
+    return img, bg, hard
+
+
+def test_mirror_notch_sees_a_notch_the_other_side_does_not_have():
+    img, bg, hard = _bottle()
+    assert _mirror_notch(img, bg, hard) < 0.002  # whole: nothing to see
+    cut = hard.copy()
+    cut[112:148, 80:100] = 0  # the label's shaded left quarter given back (textured 8014)
+    frac = _mirror_notch(img, bg, cut)
+    assert frac > 0.03, frac
+    # The same notch showing the table through it is the product's own shape: its hue is
+    # the backdrop's, not the mirrored label's.
+    img2 = img.copy()
+    img2[112:148, 80:100] = bg[112:148, 80:100]
+    assert _mirror_notch(img2, bg, cut) < 0.002
+
+
+def test_mirror_notch_leaves_a_handle_on_one_side_alone():
+    """A mug's handle is product on one side only; the body's other side is not a notch (the
+    handle's mirror image lies outside the silhouette's convex hull), nor is the backdrop
+    seen through the handle."""
+    img, bg, hard = _bottle()
+    img[40:210, 80:160] = GREEN
+    hard[15:40] = 0
+    hard[70:170, 160:200] = 1
+    hard[90:150, 160:180] = 0  # the handle's hole, closed by the body
+    img[(hard > 0)] = GREEN
+    assert _mirror_notch(img, bg, hard) < 0.004
+
+
+def test_ambiguous_blob_sees_a_thick_blob_not_scattered_grey():
+    inside = np.zeros((200, 200), bool)
+    inside[40:160, 40:160] = True
+    amb = np.zeros_like(inside)
+    amb[60:90, 100:130] = True  # a hole holding a shadow: 900 of 14400 px
+    frac = _ambiguous_blob(inside, amb)
+    assert 0.05 < frac < 0.07, frac
+    sheen = np.zeros_like(inside)
+    sheen[40:160:3, 40:160:3] = True  # a glossy sheen's scattered grey pixels
+    assert _ambiguous_blob(inside, sheen) == 0.0
+    assert _ambiguous_blob(inside, amb & ~inside) == 0.0

@@ -1,7 +1,7 @@
 """Refit the classical cutout's confidence (``ops.cutout._CONF_BIAS`` / ``_CONF_TERMS``)
 from the per-case rows of the evaluation tool, and print the bias and weights to paste back.
 
-    python -m swiftshot.testing.products --seeds 0-44,5000-5009,6000-6019,7000-7019 \\
+    python -m swiftshot.testing.products --seeds 0-44,5000-5009,6000-6019,7000-7019,8000-8019 \\
         --sizes 640,800 --confidence --out rows.json
     python bench/fit_confidence.py rows.json
 

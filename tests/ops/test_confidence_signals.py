@@ -67,3 +67,67 @@ def test_ambiguous_blob_sees_a_thick_blob_not_scattered_grey():
     sheen[40:160:3, 40:160:3] = True  # a glossy sheen's scattered grey pixels
     assert _ambiguous_blob(inside, sheen) == 0.0
     assert _ambiguous_blob(inside, amb & ~inside) == 0.0
+
+
+# -- on the photos the re-fit was for: the true mask, then the same mask with the miss ------
+
+def _work(category: str, seed: int):
+    """The work copy's signals inputs of a tuning photo, and its true mask at the work size."""
+    import cv2
+
+    from swiftshot.ops.cutout import ClassicalSegmenter
+    from swiftshot.testing.products import HELDOUT_SEEDS, _eval_case, make_photo
+
+    assert seed not in HELDOUT_SEEDS
+    photo = make_photo(_eval_case(category, seed), (640, 640))
+    _, img, bg, sigma, _, ev, hard, band, _ = ClassicalSegmenter()._work_regions(
+        np.asarray(photo.image))
+    truth = cv2.resize(photo.coverage.astype(np.float32), hard.shape[::-1],
+                       interpolation=cv2.INTER_AREA)
+    return img, bg, sigma, band, ev, (truth >= 0.5).astype(np.uint8)
+
+
+def _conf(img, bg, sigma, band, ev, hard):
+    from swiftshot.ops.cutout import _confidence_from, _confidence_signals
+
+    return _confidence_from(_confidence_signals(img, bg, sigma, band, hard, ev))
+
+
+def test_a_label_notch_cut_out_of_a_bottle_is_said_low():
+    """textured 8014: a cream label's shaded side given back on a wood table (IoU 0.92 at
+    confidence 0.99 before the notch term)."""
+    img, bg, sigma, band, ev, truth = _work("textured", 8014)
+    conf, why = _conf(img, bg, sigma, band, ev, truth)
+    assert conf >= 0.9 and not any("notch" in w for w in why), (conf, why)
+    x, _, w, _ = cv2_box(truth)
+    # The label's rows: cream (bright) on the lit right half of the bottle.
+    rows = ((img.mean(2) > 200) & (truth > 0))[:, x + w // 2:].sum(1) > 0.2 * w
+    cut = truth.copy()
+    cut[np.ix_(rows, np.arange(x, x + w // 4))] = 0  # the label's left quarter given back
+    assert 0.03 * truth.sum() < (truth - cut).sum() < 0.12 * truth.sum()
+    conf, why = _conf(img, bg, sigma, band, ev, cut)
+    assert conf < 0.5 and any("notch" in w for w in why), (conf, why)
+
+
+def test_a_kept_handle_hole_holding_a_shadow_is_said():
+    """framing 27: a cropped mug's handle hole with its shadow in it kept as product (IoU 0.90
+    at confidence 0.78, `medium`, before the blob term; 0.70 after)."""
+    import cv2
+
+    img, bg, sigma, band, ev, truth = _work("framing", 27)
+    whole, why = _conf(img, bg, sigma, band, ev, truth)
+    assert not any("blob" in w for w in why), (whole, why)
+    filled = truth.copy()
+    cnt, _ = cv2.findContours(truth, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    cv2.drawContours(filled, cnt, -1, 1, cv2.FILLED)  # the hole kept
+    assert filled.sum() > 1.03 * truth.sum()
+    conf, why = _conf(img, bg, sigma, band, ev, filled)
+    # Said, and no longer `high`; not `low` (the fit weighs the blob 1.64 only: a glossy
+    # product's grey sheen makes such blobs too): a gap, docs/OPS.md.
+    assert conf < 0.9 and conf < whole - 0.1 and any("blob" in w for w in why), (conf, why)
+
+
+def cv2_box(m):
+    import cv2
+
+    return cv2.boundingRect(m)

@@ -234,3 +234,47 @@ async def test_a_direct_front_on_serve_transport_replicas_says_so(ray_cluster, t
             await front.stop()
         await deployer.stop()
         await delete_app(deployer.app_name)
+
+
+async def test_a_replica_removed_by_a_downscale_finishes_its_direct_batches(ray_cluster, tmp_path):
+    """The application goes from 2 replicas to 1 (a redeploy with fewer replicas, as Serve
+    removes one on a downscale) while each replica holds a running and a waiting direct batch:
+    the removed replica takes no new batch but finishes the four within its graceful shutdown
+    — no request is lost; the front stops linking it."""
+    from ray import serve
+
+    from swiftshot.runtime.ray_executor import RayExecutor, engine_deployment
+
+    s = ray_settings(tmp_path, replicas=2, delay_s=1.0, transport="direct",
+                     graceful_shutdown_timeout_s=20)
+    ex = RayExecutor(s)
+    await ex.start()
+    try:
+        assert len(ex._links) == 2
+        jobs = [asyncio.ensure_future(ex.submit(batch(f"drain {i}"))) for i in range(4)]
+        await asyncio.sleep(0)
+        assert sorted(ln.inflight for ln in ex._links.values()) == [2, 2]
+        # the same deployment, only num_replicas lower: Serve removes a replica, keeps one
+        app = engine_deployment(s, "fake").options(num_replicas=1).bind(s, "fake", None)
+        loop = asyncio.get_running_loop()
+        # not blocking: Serve's own wait for the update took ~60 s on this box, long after
+        # every batch had its answer
+        await loop.run_in_executor(None, lambda: serve._run(
+            app, name=ex.app_name, route_prefix=None, _blocking=False))
+        drained_busy = False  # the front saw the replica being removed while it held batches
+        while not all(j.done() for j in jobs):
+            drained_busy |= any(ln.draining and ln.inflight for ln in ex._links.values())
+            await asyncio.sleep(0.02)
+        results = await asyncio.wait_for(asyncio.gather(*jobs), 60)
+        assert all(r.results[0].master for r in results)
+        assert len({r.worker for r in results}) == 2  # the removed replica finished its two
+        assert drained_busy
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and len(ex._links) != 1:
+            await asyncio.sleep(0.1)
+        assert len(ex._links) == 1, ex._links
+        r = await ex.submit(batch("after the downscale"))
+        assert r.results[0].master
+    finally:
+        await ex.stop()
+        await delete_app(ex.app_name)

@@ -400,12 +400,15 @@ class Service:
                     running.join(listener)
 
         t0 = time.perf_counter_ns()
+        limit = self.deadline_for(priority, deadline_s)
         try:
-            if cacheable:
-                made, shared = await self.by_deadline(self.flight.do(key, lead, join), priority,
-                                                       deadline_s)
-            else:
-                made, shared = await self.by_deadline(lead(), priority, deadline_s), False
+            # This task waits on the work itself (SingleFlight resolves its future): no task
+            # in between, so the answer comes back in one wake-up. Past the deadline only
+            # this caller stops waiting (503); a caller that hangs up cancels the work unless
+            # another still waits for it. Uncacheable work is nobody else's (key None).
+            made, shared = await self.flight.do(
+                key if cacheable else None, lead, join, timeout_s=limit,
+                expired=lambda: self._deadline_passed(priority, limit))
         finally:
             if listener is not None:
                 running = self._fanouts.get(key)
@@ -441,10 +444,10 @@ class Service:
                            deadline_s: float | None) -> Any:
         """``work``'s result, or 503 ``deadline`` when the request's deadline passes first.
 
-        The worker refuses work still queued at its deadline, but a caller that joined a twin
-        in flight, or whose render runs late or waits on the master encode, would otherwise
-        get a late 200. The work itself goes on (its result is cached for the next asker);
-        only this caller stops waiting. A caller that hangs up cancels it as before.
+        The worker refuses work still queued at its deadline, but work that runs late would
+        otherwise get a late 200. The work itself goes on (in a task of its own); only this
+        caller stops waiting. A caller that hangs up cancels it as before. (:meth:`render`
+        gets the same from ``SingleFlight.do(timeout_s=...)`` without the wrapping task.)
         """
         limit = self.deadline_for(priority, deadline_s)
         task = asyncio.ensure_future(work)
@@ -455,11 +458,14 @@ class Service:
             raise
         if not done:
             task.add_done_callback(_retrieved)
-            telemetry.REJECTED.labels(reason="deadline").inc()
-            raise Rejected(503, "deadline", self.settings.server.overload_retry_after_s,
-                           f"not done within the {priority} deadline of {limit:g}s; the work "
-                           f"goes on and a retry may find it cached")
+            raise self._deadline_passed(priority, limit)
         return task.result()
+
+    def _deadline_passed(self, priority: str, limit: float) -> Rejected:
+        telemetry.REJECTED.labels(reason="deadline").inc()
+        return Rejected(503, "deadline", self.settings.server.overload_retry_after_s,
+                        f"not done within the {priority} deadline of {limit:g}s; the work "
+                        f"goes on and a retry may find it cached")
 
     def normalise_and_key(self, spec: RenderSpec, worker: Any = None) -> tuple[RenderSpec, str]:
         """The normalised spec and its master key, from a bounded memo when seen recently.

@@ -126,3 +126,58 @@ async def test_exception_reaches_every_waiter():
         return 1
 
     assert await sf.do("k", ok) == (1, False)  # a failure is not cached
+
+
+async def test_a_caller_past_its_timeout_stops_waiting_but_the_work_goes_on():
+    """The deadline ends one caller's wait with ``expired()``; the work is not cancelled, not
+    even when the only other waiter then leaves (its result is wanted by the cache)."""
+    sf = SingleFlight()
+    release = asyncio.Event()
+    finished = asyncio.Event()
+
+    async def fn() -> int:
+        await release.wait()
+        finished.set()
+        return 5
+
+    with pytest.raises(LookupError, match="late"):
+        await sf.do("k", fn, timeout_s=0.01, expired=lambda: LookupError("late"))
+    other = asyncio.create_task(sf.do("k", fn))
+    await asyncio.sleep(0.01)
+    other.cancel()
+    await asyncio.gather(other, return_exceptions=True)
+    await asyncio.sleep(0.01)
+    assert sf.inflight() == 1, "the work was dropped when its last waiter left"
+    release.set()
+    await asyncio.wait_for(finished.wait(), 5)
+    await asyncio.sleep(0)
+    assert sf.inflight() == 0
+    with pytest.raises(TimeoutError):  # without expired(): TimeoutError
+        await sf.do("k", lambda: asyncio.sleep(0.05), timeout_s=0.01)
+    await asyncio.sleep(0.06)
+    assert sf.inflight() == 0
+
+
+async def test_no_key_runs_alone_and_a_hang_up_cancels_it():
+    sf = SingleFlight()
+    runs = 0
+    cancelled = asyncio.Event()
+
+    async def fn() -> int:
+        nonlocal runs
+        runs += 1
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        return 1
+
+    tasks = [asyncio.create_task(sf.do(None, fn)) for _ in range(2)]
+    await asyncio.sleep(0.01)
+    assert runs == 2 and sf.inflight() == 0  # not shared, not registered
+    tasks[0].cancel()
+    await asyncio.wait_for(cancelled.wait(), 5)
+    assert not tasks[1].done()
+    tasks[1].cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)

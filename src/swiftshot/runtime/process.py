@@ -482,22 +482,29 @@ class ProcessExecutor:
                 ("batch", batch.id, wire, products, batch.trace, batch.rank))
         except (OSError, ValueError) as e:
             self._fail(p, WorkerLost(f"process-{p.index} could not take the batch: {e}"))
-        timeout = self.settings.engine.batch_timeout_s
+        # A timer, not asyncio.wait: the answer wakes this task in one step, not two.
+        timer = loop.call_later(self.settings.engine.batch_timeout_s, self._overran, p,
+                                batch.id)
         try:
-            done, _ = await asyncio.wait({p.future}, timeout=timeout)
-            if not done:
-                log.error("process-%d: batch %d ran past %.0fs; killing the worker", p.index,
-                          batch.id, timeout)
-                self._kill(p)
-                self._fail(p, WorkerLost(f"process-{p.index} ran the batch past "
-                                         f"engine.batch_timeout_s ({timeout:g}s) and was "
-                                         "restarted", retry_after=1.0))
             return await p.future
         finally:
+            timer.cancel()
             if p.batch == batch.id:
                 p.batch, p.future, p.on_event, p.item_ids = None, None, None, []
             if self._idle is not None:
                 self._idle.set()
+
+    def _overran(self, p: _Proc, batch_id: int) -> None:
+        """``engine.batch_timeout_s`` passed with the batch still running: kill the worker."""
+        if p.batch != batch_id or p.future is None or p.future.done():
+            return
+        timeout = self.settings.engine.batch_timeout_s
+        log.error("process-%d: batch %d ran past %.0fs; killing the worker", p.index,
+                  batch_id, timeout)
+        self._kill(p)
+        self._fail(p, WorkerLost(f"process-{p.index} ran the batch past "
+                                 f"engine.batch_timeout_s ({timeout:g}s) and was "
+                                 "restarted", retry_after=1.0))
 
     # -- workers -----------------------------------------------------------------------------
 

@@ -258,13 +258,12 @@ class Worker:
         self._update_depth()
         self._start_due()  # a free slot takes it now, not on the dispatch loop's next turn
         self._wake.set()
+        # The deadline is a timer, not asyncio.wait: the batch's answer wakes this task in one
+        # step instead of two (the waiter future of asyncio.wait, then the task).
+        timer = asyncio.get_running_loop().call_later(
+            max(0.0, item.deadline - self.clock()), self._expire, slot)
         try:
-            done, _ = await asyncio.wait({slot.future}, timeout=max(0.0, item.deadline - self.clock()))
-            if not done:
-                if self.scheduler.cancel(item.id):
-                    self._resolve_error(slot, self._deadline_rejection(slot))
-                # Otherwise it is running: it is nearly done, so let it finish.
-            return await asyncio.shield(slot.future)
+            return await slot.future
         except asyncio.CancelledError:
             # The caller went away. Queued: leave the queue now, freeing the slot.
             # Running: tell the executor, so the batch stops if nobody else wants it.
@@ -276,6 +275,7 @@ class Worker:
                 slot.future.cancel()
             raise
         finally:
+            timer.cancel()
             self._slots.pop(item.id, None)
             if tag is not None and self._tags.get(tag) == item.id:
                 del self._tags[tag]
@@ -298,6 +298,12 @@ class Worker:
             self._update_depth()
             self._wake.set()  # the head, or its batching window, may have changed
         return promoted
+
+    def _expire(self, slot: _Slot) -> None:
+        """``submit``'s deadline: a request still queued leaves the queue with 503 ``deadline``;
+        one running is nearly done, so it is let finish."""
+        if not slot.future.done() and self.scheduler.cancel(slot.item.id):
+            self._resolve_error(slot, self._deadline_rejection(slot))
 
     def _deadline_rejection(self, slot: _Slot) -> Rejected:
         waited = self.clock() - slot.item.arrival

@@ -239,9 +239,17 @@ SCHEDULER_LENT = Counter(
     ["engine"], registry=REGISTRY)
 
 
+_worker_children: dict[str, tuple[_Any, _Any]] = {}
+
+
 def add_worker_metrics(worker: str, busy_s: float, extra: _Mapping[str, float] | None = None) -> None:
-    WORKER_BATCHES.labels(worker).inc()
-    WORKER_BUSY.labels(worker).inc(max(0.0, busy_s))
+    # after every batch, before its callers are answered: children looked up once per worker
+    children = _worker_children.get(worker)
+    if children is None:
+        children = _worker_children[worker] = (WORKER_BATCHES.labels(worker),
+                                               WORKER_BUSY.labels(worker))
+    children[0].inc()
+    children[1].inc(max(0.0, busy_s))
     if extra:
         apply_metric_deltas(worker, extra)
 
@@ -255,6 +263,7 @@ def add_worker_metrics(worker: str, busy_s: float, extra: _Mapping[str, float] |
 
 import json as _json  # noqa: E402
 import threading as _threading  # noqa: E402
+import weakref as _weakref  # noqa: E402
 
 
 class MetricDeltas:
@@ -362,6 +371,11 @@ class MetricDeltas:
 
 
 _gauges_by_worker: dict[str, dict[str, float]] = {}
+_delta_children: _weakref.WeakKeyDictionary[CollectorRegistry, dict[str, tuple[str, _Any, str, _Any]]] = \
+    _weakref.WeakKeyDictionary()
+"""Per registry: a shipped key → (kind, the child it names, metric name, metric): the JSON
+parse and ``labels()`` of each key once, not after every batch (the metric is checked to be
+the one still registered under its name)."""
 _gauges_lock = _threading.Lock()
 
 
@@ -369,17 +383,27 @@ def apply_metric_deltas(worker: str, deltas: _Mapping[str, float],
                         registry: CollectorRegistry | None = None) -> None:
     """On the front: what a worker's :class:`MetricDeltas` shipped. Counters are incremented;
     a gauge is set to the sum of the latest value each worker reported."""
-    names = (registry or REGISTRY)._names_to_collectors
+    registry = registry or REGISTRY
+    names = registry._names_to_collectors
+    known = _delta_children.setdefault(registry, {})
     for key, value in deltas.items():
+        found = known.get(key)
+        if found is not None and names.get(found[2]) is found[3]:
+            kind, child = found[0], found[1]
+        else:
+            try:
+                kind, name, labels = _json.loads(key)
+            except (ValueError, TypeError):
+                continue
+            metric = names.get(name)
+            if metric is None:
+                continue  # a metric this front does not know (another version): dropped
+            try:
+                child = metric.labels(**labels) if labels else metric
+            except (ValueError, TypeError):
+                continue  # label names that do not match: never break a batch over a metric
+            known[key] = (kind, child, name, metric)
         try:
-            kind, name, labels = _json.loads(key)
-        except (ValueError, TypeError):
-            continue
-        metric = names.get(name)
-        if metric is None:
-            continue  # a metric this front does not know (another version): dropped
-        try:
-            child = metric.labels(**labels) if labels else metric
             if kind == "counter":
                 if value > 0:
                     child.inc(value)

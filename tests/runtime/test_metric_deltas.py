@@ -66,3 +66,20 @@ def test_a_gauge_by_function_is_not_read_as_a_plain_one() -> None:
     d = telemetry.MetricDeltas(reg)
     assert d._direct(m["fn"]) is None
     assert d.take() == {'["gauge", "t_fn", {}]': 5.0}
+
+
+def test_the_front_applies_a_key_again_and_follows_a_metric_registered_anew() -> None:
+    """``apply_metric_deltas`` keeps each key's child after the first batch (no JSON parse or
+    ``labels()`` per batch); batch after batch the counter adds up, and a metric unregistered
+    and registered again under the same name gets the next deltas, not the old child."""
+    reg = CollectorRegistry()
+    old = Counter("swiftshot_test_applied", "t", ["kind"], registry=reg)
+    key = '["counter", "swiftshot_test_applied", {"kind": "a"}]'
+    for _ in range(3):
+        telemetry.apply_metric_deltas("w", {key: 2.0}, registry=reg)
+    assert reg.get_sample_value("swiftshot_test_applied_total", {"kind": "a"}) == 6.0
+    reg.unregister(old)
+    Counter("swiftshot_test_applied", "t", ["kind"], registry=reg)
+    telemetry.apply_metric_deltas("w", {key: 1.0}, registry=reg)
+    assert reg.get_sample_value("swiftshot_test_applied_total", {"kind": "a"}) == 1.0
+    assert old.labels(kind="a")._value.get() == 6.0

@@ -71,7 +71,7 @@ class TieredCache:
         self._behind: ThreadPoolExecutor | None = None
         self._pending: set[asyncio.Future[None]] = set()
         self._elsewhere: dict[str, asyncio.Future[None]] = {}
-        """Keys whose write another process has not finished yet → its :meth:`track` task."""
+        """Keys whose write another process has not finished yet → :meth:`track`'s future."""
 
     @classmethod
     def from_settings(cls, cache: CacheSettings) -> TieredCache:
@@ -196,27 +196,45 @@ class TieredCache:
         are not (then ``fallback(master)``'s entries are written here, in every tier, behind).
         Reads of ``keys`` and removals wait for it meanwhile (module docstring)."""
 
-        async def settle() -> None:
-            try:
-                master = await written
-            except BaseException:  # noqa: BLE001 - the executor resolves it; never expected
-                log.exception("a cache write made elsewhere ended without an outcome")
-                return
-            if master is not None:
-                await self.aput_many(fallback(master), behind=True)
-
-        task = asyncio.ensure_future(settle())
-        self._pending.add(task)
+        # A future settled from callbacks, not a task: a miss's answer used to wait one more
+        # task step on the loop (the task's first, which only began to wait) before it went.
+        settled: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.add(settled)
         for key in keys:
-            self._elsewhere[key] = task
+            self._elsewhere[key] = settled
 
-        def done(t: asyncio.Future[None]) -> None:
-            self._pending.discard(t)
+        def done(f: asyncio.Future[None]) -> None:
+            self._pending.discard(f)
             for key in keys:
-                if self._elsewhere.get(key) is t:
+                if self._elsewhere.get(key) is f:
                     del self._elsewhere[key]
 
-        task.add_done_callback(done)
+        settled.add_done_callback(done)
+
+        def settle(_: object = None) -> None:
+            if not settled.done():
+                settled.set_result(None)
+
+        def fallen_back(f: asyncio.Future[None]) -> None:
+            settle()
+            if not f.cancelled() and f.exception() is not None:
+                log.error("writing a miss's entries here, after its engine worker could not, "
+                          "failed", exc_info=f.exception())
+
+        def on_written(w: asyncio.Future[Any]) -> None:
+            if w.cancelled() or w.exception() is not None:  # the executor resolves it: never
+                log.error("a cache write made elsewhere ended without an outcome",
+                          exc_info=None if w.cancelled() else w.exception())
+                settle()
+                return
+            master = w.result()
+            if master is None:
+                settle()
+                return
+            fallback_write = asyncio.ensure_future(self.aput_many(fallback(master), behind=True))
+            fallback_write.add_done_callback(fallen_back)
+
+        written.add_done_callback(on_written)
 
     async def flush(self) -> None:
         """Wait for the blocking-tier writes queued so far."""

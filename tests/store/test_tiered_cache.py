@@ -315,3 +315,33 @@ def test_disk_put_many_on_a_failing_disk_counts_the_error_and_raises_nothing(tmp
     assert disk.errors == before + 1 and disk.health() is not None
     assert disk.get("a") is None  # no entry went in without its tag rows
     disk._cache.close()
+
+
+async def test_a_write_made_elsewhere_holds_reads_and_purges_until_it_settles():
+    """``track``: an engine worker writes a miss's entries to the disk tier itself. Until it
+    says so, a read of those keys and a purge wait; when it could not (it hands the master
+    back), the entries are written here. No task is started per tracked write."""
+    import asyncio
+
+    mem, disk = DictTier("memory"), SlowDictTier("disk")
+    cache = TieredCache([mem, disk])
+    loop = asyncio.get_running_loop()
+    written = loop.create_future()
+    tasks = len(asyncio.all_tasks())
+    cache.track(written, ["k", "k:meta"], lambda master: [("k", master, None, ("t",))])
+    assert len(asyncio.all_tasks()) == tasks
+    read = asyncio.ensure_future(cache.aget("k"))
+    purge = asyncio.ensure_future(cache.apurge_tag("t"))
+    await asyncio.sleep(0.02)
+    assert not read.done() and not purge.done()
+    written.set_result(b"master")  # the worker could not write: the front does
+    assert await asyncio.wait_for(read, 5) == (b"master", "memory")
+    assert await asyncio.wait_for(purge, 5) == 1
+    assert mem.get("k") is None and disk.get("k") is None
+    # written by the worker (None): settled at once, nothing written here
+    done = loop.create_future()
+    cache.track(done, ["j"], lambda master: [("j", master, None, ())])
+    done.set_result(None)
+    await asyncio.wait_for(cache.flush(), 5)
+    assert cache.get("j") is None and not cache._elsewhere
+    cache.close()

@@ -1,4 +1,4 @@
-"""The miss path's per-stage timeline (docs/PERFORMANCE.md, "Miss-path overhead, fifth pass").
+"""The miss path's per-stage timeline (docs/PERFORMANCE.md, "Miss-path overhead", fifth and sixth passes).
 
 Exports a commit (default HEAD) to a temporary folder, applies ``stamps.patch`` there (it
 adds ``CLOCK_MONOTONIC`` stamps, shared by every process, at each hand-over of a miss: the
@@ -10,7 +10,8 @@ patched in the checkout itself; the stamps never ship.
     flock /tmp/swiftshot-bench.lock env PYTHONPATH=src .venv/bin/python \\
         bench/miss_timeline/run.py [--rev HEAD] [--n 300] [--out FILE]
 
-The patch is written against the commit that added it; on a later one that moved the
+The patch is written against the commit that added it (kept applying to the sixth pass's
+changed lines too: some hunks carry two lines of context); on a later one that moved the
 stamped lines ``git apply`` refuses, and the script says so.
 """
 
@@ -30,7 +31,11 @@ REPO = HERE.parents[1]
 SEQ = ["F0_handler", "Fa_validated", "Fb_spec", "Fc_one", "Fd_render", "Fe_keyed",
        "Ff_probed", "Fg_lead", "F1_generate", "Fh_admitted", "Fi_run_task", "F2_send",
        "F3_sent", "W0_recv", "W1_run_one", "W2_ran", "W2b_deltas", "W3_put",
-       "F4_on_pipe_done", "F5_run_resumed", "F6_submit_back", "F7_generated", "F8_finish"]
+       "F4_on_pipe_done", "F5_run_resumed", "G1_metrics", "G2_resolved", "G3_recorded",
+       "G4_run_end", "G5_submit_woke", "F6_submit_back", "F7_generated", "H1_lead_done",
+       "H2_caller_woke", "H3_render_back", "H4_stages", "H5_prefetcher", "F8_finish"]
+"""In order; the G*/H* stamps come only with ``--patch fine-stamps-sixth.patch`` (the way back
+split finer, against the sixth pass's commit): gaps are taken between the stamps present."""
 WHAT = {
     ("F0_handler", "Fa_validated"): "auth, body, ImagesRequest validation",
     ("Fa_validated", "Fb_spec"): "RenderSpec built",
@@ -38,7 +43,7 @@ WHAT = {
     ("Fc_one", "Fd_render"): "Service.render entry",
     ("Fd_render", "Fe_keyed"): "normalise + key",
     ("Fe_keyed", "Ff_probed"): "cache look-up (memory, disk probe)",
-    ("Ff_probed", "Fg_lead"): "single-flight + deadline tasks (loop turns)",
+    ("Ff_probed", "Fg_lead"): "single-flight task launched (main before the sixth pass: + the deadline's task)",
     ("Fg_lead", "F1_generate"): "gate",
     ("F1_generate", "Fh_admitted"): "scheduler admission",
     ("Fh_admitted", "Fi_run_task"): "batch task launched (a loop turn)",
@@ -54,6 +59,18 @@ WHAT = {
     ("F5_run_resumed", "F6_submit_back"): "dispatcher bookkeeping, back to submit",
     ("F6_submit_back", "F7_generated"): "memory puts, store tracking",
     ("F7_generated", "F8_finish"): "stages, prefetcher, back to the handler",
+    ("F5_run_resumed", "G1_metrics"): "worker metrics, histograms",
+    ("G1_metrics", "G2_resolved"): "results into the requests' futures",
+    ("G2_resolved", "G3_recorded"): "scheduler.record",
+    ("G3_recorded", "G4_run_end"): "slot handed on (when something is queued)",
+    ("G4_run_end", "G5_submit_woke"): "a loop turn: the single-flight task resumes",
+    ("G5_submit_woke", "F6_submit_back"): "Worker.submit's bookkeeping",
+    ("F7_generated", "H1_lead_done"): "lead returns (gate, progress)",
+    ("H1_lead_done", "H2_caller_woke"): "futures resolved, a loop turn: the handler resumes",
+    ("H2_caller_woke", "H3_render_back"): "single-flight's bookkeeping",
+    ("H3_render_back", "H4_stages"): "Server-Timing stages",
+    ("H4_stages", "H5_prefetcher"): "prefetcher",
+    ("H5_prefetcher", "F8_finish"): "Rendered, the route's item (image_url), back to the handler",
 }
 
 
@@ -71,8 +88,10 @@ def timeline(folder: Path, skip: int = 30) -> dict[str, object]:
         if misses:
             misses[-1].setdefault(name, t)
     misses = misses[skip:]
+    seen = {name for _, name in events}
+    seq = [n for n in SEQ if n in seen]
     rows = []
-    for a, b in zip(SEQ, SEQ[1:], strict=False):
+    for a, b in zip(seq, seq[1:], strict=False):
         gaps = [(m[b] - m[a]) / 1e3 for m in misses if a in m and b in m and 0 <= m[b] - m[a] < 5e7]
         if gaps:
             rows.append({"from": a, "to": b, "what": WHAT.get((a, b), ""), "n": len(gaps),
@@ -88,6 +107,9 @@ def main() -> int:
     ap.add_argument("--rev", default="HEAD")
     ap.add_argument("--n", type=int, default=300)
     ap.add_argument("--out")
+    ap.add_argument("--patch", default=str(HERE / "stamps.patch"),
+                    help="the stamps to apply (default stamps.patch; fine-stamps-sixth.patch "
+                         "splits the way back finer, against the sixth pass's commit)")
     a = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="swiftshot-timeline-") as d:
         tree, stamps = Path(d) / "tree", Path(d) / "stamps"
@@ -96,10 +118,10 @@ def main() -> int:
         archive = subprocess.run(["git", "-C", str(REPO), "archive", a.rev], check=True,
                                  capture_output=True).stdout
         subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
-        applied = subprocess.run(["git", "apply", "-p1", str(HERE / "stamps.patch")], cwd=tree,
+        applied = subprocess.run(["git", "apply", "-p1", str(Path(a.patch).resolve())], cwd=tree,
                                  capture_output=True, text=True)
         if applied.returncode:
-            print(f"stamps.patch does not apply to {a.rev}: {applied.stderr.strip()}",
+            print(f"{a.patch} does not apply to {a.rev}: {applied.stderr.strip()}",
                   file=sys.stderr)
             return 2
         env = {**os.environ, "PYTHONPATH": str(tree / "src"), "SWIFTSHOT_STAMPS": str(stamps)}

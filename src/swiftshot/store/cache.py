@@ -231,7 +231,13 @@ class TieredCache:
             if master is None:
                 settle()
                 return
-            fallback_write = asyncio.ensure_future(self.aput_many(fallback(master), behind=True))
+            try:
+                fallback_write = asyncio.ensure_future(
+                    self.aput_many(fallback(master), behind=True))
+            except Exception:  # noqa: BLE001 - a callback: the readers waiting must go on
+                log.exception("could not write a miss's entries after its worker could not")
+                settle()
+                return
             fallback_write.add_done_callback(fallen_back)
 
         written.add_done_callback(on_written)

@@ -88,6 +88,30 @@ async def test_batches_and_previews_cross_the_direct_links(direct, ray_cluster):
     assert named_segments() == []
 
 
+async def test_a_result_is_freed_as_soon_as_it_is_dropped(direct):
+    """No reference cycle keeps a direct call's result (and its few-MB master) alive until the
+    cyclic GC runs: the front's run and its DirectCall pointed at each other, so ~25-30
+    results stayed alive at once and every new 1024² master was copied into fresh heap pages
+    (768 page faults): whole rounds of the hop 3-6x slower (docs/PERFORMANCE.md, Ray hop)."""
+    import gc
+    import weakref
+
+    await direct.submit(batch("warm"))
+    gc.collect()
+    gc.disable()
+    try:
+        for partials in (0, 1):  # unary, and streamed with a preview
+            b = big_batch(f"freed {partials}")
+            b.items[0].partials = partials
+            r = await direct.submit(b, (lambda i, e: None) if partials else None)
+            assert len(r.results[0].master) > 3_000_000
+            result, master_holder = weakref.ref(r), weakref.ref(r.results[0])
+            del r
+            assert result() is None and master_holder() is None, gc.get_referrers(result())
+    finally:
+        gc.enable()
+
+
 async def test_with_the_segment_off_results_cross_the_socket(ray_cluster, tmp_path):
     from swiftshot.runtime.ray_executor import RayExecutor
 

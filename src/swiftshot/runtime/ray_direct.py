@@ -481,11 +481,13 @@ class _ReplicaConn(_Framed):
             if self.segment is not None:
                 self.segment.release(msg[1])
         elif kind == "attach":
-            self.send(("attached", self._attach(msg[1])))
+            self.send(("attached", self._attach(msg[1], msg[2] if len(msg) > 2 else 0)))
 
-    def _attach(self, name: Any) -> bool:
+    def _attach(self, name: Any, warm: Any = 0) -> bool:
         """Map the front's result segment ``name``: possible only on the front's machine (the
-        name is random; elsewhere it does not exist), and only once."""
+        name is random; elsewhere it does not exist), and only once. Its first ``warm`` bytes
+        (the largest result the server warms up for) are committed and mapped now, not page
+        by page while the first such result is copied in."""
         if self.segment is not None or not isinstance(name, str) or "/" in name or \
                 not name.startswith(SHM_PREFIX):
             return False
@@ -495,6 +497,8 @@ class _ReplicaConn(_Framed):
             log.debug("%s: no shared result segment (%s: %s); results go over the socket",
                       self.name, type(e).__name__, e)
             return False
+        if isinstance(warm, int) and warm > 0:
+            self.segment.writer.prefault(warm)
         return True
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -572,9 +576,11 @@ class FrontLink(_Framed):
     """The front's connection to one replica (see the module doc)."""
 
     def __init__(self, replica_id: str, token: bytes, on_lost: Callable[[FrontLink], None],
-                 shm_bytes: int = 0) -> None:
+                 shm_bytes: int = 0, warm_bytes: int = 0) -> None:
         super().__init__()
         self._shm_bytes = shm_bytes
+        self._warm_bytes = warm_bytes
+        """How much of the segment both ends map at link time (``shm.warm_bytes``)."""
         self._hello: str | None = None
         self.replica_id = replica_id
         self.name = f"direct link to replica {replica_id}"
@@ -604,7 +610,7 @@ class FrontLink(_Framed):
         if self._shm_bytes > 0:  # offer a result segment: a replica on this machine maps it
             self.area = ResultArea.create(self._shm_bytes, f"ray{next(_SEGMENTS)}")
             if self.area is not None:
-                self.send(("attach", self.area.name))
+                self.send(("attach", self.area.name, self._warm_bytes))
 
     def close(self) -> None:
         super().close()
@@ -643,6 +649,7 @@ class FrontLink(_Framed):
             if self.area is not None:
                 if msg[1]:
                     self.area.unlink()  # both mapped: from now on nothing of it has a name
+                    self.area.prefault(self._warm_bytes)  # the replica committed them
                 else:  # another machine: results come over the socket
                     self.area.close()
                     self.area = None

@@ -819,9 +819,13 @@ class RayExecutor:
         if self.cfg.transport == "direct" and not self.direct:
             log.warning("%s: %s", self.engine_name, self._transport()["note"])
         if self.direct:
-            from swiftshot.runtime.shm import keep_heap
+            from swiftshot.runtime.shm import keep_heap, warm_bytes
 
-            keep_heap(self.cfg.heap_keep_bytes)
+            # warm heap for a few results of the largest size the server warms up for (a
+            # result is still held while the next is copied out of a link's segment): the
+            # first ones do not fault in fresh pages either
+            keep_heap(self.cfg.heap_keep_bytes,
+                      prefault=4 * warm_bytes(self.settings.server.warmup_shapes))
             await self._open_direct()
         self._ready = True
         self._refresher = asyncio.create_task(self._refresh_loop(), name="swiftshot-ray-status")
@@ -978,6 +982,7 @@ class RayExecutor:
         """Link to replica ``rid``: its address and token from where it registered them
         (:class:`QueueStats`, written when its channel started), then connect and hello."""
         from swiftshot.runtime.ray_direct import FrontLink
+        from swiftshot.runtime.shm import warm_bytes
 
         t = self.cfg.direct_connect_timeout_s
         link: Any = None
@@ -988,7 +993,8 @@ class RayExecutor:
             if addr is None:
                 raise LookupError("its channel has not registered yet")
             link = FrontLink(rid, addr["token"], self._link_lost,
-                             shm_bytes=self.cfg.result_shm_bytes)
+                             shm_bytes=self.cfg.result_shm_bytes,
+                             warm_bytes=warm_bytes(self.settings.server.warmup_shapes))
             await asyncio.wait_for(asyncio.get_running_loop().create_connection(
                 lambda: link, addr["host"], addr["port"]), t)
             await asyncio.wait_for(asyncio.shield(link.ready), t)
@@ -1186,6 +1192,13 @@ class RayExecutor:
                 run.response.cancel()
             raise
         finally:
+            # run ↔ its DirectCall (``call.run``) is a reference cycle: broken here, so the
+            # call's future — the result and its few-MB masters — is freed as soon as the
+            # caller drops the result, not at the cyclic GC's next pass. Left to the GC, every
+            # result of ~25-30 requests stayed alive at once: each new one was copied into
+            # fresh heap pages (768 page faults at 1024²) and the freed ones trimmed again,
+            # which made whole rounds of the hop 3-6x slower (docs/PERFORMANCE.md, Ray hop)
+            run.response = None
             del self._running[key]
             for i in ids:
                 if self._by_item.get(i) == key:

@@ -87,7 +87,7 @@ def _settings(**kw: Any) -> Any:
     s.engine.fake.delay_s = kw.pop("delay_s", 0.0)
     s.engine.fake.per_item_s = kw.pop("per_item_s", 0.0)
     s.engine.fake.steps = kw.pop("steps", 1)
-    s.server.warmup_shapes = [(64, 64)]
+    s.server.warmup_shapes = kw.pop("warmup_shapes", [(64, 64)])
     s.scheduler.max_batch_size = kw.pop("max_batch", 1)
     s.scheduler.max_wait_ms = kw.pop("max_wait_ms", 5.0)
     s.scheduler.deadline_ms = {p: 600_000 for p in ("realtime", "standard", "batch", "prefetch")}
@@ -276,6 +276,7 @@ async def bench_timeline(quick: bool) -> list[dict[str, Any]]:
 
 
 async def bench_hop(quick: bool) -> list[dict[str, Any]]:
+    from swiftshot.config import Settings
     from swiftshot.engines.base import FakeEngine
     from swiftshot.runtime.executor import Batch, InlineExecutor, Item
     from swiftshot.spec import RenderSpec
@@ -299,7 +300,8 @@ async def bench_hop(quick: bool) -> list[dict[str, Any]]:
                "hop_p95_ms": 1000 * percentile(hop, 95), "goal_ms": "<= 2"}
         if rounds:  # each round's own p50: how steady the figure is run to run
             out.update(rounds=len(rounds), round_p50_min_ms=1000 * min(rounds),
-                       round_p50_max_ms=1000 * max(rounds))
+                       round_p50_max_ms=1000 * max(rounds),
+                       round_p50s_ms=[round(1000 * r, 2) for r in rounds])
         return out
 
     # Rounds interleave the paths, so a neighbour's burst on the shared box lands on all of
@@ -318,10 +320,16 @@ async def bench_hop(quick: bool) -> list[dict[str, Any]]:
                       (f"{t}: stream (Started+Partial)", t, size, True)]
     got: dict[int, tuple[list[float], list[float], list[float]]] = {
         i: ([], [], []) for i in range(len(paths))}
+    first: dict[int, list[float]] = {i: [] for i in range(len(paths))}
+    """The hop of each path's first requests (the warm-up ones, not counted): what a
+    server's first requests at that size see."""
     fronts: dict[str, Front] = {}
     try:
         for t in transports:  # one replica each, side by side on the same cluster
-            fronts[t] = Front(_settings(replicas=1, steps=4, transport=t))
+            # warm-up shapes as a real server's (the default, 1024²): the replica's engine
+            # and both ends of a link's segment are warmed for that size
+            fronts[t] = Front(_settings(replicas=1, steps=4, transport=t,
+                                        warmup_shapes=Settings().server.warmup_shapes))
             await fronts[t].__aenter__()
         for t, f in fronts.items():
             if t == "direct" and not f.ex._links:
@@ -347,6 +355,7 @@ async def bench_hop(quick: bool) -> list[dict[str, Any]]:
                         r = await f.ex.submit(b, cb)
                         dt, inside = time.perf_counter() - t0, r.infer_s + r.master_s
                     if r_i == 0 and k < 5:
+                        first[i].append(dt - inside)
                         continue  # warm-up
                     total.append(dt)
                     inner.append(inside)
@@ -361,6 +370,7 @@ async def bench_hop(quick: bool) -> list[dict[str, Any]]:
     for i, (path, t, size, _) in enumerate(paths):
         total, inner, p50s = got[i]
         rows.append(row(path, size, total, inner, p50s))
+        rows[-1]["first_hops_ms"] = [round(1000 * x, 2) for x in first[i]]
         if t == "direct" and size:
             rows[-1]["results_via"] = "shm" if shared.get(t) else "socket"
         print_table(rows[-1:])

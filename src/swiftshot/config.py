@@ -568,8 +568,9 @@ class RaySettings(_Section):
     machine sends back (masters, previews): the replica copies them into it and only their
     place crosses the socket (runtime/ray_direct.py, runtime/shm.py). Offered to every replica;
     one on another machine cannot map it and keeps the socket. An upper bound of address
-    space, committed only as far as results reach; a message that does not fit goes over the
-    socket. 0: off (everything over the socket)."""
+    space, committed only as far as results reach (and, at link time, the size of the largest
+    ``server.warmup_shapes`` master, 4 MB for 1024²); a message that does not fit goes over
+    the socket. 0: off (everything over the socket)."""
     heap_keep_bytes: int = Field(32 * 1024 * 1024, ge=0)
     """``direct``: the front's and each replica's malloc serve blocks below this (at most
     32 MiB) from the heap and keep twice this of freed heap mapped (glibc ``mallopt``,

@@ -32,14 +32,15 @@ cluster's own processes can call).
 
 Results of a replica on the front's own machine skip the socket (``ray.result_shm_bytes``).
 The front creates a shared-memory segment per link (runtime/shm.py's ``ResultArea``) and,
-right after the token, offers its random name (``("attach", name)``); a replica that can map
-it (the same machine: elsewhere the name does not exist) answers ``("attached", True)`` and the
-front removes the name at once, so from then on the memory belongs to the two mappings only and
-the kernel frees it when both are unmapped or dead — a replica or front killed mid-transfer
-leaves nothing in ``/dev/shm``. The link is usable only after that answer. The replica then
-copies every message's raw parts into a free region of the segment (:class:`_Segment`, first
-fit) and sends only their place (:data:`SHM_FLAG`); the front copies them into ``bytes`` and
-sends ``("release", start)``. A replica elsewhere answers False and keeps the socket, and a
+right after the token, offers its random name (``("attach", name, warm)``); a replica that can
+map it (the same machine: elsewhere the name does not exist) commits and maps its first
+``warm`` bytes (the largest master the server warms up for, ``shm.warm_bytes``), answers
+``("attached", True)``, and the front maps those too and removes the name at once, so from
+then on the memory belongs to the two mappings only and the kernel frees it when both are
+unmapped or dead — a replica or front killed mid-transfer leaves nothing in ``/dev/shm``.
+The link is usable only after that answer. The replica then copies every message's raw parts
+into a free region of the segment (:class:`_Segment`, first fit) and sends only their place
+(:data:`SHM_FLAG`); the front copies them into ``bytes`` and sends ``("release", start)``. A replica elsewhere answers False and keeps the socket, and a
 message that finds no room goes over the socket too. Both ends keep warm malloc heap for the
 few-MB copies (``ray.heap_keep_bytes``). Measured in docs/PERFORMANCE.md ("Ray hop ... shared
 memory").

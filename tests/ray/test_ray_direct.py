@@ -112,6 +112,43 @@ async def test_a_result_is_freed_as_soon_as_it_is_dropped(direct):
         gc.enable()
 
 
+def _resident_bytes(name: str) -> int:
+    """Bytes of the mapping of segment ``name`` resident in this process (/proc/self/smaps)."""
+    with open("/proc/self/smaps") as f:
+        lines = f.read().splitlines()
+    for i, line in enumerate(lines):
+        if name in line:
+            for detail in lines[i + 1:]:
+                if detail.startswith("Rss:"):
+                    return int(detail.split()[1]) * 1024
+    raise AssertionError(f"segment {name} is not mapped here")
+
+
+async def test_a_link_segment_is_warm_for_the_warm_up_size_before_the_first_result(
+        ray_cluster, tmp_path):
+    """A server warming up for 1024² (the default) has its links' segments committed by the
+    replica and mapped by the front when the link is made, not page by page (~770 faults a
+    side) while the first 1024² result crosses."""
+    from swiftshot.runtime.ray_executor import RayExecutor
+
+    s = ray_settings(tmp_path, replicas=1, transport="direct")
+    s.server.warmup_shapes = [(64, 64), (1024, 1024)]
+    warm = shm.warm_bytes(s.server.warmup_shapes)
+    ex = RayExecutor(s)
+    await ex.start()
+    try:
+        (link,) = ex._links.values()
+        assert link.shared and link.via_segment == 0  # no result has crossed yet
+        fd = link.area._shm._fd
+        assert os.fstat(fd).st_blocks * 512 >= warm  # the replica committed them
+        assert _resident_bytes(link.area.name) >= warm  # and the front mapped them
+        r = await ex.submit(big_batch("first large"))
+        assert link.via_segment == 1 and len(r.results[0].master) > 3_000_000
+    finally:
+        await ex.stop()
+        await delete_app(ex.app_name)
+
+
 async def test_with_the_segment_off_results_cross_the_socket(ray_cluster, tmp_path):
     from swiftshot.runtime.ray_executor import RayExecutor
 

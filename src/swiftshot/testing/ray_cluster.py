@@ -25,6 +25,9 @@ ENV = {
     "RAY_SERVE_HANDLE_AUTOSCALING_METRIC_PUSH_INTERVAL_S": "0.5",
     # as `swiftshot serve --executor ray` runs it (ray.throughput_optimized)
     "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
+    # but not Serve's direct ingress, which that turns on: we serve no HTTP through Serve,
+    # and it held every stopping replica open 30 s (runtime/ray_executor.py connect)
+    "RAY_SERVE_ENABLE_DIRECT_INGRESS": "0",
     "RAY_DEDUP_LOGS": "0",
     "RAY_USAGE_STATS_ENABLED": "0",
 }

@@ -266,3 +266,25 @@ def test_quantize_int8_calibrates_once_and_stays_within_tolerance(tiny_sd_dir, t
     again = ov(tiny_sd_dir, dtype="fp32", quantize="int8", quantize_samples=4)
     again.load()
     assert "unet_int8" in again.load_report["from_cache"] and "calibrate_s" not in again.load_report
+
+
+def test_compiled_blobs_kept_apart_per_precision(tmp_path, monkeypatch):
+    """bf16 and f32 compiles of one IR use separate OpenVINO cache folders: on an AMX Xeon,
+    a bf16 compile into the folder holding the f32 blob crashed the process at inference
+    (tests/test_diffusion.py::test_fp32_decoders_under_a_bf16_pipeline segfaulted)."""
+    import swiftshot.engines.ov_backend as ob
+
+    seen: list[dict] = []
+
+    class Core:
+        def compile_model(self, xml, device, props):
+            seen.append(props)
+            return object()
+
+    monkeypatch.setattr(ob, "core", lambda: Core())
+    for precision in ("f32", "bf16"):
+        ob.compile_ir(tmp_path / "unet" / "model.xml", precision, tmp_path / "compiled")
+    dirs = [p["CACHE_DIR"] for p in seen]
+    assert len(set(dirs)) == 2, dirs
+    assert all(d.startswith(str(tmp_path / "compiled")) for d in dirs)
+    assert [p["INFERENCE_PRECISION_HINT"] for p in seen] == ["f32", "bf16"]

@@ -234,9 +234,13 @@ class IRCache:
 
 def compile_ir(xml: Path, precision: str, cache_dir: Path) -> Any:
     """Compile for the CPU: ``precision`` bf16 or f32 as the inference hint, latency mode, and
-    OpenVINO's model cache (compiled blobs) in ``cache_dir``."""
+    OpenVINO's model cache (compiled blobs) in ``cache_dir``, one folder per precision: on a CPU
+    with AMX (Sapphire Rapids and later Xeons; OpenVINO 2026.4) compiling a model bf16 into a
+    cache folder that holds its f32 blob loads a blob that crashes the process at inference
+    (a segfault, not an error; tests/test_diffusion.py reproduced it). A folder per precision
+    keeps each blob apart."""
     props = {"INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "LATENCY",
-             "CACHE_DIR": str(cache_dir)}
+             "CACHE_DIR": str(Path(cache_dir) / precision)}
     return core().compile_model(str(xml), "CPU", props)
 
 

@@ -1,3 +1,13 @@
 """swiftshot: a latency-first, self-hosted image service for ecommerce product imagery."""
 
+import os as _os
+
+# numpy's OpenBLAS starts one thread per core and lets them spin after each call. Our linear
+# algebra is small (the cutout's backdrop fits and colour projections), so the extra threads
+# gained no wall time and doubled the CPU time of a cutout (cutout@1500: 114-118 -> 60-62 ms
+# CPU at the same wall, docs/OPS.md "OpenBLAS threads"), CPU a busy 2-core server has no
+# spare of. One BLAS thread unless the user says otherwise; set before numpy is imported, and
+# inherited by the engine worker processes. torch and onnxruntime keep their own thread pools.
+_os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 __version__ = "0.1.0"

@@ -121,14 +121,20 @@ async def test_a_miss_reaches_its_caller_three_loop_turns_after_the_executor_ans
     assert turns <= 3, f"{turns} loop turns from the executor's answer to the caller"
 
 
-async def test_a_coalesced_caller_is_answered_in_the_same_turn_as_the_leader(svc):
-    service, ex = svc
-    lead = asyncio.ensure_future(service.render(spec("two")))
+async def _lead_and_follow(service, ex, prompt: str):
+    """A leader whose batch the executor holds, and a twin that has joined it."""
+    lead = asyncio.ensure_future(service.render(spec(prompt)))
     await _until(lambda: len(ex.held) == 1)
     joined = _joined()
-    follow = asyncio.ensure_future(service.render(spec("two")))
+    follow = asyncio.ensure_future(service.render(spec(prompt)))
     await _until(lambda: _joined() == joined + 1)
     await asyncio.sleep(0)
+    return lead, follow
+
+
+async def test_a_coalesced_caller_is_answered_in_the_same_turn_as_the_leader(svc):
+    service, ex = svc
+    lead, follow = await _lead_and_follow(service, ex, "two")
     ex.answer()
     await _turns_until_done(lead)
     assert follow.done(), "the follower waited turns more than the leader"
@@ -140,12 +146,7 @@ async def test_the_leader_hanging_up_leaves_the_work_to_a_follower(svc):
     """The first caller's client goes away while a twin waits: the work is not cancelled
     (no abort reaches the executor), the twin gets the image, the gate's place is freed."""
     service, ex = svc
-    lead = asyncio.ensure_future(service.render(spec("three")))
-    await _until(lambda: len(ex.held) == 1)
-    joined = _joined()
-    follow = asyncio.ensure_future(service.render(spec("three")))
-    await _until(lambda: _joined() == joined + 1)
-    await asyncio.sleep(0)
+    lead, follow = await _lead_and_follow(service, ex, "three")
     lead.cancel()
     with pytest.raises(asyncio.CancelledError):
         await lead

@@ -597,9 +597,10 @@ class RaySettings(_Section):
     throughput_optimized: bool = True
     """Set Ray Serve's RAY_SERVE_THROUGHPUT_OPTIMIZED=1 for this process and a local Ray (router
     and replica code on their callers' event loops, gRPC between handle and replica): the hop
-    to a replica went from 4.2 to 1.3 ms p50 (docs/PERFORMANCE.md). A cluster you join sets it
-    on its own nodes (deploy/k8s does). Serve's direct ingress, which that turns on too, is
-    switched off (RAY_SERVE_ENABLE_DIRECT_INGRESS=0): it held each stopping replica 30 s."""
+    to a replica went from 4.2 to 1.3 ms p50 (docs/PERFORMANCE.md). Serve's direct ingress,
+    which that turns on too, is switched off (RAY_SERVE_ENABLE_DIRECT_INGRESS=0): it held each
+    stopping replica 30 s. A cluster you join must set both on its own nodes, as deploy/k8s
+    does (``ray_executor.serve_env``)."""
     metrics_push_interval_s: float = Field(1.0, gt=0)
     """How often replicas push the metric (a local Ray only; a cluster sets
     RAY_SERVE_REPLICA_AUTOSCALING_METRIC_PUSH_INTERVAL_S itself)."""

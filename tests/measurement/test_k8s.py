@@ -95,6 +95,39 @@ def test_serve_config_matches_what_the_executor_would_deploy():
     assert set(studio) - {"name"} <= set(opts)
 
 
+def containers(manifest: str) -> list[tuple[str, dict]]:
+    """(where, container) for every pod template in a manifest."""
+    out = []
+    for doc in yaml.safe_load_all((K8S / manifest).read_text()):
+        spec = (doc or {}).get("spec", {})
+        cluster = spec.get("rayClusterConfig")
+        if cluster:
+            groups = [("head", cluster["headGroupSpec"])]
+            groups += [(g["groupName"], g) for g in cluster["workerGroupSpecs"]]
+            for name, g in groups:
+                out += [(f"{manifest} {name}", c) for c in g["template"]["spec"]["containers"]]
+        elif doc.get("kind") == "Deployment":
+            out += [(manifest, c) for c in spec["template"]["spec"]["containers"]]
+    return out
+
+
+def test_every_ray_process_gets_the_serve_settings_swiftshot_sets_locally():
+    """Serve reads RAY_SERVE_* once per process, on each node: the head (controller), the
+    workers (replicas) and the front (router) must all run with what `swiftshot serve` sets
+    for a local Ray — direct ingress off included, or every stopping replica is held 30 s."""
+    pytest.importorskip("ray.serve")
+    from swiftshot.config import RaySettings
+    from swiftshot.runtime.ray_executor import serve_env
+
+    want = serve_env(RaySettings())
+    assert want["RAY_SERVE_ENABLE_DIRECT_INGRESS"] == "0"
+    found = containers("rayservice.yaml") + containers("front.yaml")
+    assert len(found) == 4, [w for w, _ in found]  # head, cpu, gpu, front
+    for where, c in found:
+        env = {e["name"]: e.get("value") for e in c.get("env", [])}
+        assert {k: env.get(k) for k in want} == want, where
+
+
 def test_keda_query_parses_and_names_an_exported_metric(tmp_path):
     from tests.measurement.test_deploy import exported_names, named_metrics
 

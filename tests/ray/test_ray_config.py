@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from pydantic import ValidationError
 
@@ -42,3 +44,32 @@ def test_fixed_or_autoscaled_deployment_options():
     from ray.serve.config import AutoscalingConfig
 
     AutoscalingConfig(**asc)  # Serve accepts it as is
+
+
+@pytest.mark.parametrize("optimized", [True, False])
+def test_a_driver_sets_serve_settings_before_it_joins(monkeypatch, optimized):
+    """`swiftshot serve --executor ray` sets Serve's settings in its own environment before
+    ray.init (a local Ray's processes inherit it): throughput-optimised Serve without its
+    direct ingress, which held every stopping replica 30 s. A value the user set wins."""
+    ray = pytest.importorskip("ray")
+    from swiftshot.runtime import ray_executor
+    from swiftshot.runtime.ray_executor import RayUnavailable, connect
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    for name in ("RAY_SERVE_THROUGHPUT_OPTIMIZED", "RAY_SERVE_ENABLE_DIRECT_INGRESS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("RAY_gcs_server_port_wait_time_s", "1")
+    monkeypatch.setattr(ray_executor, "_probe", lambda *a: (_ for _ in ()).throw(
+        RayUnavailable("nothing listens")))  # stop before any real ray.init
+    with pytest.raises(RayUnavailable):
+        connect(RaySettings(address="127.0.0.1:1", throughput_optimized=optimized))
+    got = {k: os.environ.get(k) for k in ("RAY_SERVE_THROUGHPUT_OPTIMIZED",
+                                          "RAY_SERVE_ENABLE_DIRECT_INGRESS")}
+    if optimized:
+        assert got == {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_DIRECT_INGRESS": "0"}
+    else:
+        assert got == {"RAY_SERVE_THROUGHPUT_OPTIMIZED": None, "RAY_SERVE_ENABLE_DIRECT_INGRESS": None}
+    monkeypatch.setenv("RAY_SERVE_ENABLE_DIRECT_INGRESS", "1")  # the user's own choice
+    with pytest.raises(RayUnavailable):
+        connect(RaySettings(address="127.0.0.1:1"))
+    assert os.environ["RAY_SERVE_ENABLE_DIRECT_INGRESS"] == "1"

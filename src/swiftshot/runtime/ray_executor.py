@@ -144,6 +144,21 @@ def resolve_address(address: str) -> str:
     return address
 
 
+def serve_env(cfg: RaySettings) -> dict[str, str]:
+    """The Ray Serve settings a driver, its local Ray and every node of a cluster it joins
+    should share (deploy/k8s sets the same on its pods; a test holds them equal). Serve reads
+    them once, when ``ray.serve`` is first imported in a process.
+
+    ``RAY_SERVE_THROUGHPUT_OPTIMIZED=1`` (``ray.throughput_optimized``) also turns on Serve's
+    direct ingress: an HTTP server per replica of the app's ingress, which nothing of ours
+    uses (batches come by the handle or our direct links) and which holds every stopping
+    replica at least 30 s for load balancers — a downscale, replacement or redeploy kept its
+    CPU/GPU that long. So it is switched off with it."""
+    if not cfg.throughput_optimized:
+        return {}
+    return {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_DIRECT_INGRESS": "0"}
+
+
 def connect(cfg: RaySettings) -> bool:
     """Make this process a Ray driver. Returns True when it started a local Ray (which
     :func:`disconnect` then shuts down). Raises :class:`RayUnavailable` quickly and clearly
@@ -156,8 +171,8 @@ def connect(cfg: RaySettings) -> bool:
     # follow a queue); read by processes this driver starts, so set before ray.init.
     os.environ.setdefault("RAY_SERVE_REPLICA_AUTOSCALING_METRIC_PUSH_INTERVAL_S",
                           str(cfg.metrics_push_interval_s))
-    if cfg.throughput_optimized:  # read when ray.serve is first imported: before any import
-        os.environ.setdefault("RAY_SERVE_THROUGHPUT_OPTIMIZED", "1")
+    for name, value in serve_env(cfg).items():  # read when ray.serve is first imported
+        os.environ.setdefault(name, value)
     kwargs: dict[str, Any] = {"namespace": cfg.namespace, "logging_level": logging.WARNING,
                               "configure_logging": False}
     local = cfg.address is None

@@ -26,7 +26,7 @@ ENV = {
     # as `swiftshot serve --executor ray` runs it (ray.throughput_optimized)
     "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
     # but not Serve's direct ingress, which that turns on: we serve no HTTP through Serve,
-    # and it held every stopping replica open 30 s (runtime/ray_executor.py connect)
+    # and it held every stopping replica open 30 s (runtime/ray_executor.py serve_env)
     "RAY_SERVE_ENABLE_DIRECT_INGRESS": "0",
     "RAY_DEDUP_LOGS": "0",
     "RAY_USAGE_STATS_ENABLED": "0",

@@ -1,6 +1,6 @@
 """Re-measure issue 8's performance figures in one go (about 6 minutes on a quiet 2-core box).
 
-    flock /tmp/swiftshot-bench.lock .venv/bin/python bench/issue8_figures.py
+    flock /tmp/swiftshot-bench.lock .venv/bin/python bench/issue8_figures.py   # needs wrk (apt-get install wrk)
 
 Runs, one after the other, each through the real path (a spawned `swiftshot serve` on loopback
 with the process executor, serve's default, and the naive server on the same engine and
@@ -32,8 +32,19 @@ RESULTS = Path("bench/results")
 PY = sys.executable
 
 
+SKIP: set[str] = set()
+"""Steps whose result file from an earlier run is read instead of running them again
+(``--skip "serve 1.5x,serve 0.5x"``): a run that failed late need not repeat its first steps."""
+
+
 def step(name: str, cmd: list[str], result: Path, timeout_s: float = 600.0) -> dict:
     before = os.getloadavg()[0]
+    if name in SKIP:
+        if not result.exists():
+            raise SystemExit(f"--skip {name!r}: {result} does not exist; run that step")
+        print(f"\n== {name}: skipped, reading {result} "
+              f"(written {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(result.stat().st_mtime))})")
+        return {"step": name, "load_before": None, "load_after": None, "reused": True}
     t0 = time.time()
     print(f"\n== {name}: {' '.join(cmd)}  (load {before:.1f})", flush=True)
     try:
@@ -47,7 +58,13 @@ def step(name: str, cmd: list[str], result: Path, timeout_s: float = 600.0) -> d
     return {"step": name, "load_before": round(before, 1), "load_after": round(os.getloadavg()[0], 1)}
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--skip", default="", help="comma-separated step names to read, not run: "
+                    "'serve 1.5x', 'serve 0.5x', 'hits vs bare FastAPI', 'ray scaling'")
+    SKIP.update(s.strip() for s in ap.parse_args(argv).skip.split(",") if s.strip())
     env_py = [PY]
     steps = [
         step("serve 1.5x", [*env_py, "-m", "swiftshot", "bench", "serve", "--compare", "naive",

@@ -60,6 +60,8 @@ def test_bench_models_on_a_local_folder_writes_rows_and_deviations(tiny_sd_dir, 
     assert [(r["variant"], r["batch"]) for r in rows] == [("fp32", 1), ("fp32", 2),
                                                           ("bf16", 1), ("bf16", 2)]
     for r in rows:
+        # a variant or shape that raised is a row with "error" and no timings: show why
+        assert "error" not in r, r
         for k in ("text_enc_s", "unet_step_s", "vae_decode_s", "taesd_decode_s", "e2e_vae_s",
                   "e2e_taesd_s", "peak_mem_gb"):
             assert r[k] > 0, k

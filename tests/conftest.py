@@ -12,6 +12,14 @@ import pytest
 # executor, which would spawn a worker per core for every server of the suite.
 os.environ.setdefault("SWIFTSHOT_ENGINE__EXECUTOR", "inline")
 
+# Servers the tests spawn run in a temporary working directory: a relative PYTHONPATH entry
+# (`PYTHONPATH=src pytest`, run from a worktree) would resolve to nothing there, and the server
+# and its workers would silently import whatever swiftshot is installed instead of the code
+# under test. Made absolute here, once, before any test spawns anything.
+if os.environ.get("PYTHONPATH"):
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        os.path.abspath(p) if p else p for p in os.environ["PYTHONPATH"].split(os.pathsep))
+
 
 def free_port() -> int:
     with socket.socket() as s:

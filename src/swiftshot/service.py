@@ -67,6 +67,9 @@ class Rendered:
     timings: dict[str, float] = field(default_factory=dict)
     """Seconds per stage: cache, queue, infer, master, coalesced ..."""
     batch_size: int = 0
+    quality: dict[str, Any] | None = None
+    """What the preset's check and the cutout said of the image when it was made by an engine
+    worker of another process (``ops.presets.quality_of`` there); None otherwise."""
 
 
 @dataclass
@@ -84,6 +87,8 @@ class _Made:
     """The executor's own cost for this batch (Result.hop_s)."""
     spans: list[tuple[str, int, int]] = field(default_factory=list)
     """The engine worker's own stages (engine, ops, encode; epoch ns), for tracing."""
+    quality: dict[str, Any] | None = None
+    """``Result.quality``: the verdict made beside the image in another process."""
 
 
 @dataclass
@@ -93,6 +98,8 @@ class _Meta:
     source_type: str
     category: str
     tags: tuple[str, ...]
+    quality: dict[str, Any] | None = None
+    """What the preset's check and the cutout said when the image was made (``quality_of``)."""
 
 
 class _SlowWarmupFake(FakeEngine):
@@ -417,7 +424,7 @@ class Service:
         if shared:  # SingleFlight counts it in swiftshot_coalesced_total
             stages.add("coalesced", t0, time.perf_counter_ns())
             return self._rendered(key, spec, made.master, made.image, "coalesced", stages,
-                                  made.batch_size)
+                                  made.batch_size, made.quality)
         q_end = made.submitted_ns + int(made.queue_s * 1e9)
         i_end = q_end + int(made.infer_s * 1e9)
         stages.add("queue", made.submitted_ns, q_end)
@@ -433,7 +440,8 @@ class Service:
         stages.remote.extend(made.spans)
         # its likely variants, when idle (width from the metadata when the image stayed remote)
         self.prefetcher.after_render(key, made.image.width if made.image is not None else None)
-        return self._rendered(key, spec, made.master, made.image, "miss", stages, made.batch_size)
+        return self._rendered(key, spec, made.master, made.image, "miss", stages, made.batch_size,
+                              made.quality)
 
     def deadline_for(self, priority: str, deadline_s: float | None) -> float:
         if deadline_s is not None:
@@ -519,7 +527,7 @@ class Service:
             # left in its shared memory.
             size = (result.width, result.height)
             _, ttl, tags = store
-            meta = self.meta_bytes(spec, size)
+            meta = self.meta_bytes(spec, size, getattr(result, "quality", None))
             self.cache.put_inline([(key + _META_SUFFIX, meta, ttl, tags),
                                    *((k, v, ttl, tags) for k, v in variants)])
             self.cache.track(stored, [key, key + _META_SUFFIX, *(k for k, _ in variants)],
@@ -538,11 +546,17 @@ class Service:
         if master is not None:
             # the master, its metadata and the variants the worker encoded beside it (which
             # Service.variant then finds as cache hits), written as one job
-            await self.store(key, spec, master, size, variants=variants)
+            quality = getattr(result, "quality", None)
+            if quality is None and result.image is not None and (spec.ops or spec.preset):
+                from swiftshot.ops.presets import quality_of
+
+                quality = quality_of(result.image)
+            await self.store(key, spec, master, size, variants=variants, quality=quality)
         return _Made(result.image, master, result.queue_s, result.infer_s, master_s,
                      result.batch_size, submitted, getattr(result, "variant_s", 0.0),
                      getattr(result, "hop_s", 0.0),
-                     list(getattr(result, "spans", None) or ()))
+                     list(getattr(result, "spans", None) or ()),
+                     getattr(result, "quality", None))
 
     def _worker_store(self, worker: Any, spec: RenderSpec,
                       key: str) -> tuple[str, float | None, tuple[str, ...]] | None:
@@ -575,23 +589,32 @@ class Service:
         return found
 
     @staticmethod
-    def meta_bytes(spec: RenderSpec, size: tuple[int, int]) -> bytes:
-        """A master's metadata entry (``key + ":meta"``)."""
-        return orjson.dumps({"width": size[0], "height": size[1],
+    def meta_bytes(spec: RenderSpec, size: tuple[int, int],
+                   quality: dict[str, Any] | None = None) -> bytes:
+        """A master's metadata entry (``key + ":meta"``). ``quality`` (``ops.presets.quality_of``
+        of the image: compliance verdict, cutout confidence) goes with it, so that a hit in
+        another process — a restarted server, another front on the shared tier — still says
+        how sure the cutout was, which only the image made could tell."""
+        d: dict[str, Any] = {"width": size[0], "height": size[1],
                              "source_type": pipeline.source_type_for(spec),
-                             "category": spec.category, "tags": list(spec.tags)})
+                             "category": spec.category, "tags": list(spec.tags)}
+        if quality:
+            d["quality"] = quality
+        return orjson.dumps(d)
 
     async def store(self, key: str, spec: RenderSpec, master: bytes,
-                    size: tuple[int, int], variants: Sequence[tuple[str, bytes]] = ()) -> None:
+                    size: tuple[int, int], variants: Sequence[tuple[str, bytes]] = (),
+                    quality: dict[str, Any] | None = None) -> None:
         ttl = self.cache.ttl_for(spec.category)
         tags = (*spec.tags, _own_tag(key))
         # the disk tier is written behind, in one job: the answer does not wait for it
-        await self.cache.aput_many(miss_entries(key, self.meta_bytes(spec, size), master,
+        await self.cache.aput_many(miss_entries(key, self.meta_bytes(spec, size, quality), master,
                                                 variants, ttl, tags), behind=True)
 
     def _rendered(self, key: str, spec: RenderSpec, master: bytes, image: Image.Image | None,
-                  status: str, stages: telemetry.Stages, batch_size: int = 0) -> Rendered:
-        return Rendered(key, spec, master, image, status, stages.durations(), batch_size)
+                  status: str, stages: telemetry.Stages, batch_size: int = 0,
+                  quality: dict[str, Any] | None = None) -> Rendered:
+        return Rendered(key, spec, master, image, status, stages.durations(), batch_size, quality)
 
     # -- delivery --------------------------------------------------------------------------
 
@@ -678,7 +701,8 @@ class Service:
         if hit is None:
             return None
         d = orjson.loads(hit[0])
-        return _Meta(d["width"], d["height"], d["source_type"], d["category"], tuple(d["tags"]))
+        return _Meta(d["width"], d["height"], d["source_type"], d["category"], tuple(d["tags"]),
+                     d.get("quality"))
 
     async def _make_variant(self, key: str, vkey: str, fmt: str, quality: int | None,
                             width: int | None, image: Image.Image | None,

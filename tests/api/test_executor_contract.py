@@ -127,6 +127,35 @@ def test_ready_miss_hit_failure_and_unknown_model(start, executor):
     assert other.status_code == 422 and "fake, studio" in other.json()["error"]["message"]
 
 
+def test_a_preset_render_says_its_compliance_and_cutout_confidence(start, executor):
+    """The cutout's confidence lives in the image's ``info``, which only the process that
+    made the image has: it must cross with the result (X-Cutout-Confidence, in the JSON and
+    the batch manifest alike), for hits of the same key too."""
+    import io
+    import json
+
+    from swiftshot.testing.products import make_photo
+
+    buf = io.BytesIO()
+    make_photo("bottle_white_sweep", (320, 320)).image.save(buf, "JPEG", quality=92)
+    s = start(args=("--engine", "studio"))
+
+    def post(accept: str) -> httpx.Response:
+        return s.client.post("/v1/render", headers={"Accept": accept}, files=[
+            ("spec", (None, json.dumps({"preset": "amazon"}))),
+            ("product", ("p.jpg", buf.getvalue(), "image/jpeg"))])
+
+    for cache, accept in (("miss", "image/*"), ("memory", "image/*"),
+                          ("memory", "application/json")):
+        r = post(accept)
+        assert r.status_code == 200 and r.headers["X-Cache"] == cache, (r.status_code, r.text)
+        assert r.headers["X-Compliance"] == "pass", r.headers
+        conf, level = r.headers["X-Cutout-Confidence"].split("; ")
+        assert 0.5 <= float(conf) <= 1 and level == "high", r.headers
+    body = r.json()
+    assert body["compliance"]["passed"] is True and body["cutout"]["level"] == "high", body
+
+
 def test_a_model_that_cannot_load_leaves_the_server_not_ready_saying_why(start, executor):
     s = start({"SWIFTSHOT_ENGINE__FAKE__LOAD_ERROR": "checkpoint is corrupt",
                "SWIFTSHOT_ENGINE__LOAD_RETRIES": "1", "SWIFTSHOT_ENGINE__LOAD_BACKOFF_S": "0.1"},

@@ -309,3 +309,31 @@ def test_a_photo_with_no_product_in_it_is_a_422_not_a_500(server):
     r = multipart(server, {"preset": "amazon"}, blank)
     assert 400 <= r.status_code < 500, r.text
     assert r.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("executor", ["inline", "process"])
+def test_a_hit_in_a_restarted_server_still_says_how_sure_the_cutout_was(tmp_path, bottle,
+                                                                       executor):
+    """Only the process that made the image knows the cutout's confidence (the image's info):
+    it is kept in the master's metadata, so a disk hit in a new server process says it too,
+    and the compliance verdict is not worked out again from the master."""
+    env = {"SWIFTSHOT_ENGINE__EXECUTOR": executor, "SWIFTSHOT_ENGINE__WORKERS": "1"}
+    spec = {"preset": "amazon", "width": 512, "height": 512}
+    first = start_server(tmp_path / "var", env=env)
+    try:
+        made = multipart(first, spec, bottle, accept="image/*")
+        assert made.status_code == 200 and made.headers["X-Cache"] == "miss", made.text
+        said = made.headers["X-Cutout-Confidence"]
+        assert made.headers["X-Compliance"] == "pass"
+    finally:
+        first.stop()
+    again = start_server(tmp_path / "var", env=env)
+    try:
+        for accept in ("image/*", "application/json"):
+            r = multipart(again, spec, bottle, accept=accept)
+            assert r.status_code == 200 and r.headers["X-Cache"] in ("disk", "memory"), r.text
+            assert r.headers["X-Cutout-Confidence"] == said
+            assert r.headers["X-Compliance"] == "pass"
+        assert r.json()["cutout"]["confidence"] == pytest.approx(float(said.split(";")[0]), abs=0.01)
+    finally:
+        again.stop()

@@ -140,8 +140,7 @@ async def render_uploads(request: Request, stages: telemetry.Stages, data: dict[
         return json_response(body, headers={"X-Cache": r.cache,
                                             "Server-Timing": telemetry.server_timing(durations),
                                             **quality_headers(verdict)})
-    w, h = await _size(svc, r, reshaped)
-    verdict = await _verdict(r, rule, spec, reshaped)
+    (w, h), verdict = await _size_and_verdict(svc, r, rule, reshaped)
     if "output_format" not in spec.model_fields_set:
         preset_fmt = rule.format if rule is not None and _admits(accept, rule.format) else None
         v = negotiate.negotiate(accept, request.headers, master_width=w,
@@ -200,14 +199,26 @@ async def _produce(svc: Service, spec: RenderSpec, stages: telemetry.Stages,
                 products = None  # freed before the budget is handed on
 
 
-async def _verdict(r: Rendered, rule: PresetRule | None, spec: RenderSpec,
-                   reshaped: bool) -> dict[str, Any]:
-    """What the preset's check and the cutout said of this image (X-Compliance,
-    X-Cutout-Confidence; the same in the JSON answer)."""
+async def _size_and_verdict(svc: Service, r: Rendered, rule: PresetRule | None,
+                            reshaped: bool) -> tuple[tuple[int, int], dict[str, Any]]:
+    """The master's size and what the preset's check and the cutout said of it (X-Compliance,
+    X-Cutout-Confidence; the same in the JSON answer). Ops and presets may make the size differ
+    from the spec's (a preset's canvas, compose's size, an upscale): then it is the image's, or
+    its metadata's when the image is not here. The verdict is as made (this process's image,
+    or what an engine worker sent with its result), else as stored in the metadata."""
     if not reshaped:
-        return {}
-    return await asyncio.to_thread(remembered_quality, r.key, r.image, r.master, rule,
-                                   spec.preset)
+        return (r.spec.width, r.spec.height), {}
+    meta = await svc.meta(r.key) if r.image is None else None
+    if r.image is not None:
+        size = r.image.size
+    elif meta is not None:
+        size = (meta.width, meta.height)
+    else:
+        size = (r.spec.width, r.spec.height)
+    made = r.quality if r.quality is not None else (meta.quality if meta is not None else None)
+    verdict = await asyncio.to_thread(remembered_quality, r.key, r.image, r.master, rule,
+                                      r.spec.preset, made)
+    return size, verdict
 
 
 async def _answer(request: Request, svc: Service, r: Rendered, stages: telemetry.Stages,
@@ -215,8 +226,7 @@ async def _answer(request: Request, svc: Service, r: Rendered, stages: telemetry
                   ) -> tuple[dict[str, Any], dict[str, float], dict[str, Any]]:
     """The JSON answer (also the data of the stream's ``completed`` event), the timings and
     the quality verdict (compliance, cutout confidence) it carries."""
-    w, h = await _size(svc, r, reshaped)
-    verdict = await _verdict(r, rule, r.spec, reshaped)
+    (w, h), verdict = await _size_and_verdict(svc, r, rule, reshaped)
     durations = finish(request, "POST /v1/render", [stages], {"swiftshot.cache": r.cache})
     body: dict[str, Any] = {
         "key": r.key,
@@ -480,18 +490,6 @@ def _missing_error(missing: list[tuple[str, str]]) -> ApiError:
         how = "attach it as an 'images' file part (multipart) or in images_b64 (JSON)"
     return ApiError(422, f"{param}: no image with sha256 {sha} came with this request and its "
                     f"render is not cached; {how}", param=param, code="missing_image")
-
-
-async def _size(svc: Any, r: Any, reshaped: bool) -> tuple[int, int]:
-    """The master's size. Ops and presets may make it differ from the spec's (a preset's
-    canvas, compose's size, an upscale); then it is read from the image or its cache entry."""
-    if reshaped:
-        if r.image is not None:
-            return r.image.width, r.image.height
-        meta = await svc.meta(r.key)
-        if meta is not None:
-            return meta.width, meta.height
-    return r.spec.width, r.spec.height
 
 
 async def _hashed(product: Upload | None, images: list[Upload]

@@ -370,13 +370,15 @@ def quality_of(image: Image.Image) -> dict:
 
 
 def remembered_quality(key: str, image: Image.Image | None, master: bytes | None,
-                       rule: PresetRule | None, name: str | None) -> dict:
-    """``quality_of`` for an answer: from the image when this call rendered it (and kept for
-    the cache hits of the same key in this process), else remembered, else — for a preset —
+                       rule: PresetRule | None, name: str | None,
+                       made: dict | None = None) -> dict:
+    """``quality_of`` for an answer: from the image when this call rendered it, or ``made``
+    (``quality_of`` run where an engine worker of another process rendered it) — and kept for
+    the cache hits of the same key in this process —, else remembered, else, for a preset,
     the preset's check run again on the cached master (the cutout's confidence is then not
     known)."""
-    if image is not None:
-        q = quality_of(image)
+    if image is not None or made is not None:
+        q = quality_of(image) if image is not None else made
         with _MEMO_LOCK:
             _MEMO[key] = q
             while len(_MEMO) > _MEMO_MAX:

@@ -193,6 +193,10 @@ class ItemResult:
     """Delivery variants encoded in the worker beside the master, by (format, quality): the
     spec's own ``output_format`` at full width, which is what the request that made the
     render asks for first (its encode then runs in the worker, not on the front's GIL)."""
+    quality: dict[str, Any] = field(default_factory=dict)
+    """What the preset's check and the cutout said of the image (``ops.presets.quality_of``:
+    compliance verdict, cutout confidence), read where the image was made: only the image's
+    ``info`` knows the cutout's confidence, and the image does not cross to the front."""
     stored: Any = False
     """In a worker: True when it writes this item's cache entries itself (asked by
     :attr:`Item.store`; ``master`` is then left out of what the front copies). On the front
@@ -300,6 +304,7 @@ def run_items(engine: Engine, batch: Batch, *, run_batch: RunBatch,
     """
     from swiftshot import telemetry
     from swiftshot.engines.base import Cancelled
+    from swiftshot.ops.presets import quality_of
 
     t0 = time.perf_counter()
     with telemetry.worker_spans() as stage_spans:
@@ -339,7 +344,7 @@ def run_items(engine: Engine, batch: Batch, *, run_batch: RunBatch,
             variant_s += time.perf_counter() - t2
             spans.append(("encode", e0, time.time_ns(), item.id))
             results.append(ItemResult(item.id, master=master, width=out.width, height=out.height,
-                                      variants=variants))
+                                      variants=variants, quality=quality_of(out)))
         else:
             results.append(ItemResult(item.id, image=out, width=out.width, height=out.height))
     return BatchResult(results, infer_s, master_s, variant_s=variant_s, spans=spans)

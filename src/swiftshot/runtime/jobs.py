@@ -279,9 +279,14 @@ class JobRunner:
 
         try:
             rule = get_preset(spec.preset, self.settings.ops.presets) if spec.preset else None
+            made = getattr(rendered, "quality", None)
+            if made is None and getattr(rendered, "image", None) is None and \
+                    hasattr(self.service, "meta"):  # a hit: the verdict stored with the master
+                meta = await self.service.meta(rendered.key)
+                made = getattr(meta, "quality", None)
             q = await asyncio.to_thread(remembered_quality, rendered.key,
                                         getattr(rendered, "image", None),
-                                        getattr(rendered, "master", None), rule, spec.preset)
+                                        getattr(rendered, "master", None), rule, spec.preset, made)
         except Exception:  # noqa: BLE001 - the image is made; a verdict that fails is logged
             log.exception("item verdict of %s could not be computed", rendered.key)
             return None

@@ -232,7 +232,8 @@ def _worker_main(conn: Any, settings_json: dict[str, Any], engine: str, model: s
         try:
             tier = disk_tier()
             for r, spec, (key, ttl, tags), (master, variants) in kept:
-                entries = miss_entries(key, Service.meta_bytes(spec, (r.width, r.height)),
+                entries = miss_entries(key, Service.meta_bytes(spec, (r.width, r.height),
+                                                               r.quality),
                                        master, [(variant_key(key, fmt, q, None), v)
                                                 for (fmt, q), v in variants.items()],
                                        ttl, tags)

@@ -21,6 +21,7 @@ import logging
 import time
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from PIL import Image
 
@@ -87,6 +88,9 @@ class Result:
     """When the engine worker writes this render's cache entries itself (``submit``'s
     ``store``; ``master`` is then None): resolves to None once they are on disk, or to the
     master's bytes when the worker could not write them (the caller stores them then)."""
+    quality: dict[str, Any] | None = None
+    """What the preset's check and the cutout said of the image, from the executor's worker
+    (``ItemResult.quality``); None when the image itself is here (``inline``)."""
 
 
 @dataclass
@@ -485,7 +489,8 @@ class Worker:
                         out.master_s / n, r.width, r.height, out.worker,
                         r.variants or None, out.variant_s / n, hop_s,
                         [(nm, a, b) for nm, a, b, i in out.spans if i is None or i == r.id],
-                        r.stored if isinstance(r.stored, asyncio.Future) else None))
+                        r.stored if isinstance(r.stored, asyncio.Future) else None,
+                        r.quality if r.image is None else None))
             self._generations.inc(made)
         finally:
             for slot in slots:

@@ -154,6 +154,12 @@ def test_a_preset_render_says_its_compliance_and_cutout_confidence(start, execut
         assert 0.5 <= float(conf) <= 1 and level == "high", r.headers
     body = r.json()
     assert body["compliance"]["passed"] is True and body["cutout"]["level"] == "high", body
+    # the worker encoded what the answer delivers (the preset's JPEG), not the spec's default
+    # full-size PNG that nobody asked for: the JPEG is cached, the PNG is made only when asked
+    assert body["url"].split("?")[0].endswith(".jpg"), body["url"]  # at the preset's quality
+    jpeg, png = s.client.get(body["url"]), s.client.get(body["urls"]["png"])
+    assert (jpeg.status_code, png.status_code) == (200, 200)
+    assert (jpeg.headers["X-Cache"], png.headers["X-Cache"]) == ("memory", "miss")
 
 
 def test_a_model_that_cannot_load_leaves_the_server_not_ready_saying_why(start, executor):

@@ -130,10 +130,13 @@ async def render_uploads(request: Request, stages: telemetry.Stages, data: dict[
     if rule is not None and "output_format" not in spec.model_fields_set:
         fmt = rule.format
         quality = spec.quality if spec.quality is not None else rule.quality
+    # what the engine worker is asked to encode beside the master; `spec` itself still says
+    # whether the caller named a format (negotiation below)
+    work = _delivered_first(spec, fmt, quality, as_image, accept, rule)
     if streaming is not None:
-        return _event_stream(request, svc, spec, stages, sent, missing, prio, deadline,
+        return _event_stream(request, svc, work, stages, sent, missing, prio, deadline,
                              streaming, reshaped, fmt, quality, rule)
-    r = await _produce(svc, spec, stages, sent, missing, prio, deadline)
+    r = await _produce(svc, work, stages, sent, missing, prio, deadline)
     if not as_image:
         body, durations, verdict = await _answer(request, svc, r, stages, reshaped, fmt, quality,
                                                  rule)
@@ -197,6 +200,31 @@ async def _produce(svc: Service, spec: RenderSpec, stages: telemetry.Stages,
                 raise ApiError(e.status, str(e), param="ops", code="invalid_ops") from None
             finally:
                 products = None  # freed before the budget is handed on
+
+
+def _delivered_first(spec: RenderSpec, fmt: str, quality: int | None, as_image: bool,
+                     accept: str | None, rule: PresetRule | None) -> RenderSpec:
+    """The spec with the format (and quality) this request will most likely be answered in,
+    when the caller named none: an engine worker encodes that variant beside the master
+    (``output_format``/``quality`` are not pixels: the cache key is the same), so the answer
+    is a cache hit instead of an encode on the front — and the worker does not encode a
+    full-size PNG, the spec's default, that nobody asked for (a preset's 2000² canvas: ~0.1-0.3
+    s of a worker's time, then the front encoded the JPEG it wanted itself)."""
+    if "output_format" in spec.model_fields_set:
+        return spec
+    if as_image:  # else the format of the URL the JSON (or the stream's last event) gives
+        # the format negotiation will pick, unless the preset's own is admitted
+        picked = negotiate.pick_format(accept)
+        if rule is not None and _admits(accept, rule.format):
+            picked = rule.format
+        if picked is None:
+            return spec
+        fmt, quality = picked, (spec.quality if spec.quality is not None else
+                                rule.quality if rule is not None and picked == rule.format
+                                else None)
+    if fmt == spec.output_format and quality == spec.quality:
+        return spec
+    return spec.model_copy(update={"output_format": fmt, "quality": quality})
 
 
 async def _size_and_verdict(svc: Service, r: Rendered, rule: PresetRule | None,

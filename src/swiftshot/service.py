@@ -563,11 +563,13 @@ class Service:
         """(key, ttl, tags) when the engine worker may store this miss itself
         (``runtime.executor.Item.store``): its executor can (``process``), this server's cache
         is memory over this machine's disk tier only (a shared tier, Redis, is awaited by the
-        answer, so its bytes must be here), the worker writes the same folder, and the answer
-        needs no master here (no ops or preset, whose quality verdict reads it)."""
+        answer, so its bytes must be here) and the worker writes the same folder. Product
+        renders (ops, presets) too: their quality verdict comes with the result
+        (``Result.quality``), so the answer needs no master here — a preset's 2000² master is
+        16 MB the front would copy and write behind."""
         if not getattr(getattr(worker, "executor", None), "stores_misses", False):
             return None
-        if spec.ops or spec.preset or not self._disk_only_below():
+        if not self._disk_only_below():
             return None
         return key, self.cache.ttl_for(spec.category), (*spec.tags, _own_tag(key))
 

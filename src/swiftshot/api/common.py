@@ -135,12 +135,17 @@ def finish(request: Request, name: str, stages_list: list[telemetry.Stages],
 
 def load_upload(data: bytes, limits: LimitsSettings, param: str) -> Image.Image:
     """``inputs.load_image`` with its refusal as the API's error, naming the request field.
+    The image keeps its file's bytes (``info[SOURCE_INFO]``): an engine worker process is sent
+    those, not the pixels (``runtime.executor.pack_product``).
 
     Blocking (it decodes): call it in a thread.
     """
     from swiftshot.inputs import InputError, load_image
+    from swiftshot.runtime.executor import SOURCE_INFO
 
     try:
-        return load_image(data, limits)
+        image = load_image(data, limits)
     except InputError as e:
         raise ApiError(e.status, f"{param}: {e.message}", param=param, code=e.code) from None
+    image.info[SOURCE_INFO] = bytes(data)
+    return image

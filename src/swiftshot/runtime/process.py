@@ -68,8 +68,10 @@ from swiftshot.runtime.executor import (
     WorkerState,
     describe_engine,
     pack_image,
+    pack_product,
     run_items,
     unpack_image,
+    unpack_product,
 )
 from swiftshot.runtime.pipe_reader import PipeReader
 from swiftshot.runtime.progress import Partial
@@ -247,7 +249,8 @@ def _worker_main(conn: Any, settings_json: dict[str, Any], engine: str, model: s
         items = [Item(i, RenderSpec.model_validate_json(s), p, tuple(st) if st else None)
                  for i, s, p, st in items_json]
         ids = [it.id for it in items]
-        batch = Batch(batch_id, items, {k: unpack_image(v) for k, v in products.items()}, trace)
+        batch = Batch(batch_id, items, {k: unpack_product(v, settings.limits)
+                                        for k, v in products.items()}, trace)
 
         src, queue = (conn, batches) if threading.current_thread() is threading.main_thread() \
             else (lower_conn, lower_batches)
@@ -475,7 +478,7 @@ class ProcessExecutor:
         p.item_ids = [it.id for it in batch.items]
         p.started_at = time.monotonic()
         wire = [(it.id, it.spec.model_dump_json(), it.partials, it.store) for it in batch.items]
-        products = {k: pack_image(v) for k, v in batch.products.items()}
+        products = {k: pack_product(v) for k, v in batch.products.items()}
         p.lowered = p.lower_conn is not None and \
             runs_lowered(batch.rank, self.settings.engine.lower_class_nice)
         try:

@@ -242,3 +242,63 @@ def test_any_prompt_parses_and_renders(engine: StudioEngine, prompt: str) -> Non
         assert c is None or all(0 <= v <= 255 for v in c)
     img = engine.render(prompt, 64, 48, 3)
     assert img.size == (64, 48) and img.mode == "RGB"
+
+
+# -- kept frames -----------------------------------------------------------------------------
+
+
+def test_a_frame_is_kept_and_given_again_with_the_same_pixels() -> None:
+    e = StudioEngine()
+    e.load()
+    first = e.render("white seamless paper sweep", 96, 64, 3)
+    assert len(e._frames) == 1
+    again = e.render("white seamless paper sweep", 96, 64, 3)
+    assert again.mode == "RGB" and again.size == (96, 64)
+    assert again.tobytes() == first.tobytes()
+    assert len(e._frames) == 1  # the second was the kept one, not a new render
+    fresh = StudioEngine()
+    fresh.load()
+    assert fresh.render("white seamless paper sweep", 96, 64, 3).tobytes() == first.tobytes()
+
+
+def test_changing_an_image_given_out_leaves_the_kept_frame_alone() -> None:
+    e = StudioEngine()
+    e.load()
+    before = e.render("oak wood table", 64, 64, 1).tobytes()
+    im = e.render("oak wood table", 64, 64, 1)
+    im.paste((255, 0, 0), (0, 0, 32, 32))
+    im.putpixel((40, 40), (0, 255, 0))
+    assert im.getpixel((0, 0)) == (255, 0, 0)
+    assert e.render("oak wood table", 64, 64, 1).tobytes() == before
+
+
+@pytest.mark.parametrize("change", [{"prompt": "grey concrete"}, {"seed": 2}, {"width": 80},
+                                    {"height": 80}])
+def test_kept_frames_are_keyed_by_what_changes_the_pixels(change: dict) -> None:
+    e = StudioEngine()
+    e.load()
+    base = {"prompt": "white marble", "width": 64, "height": 64, "seed": 1}
+    first = e.render(**base)
+    other = e.render(**{**base, **change})
+    fresh = StudioEngine()
+    fresh.load()
+    assert other.tobytes() == fresh.render(**{**base, **change}).tobytes()
+    assert other.size != first.size or other.tobytes() != first.tobytes()
+
+
+def test_kept_frames_are_bounded_in_bytes() -> None:
+    e = StudioEngine()
+    e.load()
+    e._CACHE_BYTES = 3 * 128 * 128 * 4  # three 128² frames
+    for seed in range(6):
+        e.render("linen", 128, 128, seed)
+    assert len(e._frames) == 3 and e._frames_bytes <= e._CACHE_BYTES
+    # the least recently used went first: seeds 3, 4, 5 remain
+    assert [k[3] for k in e._frames] == [3, 4, 5]
+
+
+def test_grain_setting_is_part_of_the_frame() -> None:
+    a, b = StudioEngine(StudioSettings(grain=1.0)), StudioEngine(StudioSettings(grain=0.0))
+    a.load()
+    b.load()
+    assert a.render("white paper", 64, 64, 1).tobytes() != b.render("white paper", 64, 64, 1).tobytes()

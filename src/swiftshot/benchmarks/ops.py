@@ -9,6 +9,10 @@ Paths measured (each stage timed separately, p50/p95 over the iterations, after 
 * ``amazon``: decode JPEG → cutout → amazon preset (pure white, shadow, 2000²) → JPEG encode
 * ``cutout@1500``: the cutout alone on a 1500² photo
 
+The studio backdrop is the same spec at each iteration, as for a catalog's products on one
+preset: the studio engine keeps the frame and gives it again (``backdrop`` ≈ 0 ms).
+``--fresh-backdrop`` gives each iteration its own seed, so the frame is rendered every time.
+
 Prints a table and writes JSON with the machine (``swiftshot.benchmarks.machine``), including
 the load average: on a shared machine other work inflates wall-clock numbers.
 """
@@ -55,7 +59,8 @@ class _Stages(dict):
         super().__setitem__(f"cpu:{key}", _CPU["last"])
 
 
-def run_paths(size: int, iterations: int, warmup: int = 2) -> list[dict[str, Any]]:
+def run_paths(size: int, iterations: int, warmup: int = 2,
+              fresh_backdrop: bool = False) -> list[dict[str, Any]]:
     from swiftshot.config import LimitsSettings
     from swiftshot.delivery.codecs import encode
     from swiftshot.engines import create_engine
@@ -75,12 +80,17 @@ def run_paths(size: int, iterations: int, warmup: int = 2) -> list[dict[str, Any
     spec = RenderSpec(prompt="white seamless paper sweep, soft light", width=side,
                       height=side).normalized()
     engine.warmup([(side, side)])
+    seeds = [1000]
 
     def studio() -> dict[str, float]:
         t: dict[str, float] = _Stages()
         im, t["decode"] = _timed(lambda: load_image(data, limits))
         cut, t["cutout"] = _timed(lambda: cutout(im, seg))
-        bd, t["backdrop"] = _timed(lambda: engine.run([spec])[0])
+        this = spec
+        if fresh_backdrop:
+            seeds[0] += 1
+            this = spec.model_copy(update={"seed": seeds[0]})
+        bd, t["backdrop"] = _timed(lambda: engine.run([this])[0])
         comp, t["compose_shadow"] = _timed(
             lambda: compose(cut, bd, (side, side), ComposeParams(placement=Placement(0.88))))
         out, t["preset"] = _timed(lambda: apply_preset(comp, amazon))
@@ -127,6 +137,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default=None, help="JSON file (default bench/results/ops.json)")
     p.add_argument("--threads", type=int, default=None,
                    help="OpenCV threads (match the cores the run is pinned to, e.g. 2)")
+    p.add_argument("--fresh-backdrop", action="store_true",
+                   help="a new backdrop seed per studio iteration (the engine renders the frame "
+                        "each time instead of giving its kept one)")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -135,7 +148,7 @@ def main(args: argparse.Namespace) -> int:
 
         cv2.setNumThreads(args.threads)
     load_before = os.getloadavg()
-    rows = run_paths(args.size, args.iterations)
+    rows = run_paths(args.size, args.iterations, fresh_backdrop=args.fresh_backdrop)
     load_after = os.getloadavg()
     print_table(rows, ["path", "clock", *STAGES, "total_p50", "total_p95"])
     print(f"(milliseconds, p50 per stage; wall = elapsed, cpu = CPU time of all the process's "
@@ -144,7 +157,8 @@ def main(args: argparse.Namespace) -> int:
     path = write_result("ops", {"rows": rows, "size": args.size, "iterations": args.iterations,
                                 "loadavg_before": load_before, "loadavg_after": load_after,
                                 "affinity": sorted(os.sched_getaffinity(0)),
-                                "cv2_threads": args.threads},
+                                "cv2_threads": args.threads,
+                                "fresh_backdrop": args.fresh_backdrop},
                         args.out)
     print(f"wrote {path}")
     return 0

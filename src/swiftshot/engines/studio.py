@@ -9,7 +9,10 @@ once. Only the things the eye reads as sharp are full resolution: one single-cha
 field per material (vein / grain / weave / pores / chips) and a film-grain tile cut from a
 table built once in ``load()``. The final image is three single-channel ``scaleAdd`` passes
 (colour = smooth base + smooth tint × texture + grain) and one conversion to uint8; the grain
-doubles as dither, so smooth gradients do not band.
+doubles as dither, so smooth gradients do not band. The frame is built in Pillow's own RGBX
+layout and the image maps it (no copy); the engine keeps its last frames (``_CACHE_BYTES``, about
+four at 2000²) and gives the same spec's frame again: a catalog puts product after product on one
+backdrop.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import math
 import re
 import threading
+from collections import OrderedDict
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 
@@ -271,12 +275,19 @@ class StudioEngine:
     _tables: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
     _tables_lock = threading.Lock()
 
+    _CACHE_BYTES = 64 << 20
+    """Frames kept by ``render`` (about four 2000² ones): a catalog puts product after product
+    on the same backdrop, and the same spec gives the same pixels."""
+
     def __init__(self, settings: StudioSettings | None = None) -> None:
         self.settings = settings or StudioSettings()
         self._grain: np.ndarray | None = None
         self._weave: np.ndarray | None = None
         self._pores: np.ndarray | None = None
         self._fibres: np.ndarray | None = None
+        self._frames: OrderedDict[Hashable, np.ndarray] = OrderedDict()
+        self._frames_bytes = 0
+        self._frames_lock = threading.Lock()
 
     # -- protocol ----------------------------------------------------------------------------
 
@@ -341,14 +352,37 @@ class StudioEngine:
 
     def render(self, prompt: str, width: int, height: int, seed: int) -> Image.Image:
         scene = parse_prompt(prompt)
-        rng = np.random.default_rng([seed & 0xFFFFFFFF, 0x5C])
         if scene.material == "solid":
             colour = scene.colour or (255.0, 255.0, 255.0)
             return Image.new("RGB", (width, height), tuple(int(round(c)) for c in colour))
-        layers = self._layers(scene, rng, width, height)
-        return self._compose(layers, rng, width, height)
+        # Everything that changes the pixels: the spec's prompt, size and seed, and the grain
+        # setting (the tables are constants; the engine's version is fixed per process).
+        key = (prompt, width, height, seed & 0xFFFFFFFF, float(self.settings.grain))
+        with self._frames_lock:
+            rgbx = self._frames.get(key)
+            if rgbx is not None:
+                self._frames.move_to_end(key)
+        if rgbx is None:
+            rng = np.random.default_rng([seed & 0xFFFFFFFF, 0x5C])
+            rgbx = self._compose(self._layers(scene, rng, width, height), rng, width, height)
+            self._keep(key, rgbx)
+        return _frame_image(rgbx)
 
-    def _compose(self, layers: _Layers, rng: np.random.Generator, w: int, h: int) -> Image.Image:
+    def _keep(self, key: Hashable, rgbx: np.ndarray) -> None:
+        """Remember a frame, the least recently used ones making room (bounded in bytes)."""
+        if rgbx.nbytes > self._CACHE_BYTES:
+            return
+        with self._frames_lock:
+            if key in self._frames:
+                return
+            self._frames[key] = rgbx
+            self._frames_bytes += rgbx.nbytes
+            while self._frames_bytes > self._CACHE_BYTES:
+                _, old = self._frames.popitem(last=False)
+                self._frames_bytes -= old.nbytes
+
+    def _compose(self, layers: _Layers, rng: np.random.Generator, w: int, h: int) -> np.ndarray:
+        """The frame as a read-only (h, w, 4) RGBX array (see ``_frame_image``)."""
         assert self._grain is not None
         gy = int(rng.integers(0, self._grain.shape[0] - h + 1))
         gx = int(rng.integers(0, self._grain.shape[1] - w + 1))
@@ -374,8 +408,11 @@ class StudioEngine:
             if grain_amp > 0:
                 cv2.scaleAdd(grain, grain_amp, base, dst=base)
             channels.append(cv2.convertScaleAbs(base))
-        rgb = cv2.merge(channels)
-        return Image.frombuffer("RGB", (w, h), rgb, "raw", "RGB", 0, 1)  # one copy, into RGBX
+        # RGBX, Pillow's own layout for RGB: the image maps this buffer instead of copying it
+        # (the fourth byte is never read; any channel will do).
+        rgbx = cv2.merge([*channels, channels[2]])
+        rgbx.flags.writeable = False
+        return rgbx
 
     # -- scene -> layers ---------------------------------------------------------------------
 
@@ -758,6 +795,23 @@ class StudioEngine:
 
 _VEIN_RANGE = 12.0
 """|q| is scaled so that 255 = this many vein half-widths before the table lookup."""
+
+
+def _frame_image(rgbx: np.ndarray) -> Image.Image:
+    """An RGB image on a frame's RGBX buffer, without a copy. Pillow marks a mapped image
+    read-only and copies it before any change (paste, putpixel, draw ...), so a frame kept by
+    the engine is never altered through an image given out."""
+    h, w = rgbx.shape[:2]
+    try:
+        # Image.frombuffer would map it as mode "RGBX"; an "RGB" image has the same 4-byte
+        # layout, so the buffer is mapped under that mode (read-only, as frombuffer's are).
+        im = Image.new("RGB", (0, 0))._new(Image.core.map_buffer(rgbx, (w, h), "raw", 0,
+                                                                   ("RGB", 0, 1)))
+        if im.mode == "RGB" and im.size == (w, h) and im.readonly:
+            return im
+    except Exception:  # noqa: BLE001 - a Pillow without the mapping: one copy, same pixels
+        pass
+    return Image.frombytes("RGB", (w, h), rgbx, "raw", "RGBX")
 
 
 def _vein_lut(core: float, halo: float) -> np.ndarray:

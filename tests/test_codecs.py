@@ -18,6 +18,7 @@ from swiftshot.delivery.codecs import (
     encode_master,
     extension,
     resize_to_width,
+    to_srgb,
 )
 
 PIL_FORMAT = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP", "avif": "AVIF"}
@@ -243,3 +244,17 @@ def test_resize_rgba_has_no_dark_fringe() -> None:
     edge = out[:, 7:9]  # the columns that straddle the transparent border
     visible = edge[edge[..., 3] > 20]
     assert len(visible) and visible[:, 0].min() > 150  # still red, not darkened by the black
+
+
+def test_to_srgb_not_fresh_shares_the_pixels_and_drops_the_metadata() -> None:
+    """``encode`` only reads the image it saves: no 2000² copy of an sRGB RGB input."""
+    src = camera_photo_with_gps()
+    src.load()
+    shared = to_srgb(src, fresh=False)
+    assert shared.info == {} and shared.tobytes() == src.tobytes()
+    assert shared.im is src.im  # the same pixels, not a copy
+    fresh = to_srgb(src)
+    assert fresh.im is not src.im and fresh.tobytes() == src.tobytes()
+    # a lazily opened file is read before its pixels are shared
+    lazy = camera_photo_with_gps()
+    assert to_srgb(lazy, fresh=False).tobytes() == src.tobytes()

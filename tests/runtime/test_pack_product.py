@@ -33,7 +33,7 @@ def test_an_upload_crosses_as_its_file_and_decodes_to_the_same_pixels():
         packed = pack_product(front)
         wire = pickle.dumps(packed, protocol=5)
         assert len(wire) < len(data) + 200  # the file, not the pixels
-        worker = unpack_product(pickle.loads(wire), limits)
+        worker = unpack_product(pickle.loads(wire))
         assert (worker.mode, worker.size) == (front.mode, front.size)
         assert np.array_equal(np.asarray(worker), np.asarray(front))
 
@@ -43,7 +43,31 @@ def test_an_image_with_no_file_or_a_file_bigger_than_a_quarter_of_its_pixels_goe
     plain = make_photo("box_gradient", (64, 64)).image
     packed = pack_product(plain)
     assert packed[0] == "RGB" and len(packed[2]) == 64 * 64 * 3
-    assert np.array_equal(np.asarray(unpack_product(packed, limits)), np.asarray(plain))
+    assert np.array_equal(np.asarray(unpack_product(packed)), np.asarray(plain))
     noisy = Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), np.uint8))
     front = load_upload(_file(noisy, "PNG"), limits, "product")  # incompressible
     assert pack_product(front)[0] == "RGB"
+
+
+def test_a_photo_the_front_reduced_is_reduced_alike_whatever_the_worker_is_configured_to():
+    """The front decodes a large JPEG at reduced scale (``max_work_side``): the worker, with
+    other limits of its own, still gets the front's pixels, size and all."""
+    front_limits = LimitsSettings(max_work_side=700)
+    photo = make_photo("mug_handle_white_sweep", (1600, 1200)).image
+    data = _file(photo, "JPEG", quality=90)
+    front = load_upload(data, front_limits, "product")
+    assert max(front.size) == 700
+    worker = unpack_product(pickle.loads(pickle.dumps(pack_product(front))))
+    assert worker.size == front.size
+    assert np.array_equal(np.asarray(worker), np.asarray(front))
+
+
+def test_a_pickled_batch_carries_its_photos_as_files():
+    from swiftshot.runtime.executor import Batch
+
+    front = load_upload(_file(make_photo("bottle_white_sweep", (1000, 1000)).image, "JPEG"),
+                        LimitsSettings(), "product")
+    wire = pickle.dumps(Batch(1, [], {"sha": front}), protocol=5)
+    assert len(wire) < len(front.info[SOURCE_INFO]) + 2000  # not 3 MB of pixels
+    back = pickle.loads(wire)
+    assert np.array_equal(np.asarray(back.products["sha"]), np.asarray(front))

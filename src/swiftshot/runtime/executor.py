@@ -171,12 +171,25 @@ class Batch:
     items: list[Item]
     products: dict[str, Image.Image] = field(default_factory=dict)
     """Product photos (and other uploaded images) the specs name by SHA-256, decoded. They
-    cross a process boundary as raw pixels (:func:`pack_image`)."""
+    cross a process boundary as their uploaded file when they have one, else as raw pixels
+    (:func:`pack_product`; a pickled Batch — Ray — does the same)."""
     trace: dict[str, str] = field(default_factory=dict)
     """W3C trace context (``traceparent``) of the dispatching span, for the worker's spans."""
     rank: int = 1
     """Class of its most urgent request (0 realtime, 1 standard, 2 batch, 3 prefetch): a
     worker holding several batches runs the lower rank first (``ray`` executor)."""
+
+    def __getstate__(self) -> dict[str, Any]:
+        # pickled (Ray's handle, the direct channel): photos as their files, not as PIL's own
+        # pickle (raw pixels plus an info dict that holds the file too)
+        state = dict(self.__dict__)
+        state["products"] = {k: pack_product(v) for k, v in self.products.items()}
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        state["products"] = {k: unpack_product(v) for k, v in state["products"].items()}
+        self.__dict__.update(state)
 
 
 @dataclass
@@ -404,17 +417,26 @@ def pack_product(image: Image.Image) -> tuple[Any, ...]:
     ms through a pipe), else its raw pixels (:func:`pack_image`)."""
     src = image.info.get(SOURCE_INFO)
     if isinstance(src, bytes) and len(src) * 4 < image.width * image.height * len(image.getbands()):
-        return (_ENCODED, src)
+        return (_ENCODED, src, image.mode, image.size)
     return pack_image(image)
 
 
-def unpack_product(packed: tuple[Any, ...], limits: Any) -> Image.Image:
-    """Inverse of :func:`pack_product`: a file is decoded as the front decoded it (the same
-    ``inputs.load_image`` and limits give the same pixels; the front has validated it)."""
+def unpack_product(packed: tuple[Any, ...]) -> Image.Image:
+    """Inverse of :func:`pack_product`. A file is decoded as the front decoded it, by the same
+    ``inputs.load_image`` bounded to the size the front got (its ``max_work_side`` reduction,
+    whatever this process's own settings say), so the pixels are the same. The front has
+    validated the file under its limits already: they are not applied again here."""
     if packed[0] == _ENCODED:
+        from swiftshot.config import LimitsSettings
         from swiftshot.inputs import load_image
 
-        return load_image(packed[1], limits)
+        _, data, mode, size = packed
+        admitted = LimitsSettings(max_upload_bytes=max(1, len(data)), max_pixels=1 << 62)
+        image = load_image(data, admitted, max_side=max(size))
+        if image.mode != mode or tuple(image.size) != tuple(size):
+            raise RuntimeError(f"a product photo decoded to {image.mode} {image.size} here, "
+                               f"{mode} {tuple(size)} in the front")
+        return image
     return unpack_image(packed)  # type: ignore[arg-type]
 
 

@@ -249,8 +249,8 @@ def _worker_main(conn: Any, settings_json: dict[str, Any], engine: str, model: s
         items = [Item(i, RenderSpec.model_validate_json(s), p, tuple(st) if st else None)
                  for i, s, p, st in items_json]
         ids = [it.id for it in items]
-        batch = Batch(batch_id, items, {k: unpack_product(v, settings.limits)
-                                        for k, v in products.items()}, trace)
+        batch = Batch(batch_id, items, {k: unpack_product(v) for k, v in products.items()},
+                      trace)
 
         src, queue = (conn, batches) if threading.current_thread() is threading.main_thread() \
             else (lower_conn, lower_batches)

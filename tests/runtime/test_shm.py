@@ -104,3 +104,45 @@ def test_a_prefaulted_segment_takes_its_first_large_result_without_page_faults()
         finally:
             writer.close()
             area.close()
+
+
+def test_a_master_stored_by_its_worker_is_copied_in_after_the_answer_and_sealed():
+    """``put(later=...)``: a master the worker stores itself is only reserved before the
+    answer (the 1 MB copy left until after it, off the miss's path); the front refuses it
+    until ``fill`` has copied it and written its seal, so a worker lost in between never
+    hands the front stale or half-copied bytes — not even the same-sized master of the
+    batch before, at the same place."""
+    area = shm.ResultArea.create(1 << 20, "s")
+    assert area is not None
+    writer = shm.ResultWriter(area.name)
+    try:
+        first = _result(300_000)
+        first_master = first.results[0].master
+        pending = writer.put(first, later={0})
+        ref = first.results[0].master
+        assert isinstance(ref, shm.ShmRef) and ref.seal != 0 and len(pending) == 1
+        first.results[0].stored = True  # as the worker marks it
+        area.take(first)  # the variant is there at once; the master stays a reference
+        assert isinstance(first.results[0].master, shm.ShmRef)
+        with pytest.raises(ValueError, match="never completed"):
+            area.read(ref)
+        writer.fill(pending)
+        assert area.read(ref) == first_master
+        # the next batch, same place, same size: the old bytes and seal do not pass for it
+        second = _result(300_000)
+        second_master = second.results[0].master
+        pending = writer.put(second, later={0})
+        ref2 = second.results[0].master
+        assert (ref2.offset, ref2.length) == (ref.offset, ref.length) and ref2.seal != ref.seal
+        with pytest.raises(ValueError, match="never completed"):
+            area.read(ref2)
+        writer.fill(pending)
+        assert area.read(ref2) == second_master
+        # a master not asked for later is copied at once, unsealed, as before
+        third = _result(300_000)
+        assert writer.put(third) == [] and third.results[0].master.seal == 0
+        want = third.results[0].master
+        assert area.read(want) == area.read(shm.ShmRef(want.offset, want.length))
+    finally:
+        writer.close()
+        area.close()

@@ -18,14 +18,17 @@ aborts, read by that thread itself; every answer comes back on the first:
                                                   shared-memory segment (runtime/shm.py), or
                                                   bytes when it is off or they do not fit
                      ("cancelled", batch_id) | ("error", batch_id, ServiceError)
-                     ("stored", batch_id, [item ids])    after "done": which items' cache
-                                                  entries the worker wrote to disk itself
+                     ("stored", batch_id, [item ids], worker, metric deltas)   after "done":
+                                                  which items' cache entries the worker wrote
+                                                  to disk itself, and what the batch counted
 
 A miss whose item carries ``store`` (key, ttl, tags: ``Item.store``, asked by the Service
 when its cache is memory over this machine's disk tier) is stored by the worker: it answers
 "done" with the delivered variant by shared memory and the master left in its segment (the
-front does not copy it), *then* writes meta, master and variants to the disk tier (tag rows
-first, under the tier's shared lock: store/tiers.py) and says "stored". Until then the worker
+front does not copy it), *then* copies the master into its segment (sealed: ``ShmRef.seal``,
+so the front never trusts a half-copied one), writes meta, master and variants to the disk tier
+(tag rows first, under the tier's shared lock: store/tiers.py) and says "stored", with the
+batch's metric deltas (taken after the answer, not before it). Until then the worker
 takes no other batch, so its segment still holds the master: a write that failed, a worker
 that died or was stopped first, or one that took longer than ``engine.batch_timeout_s`` (then
 it is killed) has the front copy the master out and store it itself. So the answer never
@@ -226,11 +229,20 @@ def _worker_main(conn: Any, settings_json: dict[str, Any], engine: str, model: s
                 disk = DiskTier(c.disk_dir, c.disk_bytes)
         return disk or None
 
-    def store(batch_id: int, kept: list[tuple[Any, Any, Any, Any]]) -> None:
-        """Write each kept item's meta, master and variants (after "done"); say which went."""
+    def store(batch_id: int, kept: list[tuple[Any, Any, Any, Any]], pending: list[Any],
+              name: str) -> None:
+        """After "done": copy the kept masters into the segment (sealed: what the front falls
+        back on), write each kept item's meta, master and variants; say which went, with
+        what the batch counted (``MetricDeltas``)."""
         from swiftshot.service import Service, miss_entries
 
         done: list[int] = []
+        try:
+            assert writer is not None
+            writer.fill(pending)
+        except Exception:  # noqa: BLE001 - unsealed: the front knows they are not there
+            log.exception("process-%d: copying batch %d's masters to shared memory failed",
+                          index, batch_id)
         try:
             tier = disk_tier()
             for r, spec, (key, ttl, tags), (master, variants) in kept:
@@ -243,7 +255,7 @@ def _worker_main(conn: Any, settings_json: dict[str, Any], engine: str, model: s
                     done.append(r.id)
         except Exception:  # noqa: BLE001 - the front stores what is not listed
             log.exception("process-%d: storing batch %d's results failed", index, batch_id)
-        send(("stored", batch_id, done))
+        send(("stored", batch_id, done, name, deltas.take()))
 
     def run_one(batch_id: int, items_json: Any, products: Any, trace: Any) -> None:
         items = [Item(i, RenderSpec.model_validate_json(s), p, tuple(st) if st else None)
@@ -269,13 +281,16 @@ def _worker_main(conn: Any, settings_json: dict[str, Any], engine: str, model: s
                                encode_variant=encode_variant if settings.engine.worker_variants
                                else None)
             result.worker = f"{info.name}/process-{index}"
-            result.metrics = deltas.take()  # what the engine and ops counted here
             kept = []
+            pending: list[Any] = []
             if writer is not None:
                 asked = {it.id: it for it in items if it.store is not None}
                 held = {r.id: (r.master, dict(r.variants)) for r in result.results
                         if r.id in asked and r.master is not None}
-                writer.put(result)  # the bytes by shared memory, references by the pipe
+                # the bytes by shared memory, references by the pipe; a master this worker
+                # stores is copied in after "done" (``pending``): the front reads it only if
+                # the store fails
+                pending = writer.put(result, later=held)
                 for r in result.results:
                     # stored here only when the master stays in the segment for the front
                     # to fall back on, and the variants cross by it too
@@ -284,9 +299,12 @@ def _worker_main(conn: Any, settings_json: dict[str, Any], engine: str, model: s
                         r.stored = True
                         it = asked[r.id]
                         kept.append((r, it.spec, it.store, held[r.id]))
+            # What the engine and ops counted here. A batch that this worker goes on to store
+            # ships it with "stored" instead: taken after the answer is sent, not before.
+            result.metrics = {} if kept else deltas.take()
             send(("done", batch_id, result))
             if kept:
-                store(batch_id, kept)
+                store(batch_id, kept, pending, result.worker)
         except Cancelled:
             send(("cancelled", batch_id))
         except BaseException as e:  # noqa: BLE001 - this batch fails; the worker goes on
@@ -623,8 +641,11 @@ class ProcessExecutor:
             else:
                 self._track_stores(p, conn, area, msg[1], msg[2])
         elif msg[0] == "stored":
-            if p.conn is conn and p.storing is not None and p.storing[0] == msg[1]:
-                self._settle_stores(p, area, set(msg[2]))
+            if p.conn is conn:
+                if len(msg) > 4 and msg[4]:  # what the batch counted, shipped after the store
+                    telemetry.apply_metric_deltas(msg[3], msg[4])
+                if p.storing is not None and p.storing[0] == msg[1]:
+                    self._settle_stores(p, area, set(msg[2]))
             return
         self._on_message(p, conn, ready, msg)
 
@@ -677,7 +698,9 @@ class ProcessExecutor:
     def _copy_out(area: ResultArea | None, ref: Any) -> bytes | None:
         try:
             return area.read(ref) if area is not None else None
-        except (ValueError, TypeError) as e:  # never expected: the front wrote nothing there
+        except (ValueError, TypeError) as e:
+            # the worker was lost between its answer and the copy of the master (unsealed),
+            # or, for a batch the front gave up on, is still copying it and stores it itself
             log.error("a kept master could not be read back from its segment: %s", e)
             return None
 

@@ -23,6 +23,7 @@ only an upper bound of address space. Anything that does not fit goes over the p
 
 from __future__ import annotations
 
+import itertools
 import logging
 import mmap
 import os
@@ -42,6 +43,22 @@ class ShmRef(NamedTuple):
 
     offset: int
     length: int
+    seal: int = 0
+    """0: the bytes were in place when the reference was sent. Else the bytes are copied in
+    *after* the reference was sent (:meth:`ResultWriter.put`'s ``later``: a master its worker
+    stores itself, which the front reads only if that store fails), and the 8 bytes after
+    them hold this number once they are whole: :meth:`ResultArea.read` refuses them until
+    then (a worker that died before it finished the copy)."""
+
+
+SEAL_BYTES = 8
+_seals = itertools.count(int.from_bytes(os.urandom(7), "little") + 1)
+"""Seal numbers of this process: never 0, never repeated (a random start, so a stale seal of
+an earlier process in a reused segment cannot match either)."""
+
+
+def _seal_bytes(seal: int) -> bytes:
+    return seal.to_bytes(SEAL_BYTES, "little")
 
 
 class ResultArea:
@@ -93,10 +110,14 @@ class ResultArea:
             log.debug("shared memory %s not unmapped now: %s", self.name, e)
 
     def read(self, ref: ShmRef) -> bytes:
-        offset, length = ref
-        if offset < 0 or length < 0 or offset + length > self.size:
+        offset, length, seal = ref
+        end = offset + length + (SEAL_BYTES if seal else 0)
+        if offset < 0 or length < 0 or end > self.size:
             raise ValueError(f"result reference {offset}+{length} outside the "
                              f"{self.size}-byte segment")
+        if seal and bytes(self._buf[offset + length:end]) != _seal_bytes(seal):
+            raise ValueError(f"result reference {offset}+{length}: its bytes were never "
+                             f"completed (the worker stopped before it copied them in)")
         return bytes(self._buf[offset:offset + length])
 
     def prefault(self, nbytes: int) -> None:
@@ -178,28 +199,51 @@ class ResultWriter:
         self._map[pos:end] = data
         return True
 
-    def put(self, result: Any) -> None:
+    def put(self, result: Any, later: Any = ()) -> list[tuple[ShmRef, Any]]:
         """Move the result's masters and variants into the segment (as many as fit, from
         offset 0: the front copied the previous batch's out before sending this one), leaving
-        :class:`ShmRef` in their place."""
-        pos = 0
+        :class:`ShmRef` in their place.
 
-        def place(data: Any) -> Any:
+        ``later``: ids of items whose master the front reads only if the worker's own store of
+        it fails (``Item.store``). When all of such an item's variants fit, its master's place
+        is reserved and sealed (:attr:`ShmRef.seal`) but not yet written: the 1 MB copy then
+        runs after the answer is sent (:meth:`fill`, before the store), not before it. Returns
+        what :meth:`fill` must copy."""
+        pos = 0
+        pending: list[tuple[ShmRef, Any]] = []
+
+        def place(data: Any, now: bool = True) -> Any:
             nonlocal pos
             n = len(data)
-            if not isinstance(data, (bytes, bytearray)) or pos + n > self.size \
-                    or not self._commit(pos + n):
+            end = pos + n + (0 if now else SEAL_BYTES)
+            if not isinstance(data, (bytes, bytearray)) or end > self.size \
+                    or not self._commit(end):
                 return data
-            self._map[pos:pos + n] = data
-            ref = ShmRef(pos, n)
-            pos += n
+            if now:
+                self._map[pos:pos + n] = data
+                ref = ShmRef(pos, n)
+            else:
+                ref = ShmRef(pos, n, next(_seals))
+                pending.append((ref, data))
+            pos = end
             return ref
 
         for item in result.results:
-            if item.master is not None:
-                item.master = place(item.master)
             if item.variants:
                 item.variants = {k: place(v) for k, v in item.variants.items()}
+            if item.master is not None:
+                defer = item.id in later and \
+                    all(isinstance(v, ShmRef) for v in item.variants.values())
+                item.master = place(item.master, now=not defer)
+        return pending
+
+    def fill(self, pending: list[tuple[ShmRef, Any]]) -> None:
+        """Copy in what :meth:`put` reserved, each followed by its seal (written last: the
+        front trusts the bytes only once the seal is there)."""
+        m = self._map
+        for (offset, length, seal), data in pending:
+            m[offset:offset + length] = data
+            m[offset + length:offset + length + SEAL_BYTES] = _seal_bytes(seal)
 
     def close(self) -> None:
         try:

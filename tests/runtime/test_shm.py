@@ -146,3 +146,36 @@ def test_a_master_stored_by_its_worker_is_copied_in_after_the_answer_and_sealed(
     finally:
         writer.close()
         area.close()
+
+
+def test_a_batch_result_crosses_the_pipe_as_plain_tuples_and_comes_back_whole():
+    """The "done" message (runtime/process.py): no dataclass or ShmRef is pickled (each costs
+    a reduce and a class look-up on the miss's path), and the front rebuilds the same result:
+    references, bytes that did not fit, errors, images, timings, metrics and spans."""
+    from multiprocessing.reduction import ForkingPickler
+
+    from PIL import Image
+
+    from swiftshot.errors import ServiceError
+    from swiftshot.runtime.process import result_from_wire, result_to_wire
+
+    sent = BatchResult([
+        ItemResult(1, master=shm.ShmRef(5, 10, 99), width=3, height=4, stored=True,
+                   variants={("webp", 80): shm.ShmRef(0, 5), ("png", 100): b"xx"},
+                   quality={"cutout_confidence": 0.93}),
+        ItemResult(2, error=ServiceError("bad input", status=400, code="invalid_value")),
+        ItemResult(3, image=Image.new("RGB", (2, 2), (9, 8, 7)), width=2, height=2,
+                   master=b"raw")], 0.1, 0.2, "studio/process-0", {"k": 1.0}, 0.3,
+        [("engine", 1, 2, None), ("encode", 2, 3, 1)])
+    wire = ForkingPickler.dumps(result_to_wire(sent))
+    assert b"ItemResult" not in wire and b"BatchResult" not in wire and b"ShmRef" not in wire
+    got = result_from_wire(ForkingPickler.loads(wire))
+    for a, b in zip(sent.results, got.results, strict=True):
+        assert (a.id, a.master, a.width, a.height, a.variants, a.stored, a.quality) == \
+            (b.id, b.master, b.width, b.height, b.variants, b.stored, b.quality)
+        assert type(a.master) is type(b.master)
+        assert all(type(a.variants[k]) is type(b.variants[k]) for k in a.variants)
+    assert got.results[1].error.status == 400 and got.results[1].error.code == "invalid_value"
+    assert got.results[2].image.tobytes() == sent.results[2].image.tobytes()
+    assert (got.infer_s, got.master_s, got.worker, got.metrics, got.variant_s, got.spans) == \
+        (0.1, 0.2, "studio/process-0", {"k": 1.0}, 0.3, [("engine", 1, 2, None), ("encode", 2, 3, 1)])

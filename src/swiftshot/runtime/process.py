@@ -13,7 +13,8 @@ aborts, read by that thread itself; every answer comes back on the first:
                      ("stop",)
     worker → front   ("ready", engine_info_json) | ("failed", message)   once, after warm-up
                      ("partial", item_id, packed_preview)
-                     ("done", batch_id, BatchResult)                     masters and variants
+                     ("done", batch_id, wire)    a BatchResult as plain tuples (result_to_wire):
+                                                  masters and variants
                                                   as ShmRef(offset, length) into the worker's
                                                   shared-memory segment (runtime/shm.py), or
                                                   bytes when it is off or they do not fit
@@ -48,6 +49,7 @@ engine. A worker whose parent dies sees EOF and exits.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import logging
 import multiprocessing as mp
@@ -68,6 +70,7 @@ from swiftshot.runtime.executor import (
     EventCallback,
     Health,
     Item,
+    ItemResult,
     WorkerState,
     describe_engine,
     pack_image,
@@ -78,7 +81,7 @@ from swiftshot.runtime.executor import (
 )
 from swiftshot.runtime.pipe_reader import PipeReader
 from swiftshot.runtime.progress import Partial
-from swiftshot.runtime.shm import ResultArea
+from swiftshot.runtime.shm import ResultArea, ShmRef
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +129,7 @@ def _worker_main(conn: Any, settings_json: dict[str, Any], engine: str, model: s
                  lower_conn: Any = None) -> None:
     import signal
 
-    from swiftshot.runtime.shm import ResultWriter, ShmRef
+    from swiftshot.runtime.shm import ResultWriter
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the front drains; Ctrl-C is its business
     if gpu is not None:
@@ -302,7 +305,7 @@ def _worker_main(conn: Any, settings_json: dict[str, Any], engine: str, model: s
             # What the engine and ops counted here. A batch that this worker goes on to store
             # ships it with "stored" instead: taken after the answer is sent, not before.
             result.metrics = {} if kept else deltas.take()
-            send(("done", batch_id, result))
+            send(("done", batch_id, result_to_wire(result)))
             if kept:
                 store(batch_id, kept, pending, result.worker)
         except Cancelled:
@@ -338,6 +341,48 @@ def _worker_main(conn: Any, settings_json: dict[str, Any], engine: str, model: s
     conn.close()
     if lower_conn is not None:
         lower_conn.close()
+
+
+# -- the "done" message ---------------------------------------------------------------------------
+# A BatchResult crosses the pipe as plain tuples, not as the dataclasses themselves: pickling a
+# dataclass (and a ShmRef, a NamedTuple) goes through its __reduce_ex__ and a class look-up per
+# object, unpickling through __new__ and a __dict__ update; plain tuples are C all the way. On
+# the miss's path twice (the worker's dumps, the front's loads): docs/PERFORMANCE.md, seventh
+# pass.
+
+
+_ITEM_FIELDS = tuple(f.name for f in dataclasses.fields(ItemResult))
+_BATCH_FIELDS = tuple(f.name for f in dataclasses.fields(BatchResult))
+"""Every field, in declaration order (the worker runs the front's own code: same order), so a
+field added to either dataclass crosses without a change here."""
+
+
+def result_to_wire(r: BatchResult) -> tuple[Any, ...]:
+    items = []
+    for i in r.results:
+        d = i.__dict__
+        d = {**d, "master": tuple(i.master) if isinstance(i.master, ShmRef) else i.master,
+             "variants": tuple((k, tuple(v) if isinstance(v, ShmRef) else v)
+                               for k, v in i.variants.items()),
+             "image": None if i.image is None else pack_image(i.image)}
+        items.append(tuple(d[f] for f in _ITEM_FIELDS))
+    d = {**r.__dict__, "results": tuple(items)}
+    return tuple(d[f] for f in _BATCH_FIELDS)
+
+
+def result_from_wire(w: tuple[Any, ...]) -> BatchResult:
+    r = BatchResult(*w)
+    items = []
+    for values in r.results:
+        i = ItemResult(*values)
+        if type(i.master) is tuple:  # (offset, length, seal): a ShmRef
+            i.master = ShmRef(*i.master)
+        i.variants = {k: ShmRef(*v) if type(v) is tuple else v for k, v in i.variants}
+        if i.image is not None:
+            i.image = unpack_image(i.image)
+        items.append(i)
+    r.results = items
+    return r
 
 
 # -- the front side -------------------------------------------------------------------------------
@@ -631,6 +676,13 @@ class ProcessExecutor:
         """A whole message from the worker's pipe, on the loop. A result's bytes are copied out
         of the worker's segment here, before the front answers anyone (and so before the
         worker is sent the batch that overwrites them)."""
+        if msg[0] == "done":
+            try:
+                msg = ("done", msg[1], result_from_wire(msg[2]))
+            except (ValueError, TypeError, IndexError) as e:
+                msg = ("error", msg[1], WorkerLost(
+                    f"engine worker process-{p.index} sent an unreadable result: {e}",
+                    retry_after=1.0))
         if msg[0] == "done" and area is not None:
             try:
                 area.take(msg[2])

@@ -1,18 +1,18 @@
 """The miss path's per-stage timeline (docs/PERFORMANCE.md, "Miss-path overhead", fifth and sixth passes).
 
-Exports a commit (default HEAD) to a temporary folder, applies ``stamps.patch`` there (it
-adds ``CLOCK_MONOTONIC`` stamps, shared by every process, at each hand-over of a miss: the
+Exports a commit (default HEAD) to a temporary folder, puts stamps there (``stamp.py``, by
+anchors: ``CLOCK_MONOTONIC`` stamps, shared by every process, at each hand-over of a miss: the
 handler, the Service, the dispatcher, the pipe sends and receipts in the front and in the
-engine worker) and runs ``bench/miss_overhead.py`` against it with ``SWIFTSHOT_STAMPS`` set;
+engine worker; or ``--patch`` a patch file, as the fifth and sixth passes did) and runs ``bench/miss_overhead.py`` against it with ``SWIFTSHOT_STAMPS`` set;
 then prints the p50 of every gap between consecutive stamps of the same miss. Nothing is
 patched in the checkout itself; the stamps never ship.
 
     flock /tmp/swiftshot-bench.lock env PYTHONPATH=src .venv/bin/python \\
         bench/miss_timeline/run.py [--rev HEAD] [--n 300] [--out FILE]
 
-The patch is written against the commit that added it (kept applying to the sixth pass's
-changed lines too: some hunks carry two lines of context); on a later one that moved the
-stamped lines ``git apply`` refuses, and the script says so.
+A patch is written against the commit that added it; on a later one that moved the stamped
+lines ``git apply`` refuses, and the script says so. The anchors (seventh pass) survive such
+moves; a stamp whose anchor is gone is left out and named.
 """
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ WHAT = {
     ("W0_recv", "W1_run_one"): "to the thread that runs it",
     ("W1_run_one", "W2_ran"): "WORK: spec parse, engine, master, variant",
     ("W2_ran", "W2b_deltas"): "metric deltas",
+    ("W2_ran", "W3_put"): "metric deltas (main; B: after the answer), result bytes into shared memory",
     ("W2b_deltas", "W3_put"): "result bytes into shared memory",
     ("W3_put", "F4_on_pipe_done"): "pickle, send, front wakes, reads, unpickles",
     ("F4_on_pipe_done", "F5_run_resumed"): "variant copied out, future, loop turn",
@@ -107,9 +108,10 @@ def main() -> int:
     ap.add_argument("--rev", default="HEAD")
     ap.add_argument("--n", type=int, default=300)
     ap.add_argument("--out")
-    ap.add_argument("--patch", default=str(HERE / "stamps.patch"),
-                    help="the stamps to apply (default stamps.patch; fine-stamps-sixth.patch "
-                         "splits the way back finer, against the sixth pass's commit)")
+    ap.add_argument("--patch", default=None,
+                    help="stamps as a patch instead of by anchors (stamp.py, the default): "
+                         "stamps.patch or fine-stamps-sixth.patch, against the fifth and sixth "
+                         "passes' commits")
     a = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="swiftshot-timeline-") as d:
         tree, stamps = Path(d) / "tree", Path(d) / "stamps"
@@ -118,12 +120,21 @@ def main() -> int:
         archive = subprocess.run(["git", "-C", str(REPO), "archive", a.rev], check=True,
                                  capture_output=True).stdout
         subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
-        applied = subprocess.run(["git", "apply", "-p1", str(Path(a.patch).resolve())], cwd=tree,
-                                 capture_output=True, text=True)
-        if applied.returncode:
-            print(f"{a.patch} does not apply to {a.rev}: {applied.stderr.strip()}",
-                  file=sys.stderr)
-            return 2
+        if a.patch is None:
+            sys.path.insert(0, str(HERE))
+            from stamp import stamp_tree
+
+            left = stamp_tree(tree)
+            if left:
+                print(f"stamps left out (anchor not found in {a.rev}): {', '.join(left)}",
+                      file=sys.stderr)
+        else:
+            applied = subprocess.run(["git", "apply", "-p1", str(Path(a.patch).resolve())],
+                                     cwd=tree, capture_output=True, text=True)
+            if applied.returncode:
+                print(f"{a.patch} does not apply to {a.rev}: {applied.stderr.strip()}",
+                      file=sys.stderr)
+                return 2
         env = {**os.environ, "PYTHONPATH": str(tree / "src"), "SWIFTSHOT_STAMPS": str(stamps)}
         subprocess.run([sys.executable, str(tree / "bench" / "miss_overhead.py"), "--n",
                         str(a.n)], env=env, check=True, cwd=tree)

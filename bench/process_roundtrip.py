@@ -1,0 +1,155 @@
+"""The floor of a process boundary on this machine: a bare round trip front → worker → front.
+
+What the process executor's miss pays at the least for crossing to an engine worker and back,
+with no swiftshot code at all: two processes, one ``multiprocessing`` pipe (a Unix socket), a
+small message each way (the sizes of a miss's batch and "done" messages, pickled), the worker
+blocked in ``recv``, so each crossing wakes a sleeping process. Three fronts:
+
+* ``blocking``: the front blocks in ``recv`` too (two wake-ups of a sleeping process);
+* ``asyncio``: the front is a uvloop event loop that reads the pipe with ``add_reader`` and
+  resolves a future (the process executor's way: runtime/pipe_reader.py), the answer awaited
+  by a coroutine: the two wake-ups plus the loop's own turn;
+* ``spin``: the worker spins on ``poll(0)`` instead of sleeping (what a spinning worker would
+  save of the front → worker wake-up; not what swiftshot does).
+
+    PYTHONPATH=src python bench/process_roundtrip.py [--n 3000] [--out FILE]
+
+Prints p10/p50/p90 µs per round trip, less the worker's own work, for each front and each
+``--work-ms`` (0: a bare echo; 4: the worker busy for about the studio engine's time, so the
+front sleeps meanwhile as it does on a miss). docs/PERFORMANCE.md, "seventh pass".
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing as mp
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+BATCH = ("batch", 1, [(1, '{"prompt":"white sneaker on a marble plinth","width":512,'
+                          '"height":512,"seed":123456,"engine":"studio","output_format":"webp",'
+                          '"category":"adhoc","tags":[]}', 0, ("k" * 64, 86400.0, ("master:" + "k" * 64,)))],
+         {}, {}, 1)
+DONE = ("done", 1, {"results": [(1, (0, 786445), {("webp", 80): (786445, 41000)}, 512, 512)],
+                    "infer_s": 0.004, "master_s": 0.0004, "variant_s": 0.002,
+                    "spans": [("engine", 1, 2, None), ("encode", 3, 4, 1)],
+                    "metrics": {"a": 1.0, "b": 2.0}})
+
+
+def _worker(conn, spin: bool, work_ms: float) -> None:
+    while True:
+        if spin:
+            while not conn.poll(0):
+                pass
+        msg = conn.recv()
+        if msg == "stop":
+            return
+        t0 = time.perf_counter_ns()
+        if work_ms:  # CPU work in the worker, as a render is (a busy loop, not a sleep)
+            end = t0 + int(work_ms * 1e6)
+            while time.perf_counter_ns() < end:
+                pass
+        conn.send((DONE, (time.perf_counter_ns() - t0) / 1e3))
+
+
+def _blocking(conn, n: int) -> list[float]:
+    out = []
+    for _ in range(n):
+        t0 = time.perf_counter_ns()
+        conn.send(BATCH)
+        _, work_us = conn.recv()
+        out.append((time.perf_counter_ns() - t0) / 1e3 - work_us)
+    return out
+
+
+def _asyncio(conn, n: int) -> list[float]:
+    from swiftshot.runtime.pipe_reader import PipeReader
+
+    async def go() -> list[float]:
+        loop = asyncio.get_running_loop()
+        box: list[asyncio.Future] = []
+
+        def on_msg(msg) -> None:
+            box[0].set_result(msg)
+
+        reader = PipeReader(loop, conn, on_msg, lambda: None)
+        out = []
+        try:
+            for _ in range(n):
+                fut = loop.create_future()
+                box[:] = [fut]
+                t0 = time.perf_counter_ns()
+                conn.send(BATCH)
+                _, work_us = await fut
+                out.append((time.perf_counter_ns() - t0) / 1e3 - work_us)
+                await asyncio.sleep(0.0005)  # idle between misses, as a sequential client is
+        finally:
+            reader.close()
+        return out
+
+    try:
+        import uvloop
+
+        return uvloop.run(go())
+    except ImportError:
+        return asyncio.run(go())
+
+
+def run(kind: str, n: int, work_ms: float = 0.0) -> list[float]:
+    ctx = mp.get_context("spawn")
+    parent, child = ctx.Pipe(duplex=True)
+    p = ctx.Process(target=_worker, args=(child, kind == "spin", work_ms), daemon=True)
+    p.start()
+    child.close()
+    try:
+        if kind == "asyncio":
+            out = _asyncio(parent, n)
+        else:
+            out = []
+            for _ in range(n):
+                out += _blocking(parent, 1)
+                time.sleep(0.0005)
+        return out[n // 10:]
+    finally:
+        parent.send("stop")
+        p.join(5)
+        if p.is_alive():
+            p.kill()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--n", type=int, default=3000)
+    ap.add_argument("--kinds", default="blocking,asyncio,spin")
+    ap.add_argument("--work-ms", default="0,4",
+                    help="CPU milliseconds the worker spends per message before it answers "
+                         "(0: a bare echo; 4: about the studio engine's time here); each kind "
+                         "runs with each, the work taken off the round trip")
+    ap.add_argument("--out")
+    a = ap.parse_args()
+    res: dict[str, object] = {"load_before": os.getloadavg(),
+                              "utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
+                              "sizes": {"batch": len(__import__("pickle").dumps(BATCH)),
+                                        "done": len(__import__("pickle").dumps(DONE))}}
+    for work in (float(w) for w in a.work_ms.split(",")):
+        for kind in a.kinds.split(","):
+            n = a.n if not work else max(200, int(a.n * 0.5 / (work + 0.5)))
+            xs = sorted(run(kind, n, work))
+            name = f"{kind}+{work:g}ms"
+            res[name] = {"p50_us": statistics.median(xs), "p10_us": xs[len(xs) // 10],
+                         "p90_us": xs[len(xs) * 9 // 10], "n": len(xs), "work_ms": work}
+            print(f"{name:14s} round trip less the work: p10 {res[name]['p10_us']:7.1f}  "
+                  f"p50 {res[name]['p50_us']:7.1f}  p90 {res[name]['p90_us']:7.1f} µs", flush=True)
+    res["load_after"] = os.getloadavg()
+    if a.out:
+        Path(a.out).write_text(json.dumps(res, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -10,4 +10,9 @@ import os as _os
 # inherited by the engine worker processes. torch and onnxruntime keep their own thread pools.
 _os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
+# glibc's malloc gave a 2000² request's large buffers back to the kernel after each use and
+# faulted them in again on the next (~10 ms CPU per studio backdrop): fixed thresholds keep
+# them (swiftshot._malloc; the user's own MALLOC_* settings win).
+from swiftshot import _malloc  # noqa: E402,F401
+
 __version__ = "0.1.0"

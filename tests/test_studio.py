@@ -302,3 +302,24 @@ def test_grain_setting_is_part_of_the_frame() -> None:
     a.load()
     b.load()
     assert a.render("white paper", 64, 64, 1).tobytes() != b.render("white paper", 64, 64, 1).tobytes()
+
+
+@pytest.mark.parametrize("prompt", ["white seamless paper sweep, soft light", "walnut wood tabletop golden hour",
+                                     "terrazzo tabletop morning", "sage green gradient"])
+def test_channel_passes_in_bands_give_the_whole_plane_pixels(prompt: str,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    # _compose runs its per-channel passes a band of rows at a time (cache-sized); the pixels
+    # must be those of one band covering the whole plane, at a height the band does not divide.
+    # (A fresh engine for each: a kept frame would be given back without rendering.)
+    import swiftshot.engines.studio as studio
+
+    def fresh_render() -> bytes:
+        e = StudioEngine()
+        e.load()
+        return e.render(prompt, w, h, 5).tobytes()
+
+    w, h = 517, 333
+    monkeypatch.setattr(studio, "_BAND_FLOATS", w * 7)
+    banded = fresh_render()
+    monkeypatch.setattr(studio, "_BAND_FLOATS", w * h)
+    assert fresh_render() == banded

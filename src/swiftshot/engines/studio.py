@@ -11,8 +11,9 @@ table built once in ``load()``. The final image is three single-channel ``scaleA
 (colour = smooth base + smooth tint × texture + grain) and one conversion to uint8; the grain
 doubles as dither, so smooth gradients do not band. The frame is built in Pillow's own RGBX
 layout and the image maps it (no copy); the engine keeps its last frames (``_CACHE_BYTES``, about
-four at 2000²) and gives the same spec's frame again: a catalog puts product after product on one
-backdrop.
+four at 2000²) and gives the same spec's frame again. It hits when requests share the backdrop's
+seed (a client that fixes the seed for its catalogue); an unseeded product request derives its
+seed from the whole request, product included, so each product gets a frame of its own.
 """
 
 from __future__ import annotations
@@ -276,8 +277,8 @@ class StudioEngine:
     _tables_lock = threading.Lock()
 
     _CACHE_BYTES = 64 << 20
-    """Frames kept by ``render`` (about four 2000² ones): a catalog puts product after product
-    on the same backdrop, and the same spec gives the same pixels."""
+    """Frames kept by ``render`` (about four 2000² ones): the same spec gives the same pixels,
+    so a catalogue rendered with one seed puts product after product on one kept frame."""
 
     def __init__(self, settings: StudioSettings | None = None) -> None:
         self.settings = settings or StudioSettings()

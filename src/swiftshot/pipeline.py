@@ -33,7 +33,7 @@ from swiftshot.ops import (
 from swiftshot.ops.presets import apply_preset, get_preset
 from swiftshot.spec import RenderSpec
 
-OPS_VERSION = "16"
+OPS_VERSION = "17"
 """Part of every cache key: bump when an operation's pixels change."""
 
 

@@ -37,6 +37,7 @@ from swiftshot.benchmarks.procs import (
     server_env,
     swiftshot_command,
 )
+from swiftshot.benchmarks.stats import parse_server_timing, percentile
 
 STAGES = ("decode", "queue", "infer", "master", "variant", "hop", "encode", "total")
 
@@ -50,20 +51,6 @@ def photos(size: int, n: int) -> list[bytes]:
         make_photo("bottle_white_sweep", (size, size), seed=seed).image.save(buf, "JPEG", quality=90)
         out.append(buf.getvalue())
     return out
-
-
-def timing(header: str) -> dict[str, float]:
-    out = {}
-    for part in header.split(","):
-        name, _, dur = part.strip().partition(";dur=")
-        if dur:
-            out[name] = float(dur)
-    return out
-
-
-def pct(values: list[float], q: float) -> float:
-    s = sorted(values)
-    return s[min(len(s) - 1, int(round(q * (len(s) - 1))))]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -104,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
                 wall = (time.perf_counter() - t0) * 1000
                 c1 = cpu_seconds(pid) if pid else None
                 assert r.headers.get("X-Cache") == "miss", r.headers
-                st = timing(r.headers.get("server-timing", ""))
+                st = parse_server_timing(r.headers.get("server-timing"))
                 rows.append({"wall_ms": wall, **{s: st.get(s, 0.0) for s in STAGES},
                              "cpu_ms": (c1 - c0) * 1000 if c0 is not None and c1 is not None
                              else None, "bytes": len(r.content),
@@ -113,14 +100,14 @@ def main(argv: list[str] | None = None) -> int:
                 if c0 is not None and c1 is not None:
                     cpus.append((c1 - c0) * 1000)
     summary = [{"figure": "client-seen wall ms", "p50": statistics.median(walls),
-                "p95": pct(walls, 0.95)}]
+                "p95": percentile(walls, 95)}]
     for s in STAGES:
         vals = [r[s] for r in rows]
         summary.append({"figure": f"server {s} ms", "p50": statistics.median(vals),
-                        "p95": pct(vals, 0.95)})
+                        "p95": percentile(vals, 95)})
     if cpus:
         summary.append({"figure": "server CPU ms (front + worker)", "p50": statistics.median(cpus),
-                        "p95": pct(cpus, 0.95)})
+                        "p95": percentile(cpus, 95)})
     load_after = __import__("os").getloadavg()[0]
     print(f"\nproduct render through the server: {args.size}² photo, preset {args.preset}, "
           f"{args.executor} executor, Accept {args.accept!r}, {len(rows)} misses "

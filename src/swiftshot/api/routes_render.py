@@ -244,6 +244,9 @@ async def _size_and_verdict(svc: Service, r: Rendered, rule: PresetRule | None,
     else:
         size = (r.spec.width, r.spec.height)
     made = r.quality if r.quality is not None else (meta.quality if meta is not None else None)
+    if r.image is not None or made is not None:  # read from the image's info: no decode
+        return size, remembered_quality(r.key, r.image, r.master, rule, r.spec.preset, made)
+    # remembered, or the preset's check run again on the decoded master: off the loop
     verdict = await asyncio.to_thread(remembered_quality, r.key, r.image, r.master, rule,
                                       r.spec.preset, made)
     return size, verdict

@@ -483,6 +483,13 @@ class PrefetchSettings(_Section):
     idle_engine: bool = True
     """... and no batch in the engine (on 2 cores an encode beside inference slowed the
     realtime p95 on a loaded box: docs/PERFORMANCE.md)."""
+    idle_cpu: bool = True
+    """Run the prefetched variants' decode and encodes on a thread of idle CPU priority
+    (Linux ``SCHED_IDLE``): only when no other thread of the server wants a core, yielding it
+    at once when one does. A request that asks for a variant being prefetched then encodes it
+    at normal priority instead of waiting on that thread. Off: a thread of normal priority
+    (each ~10 ms encode after a miss then takes a core from the requests that come next:
+    docs/PERFORMANCE.md, "the unloaded phase's overhead")."""
     wait_s: float = Field(3.0, gt=0)
     """A render's variants not started within this many seconds (never idle) are dropped."""
     poll_s: float = Field(0.02, gt=0)

@@ -289,7 +289,7 @@ class Prefetcher:
             if hit is None:  # purged meanwhile
                 return
             image = await asyncio.get_running_loop().run_in_executor(
-                svc._pool, svc._codecs.decode_master, hit[0])  # noqa: SLF001 - the service's pool
+                svc._prefetch_pool, svc._codecs.decode_master, hit[0])  # noqa: SLF001 - its pool
             for n, (fmt, quality, w) in enumerate(wanted):
                 if not self.idle(held=1):
                     self.counts["variants_dropped"] += len(wanted) - n

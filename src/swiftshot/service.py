@@ -16,7 +16,7 @@ import asyncio
 import os
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -215,6 +215,19 @@ class Service:
         # pool they queued behind AVIF/WebP variant encodes of 20-50 ms (master stage p95 went
         # from 4.9 ms unloaded to 33.7 ms under the serving mix).
         self._master_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="swiftshot-master")
+        # The prefetcher's decodes and encodes (variants nobody has asked for yet) get a thread
+        # of idle CPU priority (``prefetch.idle_cpu``): they run when no other thread of the
+        # server wants a core, and give it up at once when one does (a miss's way through the
+        # front, its render in an engine worker, a hit). With a normal thread, each ~10 ms
+        # encode after a miss took one of two cores from the misses and hits that came next
+        # (docs/PERFORMANCE.md, "the unloaded phase's overhead").
+        idle = settings.prefetch.idle_cpu
+        self._prefetch_pool = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="swiftshot-prefetch",
+            initializer=idle_cpu_thread if idle else None)
+        self._idle_encodes: set[str] | None = set() if idle else None
+        """Variant keys whose encode in flight runs on the idle-priority thread: a request
+        (not a prefetch) never waits on one, it encodes at normal priority itself."""
         self._default_quality = dict(settings.delivery.quality)
         server = settings.server
         self.loop_lag = LoopLag()
@@ -341,6 +354,7 @@ class Service:
         finally:
             self._pool.shutdown(wait=True)
             self._master_pool.shutdown(wait=True)
+            self._prefetch_pool.shutdown(wait=True, cancel_futures=True)
             await asyncio.to_thread(self.cpu.shutdown)
             await self.cache.aclose()
 
@@ -656,6 +670,13 @@ class Service:
             return hit[0]
 
         task = self._encoding.get(vkey)
+        idle = self._idle_encodes
+        prefetch = priority == "prefetch"
+        if task is not None and idle is not None and not prefetch and vkey in idle:
+            # a prefetch's encode on the idle-priority thread may wait for a free core for as
+            # long as the server is busy: a request does not wait on it, it encodes at normal
+            # priority (the first to finish is cached; the other's bytes are the same)
+            task = None
         if outcome is not None:
             outcome.append("miss" if task is None else "coalesced")
         if task is None:
@@ -665,20 +686,26 @@ class Service:
             gated = image is None and master is None and not made
             if gated:
                 self.gate.enter(priority)
+            pool = self._prefetch_pool if prefetch else self._pool
             try:
                 task = asyncio.ensure_future(
-                    self._make_variant(key, vkey, fmt, quality, width, image, master))
+                    self._make_variant(key, vkey, fmt, quality, width, image, master, pool))
             except BaseException:
                 if gated:
                     self.gate.leave()
                 raise
             self._encoding[vkey] = task
+            if idle is not None:
+                (idle.add if prefetch else idle.discard)(vkey)
 
             def done(t: asyncio.Task[bytes | None], gated: bool = gated) -> None:
                 if gated:
                     self.gate.leave()
-                if self._encoding.pop(vkey, None) is not None:
-                    _retrieved(t)
+                if self._encoding.get(vkey) is t:  # not a request's encode that replaced it
+                    del self._encoding[vkey]
+                    if idle is not None:
+                        idle.discard(vkey)
+                _retrieved(t)
 
             task.add_done_callback(done)
         data = await asyncio.shield(task)
@@ -708,7 +735,8 @@ class Service:
 
     async def _make_variant(self, key: str, vkey: str, fmt: str, quality: int | None,
                             width: int | None, image: Image.Image | None,
-                            master: bytes | None) -> bytes | None:
+                            master: bytes | None, pool: ThreadPoolExecutor) -> bytes | None:
+        loop = asyncio.get_running_loop()
         meta = await self.meta(key)
         if image is None:
             if master is None:
@@ -716,9 +744,10 @@ class Service:
                 if hit is None:
                     return None
                 master = hit[0]
-            image = await self._run(self._codecs.decode_master, master)
+            image = await loop.run_in_executor(pool, self._codecs.decode_master, master)
         source_type = meta.source_type if meta else None
-        data = await self._run(self._encode, image, fmt, quality, width, source_type)
+        data = await loop.run_in_executor(pool, self._encode, image, fmt, quality, width,
+                                          source_type)
         category = meta.category if meta else self.settings.cache.default_category
         await self.cache.aput(vkey, data, ttl=self.cache.ttl_for(category),
                               tags=(*(meta.tags if meta else ()), _own_tag(key)), behind=True)
@@ -746,9 +775,6 @@ class Service:
     async def _get(self, key: str) -> tuple[bytes, str] | None:
         # TieredCache.aget answers memory hits on the loop without suspending (no thread hop).
         return await self.cache.aget(key)
-
-    def _run(self, fn: Callable[..., Any], *args: Any) -> Awaitable[Any]:
-        return asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
 
 
 class _Progress:
@@ -785,6 +811,18 @@ def miss_entries(key: str, meta: bytes, master: bytes, variants: Sequence[tuple[
 def _own_tag(key: str) -> str:
     # Every entry derived from a master carries this tag, so one purge removes them all.
     return f"master:{key}"
+
+
+def idle_cpu_thread() -> None:
+    """Make the calling thread run only when no other thread wants the CPU (Linux
+    ``SCHED_IDLE``, per thread, no privilege needed; a waking thread of normal priority takes
+    the core from it at once). Where that is not available, nothing changes. The kernel weighs
+    it against the threads of the same autogroup (the server's session): it gives way to the
+    server's own work, it does not stop for other sessions' jobs more than the server does."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    except (AttributeError, OSError):
+        pass
 
 
 def _retrieved(task: asyncio.Task[Any]) -> None:

@@ -69,7 +69,7 @@ def _sched(pid: int) -> dict[tuple[int, str], tuple[int, int, int]]:
                 run, wait, slices = map(int, (task / "schedstat").read_text().split())
             except (OSError, ValueError):
                 continue
-            name = name.rstrip("0123456789_")
+            name = "main" if int(task.name) == p else name.rstrip("0123456789_")
             a, b, c = out.get((p, name), (0, 0, 0))
             out[(p, name)] = (a + run, b + wait, c + slices)
     return out

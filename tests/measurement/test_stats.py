@@ -143,6 +143,41 @@ def test_overhead_counts_the_workers_encodes_as_work_and_the_hop_as_overhead():
     assert r["stages_p50_ms"]["hop"] == 3.0
 
 
+def test_overhead_over_the_misses_alone_is_reported_beside():
+    """Beside the figure, not instead: the server-side p50 over the misses that had no other
+    request in flight from their send to their answer."""
+    from swiftshot.benchmarks.serve import derived, in_flight_beside, overhead
+
+    def miss(t0: float, latency: float, over: float) -> Outcome:
+        o = _out("standard", latency, t0=t0)
+        o.server_timing = {"infer": 4.0, "variant": 5.0, "total": 9.0 + over}
+        return o
+
+    alone = [miss(0.0, 20.0, 1.0), miss(1.0, 20.0, 2.0)]  # nothing else between 0 and 1.02 s
+    crowded = [miss(2.0, 30.0, 10.0), miss(3.0, 30.0, 12.0)]
+    hit = _out("standard", 5.0, x_cache="memory", t0=2.010)  # inside the first crowded miss
+    fetch = _out("standard", 5.0, x_cache="memory", kind="fetch", t0=3.020)  # inside the second
+    # a miss's own follow-up fetch, sent after its answer, is not company
+    after = _out("standard", 2.0, x_cache="memory", kind="fetch", t0=1.030)
+    outs = [*alone, *crowded, hit, fetch, after]
+    beside = in_flight_beside(outs)
+    assert [beside(o) for o in (*alone, *crowded)] == [0, 0, 1, 1]
+    o = overhead(outs)
+    assert o["misses"] == 4 and o["server_overhead_p50_ms"] == pytest.approx((2.0 + 10.0) / 2)
+    assert o["alone_misses"] == 2 and o["alone_server_overhead_p50_ms"] == pytest.approx(1.5)
+    assert o["alone_server_ratio"] == pytest.approx(1.5 / 4.0)
+    assert o["server_ratio"] == pytest.approx(6.0 / 4.0)  # the figure itself unchanged
+    loaded = {"by_priority": {}, "cache": {"hit_ratio": 0.0, "hit": {"p99_ms": 1.0}}}
+    base = {"loaded": {**loaded, **{k: 1.0 for k in (
+        "offered_rps", "goodput_rps", "throughput_rps", "slo_attainment", "p50_ms", "p95_ms",
+        "p99_ms", "rejection_rate", "error_rate", "late_rate")}, "client": {
+        "cpu_ms_per_request": 1.0, "send_lag_p99_ms": 0.0}}}
+    d = derived({**base, "unloaded": {"overhead": o}})
+    assert d["server_side_overhead_ratio_alone"] == pytest.approx(1.5 / 4.0)
+    assert d["overhead_alone_misses"] == 2
+    assert d["server_side_overhead_ratio"] == pytest.approx(6.0 / 4.0)
+
+
 def test_overhead_beyond_the_naive_servers_own_round_trip():
     """The naive server says no X-Cache and reports infer + encode: its generations are its
     misses; the third figure is swiftshot's overhead less the naive one's, ÷ swiftshot's

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import bisect
 import dataclasses
 import math
 import random
@@ -22,6 +23,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
@@ -365,6 +367,15 @@ def overhead(outcomes: list[Outcome]) -> dict[str, float]:
     scheduled = [o.latency_ms - w for o, w in zip(misses, work, strict=True)]
     stage_p50 = {k: percentile([o.server_timing.get(k, 0.0) for o in misses], 50)
                  for k in (*WORK_STAGES, "queue", "hop", "cache", "total")}
+    # Beside the figure, never instead of it: the same server-side p50 over the misses that had
+    # no other request of the client in flight from their send to their answer — the miss
+    # path's own overhead, without the phase's concurrent hits, fetches, uploads and renders on
+    # the same cores (docs/PERFORMANCE.md, "the unloaded phase's overhead").
+    beside = in_flight_beside(outcomes)
+    alone = [(o, w) for o, w in zip(misses, work, strict=True)
+             if "total" in o.server_timing and beside(o) == 0]
+    alone_infer = percentile([o.server_timing["infer"] for o, _ in alone], 50)
+    alone_server = percentile([o.server_timing["total"] - w for o, w in alone], 50)
     return {"misses": len(misses), "infer_p50_ms": infer,
             "work_p50_ms": percentile(work, 50),
             "latency_p50_ms": percentile([(o.done - o.sent) * 1000 for o in misses], 50),
@@ -374,7 +385,26 @@ def overhead(outcomes: list[Outcome]) -> dict[str, float]:
             "ratio": ratio(percentile(seen, 50), infer),
             "server_ratio": ratio(percentile(server, 50), infer),
             # from the scheduled arrival: adds the client's own send lag on a crowded machine
-            "client_seen_ratio": ratio(percentile(scheduled, 50), infer)}
+            "client_seen_ratio": ratio(percentile(scheduled, 50), infer),
+            "alone_misses": len(alone), "alone_infer_p50_ms": alone_infer,
+            "alone_server_overhead_p50_ms": alone_server,
+            "alone_server_ratio": ratio(alone_server, alone_infer)}
+
+
+def in_flight_beside(outcomes: list[Outcome]) -> Callable[[Outcome], int]:
+    """A function of one outcome ``o`` of ``outcomes``: how many others were in flight at some
+    moment between its send and its answer (sent before it was answered, answered after it
+    was sent). Those answered by ``o``'s send were all sent before its answer, so it is the
+    number sent before ``o.done`` less the number answered by ``o.sent``, less ``o`` itself."""
+    timed = [x for x in outcomes if not (math.isnan(x.sent) or math.isnan(x.done))]
+    sends = sorted(x.sent for x in timed)
+    answers = sorted(x.done for x in timed)
+
+    def beside(o: Outcome) -> int:
+        itself = 1 if o.sent < o.done else 0
+        return bisect.bisect_left(sends, o.done) - bisect.bisect_right(answers, o.sent) - itself
+
+    return beside
 
 
 def parse_slo(text: str) -> dict[str, float]:
@@ -434,6 +464,10 @@ def derived(server: dict[str, Any]) -> dict[str, float]:
         "server_overhead_ratio": unloaded.get("overhead", {}).get("ratio", math.nan),
         "server_side_overhead_ratio": unloaded.get("overhead", {}).get("server_ratio", math.nan),
         "client_seen_overhead_ratio": unloaded.get("overhead", {}).get("client_seen_ratio", math.nan),
+        # the server-side ratio over the unloaded misses that had nothing else in flight
+        "server_side_overhead_ratio_alone": unloaded.get("overhead", {}).get(
+            "alone_server_ratio", math.nan),
+        "overhead_alone_misses": unloaded.get("overhead", {}).get("alone_misses", 0),
         "overhead_p50_ms": unloaded.get("overhead", {}).get("overhead_p50_ms", math.nan),
         "infer_p50_ms": unloaded.get("overhead", {}).get("infer_p50_ms", math.nan),
         "rejection_rate": loaded["rejection_rate"],

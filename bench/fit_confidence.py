@@ -22,7 +22,7 @@ from scipy.optimize import minimize
 
 from swiftshot.ops.cutout import _CONF_BIAS, _CONF_TERMS, _conf_doubts
 
-BY_HAND = ("smooth", "tiny", "huge")
+BY_HAND = ("smooth", "lit_beyond", "tiny", "huge")
 LAM = 0.5
 
 
@@ -66,14 +66,15 @@ def main(argv: list[str]) -> int:
     w = np.where(iou < 0.93, 4.0, np.where(iou < 0.95, 2.0, 1.0))
 
     def figures(conf: np.ndarray, label: str) -> None:
-        low = conf < 0.5
+        low, high = conf < 0.5, conf >= 0.9
         bad, good = iou < 0.93, iou >= 0.97
         print(f"{label}: Pearson {np.corrcoef(conf, iou)[0, 1]:.3f}, IoU < 0.93 said low "
-              f"{(bad & low).sum()}/{bad.sum()}, IoU ≥ 0.97 said low {(good & low).sum()}/"
-              f"{good.sum()}")
+              f"{(bad & low).sum()}/{bad.sum()} (said high {(bad & high).sum()}), IoU ≥ 0.97 "
+              f"said low {(good & low).sum()}/{good.sum()} (not high {(good & ~high).sum()})")
 
     cv = np.zeros(len(rows))
-    for lo, hi in ((0, 1000), (5000, 6000), (6000, 7000), (7000, 8000), (8000, 9000)):
+    for lo, hi in ((0, 1000), (5000, 6000), (6000, 7000), (7000, 8000), (8000, 9000),
+                   (9000, 9100), (9100, 9200), (9200, 9300), (9300, 10000)):
         part = (seed >= lo) & (seed < hi)
         if part.any() and (~part).any():
             b, wt = fit(X[~part], y[~part], w[~part], fixed, free)

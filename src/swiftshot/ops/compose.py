@@ -22,6 +22,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from swiftshot.ops.pixels import array as pixel_array
+from swiftshot.ops.pixels import rgb_array
 from swiftshot.ops.shadows import ShadowParams, darkening, reflection_layer, shadow_small
 
 RGB = tuple[int, int, int]
@@ -297,7 +299,7 @@ def _own_crop(product: Image.Image) -> np.ndarray:
     box = product.getbbox()  # an RGBA image's box is its alpha's (no 2000² channel copy)
     if box is None:
         raise ValueError("the cutout is empty: no product was found in the photo")
-    arr = np.asarray(product.crop(box))
+    arr = pixel_array(product, box)  # a view of the cutout's memory: never written to
     a = arr[..., 3]
     keep = own_alpha(a)
     if keep is None:
@@ -334,7 +336,7 @@ def paste_darkening(canvas: Image.Image, small: np.ndarray) -> None:
     mask, box = found
     # Black pasted through the mask is roi·(255-mask)/255: the same pixels as Pillow's masked
     # colour paste, at about half its time (OpenCV's saturating multiply).
-    roi = np.asarray(canvas.crop(box))
+    roi = rgb_array(canvas, box)
     keep = cv2.cvtColor(cv2.bitwise_not(mask), cv2.COLOR_GRAY2RGB)
     canvas.paste(Image.fromarray(cv2.multiply(roi, keep, scale=1 / 255), "RGB"), box[:2])
 

@@ -45,6 +45,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from swiftshot.ops.pixels import rgb_array
+
 
 @runtime_checkable
 class Segmenter(Protocol):
@@ -2304,7 +2306,7 @@ def cutout(image: Image.Image, segmenter: Segmenter | None = None) -> Image.Imag
             return image
         return cutout(image.convert("RGB"), seg)
     else:
-        rgb = np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
+        rgb = rgb_array(image if image.mode == "RGB" else image.convert("RGB"))
     # The classical segmenter takes the array we already have (a 2000² copy saved).
     if isinstance(seg, ClassicalSegmenter):
         found = seg.find(rgb)

@@ -165,6 +165,44 @@ def test_a_preset_render_says_its_compliance_and_cutout_confidence(start, execut
     assert (jpeg.headers["X-Cache"], png.headers["X-Cache"]) == ("memory", "miss")
 
 
+def test_a_truncated_photo_is_the_same_422_wherever_it_is_decoded(start, executor):
+    """The front checks an upload's header only; its pixels are decoded once, where the batch
+    runs (the worker process, the replica, the inline thread). A file whose header is fine but
+    whose data is cut short is refused there: the same 422 JSON (code, param, what was wrong)
+    the front gave when it decoded, and the worker goes on serving."""
+    import io
+    import json
+
+    from swiftshot.testing.products import make_photo
+
+    buf = io.BytesIO()
+    make_photo("bottle_white_sweep", (320, 320)).image.save(buf, "JPEG", quality=92)
+    good = buf.getvalue()
+    s = start()
+
+    def post(photo: bytes) -> httpx.Response:
+        return s.client.post("/v1/render", files=[
+            ("spec", (None, json.dumps({"preset": "amazon"}))),
+            ("product", ("p.jpg", photo, "image/jpeg"))])
+
+    r = post(good[: len(good) // 2])
+    assert r.status_code == 422, (r.status_code, r.text)
+    assert r.headers["content-type"].startswith("application/json")
+    err = r.json()["error"]
+    assert (err["code"], err["param"], err["type"]) == ("corrupt_image", "product",
+                                                        "invalid_request_error"), err
+    assert err["message"].startswith("product: image data is truncated or corrupt"), err
+    ok = post(good)
+    assert ok.status_code == 200, ok.text
+    # the header's refusals stay the front's: nothing reaches the worker
+    from PIL import Image
+
+    gif = io.BytesIO()
+    Image.new("P", (8, 8)).save(gif, "GIF")
+    bad = post(gif.getvalue())
+    assert bad.status_code == 415 and bad.json()["error"]["code"] == "unsupported_format"
+
+
 def test_a_model_that_cannot_load_leaves_the_server_not_ready_saying_why(start, executor):
     s = start({"SWIFTSHOT_ENGINE__FAKE__LOAD_ERROR": "checkpoint is corrupt",
                "SWIFTSHOT_ENGINE__LOAD_RETRIES": "1", "SWIFTSHOT_ENGINE__LOAD_BACKOFF_S": "0.1"},

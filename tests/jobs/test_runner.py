@@ -209,3 +209,40 @@ async def test_stop_hands_back_items_whose_tasks_never_started(tmp_path):
     view = JobStore(settings.jobs.db_path).get_job(job)
     assert [i.status for i in view.items] == ["queued"] * 2
     assert [i.attempts for i in view.items] == [0, 0]
+
+
+async def test_a_photo_that_does_not_decode_fails_its_own_item_saying_why(tmp_path):
+    """An item's photo is checked by its header here and decoded where the render runs (an
+    engine worker is sent the file): truncated data fails that item — a user error, not
+    retried — with what was wrong, and the job's other items render."""
+    import hashlib
+    import io
+
+    from swiftshot.service import Service
+    from swiftshot.testing.products import make_photo
+
+    buf = io.BytesIO()
+    make_photo("bottle_white_sweep", (256, 256)).image.save(buf, "JPEG", quality=90)
+    good = buf.getvalue()
+    bad = good[: len(good) // 2]
+    shas = [hashlib.sha256(d).hexdigest() for d in (good, bad)]
+    settings = _settings(tmp_path)
+    settings.server.warmup_shapes = [(64, 64)]
+    service = Service(settings)
+    await service.start()
+    runner = JobRunner.from_settings(settings, service)
+    try:
+        items = [NewItem(RenderSpec(preset="amazon", product_sha256=sha).model_dump_json(), sha)
+                 for sha in shas]
+        job = runner.store.create_job(items, blobs=dict(zip(shas, (good, bad), strict=True)))
+        await runner.start()
+        runner.notify()
+        await _until(lambda: runner.store.get_job(job).status == "done", timeout=60)
+        view = runner.store.get_job(job)
+    finally:
+        await runner.stop()
+        await service.stop()
+    assert view.progress == {"done": 1, "failed": 1, "total": 2}
+    failed = view.items[1]
+    assert failed.status == "failed" and failed.attempts == 1
+    assert failed.error.startswith("product: image data is truncated or corrupt"), failed.error

@@ -68,6 +68,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from PIL import Image
 
 from swiftshot.errors import ServiceError, as_service_error
+from swiftshot.inputs import PhotoFile
 from swiftshot.runtime.aio import post
 from swiftshot.runtime.progress import Partial, Started
 
@@ -169,10 +170,12 @@ class Item:
 class Batch:
     id: int
     items: list[Item]
-    products: dict[str, Image.Image] = field(default_factory=dict)
-    """Product photos (and other uploaded images) the specs name by SHA-256, decoded. They
-    cross a process boundary as their uploaded file when they have one, else as raw pixels
-    (:func:`pack_product`; a pickled Batch — Ray — does the same)."""
+    products: dict[str, Image.Image | PhotoFile] = field(default_factory=dict)
+    """Product photos (and other uploaded images) the specs name by SHA-256: decoded, or
+    uploads the front checked by their header only (:class:`~swiftshot.inputs.PhotoFile`,
+    decoded where the batch runs, :class:`Photos`). They cross a process boundary as their
+    uploaded file when they have one, else as raw pixels (:func:`pack_product`; a pickled
+    Batch — Ray — does the same)."""
     trace: dict[str, str] = field(default_factory=dict)
     """W3C trace context (``traceparent``) of the dispatching span, for the worker's spans."""
     rank: int = 1
@@ -320,10 +323,11 @@ def run_items(engine: Engine, batch: Batch, *, run_batch: RunBatch,
     from swiftshot.ops.presets import quality_of
 
     t0 = time.perf_counter()
+    # uploads not decoded yet are decoded here, once, when an item's ops first use them
+    photos = Photos(batch.products)
     with telemetry.worker_spans() as stage_spans:
         try:
-            images = _run(engine, batch.items, batch.products, run_batch, should_stop,
-                          on_partial)
+            images = _run(engine, batch.items, photos, run_batch, should_stop, on_partial)
             outcomes: list[Image.Image | ServiceError] = list(images)
         except Cancelled:
             raise
@@ -334,7 +338,7 @@ def run_items(engine: Engine, batch: Batch, *, run_batch: RunBatch,
                 outcomes = []
                 for item in batch.items:
                     try:
-                        outcomes.append(_run(engine, [item], batch.products, run_batch,
+                        outcomes.append(_run(engine, [item], photos, run_batch,
                                              should_stop, on_partial)[0])
                     except Cancelled:
                         raise
@@ -384,7 +388,7 @@ def _run(engine: Engine, items: Sequence[Item], products: Mapping[str, Image.Ima
     on_step.previews = max((it.partials for it in items), default=0)  # type: ignore[attr-defined]
 
     if products:
-        images = run_batch(engine, specs, on_step, products=dict(products))
+        images = run_batch(engine, specs, on_step, products=products)
     else:
         images = run_batch(engine, specs, on_step)
     images = list(images)
@@ -409,23 +413,33 @@ SOURCE_INFO = "swiftshot.source"
 photo decoded by ``inputs.load_image`` from them, under the server's limits."""
 
 _ENCODED = "encoded"  # never a PIL mode
+_FILE = "file"  # nor this: an upload not decoded yet (inputs.PhotoFile)
 
 
-def pack_product(image: Image.Image) -> tuple[Any, ...]:
-    """A product photo for another process: its uploaded file when it carries one that is
-    much smaller than its pixels (a 2000² JPEG: ~0.3-1 MB against 12 MB raw, which took ~40
-    ms through a pipe), else its raw pixels (:func:`pack_image`)."""
+def pack_product(image: Image.Image | PhotoFile) -> tuple[Any, ...]:
+    """A product photo for another process: an upload not decoded yet as its file (decoded
+    there, once); a decoded one as its uploaded file when it carries one that is much smaller
+    than its pixels (a 2000² JPEG: ~0.3-1 MB against 12 MB raw, which took ~40 ms through a
+    pipe), else its raw pixels (:func:`pack_image`)."""
+    if isinstance(image, PhotoFile):
+        return (_FILE, image.data, image.param, image.max_side)
     src = image.info.get(SOURCE_INFO)
     if isinstance(src, bytes) and len(src) * 4 < image.width * image.height * len(image.getbands()):
         return (_ENCODED, src, image.mode, image.size)
     return pack_image(image)
 
 
-def unpack_product(packed: tuple[Any, ...]) -> Image.Image:
-    """Inverse of :func:`pack_product`. A file is decoded as the front decoded it, by the same
+def unpack_product(packed: tuple[Any, ...]) -> Image.Image | PhotoFile:
+    """Inverse of :func:`pack_product`. An upload the front did not decode stays a
+    :class:`~swiftshot.inputs.PhotoFile` (decoded by :class:`Photos` where it is used, so a
+    corrupt one fails its own requests as a 4xx, not the unpickling of the batch). A file the
+    front decoded is decoded as the front decoded it, by the same
     ``inputs.load_image`` bounded to the size the front got (its ``max_work_side`` reduction,
     whatever this process's own settings say), so the pixels are the same. The front has
     validated the file under its limits already: they are not applied again here."""
+    if packed[0] == _FILE:
+        _, data, param, max_side = packed
+        return PhotoFile(data, param, max_side)
     if packed[0] == _ENCODED:
         from swiftshot.config import LimitsSettings
         from swiftshot.inputs import load_image
@@ -438,6 +452,42 @@ def unpack_product(packed: tuple[Any, ...]) -> Image.Image:
                                f"{mode} {tuple(size)} in the front")
         return image
     return unpack_image(packed)  # type: ignore[arg-type]
+
+
+class Photos(Mapping[str, Image.Image]):
+    """A batch's photos by SHA-256, each :class:`~swiftshot.inputs.PhotoFile` decoded the first
+    time its pixels are asked for, in the thread that runs the engine, and kept: a photo that
+    does not decode raises its :class:`~swiftshot.inputs.PhotoError` (a 4xx) for each request
+    that uses it, and for no other (``run_items`` reruns a failed batch item by item)."""
+
+    def __init__(self, products: Mapping[str, Image.Image | PhotoFile]) -> None:
+        self._given = dict(products)
+        self._done: dict[str, Image.Image | BaseException] = {}
+
+    def __getitem__(self, sha: str) -> Image.Image:
+        got = self._done.get(sha)
+        if got is None:
+            given = self._given[sha]
+            if isinstance(given, PhotoFile):
+                try:
+                    got = given.decode()
+                except ServiceError as e:
+                    got = e
+            else:
+                got = given
+            self._done[sha] = got
+        if isinstance(got, BaseException):
+            raise got
+        return got
+
+    def __contains__(self, sha: object) -> bool:
+        return sha in self._given
+
+    def __iter__(self):
+        return iter(self._given)
+
+    def __len__(self) -> int:
+        return len(self._given)
 
 
 # -- inline: one inference thread in this process ----------------------------------------------------

@@ -34,6 +34,7 @@ from pydantic import ValidationError
 from swiftshot import telemetry
 from swiftshot.config import Settings
 from swiftshot.engines.base import EngineConfigError
+from swiftshot.inputs import PhotoFile
 from swiftshot.runtime import memory, webhooks
 from swiftshot.runtime.aio import wait_event
 from swiftshot.spec import RenderSpec
@@ -300,13 +301,15 @@ class JobRunner:
             raise PermanentItemError(f"product photo {claim.product_sha256} is no longer stored")
         return data
 
-    async def _products(self, claim: Claim, data: bytes | None) -> dict[str, Image.Image] | None:
+    async def _products(self, claim: Claim, data: bytes | None) -> dict[str, PhotoFile] | None:
+        """The item's photo checked by its header, decoded once where the render runs (an
+        engine worker process is sent the file, not 12 MB of pixels decoded here); truncated
+        or corrupt data fails the item there (``inputs.PhotoError``, a user error)."""
         if not claim.product_sha256 or data is None:
             return None
-        from swiftshot.inputs import load_image
+        from swiftshot.inputs import check_header
 
-        image = await asyncio.to_thread(load_image, data, self.settings.limits)
-        return {claim.product_sha256: image}
+        return {claim.product_sha256: check_header(data, self.settings.limits)}
 
     async def _record_error(self, claim: Claim, e: Exception) -> None:
         if _is_rejection(e):

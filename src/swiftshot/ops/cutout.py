@@ -132,6 +132,15 @@ def _border_sel(h: int, w: int, band: int, sides: tuple[bool, bool, bool, bool] 
     return sel
 
 
+def _max3(x: np.ndarray) -> np.ndarray:
+    """``x.max(-1)`` of an (..., 3) array, the same values: numpy reduces a last axis of 3
+    several times slower than two element-wise maxima (the border residuals, 2.2 -> 0.6 ms
+    at a 400² work copy)."""
+    if x.shape[-1] != 3:
+        return x.max(-1)
+    return np.maximum(np.maximum(x[..., 0], x[..., 1]), x[..., 2])
+
+
 def _fit_backdrop(img: np.ndarray, band: int) -> tuple[np.ndarray, float, np.ndarray]:
     """Quadratic surface per channel fitted to the border band.
 
@@ -175,8 +184,8 @@ def _profile_correction(img: np.ndarray, bg: np.ndarray, band: int, covered: int
     else:
         a = np.median(img[:band] - bg[:band], axis=0)
         b = np.median(img[-band:] - bg[-band:], axis=0)
-    ok = ((np.abs(a).max(1) < _COVERED) & (np.abs(b).max(1) < _COVERED)
-          & (np.abs(a - b).max(1) <= max(6.0, 4.0 * sigma))).astype(np.float32)
+    ok = ((_max3(np.abs(a)) < _COVERED) & (_max3(np.abs(b)) < _COVERED)
+          & (_max3(np.abs(a - b)) <= max(6.0, 4.0 * sigma))).astype(np.float32)
     corr = (a + b) * 0.5 * ok[:, None]
     num = _smooth1d(corr, 2.0)
     den = _smooth1d(ok[:, None], 2.0)
@@ -238,7 +247,7 @@ def _distrust_covered_side(ys: np.ndarray, xs: np.ndarray, h: int, w: int, band:
     fitted on than the full fit does (10 % of them; both judged at one tolerance, from the
     smaller noise: the bent fit's residuals inflate its own). A product cropped at a side on
     a backdrop the full fit follows (the common case) fails (2) and changes nothing."""
-    full_res = np.abs(vals - design @ coef).max(1)
+    full_res = _max3(np.abs(vals - design @ coef))
     sides = (ys < band, ys >= h - band, xs < band, xs >= w - band)
     # The candidates are judged on every 4th sample (a robust fit costs ~5 ms CPU on all
     # ~6000; on a quarter the verdicts were the same on the 950 tuning cases).
@@ -252,7 +261,7 @@ def _distrust_covered_side(ys: np.ndarray, xs: np.ndarray, h: int, w: int, band:
         if use.sum() < 60 or float((full_res[use] >= 6.0).mean()) < _SIDE_GAIN:
             continue
         c, k = _robust_fit(design[use & sub], vals[use & sub])
-        res = np.abs(vals - design @ c).max(1)
+        res = _max3(np.abs(vals - design @ c))
         if float((res[side] > _COVERED).mean()) < 0.4:
             continue
         s = _fit_noise((vals[use & sub] - design[use & sub] @ c)[k])
@@ -320,17 +329,17 @@ def _robust_fit(design: np.ndarray, vals: np.ndarray, start: np.ndarray | None =
                                d.T @ vals[keep] + lam @ target)
 
     if start is None:
-        dist = np.abs(vals - _start_colour(vals)).max(1)
+        dist = _max3(np.abs(vals - _start_colour(vals)))
         keep = dist <= np.quantile(dist, 0.7)
     else:
         # A plane's colour known from elsewhere (the step at the horizon): the product may
         # cover most of this plane's border (a bag cropped at the bottom, standing on the
         # table), so the nearest 70 % would take it in.
-        dist = np.abs(vals - start).max(1)
+        dist = _max3(np.abs(vals - start))
         keep = (dist <= np.quantile(dist, 0.7)) & (
             dist <= max(30.0, float(np.quantile(dist, 0.3))))
     coef = solve(keep)
-    res = np.abs(vals - design @ coef).max(1)
+    res = _max3(np.abs(vals - design @ coef))
     # The best-fitting 85 %, but not what lies far outside the first fit's own noise (a
     # product covering nearly half of the border would be in the 85 %).
     new_keep = (res <= np.quantile(res, 0.85)) & (
@@ -338,7 +347,7 @@ def _robust_fit(design: np.ndarray, vals: np.ndarray, start: np.ndarray | None =
     keep = new_keep if new_keep.sum() >= 0.25 * len(keep) else res <= np.quantile(res, 0.85)
     for _ in range(3):
         coef = solve(keep)
-        res = np.abs(vals - design @ coef).max(1)
+        res = _max3(np.abs(vals - design @ coef))
         # The noise from the median of all residuals (robust while most of the border is
         # backdrop; the trimmed set's own median would shrink the cut at every step).
         # ...unless nearly half of it is product (a box cropped at a side, standing on the
@@ -574,7 +583,7 @@ class TwoPlanes:
         h, w, _ = img.shape
         ys, xs = np.nonzero(_border_sel(h, w, band))
         bg = self.at(ys.astype(np.float32), xs.astype(np.float32), h, w)[0]
-        return np.abs(img[ys, xs] - bg).max(1)
+        return _max3(np.abs(img[ys, xs] - bg))
 
     def border_noise(self, img: np.ndarray, band: int) -> np.ndarray:
         """Each border pixel's own plane's noise (the wall's above the horizon, the table's
@@ -939,7 +948,7 @@ def _confidence_signals(img: np.ndarray, bg: np.ndarray, sigma: float, band: int
     them). All on the work copy, so they do not depend on the photo's size."""
     h, w = hard.shape
     sel = _border_sel(h, w, band)
-    res = np.abs(img[sel] - bg[sel]).max(1)
+    res = _max3(np.abs(img - bg))[sel]  # (the frame, then the band: ~4× faster than the band's rows)
     fit = float((res < max(6.0, 4.0 * sigma)).mean())
     area = float(hard.mean())
     edge = np.concatenate([hard[0], hard[-1], hard[:, 0], hard[:, -1]]).astype(bool)
@@ -1107,8 +1116,8 @@ def _mirror_notch(img: np.ndarray, bg: np.ndarray, hard: np.ndarray) -> float:
         return x * (3.0 / (x.sum(1, keepdims=True) + 30.0))
 
     hp = hue(sub[cy, cx])
-    near_mirror = (np.abs(hp - hue(sub[cy, c2 - cx])).max(1)
-                   <= np.abs(hp - hue(bg[y0 + cy, x0 + cx])).max(1))
+    near_mirror = (_max3(np.abs(hp - hue(sub[cy, c2 - cx])))
+                   <= _max3(np.abs(hp - hue(bg[y0 + cy, x0 + cx]))))
     notch = np.zeros(m.shape, np.uint8)
     notch[cy[near_mirror], cx[near_mirror]] = 1
     notch = cv2.morphologyEx(notch, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
@@ -1401,7 +1410,7 @@ def _outline_contrast(img: np.ndarray, hard: np.ndarray, sigma: float
         return None, thr
     cin = sub_in[yy, xx][ok] / den_in[yy, xx][ok][:, None]
     cout = sub_out[yy, xx][ok] / den_out[yy, xx][ok][:, None]
-    return np.abs(cin - cout).max(1), thr
+    return _max3(np.abs(cin - cout)), thr
 
 
 def _drop_cast_shadow(m: np.ndarray, ev: Evidence) -> np.ndarray:
@@ -1815,7 +1824,7 @@ class ClassicalSegmenter:
         # is judged with (6 levels) bounds what a candidate can gain: where it already
         # explains more than 95 % (90 %; 98 % for a clear step) of it, no candidate on two
         # strips (one) can win, and none is fitted (a plain sweep: most photos).
-        one_res = np.abs(img[band_mask] - bg[band_mask]).max(1)
+        one_res = _max3(np.abs(img - bg))[band_mask]
         one_min = float((one_res < 6.0).mean())
         for hz in _find_horizon(img, band):
             # The margin two planes must win by: less for a clear step on both sides (a
@@ -1943,10 +1952,14 @@ class ClassicalSegmenter:
         support = cv2.dilate(hard, np.ones((3, 3), np.uint8))
         band_small = (support > 0) & (inner == 0)
         if isinstance(k, int):
-            alpha = np.zeros((h, w), np.uint8)
             bh, bw = min(h, sh * k), min(w, sw * k)
-            alpha[:bh, :bw] = cv2.resize(inner * np.uint8(255), (sw * k, sh * k),
-                                         interpolation=cv2.INTER_NEAREST)[:bh, :bw]
+            solid = cv2.resize(inner * np.uint8(255), (sw * k, sh * k),
+                               interpolation=cv2.INTER_NEAREST)
+            if (bh, bw) == solid.shape == (h, w):
+                alpha = solid  # the work copy tiles the photo exactly (2000² = 400² × 5)
+            else:
+                alpha = np.zeros((h, w), np.uint8)
+                alpha[:bh, :bw] = solid[:bh, :bw]
             if bh < h:  # the few rows/columns an integer downscale left out
                 alpha[bh:, :] = alpha[bh - 1:bh, :]
             if bw < w:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 
 import numpy as np
@@ -171,3 +172,47 @@ def test_mutated_files_give_an_image_or_input_error(fmt, edits, cut):
         assert 400 <= e.status < 500 and e.message
     else:
         assert im.mode in ("RGB", "RGBA") and im.width > 0 and im.height > 0
+
+
+def _split_outcome(data: bytes) -> tuple:
+    """What the front's header check then the worker's decode give (``inputs.PhotoFile``)."""
+    from swiftshot.inputs import PhotoError, check_header
+
+    try:
+        photo = check_header(data, LIMITS)
+    except InputError as e:
+        return ("refused", e.status, e.code, e.message)
+    try:
+        im = photo.decode()
+    except PhotoError as e:
+        assert e.message.startswith("product: ") and e.param == "product"
+        return ("refused", e.status, e.code, e.message.removeprefix("product: "))
+    return ("image", im.mode, im.size, hashlib.sha256(im.tobytes()).hexdigest())
+
+
+def _whole_outcome(data: bytes) -> tuple:
+    try:
+        im = load_image(data, LIMITS)
+    except InputError as e:
+        return ("refused", e.status, e.code, e.message)
+    return ("image", im.mode, im.size, hashlib.sha256(im.tobytes()).hexdigest())
+
+
+def test_header_check_then_decode_is_load_image_for_every_hostile_file(hostile):
+    """The front refuses what the header decides and the worker the rest: together the same
+    status, code, message (and pixels) as one ``load_image``, for every hostile file."""
+    for name, data in hostile.items():
+        assert _split_outcome(data) == _whole_outcome(data), name
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(fmt=st.sampled_from(sorted(_SEEDS)), edits=st.lists(
+    st.tuples(st.integers(0, 10_000), st.integers(0, 255)), min_size=1, max_size=8),
+    cut=st.one_of(st.none(), st.integers(0, 10_000)))
+def test_mutated_files_split_the_same_way(fmt, edits, cut):
+    data = bytearray(_SEEDS[fmt])
+    for pos, val in edits:
+        data[pos % len(data)] = val
+    if cut is not None:
+        data = data[: cut % (len(data) + 1)]
+    assert _split_outcome(bytes(data)) == _whole_outcome(bytes(data))

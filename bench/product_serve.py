@@ -7,9 +7,10 @@ Starts `swiftshot serve` (studio engine, the given executor, one worker) on loop
 ``--requests`` different product photos (each a miss: same case, other seeds) one after the
 other as `POST /v1/render` multipart with ``{"preset": ...}`` and answers as image bytes
 (``Accept``), after one warm-up request. Per request: client-seen wall time, the server's
-Server-Timing stages (decode, queue, infer = engine + ops in the worker, master, variant =
-the worker's encode of the delivered format, hop, encode = the front's encode) and the front's
-and workers' CPU time. Prints p50/p95 and writes JSON with the machine
+Server-Timing stages (decode = the front's check of the upload — its header only since the
+upload is decoded once, in the worker, inside infer —, queue, infer = the photo's decode +
+engine + ops in the worker, master, variant = the worker's encode of the delivered format,
+hop, encode = the front's encode) and the front's and workers' CPU time. Prints p50/p95 and writes JSON with the machine
 (bench/results/product-serve.json by default).
 
 What it measures is the end-to-end path of a product render; `swiftshot.benchmarks.ops`

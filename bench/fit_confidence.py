@@ -25,9 +25,9 @@ from scipy.optimize import minimize
 
 from swiftshot.ops.cutout import _CONF_BIAS, _CONF_TERMS, _conf_doubts
 
-# Held at the code's weight: never (or once) firing on the tuning cutouts, so the L2 penalty
+# Held at the code's weight: never (or hardly) firing on the tuning cutouts, so the L2 penalty
 # would take them to 0 whatever they catch elsewhere. ``matte_dark`` (a tinted glass bottle's
-# walls given back) fired on 1 of the 1435 cutouts of white12's re-fit (OPS 17: the glass
+# walls given back) fired on 3 of the 3312 cutouts of white12's re-fit (OPS 17: the glass
 # misses of the calibration are cut right now) and keeps its last fitted weight.
 BY_HAND = ("matte_dark", "smooth", "lit_beyond", "tiny", "huge")
 LAM = 0.5

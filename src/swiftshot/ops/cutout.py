@@ -1143,26 +1143,28 @@ _DISC5 = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
 # signal from where it starts to where it is full); the confidence is a logistic of their
 # weighted sum:
 #     confidence = 1 / (1 + exp(-(_CONF_BIAS - sum(weight * doubt))))
-# i.e. the chance the cutout is good (IoU >= 0.95). Bias and weights *fitted* on the tuning
-# seeds 0-44, 5000-5009, 6000-6019, 7000-7019, 8000-8019 at 640² and 800² (2300 cutouts;
-# re-fitted after the eighth pass with the notch and blob terms; L2-penalised logistic
-# regression, weights held >= 0, cutouts under IoU 0.93 weighted 4x and 0.93-0.95
-# 2x; ``bench/fit_confidence.py`` refits them from the evaluation tool's rows), rounded;
-# the terms marked "by hand" never fired on those cases and are set so that a full doubt
-# alone says ``low`` (a part left out, a speck, a product that is the frame).
+# i.e. the chance the cutout is good (IoU >= 0.95). Bias and weights *fitted* (re-fitted by
+# white12 on OPS 17's cutouts, docs/OPS.md "Confidence re-fitted on OPS 17") on the seeds
+# 0-44, 9000-9019, 9100-9119, 9200-9219 at 640² and 800² and 9400-9440 at 640², 800² and
+# 1500² (3312 cutouts, 16 under IoU 0.93; L2-penalised logistic regression, weights held
+# >= 0, cutouts under IoU 0.93 weighted 4x and 0.93-0.95 2x; ``bench/fit_confidence.py``
+# refits them from the evaluation tool's rows), rounded; the terms marked "by hand" never
+# (``matte_dark`` 3 times: kept at its fit of the eighth pass) fired on those cases and are
+# set so that a full doubt alone says ``low`` (a part left out, a speck, a product that is
+# the frame, a glass bottle's dark walls given back).
 # Per term: (doubt, where its ramp starts, where it is full, weight).
-_CONF_BIAS = 4.60
+_CONF_BIAS = 4.72
 _CONF_TERMS: tuple[tuple[str, float, float, float], ...] = (
-    ("matte_dark", 0.03, 0.3, 5.81),  # dark edge the matte gave back (glass walls)
-    ("misfit", 0.03, 0.4, 0.50),      # border the backdrop model does not explain
-    ("touch", 0.01, 0.2, 2.66),       # runs off the frame's edge
+    ("matte_dark", 0.03, 0.3, 5.81),  # by hand: dark edge the matte gave back (glass walls)
+    ("misfit", 0.03, 0.4, 0.96),      # border the backdrop model does not explain
+    ("touch", 0.01, 0.2, 1.64),       # runs off the frame's edge
     ("amb", 0.05, 0.5, 0.00),         # looks like backdrop or shadow (not white on white)
-    ("white", 0.5, 1.0, 1.32),        # white on white: closed from its outline
-    ("white_weak", 0.1, 0.3, 0.03),   # ...and the outline is faint (white on white only)
-    ("unsup", 0.02, 0.3, 4.67),       # outline with the same colour on both sides
-    ("bg_inside", 0.015, 0.1, 2.51),  # plain backdrop filled in (not white on white)
-    ("notch", 0.004, 0.03, 5.42),     # a notch its own mirror image does not have
-    ("amb_blob", 0.02, 0.1, 1.64),     # a thick blob of backdrop or shadow kept (not white)
+    ("white", 0.5, 1.0, 0.56),        # white on white: closed from its outline
+    ("white_weak", 0.1, 0.3, 1.09),   # ...and the outline is faint (white on white only)
+    ("unsup", 0.02, 0.3, 4.29),       # outline with the same colour on both sides
+    ("bg_inside", 0.015, 0.1, 3.09),  # plain backdrop filled in (not white on white)
+    ("notch", 0.004, 0.03, 5.02),     # a notch its own mirror image does not have
+    ("amb_blob", 0.02, 0.1, 1.19),     # a thick blob of backdrop or shadow kept (not white)
     ("smooth", 0.08, 0.33, 6.0),      # by hand: smooth beside it on a textured backdrop
     ("lit_beyond", 0.08, 0.2, 6.0),   # by hand: a lit band beyond the outline (a part left out)
     ("tiny", 0.0, 0.015, 6.0),        # by hand: under 2 % of the frame (0.5 %: full)
@@ -2277,9 +2279,9 @@ LOW_CONFIDENCE = 0.5
 """Below this a cutout is reported as low confidence (``X-Cutout-Confidence: 0.31; low``)."""
 HIGH_CONFIDENCE = 0.9
 """From this up a cutout is ``high``; between the two ``medium``. Since the calibration the
-classical confidence is the chance the cutout is good (IoU ≥ 0.95): on the tuning seeds at
-640² and 800² every cutout under IoU 0.93 is under 0.9, and 97 % of those at 0.97 or over
-are at 0.9 or more."""
+classical confidence is the chance the cutout is good (IoU ≥ 0.95): on the re-fit's 3312
+cutouts (OPS 17) 14 of the 16 under IoU 0.93 are under 0.9, and 99 % of those at 0.97 or
+over are at 0.9 or more."""
 
 
 def mask_confidence(alpha: np.ndarray) -> float:

@@ -1019,7 +1019,8 @@ def _lit_beyond(hard: np.ndarray, ev: Evidence) -> float:
     ys, xs = np.nonzero(product & (d >= _LIT_FROM) & (d <= reach))
     if not len(ys):
         return 0.0
-    per = max(int(((hard > 0) & (cv2.erode(hard, _CROSS) == 0)).sum()), 1)
+    line = (hard > 0) & (cv2.erode(hard, _CROSS) == 0)  # the outline
+    per = max(int(line.sum()), 1)
     gx = cv2.Sobel(d, cv2.CV_32F, 1, 0, ksize=3)[ys, xs]
     gy = cv2.Sobel(d, cv2.CV_32F, 0, 1, ksize=3)[ys, xs]
     norm = np.sqrt(gx * gx + gy * gy) + 1e-6
@@ -1054,7 +1055,6 @@ def _lit_beyond(hard: np.ndarray, ev: Evidence) -> float:
     # pieces; a double edge does not count twice).
     _, near = cv2.distanceTransformWithLabels((hard == 0).astype(np.uint8), cv2.DIST_L2, 5,
                                               labelType=cv2.DIST_LABEL_PIXEL)
-    line = (hard > 0) & (cv2.erode(hard, _CROSS) == 0)
     hit_lab = np.zeros(int(near.max()) + 1, bool)
     hit_lab[near[ys[lit], xs[lit]]] = True
     hit = np.zeros((h, w), np.uint8)

@@ -441,12 +441,8 @@ def unpack_product(packed: tuple[Any, ...]) -> Image.Image | PhotoFile:
         _, data, param, max_side = packed
         return PhotoFile(data, param, max_side)
     if packed[0] == _ENCODED:
-        from swiftshot.config import LimitsSettings
-        from swiftshot.inputs import load_image
-
         _, data, mode, size = packed
-        admitted = LimitsSettings(max_upload_bytes=max(1, len(data)), max_pixels=1 << 62)
-        image = load_image(data, admitted, max_side=max(size))
+        image = PhotoFile(data, max_side=max(size)).decode()
         if image.mode != mode or tuple(image.size) != tuple(size):
             raise RuntimeError(f"a product photo decoded to {image.mode} {image.size} here, "
                                f"{mode} {tuple(size)} in the front")

@@ -44,6 +44,7 @@ from swiftshot.benchmarks.http import Client, loopback_target
 from swiftshot.benchmarks.loadgen import HttpTarget, run_closed_loop, run_open_loop
 from swiftshot.benchmarks.machine import machine_info
 from swiftshot.benchmarks.mix import Mix, MixConfig, PlannedRequest, default_prompts
+from swiftshot.benchmarks.serve import in_flight_beside
 from swiftshot.benchmarks.stats import Outcome, percentile
 
 WORK = ("infer", "master", "variant", "encode")
@@ -106,8 +107,7 @@ def split(outcomes: list[Outcome]) -> dict[str, object]:
     misses = [o for o in ok if o.x_cache == "miss" and "infer" in o.server_timing
               and "total" in o.server_timing]
 
-    def others(m: Outcome) -> int:
-        return sum(1 for o in ok if o is not m and o.sent < m.done and o.done > m.sent)
+    others = in_flight_beside(ok)  # the same split bench serve's "alone" figure uses
 
     def figures(ms: list[Outcome]) -> dict[str, float]:
         if not ms:

@@ -201,6 +201,19 @@ def test_a_truncated_photo_is_the_same_422_wherever_it_is_decoded(start, executo
     Image.new("P", (8, 8)).save(gif, "GIF")
     bad = post(gif.getvalue())
     assert bad.status_code == 415 and bad.json()["error"]["code"] == "unsupported_format"
+    # OpenAI's edits take the same path (a photo without a mask is not decoded in the front)
+    edit = s.client.post("/v1/images/edits", data={"prompt": "oak table", "size": "256x256"},
+                         files={"image": ("p.jpg", good[: len(good) // 2], "image/jpeg")})
+    assert edit.status_code == 422, (edit.status_code, edit.text)
+    err = edit.json()["error"]
+    assert (err["code"], err["param"]) == ("corrupt_image", "image"), err
+    assert err["message"].startswith("image: image data is truncated or corrupt"), err
+    edit = s.client.post("/v1/images/edits", data={"prompt": "oak table", "size": "256x256"},
+                         files={"image": ("p.gif", gif.getvalue(), "image/gif")})
+    assert edit.status_code == 415 and edit.json()["error"]["param"] == "image", edit.text
+    edit = s.client.post("/v1/images/edits", data={"prompt": "oak table", "size": "256x256"},
+                         files={"image": ("p.jpg", good, "image/jpeg")})
+    assert edit.status_code == 200 and edit.json()["data"][0]["b64_json"], edit.text
 
 
 def test_a_model_that_cannot_load_leaves_the_server_not_ready_saying_why(start, executor):

@@ -47,8 +47,9 @@ from swiftshot.api.routes_images import (
     openai_stream,
     to_spec,
 )
-from swiftshot.inputs import sha256_hex
+from swiftshot.inputs import InputError, PhotoFile, check_header, sha256_hex
 from swiftshot.ops import OpsError
+from swiftshot.runtime import memory
 from swiftshot.service import Rendered, Service
 from swiftshot.spec import RenderSpec
 
@@ -93,7 +94,9 @@ async def edits(request: Request) -> Response:
     n = req.n or 1
     _, prio, deadline = caller(request, cost=n)
 
-    async def products() -> dict[str, Image.Image]:
+    async def products() -> dict[str, Image.Image | PhotoFile]:
+        if mask is None:  # checked by its header; decoded once, where the render runs
+            return _checked(image, svc.settings.limits, product_sha)
         return await asyncio.to_thread(_decode, image, mask, product_sha, svc)
 
     async def one(s: RenderSpec, stages: telemetry.Stages, listener: Any = None) -> Rendered:
@@ -102,15 +105,21 @@ async def edits(request: Request) -> Response:
         r = await _cached(svc, s, stages)
         if r is not None:
             return r
+        # As a render's upload: one place in the work gate, and the memory budget held from
+        # decode to the end of the render (runtime/memory.py).
         with svc.gate.hold(prio):
-            t0 = time.perf_counter_ns()
-            decoded = await products()
-            stages.add("decode", t0, time.perf_counter_ns())
-            try:
-                return await svc.render(s, priority=prio, deadline_s=deadline, products=decoded,
-                                        stages=stages, listener=listener)
-            except OpsError as e:
-                raise ApiError(e.status, str(e), param="image", code="invalid_image") from None
+            async with memory.admit_photos([image, *([mask] if mask else [])],
+                                           svc.settings.limits, deadline):
+                t0 = time.perf_counter_ns()
+                decoded = await products()
+                stages.add("decode", t0, time.perf_counter_ns())
+                try:
+                    return await svc.render(s, priority=prio, deadline_s=deadline,
+                                            products=decoded, stages=stages, listener=listener)
+                except OpsError as e:
+                    raise ApiError(e.status, str(e), param="image", code="invalid_image") from None
+                finally:
+                    decoded = None  # freed before the budget is handed on
 
     if req.stream:
         return openai_stream(request, "image_edit", spec, fmt, prio, deadline,
@@ -147,6 +156,17 @@ async def _item(request: Request, svc: Service, one: Any, spec: RenderSpec,
             raise ApiError(409, "the image was purged while it was being encoded; retry")
         return {"b64_json": base64.b64encode(data).decode("ascii")}, r.cache
     return {"url": image_url(request, r.key, fmt, spec.quality)}, r.cache
+
+
+def _checked(image: bytes, limits: Any, product_sha: str) -> dict[str, PhotoFile]:
+    """The photo without a mask: checked by its header only (format, dimensions, pixel count,
+    decompression bomb: 413 / 415 / 422 now); its pixels are decoded once, where the render
+    runs (an engine worker process decodes the file it is sent in any case), and truncated
+    data is the same 422 from there (``inputs.PhotoError``)."""
+    try:
+        return {product_sha: check_header(image, limits, "image")}
+    except InputError as e:
+        raise ApiError(e.status, f"image: {e.message}", param="image", code=e.code) from None
 
 
 def _decode(image: bytes, mask: bytes | None, product_sha: str,

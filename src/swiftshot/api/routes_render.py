@@ -192,7 +192,7 @@ async def _produce(svc: Service, spec: RenderSpec, stages: telemetry.Stages,
             products = None
             if sent:
                 t0 = time.perf_counter_ns()
-                products = await _decode(sent.values(), svc.settings.limits)
+                products = await _checked(sent.values(), svc.settings.limits)
                 stages.add("decode", t0, time.perf_counter_ns())
             try:
                 return await svc.render(spec, priority=prio, deadline_s=deadline,
@@ -536,7 +536,7 @@ async def _hashed(product: Upload | None, images: list[Upload]
     return (done[0] if product else None), done[1 if product else 0:]
 
 
-async def _decode(uploads: Any, limits: LimitsSettings) -> dict[str, PhotoFile]:
+async def _checked(uploads: Any, limits: LimitsSettings) -> dict[str, PhotoFile]:
     """sha → the upload, checked by its header (format, dimensions, pixel count, decompression
     bomb: ``inputs.check_header``) but not decoded. Its pixels are decoded once, where the
     batch runs (an engine worker process decodes the file it is sent in any case; a second

@@ -110,10 +110,22 @@ def main(argv: list[str] | None = None) -> int:
                    f"({d15.get('overhead_alone_misses', 0)} of them)",
          "value": d15.get("server_side_overhead_ratio_alone", float("nan")),
          "goal": "(context; proposed restatement ≤ 0.5)", "run": "serve 1.5x"},
-        {"figure": "miss p50 ÷ naive p50 at 0.5x", "value": half["ratios"]["miss_p50"],
+        # the goal's "same requests": swiftshot's misses against the naive server's answers to
+        # those very requests (first seen by both engines); the naive server's p50 over all its
+        # answers (its Zipf repeats are kept frames in its studio engine since c02d36e) beside
+        {"figure": f"miss p50 ÷ naive p50 on the same requests at 0.5x "
+                   f"({half.get('same_requests', {}).get('pairs', 0)} misses)",
+         "value": half["ratios"].get("miss_p50_same_requests", float("nan")),
          "goal": "≤ 1.1", "run": "serve 0.5x"},
-        {"figure": "miss p50 ms (swiftshot / naive) at 0.5x",
-         "value": f"{d05['miss_p50_ms']:.0f} / {half['naive']['derived']['p50_ms']:.0f}",
+        {"figure": "miss p50 ms (swiftshot / naive), the same requests, at 0.5x",
+         "value": f"{half.get('same_requests', {}).get('swiftshot_miss_p50_ms', float('nan')):.1f}"
+                  f" / {half.get('same_requests', {}).get('naive_p50_ms', float('nan')):.1f}",
+         "goal": "", "run": "serve 0.5x"},
+        {"figure": "miss p50 ÷ naive p50 over all its answers at 0.5x (the figure until "
+                   "2026-12-05)", "value": half["ratios"]["miss_p50"],
+         "goal": "(context)", "run": "serve 0.5x"},
+        {"figure": "miss p50 ms (swiftshot / naive, all) at 0.5x",
+         "value": f"{d05['miss_p50_ms']:.1f} / {half['naive']['derived']['p50_ms']:.1f}",
          "goal": "", "run": "serve 0.5x"},
     ]
     for conns, s in hits.get("vs_bare_fastapi_summary", {}).items():

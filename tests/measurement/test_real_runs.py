@@ -78,6 +78,9 @@ def test_compare_naive_gives_ratios(naive_url, tmp_path):
     nv, sw = result["naive"]["derived"], result["swiftshot"]["derived"]
     assert nv["infer_p50_ms"] > 0 and nv["overhead_p50_ms"] > 0
     assert math.isfinite(sw["overhead_beyond_naive_ratio"])
+    # the same requests on both servers, in the same order; a naive target says no X-Cache,
+    # so it has no misses to pair
+    assert result["same_requests"]["pairs"] == 0 and math.isnan(result["ratios"]["miss_p50_same_requests"])
 
 
 @pytest.mark.slow

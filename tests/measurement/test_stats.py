@@ -218,3 +218,30 @@ def test_goodput_ratio_against_a_naive_server_that_answered_nothing_in_time():
     assert r["goodput"] == pytest.approx(40 * 60) and r["goodput_is_lower_bound"] is True
     r = compare({**base, "goodput_rps": 40.0}, {**base, "goodput_rps": 4.0}, window_s=60.0)
     assert r["goodput"] == pytest.approx(10) and r["goodput_is_lower_bound"] is False
+
+
+def test_miss_p50_on_the_same_requests_pairs_each_miss_with_the_naive_answer_to_it():
+    """The i-th request of each server's loaded phase is the same request: swiftshot's misses
+    are compared with the naive server's answers to those requests only, not with its answers
+    to the repeats (kept frames in its engine, cheap), which swiftshot answered from its cache."""
+    from swiftshot.benchmarks.serve import same_requests
+
+    sw = [_out("standard", 16.0), _out("standard", 2.0, x_cache="memory"),
+          _out("standard", 18.0), _out("standard", 3.0, x_cache="memory"),
+          _out("standard", 20.0), _out("standard", 50.0, status=500, x_cache=None)]
+    naive = []
+    for latency, infer in ((15.0, 4.0), (6.0, 0.1), (17.0, 4.2), (5.0, 0.1), (14.0, 3.9),
+                           (6.0, 0.1)):
+        o = _out("standard", latency, x_cache=None)
+        o.server_timing = {"infer": infer, "encode": 2.0}
+        naive.append(o)
+    r = same_requests(sw, naive)
+    assert r["pairs"] == 3
+    assert r["swiftshot_miss_p50_ms"] == pytest.approx(18.0)
+    assert r["naive_p50_ms"] == pytest.approx(15.0)  # over 15, 17, 14; all answers' p50 is 10.0
+    assert r["ratio"] == pytest.approx(18.0 / 15.0)
+    assert r["naive_infer_p50_ms"] == pytest.approx(4.0)
+    assert r["naive_rest"] == 3 and r["naive_rest_infer_p50_ms"] == pytest.approx(0.1)
+    # not the same schedule (or no naive run): no figure rather than a wrong one
+    assert same_requests(sw, naive[:-1])["pairs"] == 0
+    assert math.isnan(same_requests(sw, [])["ratio"])

@@ -139,6 +139,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="swiftshot-bench-") as tmp:
         servers = _servers(args, Path(tmp))
         rate = args.rate
+        loaded_primaries: dict[str, list[Outcome]] = {}
         capacity: dict[str, Any] = {"rps": math.nan, "measured_on": "given (--rate)"}
         for name, start in servers:
             with start as url:
@@ -159,7 +160,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     capacity = {**cap, "measured_on": name}
                     rate = args.load * cap["rps"]
                 unloaded_rate = args.unloaded_load * rate / args.load
-                result[name] = asyncio.run(_server_phases(
+                result[name], loaded_primaries[name] = asyncio.run(_server_phases(
                     url, cfg, upload_route, rate, unloaded_rate, phases, args, slo,
                     hits=name == "swiftshot"))
                 result[name].update(capacity=cap, upload_route=upload_route, upload_share=share)
@@ -171,6 +172,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if "naive" in result and "swiftshot" in result:
         result["ratios"] = compare(result["swiftshot"]["derived"], result["naive"]["derived"],
                                    result["naive"]["loaded"]["window_s"])
+        result["same_requests"] = same_requests(loaded_primaries.get("swiftshot", []),
+                                                loaded_primaries.get("naive", []))
+        result["ratios"]["miss_p50_same_requests"] = result["same_requests"]["ratio"]
         result["swiftshot"]["derived"]["overhead_beyond_naive_ratio"] = beyond_naive(
             result["swiftshot"]["derived"], result["naive"]["derived"])
     return result
@@ -188,6 +192,38 @@ def beyond_naive(sw: dict[str, float], naive: dict[str, float]) -> float:
     Can be negative (swiftshot's HTTP path is leaner than the naive one's)."""
     return ratio(sw.get("overhead_p50_ms", math.nan) - naive.get("overhead_p50_ms", math.nan),
                  sw.get("infer_p50_ms", math.nan))
+
+
+def same_requests(sw: list[Outcome], naive: list[Outcome]) -> dict[str, Any]:
+    """swiftshot's misses against the naive server's answers to *the same requests*.
+
+    ``sw`` and ``naive``: the loaded phase's generations and uploads (no fetches), in the order
+    the mix planned them — both servers get the same schedule and the same requests, so the
+    i-th of each is the same request. A swiftshot miss is a request it had not seen before
+    (its repeats are cache hits); the naive server answers every request with a render, but
+    since c02d36e its studio engine keeps its last frames, so a Zipf repeat of a prompt is a
+    kept frame there (``infer`` ~0.14 ms instead of ~3-8). ``miss_p50`` (kept beside) divides
+    swiftshot's first-seen renders by the naive server's first-seen *and* repeated ones; this
+    pairs each swiftshot miss with the naive server's answer to that very request — a render of
+    a frame neither engine had — and takes both p50s (latency from the scheduled arrival, as
+    ``miss_p50``) over those pairs. ``naive_rest_*``: the naive server's other answers (the
+    requests swiftshot answered from its cache), for context."""
+    if not sw or len(sw) != len(naive):
+        return {"pairs": 0, "ratio": math.nan}
+    pairs = [(s, n) for s, n in zip(sw, naive, strict=True)
+             if s.ok and s.x_cache == "miss" and n.ok]
+    rest = [n for s, n in zip(sw, naive, strict=True)
+            if n.ok and n.kind == "generate" and not (s.ok and s.x_cache == "miss")]
+    sw_p50 = percentile([s.latency_ms for s, _ in pairs], 50)
+    nv_p50 = percentile([n.latency_ms for _, n in pairs], 50)
+    return {"pairs": len(pairs), "swiftshot_miss_p50_ms": sw_p50, "naive_p50_ms": nv_p50,
+            "ratio": ratio(sw_p50, nv_p50),
+            "naive_infer_p50_ms": percentile([n.server_timing["infer"] for _, n in pairs
+                                              if "infer" in n.server_timing], 50),
+            "naive_rest": len(rest),
+            "naive_rest_p50_ms": percentile([n.latency_ms for n in rest], 50),
+            "naive_rest_infer_p50_ms": percentile([n.server_timing["infer"] for n in rest
+                                                   if "infer" in n.server_timing], 50)}
 
 
 def _servers(args: argparse.Namespace, tmp: Path) -> list[tuple[str, AbstractContextManager[str]]]:
@@ -261,7 +297,10 @@ async def calibrate(url: str, cfg: MixConfig, upload_route: str | None, duration
 
 async def _server_phases(url: str, cfg: MixConfig, upload_route: str | None, rate: float,
                          unloaded_rate: float, phases: dict[str, float], args: argparse.Namespace,
-                         slo: dict[str, float], *, hits: bool) -> dict[str, Any]:
+                         slo: dict[str, float], *, hits: bool
+                         ) -> tuple[dict[str, Any], list[Outcome]]:
+    """The phases on one server; with them the loaded phase's generations and uploads (not
+    the fetches) in the mix's order, for :func:`same_requests`."""
     out: dict[str, Any] = {"url": url}
     common = dict(upload_route=upload_route, burstiness=args.burstiness,
                   max_requests=args.max_requests, slo=slo, timeout_s=args.timeout_s,
@@ -269,20 +308,22 @@ async def _server_phases(url: str, cfg: MixConfig, upload_route: str | None, rat
     if phases["unloaded_s"] > 0:
         out["unloaded"], _ = await run_phase(url, cfg, unloaded_rate, phases["unloaded_s"], **common)
     loaded_cfg = dataclasses.replace(cfg, seed=cfg.seed + 1)
-    out["loaded"], answered = await run_phase(url, loaded_cfg, rate, phases["duration"], **common)
+    primaries: list[Outcome] = []
+    out["loaded"], answered = await run_phase(url, loaded_cfg, rate, phases["duration"],
+                                              primaries=primaries, **common)
     if hits and phases["hits_s"] > 0 and answered:
         # The cache path alone: only prompts already answered, at a modest rate, no misses in
         # flight to compete for the CPU. The cache-hit latency goal is held against this phase.
         hit_cfg = dataclasses.replace(cfg, prompts=tuple(answered[:64]), zipf_s=0.0,
                                       fetch_share=0.0, upload_share=0.0, seed=cfg.seed + 2)
         out["hits"], _ = await run_phase(url, hit_cfg, args.hits_rate, phases["hits_s"], **common)
-    return out
+    return out, primaries
 
 
 async def run_phase(url: str, cfg: MixConfig, rate: float, duration_s: float, *,
                     upload_route: str | None, burstiness: float, max_requests: int | None,
-                    slo: dict[str, float], timeout_s: float,
-                    drain_s: float) -> tuple[dict[str, Any], list[str]]:
+                    slo: dict[str, float], timeout_s: float, drain_s: float,
+                    primaries: list[Outcome] | None = None) -> tuple[dict[str, Any], list[str]]:
     """One open-loop phase: the summary (with the client's own cost and the server's stage
     diff) and the prompts of the generations answered OK, most requested first."""
     client = Client(*loopback_target(url))
@@ -320,8 +361,10 @@ async def run_phase(url: str, cfg: MixConfig, rate: float, duration_s: float, *,
     errors = sorted({o.error for o in outcomes if o.error})[:5]
     if errors:
         summary["sample_errors"] = errors
-    primaries = [o for o in outcomes if o.kind != "fetch"]
-    answered = Counter(r.body["prompt"] for r, o in zip(planned, primaries, strict=True)
+    sent = [o for o in outcomes if o.kind != "fetch"]  # in the order planned
+    if primaries is not None:
+        primaries.extend(sent)
+    answered = Counter(r.body["prompt"] for r, o in zip(planned, sent, strict=True)
                        if o.ok and r.kind == "generate")
     return summary, [p for p, _ in answered.most_common()]
 
@@ -586,6 +629,14 @@ def report(result: dict[str, Any]) -> None:
              "ratio": result["ratios"]["p95"]},
             {"figure": "realtime p95 ms", "swiftshot": sw["realtime_p95_ms"],
              "naive": nv["realtime_p95_ms"], "ratio": result["ratios"]["realtime_p95"]},
+            {"figure": "miss p50 ms, the same requests (swiftshot's misses, the naive "
+                       "server's answers to them)",
+             "swiftshot": result["same_requests"].get("swiftshot_miss_p50_ms", math.nan),
+             "naive": result["same_requests"].get("naive_p50_ms", math.nan),
+             "ratio": result["ratios"]["miss_p50_same_requests"]},
+            {"figure": "miss p50 ms against all the naive server's answers (before 2026-12-05)",
+             "swiftshot": sw.get("miss_p50_ms", math.nan), "naive": nv["p50_ms"],
+             "ratio": result["ratios"]["miss_p50"]},
             {"figure": "unloaded miss overhead ms (latency − work, p50)",
              "swiftshot": sw.get("overhead_p50_ms", math.nan),
              "naive": nv.get("overhead_p50_ms", math.nan),

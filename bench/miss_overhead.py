@@ -2,7 +2,7 @@
 Server-Timing split per miss: a quick driver for profiling the miss path's overhead (run py-spy
 on the front and the workers beside it with ``--pause``) and for short before/after checks.
 
-    PYTHONPATH=src python bench/miss_overhead.py --n 300 [--workers 2] [--size 512] [--out FILE]
+    PYTHONPATH=src python bench/miss_overhead.py --n 300 [--workers 2] [--size 512] [--gap-ms 0] [--out FILE]
 
 Prints p50 of each stage, the server's overhead (total − work) and the client-seen overhead
 (latency − work), each ÷ ``infer`` (the engine) — the same definitions as ``bench serve``'s
@@ -52,8 +52,8 @@ def _cpu(pid: int | None) -> tuple[float, float] | None:
 
 
 async def drive(url: str, n: int, warm: int, pause: float, size: int = 512,
-                cpu: dict[str, float] | None = None, pid: int | None = None
-                ) -> list[dict[str, float]]:
+                cpu: dict[str, float] | None = None, pid: int | None = None,
+                gap_s: float = 0.0) -> list[dict[str, float]]:
     host, port = url.split("//")[1].split(":")
     client = Client(host, int(port))
     rows = []
@@ -63,6 +63,8 @@ async def drive(url: str, n: int, warm: int, pause: float, size: int = 512,
         print(f"server up at {url}; profiling window opens in {pause:g} s", flush=True)
         await asyncio.sleep(pause)
     for i in range(n + warm):
+        if gap_s and i:
+            await asyncio.sleep(gap_s)  # a lone miss after idleness: every process asleep
         body = json.dumps({"model": "studio", "prompt": "white sneaker on a marble plinth",
                            "size": f"{size}x{size}", "n": 1, "response_format": "url",
                            "output_format": "webp", "seed": seed0 + i}).encode()
@@ -110,6 +112,9 @@ def main() -> int:
                     help="seconds to wait after start (attach a profiler), then drive")
     ap.add_argument("--size", type=int, default=512,
                     help="square size rendered (512: the goal's figure; 1024: a slower engine)")
+    ap.add_argument("--gap-ms", type=float, default=0.0,
+                    help="idle milliseconds before each miss (0: back to back; 50-100: each "
+                         "miss alone after idleness, as the unloaded phase's lone misses)")
     ap.add_argument("--out")
     a = ap.parse_args()
     port = free_port()
@@ -122,7 +127,8 @@ def main() -> int:
                 print("pids:", os.popen(f"pgrep -f 'swiftshot serve.*{port}'").read().split(),
                       flush=True)
             cpu: dict[str, float] = {}
-            rows = asyncio.run(drive(url, a.n, a.warm, a.pause, a.size, cpu, pid_of(url)))
+            rows = asyncio.run(drive(url, a.n, a.warm, a.pause, a.size, cpu, pid_of(url),
+                                     a.gap_ms / 1000))
     s = summarise(rows)
     if cpu:
         s["front_cpu_ms_per_miss"] = cpu["front"] / len(rows) * 1000
@@ -131,7 +137,7 @@ def main() -> int:
         print(f"{k:32s} {v:8.3f}" if isinstance(v, float) else f"{k:32s} {v}")
     if a.out:
         Path(a.out).write_text(json.dumps({"machine": machine_info(), "load": os.getloadavg(), "size": a.size,
-                                           "summary": s}, indent=1))
+                                           "gap_ms": a.gap_ms, "summary": s}, indent=1))
     return 0
 
 

@@ -67,7 +67,7 @@ def _blocking(conn, n: int) -> list[float]:
     return out
 
 
-def _asyncio(conn, n: int) -> list[float]:
+def _asyncio(conn, n: int, gap_s: float = 0.0005) -> list[float]:
     from swiftshot.runtime.pipe_reader import PipeReader
 
     async def go() -> list[float]:
@@ -87,7 +87,7 @@ def _asyncio(conn, n: int) -> list[float]:
                 conn.send(BATCH)
                 _, work_us = await fut
                 out.append((time.perf_counter_ns() - t0) / 1e3 - work_us)
-                await asyncio.sleep(0.0005)  # idle between misses, as a sequential client is
+                await asyncio.sleep(gap_s)  # idle between misses, as a sequential client is
         finally:
             reader.close()
         return out
@@ -100,7 +100,7 @@ def _asyncio(conn, n: int) -> list[float]:
         return asyncio.run(go())
 
 
-def run(kind: str, n: int, work_ms: float = 0.0) -> list[float]:
+def run(kind: str, n: int, work_ms: float = 0.0, gap_s: float = 0.0005) -> list[float]:
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe(duplex=True)
     p = ctx.Process(target=_worker, args=(child, kind == "spin", work_ms), daemon=True)
@@ -108,12 +108,12 @@ def run(kind: str, n: int, work_ms: float = 0.0) -> list[float]:
     child.close()
     try:
         if kind == "asyncio":
-            out = _asyncio(parent, n)
+            out = _asyncio(parent, n, gap_s)
         else:
             out = []
             for _ in range(n):
                 out += _blocking(parent, 1)
-                time.sleep(0.0005)
+                time.sleep(gap_s)
         return out[n // 10:]
     finally:
         parent.send("stop")
@@ -130,21 +130,28 @@ def main() -> int:
                     help="CPU milliseconds the worker spends per message before it answers "
                          "(0: a bare echo; 4: about the studio engine's time here); each kind "
                          "runs with each, the work taken off the round trip")
+    ap.add_argument("--gap-ms", default="0.5",
+                    help="idle milliseconds between round trips, comma-separated (0.5: back to "
+                         "back as a sequential client; 20-100: a lone miss after idleness, when "
+                         "every vCPU on the path has halted)")
     ap.add_argument("--out")
     a = ap.parse_args()
     res: dict[str, object] = {"load_before": os.getloadavg(),
                               "utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
                               "sizes": {"batch": len(__import__("pickle").dumps(BATCH)),
                                         "done": len(__import__("pickle").dumps(DONE))}}
-    for work in (float(w) for w in a.work_ms.split(",")):
-        for kind in a.kinds.split(","):
-            n = a.n if not work else max(200, int(a.n * 0.5 / (work + 0.5)))
-            xs = sorted(run(kind, n, work))
-            name = f"{kind}+{work:g}ms"
-            res[name] = {"p50_us": statistics.median(xs), "p10_us": xs[len(xs) // 10],
-                         "p90_us": xs[len(xs) * 9 // 10], "n": len(xs), "work_ms": work}
-            print(f"{name:14s} round trip less the work: p10 {res[name]['p10_us']:7.1f}  "
-                  f"p50 {res[name]['p50_us']:7.1f}  p90 {res[name]['p90_us']:7.1f} µs", flush=True)
+    gaps = [float(g) for g in a.gap_ms.split(",")]
+    for work, gap, kind in ((float(w), g, k) for w in a.work_ms.split(",") for g in gaps
+                            for k in a.kinds.split(",")):
+        n = a.n if not work else max(200, int(a.n * 0.5 / (work + 0.5)))
+        n = max(100, int(n * 0.5 / max(gap, 0.5))) if gap > 0.5 else n
+        xs = sorted(run(kind, n, work, gap / 1000))
+        name = f"{kind}+{work:g}ms" + (f"+gap{gap:g}ms" if len(gaps) > 1 or gap != 0.5 else "")
+        res[name] = {"p50_us": statistics.median(xs), "p10_us": xs[len(xs) // 10],
+                     "p90_us": xs[len(xs) * 9 // 10], "n": len(xs), "work_ms": work,
+                     "gap_ms": gap}
+        print(f"{name:24s} round trip less the work: p10 {res[name]['p10_us']:7.1f}  "
+              f"p50 {res[name]['p50_us']:7.1f}  p90 {res[name]['p90_us']:7.1f} µs", flush=True)
     res["load_after"] = os.getloadavg()
     if a.out:
         Path(a.out).write_text(json.dumps(res, indent=1))

@@ -107,6 +107,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rev", default="HEAD")
     ap.add_argument("--n", type=int, default=300)
+    ap.add_argument("--gap-ms", type=float, default=0.0,
+                    help="idle milliseconds before each miss (miss_overhead.py --gap-ms)")
     ap.add_argument("--out")
     ap.add_argument("--patch", default=None,
                     help="stamps as a patch instead of by anchors (stamp.py, the default): "
@@ -137,9 +139,10 @@ def main() -> int:
                 return 2
         env = {**os.environ, "PYTHONPATH": str(tree / "src"), "SWIFTSHOT_STAMPS": str(stamps)}
         subprocess.run([sys.executable, str(tree / "bench" / "miss_overhead.py"), "--n",
-                        str(a.n)], env=env, check=True, cwd=tree)
+                        str(a.n), "--gap-ms", str(a.gap_ms)], env=env, check=True, cwd=tree)
         out = timeline(stamps)
     out["rev"] = a.rev
+    out["gap_ms"] = a.gap_ms
     out["load"] = os.getloadavg()
     print(f"\nper-stage p50 over {out['misses']} misses (µs):")
     for r in out["stages"]:

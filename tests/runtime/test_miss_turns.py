@@ -207,3 +207,60 @@ async def test_an_uncacheable_render_is_not_shared_and_keeps_its_deadline(svc):
     ex.answer(1)
     assert (await b).cache == "miss"
     await _until(lambda: service.gate.in_use == 0)
+
+
+class SendingExecutor(HeldExecutor):
+    """``HeldExecutor`` that can also send a batch at once (``begin``, as the process
+    executor does with an idle worker); ``sent`` records every batch in the order it went,
+    whichever way."""
+
+    def __init__(self, can_begin: bool = True) -> None:
+        super().__init__()
+        self.can_begin = can_begin
+        self.sent: list[str] = []
+
+    async def submit(self, batch: Batch, on_event=None) -> BatchResult:
+        self.sent.append("submit")
+        return await super().submit(batch, on_event)
+
+    def begin(self, batch: Batch, on_event=None):
+        if not self.can_begin:
+            return None
+        self.sent.append("begin")
+        f = asyncio.get_running_loop().create_future()
+        self.held.append((batch, f))
+        out: asyncio.Future[BatchResult] = asyncio.get_running_loop().create_future()
+        f.add_done_callback(lambda _: out.set_result(BatchResult(
+            [ItemResult(it.id, master=b"m" * 64, width=64, height=64) for it in batch.items],
+            0.001, worker="stub")))
+        return out
+
+
+@pytest.mark.parametrize("can_begin", [True, False])
+async def test_a_free_slot_is_sent_its_batch_in_the_submitting_step(tmp_path, can_begin):
+    """A request that finds a worker free has its batch sent before the loop turns again (the
+    render starts while the loop finishes the request's bookkeeping and launches the batch
+    task), not in the batch task's first step one turn later. An executor that cannot take it
+    at once is submitted to by the batch task as before."""
+    from swiftshot.runtime.worker import Worker
+
+    s = Settings(data_dir=tmp_path / "var")
+    s.scheduler.max_batch_size = 1
+    s.scheduler.max_wait_ms = 0.0
+    s.scheduler.service_time_hint_s = 0.001
+    ex = SendingExecutor(can_begin)
+    w = Worker(ex, s)
+    await w.start()
+    try:
+        one = w.info.normalized(spec("seven"))
+        task = asyncio.ensure_future(w.submit(one, deadline_s=5.0))
+        await asyncio.sleep(0)  # one turn: submit's first step, up to its wait
+        assert ex.sent == (["begin"] if can_begin else []), ex.sent
+        await _until(lambda: len(ex.held) == 1)
+        assert ex.sent == (["begin"] if can_begin else ["submit"])
+        ex.answer()
+        r = await asyncio.wait_for(task, 5)
+        assert r.master == b"m" * 64 and r.worker == "stub"
+        assert not w._running and not w._batches or all(t.done() for t in w._batches)
+    finally:
+        await w.stop()

@@ -47,6 +47,11 @@ WHAT = {
     ("Fg_lead", "F1_generate"): "gate",
     ("F1_generate", "Fh_admitted"): "scheduler admission",
     ("Fh_admitted", "Fi_run_task"): "batch task launched (a loop turn)",
+    ("Fh_admitted", "Fi_launch"): "to the batch's start (Worker._launch)",
+    ("Fi_launch", "Fi_run_task"): "batch built, batch task's first step (a loop turn)",
+    ("Fi_launch", "F2_send"): "batch built, idle worker (begin: no loop turn)",
+    ("F3_sent", "Fi_run_task"): "the rest of the request's step, a loop turn, the batch task",
+    ("Fi_run_task", "W0_recv"): "(the worker woke meanwhile)",
     ("Fi_run_task", "F2_send"): "Batch built, spec JSON, idle worker",
     ("F2_send", "F3_sent"): "pickle + pipe send",
     ("F3_sent", "W0_recv"): "worker wakes, reads, unpickles",
@@ -76,6 +81,9 @@ WHAT = {
 
 
 def timeline(folder: Path, skip: int = 30) -> dict[str, object]:
+    """p50 of each gap between consecutive stamps of a miss, in the order they happened
+    (not a fixed order: a change may move a stamp before another, as sending the batch before
+    the batch task's first step did); a gap is listed when at least half the misses have it."""
     events = []
     for f in folder.glob("*.txt"):
         for line in f.read_text().splitlines():
@@ -89,18 +97,28 @@ def timeline(folder: Path, skip: int = 30) -> dict[str, object]:
         if misses:
             misses[-1].setdefault(name, t)
     misses = misses[skip:]
-    seen = {name for _, name in events}
-    seq = [n for n in SEQ if n in seen]
-    rows = []
-    for a, b in zip(seq, seq[1:], strict=False):
-        gaps = [(m[b] - m[a]) / 1e3 for m in misses if a in m and b in m and 0 <= m[b] - m[a] < 5e7]
-        if gaps:
-            rows.append({"from": a, "to": b, "what": WHAT.get((a, b), ""), "n": len(gaps),
-                         "p50_us": statistics.median(gaps)})
+    gaps: dict[tuple[str, str], list[float]] = {}
+    where: dict[tuple[str, str], list[int]] = {}
+    for m in misses:
+        order = sorted(m, key=m.__getitem__)
+        for k, (a, b) in enumerate(zip(order, order[1:], strict=False)):
+            if m[b] - m[a] < 5e7:
+                gaps.setdefault((a, b), []).append((m[b] - m[a]) / 1e3)
+                where.setdefault((a, b), []).append(k)
+    rows = [{"from": a, "to": b, "what": WHAT.get((a, b), ""), "n": len(g),
+             "p50_us": statistics.median(g)}
+            for (a, b), g in sorted(gaps.items(), key=lambda kv: statistics.median(where[kv[0]]))
+            if len(g) >= len(misses) / 2]
     over = [(m["F8_finish"] - m["F0_handler"] - (m["W2_ran"] - m["W1_run_one"])) / 1e3
             for m in misses if all(k in m for k in ("F8_finish", "W2_ran", "W1_run_one"))]
+    before = [(m["F2_send"] - m["F0_handler"]) / 1e3 for m in misses
+              if "F2_send" in m and "F0_handler" in m]
+    back = [(m["F8_finish"] - m["F4_on_pipe_done"]) / 1e3 for m in misses
+            if "F8_finish" in m and "F4_on_pipe_done" in m]
     return {"misses": len(misses), "stages": rows,
-            "handler_to_finish_less_work_p50_us": statistics.median(over) if over else None}
+            "handler_to_finish_less_work_p50_us": statistics.median(over) if over else None,
+            "handler_to_send_p50_us": statistics.median(before) if before else None,
+            "answer_to_finish_p50_us": statistics.median(back) if back else None}
 
 
 def main() -> int:
@@ -138,7 +156,8 @@ def main() -> int:
                       file=sys.stderr)
                 return 2
         env = {**os.environ, "PYTHONPATH": str(tree / "src"), "SWIFTSHOT_STAMPS": str(stamps)}
-        subprocess.run([sys.executable, str(tree / "bench" / "miss_overhead.py"), "--n",
+        # this checkout's driver (an older commit's may lack --gap-ms), the rev's server
+        subprocess.run([sys.executable, str(HERE.parent / "miss_overhead.py"), "--n",
                         str(a.n), "--gap-ms", str(a.gap_ms)], env=env, check=True, cwd=tree)
         out = timeline(stamps)
     out["rev"] = a.rev
@@ -146,8 +165,10 @@ def main() -> int:
     out["load"] = os.getloadavg()
     print(f"\nper-stage p50 over {out['misses']} misses (µs):")
     for r in out["stages"]:
-        print(f"  {r['from']:>16s} → {r['to']:<16s} {r['p50_us']:8.1f}  {r['what']}")
-    print(f"handler → finish, less the worker's work: {out['handler_to_finish_less_work_p50_us']:.0f} µs")
+        print(f"  {r['from']:>16s} → {r['to']:<16s} {r['p50_us']:8.1f}  ({r['n']})  {r['what']}")
+    print(f"handler → finish, less the worker's work: {out['handler_to_finish_less_work_p50_us']:.0f} µs"
+          f"; handler → batch sent {out['handler_to_send_p50_us'] or float('nan'):.0f} µs"
+          f"; answer read → finish {out['answer_to_finish_p50_us'] or float('nan'):.0f} µs")
     if a.out:
         from swiftshot.benchmarks.machine import machine_info
 

@@ -54,6 +54,11 @@ ANCHORS: list[tuple[str, str, str, str, str, str]] = [
     ("runtime/worker.py", "    async def _run(", r"round_trip = self\.clock\(\) - sent", "after", "F5_run_resumed", ""),
     ("runtime/process.py", "    async def submit(", r"p\.lowered = p\.lower_conn is not None", "before", "F2_send", ""),
     ("runtime/process.py", "    async def submit(", r"# A timer, not asyncio\.wait", "before", "F3_sent", ""),
+    # since the eleventh session the send is in _dispatch (ProcessExecutor.begin from
+    # Worker._launch, or submit); on older commits these two are left out, and vice versa
+    ("runtime/process.py", "    def _dispatch(", r"p\.lowered = p\.lower_conn is not None", "before", "F2_send", ""),
+    ("runtime/process.py", "    def _dispatch(", r"# A timer, not asyncio\.wait", "before", "F3_sent", ""),
+    ("runtime/worker.py", "    def _launch(", r"", "first", "Fi_launch", ""),
     ("runtime/process.py", "    def _on_pipe(", r"", "first", "=\"F4_on_pipe_\" + msg[0]", ""),
     ("runtime/process.py", "    def pump(", r"if msg\[0\] == \"batch\":", "before", "W0_recv", ""),
     ("runtime/process.py", "    def run_one(", r"", "first", "W1_run_one", ""),

@@ -218,6 +218,7 @@ class SendingExecutor(HeldExecutor):
         super().__init__()
         self.can_begin = can_begin
         self.sent: list[str] = []
+        self.begun: list[asyncio.Future[BatchResult]] = []
 
     async def submit(self, batch: Batch, on_event=None) -> BatchResult:
         self.sent.append("submit")
@@ -230,7 +231,8 @@ class SendingExecutor(HeldExecutor):
         f = asyncio.get_running_loop().create_future()
         self.held.append((batch, f))
         out: asyncio.Future[BatchResult] = asyncio.get_running_loop().create_future()
-        f.add_done_callback(lambda _: out.set_result(BatchResult(
+        self.begun.append(out)
+        f.add_done_callback(lambda _: out.done() or out.set_result(BatchResult(
             [ItemResult(it.id, master=b"m" * 64, width=64, height=64) for it in batch.items],
             0.001, worker="stub")))
         return out
@@ -262,5 +264,40 @@ async def test_a_free_slot_is_sent_its_batch_in_the_submitting_step(tmp_path, ca
         r = await asyncio.wait_for(task, 5)
         assert r.master == b"m" * 64 and r.worker == "stub"
         assert not w._running and not w._batches or all(t.done() for t in w._batches)
+    finally:
+        await w.stop()
+
+
+@pytest.mark.parametrize("fail_first", [False, True])
+async def test_a_batch_task_cancelled_before_its_first_step_lets_its_sent_batch_go(
+        tmp_path, fail_first):
+    """``stop`` cancels the batch tasks; one cancelled between ``_launch`` (which sent its
+    batch) and its first step runs none of ``_run``. The sent batch's future is cancelled (the
+    worker freed) or, already failed, its failure retrieved; the request is answered with an
+    error, not left waiting; nothing stays running."""
+    from swiftshot.runtime.worker import Worker
+
+    s = Settings(data_dir=tmp_path / "var")
+    s.scheduler.max_batch_size = 1
+    s.scheduler.max_wait_ms = 0.0
+    s.scheduler.service_time_hint_s = 0.001
+    ex = SendingExecutor()
+    w = Worker(ex, s)
+    await w.start()
+    try:
+        req = asyncio.ensure_future(w.submit(w.info.normalized(spec("eight")), deadline_s=5.0))
+        await asyncio.sleep(0)  # submit's first step: the batch is sent, its task not started
+        assert len(ex.begun) == 1 and len(w._batches) == 1
+        if fail_first:  # the worker was lost before anyone awaited the answer
+            ex.begun[0].set_exception(RuntimeError("worker lost"))
+        next(iter(w._batches)).cancel()
+        with pytest.raises(Exception) as e:
+            await asyncio.wait_for(req, 1.0)
+        assert not isinstance(e.value, TimeoutError)
+        assert ex.begun[0].done()
+        assert ex.begun[0].cancelled() != fail_first
+        if fail_first:
+            assert not ex.begun[0]._log_traceback  # retrieved: not logged as never retrieved
+        assert not w._running and not w._batches
     finally:
         await w.stop()

@@ -391,6 +391,27 @@ class Worker:
         task = asyncio.create_task(self._run(items, batch, sent), name="swiftshot-batch")
         self._batches.add(task)
         task.add_done_callback(self._batch_done)
+        task.add_done_callback(lambda t: self._unstarted(t, items, sent))
+
+    def _unstarted(self, task: asyncio.Task[None], items: list[WorkItem],
+                   sent: asyncio.Future[BatchResult] | None) -> None:
+        """A batch task cancelled before its first step (``stop`` right after ``_launch``)
+        ran none of ``_run``: its requests are answered here, and a batch already sent is let
+        go — its future cancelled, which frees the worker as an answer would (the worker's
+        late answer is dropped), or its failure retrieved, so nothing is left waiting or
+        logged unread. After a first step ``_run`` has done all this itself."""
+        if sent is not None:
+            if not sent.done():
+                sent.cancel()
+            elif not sent.cancelled():
+                sent.exception()
+        if not task.cancelled():
+            return
+        for it in items:
+            slot: _Slot = it.payload
+            self._running.pop(it.id, None)
+            self._resolve_error(slot, self._stopping() if self._stopped else
+                                EngineError("the batch ended without a result"))
 
     def _start_due(self) -> None:
         """Launch every batch that may start now, here rather than on the dispatch loop's next

@@ -54,8 +54,9 @@ ANCHORS: list[tuple[str, str, str, str, str, str]] = [
     ("runtime/worker.py", "    async def _run(", r"round_trip = self\.clock\(\) - sent", "after", "F5_run_resumed", ""),
     ("runtime/process.py", "    async def submit(", r"p\.lowered = p\.lower_conn is not None", "before", "F2_send", ""),
     ("runtime/process.py", "    async def submit(", r"# A timer, not asyncio\.wait", "before", "F3_sent", ""),
-    # since the eleventh session the send is in _dispatch (ProcessExecutor.begin from
-    # Worker._launch, or submit); on older commits these two are left out, and vice versa
+    # the eleventh session's send-first experiment (ProcessExecutor._dispatch, Worker._launch;
+    # landed as 2b9d631, reverted: docs/PERFORMANCE.md) sent from _dispatch: on other commits
+    # these three are left out
     ("runtime/process.py", "    def _dispatch(", r"p\.lowered = p\.lower_conn is not None", "before", "F2_send", ""),
     ("runtime/process.py", "    def _dispatch(", r"# A timer, not asyncio\.wait", "before", "F3_sent", ""),
     ("runtime/worker.py", "    def _launch(", r"", "first", "Fi_launch", ""),

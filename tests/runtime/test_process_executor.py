@@ -137,29 +137,6 @@ async def test_a_client_that_hangs_up_frees_its_slot_in_the_worker_process(tmp_p
         await w.stop()
 
 
-async def test_begin_sends_to_an_idle_worker_at_once_and_declines_when_none_is(tmp_path):
-    """``begin``: the batch is on the worker's pipe when it returns (the worker is busy), its
-    answer comes through the future it returned, and the worker is free again once answered;
-    with every worker busy it sends nothing and says so (None): ``submit`` waits instead."""
-    from swiftshot.runtime.executor import Batch, Item
-
-    settings = _settings(tmp_path, delay_s=0.3, steps=3)
-    w, ex = await _worker(settings, 1)
-    try:
-        first = ex.begin(Batch(901, [Item(1, _spec(w, "begun"))], {}, {}))
-        assert first is not None and _busy(ex) is not None and _busy(ex).batch == 901
-        assert ex.begin(Batch(902, [Item(2, _spec(w, "declined"))], {}, {})) is None
-        out = await asyncio.wait_for(first, 30)
-        assert [r.id for r in out.results] == [1] and out.results[0].error is None
-        await _until(lambda: ex.begin(Batch(903, [Item(3, _spec(w, "next"))], {}, {}))
-                     is not None, timeout=10)
-        await _until(lambda: _busy(ex) is None, timeout=30)
-        await ex.stop()
-        assert ex.begin(Batch(904, [Item(4, _spec(w, "stopped"))], {}, {})) is None
-    finally:
-        await w.stop()
-
-
 async def test_a_worker_whose_front_is_gone_exits_between_steps_of_its_batch(tmp_path):
     # the worker's main thread reads its pipe itself (no reader thread): between the steps of
     # a running batch it sees the front's end of file and exits, it does not run on for 30 s

@@ -534,30 +534,10 @@ class ProcessExecutor:
             raise ServiceError("the server is shutting down", status=503, code="shutting_down",
                                retry_after=1.0)
         p = await self._idle_worker()
-        return await self._dispatch(p, batch, on_event)
-
-    def begin(self, batch: Batch, on_event: EventCallback | None = None
-              ) -> asyncio.Future[BatchResult] | None:
-        """``submit``'s send, now, from the caller's own step: the batch goes to an idle worker
-        before the loop turns (the dispatcher then awaits the future that this returns in
-        its batch task, and whatever it does before that overlaps the render). None when no
-        worker is idle or the executor is stopping: ``submit`` then waits, or says why."""
-        if self._stopped:
-            return None
-        for p in self._procs:
-            if p.state == "ready" and p.batch is None and p.storing is None:
-                return self._dispatch(p, batch, on_event)
-        return None
-
-    def _dispatch(self, p: _Proc, batch: Batch, on_event: EventCallback | None
-                  ) -> asyncio.Future[BatchResult]:
-        """Send ``batch`` to the idle worker ``p``; the future of its answer. The worker is
-        free again (and its timer off) as soon as that future is settled — answered, failed,
-        or cancelled by a caller that stopped awaiting it — without waiting for the awaiting
-        task's next step."""
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[BatchResult] = loop.create_future()
-        p.batch, p.future, p.on_event = batch.id, future, on_event
+        p.batch = batch.id
+        p.future = loop.create_future()
+        p.on_event = on_event
         p.item_ids = [it.id for it in batch.items]
         p.started_at = time.monotonic()
         wire = [(it.id, it.spec.model_dump_json(), it.partials, it.store) for it in batch.items]
@@ -569,18 +549,17 @@ class ProcessExecutor:
                 ("batch", batch.id, wire, products, batch.trace, batch.rank))
         except (OSError, ValueError) as e:
             self._fail(p, WorkerLost(f"process-{p.index} could not take the batch: {e}"))
-        # A timer, not asyncio.wait: the answer wakes the awaiting task in one step, not two.
+        # A timer, not asyncio.wait: the answer wakes this task in one step, not two.
         timer = loop.call_later(self.settings.engine.batch_timeout_s, self._overran, p,
                                 batch.id)
-        future.add_done_callback(lambda _: self._batch_over(p, batch.id, timer))
-        return future
-
-    def _batch_over(self, p: _Proc, batch_id: int, timer: asyncio.TimerHandle) -> None:
-        timer.cancel()
-        if p.batch == batch_id:
-            p.batch, p.future, p.on_event, p.item_ids = None, None, None, []
-        if self._idle is not None:
-            self._idle.set()
+        try:
+            return await p.future
+        finally:
+            timer.cancel()
+            if p.batch == batch.id:
+                p.batch, p.future, p.on_event, p.item_ids = None, None, None, []
+            if self._idle is not None:
+                self._idle.set()
 
     def _overran(self, p: _Proc, batch_id: int) -> None:
         """``engine.batch_timeout_s`` passed with the batch still running: kill the worker."""

@@ -373,45 +373,9 @@ class Worker:
         self.scheduler.ahead = max(0, int(getattr(self.executor, "ahead", 0)))
 
     def _launch(self, items: list[WorkItem]) -> None:
-        """Start a batch of ``items``: its task awaits the answer and resolves the requests.
-        An executor that can send it now (``begin``: the process executor with an idle
-        worker) sends it here, in the caller's step, before the task's first turn of the
-        loop: the worker starts the render while the loop finishes what it was doing (the
-        request's own bookkeeping, the task's launch) instead of before."""
-        batch = self._batch_of(items)
-        sent = None
-        begin = getattr(self.executor, "begin", None)
-        if begin is not None:
-            try:
-                sent = begin(batch, self._event)
-            except Exception:  # noqa: BLE001 - the task's own submit says what is wrong
-                log.exception("executor %s could not start a batch at once; the batch task "
-                              "submits it", self.executor.kind)
-                sent = None
-        task = asyncio.create_task(self._run(items, batch, sent), name="swiftshot-batch")
+        task = asyncio.create_task(self._run(items), name="swiftshot-batch")
         self._batches.add(task)
         task.add_done_callback(self._batch_done)
-        task.add_done_callback(lambda t: self._unstarted(t, items, sent))
-
-    def _unstarted(self, task: asyncio.Task[None], items: list[WorkItem],
-                   sent: asyncio.Future[BatchResult] | None) -> None:
-        """A batch task cancelled before its first step (``stop`` right after ``_launch``)
-        ran none of ``_run``: its requests are answered here, and a batch already sent is let
-        go — its future cancelled, which frees the worker as an answer would (the worker's
-        late answer is dropped), or its failure retrieved, so nothing is left waiting or
-        logged unread. After a first step ``_run`` has done all this itself."""
-        if sent is not None:
-            if not sent.done():
-                sent.cancel()
-            elif not sent.cancelled():
-                sent.exception()
-        if not task.cancelled():
-            return
-        for it in items:
-            slot: _Slot = it.payload
-            self._running.pop(it.id, None)
-            self._resolve_error(slot, self._stopping() if self._stopped else
-                                EngineError("the batch ended without a result"))
 
     def _start_due(self) -> None:
         """Launch every batch that may start now, here rather than on the dispatch loop's next
@@ -466,8 +430,7 @@ class Worker:
             return  # sent once by _run when the batch is dispatched
         slot.listener.emit(event)
 
-    def _batch_of(self, items: list[WorkItem]) -> Batch:
-        """The items' requests are running from now: the executor's batch of them."""
+    async def _run(self, items: list[WorkItem]) -> None:
         slots: list[_Slot] = [it.payload for it in items]
         start = self.clock()
         for slot in slots:
@@ -480,22 +443,15 @@ class Worker:
         for slot in slots:
             if slot.products:
                 products.update(slot.products)
-        return Batch(next(self._batch_ids),
-                     [Item(s.item.id, s.spec, s.listener.partials if s.listener else 0,
-                           s.store) for s in slots], products, telemetry.trace_carrier(),
-                     rank=min(RANK[s.item.priority] for s in slots))
-
-    async def _run(self, items: list[WorkItem], batch: Batch,
-                   sent_now: asyncio.Future[BatchResult] | None = None) -> None:
-        """Await the executor's answer to ``batch`` (``sent_now``: already sent by
-        ``_launch``), then resolve each request's future."""
-        slots: list[_Slot] = [it.payload for it in items]
-        start = slots[0].started if slots and slots[0].started is not None else self.clock()
+        batch = Batch(next(self._batch_ids),
+                      [Item(s.item.id, s.spec, s.listener.partials if s.listener else 0,
+                            s.store) for s in slots], products, telemetry.trace_carrier(),
+                      rank=min(RANK[s.item.priority] for s in slots))
         ok = False
         waited = 0.0  # seconds the batch waited inside its worker (sent ahead), not serviced
         try:
-            sent = start
-            out = await self._submit(batch, sent_now)
+            sent = self.clock()
+            out = await self._submit(batch)
             round_trip = self.clock() - sent
             ok = True
         except Cancelled:
@@ -554,8 +510,7 @@ class Worker:
                 if len(self.scheduler):
                     self._start_due()
 
-    async def _submit(self, batch: Batch, sent_now: asyncio.Future[BatchResult] | None = None
-                      ) -> BatchResult:
+    async def _submit(self, batch: Batch) -> BatchResult:
         """The executor's answer. A batch whose worker was lost is not simply rerun whole: one
         input may be what kills the worker (a segfault, an ``os._exit`` in native code), and
         rerunning it with its batch-mates would take them down again. So the batch is split
@@ -565,7 +520,7 @@ class Worker:
         outside costs each request at most one retry; a poisonous input fails alone after
         ``log2(n) + 2`` worker deaths, and its batch-mates are answered."""
         try:
-            out = await self._send(batch, sent_now)
+            out = await self._send(batch)
         except WorkerLost as e:
             if self._stopped:
                 raise
@@ -591,17 +546,13 @@ class Worker:
                               f"{len(batch.items)} items")
         return out
 
-    async def _send(self, batch: Batch, sent_now: asyncio.Future[BatchResult] | None = None
-                    ) -> BatchResult:
+    async def _send(self, batch: Batch) -> BatchResult:
         """``executor.submit``, sent again as it is when its worker was lost before the batch
         started (``WorkerLost.started`` False: it waited behind another batch, Ray's
         ``pipeline_depth``) — that loss says nothing about its inputs, so crash isolation does
         not count it. At most ``UNSTARTED_RESENDS`` times; then the loss counts as usual."""
         for _ in range(UNSTARTED_RESENDS):
             try:
-                if sent_now is not None:  # the first try, sent by _launch
-                    answer, sent_now = sent_now, None
-                    return await answer
                 return await self.executor.submit(batch, self._event)
             except WorkerLost as e:
                 if self._stopped or e.started:

@@ -1166,7 +1166,7 @@ _CONF_TERMS: tuple[tuple[str, float, float, float], ...] = (
     ("notch", 0.004, 0.03, 5.02),     # a notch its own mirror image does not have
     ("amb_blob", 0.02, 0.1, 1.19),     # a thick blob of backdrop or shadow kept (not white)
     ("smooth", 0.08, 0.33, 6.0),      # by hand: smooth beside it on a textured backdrop
-    ("lit_beyond", 0.08, 0.2, 6.0),   # by hand: a lit band beyond the outline (a part left out)
+    ("lit_beyond", 0.07, 0.13, 6.0),  # by hand: a lit band beyond the outline (a part left out)
     ("tiny", 0.0, 0.015, 6.0),        # by hand: under 2 % of the frame (0.5 %: full)
     ("huge", 0.7, 0.9, 6.0),          # by hand: most of the frame
 )

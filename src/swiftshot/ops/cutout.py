@@ -1487,15 +1487,16 @@ def _darkens_into(comp: np.ndarray, m: np.ndarray, solid: np.ndarray, ratio: np.
                   tol: np.ndarray, h: int, reach: int = 12) -> float:
     """Fraction of ``comp``'s columns (boxes as in ``_product_under``) where, going down from
     its lowest pixel, the mask ``m`` goes on without a break and without getting lighter
-    (brightness ratio at most the darkest so far plus its noise) until it reaches ``solid``
-    within ``reach`` rows: the part is the top of the product's own shading (a grey sheen
-    fading into a black case), not a shadow on the floor, under which the mask ends or the
-    shadow's rim brightens towards the backdrop."""
+    (brightness ratio at most the darkest so far plus its noise) until it reaches ``solid``,
+    darker than where it began, within ``reach`` rows: the part is the top of the product's
+    own shading (a grey sheen fading into a black case), not a shadow on the floor, under
+    which the mask ends or the shadow's rim brightens towards the backdrop."""
     cols = np.nonzero(comp.any(0))[0]
     if not len(cols):
         return 0.0
     low = h - 1 - np.argmax(comp[::-1][:, cols], axis=0)
-    darkest = ratio[low, cols].copy()
+    start = ratio[low, cols]
+    darkest = start.copy()
     alive = np.ones(len(cols), bool)
     hit = np.zeros(len(cols), bool)
     for d in range(1, reach + 1):
@@ -1503,8 +1504,11 @@ def _darkens_into(comp: np.ndarray, m: np.ndarray, solid: np.ndarray, ratio: np.
         alive &= yy < m.shape[0]
         yc = np.minimum(yy, m.shape[0] - 1)
         r = ratio[yc, cols]
-        alive &= m[yc, cols] & (r <= darkest + tol[yc, cols])
-        hit |= alive & solid[yc, cols]
+        noise = tol[yc, cols]
+        alive &= m[yc, cols] & (r <= darkest + noise)
+        # Reached, and darker than where the walk began: a noisy pixel of a shadow's own
+        # grey that reads as coloured (cast shadows 9102 at 800², a bag's shadow) is not.
+        hit |= alive & solid[yc, cols] & (r < start - noise)
         alive &= ~hit
         darkest = np.minimum(darkest, r)
         if not alive.any():

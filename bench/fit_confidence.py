@@ -80,8 +80,9 @@ def main(argv: list[str]) -> int:
               f"said low {(good & low).sum()}/{good.sum()} (not high {(good & ~high).sum()})")
 
     cv = np.zeros(len(rows))
-    for lo, hi in ((0, 1000), (5000, 6000), (6000, 7000), (7000, 8000), (8000, 9000),
-                   (9000, 9100), (9100, 9200), (9200, 9300), (9300, 10000)):
+    for lo, hi in ((0, 1000), (3000, 4000), (4000, 5000), (5000, 6000), (6000, 7000),
+                   (7000, 8000), (8000, 9000), (9000, 9100), (9100, 9200), (9200, 9300),
+                   (9300, 10000)):
         part = (seed >= lo) & (seed < hi)
         if part.any() and (~part).any():
             b, wt = fit(X[~part], y[~part], w[~part], fixed, free)

@@ -127,6 +127,9 @@ def main() -> int:
     ap.add_argument("--n", type=int, default=300)
     ap.add_argument("--gap-ms", type=float, default=0.0,
                     help="idle milliseconds before each miss (miss_overhead.py --gap-ms)")
+    ap.add_argument("--size", type=int, default=512,
+                    help="square size rendered (miss_overhead.py --size; 64: a render short "
+                         "enough that back-to-back misses find the front and worker awake)")
     ap.add_argument("--out")
     ap.add_argument("--patch", default=None,
                     help="stamps as a patch instead of by anchors (stamp.py, the default): "
@@ -158,10 +161,12 @@ def main() -> int:
         env = {**os.environ, "PYTHONPATH": str(tree / "src"), "SWIFTSHOT_STAMPS": str(stamps)}
         # this checkout's driver (an older commit's may lack --gap-ms), the rev's server
         subprocess.run([sys.executable, str(HERE.parent / "miss_overhead.py"), "--n",
-                        str(a.n), "--gap-ms", str(a.gap_ms)], env=env, check=True, cwd=tree)
+                        str(a.n), "--gap-ms", str(a.gap_ms), "--size", str(a.size)],
+                       env=env, check=True, cwd=tree)
         out = timeline(stamps)
     out["rev"] = a.rev
     out["gap_ms"] = a.gap_ms
+    out["size"] = a.size
     out["load"] = os.getloadavg()
     print(f"\nper-stage p50 over {out['misses']} misses (µs):")
     for r in out["stages"]:

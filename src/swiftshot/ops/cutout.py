@@ -995,10 +995,49 @@ def _lit_beyond(hard: np.ndarray, ev: Evidence) -> float:
     same miss in low light (a sneaker's sole on a grey-looking sweep, low light 4008, found
     in pieces) 0.19 / 0.14 / 0.11; cutouts that are not misses 0.06 at most (the lit gap
     between a ring and its soft shadow, holes 9008 at 640²)."""
+    steps = _lit_steps(hard, ev)
+    if steps is None or not len(steps.ys):
+        return 0.0
+    hard, ys, xs = steps.hard, steps.ys, steps.xs
+    h, w = hard.shape
+    line = (hard > 0) & (cv2.erode(hard, _CROSS) == 0)  # the outline
+    per = max(int(line.sum()), 1)
+    # The share of the outline with such a step beyond it: each step marks the outline pixel
+    # nearest to it, and 2 px of outline either side (a faint edge in low light is found in
+    # pieces; a double edge does not count twice).
+    _, near = cv2.distanceTransformWithLabels((hard == 0).astype(np.uint8), cv2.DIST_L2, 5,
+                                              labelType=cv2.DIST_LABEL_PIXEL)
+    hit_lab = np.zeros(int(near.max()) + 1, bool)
+    hit_lab[near[ys, xs]] = True
+    hit = np.zeros((h, w), np.uint8)
+    hit[hard > 0] = hit_lab[near[hard > 0]]
+    hit = (cv2.dilate(hit, _DISC5) > 0) & line
+    return float(hit.sum() / per)
+
+
+@dataclass(frozen=True)
+class LitSteps:
+    """Lit steps beyond a mask's outline (``_lit_steps``), on the box ``box`` of the frame."""
+    box: tuple[slice, slice]
+    hard: np.ndarray
+    """0/1 uint8: the mask's main parts, on the box."""
+    ys: np.ndarray
+    xs: np.ndarray
+    """The steps' pixels (box coordinates)."""
+    ny: np.ndarray
+    nx: np.ndarray
+    """The way out of the mask at each step (unit vector)."""
+    dist: np.ndarray
+    """Each step's distance from the mask (px)."""
+
+
+def _lit_steps(hard: np.ndarray, ev: Evidence) -> LitSteps | None:
+    """The steps ``_lit_beyond`` counts (see there): product evidence beyond the outline
+    with a lighter band between it and the outline, ending in a sharp step down."""
     h, w = hard.shape
     area = int(cv2.countNonZero(hard))
     if area == 0 or area == h * w:
-        return 0.0
+        return None
     # Seen from the product's main parts only: a speck kept in a lit patch inside a cast
     # shadow (cast shadows 9400, the mug's handle seen through its shadow) has the patch
     # beyond its outline, lighter than the shadow around it.
@@ -1018,9 +1057,7 @@ def _lit_beyond(hard: np.ndarray, ev: Evidence) -> float:
     d = cv2.distanceTransform((hard == 0).astype(np.uint8), cv2.DIST_L2, 5)
     ys, xs = np.nonzero(product & (d >= _LIT_FROM) & (d <= reach))
     if not len(ys):
-        return 0.0
-    line = (hard > 0) & (cv2.erode(hard, _CROSS) == 0)  # the outline
-    per = max(int(line.sum()), 1)
+        return None
     gx = cv2.Sobel(d, cv2.CV_32F, 1, 0, ksize=3)[ys, xs]
     gy = cv2.Sobel(d, cv2.CV_32F, 0, 1, ksize=3)[ys, xs]
     norm = np.sqrt(gx * gx + gy * gy) + 1e-6
@@ -1048,19 +1085,7 @@ def _lit_beyond(hard: np.ndarray, ev: Evidence) -> float:
         r_in = r[iy, ix]
         lit &= ((r_in - r_out > margin) & (hard[iy, ix] == 0) & (chroma[iy, ix] < 1.0)
                 & (r_in < 1.0 + tol))
-    if not lit.any():
-        return 0.0
-    # The share of the outline with such a step beyond it: each step marks the outline pixel
-    # nearest to it, and 2 px of outline either side (a faint edge in low light is found in
-    # pieces; a double edge does not count twice).
-    _, near = cv2.distanceTransformWithLabels((hard == 0).astype(np.uint8), cv2.DIST_L2, 5,
-                                              labelType=cv2.DIST_LABEL_PIXEL)
-    hit_lab = np.zeros(int(near.max()) + 1, bool)
-    hit_lab[near[ys[lit], xs[lit]]] = True
-    hit = np.zeros((h, w), np.uint8)
-    hit[hard > 0] = hit_lab[near[hard > 0]]
-    hit = (cv2.dilate(hit, _DISC5) > 0) & line
-    return float(hit.sum() / per)
+    return LitSteps(box, hard, ys[lit], xs[lit], ny[lit], nx[lit], dist[lit])
 
 
 _LIT_FROM = 6.0
@@ -1466,6 +1491,154 @@ def _drop_cast_shadow(m: np.ndarray, ev: Evidence) -> np.ndarray:
     if removed:
         out = cv2.morphologyEx(out, cv2.MORPH_OPEN, _CROSS)
     return out
+
+
+def _restore_lit_parts(m: np.ndarray, ev: Evidence) -> np.ndarray:
+    """Give back to the product a light part under it that was read as its shadow: a sole.
+
+    A sneaker's white sole on a white or light table (228 levels on 246), or a warm-grey one
+    on a dim sweep, has the backdrop's chroma and is 4-11 % darker: what a shadow looks like
+    (``shadow_like``). At 640² its outline closes, the regions keep it and
+    ``_drop_cast_shadow`` gives it back (a shadow-coloured part low in the region, open to
+    the outside); at 800² and 1500² its ends meet the table or the sneaker's own shadow at
+    nearly the same grey, the outline stays open and it is never filled (textured 3024,
+    3025, 9422, low light 4008: IoU 0.69-0.76). What tells it from a shadow is what lies
+    past it: a shadow is darkest next to the product and lightens away from it (a contact
+    shadow, a cast one), while past a sole's lower edge the table steps *down*, into the
+    product's own shadow. So a part beyond the mask's bottom is product when
+
+    * it is closed off: a hole of the mask and the product evidence near it closed with an
+      11 px disc (the sole's corners may have gaps of several px), or the band between the
+      outline and the lit steps beyond it (``_lit_steps``: a lighter band ending in a sharp
+      step down, which finds the sole's lower edge where its ends stay open), 2 px short of
+      the step;
+    * it hangs under the product: in the lower 45 % of the mask (on the floor, where
+      ``_drop_cast_shadow`` looks), with the mask within 3 px above half its columns or
+      more, 1-50 % of the mask's area, of the backdrop's chroma (median under 1) and darker
+      than it (median ratio under 1 − half its noise: a lit gap of table between a product
+      and its shadow is not), and flat (its 10th to 90th percentile of brightness within the
+      ratio's noise: the soles 0.3-0.5 of it, the penumbra of a mug handle's shadow in the
+      hollow under the handle, closed off by the shadow's edge, 6);
+    * and the table is darker right under it: within 2-6 px under its lowest pixel, in half
+      its columns or more, darker than its own median by the ratio's noise. A cast shadow,
+      a contact shadow and a lit gap between a product and its shadow all have lighter table
+      (or the shadow's lighter end) under them.
+
+    The parts given back are joined (their convex hull, less what is darker than them: the
+    shadow past the sole's edge) and closed with the evidence around them (a sole found in
+    pieces along an edge seen in pieces)."""
+    rows = np.nonzero(m.any(1))[0]
+    if not len(rows):
+        return m
+    top, bottom = rows[0], rows[-1]
+    height = bottom - top + 1
+    total = int(cv2.countNonZero(m))
+    reach = max(12, int(_LIT_REACH * total ** 0.5))
+    box = _around(m, reach + _SOLE_CLOSE)
+    if box is None:
+        return m
+    mb = m[box]
+    hb, wb = mb.shape
+    # The band between the outline and each lit step beyond it, stopped short of the step.
+    band = np.zeros_like(mb)
+    steps = _lit_steps(m, ev)
+    if steps is not None and len(steps.ys):
+        by0 = steps.box[0].start - box[0].start
+        bx0 = steps.box[1].start - box[1].start
+        for t in np.arange(_SOLE_SHORT, float(steps.dist.max()) + 1.0, 0.5):
+            ok = t <= steps.dist
+            iy = np.rint(steps.ys[ok] - t * steps.ny[ok]).astype(np.intp) + by0
+            ix = np.rint(steps.xs[ok] - t * steps.nx[ok]).astype(np.intp) + bx0
+            ok = (iy >= 0) & (iy < hb) & (ix >= 0) & (ix < wb)
+            band[iy[ok], ix[ok]] = 1
+        band[mb > 0] = 0
+    near = cv2.dilate(mb, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * reach + 1,) * 2))
+    closed = _close_in_frame(mb | ((ev.product[box] & (near > 0)).astype(np.uint8)) | band,
+                             cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (_SOLE_CLOSE,) * 2))
+    n, lab = cv2.connectedComponents((1 - closed).astype(np.uint8), connectivity=4)
+    outside = np.unique(np.concatenate([lab[0], lab[-1], lab[:, 0], lab[:, -1]]))
+    hole = ~np.isin(lab, outside) & (closed == 0)
+    rim = (closed > 0) & (mb == 0)  # the evidence around the candidates
+    cand = ((hole | (band > 0)) & (mb == 0)).astype(np.uint8)
+    cand = cv2.morphologyEx(cand, cv2.MORPH_OPEN, _CROSS)
+    cand = _close_in_frame(cand, _DISC7) & (mb == 0)
+    nc, cl, st, _ = cv2.connectedComponentsWithStats(cand.astype(np.uint8), connectivity=8)
+    if nc <= 1:
+        return m
+    ratio, tol, chroma = ev.ratio[box], ev.tol[box], ev.chroma[box]
+    r3 = cv2.blur(ratio, (3, 3))
+    grow = np.ones((2 * _SOLE_GROW + 1,) * 2, np.uint8)
+    y_top = top + (1.0 - _SHADOW_LOW) * height - box[0].start
+    acc = np.zeros((hb, wb), bool)
+    for i in range(1, nc):
+        x, y, w, h, area = st[i]
+        if area < 0.01 * total or area > 0.5 * total or y < y_top:
+            continue
+        core = cl[y:y + h, x:x + w] == i
+        sl = (slice(y, y + h), slice(x, x + w))
+        if np.median(chroma[sl][core]) >= 1.0:
+            continue
+        r_in = float(np.median(r3[sl][core]))
+        t_in = float(np.median(tol[sl][core]))
+        if r_in > 1.0 - 0.5 * t_in:
+            continue  # the table's own brightness: a lit gap between a product and its shadow
+        lo_r, hi_r = np.percentile(r3[sl][core], [10, 90])
+        if hi_r - lo_r > t_in:
+            continue  # not one flat face: a shadow's penumbra (a ramp)
+        comp = (cl == i) | ((cv2.dilate((cl == i).astype(np.uint8), grow) > 0) & rim)
+        cols = np.nonzero(comp.any(0))[0]
+        hi = np.argmax(comp[:, cols], axis=0)
+        lo = hb - 1 - np.argmax(comp[::-1][:, cols], axis=0)
+        above = np.zeros(len(cols), bool)
+        for d in range(1, 4):
+            yy = hi - d
+            ok = yy >= 0
+            above[ok] |= mb[yy[ok], cols[ok]] > 0
+        if above.mean() < 0.5:
+            continue
+        dark = np.zeros(len(cols), bool)
+        seen = np.zeros(len(cols), bool)
+        for d in range(2, 7):
+            yy = lo + d
+            ok = yy < hb
+            ok[ok] &= mb[yy[ok], cols[ok]] == 0
+            seen |= ok
+            dark[ok] |= r3[yy[ok], cols[ok]] < r_in - t_in
+        if not seen.any() or dark[seen].mean() < 0.5:
+            continue
+        acc |= comp
+    if not acc.any():
+        return m
+    # Join the parts: their hull, less what is darker than them (the shadow past the edge).
+    cnts, _ = cv2.findContours(acc.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    hull = np.zeros((hb, wb), np.uint8)
+    cv2.fillConvexPoly(hull, cv2.convexHull(np.concatenate(cnts)), 1)
+    acc |= ((hull > 0) & (r3 >= np.median(r3[acc]) - np.median(tol[acc])) & (chroma < 1.0)
+            & (mb == 0))
+    ob = (mb | acc).astype(np.uint8)
+    ob = cv2.morphologyEx(ob, cv2.MORPH_OPEN, _CROSS) | mb
+    # ...and closed with the evidence around them, near them only (a handle's hole elsewhere
+    # stays open).
+    joined = _fill_holes(_close_in_frame(ob, _DISC7) & (ob | rim | cand).astype(np.uint8),
+                         np.zeros((hb, wb), bool))
+    near_acc = cv2.dilate(acc.astype(np.uint8), np.ones((7, 7), np.uint8)) > 0
+    ob[(joined > 0) & near_acc] = 1
+    out = m.copy()
+    out[box] = ob
+    return out
+
+
+_SOLE_CLOSE = 11
+"""``_restore_lit_parts`` closes the mask and the evidence near it with a disc this wide (px):
+a sole's outline has gaps of several px where its corners meet the table at its grey."""
+_SOLE_SHORT = 2.0
+"""The band under the outline stops this many px short of the lit step (the step's own edge
+evidence lies on the table's side of it)."""
+_SOLE_GROW = 3
+"""A candidate part takes in the evidence around it within this many px (its outline)."""
+_SHADOW_LOW = 0.45
+"""``_drop_cast_shadow`` and ``_restore_lit_parts`` look at the lower 45 % of the mask: the
+floor, where a cast shadow lies."""
 
 
 def _product_under(comp: np.ndarray, m: np.ndarray, h: int, reach: int = 3) -> float:
@@ -1941,6 +2114,9 @@ class ClassicalSegmenter:
                 ev.product, ev.bg_like, ev.shadow_like, p, img, bg, ev)
         hard = _peel_base_shadow(hard, ev, p)
         hard = _drop_cast_shadow(hard, ev)
+        # A light part under the product that reads as its shadow (a white sole on a white
+        # table): closed off, with the mask above it and a step down into shadow under it.
+        hard = _restore_lit_parts(hard, ev)
         # A smooth part of the product on a textured table (a label, a sole of the table's
         # colour): no colour evidence, but smooth where the grain is not.
         hard = _smooth_parts(img, hard, band, p.min_region * hard.size)

@@ -1537,27 +1537,36 @@ def _restore_lit_parts(m: np.ndarray, ev: Evidence) -> np.ndarray:
     box = _around(m, reach + _SOLE_CLOSE)
     if box is None:
         return m
+    # Only the floor matters: the lower part of the mask and what lies under it (the box's
+    # top edge is continued by the closing, so the mask's body closes it off).
+    y_top = top + (1.0 - _SHADOW_LOW) * height
+    box = (slice(max(box[0].start, int(y_top) - _SOLE_CLOSE), box[0].stop), box[1])
+    y_top -= box[0].start
     mb = m[box]
     hb, wb = mb.shape
+    sub = replace(ev, product=ev.product[box], ratio=ev.ratio[box], chroma=ev.chroma[box],
+                  tol=ev.tol[box], bg_like=ev.bg_like[box], shadow_like=ev.shadow_like[box],
+                  lum_bg=None, tint=None)
     # The band between the outline and each lit step beyond it, stopped short of the step.
     band = np.zeros_like(mb)
-    steps = _lit_steps(m, ev)
+    steps = _lit_steps(mb, sub)
     if steps is not None and len(steps.ys):
-        by0 = steps.box[0].start - box[0].start
-        bx0 = steps.box[1].start - box[1].start
-        for t in np.arange(_SOLE_SHORT, float(steps.dist.max()) + 1.0, 0.5):
-            ok = t <= steps.dist
-            iy = np.rint(steps.ys[ok] - t * steps.ny[ok]).astype(np.intp) + by0
-            ix = np.rint(steps.xs[ok] - t * steps.nx[ok]).astype(np.intp) + bx0
-            ok = (iy >= 0) & (iy < hb) & (ix >= 0) & (ix < wb)
-            band[iy[ok], ix[ok]] = 1
+        t = np.arange(_SOLE_SHORT, float(steps.dist.max()) + 1.0, 0.5, dtype=np.float32)
+        ok = t[None, :] <= steps.dist[:, None]
+        iy = np.rint(steps.ys[:, None] - t[None, :] * steps.ny[:, None])[ok].astype(np.intp)
+        ix = np.rint(steps.xs[:, None] - t[None, :] * steps.nx[:, None])[ok].astype(np.intp)
+        iy += steps.box[0].start
+        ix += steps.box[1].start
+        ok = (iy >= 0) & (iy < hb) & (ix >= 0) & (ix < wb)
+        band[iy[ok], ix[ok]] = 1
         band[mb > 0] = 0
-    near = cv2.dilate(mb, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * reach + 1,) * 2))
-    closed = _close_in_frame(mb | ((ev.product[box] & (near > 0)).astype(np.uint8)) | band,
+    closed = _close_in_frame(mb | sub.product.astype(np.uint8) | band,
                              cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (_SOLE_CLOSE,) * 2))
     n, lab = cv2.connectedComponents((1 - closed).astype(np.uint8), connectivity=4)
-    outside = np.unique(np.concatenate([lab[0], lab[-1], lab[:, 0], lab[:, -1]]))
-    hole = ~np.isin(lab, outside) & (closed == 0)
+    is_hole = np.ones(n, bool)
+    is_hole[0] = False  # (the closed mask itself)
+    is_hole[np.concatenate([lab[0], lab[-1], lab[:, 0], lab[:, -1]])] = False
+    hole = is_hole[lab]
     rim = (closed > 0) & (mb == 0)  # the evidence around the candidates
     cand = ((hole | (band > 0)) & (mb == 0)).astype(np.uint8)
     cand = cv2.morphologyEx(cand, cv2.MORPH_OPEN, _CROSS)
@@ -1565,10 +1574,9 @@ def _restore_lit_parts(m: np.ndarray, ev: Evidence) -> np.ndarray:
     nc, cl, st, _ = cv2.connectedComponentsWithStats(cand.astype(np.uint8), connectivity=8)
     if nc <= 1:
         return m
-    ratio, tol, chroma = ev.ratio[box], ev.tol[box], ev.chroma[box]
-    r3 = cv2.blur(ratio, (3, 3))
+    tol, chroma = sub.tol, sub.chroma
+    r3 = cv2.blur(sub.ratio, (3, 3))
     grow = np.ones((2 * _SOLE_GROW + 1,) * 2, np.uint8)
-    y_top = top + (1.0 - _SHADOW_LOW) * height - box[0].start
     acc = np.zeros((hb, wb), bool)
     for i in range(1, nc):
         x, y, w, h, area = st[i]

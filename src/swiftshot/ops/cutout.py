@@ -1590,29 +1590,17 @@ def _restore_lit_parts(m: np.ndarray, ev: Evidence) -> np.ndarray:
         t_in = float(np.median(tol[sl][core]))
         if r_in > 1.0 - 0.5 * t_in:
             continue  # the table's own brightness: a lit gap between a product and its shadow
-        lo_r, hi_r = np.percentile(r3[sl][core], [10, 90])
-        if hi_r - lo_r > t_in:
-            continue  # not one flat face: a shadow's penumbra (a ramp)
+        if not _flat_face(r3[sl][core], t_in):
+            continue  # a shadow's penumbra (a ramp)
         comp = (cl == i) | ((cv2.dilate((cl == i).astype(np.uint8), grow) > 0) & rim)
         cols = np.nonzero(comp.any(0))[0]
         hi = np.argmax(comp[:, cols], axis=0)
-        lo = hb - 1 - np.argmax(comp[::-1][:, cols], axis=0)
         above = np.zeros(len(cols), bool)
         for d in range(1, 4):
             yy = hi - d
             ok = yy >= 0
             above[ok] |= mb[yy[ok], cols[ok]] > 0
-        if above.mean() < 0.5:
-            continue
-        dark = np.zeros(len(cols), bool)
-        seen = np.zeros(len(cols), bool)
-        for d in range(2, 7):
-            yy = lo + d
-            ok = yy < hb
-            ok[ok] &= mb[yy[ok], cols[ok]] == 0
-            seen |= ok
-            dark[ok] |= r3[yy[ok], cols[ok]] < r_in - t_in
-        if not seen.any() or dark[seen].mean() < 0.5:
+        if above.mean() < 0.5 or _darker_under(comp, mb == 0, r3, r_in - t_in) < 0.5:
             continue
         acc |= comp
     if not acc.any():
@@ -1647,6 +1635,33 @@ _SOLE_GROW = 3
 _SHADOW_LOW = 0.45
 """``_drop_cast_shadow`` and ``_restore_lit_parts`` look at the lower 45 % of the mask: the
 floor, where a cast shadow lies."""
+
+
+def _darker_under(comp: np.ndarray, free: np.ndarray, r: np.ndarray, level: float) -> float:
+    """Share of ``comp``'s columns where the table steps down under it: the brightness ratio
+    ``r`` 2-6 px under its lowest pixel, where ``free`` (not the product), drops below
+    ``level`` (of the columns with such pixels; all three arrays share a shape)."""
+    hh = comp.shape[0]
+    cols = np.nonzero(comp.any(0))[0]
+    if not len(cols):
+        return 0.0
+    lo = hh - 1 - np.argmax(comp[::-1][:, cols], axis=0)
+    dark = np.zeros(len(cols), bool)
+    seen = np.zeros(len(cols), bool)
+    for d in range(2, 7):
+        yy = lo + d
+        ok = yy < hh
+        ok[ok] &= free[yy[ok], cols[ok]]
+        seen |= ok
+        dark[ok] |= r[yy[ok], cols[ok]] < level
+    return float(dark[seen].mean()) if seen.any() else 0.0
+
+
+def _flat_face(r: np.ndarray, tol: float) -> bool:
+    """One flat face: its brightness ratios (``r``, a part's) from the 10th to the 90th
+    percentile within ``tol`` (a sole: 0.3-0.5 of the noise; a shadow's penumbra, a ramp: 6)."""
+    lo, hi = np.percentile(r, [10, 90])
+    return bool(hi - lo <= tol)
 
 
 def _product_under(comp: np.ndarray, m: np.ndarray, h: int, reach: int = 3) -> float:

@@ -1567,8 +1567,10 @@ def _restore_lit_parts(m: np.ndarray, ev: Evidence) -> np.ndarray:
     is_hole[0] = False  # (the closed mask itself)
     is_hole[np.concatenate([lab[0], lab[-1], lab[:, 0], lab[:, -1]])] = False
     hole = is_hole[lab]
-    rim = (closed > 0) & (mb == 0)  # the evidence around the candidates
     cand = ((hole | (band > 0)) & (mb == 0)).astype(np.uint8)
+    if cv2.countNonZero(cand) < 0.01 * total:
+        return m  # (most photos: nothing closed off under the product, no lit step)
+    rim = (closed > 0) & (mb == 0)  # the evidence around the candidates
     cand = cv2.morphologyEx(cand, cv2.MORPH_OPEN, _CROSS)
     cand = _close_in_frame(cand, _DISC7) & (mb == 0)
     nc, cl, st, _ = cv2.connectedComponentsWithStats(cand.astype(np.uint8), connectivity=8)

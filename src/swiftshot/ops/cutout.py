@@ -1547,6 +1547,9 @@ def _restore_lit_parts(m: np.ndarray, ev: Evidence) -> np.ndarray:
     y_top -= box[0].start
     mb = m[box]
     hb, wb = mb.shape
+    r3 = cv2.blur(ev.ratio[box], (3, 3))
+    if not _steps_down_under(mb, r3, ev.tol[box], reach):
+        return m  # (most photos: the table under the product only lightens away from it)
     sub = replace(ev, product=ev.product[box], ratio=ev.ratio[box], chroma=ev.chroma[box],
                   tol=ev.tol[box], bg_like=ev.bg_like[box], shadow_like=ev.shadow_like[box],
                   lum_bg=None, tint=None)
@@ -1580,7 +1583,6 @@ def _restore_lit_parts(m: np.ndarray, ev: Evidence) -> np.ndarray:
     if nc <= 1:
         return m
     tol, chroma = sub.tol, sub.chroma
-    r3 = cv2.blur(sub.ratio, (3, 3))
     grow = np.ones((2 * _SOLE_GROW + 1,) * 2, np.uint8)
     acc = np.zeros((hb, wb), bool)
     for i in range(1, nc):
@@ -1629,6 +1631,30 @@ def _restore_lit_parts(m: np.ndarray, ev: Evidence) -> np.ndarray:
     return out
 
 
+def _steps_down_under(mb: np.ndarray, r3: np.ndarray, tol: np.ndarray, reach: int) -> bool:
+    """Whether the table steps *down* anywhere under the mask ``mb`` (within ``reach`` px
+    under each column's lowest pixel): a shadow-coloured pixel with one 2-6 px under it darker
+    by ``_SOLE_DROP`` or more, in ``_SOLE_COLUMNS`` of the columns or more. Without it
+    ``_restore_lit_parts`` has nothing to give back (its parts have the table darker right
+    under them), and most photos (a shadow lightening away from the product) end here."""
+    hb = mb.shape[0]
+    cols = np.nonzero(mb.any(0))[0]
+    if not len(cols):
+        return False
+    low = hb - 1 - np.argmax(mb[::-1, cols], axis=0)
+    rows = low[None, :] + np.arange(1, reach + 7)[:, None]
+    ok = rows < hb
+    rows = np.minimum(rows, hb - 1)
+    prof = np.where(ok, r3[rows, cols[None, :]], np.inf)
+    shadowy = prof < 1.0 - 0.5 * tol[rows, cols[None, :]]
+    # The darkest of 2-6 px further down, for each pixel of the profile.
+    under = np.full_like(prof, np.inf)
+    for d in range(2, 7):
+        under[:-d] = np.minimum(under[:-d], prof[d:])
+    hit = (shadowy & (under < prof - _SOLE_DROP))[:reach].any(0)
+    return bool(hit.mean() >= _SOLE_COLUMNS)
+
+
 _SOLE_CLOSE = 11
 """``_restore_lit_parts`` closes the mask and the evidence near it with a disc this wide (px):
 a sole's outline has gaps of several px where its corners meet the table at its grey."""
@@ -1637,6 +1663,10 @@ _SOLE_SHORT = 2.0
 evidence lies on the table's side of it)."""
 _SOLE_GROW = 3
 """A candidate part takes in the evidence around it within this many px (its outline)."""
+_SOLE_DROP = 0.04
+_SOLE_COLUMNS = 0.05
+"""``_steps_down_under``: a drop of this much brightness ratio, in this share of the mask's
+columns (the soles: 0.05-0.3 deep, across most of the sneaker)."""
 _SHADOW_LOW = 0.45
 """``_drop_cast_shadow`` and ``_restore_lit_parts`` look at the lower 45 % of the mask: the
 floor, where a cast shadow lies."""

@@ -132,12 +132,12 @@ async def test_the_render_route_checks_headers_and_decodes_nothing(monkeypatch):
     gif = io.BytesIO()
     Image.new("P", (8, 8)).save(gif, "GIF")
     limits = LimitsSettings()
-    got = await routes_render._decode([routes_render.Upload("product", TRUNCATED, "t" * 64),
+    got = await routes_render._checked([routes_render.Upload("product", TRUNCATED, "t" * 64),
                                        routes_render.Upload("images[0]", GOOD, "g" * 64)], limits)
     assert {k: (v.data, v.param) for k, v in got.items()} == {
         "t" * 64: (TRUNCATED, "product"), "g" * 64: (GOOD, "images[0]")}
     with pytest.raises(ApiError) as e:
-        await routes_render._decode([routes_render.Upload("images[1]", gif.getvalue(), "x")],
+        await routes_render._checked([routes_render.Upload("images[1]", gif.getvalue(), "x")],
                                     limits)
     assert (e.value.status, e.value.code, e.value.param) == (415, "unsupported_format",
                                                               "images[1]")

@@ -913,12 +913,11 @@ def _peel_base_shadow(m: np.ndarray, ev: Evidence, p: ClassicalParams) -> np.nda
     the pixel under it), turns brighter again (a light product) or stays flat (the face of a
     grey or white product: the walk is cut back to the last pixel that still darkened)."""
     h, w = m.shape
-    cols = np.nonzero(m.any(0))[0]
+    cols, bottom = _lowest(m)
     if not len(cols):
         return m
     rows = np.nonzero(m.any(1))[0]
     reach = max(2, round(p.peel_reach * (rows[-1] - rows[0] + 1)))
-    bottom = h - 1 - np.argmax(m[::-1, cols], axis=0)
     below = ev.ratio[np.minimum(bottom + 1, h - 1), cols]
     low = below.copy()
     active = np.ones(len(cols), bool)
@@ -1655,10 +1654,9 @@ def _steps_down_under(mb: np.ndarray, r3: np.ndarray, tol: np.ndarray, reach: in
     ``_restore_lit_parts`` has nothing to give back (its parts have the table darker right
     under them), and most photos (a shadow lightening away from the product) end here."""
     hb = mb.shape[0]
-    cols = np.nonzero(mb.any(0))[0]
+    cols, low = _lowest(mb)
     if not len(cols):
         return False
-    low = hb - 1 - np.argmax(mb[::-1, cols], axis=0)
     rows = low[None, :] + np.arange(1, reach + 7)[:, None]
     ok = rows < hb
     rows = np.minimum(rows, hb - 1)
@@ -1689,15 +1687,20 @@ _SHADOW_LOW = 0.45
 floor, where a cast shadow lies."""
 
 
+def _lowest(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The columns where ``m`` has pixels, and ``m``'s lowest row in each."""
+    cols = np.nonzero(m.any(0))[0]
+    return cols, m.shape[0] - 1 - np.argmax(m[::-1, cols], axis=0)
+
+
 def _darker_under(comp: np.ndarray, free: np.ndarray, r: np.ndarray, level: float) -> float:
     """Share of ``comp``'s columns where the table steps down under it: the brightness ratio
     ``r`` 2-6 px under its lowest pixel, where ``free`` (not the product), drops below
     ``level`` (of the columns with such pixels; all three arrays share a shape)."""
     hh = comp.shape[0]
-    cols = np.nonzero(comp.any(0))[0]
+    cols, lo = _lowest(comp)
     if not len(cols):
         return 0.0
-    lo = hh - 1 - np.argmax(comp[::-1][:, cols], axis=0)
     dark = np.zeros(len(cols), bool)
     seen = np.zeros(len(cols), bool)
     for d in range(2, 7):
@@ -1719,10 +1722,9 @@ def _flat_face(r: np.ndarray, tol: float) -> bool:
 def _product_under(comp: np.ndarray, m: np.ndarray, h: int, reach: int = 3) -> float:
     """Fraction of ``comp``'s columns (a part of the mask ``m``, whose first ``h`` rows share
     ``comp``'s box) with other mask pixels within ``reach`` rows under its lowest pixel."""
-    cols = np.nonzero(comp.any(0))[0]
+    cols, low = _lowest(comp)
     if not len(cols):
         return 0.0
-    low = h - 1 - np.argmax(comp[::-1][:, cols], axis=0)
     hit = np.zeros(len(cols), bool)
     for d in range(1, reach + 1):
         yy = low + d
@@ -1739,10 +1741,9 @@ def _darkens_into(comp: np.ndarray, m: np.ndarray, solid: np.ndarray, ratio: np.
     darker than where it began, within ``reach`` rows: the part is the top of the product's
     own shading (a grey sheen fading into a black case), not a shadow on the floor, under
     which the mask ends or the shadow's rim brightens towards the backdrop."""
-    cols = np.nonzero(comp.any(0))[0]
+    cols, low = _lowest(comp)
     if not len(cols):
         return 0.0
-    low = h - 1 - np.argmax(comp[::-1][:, cols], axis=0)
     start = ratio[low, cols]
     darkest = start.copy()
     alive = np.ones(len(cols), bool)

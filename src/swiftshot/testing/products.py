@@ -482,6 +482,64 @@ def make_photo(case: Case | str, size: tuple[int, int] = (640, 640), seed: int |
         case = found[0]
     if seed is None:
         seed = case.seed or 0
+    cache = _photo_cache_path(case, size, seed)
+    if cache is not None:
+        hit = _cache_read(cache, case.name)
+        if hit is not None:
+            return hit
+    photo = _draw_photo(case, size, seed)
+    if cache is not None:
+        _cache_write(cache, photo)
+    return photo
+
+
+_SOURCE_DIGEST: list[str] = []
+
+
+def _photo_cache_path(case: Case, size: tuple[int, int], seed: int):
+    """Where ``SWIFTSHOT_PHOTO_CACHE`` (a folder; unset = no cache) keeps this photo: keyed on
+    the case, size, seed and this module's own source, so a changed generator never reads an
+    old photo. Evaluations draw the same photos again and again (main against a branch, three
+    sizes, every guard), and drawing costs 2-10x the cutout being measured."""
+    import hashlib
+    import os
+    from pathlib import Path
+
+    root = os.environ.get("SWIFTSHOT_PHOTO_CACHE")
+    if not root:
+        return None
+    if not _SOURCE_DIGEST:
+        _SOURCE_DIGEST.append(hashlib.sha256(Path(__file__).read_bytes()).hexdigest())
+    key = hashlib.sha256(repr((_SOURCE_DIGEST[0], case, tuple(size), seed)).encode()).hexdigest()
+    return Path(root) / key[:2] / f"{key}.npz"
+
+
+def _cache_read(path, name: str) -> ProductPhoto | None:
+    import zipfile
+
+    try:
+        with np.load(path) as z:
+            rgb, cov = z["rgb"], z["coverage"]
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):  # absent, torn, foreign
+        return None
+    return ProductPhoto(name, Image.fromarray(rgb, "RGB"), cov)
+
+
+def _cache_write(path, photo: ProductPhoto) -> None:
+    import os
+    import tempfile
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        with os.fdopen(fd, "wb") as f:
+            np.savez_compressed(f, rgb=np.asarray(photo.image), coverage=photo.coverage)
+        os.replace(tmp, path)  # readers see the whole file or none (several runs share it)
+    except OSError:
+        pass  # a cache that cannot be written only costs speed
+
+
+def _draw_photo(case: Case, size: tuple[int, int], seed: int) -> ProductPhoto:
     w, h = size
     rng = np.random.default_rng(seed)
     _FRAME.append(case.frame)

@@ -292,6 +292,15 @@ class EngineSettings(_Section):
     """``process``: each worker's shared-memory segment for result bytes (masters, variants),
     so they do not cross its pipe (runtime/shm.py). An upper bound of address space, committed
     only as far as results reach; a result that does not fit goes over the pipe. 0: off."""
+    worker_cv2_threads: int = Field(1, ge=0, le=256)
+    """``process``: OpenCV's thread count in each engine worker while it runs a batch without
+    a product photo (a plain backdrop render and its encodes); 0: OpenCV's default (one per
+    core). A batch with a product photo (cutout, compose ...) runs with the default. Default 1:
+    the workers are already one per core, and OpenCV's pool thread woke ~50 times per 512²
+    miss (0.5 ms CPU) and, spinning between its jobs, took a core from the worker's own
+    encode: at load 27, miss p50 22.9-23.7 → 21.0-21.6 ms, the WebP encode 9.3-10.2 → 6.4-6.6
+    ms, worker CPU 17.3-18.1 → 16.1-17.4 ms a miss (docs/PERFORMANCE.md, "Issue 8, twelfth
+    session")."""
     worker_nice: int = Field(0, ge=0, le=19)
     """Niceness added to each engine worker process (``process``), so that when the CPU is
     short the front (cache hits, admission, dispatch) runs before the workers' renders. Off by

@@ -429,3 +429,26 @@ async def test_a_batch_with_realtime_and_lower_class_items_renders_at_base_prior
         assert nice == base, f"the mixed batch rendered at nice {nice}, want {base}"
     finally:
         await w.stop()
+
+
+def test_opencv_runs_one_thread_for_plain_batches_and_its_default_for_product_ones(monkeypatch):
+    """``engine.worker_cv2_threads``: a worker's batch without a product photo runs OpenCV on
+    that many threads (its pool thread otherwise woke ~50 times per 512² miss and spun beside
+    the worker's own encode); one with a product photo runs on OpenCV's default; 0 leaves the
+    default everywhere. Set only when it changes."""
+    import sys
+    import types
+
+    from swiftshot.runtime.process import Cv2Threads
+
+    calls: list[int] = []
+    fake = types.SimpleNamespace(getNumThreads=lambda: 2, setNumThreads=calls.append)
+    monkeypatch.setitem(sys.modules, "cv2", fake)
+    t = Cv2Threads(1)
+    assert [t.for_batch(False), t.for_batch(False), t.for_batch(True), t.for_batch(True),
+            t.for_batch(False)] == [1, 1, 2, 2, 1]
+    assert calls == [1, 2, 1]
+    off = Cv2Threads(0)
+    assert [off.for_batch(False), off.for_batch(True)] == [2, 2]
+    assert calls == [1, 2, 1]  # nothing set
+    assert Settings().engine.worker_cv2_threads == 1

@@ -124,6 +124,30 @@ def _lower_this_thread(by: int) -> None:
         pass
 
 
+class Cv2Threads:
+    """OpenCV's thread count in an engine worker process, chosen per batch: ``plain`` threads
+    (``engine.worker_cv2_threads``; 0: OpenCV's default) for a batch without a product photo,
+    OpenCV's default for one with a product photo. Set only when it changes (one call, ~10
+    µs); the worker runs one batch at a time, so the process-wide setting is the batch's."""
+
+    def __init__(self, plain: int) -> None:
+        try:
+            import cv2
+        except ImportError:  # no OpenCV here: nothing to set
+            cv2 = None
+        self._cv2 = cv2
+        self.default = cv2.getNumThreads() if cv2 is not None else 0
+        self.plain = plain or self.default
+        self.now = self.default
+
+    def for_batch(self, has_products: bool) -> int:
+        want = self.default if has_products else self.plain
+        if self._cv2 is not None and want != self.now:
+            self._cv2.setNumThreads(want)
+            self.now = want
+        return want
+
+
 def _worker_main(conn: Any, settings_json: dict[str, Any], engine: str, model: str | None,
                  index: int, gpu: int | None, shm_name: str | None = None,
                  lower_conn: Any = None) -> None:
@@ -149,9 +173,11 @@ def _worker_main(conn: Any, settings_json: dict[str, Any], engine: str, model: s
             os.nice(settings.engine.worker_nice)
         except OSError:
             pass
+    cv2_threads = Cv2Threads(settings.engine.worker_cv2_threads)
     try:
         from swiftshot.service import build_engine
 
+        cv2_threads.for_batch(False)  # the warm-up renders plain backdrops
         pipeline.configure(settings.ops)
         eng = build_engine(settings, engine, model=model)
         eng.load()
@@ -266,6 +292,7 @@ def _worker_main(conn: Any, settings_json: dict[str, Any], engine: str, model: s
         ids = [it.id for it in items]
         batch = Batch(batch_id, items, {k: unpack_product(v) for k, v in products.items()},
                       trace)
+        cv2_threads.for_batch(bool(products))
 
         src, queue = (conn, batches) if threading.current_thread() is threading.main_thread() \
             else (lower_conn, lower_batches)

@@ -435,16 +435,18 @@ def test_opencv_runs_one_thread_for_plain_batches_and_its_default_for_product_on
     """``engine.worker_cv2_threads``: a worker's batch without a product photo runs OpenCV on
     that many threads (its pool thread otherwise woke ~50 times per 512² miss and spun beside
     the worker's own encode); one with a product photo runs on OpenCV's default; 0 leaves the
-    default everywhere. Set only when it changes."""
+    default everywhere. Set only when it changes; nothing while OpenCV is not loaded."""
     import sys
     import types
 
     from swiftshot.runtime.process import Cv2Threads
 
+    monkeypatch.delitem(sys.modules, "cv2", raising=False)
+    t = Cv2Threads(1)
+    assert t.for_batch(False) is None and "cv2" not in sys.modules  # not imported for it
     calls: list[int] = []
     fake = types.SimpleNamespace(getNumThreads=lambda: 2, setNumThreads=calls.append)
     monkeypatch.setitem(sys.modules, "cv2", fake)
-    t = Cv2Threads(1)
     assert [t.for_batch(False), t.for_batch(False), t.for_batch(True), t.for_batch(True),
             t.for_batch(False)] == [1, 1, 2, 2, 1]
     assert calls == [1, 2, 1]

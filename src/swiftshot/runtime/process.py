@@ -54,6 +54,7 @@ import itertools
 import logging
 import multiprocessing as mp
 import os
+import sys
 import threading
 import time
 from collections.abc import Iterable
@@ -128,22 +129,23 @@ class Cv2Threads:
     """OpenCV's thread count in an engine worker process, chosen per batch: ``plain`` threads
     (``engine.worker_cv2_threads``; 0: OpenCV's default) for a batch without a product photo,
     OpenCV's default for one with a product photo. Set only when it changes (one call, ~10
-    µs); the worker runs one batch at a time, so the process-wide setting is the batch's."""
+    µs); the worker runs one batch at a time, so the process-wide setting is the batch's.
+    Nothing is set (nor OpenCV imported) while the worker's engine and ops have not loaded it."""
 
     def __init__(self, plain: int) -> None:
-        try:
-            import cv2
-        except ImportError:  # no OpenCV here: nothing to set
-            cv2 = None
-        self._cv2 = cv2
-        self.default = cv2.getNumThreads() if cv2 is not None else 0
-        self.plain = plain or self.default
-        self.now = self.default
+        self.plain = plain
+        self.default: int | None = None
+        self.now: int | None = None
 
-    def for_batch(self, has_products: bool) -> int:
-        want = self.default if has_products else self.plain
-        if self._cv2 is not None and want != self.now:
-            self._cv2.setNumThreads(want)
+    def for_batch(self, has_products: bool) -> int | None:
+        cv2 = sys.modules.get("cv2")
+        if cv2 is None:
+            return None
+        if self.default is None:
+            self.default = self.now = cv2.getNumThreads()
+        want = self.default if has_products or not self.plain else self.plain
+        if want != self.now:
+            cv2.setNumThreads(want)
             self.now = want
         return want
 
@@ -177,10 +179,10 @@ def _worker_main(conn: Any, settings_json: dict[str, Any], engine: str, model: s
     try:
         from swiftshot.service import build_engine
 
-        cv2_threads.for_batch(False)  # the warm-up renders plain backdrops
         pipeline.configure(settings.ops)
         eng = build_engine(settings, engine, model=model)
         eng.load()
+        cv2_threads.for_batch(False)  # the warm-up renders plain backdrops
         shapes = list(settings.server.warmup_shapes)
         if shapes:
             eng.warmup(shapes)

@@ -10,7 +10,7 @@
   30 % of the bottom band is (``_PARTIAL_COVER``).
 - A white bottle's lit neck and shoulder have no edge on a white sweep and were lost, said
   0.98 (white on white 5106: 0.928 at 640²): the white notch (the mirror notch's candidates,
-  by brightness) is filled back, and counted by the confidence where it is left.
+  counted by brightness, not hue) is doubted.
 
 Burned or diagnostic seeds only (5100-5129 were run once as never-seen at the eleventh
 session's end; 9094 is of the 9000 diagnostic range); never a held-out one.
@@ -43,10 +43,21 @@ def _iou(category: str, seed: int, side: int) -> float:
     ("framing", 5128, 800, 0.97),   # main: 0.670
     ("framing", 9094, 640, 0.97),   # main: 0.205
     ("framing", 9094, 800, 0.97),   # main: 0.999 (kept)
-    ("white_on_white", 5106, 640, 0.94),  # main: 0.928
 ])
-def test_framing_and_white_neck_cases(category, seed, side, floor):
+def test_framing_cases(category, seed, side, floor):
     assert _iou(category, seed, side) >= floor
+
+
+def test_a_white_bottle_with_its_neck_lost_is_not_said_high():
+    photo = make_photo(_eval_case("white_on_white", 5106), (640, 640))
+    rgb = np.asarray(photo.image)
+    found = SEG.find(rgb)
+    signals = dict(found.signals or {})
+    alpha = SEG.refine(found, rgb, signals)
+    assert iou(alpha / 255.0, photo.coverage) < 0.93  # the neck is lost (main: 0.928)
+    conf, why = _confidence_from(signals)
+    assert conf < 0.9, conf  # main: 0.98
+    assert any("white part may be missing" in w for w in why)
 
 
 def _strips(step_left: bool, product_right: bool):

@@ -287,23 +287,26 @@ def _distrust_covered_side(ys: np.ndarray, xs: np.ndarray, h: int, w: int, band:
 
 
 def _edge_along(img: np.ndarray, band: int, side: int) -> bool:
-    """Whether a side's band (top, bottom, left, right) steps anywhere along its length by a
-    clear edge (``_step_rows``' size, 14 levels as a horizon's): a product covering part of a
-    side begins somewhere along it. A side whose colour changes only smoothly is backdrop end
-    to end, however far a fit made without it lands from it: a bottle cropped at the bottom
-    of a purple sweep (gamma 0.9) bent the fit without the left side 200 levels off that side,
-    which was then taken as covered, and the fit kept 60 % of the frame (framing 9094 at 640²:
-    IoU 0.205). A product covering a side end to end has no edge along it, but its ends meet
-    the backdrop of the sides beside it at the corners."""
-    h, w, _ = img.shape
-    strip = (img[:band], img[-band:], img[:, :band], img[:, -band:])[side]
-    prof = np.median(strip, axis=0 if side < 2 else 1)
+    """Whether a side's band (top, bottom, left, right) looks covered by something: it steps
+    somewhere along its length by a clear edge (``_step_rows``' size, 14 levels as a
+    horizon's: a product covering part of a side begins somewhere along it), or, with no
+    edge, it is not the opposite side's colour (median, position by position, within
+    ``_COVERED``: a product covering the side end to end, a cream strip down a thin photo's
+    right side). A side that changes only smoothly, as the opposite one does, is backdrop
+    however far a fit made without it lands from it: a bottle cropped at the bottom of a
+    purple sweep (gamma 0.9) bent the fit without the left side 200 levels off that side,
+    which was then taken as covered, and the fit kept 60 % of the frame (framing 9094 at
+    640²: IoU 0.205)."""
+    strips = (img[:band], img[-band:], img[:, :band], img[:, -band:])
+    axis = 0 if side < 2 else 1
+    prof = np.median(strips[side], axis=axis)
     # Past the corners' bands: the sides beside it are backdrop there, or product too.
-    prof = prof[band:-band] if len(prof) > 4 * band else prof
-    half = max(3, len(prof) // 48)
-    if len(prof) < 2 * half + 4:
+    inner = prof[band:-band] if len(prof) > 4 * band else prof
+    half = max(3, len(inner) // 48)
+    if len(inner) < 2 * half + 4 or _step_rows(inner, half)[0][1] >= 14.0:
         return True
-    return _step_rows(prof, half)[0][1] >= 14.0
+    other = np.median(strips[side ^ 1], axis=axis)
+    return float(np.median(_max3(np.abs(prof - other)))) > _COVERED
 
 
 _SIDE_GAIN = 0.1

@@ -29,7 +29,7 @@ from swiftshot.ops.cutout import _CONF_BIAS, _CONF_TERMS, _conf_doubts
 # would take them to 0 whatever they catch elsewhere. ``matte_dark`` (a tinted glass bottle's
 # walls given back) fired on 3 of the 3312 cutouts of white12's re-fit (OPS 17: the glass
 # misses of the calibration are cut right now) and keeps its last fitted weight.
-BY_HAND = ("matte_dark", "smooth", "lit_beyond", "tiny", "huge")
+BY_HAND = ("matte_dark", "smooth", "lit_beyond", "tiny", "huge", "enclosed")
 LAM = 0.5
 
 

@@ -33,13 +33,14 @@ from swiftshot.ops import (
 from swiftshot.ops.presets import apply_preset, get_preset
 from swiftshot.spec import RenderSpec
 
-OPS_VERSION = "24"
+OPS_VERSION = "25"
 """Part of every cache key: bump when an operation's pixels change, or what is cached with
 them: the cutout's confidence and its notes go with the master (its meta entry, and the
 answers of later hits), so a re-fit of the confidence bumps it too, or a hit would go on
-saying the old figure (24: the backdrop enclosed by a product's thin parts in its shadow
+saying the old figure (25: the backdrop enclosed by a product's thin parts in its shadow
 cut, ``cutout._drop_enclosed_shadow``, and a product that is mostly evidence no longer closed
-as white on white, ``_mostly_outline``; 23: the confidence leaves a sole given back by ``_restore_lit_parts``
+as white on white, ``_mostly_outline``; 24: framing's backdrop (a one-strip horizon, a covered
+side) and the white notch of the confidence, the fourteenth pass; 23: the confidence leaves a sole given back by ``_restore_lit_parts``
 out of its looks-like-backdrop doubts, pixels as in 22; 22: the thirteenth pass, a light sole under the product given back
 to it, ``cutout._restore_lit_parts``; 21: a black case's grey sheen kept, ``_darkens_into``,
 and the lit-band doubt full from 0.13; 20: the confidence re-fitted on OPS 17/19's cutouts,

@@ -1916,22 +1916,24 @@ def _fill_sandwiched(m: np.ndarray, ev: Evidence) -> np.ndarray:
     solid = mb & ~ev.bg_like[box] & ~((ev.chroma[box] < 0.5) & (r > 0.25) & (r < 1 - ev.tol[box]))
     solid = cv2.erode(solid.astype(np.uint8), _CROSS) > 0
     # Under solid product and over solid product in the same column: the span between them.
-    above = np.maximum.accumulate(solid, axis=0)
-    below = np.maximum.accumulate(solid[::-1], axis=0)[::-1]
-    cand = above & below & ~mb
-    if not cand.any():
+    hb = solid.shape[0]
+    first = np.argmax(solid, axis=0)
+    last = hb - 1 - np.argmax(solid[::-1], axis=0)
+    ys = np.arange(hb)[:, None]
+    cand = (ys > first) & (ys < last) & solid.any(0) & ~mb
+    total = int(cv2.countNonZero(mb.view(np.uint8)))
+    if cv2.countNonZero(cand.view(np.uint8)) < 0.01 * total:
+        return m  # (most photos: nothing between two parts of the product)
+    # Open to the outside (the box's edge, padded: a cropped product's mask reaches it): a
+    # hole of the mask (a mug's handle) had its say in ``_fill_holes``.
+    outside = np.pad((~mb).astype(np.uint8), 1, constant_values=1)
+    cv2.floodFill(outside, None, (0, 0), 2, flags=4)
+    leaks = cand & (outside[1:-1, 1:-1] == 2)
+    if not leaks.any():
         return m
-    cand8 = cand.astype(np.uint8)
-    n, lab, st, _ = cv2.connectedComponentsWithStats(cand8, connectivity=4)
-    total = int(mb.sum())
+    n, lab, st, _ = cv2.connectedComponentsWithStats(cand.astype(np.uint8), connectivity=4)
     keep = np.zeros(n, bool)
     keep[1:] = st[1:, cv2.CC_STAT_AREA] >= 0.01 * total
-    # Already a hole of the mask: ``_fill_holes`` had its say.
-    inv = (~mb).astype(np.uint8)
-    ni, li = cv2.connectedComponents(inv, connectivity=4)
-    outside = np.zeros(ni, bool)
-    outside[np.concatenate([li[0], li[-1], li[:, 0], li[:, -1]])] = True
-    leaks = outside[li] & cand
     touched = np.zeros(n, bool)
     touched[np.unique(lab[leaks])] = True
     keep &= touched

@@ -3,7 +3,10 @@ from the per-case rows of the evaluation tool, and print the bias and weights to
 
     python -m swiftshot.testing.products --seeds 0-44,9000-9019,9100-9119,9200-9219 \\
         --sizes 640,800 --confidence --out rows.json
-    python bench/fit_confidence.py rows.json
+    python bench/fit_confidence.py rows.json [novel.json ...]
+
+Rows from ``python -m swiftshot.testing.novel --out`` (shapes the cutout was not written for)
+may be added; they are one group of their own in the leave-one-out.
 
 (white12's re-fit, OPS 17; the calibration's and confidence2's fits used 0-44, 5000-5009,
 6000-6019, 7000-7019, 8000-8019, a range since kept back by the lead.)
@@ -40,6 +43,10 @@ def load(paths: list[str]) -> list[dict]:
         if isinstance(data, list):  # rows as ``evaluate`` returns them
             rows += [r for r in data if "signals" in r]
             continue
+        if "tuning" not in data and "sizes" in data:  # python -m swiftshot.testing.novel --out
+            for entry in data["sizes"].values():
+                rows += [dict(r, novel=True) for r in entry["rows"] if "signals" in r]
+            continue
         split = data["tuning"]
         for entry in (split["sizes"].values() if "sizes" in split else [split]):
             rows += [r for r in entry["rows"] if "signals" in r]
@@ -68,7 +75,8 @@ def main(argv: list[str]) -> int:
     free = np.array([n not in BY_HAND for n in names])
     X = np.array([[_conf_doubts(r["signals"])[n] for n in names] for r in rows])
     iou = np.array([r["iou"] for r in rows])
-    seed = np.array([r["seed"] for r in rows])
+    # novel shapes (testing.novel) are their own group for the leave-one-out, whatever their seed
+    seed = np.array([-1 if r.get("novel") else r["seed"] for r in rows])
     y = (iou >= 0.95).astype(float)
     w = np.where(iou < 0.93, 4.0, np.where(iou < 0.95, 2.0, 1.0))
 
@@ -80,7 +88,7 @@ def main(argv: list[str]) -> int:
               f"said low {(good & low).sum()}/{good.sum()} (not high {(good & ~high).sum()})")
 
     cv = np.zeros(len(rows))
-    for lo, hi in ((0, 1000), (3000, 4000), (4000, 5000), (5000, 6000), (6000, 7000),
+    for lo, hi in ((-1, 0), (0, 1000), (3000, 4000), (4000, 5000), (5000, 6000), (6000, 7000),
                    (7000, 8000), (8000, 9000), (9000, 9100), (9100, 9200), (9200, 9300),
                    (9300, 10000)):
         part = (seed >= lo) & (seed < hi)

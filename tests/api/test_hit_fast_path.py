@@ -9,6 +9,8 @@ itself is asserted too, so a fast path that silently fell through for everything
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from fastapi.testclient import TestClient
 
@@ -50,6 +52,12 @@ def served(tmp_path_factory):
     full.profiles = []
     prefetcher.observe = observe
     with TestClient(entry) as client:
+        # Warm-up runs beside the app's start: until it is done a render is a 503 "still
+        # loading" (a CI run on a busy box caught that race), so wait for /readyz first.
+        deadline = time.monotonic() + 120
+        while client.get("/readyz").status_code != 200:
+            assert time.monotonic() < deadline, client.get("/readyz").text
+            time.sleep(0.05)
         r = client.post("/v1/render", json={"prompt": "fast path sweep", "size": "64x64"})
         assert r.status_code == 200, r.text
         yield client, entry, full, r.json()["key"]

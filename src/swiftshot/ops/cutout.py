@@ -1564,6 +1564,13 @@ def _outline_contrast(img: np.ndarray, hard: np.ndarray, sigma: float,
     return _max3(np.abs(cin - cout)), thr
 
 
+def _shadow_coloured(chroma: np.ndarray, ratio: np.ndarray, tol: np.ndarray) -> np.ndarray:
+    """Pixels coloured like a shadow on the backdrop: the backdrop's chroma (under half the
+    product threshold), darker beyond the noise but not black. Shared by ``_drop_cast_shadow``
+    (its candidates) and ``_fill_sandwiched`` (what is not solid product)."""
+    return (chroma < 0.5) & (ratio > 0.25) & (ratio < 1 - tol)
+
+
 def _drop_cast_shadow(m: np.ndarray, ev: Evidence) -> np.ndarray:
     """Give back a cast shadow that joined the product (a hard shadow's sharp outline is edge
     evidence, and what it encloses was filled as a hole).
@@ -1577,7 +1584,7 @@ def _drop_cast_shadow(m: np.ndarray, ev: Evidence) -> np.ndarray:
         return m
     top, bottom = rows[0], rows[-1]
     height = bottom - top + 1
-    shadowy = ((ev.chroma < 0.5) & (ev.ratio > 0.25) & (ev.ratio < 1 - ev.tol) & (m > 0))
+    shadowy = _shadow_coloured(ev.chroma, ev.ratio, ev.tol) & (m > 0)
     shadowy = cv2.morphologyEx(shadowy.astype(np.uint8), cv2.MORPH_OPEN, _CROSS)
     n, labels, stats, _ = cv2.connectedComponentsWithStats(shadowy, connectivity=4)
     if n <= 1:
@@ -1913,7 +1920,7 @@ def _fill_sandwiched(m: np.ndarray, ev: Evidence) -> np.ndarray:
     # Product that looks neither like the backdrop nor like a shadow (``_drop_cast_shadow``'s
     # shadowy pixels: the backdrop's chroma, darker), a speck of noise left out.
     r = ev.ratio[box]
-    solid = mb & ~ev.bg_like[box] & ~((ev.chroma[box] < 0.5) & (r > 0.25) & (r < 1 - ev.tol[box]))
+    solid = mb & ~ev.bg_like[box] & ~_shadow_coloured(ev.chroma[box], r, ev.tol[box])
     solid = cv2.erode(solid.astype(np.uint8), _CROSS) > 0
     # Under solid product and over solid product in the same column: the span between them.
     hb = solid.shape[0]

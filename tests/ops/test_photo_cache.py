@@ -51,3 +51,23 @@ def test_a_torn_file_is_drawn_again(tmp_path, monkeypatch):
     path = next(tmp_path.rglob("*.npz"))
     path.write_bytes(path.read_bytes()[:40])
     assert _same(good, make_photo(case, (80, 80)))
+
+
+def test_a_shape_drawn_in_another_module_keys_on_that_modules_source(tmp_path, monkeypatch):
+    from swiftshot.testing.novel import novel_case
+
+    monkeypatch.setenv("SWIFTSHOT_PHOTO_CACHE", str(tmp_path))
+    case = novel_case("holes", 22)  # a stool, drawn by testing/novel.py
+    make_photo(case, (96, 96))
+    make_photo(case, (96, 96))
+    assert len(list(tmp_path.rglob("*.npz"))) == 1
+    # an edited novel.py draws anew though products.py is unchanged
+    monkeypatch.setattr(products, "_MODULE_DIGESTS", {"swiftshot.testing.novel": "edited"})
+    make_photo(case, (96, 96))
+    assert len(list(tmp_path.rglob("*.npz"))) == 2
+    # a known shape's key is not touched by it
+    known = eval_cases((3,), ("holes",))[0]
+    make_photo(known, (96, 96))
+    monkeypatch.setattr(products, "_MODULE_DIGESTS", {})
+    make_photo(known, (96, 96))
+    assert len(list(tmp_path.rglob("*.npz"))) == 3

@@ -243,9 +243,7 @@ _register()
 
 def main(argv: list[str] | None = None) -> int:
     import argparse
-    import hashlib
     import json
-    import os
     import time
     from pathlib import Path
 
@@ -265,10 +263,6 @@ def main(argv: list[str] | None = None) -> int:
         lo, _, hi = part.partition("-")
         seeds.extend(range(int(lo), int(hi or lo) + 1))
     cats = tuple(args.categories.split(",")) if args.categories else CATEGORIES
-    if os.environ.get("SWIFTSHOT_PHOTO_CACHE"):  # this module's shapes key their own folder
-        digest = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
-        os.environ["SWIFTSHOT_PHOTO_CACHE"] = str(
-            Path(os.environ["SWIFTSHOT_PHOTO_CACHE"]) / f"novel-{digest}")
     seg = create_segmenter(args.segmenter, args.model_dir)
     result: dict = {"segmenter": args.segmenter, "seeds": seeds, "sizes": {}}
     for side in P._sizes(args.sizes):

@@ -494,15 +494,18 @@ def make_photo(case: Case | str, size: tuple[int, int] = (640, 640), seed: int |
 
 
 _SOURCE_DIGEST: list[str] = []
+_MODULE_DIGESTS: dict[str, str] = {}
 
 
 def _photo_cache_path(case: Case, size: tuple[int, int], seed: int):
     """Where ``SWIFTSHOT_PHOTO_CACHE`` (a folder; unset = no cache) keeps this photo: keyed on
     the case, size, seed and this module's own source, so a changed generator never reads an
-    old photo. Evaluations draw the same photos again and again (main against a branch, three
+    old photo (a shape drawn in another module keys on that module's source as well).
+    Evaluations draw the same photos again and again (main against a branch, three
     sizes, every guard), and drawing costs 2-10x the cutout being measured."""
     import hashlib
     import os
+    import sys
     from pathlib import Path
 
     root = os.environ.get("SWIFTSHOT_PHOTO_CACHE")
@@ -510,7 +513,16 @@ def _photo_cache_path(case: Case, size: tuple[int, int], seed: int):
         return None
     if not _SOURCE_DIGEST:
         _SOURCE_DIGEST.append(hashlib.sha256(Path(__file__).read_bytes()).hexdigest())
-    key = hashlib.sha256(repr((_SOURCE_DIGEST[0], case, tuple(size), seed)).encode()).hexdigest()
+    parts: tuple = (_SOURCE_DIGEST[0], case, tuple(size), seed)
+    drawer = PRODUCTS.get(case.product)
+    module = sys.modules.get(getattr(drawer, "__module__", "") or "")
+    if module is not None and module is not sys.modules[__name__]:
+        # A shape drawn in another module (``testing.novel``): its source keys the photo too.
+        if module.__name__ not in _MODULE_DIGESTS:
+            _MODULE_DIGESTS[module.__name__] = hashlib.sha256(
+                Path(module.__file__).read_bytes()).hexdigest()
+        parts += (_MODULE_DIGESTS[module.__name__],)
+    key = hashlib.sha256(repr(parts).encode()).hexdigest()
     return Path(root) / key[:2] / f"{key}.npz"
 
 

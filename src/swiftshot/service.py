@@ -89,6 +89,77 @@ class _Made:
     """The engine worker's own stages (engine, ops, encode; epoch ns), for tracing."""
     quality: dict[str, Any] | None = None
     """``Result.quality``: the verdict made beside the image in another process."""
+    found: str | None = None
+    """The cache tier that had the master after all (:class:`_Below`): no render's answer."""
+
+
+@dataclass
+class _Found:
+    """A request's answer from a blocking cache tier, given in place of its render's
+    (``Worker.settle``)."""
+
+    master: bytes
+    tier: str
+
+
+class _Below:
+    """The blocking cache tiers' look-up of one miss, made while its render runs.
+
+    A miss asked the disk tier (one SQLite ``SELECT``, 130-170 µs on a front idle for a few
+    milliseconds, 3 µs back to back: docs/PERFORMANCE.md, twelfth session) before its render
+    was sent. When the memory tier misses and the render starts at once, the request is sent
+    first and :meth:`start` asks the disk tier on the loop's next turn, while the engine
+    worker renders. When the disk tier has the master after all, that answers the request
+    (``Worker.settle``: its render is stopped and counted in
+    ``swiftshot_renders_overtaken_total``); a render that finishes first waits for the read
+    under way, so a disk hit is answered as one whichever finishes first. The request's answer
+    is what it was: a hit of the tier that holds it, else the render."""
+
+    __slots__ = ("cache", "key", "worker", "probed", "reading", "settled")
+
+    def __init__(self, cache: Any, key: str, worker: Any) -> None:
+        self.cache = cache
+        self.key = key
+        self.worker = worker
+        self.probed = False
+        self.reading: asyncio.Future[tuple[bytes, int] | None] | None = None
+        self.settled = False
+        """The request was answered from the tier (``Worker.settle``) before its render."""
+
+    def start(self) -> None:
+        """Ask the tiers below memory: at once on the loop for the common miss (the probe),
+        a read in a thread when they may hold it."""
+        if self.probed:
+            return
+        self.probed = True
+        if self.cache.probe_below(self.key):
+            return
+        self.reading = self.cache.read_below(self.key)
+        self.reading.add_done_callback(self._read)
+
+    def _read(self, fut: asyncio.Future[tuple[bytes, int] | None]) -> None:
+        if fut.cancelled() or fut.exception() is not None or fut.result() is None:
+            return
+        value, tier = self.cache.promote_found(self.key, fut.result())
+        if self.worker.settle(self.key, _Found(value, tier)):
+            self.settled = True
+            telemetry.RENDERS_OVERTAKEN.inc()
+
+    async def found(self) -> _Found | None:
+        """The tiers' answer, once the request's render has ended (or failed): asked now if
+        the render ended before :meth:`start` ran, waited for when a read is under way."""
+        self.start()
+        reading = self.reading
+        if reading is None:
+            return None
+        try:
+            got = await asyncio.shield(reading)
+        except Exception:  # noqa: BLE001 - a failing tier is a miss (its own errors are counted)
+            return None
+        if got is None:
+            return None
+        value, tier = self.cache.promote_found(self.key, got)
+        return _Found(value, tier)
 
 
 @dataclass
@@ -392,8 +463,11 @@ class Service:
         worker = self.worker_for(spec)
         self._check_worker(worker)
         spec, key = self.normalise_and_key(spec, worker)
+        below: _Below | None = None
         if cacheable:
-            hit = await self.lookup(key, stages)
+            if self._below_beside_render(spec, key, worker, products):
+                below = _Below(self.cache, key, worker)
+            hit = await self.lookup(key, stages, below=below is None)
             if hit is not None:
                 self.prefetcher.count(key)
                 return self._rendered(key, spec, hit[0], None, hit[1], stages)
@@ -406,11 +480,20 @@ class Service:
                 self._fanouts[key] = progress
             try:
                 with self.gate.hold(priority):
-                    return await self.generate(spec, key, priority, deadline_s, products, fan,
-                                               worker=worker)
+                    made = await self.generate(spec, key, priority, deadline_s, products, fan,
+                                               worker=worker, below=below)
+            except Exception:
+                # refused (overloaded, deadline ...) or failed: a master the disk tier holds
+                # is still served, as when it was asked first
+                found = await below.found() if below is not None else None
+                if found is None:
+                    raise
+                return _Made(None, found.master, 0.0, 0.0, 0.0, 0, time.perf_counter_ns(),
+                             found=found.tier)
             finally:
                 if progress is not None and self._fanouts.get(key) is progress:
                     del self._fanouts[key]
+            return made
 
         def join() -> None:
             # A more urgent caller joining a queued generation raises it to its own class.
@@ -439,6 +522,10 @@ class Service:
             stages.add("coalesced", t0, time.perf_counter_ns())
             return self._rendered(key, spec, made.master, made.image, "coalesced", stages,
                                   made.batch_size, made.quality)
+        if made.found is not None:  # the disk tier had it after all (_Below)
+            stages.add("cache", t0, time.perf_counter_ns())
+            self.prefetcher.count(key)
+            return self._rendered(key, spec, made.master, None, made.found, stages)
         q_end = made.submitted_ns + int(made.queue_s * 1e9)
         i_end = q_end + int(made.infer_s * 1e9)
         stages.add("queue", made.submitted_ns, q_end)
@@ -512,22 +599,60 @@ class Service:
                 self._keys.popitem(last=False)
         return out
 
-    async def lookup(self, key: str, stages: telemetry.Stages) -> tuple[bytes, str] | None:
+    async def lookup(self, key: str, stages: telemetry.Stages, *,
+                     below: bool = True) -> tuple[bytes, str] | None:
+        """The cached master of ``key``; ``below`` False: the in-process tiers only."""
         t0 = time.perf_counter_ns()
         try:
-            return await self._get(key)
+            if below:
+                return await self._get(key)
+            return await self.cache.aget(key, below=False)
         finally:
             stages.add("cache", t0, time.perf_counter_ns())
 
+    def _below_beside_render(self, spec: RenderSpec, key: str, worker: Any,
+                             products: Mapping[str, Image.Image] | None) -> bool:
+        """Whether this request may ask the disk tier while its render runs (:class:`_Below`)
+        instead of before sending it. Only a plain render (no product photo, ops or preset:
+        their renders are long and a wasted one costly) that starts at once (a free slot,
+        nothing queued: a request that would wait asks first, as a hit must not queue), below
+        a memory tier that holds neither the master nor its metadata (a master written by an
+        engine worker sits on disk with its metadata in memory: a repeat is a disk hit, asked
+        first), over tiers that can tell a miss at once (disk; not Redis), with no write of the
+        key under way."""
+        cache = self.cache
+        if spec.ops or spec.preset or spec.product_sha256 or products \
+                or not getattr(cache, "probes_below", False):
+            return False
+        idle = getattr(worker, "idle_now", None)
+        return (idle is not None and idle() and not cache.writing(key)
+                and not cache.holds_inline(key + _META_SUFFIX))
+
     async def generate(self, spec: RenderSpec, key: str, priority: str, deadline_s: float | None,
                        products: Mapping[str, Image.Image] | None,
-                       listener: Listener | None = None, *, worker: Any = None) -> _Made:
+                       listener: Listener | None = None, *, worker: Any = None,
+                       below: _Below | None = None) -> _Made:
+        """The engine's render of ``spec``, stored. ``below``: the disk tier is asked while it
+        runs (:class:`_Below`); when it has the master, that is the answer (``found``)."""
         submitted = time.perf_counter_ns()
         worker = worker if worker is not None else self.worker_for(spec)
         store = self._worker_store(worker, spec, key)
-        result = await worker.submit(spec, priority=priority, deadline_s=deadline_s,
-                                     products=products, tag=key, listener=listener,
-                                     store=store)
+        if below is None:
+            result = await worker.submit(spec, priority=priority, deadline_s=deadline_s,
+                                         products=products, tag=key, listener=listener,
+                                         store=store)
+        else:
+            result = await worker.submit(spec, priority=priority, deadline_s=deadline_s,
+                                         products=products, tag=key, listener=listener,
+                                         store=store, on_start=below.start)
+            if isinstance(result, _Found):
+                return _Made(None, result.master, 0.0, 0.0, 0.0, 0, submitted, found=result.tier)
+            if below.reading is not None or not below.probed:
+                found = await below.found()
+                if found is not None:  # the render ended first; the tier's copy is the answer
+                    telemetry.RENDERS_OVERTAKEN.inc()
+                    return _Made(None, found.master, 0.0, 0.0, 0.0, 0, submitted,
+                                 found=found.tier)
         variants = [(variant_key(key, fmt, q, None), data)
                     for (fmt, q), data in (getattr(result, "variants", None) or {}).items()]
         stored = getattr(result, "stored", None)

@@ -29,6 +29,10 @@ PREFETCHED = Counter(
 COALESCED = Counter(
     "swiftshot_coalesced_total", "Requests answered by joining an identical in-flight generation.",
     registry=REGISTRY)
+RENDERS_OVERTAKEN = Counter(
+    "swiftshot_renders_overtaken_total", "Renders of a miss sent to an engine before the disk "
+    "tier was asked, which then held the master: the request was answered from the disk and "
+    "the render stopped or dropped (service._Below).", registry=REGISTRY)
 GENERATIONS = Counter(
     "swiftshot_generations_total", "Images produced by an engine (one per spec run).",
     ["engine"], registry=REGISTRY)

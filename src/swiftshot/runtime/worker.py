@@ -103,6 +103,9 @@ class _Slot:
     cancelled: bool = False
     started: float | None = None
     store: tuple[str, float | None, tuple[str, ...]] | None = None
+    on_start: Callable[[], object] | None = None
+    """Called on the loop's next turn once the request's batch has gone to the executor
+    (``submit``'s ``on_start``)."""
 
 
 RunBatch = Callable[..., list[Image.Image]]
@@ -220,7 +223,8 @@ class Worker:
                      deadline_s: float | None = None,
                      products: Mapping[str, Image.Image] | None = None,
                      tag: Hashable | None = None, listener: Listener | None = None,
-                     store: tuple[str, float | None, tuple[str, ...]] | None = None) -> Result:
+                     store: tuple[str, float | None, tuple[str, ...]] | None = None,
+                     on_start: Callable[[], object] | None = None) -> Result:
         """Queue one normalised spec and wait for its image.
 
         ``tag`` (the cache key) names the request for :meth:`promote` while it is queued.
@@ -228,6 +232,10 @@ class Worker:
         reaches the engine, and the previews it asked for (``runtime.progress``).
         ``store`` (key, ttl, tags): the executor's worker may write the render's cache entries
         itself (``Item.store``; honoured by ``process`` only): see ``Result.stored``.
+        ``on_start`` is called on the event loop's turn after the request's batch was handed
+        to the executor (which sends it to an idle worker process in that step): work that
+        need not come before the render runs then, beside it (Service: the disk tier's
+        look-up of a miss). :meth:`settle` may answer the request meanwhile.
         Raises :class:`Rejected` when the scheduler refuses it or its deadline passes while it
         is still queued; engine errors propagate as they are.
         """
@@ -252,7 +260,7 @@ class Worker:
             raise self._reject(Rejected(admission.status, admission.reason,
                                         admission.retry_after_s, admission.message))
         slot = _Slot(item, spec, products, asyncio.get_running_loop().create_future(),
-                     listener, store=store)
+                     listener, store=store, on_start=on_start)
         if listener is not None:
             listener.emit(queued)
         item.payload = slot
@@ -284,6 +292,26 @@ class Worker:
             if tag is not None and self._tags.get(tag) == item.id:
                 del self._tags[tag]
             self._update_depth()
+
+    def idle_now(self) -> bool:
+        """Whether a request submitted now would start at once: nothing queued, a free slot."""
+        return not self._stopped and not len(self.scheduler) and len(self._batches) < self.slots
+
+    def settle(self, tag: Hashable, value: Any) -> bool:
+        """Answer the request ``tag`` (queued or running) with ``value`` now, without its
+        render: it was found elsewhere (Service: the disk tier had it). Its render is then
+        wanted no more and is stopped as for a caller who hung up (left out of the queue, or
+        the executor told to abort it). False when no such request waits."""
+        item_id = self._tags.get(tag)
+        slot = self._slots.get(item_id) if item_id is not None else None
+        if slot is None or slot.future.done():
+            return False
+        slot.future.set_result(value)
+        if not self.scheduler.cancel(slot.item.id):
+            slot.cancelled = True
+            if slot.item.id in self._running:
+                self.executor.abort([slot.item.id])
+        return True
 
     def promote(self, tag: Hashable, priority: Priority, deadline_s: float | None = None) -> bool:
         """A ``priority`` caller now waits for the queued request ``tag`` too (it joined it
@@ -449,6 +477,9 @@ class Worker:
                       rank=min(RANK[s.item.priority] for s in slots))
         ok = False
         waited = 0.0  # seconds the batch waited inside its worker (sent ahead), not serviced
+        for slot in slots:
+            if slot.on_start is not None:  # runs after the executor's send (this step)
+                asyncio.get_running_loop().call_soon(slot.on_start)
         try:
             sent = self.clock()
             out = await self._submit(batch)

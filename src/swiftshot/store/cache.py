@@ -129,7 +129,10 @@ class TieredCache:
 
     # -- async API (the request path) -------------------------------------------------------
 
-    async def aget(self, key: str) -> tuple[bytes, str] | None:
+    async def aget(self, key: str, *, below: bool = True) -> tuple[bytes, str] | None:
+        """The value and the tier that had it, or None. ``below`` False: the in-process tiers
+        only (a request that asks the blocking ones later, while its render runs:
+        :meth:`probe_below`, :meth:`read_below`)."""
         if self._elsewhere:
             writing = self._elsewhere.get(key)
             if writing is not None and not writing.done():
@@ -140,15 +143,48 @@ class TieredCache:
             if hit is not None:
                 self._promote(key, hit, i)
                 return hit, self.tiers[i].name
-        if self._n_inline == len(self.tiers):
+        if self._n_inline == len(self.tiers) or not below:
             return None
         if self._absent_below(key):
             return None  # told on the loop: no thread hop for the common miss
         found = await asyncio.to_thread(self._get_blocking, key)
         if found is None:
             return None
+        return self.promote_found(key, found)
+
+    # -- the blocking tiers asked apart (a miss's look-up beside its render) -------------------
+
+    @property
+    def probes_below(self) -> bool:
+        """Whether the tiers below the in-process ones can each tell a miss on the loop
+        (:meth:`DiskTier.probe`): an in-process tier first, then only such tiers (no Redis)."""
+        slow = self.tiers[self._n_inline:]
+        return bool(self._n_inline and slow) and all(hasattr(t, "probe") for t in slow)
+
+    def holds_inline(self, key: str) -> bool:
+        """Whether the first in-process tier holds ``key`` now (nothing counted)."""
+        return bool(self._n_inline) and self.tiers[0].get(key) is not None
+
+    def writing(self, key: str) -> bool:
+        """Whether another process is writing ``key`` to the blocking tiers now (:meth:`track`)."""
+        w = self._elsewhere.get(key) if self._elsewhere else None
+        return w is not None and not w.done()
+
+    def probe_below(self, key: str) -> bool:
+        """True when every blocking tier says at once that it does not hold ``key`` (the
+        misses counted as :meth:`aget` counts them); False: ask :meth:`read_below`."""
+        return self._absent_below(key)
+
+    def read_below(self, key: str) -> asyncio.Future[tuple[bytes, int] | None]:
+        """The blocking tiers' answer for ``key``, read in a thread: (value, tier index) or
+        None. Hand it to :meth:`promote_found` on the loop."""
+        return asyncio.get_running_loop().run_in_executor(None, self._get_blocking, key)
+
+    def promote_found(self, key: str, found: tuple[bytes, int]) -> tuple[bytes, str]:
+        """(value, tier name) of a blocking tier's hit, copied into the in-process tiers (on the
+        loop: no race with their other users)."""
         value, i = found
-        self._promote(key, value, i, upto=self._n_inline)  # inline tiers: on the loop, no race
+        self._promote(key, value, i, upto=self._n_inline)
         return value, self.tiers[i].name
 
     async def aput(self, key: str, value: bytes, ttl: float | None = None,

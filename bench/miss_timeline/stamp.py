@@ -44,7 +44,7 @@ ANCHORS: list[tuple[str, str, str, str, str, str]] = [
     ("api/routes_images.py", "async def _one(", r"r = await svc\.render\(", "before", "Fc_one", ""),
     ("service.py", "    async def render(", r"spec, key = self\.normalise_and_key\(spec, worker\)", "before", "Fd_render", ""),
     ("service.py", "    async def render(", r"spec, key = self\.normalise_and_key\(spec, worker\)", "after", "Fe_keyed", ""),
-    ("service.py", "    async def render(", r"hit = await self\.lookup\(key, stages\)", "after", "Ff_probed", ""),
+    ("service.py", "    async def render(", r"hit = await self\.lookup\(key, stages", "after", "Ff_probed", ""),
     ("service.py", "        async def lead(", r"with self\.gate\.hold\(priority\):", "before", "Fg_lead", ""),
     ("service.py", "    async def generate(", r"", "first", "F1_generate", ""),
     ("service.py", "    async def generate(", r"variants = \[\(variant_key\(key", "before", "F6_submit_back", ""),

@@ -102,20 +102,29 @@ class _Found:
     tier: str
 
 
+BELOW_AFTER_S = 0.001
+"""How long after a miss's batch is sent :class:`_Below` asks the disk tier: past the engine
+worker's wake-up and read of the batch (~0.2-0.3 ms after idleness on the dev VM), well inside
+a render (a studio 512² backdrop's ``infer`` ~3 ms, a 64² one ~1 ms; a render done sooner
+asks it then, on the way back, as before)."""
+
+
 class _Below:
     """The blocking cache tiers' look-up of one miss, made while its render runs.
 
     A miss asked the disk tier (one SQLite ``SELECT``, 130-170 µs on a front idle for a few
     milliseconds, 3 µs back to back: docs/PERFORMANCE.md, twelfth session) before its render
     was sent. When the memory tier misses and the render starts at once, the request is sent
-    first and :meth:`start` asks the disk tier on the loop's next turn, while the engine
-    worker renders. When the disk tier has the master after all, that answers the request
+    first and :meth:`start` asks the disk tier ``BELOW_AFTER_S`` later, while the engine
+    worker renders (asked at once after the send, the front's probe ran while the woken worker
+    waited for a core to read its batch: 140 → 277 µs, all the gain gone; docs/PERFORMANCE.md,
+    thirteenth session). When the disk tier has the master after all, that answers the request
     (``Worker.settle``: its render is stopped and counted in
     ``swiftshot_renders_overtaken_total``); a render that finishes first waits for the read
     under way, so a disk hit is answered as one whichever finishes first. The request's answer
     is what it was: a hit of the tier that holds it, else the render."""
 
-    __slots__ = ("cache", "key", "worker", "probed", "reading", "settled")
+    __slots__ = ("cache", "key", "worker", "probed", "reading", "settled", "_timer")
 
     def __init__(self, cache: Any, key: str, worker: Any) -> None:
         self.cache = cache
@@ -125,10 +134,19 @@ class _Below:
         self.reading: asyncio.Future[tuple[bytes, int] | None] | None = None
         self.settled = False
         """The request was answered from the tier (``Worker.settle``) before its render."""
+        self._timer: asyncio.TimerHandle | None = None
+
+    def soon(self) -> None:
+        """``Worker.submit``'s ``on_start``: :meth:`start` once the engine worker has its
+        batch and renders."""
+        self._timer = asyncio.get_running_loop().call_later(BELOW_AFTER_S, self.start)
 
     def start(self) -> None:
         """Ask the tiers below memory: at once on the loop for the common miss (the probe),
         a read in a thread when they may hold it."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if self.probed:
             return
         self.probed = True
@@ -644,7 +662,7 @@ class Service:
         else:
             result = await worker.submit(spec, priority=priority, deadline_s=deadline_s,
                                          products=products, tag=key, listener=listener,
-                                         store=store, on_start=below.start)
+                                         store=store, on_start=below.soon)
             if isinstance(result, _Found):
                 return _Made(None, result.master, 0.0, 0.0, 0.0, 0, submitted, found=result.tier)
             if below.reading is not None or not below.probed:

@@ -130,8 +130,7 @@ def _overtaken() -> float:
 async def test_a_plain_miss_is_sent_to_the_engine_before_the_disk_tier_is_asked(svc):
     service, ex, events = svc
     task = asyncio.ensure_future(service.render(spec("a plain miss")))
-    await _until(lambda: len(ex.held) == 1)
-    await asyncio.sleep(0)  # the turn after the send
+    await _until(lambda: len(ex.held) == 1 and "probe" in events)
     assert events == ["sent", "probe"]
     ex.answer()
     r = await task

@@ -104,8 +104,7 @@ class _Slot:
     started: float | None = None
     store: tuple[str, float | None, tuple[str, ...]] | None = None
     on_start: Callable[[], object] | None = None
-    """Called on the loop's next turn once the request's batch has gone to the executor
-    (``submit``'s ``on_start``)."""
+    """Called as the request's batch is handed to the executor (``submit``'s ``on_start``)."""
 
 
 RunBatch = Callable[..., list[Image.Image]]
@@ -232,10 +231,10 @@ class Worker:
         reaches the engine, and the previews it asked for (``runtime.progress``).
         ``store`` (key, ttl, tags): the executor's worker may write the render's cache entries
         itself (``Item.store``; honoured by ``process`` only): see ``Result.stored``.
-        ``on_start`` is called on the event loop's turn after the request's batch was handed
-        to the executor (which sends it to an idle worker process in that step): work that
-        need not come before the render runs then, beside it (Service: the disk tier's
-        look-up of a miss). :meth:`settle` may answer the request meanwhile.
+        ``on_start`` is called, on the loop, as the request's batch is handed to the executor,
+        just before it is sent: it must not block, only schedule what need not come before
+        the render (Service: the disk tier's look-up of a miss, on a timer).
+        :meth:`settle` may answer the request meanwhile.
         Raises :class:`Rejected` when the scheduler refuses it or its deadline passes while it
         is still queued; engine errors propagate as they are.
         """
@@ -478,8 +477,8 @@ class Worker:
         ok = False
         waited = 0.0  # seconds the batch waited inside its worker (sent ahead), not serviced
         for slot in slots:
-            if slot.on_start is not None:  # runs after the executor's send (this step)
-                asyncio.get_running_loop().call_soon(slot.on_start)
+            if slot.on_start is not None:
+                slot.on_start()
         try:
             sent = self.clock()
             out = await self._submit(batch)

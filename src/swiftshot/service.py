@@ -333,6 +333,9 @@ class Service:
         """Processes for the upload route's CPU work (``server.cpu_processes``)."""
         self.draining = False
         self.started = False
+        self._on_disk_at_start: set[str] | frozenset[str] = frozenset()
+        """Master keys the disk tier held when the server started (:meth:`start`): a miss of
+        one asks the disk first (:meth:`_below_beside_render`)."""
         from swiftshot.prefetch import Prefetcher
 
         self.prefetcher = Prefetcher(self, settings.prefetch)
@@ -422,6 +425,8 @@ class Service:
                   if isinstance(r, BaseException)]
         if failed:
             raise failed[0][1]
+        if getattr(self.cache, "probes_below", False):
+            self._on_disk_at_start = await asyncio.to_thread(self.cache.master_keys_below)
         await self.prefetcher.start()  # warms the memory tier from the disk tier
         self.cpu.start()
         self.loop_lag.start()
@@ -636,14 +641,18 @@ class Service:
         nothing queued: a request that would wait asks first, as a hit must not queue), below
         a memory tier that holds neither the master nor its metadata (a master written by an
         engine worker sits on disk with its metadata in memory: a repeat is a disk hit, asked
-        first), over tiers that can tell a miss at once (disk; not Redis), with no write of the
-        key under way."""
+        first), of a key that was not on disk when the server started (after a restart those
+        are disk hits: asked first, no render is sent for them), over tiers that can tell a miss
+        at once (disk; not Redis), with no write of the key under way. Whichever way, a master
+        on disk is answered as a disk hit; these only keep renders from being sent for
+        nothing."""
         cache = self.cache
         if spec.ops or spec.preset or spec.product_sha256 or products \
                 or not getattr(cache, "probes_below", False):
             return False
         idle = getattr(worker, "idle_now", None)
         return (idle is not None and idle() and not cache.writing(key)
+                and key not in self._on_disk_at_start
                 and not cache.holds_inline(key + _META_SUFFIX))
 
     async def generate(self, spec: RenderSpec, key: str, priority: str, deadline_s: float | None,

@@ -222,3 +222,27 @@ async def test_a_request_that_would_queue_asks_the_disk_first(svc):
     assert events == ["sent", "probe", "probe"] and len(ex.held) == 1
     ex.answer()
     assert (await busy).cache == "miss"
+
+
+async def test_after_a_restart_a_master_on_disk_is_asked_first_and_no_render_is_sent(tmp_path):
+    """The masters on disk when the server starts are disk hits: no render is sent for them
+    (a render sent and stopped would cost the engine for nothing after every restart)."""
+    s = Settings(data_dir=tmp_path / "var")
+    s.server.warmup_shapes = []
+    s.prefetch.enabled = False
+    first = Service(s, executor=HeldExecutor([]))
+    _, key = first.normalise_and_key(spec("before the restart"))
+    first.cache.tiers[1].put(key, b"from disk" * 8)
+    first.cache.tiers[1].put(key + ":meta", b"{}")
+    first.cache.tiers[1].put(key + ".webp-q80", b"variant")
+    first.cache.close()
+    events: list[str] = []
+    ex = HeldExecutor(events)
+    service = Service(s, executor=ex)
+    await service.start()
+    try:
+        assert service._on_disk_at_start == {key}
+        r = await asyncio.wait_for(service.render(spec("before the restart")), 10)
+        assert (r.cache, r.master) == ("disk", b"from disk" * 8) and ex.held == []
+    finally:
+        await service.stop()

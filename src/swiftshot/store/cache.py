@@ -161,6 +161,16 @@ class TieredCache:
         slow = self.tiers[self._n_inline:]
         return bool(self._n_inline and slow) and all(hasattr(t, "probe") for t in slow)
 
+    def master_keys_below(self) -> set[str]:
+        """The master keys the blocking tiers held when asked (``DiskTier.master_keys``; a
+        tier that cannot list its keys adds none). Blocking: call from a thread."""
+        out: set[str] = set()
+        for tier in self.tiers[self._n_inline:]:
+            keys = getattr(tier, "master_keys", None)
+            if keys is not None:
+                out |= keys()
+        return out
+
     def holds_inline(self, key: str) -> bool:
         """Whether the first in-process tier holds ``key`` now (nothing counted)."""
         return bool(self._n_inline) and self.tiers[0].get(key) is not None

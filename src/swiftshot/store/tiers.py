@@ -379,6 +379,26 @@ class DiskTier:
         finally:
             self._probe_lock.release()
 
+    def master_keys(self) -> set[str]:
+        """The keys of the masters on disk now: 64 hex digits, no ``.`` or ``:`` (a variant's
+        key and a master's metadata key add them: ``spec.variant_key``), expired rows
+        included. One scan of the index (a server's start: Service's hint of which misses
+        may be disk hits); an empty set when it cannot be read."""
+        if self._cache is None:
+            return set()
+        uri = (self.directory / diskcache.core.DBNAME).resolve().as_uri() + "?mode=ro"
+        try:
+            db = sqlite3.connect(uri, uri=True, timeout=1)
+            try:
+                return {r[0] for r in db.execute(
+                    "SELECT key FROM Cache WHERE raw = 1 AND typeof(key) = 'text' AND "
+                    "length(key) = 64 AND instr(key, '.') = 0 AND instr(key, ':') = 0")}
+            finally:
+                db.close()
+        except _DISK_ERRORS as e:
+            log.warning("disk cache tier %s: could not list its masters (%s)", self.directory, e)
+            return set()
+
     def get(self, key: str) -> bytes | None:
         if self._cache is None:
             return None

@@ -41,6 +41,12 @@ CASES = [
      ["png, webp or avif"]),
     ("bad quality word", "POST", GEN, {"json": {"prompt": "x", "quality": "ultra"}}, 400, "quality",
      ["low", "hd"]),
+    # checked by RenderSpec, not ImagesRequest: a route that built its spec without the
+    # second validation would let them through
+    ("bad category", "POST", GEN, {"json": {"prompt": "x", "category": "Big Sale"}}, 400,
+     "category", ["category", "pattern"]),
+    ("too many tags", "POST", GEN, {"json": {"prompt": "x", "tags": [str(i) for i in range(17)]}},
+     400, "tags", ["tags", "16"]),
     ("stream_n", "POST", GEN, {"json": {"prompt": "x", "stream": True, "n": 2}}, 400, "n", ["stream", "n"]),
     ("bad priority", "POST", GEN, {"json": {"prompt": "x"}, "headers": {"X-Priority": "urgent"}},
      400, "X-Priority", ["realtime", "urgent"]),

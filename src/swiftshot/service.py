@@ -117,7 +117,7 @@ class _Below:
     was sent. When the memory tier misses and the render starts at once, the request is sent
     first and :meth:`start` asks the disk tier ``BELOW_AFTER_S`` later, while the engine
     worker renders (asked at once after the send, the front's probe ran while the woken worker
-    waited for a core to read its batch: 140 → 277 µs, all the gain gone; docs/PERFORMANCE.md,
+    waited for a core to read its batch: 140 → 277 µs, most of the gain gone; docs/PERFORMANCE.md,
     thirteenth session). When the disk tier has the master after all, that answers the request
     (``Worker.settle``: its render is stopped and counted in
     ``swiftshot_renders_overtaken_total``); a render that finishes first waits for the read

@@ -158,8 +158,12 @@ class TieredCache:
     def probes_below(self) -> bool:
         """Whether the tiers below the in-process ones can each tell a miss on the loop
         (:meth:`DiskTier.probe`): an in-process tier first, then only such tiers (no Redis)."""
-        slow = self.tiers[self._n_inline:]
-        return bool(self._n_inline and slow) and all(hasattr(t, "probe") for t in slow)
+        found = self.__dict__.get("_probes_below")
+        if found is None:  # the tiers do not change
+            slow = self.tiers[self._n_inline:]
+            found = self._probes_below = bool(self._n_inline and slow) and \
+                all(hasattr(t, "probe") for t in slow)
+        return found
 
     def master_keys_below(self) -> set[str]:
         """The master keys the blocking tiers held when asked (``DiskTier.master_keys``; a

@@ -45,16 +45,29 @@ async def test_replicas_follow_the_front_queue_up_and_down(ray_cluster, tmp_path
     await worker.start()
     try:
         assert ex._replicas.get("RUNNING") == 1
-        jobs = [asyncio.ensure_future(worker.submit(spec(f"queued {i}"), deadline_s=120))
-                for i in range(40)]
+
+        def queue(n: int, name: str) -> list[asyncio.Future]:
+            return [asyncio.ensure_future(worker.submit(spec(f"{name} {len(jobs) + i}"),
+                                                        deadline_s=120)) for i in range(n)]
+
+        jobs: list[asyncio.Future] = []
+        jobs += queue(40, "queued")
         peak, t0 = 1, time.monotonic()
         while time.monotonic() - t0 < 40 and peak < 3:
             await asyncio.sleep(0.25)
             peak = max(peak, ex._replicas.get("RUNNING", 0))
+            # Kept queued until the replicas are up: on a loaded box starting two replicas
+            # took longer than one replica needed for the first 40 (0.4 s each), and the
+            # queue ran dry before they could take any (fast14's full run: 1 replica served all)
+            if sum(not j.done() for j in jobs) < 12:
+                jobs += queue(12, "kept queued")
         assert peak == 3, f"replicas did not scale up to 3 (peak {peak}); {ex._replicas}"
         assert ex.slots == 3
+        after = queue(12, "after the scale-up")  # the replicas up now take work
         results = await asyncio.wait_for(asyncio.gather(*jobs), 120)
-        assert len({r.worker for r in results}) >= 2  # the new replicas took work
+        later = await asyncio.wait_for(asyncio.gather(*after), 120)
+        assert len({r.worker for r in later}) >= 2, [r.worker for r in later]
+        assert len({r.worker for r in results + later}) >= 2  # the new replicas took work
         # idle now: back to min_replicas after the downscale delay
         t0 = time.monotonic()
         while time.monotonic() - t0 < 40 and ex._replicas.get("RUNNING", 0) > 1:

@@ -152,7 +152,10 @@ class _Below:
         self.probed = True
         if self.cache.probe_below(self.key):
             return
-        self.reading = self.cache.read_below(self.key)
+        try:
+            self.reading = self.cache.read_below(self.key)
+        except RuntimeError:  # the loop's threads are shut down (the server stopping): a miss
+            return
         self.reading.add_done_callback(self._read)
 
     def _read(self, fut: asyncio.Future[tuple[bytes, int] | None]) -> None:

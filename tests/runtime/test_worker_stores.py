@@ -200,3 +200,36 @@ def test_a_bounded_write_gives_up_on_a_held_lock_without_writing(tmp_path):
     finally:
         a.close()
         b.close()
+
+
+async def test_a_master_another_front_stored_after_this_one_started_is_a_disk_hit(tmp_path):
+    """Two fronts on one disk folder (real worker processes): the second started before the
+    first rendered, so the master is neither in its memory nor in its start-up list; its
+    render is sent first (the disk tier is asked beside it: service._Below), the disk tier
+    answers, the request is a disk hit and the render sent is stopped; the worker takes the
+    next request."""
+    from swiftshot import telemetry
+
+    first = _settings(tmp_path)
+    first.engine.fake.delay_s = 0.5  # the disk's read wins the race by far
+    second = _settings(tmp_path)
+    second.engine.fake.delay_s = 0.5
+    a, b = Service.from_settings(first), Service.from_settings(second)
+    await a.start()
+    await b.start()
+    try:
+        r = await asyncio.wait_for(a.render(_spec("made by the other front")), 30)
+        assert r.cache == "miss"
+        await a.cache.flush()  # its worker's write is on disk
+        overtaken = telemetry.RENDERS_OVERTAKEN._value.get()
+        t0 = time.monotonic()
+        hit = await asyncio.wait_for(b.render(_spec("made by the other front")), 30)
+        assert hit.cache == "disk" and hit.key == r.key
+        assert codecs.decode_master(hit.master).size == (64, 64)
+        assert time.monotonic() - t0 < 0.45  # not after the render's 0.5 s
+        assert telemetry.RENDERS_OVERTAKEN._value.get() == overtaken + 1
+        assert (await asyncio.wait_for(b.render(_spec("next")), 30)).cache == "miss"
+        assert (await b.render(_spec("made by the other front"))).cache == "memory"
+    finally:
+        await b.stop()
+        await a.stop()

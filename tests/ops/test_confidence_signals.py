@@ -257,3 +257,110 @@ def test_a_dim_sole_restored_only_in_part_is_still_said_low():
     score, conf, why = _found("low_light", 9175, 640)
     if score < 0.93:
         assert conf < 0.5, (conf, why)
+
+
+# -- backdrop kept in gaps open to the outside (issue 10, conf15: novel plants) --------------
+
+LEAF = np.array([60.0, 125.0, 55.0], np.float32)
+
+
+def _fan(seed: int = 0, textured: bool = False):
+    """A plant on a 240² work copy: a terracotta pot (rows 150-210), five stems fanning up from
+    its rim to five leaves, the tan table between them: (image, backdrop model, band mask,
+    true mask, the mask with the gaps between the stems kept, as a 15 px closing keeps them)."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    h = w = 240
+    bg = np.broadcast_to(TAN, (h, w, 3)).astype(np.float32)
+    img = bg.copy()
+    truth = np.zeros((h, w), np.uint8)
+    truth[150:210, 85:155] = 1
+    img[truth > 0] = (190.0, 100.0, 70.0)
+    for end in ((40, 80), (70, 50), (120, 35), (170, 50), (200, 80)):
+        stem = np.zeros_like(truth)
+        cv2.line(stem, (120, 150), end, 1, 3)
+        cv2.ellipse(stem, end, (14, 8), 0, 0, 360, 1, -1)
+        truth |= stem
+        img[stem > 0] = LEAF
+    img = cv2.GaussianBlur(img, (3, 3), 0.8)  # the colour bleeds into the gaps a little
+    img[truth == 0] = bg[truth == 0]
+    img += rng.normal(0, 1.5, img.shape).astype(np.float32)
+    band = np.zeros((h, w), bool)
+    band[:10], band[-10:], band[:, :10], band[:, -10:] = True, True, True, True
+    kept = cv2.morphologyEx(truth, cv2.MORPH_CLOSE,
+                            cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (15, 15)))
+    return img.astype(np.float32), bg, band, truth, kept
+
+
+def _pockets(img, bg, band, hard, sigma=1.5):
+    from swiftshot.ops.cutout import ClassicalParams, _backdrop_pockets, _evidence
+
+    ev = _evidence(img, bg, sigma, band, ClassicalParams())
+    return _backdrop_pockets(img, hard, ev)
+
+
+def test_backdrop_pockets_see_the_gaps_between_stems_kept():
+    img, bg, band, truth, kept = _fan()
+    assert (kept > truth).sum() > 0.05 * truth.sum()
+    assert _pockets(img, bg, band, truth) < 0.002  # the true mask: no pocket
+    assert _pockets(img, bg, band, kept) > 0.03  # the gaps kept: past the term's full doubt
+
+
+def test_backdrop_pockets_leave_a_smooth_part_on_a_textured_table_alone():
+    """A sole of the table's colour under a blue upper, on a wood-like table (grain 8 levels):
+    backdrop-coloured and open to the table along its outline, but smooth where the table is
+    not: product (textured 17 and 19, sneakers on linen and wood, 0.27 and 0.16 without the
+    texture test)."""
+    import cv2
+
+    rng = np.random.default_rng(3)
+    h = w = 240
+    bg = np.broadcast_to(TAN, (h, w, 3)).astype(np.float32)
+    grain = cv2.GaussianBlur(rng.normal(0, 50, (h, w)).astype(np.float32), (0, 0), sigmaX=6, sigmaY=0.7)
+    img = bg + grain[..., None]
+    hard = np.zeros((h, w), np.uint8)
+    hard[80:150, 60:190] = 1
+    img[80:150, 60:190] = BLUE
+    hard[150:175, 55:195] = 1
+    img[150:175, 55:195] = TAN  # the sole: the table's colour, smooth
+    img += rng.normal(0, 1.0, img.shape).astype(np.float32)
+    band = np.zeros((h, w), bool)
+    band[:10], band[-10:], band[:, :10], band[:, -10:] = True, True, True, True
+    sigma = float(np.std((img - bg)[band]))
+    assert _pockets(img, bg, band, hard, sigma) < 0.002
+
+
+def _work_novel(category: str, seed: int):
+    """``_work`` for a novel shape (``testing.novel``; seeds under 120 only: 120-199 are the
+    lead's blind checks)."""
+    import cv2
+
+    from swiftshot.ops.cutout import ClassicalSegmenter
+    from swiftshot.testing.novel import novel_case
+    from swiftshot.testing.products import make_photo
+
+    assert seed < 120
+    photo = make_photo(novel_case(category, seed), (640, 640))
+    _, img, bg, sigma, _, ev, hard, band, _ = ClassicalSegmenter()._work_regions(
+        np.asarray(photo.image))
+    truth = cv2.resize(photo.coverage.astype(np.float32), hard.shape[::-1],
+                       interpolation=cv2.INTER_AREA)
+    return img, bg, sigma, band, ev, (truth >= 0.5).astype(np.uint8)
+
+
+@pytest.mark.parametrize("category", ["two_plane", "thin_parts"])
+def test_a_plant_with_the_gaps_between_its_leaves_kept_is_said_low(category):
+    """Novel plants, seed 10 at 640²: the closing (and JPEG's colour bleed) kept the table
+    between the stems and leaves (IoU 0.88, said 0.96-0.99 `high` before the pocket term).
+    The true mask closed 11 px keeps them as the cutout did: said low, with the note; the true
+    mask is not doubted."""
+    import cv2
+
+    img, bg, sigma, band, ev, truth = _work_novel(category, 10)
+    conf, why = _conf(img, bg, sigma, band, ev, truth)
+    assert conf >= 0.9 and not any("gaps" in w for w in why), (conf, why)
+    kept = cv2.morphologyEx(truth, cv2.MORPH_CLOSE,
+                            cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (11, 11)))
+    conf, why = _conf(img, bg, sigma, band, ev, kept)
+    assert conf < 0.5 and any("gaps" in w for w in why), (conf, why)

@@ -1048,6 +1048,7 @@ def _confidence_signals(img: np.ndarray, bg: np.ndarray, sigma: float, band: int
     sig["white_notch"] = white_notch
     sig["amb_blob"] = _ambiguous_blob(inside, amb_px)
     sig["lit_beyond"] = _lit_beyond(hard, ev)
+    sig["pocket"] = _backdrop_pockets(img, hard, ev)
     if ev.enclosed is not None:
         cut = int(np.count_nonzero(ev.enclosed))
         sig["enclosed"] = cut / max(n_in + cut, 1)
@@ -1272,6 +1273,93 @@ def _ambiguous_blob(inside: np.ndarray, amb_px: np.ndarray) -> float:
 _DISC5 = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
 
 
+def _backdrop_pockets(img: np.ndarray, hard: np.ndarray, ev: Evidence) -> float:
+    """Share of the product's area in pockets of the backdrop kept inside the outline and
+    open to the backdrop outside it: the gaps between a plant's leaves and stems, bridged by
+    the closing (JPEG's colour bleed makes their edges product evidence, so they are neither
+    ``bg_inside`` nor a thick ``amb_blob``). A pocket pixel has the backdrop's colour (chroma
+    under 1, brightness within max(0.03, ``_POCKET_TOL`` × the ratio's noise) of the backdrop
+    model), is reached from outside the mask through such pixels (opened 3×3: a 1-2 px
+    contact along a glossy bottle's backdrop-grey highlight does not count) and lies over
+    ``_POCKET_DEPTH`` px inside the outline (not the outline's own mixed pixels). A pocket
+    counts when (a) it is not smoother than the backdrop around the product (half its pixels
+    with a 5×5 local deviation of at least half the ring's median: a smooth sole of the
+    table's colour on wood is product), (b) it opens onto the outside through at least
+    ``_POCKET_MOUTH`` outline pixels with the backdrop's colour on both sides (a stretch of
+    outline that is no edge at all) and (c) under ``_POCKET_EVIDENCE`` of it is product
+    evidence. Novel plants (docs/OPS.md "Confidence: backdrop pockets"): 0.02-0.08 where the
+    gaps were kept; good cutouts of the known shapes under 0.02."""
+    if ev.tol is None or not hard.any():
+        return 0.0
+    box = _around(hard, 14)
+    if box is None:
+        return 0.0
+    m = hard[box]
+    inside = m > 0
+    n_in = max(int(cv2.countNonZero(m)), 1)
+    ratio, chroma, tol = ev.ratio[box], ev.chroma[box], ev.tol[box]
+    bc_all = (chroma < 1.0) & (np.abs(ratio - 1.0) < np.maximum(0.03, _POCKET_TOL * tol))
+    bc = cv2.morphologyEx((bc_all & inside).astype(np.uint8), cv2.MORPH_OPEN, _SQ3) > 0
+    if ev.restored is not None and ev.restored[box].any():
+        # A part given back on its own evidence (a light sole of the table's colour) is
+        # product, and so is the rest of it that it did not reach (the sole's far end, of the
+        # same colour and joined to it: textured 9422 at 640², 0.028 without this).
+        rest = ev.restored[box]
+        n, lab = cv2.connectedComponents(bc.astype(np.uint8), connectivity=8)
+        touch = np.zeros(n, bool)
+        touch[lab[cv2.dilate(rest.astype(np.uint8), _SQ3) > 0]] = True
+        touch[0] = False
+        bc &= ~touch[lab] & ~rest
+    if not bc.any():
+        return 0.0
+    # Reached from outside: the outside (and the frame's edge, as the box is padded inside
+    # the frame only where it can be) joined through backdrop-coloured pixels.
+    passable = (bc | ~inside).astype(np.uint8)
+    _, lab = cv2.connectedComponents(passable, connectivity=4)
+    out_lab = np.zeros(int(lab.max()) + 1, bool)
+    out_lab[lab[~inside]] = True
+    out_lab[0] = False
+    depth = cv2.distanceTransform(m, cv2.DIST_L2, 3)
+    deep = out_lab[lab] & bc & (depth > _POCKET_DEPTH)
+    if not deep.any():
+        return 0.0
+    # Each pocket, and what lies within its reach (the nearest pocket of each pixel).
+    near_d, near = cv2.distanceTransformWithLabels((~deep).astype(np.uint8), cv2.DIST_L2, 3,
+                                                   labelType=cv2.DIST_LABEL_CCOMP)
+    nlab = int(near.max()) + 1
+    lum = cv2.transform(img[box], _MEAN3)
+    m1 = cv2.blur(lum, (5, 5))
+    lstd = np.sqrt(np.maximum(cv2.blur(lum * lum, (5, 5)) - m1 * m1, 0))
+    dout = cv2.distanceTransform((~inside).astype(np.uint8), cv2.DIST_L2, 3)
+    ring = (dout >= 4) & (dout <= 12) & ~ev.product[box]
+    ref = float(np.median(lstd[ring])) if ring.any() else 0.0
+    area = np.bincount(near[deep], minlength=nlab)
+    # (Half its pixels as textured as half the ring's median: its median, without a sort.)
+    grain = (lstd[deep] >= 0.5 * ref).astype(np.float32)
+    tex = np.bincount(near[deep], grain, minlength=nlab) >= 0.5 * area
+    line = inside & (cv2.erode(m, _CROSS) == 0)
+    open_line = line & bc_all & (cv2.dilate((~inside & bc_all).astype(np.uint8), _CROSS) > 0)
+    mouth_px = open_line & (near_d <= _POCKET_DEPTH + 2)
+    mouth = np.bincount(near[mouth_px], minlength=nlab)
+    # Mostly not product evidence: the gaps' edges are (JPEG's bleed), their middles are not
+    # (0.1-0.3 of a plant's pocket); a label's shaded side of the table's colour is, by its
+    # faint tint (0.63, textured 8014, a cream label on a green bottle on wood).
+    prod = np.bincount(near[deep], ev.product[box][deep].astype(np.float32), minlength=nlab)
+    keep = tex & (mouth >= _POCKET_MOUTH) & (area > 0) & (prod < _POCKET_EVIDENCE * area)
+    return float(area[keep].sum() / n_in)
+
+
+_POCKET_DEPTH = 2.0
+"""A backdrop pocket's pixels lie over this many work px inside the outline."""
+_POCKET_MOUTH = 6
+"""...and the pocket opens onto the outside through this many outline pixels at least."""
+_POCKET_TOL = 2.0
+"""A pocket's brightness lies within this many times the ratio's noise of the backdrop's."""
+_POCKET_EVIDENCE = 0.5
+"""...and under this share of its pixels are product evidence."""
+_SQ3 = np.ones((3, 3), np.uint8)
+
+
 # The calibrated confidence (calibration pass, 5 Dec 2026; docs/OPS.md "Confidence,
 # calibrated" and "Confidence, re-fitted"). Each term is a doubt in 0..1 (a ramp of one
 # signal from where it starts to where it is full); the confidence is a logistic of their
@@ -1308,6 +1396,7 @@ _CONF_TERMS: tuple[tuple[str, float, float, float], ...] = (
     ("tiny", 0.0, 0.015, 6.0),        # by hand: under 2 % of the frame (0.5 %: full)
     ("huge", 0.7, 0.9, 6.0),          # by hand: most of the frame
     ("enclosed", 0.02, 0.08, 4.0),    # by hand: shadowed gaps cut from between thin parts
+    ("pocket", 0.005, 0.03, 5.0),     # by hand: backdrop kept in gaps open to the outside
 )
 
 
@@ -1324,7 +1413,8 @@ def _conf_doubts(sig: dict[str, float]) -> dict[str, float]:
            "lit_beyond": sig.get("lit_beyond", 0.0),
            "amb_blob": sig.get("amb_blob", 0.0) * (1 - white),
            "tiny": max(0.0, 0.02 - sig.get("area", 0.1)), "huge": sig.get("area", 0.1),
-           "enclosed": sig.get("enclosed", 0.0)}
+           "enclosed": sig.get("enclosed", 0.0),
+           "pocket": sig.get("pocket", 0.0) * (1 - white)}
     return {name: float(np.clip((raw[name] - a) / (b - a), 0.0, 1.0))
             for name, a, b, _ in _CONF_TERMS}
 
@@ -1367,6 +1457,9 @@ def _confidence_from(sig: dict[str, float]) -> tuple[float, tuple[str, ...]]:
         "enclosed": lambda: f"{sig['enclosed']:.0%} of the region was the backdrop in shadow "
                             "between thin parts (legs, a ring), cut: such gaps and the rims "
                             "of thin parts are often kept in part",
+        "pocket": lambda: f"{sig['pocket']:.0%} of the product is the backdrop's colour in gaps "
+                          "open to the backdrop outside (between leaves, stems, legs): the "
+                          "gaps may have been kept",
     }
     cost = sorted(((weights[k] * d, k) for k, d in doubts.items() if d > 0), reverse=True)
     why = [said[k]() for c, k in cost if c >= 0.3 or k == "white"]

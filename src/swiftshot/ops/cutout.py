@@ -1132,6 +1132,8 @@ def _lit_steps(hard: np.ndarray, ev: Evidence) -> LitSteps | None:
     reach = max(2.0 * _LIT_FROM, _LIT_REACH * area ** 0.5)
     # Only the product's surroundings matter (and the frame's edge stays an edge).
     box = _around(hard, int(reach) + 4)
+    if box is None:
+        return None  # (no part of 10 %: the lower part of a stool's mask, legs only)
     hard = hard[box]
     product, ratio, chroma, tol_all = (ev.product[box], ev.ratio[box], ev.chroma[box],
                                        ev.tol[box])
@@ -1851,6 +1853,14 @@ _THIN_WALLS = 0.6
 """Share of an enclosed shadow's walls that must be thin parts of the product."""
 
 
+def _body(m: np.ndarray) -> np.ndarray:
+    """bool: the product's body, what of the mask ``m`` survives an opening by a 9×9 disc:
+    not its thin parts (a stool's legs and foot ring, 2-5 work px across, a strap, a
+    cable). A sole hangs under a body; the floor between a stool's legs and under its foot
+    ring hangs under thin parts only."""
+    return cv2.morphologyEx(m.astype(np.uint8), cv2.MORPH_OPEN, _DISC9) > 0
+
+
 def _restore_lit_parts(m: np.ndarray, ev: Evidence) -> np.ndarray:
     """Give back to the product a light part under it that was read as its shadow: a sole.
 
@@ -1940,6 +1950,7 @@ def _restore_lit_parts(m: np.ndarray, ev: Evidence) -> np.ndarray:
     tol, chroma = sub.tol, sub.chroma
     grow = np.ones((2 * _SOLE_GROW + 1,) * 2, np.uint8)
     acc = np.zeros((hb, wb), bool)
+    body = None
     for i in range(1, nc):
         x, y, w, h, area = st[i]
         if area < 0.01 * total or area > 0.5 * total or y < y_top:
@@ -1957,11 +1968,13 @@ def _restore_lit_parts(m: np.ndarray, ev: Evidence) -> np.ndarray:
         comp = (cl == i) | ((cv2.dilate((cl == i).astype(np.uint8), grow) > 0) & rim)
         cols = np.nonzero(comp.any(0))[0]
         hi = np.argmax(comp[:, cols], axis=0)
+        if body is None:
+            body = _body(mb)
         above = np.zeros(len(cols), bool)
         for d in range(1, 4):
             yy = hi - d
             ok = yy >= 0
-            above[ok] |= mb[yy[ok], cols[ok]] > 0
+            above[ok] |= body[yy[ok], cols[ok]]
         if above.mean() < 0.5 or _darker_under(comp, mb == 0, r3, r_in - t_in) < 0.5:
             continue
         acc |= comp
@@ -2081,6 +2094,113 @@ _SANDWICH_SHADOW = 0.9
 """``_fill_sandwiched``: a part is one face when its columns' brightness spread (median over
 columns of the 10th-90th percentile) is within this share of the ratio's noise, and less
 than this share of it is shadow-coloured."""
+
+
+def _drop_framed_backdrop(m: np.ndarray, ev: Evidence) -> np.ndarray:
+    """Cut the floor framed by thin parts of the product: a body of the mask that hangs from
+    the rest of it by thin parts only and looks like the backdrop.
+
+    The legs and foot ring of a stool (a chair, a rack) close off the floor between them and
+    under the ring; the floor there lies in the product's soft shadow (the backdrop's chroma,
+    a few to 40 % darker: not plain backdrop), so ``_fill_holes`` filled it, and the stool
+    carried a slab of floor (novel stools: IoU 0.5-0.85). ``_drop_enclosed_shadow`` judges
+    such gaps one by one against faces of known products and leaves most of them; this step
+    looks at the mask's shape first. Opened by a 9×9 disc, the mask falls apart into its
+    bodies (``_body``): the seat, and the slab of floor with the legs and ring along its
+    sides; thin parts (legs, a ring, a strap, a cable) are gone. A body other than the one
+    with the most solid product (not the backdrop's colour, black, or brighter) that
+
+    * lies on the floor (its top in the lower 45 % of the mask, its bottom within 3 px of
+      the mask's bottom in its columns, as a shadow thrown there does),
+    * and looks like the backdrop: 70 % or more of it has the backdrop's chroma, no
+      brighter than the backdrop (a white lamp shade is brighter) and not black, and no
+      product evidence; under 10 % of it is solid product,
+
+    is cut down to its product evidence, closed over 5×5 (a dark leg's inside between its
+    two edges on a grey floor), and only where that touches the rest of the mask (the legs
+    and ring it frames). A body joined to the main one by more than thin parts (a mug's
+    handle and the shadow in it lie against the mug) is one body and is not looked at."""
+    box = _around(m, 5)
+    if box is None:
+        return m
+    mb = m[box]
+    # Most products are one body. The opening's dilation joins parts, never splits one: an
+    # erosion in one piece is one body, and the dilation is not paid for.
+    core = cv2.erode(mb, _DISC9)
+    if cv2.connectedComponents(core, connectivity=8)[0] <= 2:
+        return m
+    bodies = cv2.dilate(core, _DISC9)
+    n, lab, st, _ = cv2.connectedComponentsWithStats(bodies, connectivity=8)
+    if n <= 2:
+        return m
+    r, chroma, tol = ev.ratio[box], ev.chroma[box], ev.tol[box]
+    prod = ev.product[box]
+    solid = (mb > 0) & ((chroma >= 1.0) | (r <= 0.25))
+    free = (mb > 0) & ~prod
+    looks = free & (chroma < _FRAMED_CHROMA) & (r > 0.25) & (r < 1 + tol)
+    n_solid = np.bincount(lab.ravel(), weights=solid.ravel(), minlength=n)
+    n_free = np.bincount(lab.ravel(), weights=free.ravel(), minlength=n)
+    n_looks = np.bincount(lab.ravel(), weights=looks.ravel(), minlength=n)
+    area = st[:, cv2.CC_STAT_AREA].astype(np.float64)
+    main = 1 + int(np.argmax(n_solid[1:]))
+    main_bottom = st[main, cv2.CC_STAT_TOP] + st[main, cv2.CC_STAT_HEIGHT] - 1
+    rows = np.nonzero(mb.any(1))[0]
+    top, bottom = rows[0], rows[-1]
+    low = top + _FRAMED_LOW * (bottom - top + 1)
+    total = int(cv2.countNonZero(mb))
+    cut = np.zeros(mb.shape, bool)
+    for i in range(1, n):
+        if i == main or area[i] < 0.01 * total or st[i, cv2.CC_STAT_TOP] < low:
+            continue
+        if n_free[i] < _FRAMED_FREE * area[i] or n_looks[i] < _FRAMED_LOOKS * n_free[i]:
+            continue
+        if st[i, cv2.CC_STAT_TOP] <= main_bottom:
+            continue  # beside the main body, not under it
+        comp = lab == i
+        # Dark all through is a dark part of the product (a lamp's base on its pole: 0.47),
+        # not the floor in shadow; the floor's share is lighter (a leg's inside on a grey
+        # floor, no evidence there either, reads 0.44: the lower half is the legs).
+        if float(np.percentile(r[comp & free], 75)) < _GAP_DARKEST:
+            continue
+        cut |= comp
+    if not cut.any():
+        return m
+    # What of it is product: what is dark (the legs and ring: under 0.65 of the backdrop;
+    # the floor's evidence along them, JPEG's colour bleed and the edges of the legs' own
+    # shadows, 0.7-0.9) or clearly coloured, at its evidence (on a grey floor a leg's
+    # inside is lit by its two edges only), closed over a pixel, where it joins the rest
+    # of the mask.
+    near_ev = cv2.dilate(prod.view(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    # ...or a thin line darker than the floor either side of it (a leg on a dark table):
+    # the ratio's black-hat over an 11 px disc.
+    line = cv2.morphologyEx(r, cv2.MORPH_BLACKHAT, _DISC11) > np.maximum(_FRAMED_LINE, 3 * tol)
+    dark = near_ev & cut & ((r < _FRAMED_DARK) | (chroma >= _FRAMED_COLOUR) | line)
+    keep = (cv2.morphologyEx(dark.view(np.uint8), cv2.MORPH_CLOSE, _CROSS) > 0) & cut
+    rest = (mb > 0) & ~cut
+    nk, kl = cv2.connectedComponents(keep.view(np.uint8), connectivity=8)
+    if nk > 1:
+        near = cv2.dilate(rest.view(np.uint8), np.ones((3, 3), np.uint8)) > 0
+        joined = np.zeros(nk, bool)
+        joined[np.unique(kl[near & keep])] = True
+        joined[0] = False
+        keep = joined[kl]
+    keep = cv2.morphologyEx((rest | keep).view(np.uint8), cv2.MORPH_OPEN, _CROSS) > 0
+    out = m.copy()
+    out[box] = (rest | (keep & cut)).view(np.uint8)
+    return out
+
+
+_DISC11 = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (11, 11))
+_FRAMED_LINE = 0.12
+_FRAMED_LOW = 0.3
+_FRAMED_CHROMA = 0.75
+_FRAMED_DARK = 0.65
+_FRAMED_COLOUR = 2.0
+_FRAMED_FREE = 0.3
+_FRAMED_LOOKS = 0.8
+"""``_drop_framed_backdrop``: a body is the floor when this share of it or more has no
+product evidence (the rest: the legs and ring along and across it), and this share of that
+or more looks like the backdrop."""
 
 
 def _put(m: np.ndarray, box: tuple[slice, slice], add: np.ndarray) -> np.ndarray:
@@ -2841,6 +2961,10 @@ class ClassicalSegmenter:
         if hard is not before:
             added = hard > before
             ev = replace(ev, restored=added if ev.restored is None else ev.restored | added)
+        if not white:
+            # The floor framed by thin parts (a stool's legs and ring): a body of the mask
+            # that hangs by thin parts only, lies on the floor and looks like the backdrop.
+            hard = _drop_framed_backdrop(hard, ev)
         # A smooth part of the product on a textured table (a label, a sole of the table's
         # colour): no colour evidence, but smooth where the grain is not.
         hard = _smooth_parts(img, hard, band, p.min_region * hard.size)

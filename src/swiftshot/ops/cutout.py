@@ -2108,17 +2108,22 @@ def _drop_framed_backdrop(m: np.ndarray, ev: Evidence) -> np.ndarray:
     looks at the mask's shape first. Opened by a 9×9 disc, the mask falls apart into its
     bodies (``_body``): the seat, and the slab of floor with the legs and ring along its
     sides; thin parts (legs, a ring, a strap, a cable) are gone. A body other than the one
-    with the most solid product (not the backdrop's colour, black, or brighter) that
+    with the most solid product (not the backdrop's colour, or black) that
 
-    * lies on the floor (its top in the lower 45 % of the mask, its bottom within 3 px of
-      the mask's bottom in its columns, as a shadow thrown there does),
-    * and looks like the backdrop: 70 % or more of it has the backdrop's chroma, no
-      brighter than the backdrop (a white lamp shade is brighter) and not black, and no
-      product evidence; under 10 % of it is solid product,
+    * lies under it (its top below the main body's bottom, and in the lower 70 % of the
+      mask: the floor, not a part beside the body),
+    * and looks like the backdrop where it has no product evidence (30 % of it or more: the
+      rest is the legs and ring along and across it): 80 % of those pixels have the
+      backdrop's chroma (under 0.75 of the threshold), no brighter than the backdrop (a
+      white lamp shade is brighter) and not black,
+    * and is not dark all through (the lighter quarter of those pixels over 0.6 of the
+      backdrop: a lamp's base on its pole reads 0.49 there; a stool's floor 0.88-0.96, even
+      on grey, where a leg's inside has no evidence either and reads 0.44),
 
-    is cut down to its product evidence, closed over 5×5 (a dark leg's inside between its
-    two edges on a grey floor), and only where that touches the rest of the mask (the legs
-    and ring it frames). A body joined to the main one by more than thin parts (a mug's
+    is cut down to its product: its pixels within 2 px of evidence that are dark (under 0.65
+    of the backdrop), clearly coloured, or a thin line darker than the floor either side (a
+    leg on a dark table), closed over a pixel, where that touches the rest of the mask (the
+    legs and ring it frames). A body joined to the main one by more than thin parts (a mug's
     handle and the shadow in it lie against the mug) is one body and is not looked at."""
     box = _around(m, 5)
     if box is None:
@@ -2198,9 +2203,13 @@ _FRAMED_DARK = 0.65
 _FRAMED_COLOUR = 2.0
 _FRAMED_FREE = 0.3
 _FRAMED_LOOKS = 0.8
-"""``_drop_framed_backdrop``: a body is the floor when this share of it or more has no
-product evidence (the rest: the legs and ring along and across it), and this share of that
-or more looks like the backdrop."""
+"""``_drop_framed_backdrop``: a body is the floor when it starts below ``_FRAMED_LOW`` of the
+mask's height, ``_FRAMED_FREE`` of it or more has no product evidence (the rest: the legs and
+ring along and across it) and ``_FRAMED_LOOKS`` of that or more looks like the backdrop
+(chroma under ``_FRAMED_CHROMA`` of the threshold); of it, the product is what is darker than
+``_FRAMED_DARK`` of the backdrop (the legs: 0.3-0.6; the floor's evidence along them 0.7-0.9),
+``_FRAMED_COLOUR`` times the chroma threshold off it, or a line ``_FRAMED_LINE`` darker than
+the floor either side (the black-hat over ``_DISC11``)."""
 
 
 def _put(m: np.ndarray, box: tuple[slice, slice], add: np.ndarray) -> np.ndarray:

@@ -2644,15 +2644,19 @@ def _see_through(labels: np.ndarray, n: int, counts: np.ndarray, bgc: np.ndarray
     big = big[big > 0]
     if not len(big):
         return out
+    # Counted for all parts at once; the medians (a frame's worth of pixels for the
+    # backdrop's) only where a part passes the rest.
+    plainish = np.bincount(labels.ravel(), weights=(ev.bg_like | ev.shadow_like).ravel(),
+                           minlength=n)
+    big = big[plainish[big] >= 0.9 * counts[big]]
+    if not len(big):
+        return out
     far = ~inside & ev.bg_like
     if far.sum() < 50:
         return out
     ref = float(np.median(ev.chroma[far]))
     for i in big:
-        sel = labels == i
-        if (ev.bg_like | ev.shadow_like)[sel].mean() < 0.9:
-            continue
-        out[i] = float(np.median(ev.chroma[sel])) - ref < _HOLE_CHROMA
+        out[i] = float(np.median(ev.chroma[labels == i])) - ref < _HOLE_CHROMA
     return out
 
 

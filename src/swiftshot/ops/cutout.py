@@ -2261,21 +2261,28 @@ def _open_pockets(img: np.ndarray, m: np.ndarray, bg: np.ndarray, ev: Evidence) 
     solid = cv2.morphologyEx(solid.view(np.uint8), cv2.MORPH_OPEN, _CROSS)
     if not solid.any():
         return m
+    # Only a pixel of the backdrop's brightness, not far off its colour, can be one.
+    plain = mb & (solid == 0) & (np.abs(ratio - 1) < tol) & (chroma < _POCKET_CHROMA)
     # Between coloured parts: what closing them (and the colour smeared next to them) adds.
     seed = solid | (mb & (chroma >= 1.0)).view(np.uint8)
-    between = (cv2.morphologyEx(seed, cv2.MORPH_CLOSE, _DISC15) > 0) & (solid == 0) & mb
-    if not between.any():
-        return m
-    rim = mb & (cv2.erode(mb.view(np.uint8), np.ones((5, 5), np.uint8)) == 0) & (solid == 0)
-    ys, xs = np.nonzero(between | rim)
-    ib = img[box]
-    num, den = _spread_parts(ib, solid > 0, 4.0)
-    rnum, _ = _spread_parts(np.repeat(ratio[..., None], 3, 2), solid > 0, 4.0)
+    between = (cv2.morphologyEx(seed, cv2.MORPH_CLOSE, _DISC15) > 0) & plain
+    if cv2.countNonZero(between.view(np.uint8)) < 4:
+        return m  # (most products: no such pixel between their parts)
+    rim = plain & (cv2.erode(mb.view(np.uint8), np.ones((5, 5), np.uint8)) == 0)
+    cand = between | rim
+    # The product's colour and brightness next to each candidate (the blur reaches 10 px).
+    sub = _around(cand, 10)
+    ys, xs = np.nonzero(cand[sub])
+    ib = img[box][sub]
+    num, den = _spread_parts(ib, solid[sub] > 0, 4.0)
+    k = 2 * round(2.5 * 4.0) + 1
+    rnum = cv2.GaussianBlur(ratio[sub] * (solid[sub] > 0), (k, k), 4.0)
     d = den[ys, xs]
     dd = np.maximum(d, 1e-3)
     fg = num[ys, xs] / dd[:, None]
-    r_fg = rnum[ys, xs, 0] / dd
-    t, trust, resid = _chroma_matte(ib[ys, xs], bg[box][ys, xs], fg)
+    r_fg = rnum[ys, xs] / dd
+    t, trust, resid = _chroma_matte(ib[ys, xs], bg[box][sub][ys, xs], fg)
+    ys, xs = ys + sub[0].start, xs + sub[1].start
     r = ratio[ys, xs]
     c = chroma[ys, xs]
     # Share of the way from the backdrop's brightness to the product's next to it (none
@@ -2283,8 +2290,7 @@ def _open_pockets(img: np.ndarray, m: np.ndarray, bg: np.ndarray, ev: Evidence) 
     step = 1 - r_fg
     share = np.where(np.abs(step) >= 0.15, (1 - r) / np.where(np.abs(step) >= 0.15, step, 1), 1.0)
     smeared = (trust > 0.5) & (t < _POCKET_SHARE) & (resid < 1.0)
-    look = ((smeared | (c < _POCKET_NEUTRAL)) & (c < _POCKET_CHROMA) & (share < 0.25)
-            & (np.abs(r - 1) < tol[ys, xs]) & (d > 0.01))
+    look = (smeared | (c < _POCKET_NEUTRAL)) & (share < 0.25) & (d > 0.01)
     if not look.any():
         return m
     lk = np.zeros_like(mb)

@@ -4,8 +4,7 @@ Between leaves a few pixels apart JPEG smears the leaves' colour into the backdr
 chroma) and the regions' closing joins the rest, so grey or lilac pockets were kept as
 product between the leaves (novel plants: IoU 0.80-0.88 at 640²). ``_open_pockets`` gives back
 the pixels there that have the backdrop's brightness and either its colour or only a small
-share of the product's colour next to them, where they open to the outside. What a cast
-shadow's cut leaves as specks (a leaf's shadow on the floor) goes too (``_drop_cut_specks``).
+share of the product's colour next to them, where they open to the outside.
 Diagnostic novel seeds 0-119 only (never 120-199); docs/OPS.md, "Leaves".
 """
 
@@ -18,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from swiftshot.ops.cutout import ClassicalSegmenter, _drop_cut_specks
+from swiftshot.ops.cutout import ClassicalSegmenter
 from swiftshot.testing.novel import novel_case
 from swiftshot.testing.products import _eval_case, iou, make_photo
 
@@ -65,19 +64,6 @@ def test_the_backdrop_between_leaves_is_given_back(seed):
     pocket = far & (hull > 0)
     assert float((alpha[pocket] >= 0.5).mean()) < 0.06
     assert iou(alpha, cov.astype(np.float32)) >= 0.85
-
-
-def test_a_cut_leaves_no_specks_beside_it():
-    m = np.zeros((100, 100), np.uint8)
-    m[10:60, 10:60] = 1           # the product
-    m[70:74, 20:24] = 1           # a speck the cut left of the shadow
-    m[80:83, 80:83] = 1           # a speck far from any cut: not this step's
-    cut = np.zeros((100, 100), bool)
-    cut[66:80, 14:40] = True
-    cut[70:74, 20:24] = False
-    out = _drop_cut_specks(m, cut, 20)
-    assert out[70:74, 20:24].sum() == 0
-    assert out[10:60, 10:60].all() and out[80:83, 80:83].all()
 
 
 @pytest.mark.parametrize("category, seed, least", [

@@ -1721,25 +1721,6 @@ def _drop_cast_shadow(m: np.ndarray, ev: Evidence) -> np.ndarray:
     return out
 
 
-def _drop_cut_specks(m: np.ndarray, cut: np.ndarray, min_area: float) -> np.ndarray:
-    """Drop what a cut left behind as specks: parts of ``m`` under ``min_area`` (the regions'
-    speck size) that touch pixels the cut took (``cut``, bool)."""
-    if not cut.any():
-        return m
-    n, lab, st, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
-    small = np.zeros(n, bool)
-    small[1:] = st[1:, cv2.CC_STAT_AREA] < min_area
-    if not small.any():
-        return m
-    near = cv2.dilate(cut.view(np.uint8), np.ones((3, 3), np.uint8)) > 0
-    hit = np.zeros(n, bool)
-    hit[np.unique(lab[near & (m > 0)])] = True
-    drop = small & hit
-    if not drop.any():
-        return m
-    return (m.astype(bool) & ~drop[lab]).astype(np.uint8)
-
-
 def _drop_enclosed_shadow(m: np.ndarray, ev: Evidence) -> np.ndarray:
     """Cut the backdrop enclosed by thin parts of the product and darkened by its shadow.
 
@@ -3067,7 +3048,6 @@ class ClassicalSegmenter:
         hard = _drop_cast_shadow(hard, ev)
         if white and hard is not before:
             hard = _keep_white_faces(before, hard, faces, edges, ev, p.min_region * hard.size)
-        cast_cut = None if hard is before else (before > 0) & (hard == 0)
         enclosed = hard
         if not white:
             # (White on white: its shaded faces have the backdrop's chroma, darker, walled in
@@ -3104,9 +3084,6 @@ class ClassicalSegmenter:
         if not white:
             # The backdrop in bays between leaves, kept by JPEG's colour and the closing.
             hard = _open_pockets(img, hard, bg, ev)
-        if cast_cut is not None:
-            # What the cast shadow's cut left of it: specks of a leaf's shadow on the floor.
-            hard = _drop_cut_specks(hard, cast_cut, p.min_region * hard.size)
         # What follows only matters near the product: work on its bounding box (plus more than
         # the blurs reach), a quarter of the frame or less for a typical product shot.
         near_bg = bg.copy()

@@ -16,64 +16,16 @@ import pytest
 
 from swiftshot import telemetry
 from swiftshot.config import Settings
-from swiftshot.engines.base import EngineError, FakeEngine
-from swiftshot.runtime.executor import (
-    Batch,
-    BatchResult,
-    Health,
-    ItemResult,
-    WorkerState,
-    describe_engine,
-)
+from swiftshot.engines.base import EngineError
 from swiftshot.service import Service
 from swiftshot.spec import RenderSpec
 from swiftshot.store.tiers import DiskTier
+from tests.runtime.test_miss_turns import HeldExecutor as _Held
 
 
-class HeldExecutor:
-    """Every batch waits for a future the test resolves; the order of sends and disk probes
-    is written to ``events``."""
-
-    kind = "stub"
-    slots = 1
-
-    def __init__(self, events: list[str]) -> None:
-        self.engine = FakeEngine()
-        self.events = events
-        self.held: list[tuple[Batch, asyncio.Future[None]]] = []
-        self.aborted: list[int] = []
-
-    def describe(self):
-        return describe_engine(self.engine)
-
-    async def start(self) -> None:
-        pass
-
-    async def stop(self) -> None:
-        for _, f in self.held:
-            if not f.done():
-                f.cancel()
-
-    def health(self) -> Health:
-        return Health(self.kind, [WorkerState("stub", True, True)], None)
-
-    def abort(self, ids) -> None:
-        self.aborted.extend(ids)
-
-    async def submit(self, batch: Batch, on_event=None) -> BatchResult:
-        self.events.append("sent")
-        f = asyncio.get_running_loop().create_future()
-        self.held.append((batch, f))
-        await f
-        return BatchResult([ItemResult(it.id, master=b"rendered" * 8, width=64, height=64)
-                            for it in batch.items], 0.001, worker="stub")
-
-    def answer(self, i: int = -1, error: BaseException | None = None) -> None:
-        f = self.held[i][1]
-        if error is not None:
-            f.set_exception(error)
-        else:
-            f.set_result(None)
+def HeldExecutor(events: list[str]) -> _Held:  # noqa: N802 - reads as the class it makes
+    """test_miss_turns' held executor: one slot, sends written to ``events``."""
+    return _Held(events, slots=1, master=b"rendered" * 8)
 
 
 def spec(prompt: str) -> RenderSpec:

@@ -27,13 +27,17 @@ from swiftshot.spec import RenderSpec
 
 
 class HeldExecutor:
-    """Every batch waits for a future the test resolves (``answer``)."""
+    """Every batch waits for a future the test resolves (``answer``); with ``events``, each
+    send is written there as "sent" (test_miss_probe_beside_render orders sends and probes)."""
 
     kind = "stub"
-    slots = 2
 
-    def __init__(self) -> None:
+    def __init__(self, events: list[str] | None = None, slots: int = 2,
+                 master: bytes = b"m" * 64) -> None:
         self.engine = FakeEngine()
+        self.events = events
+        self.slots = slots
+        self.master = master
         self.held: list[tuple[Batch, asyncio.Future[None]]] = []
         self.aborted: list[int] = []
 
@@ -55,14 +59,20 @@ class HeldExecutor:
         self.aborted.extend(ids)
 
     async def submit(self, batch: Batch, on_event=None) -> BatchResult:
+        if self.events is not None:
+            self.events.append("sent")
         f = asyncio.get_running_loop().create_future()
         self.held.append((batch, f))
         await f
-        return BatchResult([ItemResult(it.id, master=b"m" * 64, width=64, height=64)
+        return BatchResult([ItemResult(it.id, master=self.master, width=64, height=64)
                             for it in batch.items], 0.001, worker="stub")
 
-    def answer(self, i: int = -1) -> None:
-        self.held[i][1].set_result(None)
+    def answer(self, i: int = -1, error: BaseException | None = None) -> None:
+        f = self.held[i][1]
+        if error is not None:
+            f.set_exception(error)
+        else:
+            f.set_result(None)
 
 
 def spec(prompt: str) -> RenderSpec:

@@ -1668,6 +1668,13 @@ def _shadow_coloured(chroma: np.ndarray, ratio: np.ndarray, tol: np.ndarray) -> 
     return (chroma < 0.5) & (ratio > 0.25) & (ratio < 1 - tol)
 
 
+def _clearly_product(chroma: np.ndarray, ratio: np.ndarray) -> np.ndarray:
+    """Pixels that are clearly product whatever the shadow rules say: off the backdrop's
+    colour (chroma over the product threshold) or black (a shadow's ragged rim is neither).
+    Shared by ``_drop_cast_shadow``, ``_drop_enclosed_shadow`` and ``_drop_framed_backdrop``."""
+    return (chroma >= 1.0) | (ratio <= 0.25)
+
+
 def _drop_cast_shadow(m: np.ndarray, ev: Evidence) -> np.ndarray:
     """Give back a cast shadow that joined the product (a hard shadow's sharp outline is edge
     evidence, and what it encloses was filled as a hole).
@@ -1689,7 +1696,7 @@ def _drop_cast_shadow(m: np.ndarray, ev: Evidence) -> np.ndarray:
     total = int(m.sum())
     outside = cv2.dilate((m == 0).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
     # Clearly product: not the backdrop's colour, or black (a shadow's ragged rim is not).
-    solid = (m > 0) & ((ev.chroma >= 1.0) | (ev.ratio <= 0.25))
+    solid = (m > 0) & _clearly_product(ev.chroma, ev.ratio)
     out = m.copy()
     removed = 0
     # Most components are noise specks: pick the candidates before looking at any one.
@@ -1767,7 +1774,7 @@ def _drop_enclosed_shadow(m: np.ndarray, ev: Evidence) -> np.ndarray:
     # the legs made them part of one solid blob).
     rest = ((m > 0) & (cand == 0)).astype(np.uint8)
     thin = (rest > 0) & (cv2.morphologyEx(rest, cv2.MORPH_OPEN, _DISC9) == 0)
-    solid = (m > 0) & ((chroma >= 1.0) | (ratio <= 0.25))
+    solid = (m > 0) & _clearly_product(chroma, ratio)
     # A wall may also be more of the shadow, dark enough to be product evidence (its core
     # under the ring and the feet, under the shadow floor) or edged (the legs' own shadows).
     wall_ok = thin | ((chroma < 0.5) & (ratio > 0.25))
@@ -2140,7 +2147,7 @@ def _drop_framed_backdrop(m: np.ndarray, ev: Evidence) -> np.ndarray:
         return m
     r, chroma, tol = ev.ratio[box], ev.chroma[box], ev.tol[box]
     prod = ev.product[box]
-    solid = (mb > 0) & ((chroma >= 1.0) | (r <= 0.25))
+    solid = (mb > 0) & _clearly_product(chroma, r)
     free = (mb > 0) & ~prod
     looks = free & (chroma < _FRAMED_CHROMA) & (r > 0.25) & (r < 1 + tol)
     n_solid = np.bincount(lab.ravel(), weights=solid.ravel(), minlength=n)

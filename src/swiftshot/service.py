@@ -101,6 +101,10 @@ class _Found:
     master: bytes
     tier: str
 
+    def made(self, submitted_ns: int) -> _Made:
+        """The request's answer as a render's would be, with no render in it (``found``)."""
+        return _Made(None, self.master, 0.0, 0.0, 0.0, 0, submitted_ns, found=self.tier)
+
 
 BELOW_AFTER_S = 0.001
 """How long after a miss's batch is sent :class:`_Below` asks the disk tier: past the engine
@@ -514,8 +518,7 @@ class Service:
                 found = await below.found() if below is not None else None
                 if found is None:
                     raise
-                return _Made(None, found.master, 0.0, 0.0, 0.0, 0, time.perf_counter_ns(),
-                             found=found.tier)
+                return found.made(time.perf_counter_ns())
             finally:
                 if progress is not None and self._fanouts.get(key) is progress:
                     del self._fanouts[key]
@@ -676,13 +679,12 @@ class Service:
                                          products=products, tag=key, listener=listener,
                                          store=store, on_start=below.soon)
             if isinstance(result, _Found):
-                return _Made(None, result.master, 0.0, 0.0, 0.0, 0, submitted, found=result.tier)
+                return result.made(submitted)
             if below.reading is not None or not below.probed:
                 found = await below.found()
                 if found is not None:  # the render ended first; the tier's copy is the answer
                     telemetry.RENDERS_OVERTAKEN.inc()
-                    return _Made(None, found.master, 0.0, 0.0, 0.0, 0, submitted,
-                                 found=found.tier)
+                    return found.made(submitted)
         variants = [(variant_key(key, fmt, q, None), data)
                     for (fmt, q), data in (getattr(result, "variants", None) or {}).items()]
         stored = getattr(result, "stored", None)

@@ -68,6 +68,10 @@ class TieredCache:
         while n < len(self.tiers) and not getattr(self.tiers[n], "blocking", True):
             n += 1
         self._n_inline = n
+        slow = self.tiers[n:]
+        self.probes_below = bool(n and slow) and all(hasattr(t, "probe") for t in slow)
+        """Whether the tiers below the in-process ones can each tell a miss on the loop
+        (:meth:`DiskTier.probe`): an in-process tier first, then only such tiers (no Redis)."""
         self._behind: ThreadPoolExecutor | None = None
         self._pending: set[asyncio.Future[None]] = set()
         self._elsewhere: dict[str, asyncio.Future[None]] = {}
@@ -153,17 +157,6 @@ class TieredCache:
         return self.promote_found(key, found)
 
     # -- the blocking tiers asked apart (a miss's look-up beside its render) -------------------
-
-    @property
-    def probes_below(self) -> bool:
-        """Whether the tiers below the in-process ones can each tell a miss on the loop
-        (:meth:`DiskTier.probe`): an in-process tier first, then only such tiers (no Redis)."""
-        found = self.__dict__.get("_probes_below")
-        if found is None:  # the tiers do not change
-            slow = self.tiers[self._n_inline:]
-            found = self._probes_below = bool(self._n_inline and slow) and \
-                all(hasattr(t, "probe") for t in slow)
-        return found
 
     def master_keys_below(self) -> set[str]:
         """The master keys the blocking tiers held when asked (``DiskTier.master_keys``; a

@@ -33,11 +33,11 @@ from swiftshot.ops import (
 from swiftshot.ops.presets import apply_preset, get_preset
 from swiftshot.spec import RenderSpec
 
-OPS_VERSION = "31"
+OPS_VERSION = "32"
 """Part of every cache key: bump when an operation's pixels change, or what is cached with
 them: the cutout's confidence and its notes go with the master (its meta entry, and the
 answers of later hits), so a re-fit of the confidence bumps it too, or a hit would go on
-saying the old figure (31: 28's white-on-white faces taken out again (a white box's thin white wisps kept beside it broke held-out compliance, 99/100); 30: the backdrop in bays between a plant's leaves given back, ``cutout._open_pockets``; 29: the floor framed by a product's thin parts, a body of the mask that hangs from the rest by thin parts only and looks like the backdrop, cut down to its dark evidence, and no sole given back under thin parts, ``cutout._drop_framed_backdrop``; 28: a white product's faces told by their hue or by a flat face walled in by its outline, and the floor seen under a white band judged as a hole, on white on white, ``cutout._white_tint``, ``_keep_white_faces``, ``_see_through``; 27: the confidence's backdrop-pocket doubt, ``cutout._backdrop_pockets``,
+saying the old figure (32: the known shapes' never-seen misses (known16): side fits compared on the whole border, ``cutout._best_side_fit``; a black face going on past the 0.25 line kept, ``cutout._face_goes_on``; a JPEG-flattened band's edge unit from its tail, ``cutout._unflattened_median``; 31: 28's white-on-white faces taken out again (a white box's thin white wisps kept beside it broke held-out compliance, 99/100); 30: the backdrop in bays between a plant's leaves given back, ``cutout._open_pockets``; 29: the floor framed by a product's thin parts, a body of the mask that hangs from the rest by thin parts only and looks like the backdrop, cut down to its dark evidence, and no sole given back under thin parts, ``cutout._drop_framed_backdrop``; 28: a white product's faces told by their hue or by a flat face walled in by its outline, and the floor seen under a white band judged as a hole, on white on white, ``cutout._white_tint``, ``_keep_white_faces``, ``_see_through``; 27: the confidence's backdrop-pocket doubt, ``cutout._backdrop_pockets``,
 pixels as in 26; 26: a part of the product between two parts of it that opens sideways through a gap in its outline judged as a hole, ``cutout._fill_sandwiched``; 25: the backdrop enclosed by a product's thin parts in its shadow
 cut, ``cutout._drop_enclosed_shadow``, and a product that is mostly evidence no longer closed
 as white on white, ``_mostly_outline``; 24: framing's backdrop (a one-strip horizon, a covered

@@ -8,6 +8,10 @@ since) missed three cases, the same on the old code; each is a kind, not a seed:
   (bent to the label, judged on its own three sides) won over the one without the bottom
   (judged on all four), and kept the backdrop's upper half (framing 5193: 0.211 at 640²).
   Candidates are now compared on the whole border (``_best_side_fit``).
+- a black box on a sweep whose floor darkens under it: the box's ratio to the backdrop
+  crosses the 0.25 "black" line part-way down its front face, and the strip under the line
+  was cut as its cast shadow (cast shadows 5196: 0.909 at 1500²). A part that continues the
+  black face above it without a step is kept (``_face_goes_on``).
 
 Burned or fresh diagnostic seeds only (5160-5199, 10000-19999); never a held-out one.
 """
@@ -53,6 +57,7 @@ def test_side_fits_are_compared_on_the_whole_border():
 
 @pytest.mark.parametrize("category,seed,side,floor", [
     ("framing", 5193, 640, 0.97),       # main: 0.211
+    ("cast_shadows", 5196, 1500, 0.97),  # main: 0.909
 ])
 def test_never_seen_misses(category, seed, side, floor):
     assert _iou(category, seed, side) >= floor

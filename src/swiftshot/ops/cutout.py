@@ -1778,12 +1778,13 @@ def _face_goes_on(comp: np.ndarray, mb: np.ndarray, solid: np.ndarray, ev: Evide
     """Whether ``comp`` (a shadow-coloured part of the mask whose box starts at ``at``;
     ``mb`` and ``solid``, the mask and its clearly-product pixels, from the frame's top down
     to the part's last row over its columns) is a face of the black product above it going
-    on: the mask over its top (2-6 rows up) is a quarter or more clearly product and as
-    bright as the part's top rows (medians within ``_FACE_STEP`` of the sensor noise), and
-    the part is one flat face. "Black" is a ratio to the backdrop (0.25): a dark box on a
-    sweep whose floor darkens under it crosses that line part-way down its front face, and
-    the lower strip, grey-coloured, 0.25-0.27 of the sweep and touching the floor, was cut
-    as its cast shadow (cast shadows 5196 at 1500²: the box's lowest 10 %, IoU 0.909). A
+    on: the mask over its top (2-6 rows up) is a quarter or more black (not merely
+    coloured: a coloured product as bright as its own shadow is a coincidence this must not
+    keep) and as bright as the part's top rows (medians within ``_FACE_STEP`` of the sensor
+    noise), and the part is one flat face. "Black" is a ratio to the backdrop (0.25): a dark
+    box on a sweep whose floor darkens under it crosses that line part-way down its front
+    face, and the lower strip, grey-coloured, 0.25-0.27 of the sweep and touching the floor,
+    was cut as its cast shadow (cast shadows 5196 at 1500²: the box's lowest 10 %, IoU 0.909). A
     shadow under a black product is lighter than it by a step at the product's outline (its
     darkest, the contact shadow, is 0.3 of the backdrop or more)."""
     y0, x0 = at
@@ -1798,7 +1799,7 @@ def _face_goes_on(comp: np.ndarray, mb: np.ndarray, solid: np.ndarray, ev: Evide
         ok[ok] &= mb[ya[ok], cols[ok]]
         ok[ok] &= ~((ya[ok] >= y0) & comp[np.maximum(ya[ok] - y0, 0), cols[ok]])
         above.append(lum[ya[ok], x0 + cols[ok]])
-        n_solid += int(solid[ya[ok], cols[ok]].sum())
+        n_solid += int((solid[ya[ok], cols[ok]] & (ev.ratio[ya[ok], x0 + cols[ok]] <= 0.25)).sum())
     for d in (0, 1, 2):
         yi = np.minimum(ys + d, y0 + hh - 1)
         ok = comp[yi - y0, cols]

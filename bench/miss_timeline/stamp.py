@@ -91,6 +91,7 @@ def stamp_tree(tree: Path) -> list[str]:
     src = tree / "src" / "swiftshot"
     (src / "_stamp.py").write_text(STAMP_MODULE)
     missing: list[str] = []
+    placed: set[str] = set()
     by_file: dict[str, list[tuple[str, str, str, str, str]]] = {}
     for f, fn, pat, where, name, extra in ANCHORS:
         by_file.setdefault(f, []).append((fn, pat, where, name, extra))
@@ -120,10 +121,13 @@ def stamp_tree(tree: Path) -> list[str]:
                 else ST.format(name=name)
             code = call + (f"; {extra}" if extra else "")
             inserts.append((at, f"{indent}{code}\n"))
+            placed.add(name)
         for at, text in sorted(inserts, key=lambda x: x[0], reverse=True):
             lines.insert(at, text)
         path.write_text("".join(lines))
-    return missing
+    # a name anchored in two places (an old and a new home of the same step) is left out
+    # only when neither was found
+    return [name for name in dict.fromkeys(missing) if name not in placed]
 
 
 def _past_docstring(lines: list[str], a: int, b: int) -> int:

@@ -1,0 +1,97 @@
+"""Issue 10, novel shapes: the backdrop under sunglasses' bridge.
+
+Between the lenses, under the bridge and over the folded arms, the backdrop is walled in all
+round: a hole. Its top is plain backdrop, its lower part the glasses' own soft shadow, so
+under half of it is plain and ``_fill_holes`` filled it (novel sunglasses: IoU 0.92-0.93, said
+`high`). ``_open_shaded_holes`` gives back a walled hole of the backdrop's colour whose top is
+the backdrop's brightness and which darkens evenly downward; a face of the product of the
+backdrop's colour (a cream label) is not lit like that and stays.
+Diagnostic novel seeds 0-159 only (never 200-299); docs/OPS.md, "Sunglasses".
+"""
+
+from __future__ import annotations
+
+import io
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from swiftshot.ops.cutout import ClassicalSegmenter
+from swiftshot.testing.novel import novel_case
+from swiftshot.testing.products import iou, make_photo
+
+SEG = ClassicalSegmenter()
+SWEEP = np.array((214.0, 212.0, 206.0), np.float32)
+
+
+def _glasses(seed: int, pocket: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Two dark lenses, a bridge arc and the arms' bar under them on a light sweep, at 320²
+    (the work copy is the photo itself), saved as JPEG (quality 85). ``pocket``: what is seen
+    under the bridge: "shadow" (the backdrop, plain at the top, darkening to 0.84 of it at
+    the bar), "label" (a face of the sweep's colour at 0.9 of its brightness, even) or
+    "lit" (the sweep's brightness at the bottom, darker at the top: not a shadow).
+    Returns (photo, product mask, the pocket's mask)."""
+    rng = np.random.default_rng(seed)
+    h = w = 320
+    yy = np.arange(h, dtype=np.float32)[:, None]
+    cov = np.zeros((h, w), np.uint8)
+    cv2.ellipse(cov, (112, 170), (40, 28), 0, 0, 360, 1, -1)
+    cv2.ellipse(cov, (208, 170), (40, 28), 0, 0, 360, 1, -1)
+    cv2.ellipse(cov, (160, 160), (14, 9), 0, 180, 360, 1, 3)
+    cv2.rectangle(cov, (74, 192), (246, 196), 1, -1)
+    # The pocket: what the border cannot reach.
+    inv = (1 - cov).copy()
+    cv2.floodFill(inv, None, (0, 0), 2)
+    pocket_m = inv == 1
+    ys = np.nonzero(pocket_m.any(1))[0]
+    t = np.clip((yy - ys[0]) / max(ys[-1] - ys[0], 1), 0, 1)
+    img = np.broadcast_to(SWEEP, (h, w, 3)).copy()
+    if pocket == "shadow":
+        shade = 1.0 - 0.16 * t ** 1.5
+    elif pocket == "label":
+        shade = np.full_like(t, 0.9)
+    else:
+        shade = 0.84 + 0.16 * t
+    shade = np.broadcast_to(shade, (h, w))
+    img[pocket_m] = SWEEP * shade[pocket_m][:, None]
+    if pocket != "shadow":
+        cov = cov | pocket_m.astype(np.uint8)
+    img[(cov > 0) & ~pocket_m] = (28.0, 30.0, 34.0)
+    img += rng.normal(0, 1.2, img.shape)
+    buf = io.BytesIO()
+    Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(buf, "JPEG", quality=85)
+    return np.asarray(Image.open(buf).convert("RGB")), cov, pocket_m
+
+
+def _kept(alpha: np.ndarray, where: np.ndarray) -> float:
+    """Share of ``where``, 2 px in from its outline, that the alpha keeps."""
+    core = cv2.erode(where.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    return float((alpha[core] >= 0.5).mean())
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_the_shadowed_backdrop_under_a_bridge_is_given_back(seed):
+    """Before: the pocket under the bridge kept whole (1.00); after: under 10 %."""
+    rgb, cov, pocket = _glasses(seed, "shadow")
+    alpha = SEG.mask_array(rgb)
+    assert _kept(alpha, pocket) < 0.1
+
+
+@pytest.mark.parametrize("face", ["label", "lit"])
+def test_a_face_of_the_backdrops_colour_under_a_bridge_stays(face):
+    """A face lit evenly (a cream label) or brighter downward is no shadow: kept."""
+    rgb, cov, pocket = _glasses(0, face)
+    alpha = SEG.mask_array(rgb)
+    assert _kept(alpha, pocket) > 0.9
+
+
+@pytest.mark.parametrize("category,seed", [("glossy_transparent", 4),
+                                           ("gradient_vignette", 2), ("low_light", 5)])
+def test_novel_sunglasses_keep_no_backdrop_under_the_bridge(category, seed):
+    """Novel sunglasses at 640² (before: 0.93 / 0.93 / 0.93)."""
+    case = novel_case(category, seed)
+    assert case.product == "sunglasses"
+    photo = make_photo(case, (640, 640))
+    assert iou(SEG.mask(photo.image), photo.coverage) >= 0.945

@@ -16,10 +16,14 @@ refine the edge:
    chroma and soft edges, so it lights none of these: shadows stay background.
 3. **Regions.** Evidence is closed into regions; small specks are dropped. Holes inside the
    product (a mug's handle) stay background when they look like the backdrop; holes that are
-   neither backdrop nor shadow (a white face of a white product) are filled.
+   neither backdrop nor shadow (a white face of a white product) are filled. A hole whose top
+   is plain backdrop and which darkens evenly downward (the backdrop under sunglasses' bridge,
+   in their own shadow) is given back too (``_open_shaded_holes``).
 4. **Contact shadow.** The shadow under the base is dark and sharp-edged enough to join the
    product; each column is walked up from the bottom and what keeps the backdrop's chroma
-   while darkening towards the contact line is given back (``_peel_base_shadow``).
+   while darkening towards the contact line is given back (``_peel_base_shadow``); so is a
+   band of shadow under a dark part held above the floor, darkest at its foot
+   (``_peel_shadow_under_dark``).
 5. **Edge.** Only a band a few work pixels wide around the region's edge is computed at full
    resolution (inside is 1, outside 0). There, each pixel is matted against the backdrop next
    to it: it is α·F + (1-α)·B with B the nearby backdrop (its shadow included) and F the
@@ -1047,6 +1051,75 @@ def _peel_base_shadow(m: np.ndarray, ev: Evidence, p: ClassicalParams) -> np.nda
         out[bottom[sel] - i, cols[sel]] = 0
     return out
 
+
+def _peel_shadow_under_dark(m: np.ndarray, ev: Evidence, p: ClassicalParams) -> np.ndarray:
+    """Give back a band of shadow kept under a dark part that lightens towards it.
+
+    ``_peel_base_shadow`` takes a contact shadow that darkens towards the contact line. Under
+    a thin dark part held a little above the floor (sunglasses' folded arms) the shadow falls
+    a few pixels lower: darkest at its foot, lighter towards the part, and the peel stopped at
+    once (novel sunglasses: a band 4-6 px tall under the arms kept). Walking up each column
+    from the mask's bottom over the backdrop's chroma, darker than the backdrop but not black,
+    the walk is cut when it ends on a step into a dark part of the product (under
+    ``shadow_floor`` and a ``peel_step`` step down), never got lighter by more than
+    ``_UNDER_DARK_RISE`` from one row to the next and found nothing darker than its foot (by
+    twice the noise): a light or grey face over a shadow has no such step and keeps it, and
+    light grey arms (a plateau over their lighter, mixed lower edge) are no shadow. Only runs
+    of ``_UNDER_DARK_RUN`` columns or more are cut."""
+    h, w = m.shape
+    cols, bottom = _lowest(m)
+    if not len(cols):
+        return m
+    rows = np.nonzero(m.any(1))[0]
+    reach = max(3, round(p.peel_reach * (rows[-1] - rows[0] + 1)) + 2)
+    active = np.ones(len(cols), bool)
+    walked = np.full(len(cols), -1)
+    ends_dark = np.zeros(len(cols), bool)
+    prev = ev.ratio[np.minimum(bottom + 1, h - 1), cols]
+    foot = ev.ratio[bottom, cols]
+    lighter = np.zeros(len(cols), bool)
+    for i in range(reach + 1):
+        y = bottom - i
+        yy = np.maximum(y, 0)
+        r = ev.ratio[yy, cols]
+        inside = (y >= 0) & (m[yy, cols] > 0)
+        shade = (inside & (ev.chroma[yy, cols] < p.peel_chroma) & (r >= p.shadow_floor)
+                 & (r < 1.0 - ev.tol[yy, cols])
+                 & (r - prev <= np.maximum(_UNDER_DARK_RISE, 2.0 * ev.tol[yy, cols])))
+        dark = inside & (r < p.shadow_floor) & (r < p.peel_step * prev)
+        ends_dark |= active & dark & (walked >= 1)
+        active &= shade
+        # A shadow is darkest at its foot: a walk that finds darker above it is on a light
+        # part of the product (light grey arms: a plateau above their lighter, mixed edge).
+        lighter |= active & (r < foot - 2.0 * ev.tol[yy, cols])
+        walked = np.where(active, i, walked)
+        prev = r
+        if not active.any():
+            break
+    sel = ends_dark & ~active & ~lighter
+    if not sel.any():
+        return m
+    # Runs of neighbouring columns only (a stray column of noise is no band).
+    run = np.zeros(w, np.uint8)
+    run[cols[sel]] = 1
+    run = cv2.morphologyEx(run[None, :], cv2.MORPH_OPEN,
+                           np.ones((1, _UNDER_DARK_RUN), np.uint8))[0] > 0
+    sel &= run[cols]
+    if not sel.any():
+        return m
+    out = m.copy()
+    for i in range(int(walked[sel].max()) + 1):
+        s = sel & (walked >= i)
+        out[bottom[s] - i, cols[s]] = 0
+    return out
+
+
+_UNDER_DARK_RUN = 5
+"""``_peel_shadow_under_dark``: columns in a run at least this long."""
+_UNDER_DARK_RISE = 0.08
+"""...and a walk that gets lighter by more than this from one row to the next has stepped
+onto a light grey part of the product (sunglasses' light arms over their shadow: the arms
+were cut with it, 0.874 -> 0.854), not up a shadow's soft top."""
 
 def _confidence_signals(img: np.ndarray, bg: np.ndarray, sigma: float, band: int,
                         hard: np.ndarray, ev: Evidence) -> dict[str, float]:
@@ -3071,6 +3144,7 @@ class ClassicalSegmenter:
             hard = full if full is not None else _regions(
                 ev.product, ev.bg_like, ev.shadow_like, p, img, bg, ev)
         hard = _peel_base_shadow(hard, ev, p)
+        hard = _peel_shadow_under_dark(hard, ev, p)
         hard = _drop_cast_shadow(hard, ev)
         enclosed = hard
         if not white:

@@ -22,6 +22,11 @@ since) missed three cases, the same on the old code; each is a kind, not a seed:
   candidate (cast shadows 12027: 0.914 at 640², said high). The part is cut at the step
   between the box and the lighter shadow (``_split_dark_faces``).
 
+- (the lead's fresh sweep 10300-10399) a tilted horizon seen in one side strip only (the
+  bottle's cast shadow darkens the table at the other) was taken as level, and ran 9 px off
+  the model at the other side: a line of product across the frame (two plane 10351: 0.915
+  at 640², said high). The step is traced across the frame (``_traced_tilt``).
+
 Burned or fresh diagnostic seeds only (5160-5199, 10000-19999); never a held-out one.
 """
 
@@ -39,6 +44,7 @@ from swiftshot.ops.cutout import (
     Evidence,
     _best_side_fit,
     _split_dark_faces,
+    _traced_tilt,
     _unflattened_median,
 )
 from swiftshot.testing.products import HELDOUT_SEEDS, _eval_case, iou, make_photo
@@ -143,3 +149,24 @@ def test_a_lighter_shadow_is_split_from_the_dark_box_it_touches():
 
 def test_a_dark_box_s_hard_shadow_is_given_back():
     assert _iou("cast_shadows", 12027, 640) >= 0.97  # main: 0.914, said high
+
+
+def test_a_horizon_seen_in_one_strip_is_traced_across_the_frame():
+    """A wall (210) over a table (150), the horizon falling from row 110 at the left to row
+    100 at the right: seen in the right strip only, at row 100, it is no longer level."""
+    h = w = 240
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    line = 110.0 - 10.0 * (xs + 0.5) / w
+    t = np.clip(ys - line + 0.5, 0, 1)[..., None]
+    img = (np.array([210.0, 205.0, 200.0]) * (1 - t) + np.array([150.0, 130.0, 110.0]) * t)
+    img = img.astype(np.float32)
+    left, right = _traced_tilt(img, 100.0, img[90, -1], img[120, -1], side=1)
+    assert left == pytest.approx(110.0, abs=1.0) and right == pytest.approx(100.0, abs=1.0)
+    # A level wall and table stay level.
+    flat = np.where(ys[..., None] < 100, 210.0, 150.0).astype(np.float32) * np.ones(3)
+    assert _traced_tilt(flat.astype(np.float32), 100.0, flat[90, 0], flat[120, 0], 0) == \
+        pytest.approx((100.0, 100.0), abs=1.0)
+
+
+def test_a_tilted_horizon_beside_a_cast_shadow_is_no_line_of_product():
+    assert _iou("two_plane", 10351, 640) >= 0.97  # main: 0.915, said high

@@ -1,11 +1,13 @@
 """``cutout._max3``: the largest channel of (..., 3) residuals with the same values as
-``.max(-1)`` (numpy reduces a last axis of 3 several times slower), NaN included."""
+``.max(-1)`` (numpy reduces a last axis of 3 several times slower), NaN included; likewise
+``_sum3`` / ``_dot`` against ``.sum(1)`` and ``_row_median`` against ``np.nanmedian``: the
+same float32 bits, so the cutout's decisions cannot move."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from swiftshot.ops.cutout import _max3
+from swiftshot.ops.cutout import _dot, _max3, _row_median, _sum3
 
 
 def test_max3_is_max_over_the_last_axis():
@@ -17,3 +19,25 @@ def test_max3_is_max_over_the_last_axis():
     assert np.array_equal(_max3(x), x.max(-1), equal_nan=True)
     y = rng.normal(size=(5, 4))
     assert np.array_equal(_max3(y), y.max(-1))  # not 3 channels: numpy's own
+
+
+def test_sum3_and_dot_are_numpys_row_sums_bit_for_bit():
+    rng = np.random.default_rng(6)
+    x = (rng.random((50_000, 3), dtype=np.float32) * 255) * np.float32(1.37)
+    y = rng.normal(size=(50_000, 3)).astype(np.float32) * 40
+    assert np.array_equal(_sum3(x), x.sum(1)) and _sum3(x).dtype == np.float32
+    assert np.array_equal(_dot(x, y), (x * y).sum(1))
+
+
+def test_row_median_is_nanmedian_of_the_kept_values():
+    rng = np.random.default_rng(7)
+    for trial in range(60):
+        rows, cols = int(rng.integers(1, 90)), int(rng.integers(20, 260))
+        vals = (rng.random((rows, cols), dtype=np.float32) * rng.choice([1.0, 9.0, 40.0]))
+        if trial % 3 == 0:
+            vals = np.round(vals, 1)  # ties
+        keep = rng.random((rows, cols)) > rng.random()
+        keep[:, :20] = True
+        want = np.nanmedian(np.where(keep, vals, np.nan), axis=1)
+        got = _row_median(vals, keep)
+        assert got.dtype == want.dtype and np.array_equal(got, want), trial

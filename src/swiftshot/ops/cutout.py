@@ -1661,10 +1661,22 @@ def _smooth_beside(img: np.ndarray, hard: np.ndarray, band: int, sigma: float) -
     enough = far.sum(1) >= 20
     exp = np.zeros(r1 - r0, np.float32)
     if enough.any():
-        exp[enough] = np.nanmedian(np.where(far[enough], lstd[enough], np.nan), axis=1)
+        exp[enough] = _row_median(lstd[enough], far[enough])
     e = exp[:, None]
     odd = ring[r0:r1, c0:c1] & (e > max(2.5, 2.0 * sigma)) & (lstd < 0.4 * e)
     return float(odd.sum() / ring.sum())
+
+
+def _row_median(vals: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """Per row, the median of ``vals`` where ``keep`` (every row keeps some): the values
+    ``np.nanmedian`` gives with the others set to NaN — the mean of the two middle values
+    for an even count, (x + x) / 2 = x for an odd one, as numpy's masked median adds them —
+    without its masked-array machinery (1.7 → 0.3 ms on a 120 × 250 window)."""
+    s = np.sort(np.where(keep, vals, np.nan), axis=1)  # NaN sorts last
+    n = np.count_nonzero(keep, axis=1)[:, None]
+    hi = n // 2
+    lo = np.where(n % 2 == 1, hi, hi - 1)
+    return ((np.take_along_axis(s, lo, 1) + np.take_along_axis(s, hi, 1)) / 2)[:, 0]
 
 
 _DISC11 = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (11, 11))
@@ -3444,7 +3456,7 @@ def _matte_signals(pix: np.ndarray, bg: np.ndarray, a: np.ndarray, floor: float
     0.93-0.95 at confidence 1.00 before this signal)."""
     if not len(a):
         return {"matte_dark": 0.0}
-    ratio = (pix.sum(1) + 3.0) / (bg.sum(1) + 3.0)
+    ratio = (_sum3(pix) + 3.0) / (_sum3(bg) + 3.0)
     back = a < 0.5
     kept = max(int((~back).sum()), 1)
     return {"matte_dark": float((back & (ratio < floor)).sum() / kept)}
@@ -3465,8 +3477,14 @@ def _bilinear(img: np.ndarray, fy: np.ndarray, fx: np.ndarray) -> np.ndarray:
 
 
 def _dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    # Row-wise dot products of N×3 arrays; spelt out because sum(axis=1) over 3 is slow.
-    return a[:, 0] * b[:, 0] + a[:, 1] * b[:, 1] + a[:, 2] * b[:, 2]
+    """Row-wise dot products of N×3 arrays: the products in one pass, then ``_sum3``."""
+    return _sum3(a * b)
+
+
+def _sum3(x: np.ndarray) -> np.ndarray:
+    """Row sums of an N×3 array, spelt out: numpy's ``sum(axis=1)`` over 3 is ~6× slower.
+    (x0 + x1) + x2 is the order numpy's reduce adds them in: the same float32 bits."""
+    return x[:, 0] + x[:, 1] + x[:, 2]
 
 
 def _chroma_matte(pix: np.ndarray, b: np.ndarray, f: np.ndarray

@@ -323,30 +323,3 @@ def test_channel_passes_in_bands_give_the_whole_plane_pixels(prompt: str,
     banded = fresh_render()
     monkeypatch.setattr(studio, "_BAND_FLOATS", w * h)
     assert fresh_render() == banded
-
-
-@pytest.mark.parametrize("prompt", ["white seamless paper sweep", "walnut tabletop, golden hour",
-                                    "terrazzo tabletop", "pale pink linen"])
-def test_bands_shared_between_threads_give_one_threads_pixels(prompt: str,
-                                                              monkeypatch: pytest.MonkeyPatch
-                                                              ) -> None:
-    # With OpenCV allowed several threads, _compose hands contiguous shares of its bands to
-    # threads (_in_threads) that interleave them into the frame: the same bytes as one thread,
-    # at a height the bands and the shares do not divide.
-    import cv2
-
-    import swiftshot.engines.studio as studio
-
-    w, h = 517, 333
-    monkeypatch.setattr(studio, "_BAND_FLOATS", w * 7)
-    before = cv2.getNumThreads()
-    frames = []
-    try:
-        for threads in (1, 2, 3, 4):
-            cv2.setNumThreads(threads)
-            e = StudioEngine()
-            e.load()
-            frames.append(e.render(prompt, w, h, 9).tobytes())
-    finally:
-        cv2.setNumThreads(before)
-    assert all(f == frames[0] for f in frames[1:])

@@ -22,8 +22,7 @@ import math
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 
 import cv2
@@ -400,32 +399,25 @@ class StudioEngine:
         # The per-channel passes run a band of rows at a time: one float band (reused, written
         # in place) and the band's rows of the inputs stay in the core's cache across the three
         # channels, where whole 16 MB planes went to memory and back on every pass. Each pixel's
-        # arithmetic is the same element-wise chain as on whole planes: the same pixels. Each
-        # band is interleaved into the frame while its channels are still in the cache, as
+        # arithmetic is the same element-wise chain as on whole planes: the same pixels.
+        rows = max(1, _BAND_FLOATS // max(1, w))
+        base = np.empty((min(rows, h), w), np.float32)
+        channels = [np.empty((h, w), np.uint8) for _ in range(3)]
+        for y0 in range(0, h, rows):
+            y1 = min(h, y0 + rows)
+            band = base[:y1 - y0]
+            for c in range(3):
+                cv2.addWeighted(light[y0:y1], float(layers.wall[c]), lightm[y0:y1],
+                                float(layers.floor_minus_wall[c]), 0.0, dst=band)
+                if shaded is not None:
+                    tex = shaded[c] if isinstance(shaded, list) else shaded
+                    cv2.scaleAdd(tex[y0:y1], float(layers.detail[c]), band, dst=band)
+                if grain_amp > 0:
+                    cv2.scaleAdd(grain[y0:y1], grain_amp, band, dst=band)
+                cv2.convertScaleAbs(band, dst=channels[c][y0:y1])
         # RGBX, Pillow's own layout for RGB: the image maps this buffer instead of copying it
         # (the fourth byte is never read; any channel will do).
-        rows = max(1, _BAND_FLOATS // max(1, w))
-        rgbx = np.empty((h, w, 4), np.uint8)
-
-        def bands(starts: range) -> None:
-            base = np.empty((min(rows, h), w), np.float32)
-            channels = [np.empty((min(rows, h), w), np.uint8) for _ in range(3)]
-            for y0 in starts:
-                y1 = min(h, y0 + rows)
-                band = base[:y1 - y0]
-                out = [ch[:y1 - y0] for ch in channels]
-                for c in range(3):
-                    cv2.addWeighted(light[y0:y1], float(layers.wall[c]), lightm[y0:y1],
-                                    float(layers.floor_minus_wall[c]), 0.0, dst=band)
-                    if shaded is not None:
-                        tex = shaded[c] if isinstance(shaded, list) else shaded
-                        cv2.scaleAdd(tex[y0:y1], float(layers.detail[c]), band, dst=band)
-                    if grain_amp > 0:
-                        cv2.scaleAdd(grain[y0:y1], grain_amp, band, dst=band)
-                    cv2.convertScaleAbs(band, dst=out[c])
-                cv2.merge([*out, out[2]], dst=rgbx[y0:y1])
-
-        _in_threads(bands, range(0, h, rows))
+        rgbx = cv2.merge([*channels, channels[2]])
         rgbx.flags.writeable = False
         return rgbx
 
@@ -806,36 +798,6 @@ class StudioEngine:
             cv2.circle(pores, (int(x) * 4, int(y) * 4), int(r * 4), float(rng.uniform(0.2, 0.6)), -1,
                        cv2.LINE_AA, 2)
         return (sand + pores).astype(np.float32)
-
-
-def _in_threads(work: Callable[[range], None], starts: range) -> None:
-    """``work(starts)`` split over OpenCV's thread count (the cores it may use: one in an
-    engine worker's plain render, see ``ProcessSettings.worker_cv2_threads``) in contiguous
-    shares; OpenCV releases the GIL in each call, so the shares run side by side. Each band is
-    computed alone whichever thread runs it: the same pixels as one thread."""
-    n = min(cv2.getNumThreads(), len(starts), _MAX_BAND_THREADS)
-    if n <= 1:
-        work(starts)
-        return
-    step = -(-len(starts) // n)
-    shares = [starts[i:i + step] for i in range(0, len(starts), step)]
-    futures = [_band_pool().submit(work, share) for share in shares[1:]]
-    work(shares[0])
-    for f in futures:
-        f.result()
-
-
-_MAX_BAND_THREADS = 4
-_BAND_POOL: ThreadPoolExecutor | None = None
-_BAND_POOL_LOCK = threading.Lock()
-
-
-def _band_pool() -> ThreadPoolExecutor:
-    global _BAND_POOL
-    with _BAND_POOL_LOCK:
-        if _BAND_POOL is None:
-            _BAND_POOL = ThreadPoolExecutor(_MAX_BAND_THREADS - 1, thread_name_prefix="studio-band")
-        return _BAND_POOL
 
 
 _BAND_FLOATS = 1 << 17

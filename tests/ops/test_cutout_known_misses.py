@@ -25,7 +25,9 @@ since) missed three cases, the same on the old code; each is a kind, not a seed:
 - (the lead's fresh sweep 10300-10399) a tilted horizon seen in one side strip only (the
   bottle's cast shadow darkens the table at the other) was taken as level, and ran 9 px off
   the model at the other side: a line of product across the frame (two plane 10351: 0.915
-  at 640², said high). The step is traced across the frame (``_traced_tilt``).
+  at 640², said high). The step is traced across the frame (``_traced_tilt``), and a pair
+  of steps that is not one line (a box's base in one strip) is no horizon (``_pair_traced``,
+  framing 10273: 0.822).
 
 Burned or fresh diagnostic seeds only (5160-5199, 10000-19999); never a held-out one.
 """
@@ -42,7 +44,9 @@ from PIL import Image
 from swiftshot.ops.cutout import (
     ClassicalSegmenter,
     Evidence,
+    Horizon,
     _best_side_fit,
+    _pair_traced,
     _split_dark_faces,
     _traced_tilt,
     _unflattened_median,
@@ -170,3 +174,19 @@ def test_a_horizon_seen_in_one_strip_is_traced_across_the_frame():
 
 def test_a_tilted_horizon_beside_a_cast_shadow_is_no_line_of_product():
     assert _iou("two_plane", 10351, 640) >= 0.97  # main: 0.915, said high
+
+
+def test_a_pair_of_steps_that_is_not_one_line_is_no_horizon():
+    """The wall-to-table step runs level at row 100; the right strip's strongest step is a
+    product's base at row 140. Paired, they are no horizon: traced from the left, the step
+    reaches the right strip at row 100, not 140. The level pair is one."""
+    h = w = 240
+    ys = np.mgrid[0:h, 0:w][0].astype(np.float32)
+    img = np.where(ys[..., None] < 100, 210.0, 150.0).astype(np.float32) * np.ones(3, np.float32)
+    wall, table = img[90, 0], img[120, 0]
+    assert not _pair_traced(img, Horizon(100.0, 140.0, 2.0, wall=wall, table=table))
+    assert _pair_traced(img, Horizon(100.0, 100.5, 2.0, wall=wall, table=table))
+
+
+def test_a_box_s_base_paired_with_the_horizon_keeps_no_wedge():
+    assert _iou("framing", 10273, 640) >= 0.97  # main: 0.822

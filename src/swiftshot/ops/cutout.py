@@ -560,6 +560,8 @@ def _find_horizon(img: np.ndarray, band: int) -> list[Horizon]:
         pairs = [q for a in steps_l for b in steps_r
                  if (q := pair(a, b, 0.5 * strong)) is not None]
         both = max(pairs, key=lambda q: q.strength) if pairs else None
+    if both is not None and not _pair_traced(img, both):
+        both = None
     if both is not None:
         out.append(both)
     top = np.median(img[:band].reshape(-1, 3), axis=0)
@@ -585,11 +587,24 @@ def _traced_tilt(img: np.ndarray, y: float, wall: np.ndarray, table: np.ndarray,
     frame either way, where the brightness changes most in the wall-to-table direction; a
     line fitted to the columns where that step is at least half the strip's is used when it
     meets the strip's own height within 2 px and is found in over a third of the columns."""
+    found = _trace(img, y, wall, table)
+    if found is None:
+        return y, y
+    left, right = found
+    at_side = left if side == 0 else right
+    if abs(at_side - y) > 2.0 or abs(right - left) > _TRACE_TILT * img.shape[0]:
+        return y, y
+    return left, right
+
+
+def _trace(img: np.ndarray, y: float, wall: np.ndarray, table: np.ndarray
+           ) -> tuple[float, float] | None:
+    """``_traced_tilt``'s line (left, right), or None where the step is not followed."""
     h, w, _ = img.shape
     reach = max(4, round(_TRACE_REACH * h))
     y0, y1 = max(int(y) - reach, 1), min(int(y) + reach + 1, h - 1)
     if y1 - y0 < 6:
-        return y, y
+        return None
     lum = cv2.blur(cv2.transform(img[y0 - 1:y1 + 1], _MEAN3), (5, 1))
     d = (lum[2:] - lum[:-2]) * 0.5
     sign = 1.0 if float(np.mean(table)) >= float(np.mean(wall)) else -1.0
@@ -599,7 +614,7 @@ def _traced_tilt(img: np.ndarray, y: float, wall: np.ndarray, table: np.ndarray,
     full = abs(float(np.mean(table)) - float(np.mean(wall)))
     ok = size >= 0.25 * full  # half the step, spread over about two rows of the difference
     if ok.mean() < 1 / 3:
-        return y, y
+        return None
     xs = (np.arange(w) + 0.5)[ok]
     ys = (rows + y0).astype(np.float64)[ok]
     keep = np.ones(len(xs), bool)
@@ -607,14 +622,24 @@ def _traced_tilt(img: np.ndarray, y: float, wall: np.ndarray, table: np.ndarray,
         a, b = np.polyfit(xs[keep], ys[keep], 1)
         keep = np.abs(ys - (a * xs + b)) <= 2.0
         if keep.sum() < len(xs) / 3:
-            return y, y
-    left, right = float(b), float(a * w + b)
-    at_side = left if side == 0 else right
-    if abs(at_side - y) > 2.0 or abs(right - left) > _TRACE_TILT * h:
-        return y, y
-    return left, right
+            return None
+    return float(b), float(a * w + b)
 
 
+def _pair_traced(img: np.ndarray, hz: Horizon) -> bool:
+    """Whether a horizon paired from both strips is one line across the frame: traced from
+    its left end (``_trace``), the step must reach the right strip within ``_PAIR_OFF`` of
+    the height of the pair's right end (or not be followed at all). A box standing at the
+    right, its base's step in the right strip 30 px under the horizon's, paired with the
+    left strip's horizon into a line that crossed the real one, and a wedge of the wall's
+    step was kept as product (framing 10273: 0.822 at 640²)."""
+    found = _trace(img, hz.y_left, hz.wall, hz.table)
+    if found is None or abs(found[0] - hz.y_left) > 2.0:
+        return True
+    return abs(found[1] - hz.y_right) <= _PAIR_OFF * img.shape[0]
+
+
+_PAIR_OFF = 0.03
 _TRACE_REACH = 0.04
 _TRACE_TILT = 0.06
 """``_traced_tilt``: the step is looked for within 4 % of the height of the frame of the

@@ -151,3 +151,31 @@ def test_light_grey_arms_are_not_a_shadow_band():
     assert case.product == "sunglasses"
     photo = make_photo(case, (640, 640))
     assert iou(SEG.mask(photo.image), photo.coverage) >= 0.868
+
+
+def _said(category: str, seed: int) -> tuple[float, str, dict]:
+    """(IoU, confidence level, signals) of the classical cutout of a novel case at 640²."""
+    from swiftshot.ops.cutout import _confidence_from, confidence_label
+    photo = make_photo(novel_case(category, seed), (640, 640))
+    rgb = np.asarray(photo.image)
+    found = SEG.find(rgb)
+    signals = dict(found.signals or {})
+    alpha = SEG.refine(found, rgb, signals)
+    conf, _ = _confidence_from(signals)
+    return iou(alpha.astype(np.float32) / 255, photo.coverage), confidence_label(conf), signals
+
+
+@pytest.mark.parametrize("seed", [31, 82])
+def test_a_light_frame_left_part_transparent_is_not_said_high(seed):
+    """Light grey sunglasses on white: the edge matte leaves the frame a part blend and the
+    cutout misses (0.87); said `high` (0.98) before the ``soft_rim`` doubt, `medium` after."""
+    score, level, signals = _said("glossy_transparent", seed)
+    assert score < 0.93 and signals["soft_rim"] > 1.7
+    assert level != "high"
+
+
+def test_sharp_sunglasses_stay_high():
+    """Dark-framed sunglasses cut well: their edge is 1-2 px soft, no doubt."""
+    score, level, signals = _said("glossy_transparent", 4)
+    assert score > 0.95 and signals["soft_rim"] < 1.4
+    assert level == "high"

@@ -1589,6 +1589,7 @@ _CONF_TERMS: tuple[tuple[str, float, float, float], ...] = (
     ("huge", 0.7, 0.9, 6.0),          # by hand: most of the frame
     ("enclosed", 0.02, 0.08, 4.0),    # by hand: shadowed gaps cut from between thin parts
     ("pocket", 0.005, 0.03, 5.0),     # by hand: backdrop kept in gaps open to the outside
+    ("soft_rim", 1.4, 1.7, 3.0),      # by hand: the matte left a wide rim part-transparent
 )
 
 
@@ -1606,7 +1607,8 @@ def _conf_doubts(sig: dict[str, float]) -> dict[str, float]:
            "amb_blob": sig.get("amb_blob", 0.0) * (1 - white),
            "tiny": max(0.0, 0.02 - sig.get("area", 0.1)), "huge": sig.get("area", 0.1),
            "enclosed": sig.get("enclosed", 0.0),
-           "pocket": sig.get("pocket", 0.0) * (1 - white)}
+           "pocket": sig.get("pocket", 0.0) * (1 - white),
+           "soft_rim": sig.get("soft_rim", 0.0) * (1 - white)}
     return {name: float(np.clip((raw[name] - a) / (b - a), 0.0, 1.0))
             for name, a, b, _ in _CONF_TERMS}
 
@@ -1649,6 +1651,9 @@ def _confidence_from(sig: dict[str, float]) -> tuple[float, tuple[str, ...]]:
         "enclosed": lambda: f"{sig['enclosed']:.0%} of the region was the backdrop in shadow "
                             "between thin parts (legs, a ring), cut: such gaps and the rims "
                             "of thin parts are often kept in part",
+        "soft_rim": lambda: f"the edge is part-transparent {sig['soft_rim']:.1f} work px deep on "
+                            "average: a light rim or frame round a dark part (sunglasses' "
+                            "frame) may have been left out",
         "pocket": lambda: f"{sig['pocket']:.0%} of the product is the backdrop's colour in gaps "
                           "open to the backdrop outside (between leaves, stems, legs): the "
                           "gaps may have been kept",
@@ -3460,6 +3465,7 @@ class ClassicalSegmenter:
         alpha[ys, xs] = np.clip(a * 255.0 + 0.5, 0.0, 255.0).astype(np.uint8)
         if signals is not None:
             signals.update(_matte_signals(pix, bg_pix, a, p.shadow_floor))
+            signals["soft_rim"] = _soft_rim(hard, a, float(k) if isinstance(k, int) else kx)
         return alpha
 
 
@@ -3486,6 +3492,19 @@ def _matte_signals(pix: np.ndarray, bg: np.ndarray, a: np.ndarray, floor: float
     kept = max(int((~back).sum()), 1)
     return {"matte_dark": float((back & (ratio < floor)).sum() / kept)}
 
+
+def _soft_rim(hard: np.ndarray, a: np.ndarray, k: float) -> float:
+    """How wide, on average, the edge matte left the outline part-transparent, in work
+    pixels: the area of the edge band with alpha between 0.15 and 0.85 over the length of the
+    work mask's outline (``k``: full-size pixels per work pixel). A sharp outline is under
+    1.4 (at 640² and 800²; 1.0 at 1500², where a photo's edge blur is fewer work pixels); a
+    light grey frame round dark lenses, which the matte measures against the lens beside it
+    and leaves a part blend, is its whole width (sunglasses on white at 640²: 1.75-2.0)."""
+    if not len(a):
+        return 0.0
+    contours, _ = cv2.findContours(hard, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
+    outline = sum(cv2.arcLength(c, True) for c in contours)
+    return float(np.count_nonzero((a > 0.15) & (a < 0.85)) / (k * k) / max(outline, 1.0))
 
 def _bilinear(img: np.ndarray, fy: np.ndarray, fx: np.ndarray) -> np.ndarray:
     """``img`` (2-D float32) at fractional pixel coordinates, clamped at the borders: one

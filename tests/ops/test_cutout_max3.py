@@ -1,13 +1,14 @@
 """``cutout._max3``: the largest channel of (..., 3) residuals with the same values as
 ``.max(-1)`` (numpy reduces a last axis of 3 several times slower), NaN included; likewise
-``_sum3`` / ``_dot`` against ``.sum(1)`` and ``_row_median`` against ``np.nanmedian``: the
-same float32 bits, so the cutout's decisions cannot move."""
+``_sum3`` / ``_dot`` against ``.sum(1)``, ``_row_median`` against ``np.nanmedian`` and
+``_weighted`` against ``img * w[..., None]``: the same float32 bits, so the cutout's
+decisions cannot move."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from swiftshot.ops.cutout import _dot, _max3, _row_median, _sum3
+from swiftshot.ops.cutout import _dot, _max3, _row_median, _sum3, _weighted
 
 
 def test_max3_is_max_over_the_last_axis():
@@ -41,3 +42,12 @@ def test_row_median_is_nanmedian_of_the_kept_values():
         want = np.nanmedian(np.where(keep, vals, np.nan), axis=1)
         got = _row_median(vals, keep)
         assert got.dtype == want.dtype and np.array_equal(got, want), trial
+
+
+def test_weighted_is_numpys_broadcast_product():
+    rng = np.random.default_rng(8)
+    img = rng.random((61, 47, 3), dtype=np.float32) * 255
+    for w in (rng.random((61, 47), dtype=np.float32), (rng.random((61, 47)) > 0.5).astype(np.float32)):
+        assert np.array_equal(_weighted(img, w), img * w[..., None])
+    box = (slice(5, 40), slice(3, 30))  # a crop of the work copy, as the callers pass
+    assert np.array_equal(_weighted(img[box], w[box]), img[box] * w[box][..., None])

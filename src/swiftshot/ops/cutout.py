@@ -1716,6 +1716,25 @@ _DISC11 = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (11, 11))
 _TEXTURE_AROUND = 0.5
 
 
+# A smooth part of the product lies along it: none of it is farther from the product than
+# a few times its own half-thickness (a sole under a sneaker: about 2-3×; a label's shaded
+# half between the glass above and below it: 1-2×).
+_RUN_OFF = 6.0
+
+
+def _runs_off(away: np.ndarray, comp: np.ndarray, half: float) -> bool:
+    """A smooth part that runs off from the product, far past its own thickness.
+
+    ``away`` is each pixel's distance from the product over the part's box, ``comp`` the
+    part there and ``half`` its half-thickness (its inner distance's maximum). The wood of
+    a table just under the horizon is seen at a glancing angle, its grain squeezed into
+    smooth streaks: such a streak touching a sneaker's heel at one end ran 88 work px
+    along the horizon at 5.5 px half-thickness (16×), and was kept as product (textured
+    10367 at 640²: IoU 0.858).
+    """
+    return float(away[comp > 0].max()) > _RUN_OFF * half
+
+
 def _smooth_parts(img: np.ndarray, hard: np.ndarray, band: int, min_area: float
                   ) -> np.ndarray:
     """Add back a smooth part of the product that a textured table took for itself.
@@ -1793,13 +1812,19 @@ def _smooth_parts(img: np.ndarray, hard: np.ndarray, band: int, min_area: float
     ob = out[rows]
     oy = rows.start
     k5 = np.ones((5, 5), np.uint8)
+    away = None  # each pixel's distance from the product, measured once a part is judged
     for i in range(1, n):
         x, y, cw, ch, area = st[i]
         if (area < min_area or oy + y <= band or x <= band or oy + y + ch >= h - band
                 or x + cw >= w - band):
             continue
         comp = (lab[y:y + ch, x:x + cw] == i).astype(np.uint8)
-        if cv2.distanceTransform(np.pad(comp, 1), cv2.DIST_L2, 3).max() < 5.0:
+        half = float(cv2.distanceTransform(np.pad(comp, 1), cv2.DIST_L2, 3).max())
+        if half < 5.0:
+            continue
+        if away is None:
+            away = cv2.distanceTransform((hr == 0).astype(np.uint8), cv2.DIST_L2, 3)
+        if _runs_off(away[y:y + ch, x:x + cw], comp, half):
             continue
         y0, x0 = max(y - 8, 0), max(x - 8, 0)
         y1, x1 = min(y + ch + 8, hr.shape[0]), min(x + cw + 8, w)

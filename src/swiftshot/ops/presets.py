@@ -132,7 +132,8 @@ def _force_border(img: Image.Image, rule: PresetRule) -> None:
         x0, y0, x1, y1 = placed
         x0, y0, x1, y1 = max(x0, b), max(y0, b), min(x1, w - b), min(y1, h - b)
         img.info[PLACED_INFO] = PlacedProduct(
-            (x0, y0, x1, y1) if x1 > x0 and y1 > y0 else None, img.size)
+            (x0, y0, x1, y1) if x1 > x0 and y1 > y0 else None, img.size,
+            img.info[PLACED_INFO].faint)
 
 
 def apply_preset(image: Image.Image, rule: PresetRule, name: str = "preset",
@@ -188,7 +189,20 @@ def verify_preset(image: Image.Image, rule: PresetRule) -> list[RuleResult]:
     2000² result costs ~40 ms CPU to find it again)."""
     want = {"jpeg": "JPEG", "png": "PNG", "webp": "WEBP", "avif": "AVIF"}[rule.format]
     return check(image, rule, file_format=want, source_type_written=True,
-                 product_box=placed_box(image))
+                 product_box=_trusted_box(image))
+
+
+def _trusted_box(image: Image.Image) -> tuple[int, int, int, int] | None | bool:
+    """``placed_box``, or False (segment, as ``check`` does with a file) where compose found
+    the product's rim faint against the backdrop on some side (``PlacedProduct.faint``: a
+    white product on white). The box is the placed alpha's; ``check`` on the encoded file
+    finds the product by segmenting it, and where the rim is a few levels off the white the
+    two part (held-out white on white 1003 at 640²: 86.8 % by the box, 83.8 % on the JPEG,
+    under Amazon's 85 %). Measured the same way, the fill correction below sees it."""
+    box = placed_box(image)
+    if box is not False and image.info[PLACED_INFO].faint:
+        return False
+    return box
 
 
 def _fit_rgb(image: Image.Image, rule: PresetRule) -> Image.Image:
@@ -208,7 +222,7 @@ def _fit_rgb(image: Image.Image, rule: PresetRule) -> Image.Image:
         box = None if placed is None else (
             ox + int(placed[0] * tw / rgb.width), oy + int(placed[1] * th / rgb.height),
             ox + -int(-placed[2] * tw // rgb.width), oy + -int(-placed[3] * th // rgb.height))
-        scaled.info[PLACED_INFO] = PlacedProduct(box, size)
+        scaled.info[PLACED_INFO] = PlacedProduct(box, size, rgb.info[PLACED_INFO].faint)
     if (tw, th) == size:
         return scaled
     fill = rule.background or _edge_colour(scaled)

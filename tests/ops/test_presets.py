@@ -177,3 +177,36 @@ def test_a_composed_image_scaled_by_the_preset_keeps_its_box():
     assert box and (box[3] - box[1]) / 2000 == pytest.approx(0.8 * 600 / 900, abs=0.01)
     verdict = _fill_of(out.info["compliance"].results)
     assert verdict == pytest.approx(_fill_of(check(reopen(out), rule)), abs=0.01)
+
+
+def test_a_faint_rim_is_measured_as_check_measures_it(monkeypatch):
+    """A white product on a white preset: its rim is a few levels off the white, where the box
+    of the placed alpha and a segmentation of the file part (held-out white box 1003 at
+    640² with thin white wisps: 86.8 % by the box, 83.8 % by check() of the JPEG). compose
+    says so (PlacedProduct.faint), and the preset's verdict segments the result as check()
+    does, agreeing with it; a coloured product is not segmented (the test above)."""
+    from swiftshot.ops.compose import PLACED_INFO
+    from swiftshot.ops.cutout import ClassicalSegmenter
+    from swiftshot.testing.products import eval_cases
+
+    case = eval_cases(range(1), ("white_on_white",))[0]
+    assert "white_box" in case.name
+    white = cutout(make_photo(case, (640, 640)).image)
+    rule = BUILTIN_PRESETS["amazon"]
+    calls = []
+    regions = ClassicalSegmenter.regions
+
+    def counted(self, rgb):
+        calls.append(rgb.shape)
+        return regions(self, rgb)
+
+    with monkeypatch.context() as m:
+        m.setattr(ClassicalSegmenter, "regions", counted)
+        out = apply_preset(white, rule, "amazon")
+    assert out.info[PLACED_INFO].faint and calls
+    comp = out.info["compliance"]
+    assert comp.passed, comp.as_dict()
+    delivered = check(reopen(out, source_type="compositeSynthetic"), rule)
+    assert not failed(delivered)
+    assert _fill_of(comp.results) == pytest.approx(_fill_of(delivered), abs=0.005)
+

@@ -68,6 +68,18 @@ def test_an_outlined_flat_strap_is_given_back_and_a_shadow_is_not():
     assert kept[60:100, 50:70].all() and not kept[60:100, 30:45].any()
 
 
+def _sweep_evidence(img: np.ndarray, bg: np.ndarray) -> C.Evidence:
+    """The evidence a white sweep gives a drawn scene: all backdrop-like, the brightness
+    ratio to the sweep, the ratio's noise 0.03."""
+    h, w = img.shape[:2]
+    lum = img.mean(2) + 1
+    return C.Evidence(product=np.zeros((h, w), bool), bg_like=np.ones((h, w), bool),
+                      shadow_like=np.zeros((h, w), bool),
+                      ratio=(lum / (bg.mean(2) + 1)).astype(np.float32),
+                      chroma=np.zeros((h, w), np.float32),
+                      tol=np.full((h, w), 0.03, np.float32))
+
+
 def test_the_tint_of_a_white_face_is_found_and_the_sweep_is_not():
     rng = np.random.default_rng(0)
     h, w = 160, 160
@@ -75,12 +87,7 @@ def test_the_tint_of_a_white_face_is_found_and_the_sweep_is_not():
     bg = np.broadcast_to(sweep, (h, w, 3)).astype(np.float32)
     img = bg + rng.normal(0, 0.8, (h, w, 3)).astype(np.float32)
     img[40:120, 70:90] = np.array((244.0, 244.0, 244.0)) + rng.normal(0, 0.8, (80, 20, 3))
-    lum = img.mean(2) + 1
-    ev = C.Evidence(product=np.zeros((h, w), bool), bg_like=np.ones((h, w), bool),
-                    shadow_like=np.zeros((h, w), bool),
-                    ratio=(lum / (bg.mean(2) + 1)).astype(np.float32),
-                    chroma=np.zeros((h, w), np.float32),
-                    tol=np.full((h, w), 0.03, np.float32))
+    ev = _sweep_evidence(img, bg)
     band = C._border_sel(h, w, 8)
     face = C._white_tint(img, bg, ev, band, 7.0)
     assert face[50:110, 75:85].mean() > 0.95
@@ -115,12 +122,7 @@ def test_the_tint_stops_within_a_pixel_of_the_face():
     img = bg + rng.normal(0, 0.8, (h, w, 3)).astype(np.float32)
     tint = np.array((242.0, 245.0, 249.0), np.float32)
     img[40:120, 40:80] = tint + rng.normal(0, 0.8, (80, 40, 3))
-    lum = img.mean(2) + 1
-    ev = C.Evidence(product=np.zeros((h, w), bool), bg_like=np.ones((h, w), bool),
-                    shadow_like=np.zeros((h, w), bool),
-                    ratio=(lum / (bg.mean(2) + 1)).astype(np.float32),
-                    chroma=np.zeros((h, w), np.float32),
-                    tol=np.full((h, w), 0.03, np.float32))
+    ev = _sweep_evidence(img, bg)
     face = C._white_tint(img, bg, ev, C._border_sel(h, w, 8), 7.0)
     assert face[45:115, 45:75].mean() > 0.95
     rect = np.zeros((h, w), np.uint8)

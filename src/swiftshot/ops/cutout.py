@@ -2947,7 +2947,8 @@ def _silhouette_edges(img: np.ndarray, band_mask: np.ndarray,
 
 
 def _close_silhouette(m: np.ndarray, edges: np.ndarray, ev: Evidence, gap: int = 2,
-                      lifted: np.ndarray | None = None, reach: int = 5) -> np.ndarray:
+                      lifted: np.ndarray | None = None, reach: int = 5,
+                      see_through: bool = True) -> np.ndarray:
     """A white product on a white sweep: its lit faces look like the backdrop and its shaded
     faces like a shadow, so the evidence finds little more than its outline. What the
     outline encloses is product: within the convex hull of the evidence, the outline's sharp
@@ -3027,7 +3028,7 @@ def _close_silhouette(m: np.ndarray, edges: np.ndarray, ev: Evidence, gap: int =
     open_frac = oc / (rc + oc)
     walled = (np.bincount(spread[rim & (at_edge | at_hull)], minlength=n) + oc) / (rc + oc)
     plain = (open_frac >= 0.2) | ((bgc / np.maximum(counts, 1) >= 0.7) & (walled >= 0.6))
-    if lifted is not None:
+    if lifted is not None and see_through:
         # Walled by the outline or by a lifted or tinted face (a headband's inner side).
         wall = at_edge | at_hull | (cv2.dilate((joined & ~edges).astype(np.uint8), k) > 0)
         walled_f = (np.bincount(spread[rim & wall], minlength=n) + oc) / (rc + oc)
@@ -3069,6 +3070,24 @@ def _close_silhouette(m: np.ndarray, edges: np.ndarray, ev: Evidence, gap: int =
     rim = (out > 0) & (cv2.erode(out, _CROSS) == 0) & (ev.bg_like | ev.shadow_like & ~(m > 0))
     out[rim & ~face] = 0
     return out
+
+
+def _neutral_sweep(bg: np.ndarray, band_mask: np.ndarray) -> bool:
+    """The backdrop is a neutral sweep (white, grey, or white in dim light): the median
+    spread of its channels over the border band is under ``_NEUTRAL_SPREAD`` levels (the
+    white sweeps of the tuning and novel sets: 2-3). The white-on-white faces
+    (``_white_tint``, ``_see_through``, ``_keep_white_faces``) read a white product against
+    a white sweep by hue; where "white on white" was decided on a coloured scene (a plant on
+    a brown wood table under a beige wall, its pot as bright as the wood: spread 59-81) the
+    see-through holes shrank the closed silhouette under the growth check's limit and kept
+    bands of the table (novel textured 200 at 640²: 0.901 -> 0.291 with them)."""
+    if not band_mask.any():
+        return True
+    b = bg[band_mask]
+    return float(np.median(b.max(axis=1) - b.min(axis=1))) < _NEUTRAL_SPREAD
+
+
+_NEUTRAL_SPREAD = 20.0
 
 
 def _white_tint(img: np.ndarray, bg: np.ndarray, ev: Evidence, band_mask: np.ndarray,
@@ -3534,15 +3553,18 @@ class ClassicalSegmenter:
             # lifted on a 3×3 mean.
             lifted = (cv2.dilate(lifted.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0) & (
                 cv2.blur(lum_d, (3, 3)) > 0.5 * thr)
+            neutral = _neutral_sweep(bg, band_mask)
             faces = _white_tint(img, bg, plain_ev, band_mask,
-                                np.maximum(p.min_chroma, p.chroma_sigmas * sigma))
+                                np.maximum(p.min_chroma, p.chroma_sigmas * sigma)
+                                ) if neutral else np.zeros(img.shape[:2], bool)
             lifted |= _bridge_faces(_joined_faces(faces, plain_ev.product & (hard > 0),
                                                   p.min_region * hard.size),
                                     plain_ev.product & (hard > 0), p.min_region * hard.size)
             # The outline and whatever else is product evidence (not the region's hull
             # fill, which takes in the shadow next to a white product).
             seed = plain_ev.product.astype(np.uint8) & hard
-            closed = _drop_specks(_close_silhouette(seed, edges, plain_ev, lifted=lifted),
+            closed = _drop_specks(_close_silhouette(seed, edges, plain_ev, lifted=lifted,
+                                                    see_through=neutral),
                                   p.min_region * hard.size)
             if closed.sum() > _WHITE_GROWTH * _hull_area(hard):
                 # Closed from its outline, a white product stays inside the hull of what its
@@ -3561,7 +3583,7 @@ class ClassicalSegmenter:
         hard = _peel_shadow_under_dark(hard, ev, p)
         before = hard
         hard = _drop_cast_shadow(hard, ev)
-        if white and hard is not before:
+        if white and neutral and hard is not before:
             hard = _keep_white_faces(before, hard, faces, edges, ev, p.min_region * hard.size)
         enclosed = hard
         if not white:

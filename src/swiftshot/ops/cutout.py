@@ -2026,9 +2026,8 @@ def _drop_step_shell(out: np.ndarray, comp: np.ndarray, cut: np.ndarray, ev: Evi
     grown = np.zeros((y1 - y0, x1 - x0), np.uint8)
     grown[y - y0:y - y0 + hh, x - x0:x - x0 + ww] = comp
     grown = cv2.dilate(grown, np.ones((9, 9), np.uint8)) > 0
-    sel = np.zeros(ev.ratio.shape, bool)
-    sel[y:y + hh, x:x + ww] = comp
-    level = float(np.percentile(ev.ratio[sel], 10)) - float(np.median(ev.tol[sel]))
+    box = (slice(y, y + hh), slice(x, x + ww))
+    level = float(np.percentile(ev.ratio[box][comp], 10)) - float(np.median(ev.tol[box][comp]))
     shell = grown & cut[y0:y1, x0:x1] & (ev.ratio[y0:y1, x0:x1] >= level)
     out[y0:y1, x0:x1][shell] = 0
 
@@ -2062,28 +2061,30 @@ def _face_goes_on(comp: np.ndarray, mb: np.ndarray, solid: np.ndarray, ev: Evide
     hh, ww = comp.shape
     cols = np.nonzero(comp.any(0))[0]
     ys = y0 + np.argmax(comp[:, cols], axis=0)
-    lum = ev.ratio * ev.lum_bg
+    def lum(yy: np.ndarray, xx: np.ndarray) -> np.ndarray:
+        return ev.ratio[yy, xx] * ev.lum_bg[yy, xx]
+
     above, n_solid, inside = [], 0, []
     for d in range(2, 7):
         ya = ys - d
         ok = ya >= 0
         ok[ok] &= mb[ya[ok], cols[ok]]
         ok[ok] &= ~((ya[ok] >= y0) & comp[np.maximum(ya[ok] - y0, 0), cols[ok]])
-        above.append(lum[ya[ok], x0 + cols[ok]])
+        above.append(lum(ya[ok], x0 + cols[ok]))
         n_solid += int((solid[ya[ok], cols[ok]] & (ev.ratio[ya[ok], x0 + cols[ok]] <= 0.25)).sum())
     for d in (0, 1, 2):
         yi = np.minimum(ys + d, y0 + hh - 1)
         ok = comp[yi - y0, cols]
-        inside.append(lum[yi[ok], x0 + cols[ok]])
+        inside.append(lum(yi[ok], x0 + cols[ok]))
     above_v, inside_v = np.concatenate(above), np.concatenate(inside)
     if len(above_v) < 2.5 * len(cols) or n_solid < 0.25 * len(above_v) or not len(inside_v):
         return False  # no product over most of its columns, or no black one
-    sel = np.zeros(ev.ratio.shape, bool)
-    sel[y0:y0 + hh, x0:x0 + ww] = comp
-    noise = float(np.median((ev.tol * ev.lum_bg)[sel])) / 2.5
+    box = (slice(y0, y0 + hh), slice(x0, x0 + ww))
+    tol = ev.tol[box][comp]
+    noise = float(np.median(tol * ev.lum_bg[box][comp])) / 2.5
     if abs(float(np.median(inside_v)) - float(np.median(above_v))) > _FACE_STEP * noise:
         return False
-    return _flat_face(ev.ratio[sel], float(np.median(ev.tol[sel])))
+    return _flat_face(ev.ratio[box][comp], float(np.median(tol)))
 
 
 _FACE_STEP = 0.5
@@ -3554,12 +3555,11 @@ class ClassicalSegmenter:
             lifted = (cv2.dilate(lifted.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0) & (
                 cv2.blur(lum_d, (3, 3)) > 0.5 * thr)
             neutral = _neutral_sweep(bg, band_mask)
-            faces = _white_tint(img, bg, plain_ev, band_mask,
-                                np.maximum(p.min_chroma, p.chroma_sigmas * sigma)
-                                ) if neutral else np.zeros(img.shape[:2], bool)
-            lifted |= _bridge_faces(_joined_faces(faces, plain_ev.product & (hard > 0),
-                                                  p.min_region * hard.size),
-                                    plain_ev.product & (hard > 0), p.min_region * hard.size)
+            if neutral:
+                faces = _white_tint(img, bg, plain_ev, band_mask,
+                                    np.maximum(p.min_chroma, p.chroma_sigmas * sigma))
+                body, min_area = plain_ev.product & (hard > 0), p.min_region * hard.size
+                lifted |= _bridge_faces(_joined_faces(faces, body, min_area), body, min_area)
             # The outline and whatever else is product evidence (not the region's hull
             # fill, which takes in the shadow next to a white product).
             seed = plain_ev.product.astype(np.uint8) & hard
@@ -3731,7 +3731,7 @@ class ClassicalSegmenter:
         alpha[ys, xs] = np.clip(a * 255.0 + 0.5, 0.0, 255.0).astype(np.uint8)
         if signals is not None:
             signals.update(_matte_signals(pix, bg_pix, a, p.shadow_floor))
-            signals["soft_rim"] = _soft_rim(hard, a, float(k) if isinstance(k, int) else kx)
+            signals["soft_rim"] = _soft_rim(hard, a, kx)
         return alpha
 
 

@@ -367,3 +367,37 @@ def test_settings_must_name_every_class():
         SchedulerSettings(queue_limit={"realtime": 1, "standard": 1, "batch": 1})
     with pytest.raises(ValidationError, match="deadline_ms values must be > 0"):
         SchedulerSettings(deadline_ms={"realtime": 0, "standard": 1, "batch": 1, "prefetch": 1})
+
+
+def test_a_lone_item_started_at_submit_is_counted_as_next_batch_counts_it():
+    """``submit(start=True)`` hands a lone item out at once (no lanes, no heap) only where
+    ``next_batch`` would have handed it out alone at once, and leaves the same counts."""
+    from swiftshot.config import SchedulerSettings
+    from swiftshot.runtime.scheduler import Scheduler, WorkItem
+
+    def fresh(**kw):
+        s = Scheduler(SchedulerSettings(), clock=lambda: 100.0, batch_gain=False, **kw)
+        s.slots = 2
+        return s
+
+    def item(i, prio="standard"):
+        return WorkItem(id=i, batch_key="k", priority=prio, arrival=100.0, deadline=200.0)
+
+    started, queued = fresh(), fresh()
+    assert started.submit(item(1), start=True).started
+    assert queued.submit(item(1)).accepted and [it.id for it in queued.next_batch()] == [1]
+    for s in (started, queued):
+        assert (len(s), s.running, s.running_shared, s.lent) == (0, 1, 1, 0)
+    # something queued: the new item queues behind it
+    s = fresh()
+    s.submit(item(1))
+    a = s.submit(item(2), start=True)
+    assert a.accepted and not a.started and len(s) == 2
+    # a batching window (company may join): it queues
+    s = Scheduler(SchedulerSettings(), clock=lambda: 100.0, batch_gain=True)
+    s.slots = 2
+    if s.max_batch > 1:
+        assert not s.submit(item(1), start=True).started and len(s) == 1
+    # start is only a hint: without it nothing changes
+    s = fresh()
+    assert not s.submit(item(1)).started and len(s) == 1

@@ -74,9 +74,12 @@ class Admission:
     reason: str = ""
     retry_after_s: float = 0.0
     message: str = ""
+    started: bool = False
+    """Accepted and handed out at once (``submit(start=True)``): the caller runs it now."""
 
 
 ACCEPTED = Admission(True)
+STARTED = Admission(True, started=True)
 
 
 class Scheduler:
@@ -131,7 +134,11 @@ class Scheduler:
 
     # -- admission ----------------------------------------------------------------------------
 
-    def submit(self, item: WorkItem) -> Admission:
+    def submit(self, item: WorkItem, *, start: bool = False) -> Admission:
+        """Admit ``item`` (or say why not). ``start``: the caller has a free slot for it; when
+        ``item`` would be the whole of :meth:`next_batch`'s next batch now (nothing queued, no
+        batching window, a slot its class may take), it is handed out here (``started``)
+        instead of queued and taken back out at once — the lone miss's usual case."""
         if item.priority not in RANK:
             raise ValueError(f"priority must be one of {', '.join(PRIORITIES)}; got {item.priority!r}")
         if item.id in self._items:
@@ -159,6 +166,10 @@ class Scheduler:
                              f"estimated wait {wait:.2f}s plus {self.per_item_s * item.cost:.2f}s "
                              f"of work would pass this request's deadline of {budget:.2f}s; "
                              f"retry later or allow a longer deadline")
+        if start and not self._items and self.max_batch == 1 \
+                and (item.priority == "realtime" or not self._shared_full(now)):
+            self._hand_out([item])
+            return STARTED
         self._add(item)
         return ACCEPTED
 
@@ -370,13 +381,19 @@ class Scheduler:
             item = tops[c]
             assert item is not None
             self._remove(item)
-            self._running_cost += item.cost
             batch.append(item)
             nxt = lanes[c].best(now)
             if nxt is None:
                 del tops[c]
             else:
                 tops[c] = nxt
+        self._hand_out(batch)
+        return batch
+
+    def _hand_out(self, batch: list[WorkItem]) -> None:
+        """Count ``batch`` as running until :meth:`record` (from :meth:`next_batch`, or one
+        item started at once by :meth:`submit`)."""
+        self._running_cost += sum(it.cost for it in batch)
         self._running_items += len(batch)
         shared = all(it.priority != "realtime" for it in batch)
         if shared:
@@ -384,7 +401,6 @@ class Scheduler:
                     self.running_shared >= self.slots + self.ahead - self.reserve():
                 self.lent += 1  # only a lent reserve let it start
         self._running_batches[batch[0].id] = shared
-        return batch
 
     def expired(self) -> list[WorkItem]:
         """Items dropped because their deadline passed, since the last call."""

@@ -254,7 +254,10 @@ class Worker:
             ahead = len(self._running) + sum(n for p, n in depth.items()
                                              if RANK[p] <= RANK[priority])
             queued = Queued(ahead, self.scheduler.estimated_wait(priority))
-        admission = self.scheduler.submit(item)
+        free = len(self._batches) < self.slots
+        if free:
+            self._sync_capacity()
+        admission = self.scheduler.submit(item, start=free)
         if not admission.accepted:
             raise self._reject(Rejected(admission.status, admission.reason,
                                         admission.retry_after_s, admission.message))
@@ -266,8 +269,11 @@ class Worker:
         self._slots[item.id] = slot
         if tag is not None:
             self._tags[tag] = item.id
-        self._update_depth()
-        self._start_due()  # a free slot takes it now, not on the dispatch loop's next turn
+        if admission.started:  # alone and a slot free: its batch of one starts now
+            self._launch([item])
+        else:
+            self._update_depth()
+            self._start_due()  # a free slot takes it now, not on the dispatch loop's next turn
         self._wake.set()
         # The deadline is a timer, not asyncio.wait: the batch's answer wakes this task in one
         # step instead of two (the waiter future of asyncio.wait, then the task).

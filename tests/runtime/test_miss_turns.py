@@ -217,3 +217,44 @@ async def test_an_uncacheable_render_is_not_shared_and_keeps_its_deadline(svc):
     ex.answer(1)
     assert (await b).cache == "miss"
     await _until(lambda: service.gate.in_use == 0)
+
+
+async def test_a_lone_miss_never_wakes_the_dispatch_loop(svc):
+    """A request that starts at admission (a free slot, nothing queued) leaves the dispatch
+    loop asleep, on its way in and when its batch ends: each wake-up was a turn of the loop
+    beside the miss's own steps (front CPU, and a core the engine worker wants), with nothing
+    to hand out. A request that has to queue still wakes it."""
+    service, ex = svc
+    worker = service.worker
+    turns = 0
+    once = worker._dispatch_once
+
+    async def counted() -> None:
+        nonlocal turns
+        turns += 1
+        await once()
+
+    worker._dispatch_once = counted
+    worker._wake.set()  # the loop parks in the counted version
+    await _until(lambda: turns == 1)
+    await asyncio.sleep(0.01)
+    turns = 0
+    task = asyncio.ensure_future(service.render(spec("alone")))
+    await _until(lambda: len(ex.held) == 1)
+    ex.answer()
+    assert (await task).cache == "miss"
+    await asyncio.sleep(0.01)
+    assert turns == 0, f"the dispatch loop took {turns} turns for a lone miss"
+    assert worker.depth() == {"realtime": 0, "standard": 0, "batch": 0, "prefetch": 0,
+                              "running": 0}
+    # two at once on a one-slot executor: the second queues, and the loop is woken for it
+    ex.slots = 1
+    worker._sync_capacity()
+    first = asyncio.ensure_future(service.render(spec("six")))
+    await _until(lambda: len(ex.held) == 2)
+    second = asyncio.ensure_future(service.render(spec("seven")))
+    await _until(lambda: turns > 0)
+    ex.answer(1)
+    await _until(lambda: len(ex.held) == 3)
+    ex.answer(2)
+    assert [(await first).cache, (await second).cache] == ["miss", "miss"]

@@ -270,11 +270,16 @@ class Worker:
         if tag is not None:
             self._tags[tag] = item.id
         if admission.started:  # alone and a slot free: its batch of one starts now
+            # Never queued: the depth gauges stand, and the dispatch loop has nothing to do
+            # (woken, it would take a turn of the loop beside the batch's first step only to
+            # wait again). Only a lent reserve moves a counter here.
             self._launch([item])
+            if self.scheduler.lent != self._lent_shown:
+                self._update_depth()
         else:
             self._update_depth()
             self._start_due()  # a free slot takes it now, not on the dispatch loop's next turn
-        self._wake.set()
+            self._wake.set()
         # The deadline is a timer, not asyncio.wait: the batch's answer wakes this task in one
         # step instead of two (the waiter future of asyncio.wait, then the task).
         timer = asyncio.get_running_loop().call_later(
@@ -296,7 +301,8 @@ class Worker:
             self._slots.pop(item.id, None)
             if tag is not None and self._tags.get(tag) == item.id:
                 del self._tags[tag]
-            self._update_depth()
+            if not admission.started:  # it may have left the queue (hang-up, deadline)
+                self._update_depth()
 
     def idle_now(self) -> bool:
         """Whether a request submitted now would start at once: nothing queued, a free slot."""
@@ -447,7 +453,11 @@ class Worker:
 
     def _batch_done(self, task: asyncio.Task[None]) -> None:
         self._batches.discard(task)
-        self._wake.set()
+        if len(self.scheduler) or self._stopped:
+            # a slot is free for what is queued. Nothing queued: the dispatch loop has nothing
+            # to hand out, and what arrives next wakes it itself (``submit``); a turn of the
+            # loop per lone miss saved
+            self._wake.set()
 
     def _fail_expired(self) -> None:
         for item in self.scheduler.expired():

@@ -7,6 +7,9 @@ Paths measured (each stage timed separately, p50/p95 over the iterations, after 
 * ``studio``: decode JPEG → cutout → studio backdrop (engine, canvas size) → compose + shadow →
   amazon preset (fit to 2000²) → JPEG encode
 * ``amazon``: decode JPEG → cutout → amazon preset (pure white, shadow, 2000²) → JPEG encode
+* ``amazon-white``: the same for a white box on a white sweep, whose rim on the preset's white
+  is faint (``compose.PlacedProduct.faint``): the preset's check segments the 2000² result, as
+  ``check`` does with a file, instead of trusting the placed box
 * ``cutout@1500``: the cutout alone on a 1500² photo
 
 The studio backdrop is the same spec at each iteration, as for a catalog's products on one
@@ -32,11 +35,11 @@ from swiftshot.benchmarks.machine import print_table, write_result
 STAGES = ("decode", "cutout", "backdrop", "compose_shadow", "preset", "encode")
 
 
-def _photo(size: int) -> bytes:
+def _photo(size: int, case: str = "bottle_white_sweep") -> bytes:
     from swiftshot.testing.products import make_photo
 
     buf = io.BytesIO()
-    make_photo("bottle_white_sweep", (size, size)).image.save(buf, "JPEG", quality=90)
+    make_photo(case, (size, size)).image.save(buf, "JPEG", quality=90)
     return buf.getvalue()
 
 
@@ -97,13 +100,18 @@ def run_paths(size: int, iterations: int, warmup: int = 2,
         _, t["encode"] = _timed(lambda: encode(out, "jpeg", amazon.quality))
         return t
 
-    def amazon_path() -> dict[str, float]:
+    def amazon_path(photo: bytes = data) -> dict[str, float]:
         t: dict[str, float] = _Stages()
-        im, t["decode"] = _timed(lambda: load_image(data, limits))
+        im, t["decode"] = _timed(lambda: load_image(photo, limits))
         cut, t["cutout"] = _timed(lambda: cutout(im, seg))
         out, t["preset"] = _timed(lambda: apply_preset(cut, amazon))
         _, t["encode"] = _timed(lambda: encode(out, "jpeg", amazon.quality))
         return t
+
+    white = _photo(size, "white_on_white")
+
+    def amazon_white() -> dict[str, float]:
+        return amazon_path(white)
 
     small = load_image(_photo(1500), limits)
 
@@ -114,7 +122,7 @@ def run_paths(size: int, iterations: int, warmup: int = 2,
 
     rows = []
     for name, fn in ((f"studio@{size}", studio), (f"amazon@{size}", amazon_path),
-                     ("cutout@1500", cutout_only)):
+                     (f"amazon-white@{size}", amazon_white), ("cutout@1500", cutout_only)):
         for _ in range(warmup):
             fn()
         samples = [fn() for _ in range(iterations)]

@@ -960,6 +960,8 @@ def _drop_specks(m: np.ndarray, min_area: float) -> np.ndarray:
     n, labels, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
     keep = np.zeros(n, bool)
     keep[1:] = stats[1:, cv2.CC_STAT_AREA] >= min_area
+    if keep[1:].all():  # no speck (most calls): every labelled pixel stays, no table look-up
+        return (labels > 0).view(np.uint8)
     return keep[labels].astype(np.uint8)
 
 
@@ -3124,7 +3126,7 @@ def _close_silhouette(m: np.ndarray, edges: np.ndarray, ev: Evidence, gap: int =
         if drop.any():
             m = ((m > 0) & ~drop[lm]).astype(np.uint8)
     core = (m > 0) | joined
-    pts = cv2.findNonZero(core.astype(np.uint8))
+    pts = _row_ends(core)
     if pts is None:
         return m
     hull = np.zeros((h, w), np.uint8)
@@ -3144,7 +3146,7 @@ def _close_silhouette(m: np.ndarray, edges: np.ndarray, ev: Evidence, gap: int =
         own = joined & edges
         core = core | extra
         hull = np.zeros((h, w), np.uint8)
-        cv2.fillConvexPoly(hull, cv2.convexHull(cv2.findNonZero(core.astype(np.uint8))), 1)
+        cv2.fillConvexPoly(hull, cv2.convexHull(_row_ends(core)), 1)
     k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * gap + 1, 2 * gap + 1))
     inside = hull > 0
     free = inside & ~(cv2.dilate(core.astype(np.uint8), k) > 0)
@@ -3435,8 +3437,26 @@ sets at 640/800/1500², 4.2 where a wood table's grain was taken for the outline
 
 def _hull_area(m: np.ndarray) -> int:
     """Pixels in the convex hull of ``m``'s pixels (0 for an empty mask)."""
-    pts = cv2.findNonZero(m)
-    return 0 if pts is None else int(cv2.contourArea(cv2.convexHull(pts)) + len(pts) ** 0.5)
+    pts = _row_ends(m)
+    return 0 if pts is None else int(cv2.contourArea(cv2.convexHull(pts))
+                                     + cv2.countNonZero(m) ** 0.5)
+
+
+def _row_ends(m: np.ndarray) -> np.ndarray | None:
+    """The first and last set pixel of each row of ``m`` as (n, 1, 2) int32 (x, y) points, or
+    None for an empty mask. Every pixel of ``m`` lies on its row's segment between the two, so
+    their convex hull is that of all of ``m``'s pixels (``cv2.convexHull`` gives the same
+    vertices): two points a row instead of every pixel (~7 -> 0.5 ms on a white product's
+    work mask, where the hull's sort of ~50,000 points was the cost)."""
+    rows = np.flatnonzero(m.any(1))
+    if not len(rows):
+        return None
+    sub = m[rows] != 0
+    pts = np.empty((len(rows), 2, 2), np.int32)
+    pts[:, 0, 0] = sub.argmax(1)
+    pts[:, 1, 0] = sub.shape[1] - 1 - sub[:, ::-1].argmax(1)
+    pts[:, :, 1] = rows[:, None]
+    return pts.reshape(-1, 1, 2)
 
 
 def _around(m: np.ndarray, margin: int) -> tuple[slice, slice] | None:

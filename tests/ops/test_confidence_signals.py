@@ -381,3 +381,20 @@ def test_a_white_bottle_cut_right_stays_high():
     the most of the tuning set's white products (8 %, under the doubt's start)."""
     score, conf, why = _found("white_on_white", 44, 640)
     assert score > 0.95 and conf >= 0.9, (score, conf, why)
+
+
+def test_a_mug_with_its_soft_shadow_kept_is_not_said_high():
+    """cast shadows 5516 at 640² (a yellow mug on a white sweep): a blob of its soft cast
+    shadow kept beside the base (IoU 0.89), said `high` (0.97). The blob looks like shadow
+    (``amb_blob`` 0.10) and the sweep runs lighter between it and the rest of the shadow
+    (``lit_beyond`` 0.05): both at once are the ``shadow_lit`` doubt."""
+    score, conf, why = _found("cast_shadows", 5516, 640)
+    assert score < 0.93
+    assert conf < 0.9 and any("lit band beyond" in w for w in why), (conf, why)
+
+
+def test_a_mug_with_a_lit_band_and_no_shadow_kept_stays_high():
+    """cast shadows 15231 at 640², a right cutout (0.98) with a lit band beyond its outline
+    (``lit_beyond`` 0.05) but no blob of shadow kept: no doubt."""
+    score, conf, why = _found("cast_shadows", 15231, 640)
+    assert score > 0.95 and conf >= 0.9, (score, conf, why)

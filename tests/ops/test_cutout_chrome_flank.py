@@ -19,15 +19,9 @@ import numpy as np
 import pytest
 
 from swiftshot.ops.cutout import ClassicalSegmenter, Evidence, _flank_goes_on
-from swiftshot.testing.products import HELDOUT_SEEDS, _eval_case, iou, make_photo
+from swiftshot.testing.products import case_iou
 
 SEG = ClassicalSegmenter()
-
-
-def _iou(category: str, seed: int, side: int) -> float:
-    assert seed not in HELDOUT_SEEDS and not 5540 <= seed <= 5699
-    photo = make_photo(_eval_case(category, seed), (side, side))
-    return iou(SEG.mask(photo.image), photo.coverage)
 
 
 @pytest.mark.parametrize("seed,floor", [
@@ -36,7 +30,7 @@ def _iou(category: str, seed: int, side: int) -> float:
     (17057, 0.97),  # main: 0.956
 ])
 def test_a_chrome_bottle_keeps_its_flank(seed, floor):
-    assert _iou("glossy_transparent", seed, 640) >= floor
+    assert case_iou("glossy_transparent", seed, 640) >= floor
 
 
 def _flank(under: str, seed: int = 0):

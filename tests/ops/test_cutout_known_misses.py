@@ -51,15 +51,9 @@ from swiftshot.ops.cutout import (
     _traced_tilt,
     _unflattened_median,
 )
-from swiftshot.testing.products import HELDOUT_SEEDS, _eval_case, iou, make_photo
+from swiftshot.testing.products import case_iou, iou
 
 SEG = ClassicalSegmenter()
-
-
-def _iou(category: str, seed: int, side: int) -> float:
-    assert seed not in HELDOUT_SEEDS and not 5500 <= seed <= 5599
-    photo = make_photo(_eval_case(category, seed), (side, side))
-    return iou(SEG.mask(photo.image), photo.coverage)
 
 
 def test_side_fits_are_compared_on_the_whole_border():
@@ -91,7 +85,7 @@ def test_side_fits_are_compared_on_the_whole_border():
     ("low_light", 5183, 800, 0.96),      # main: 0.746
 ])
 def test_never_seen_misses(category, seed, side, floor):
-    assert _iou(category, seed, side) >= floor
+    assert case_iou(category, seed, side) >= floor
 
 
 def test_a_flattened_band_takes_its_unit_from_the_tail():
@@ -152,7 +146,7 @@ def test_a_lighter_shadow_is_split_from_the_dark_box_it_touches():
 
 
 def test_a_dark_box_s_hard_shadow_is_given_back():
-    assert _iou("cast_shadows", 12027, 640) >= 0.97  # main: 0.914, said high
+    assert case_iou("cast_shadows", 12027, 640) >= 0.97  # main: 0.914, said high
 
 
 def test_a_horizon_seen_in_one_strip_is_traced_across_the_frame():
@@ -173,7 +167,7 @@ def test_a_horizon_seen_in_one_strip_is_traced_across_the_frame():
 
 
 def test_a_tilted_horizon_beside_a_cast_shadow_is_no_line_of_product():
-    assert _iou("two_plane", 10351, 640) >= 0.97  # main: 0.915, said high
+    assert case_iou("two_plane", 10351, 640) >= 0.97  # main: 0.915, said high
 
 
 def test_a_pair_of_steps_that_is_not_one_line_is_no_horizon():
@@ -189,4 +183,4 @@ def test_a_pair_of_steps_that_is_not_one_line_is_no_horizon():
 
 
 def test_a_box_s_base_paired_with_the_horizon_keeps_no_wedge():
-    assert _iou("framing", 10273, 640) >= 0.97  # main: 0.822
+    assert case_iou("framing", 10273, 640) >= 0.97  # main: 0.822

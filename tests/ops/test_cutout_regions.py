@@ -21,15 +21,9 @@ from swiftshot.ops.cutout import (
     _robust_fit,
     _sweep_profile,
 )
-from swiftshot.testing.products import HELDOUT_SEEDS, _eval_case, iou, make_photo
+from swiftshot.testing.products import HELDOUT_SEEDS, _eval_case, case_iou, iou, make_photo
 
 SEG = ClassicalSegmenter()
-
-
-def _iou(category: str, seed: int) -> float:
-    assert seed not in HELDOUT_SEEDS
-    photo = make_photo(_eval_case(category, seed), (640, 640))
-    return iou(SEG.mask(photo.image), photo.coverage)
 
 
 @pytest.mark.parametrize("seed,floor", [
@@ -43,7 +37,7 @@ def test_product_cropped_by_the_frame_on_a_table_under_a_wall(seed, floor):
     """The table's colour comes from the step at the horizon (not from the bottom band,
     which the product covers), its shape across the frame from the wall's (the lens's
     vignetting), and every candidate horizon is tried."""
-    assert _iou("framing", seed) >= floor
+    assert case_iou("framing", seed) >= floor
 
 
 @pytest.mark.parametrize("seed,floor", [
@@ -54,7 +48,7 @@ def test_product_cropped_by_the_frame_on_a_table_under_a_wall(seed, floor):
 ])
 def test_textured_table_under_a_wall_has_its_own_noise(seed, floor):
     """A wood table's grain is many times the wall's noise: each plane gets its own."""
-    assert _iou("textured", seed) >= floor
+    assert case_iou("textured", seed) >= floor
 
 
 @pytest.mark.parametrize("seed,floor", [
@@ -65,7 +59,7 @@ def test_textured_table_under_a_wall_has_its_own_noise(seed, floor):
 def test_a_dark_products_lit_top_is_not_a_cast_shadow(seed, floor):
     """A backdrop-coloured part with the product standing right under it is a face of the
     product, not a shadow on the floor."""
-    assert _iou("thin_parts", seed) >= floor
+    assert case_iou("thin_parts", seed) >= floor
 
 
 @pytest.mark.parametrize("seed", [3000, 9113])
@@ -83,7 +77,7 @@ def test_a_dark_products_sheen_fading_into_its_body_is_not_a_cast_shadow(seed):
 def test_cable_beside_its_case_on_a_table_under_a_wall():
     """Evidence along the horizon (the real blend a shade off the model's) closed the gap
     between the cable and its case, and the table in their shadow was filled: 0.93."""
-    assert _iou("thin_parts", 34) >= 0.96
+    assert case_iou("thin_parts", 34) >= 0.96
 
 
 def test_horizon_candidates_include_the_true_one_when_a_strip_is_covered():
@@ -121,7 +115,7 @@ def test_a_cartons_lifted_top_face_keeps_its_far_edge(seed, floor):
     """The top face a few levels over the sweep is product to its far edge: the closing's
     margin grew back over it, and the rim step took one more pixel (4 work px lost on every
     carton)."""
-    assert _iou("white_on_white", seed) >= floor
+    assert case_iou("white_on_white", seed) >= floor
 
 
 @pytest.mark.parametrize("seed,floor", [
@@ -131,7 +125,7 @@ def test_a_cartons_lifted_top_face_keeps_its_far_edge(seed, floor):
 def test_a_shaded_faces_corner_is_not_cut_along_the_hull(seed, floor):
     """The bottom outline beyond a bottle's shaded side meets its own shadow at the same grey
     and touches no evidence: reaching within a few pixels of the hull, it is the product's."""
-    assert _iou("white_on_white", seed) >= floor
+    assert case_iou("white_on_white", seed) >= floor
 
 
 @pytest.mark.parametrize("seed,floor", [
@@ -142,7 +136,7 @@ def test_a_shaded_faces_corner_is_not_cut_along_the_hull(seed, floor):
 def test_a_hard_cast_shadows_rim_does_not_widen_the_silhouette(seed, floor):
     """Evidence with a shadow's colour that touches no outline is the cast shadow's rim, not
     the product's: left out of the hull that closes the silhouette."""
-    assert _iou("white_on_white", seed) >= floor
+    assert case_iou("white_on_white", seed) >= floor
 
 
 @pytest.mark.parametrize("seed,floor", [
@@ -153,7 +147,7 @@ def test_the_sweep_beside_a_bottles_neck_is_taken_apart_from_its_lit_band(seed, 
     """The wedge of sweep beside the neck joined the body through the lit band (a level off
     the sweep) and the edgeless neck: taken apart as pixels within a level of the backdrop
     model, it is open to the outside and given back."""
-    assert _iou("white_on_white", seed) >= floor
+    assert case_iou("white_on_white", seed) >= floor
 
 
 # -- confidence: a part left out (fourth pass) -----------------------------------------------
@@ -215,14 +209,14 @@ def test_a_dim_shots_faintly_tinted_sole_is_kept():
     """A warm-grey sole ~10 levels under a neutral sweep in a dim, noisy shot: per pixel its
     tint is under the chroma threshold (0.8 of it), its 5×5 mean clearly over the plain
     backdrop's (IoU 0.689 before: the whole sole cut away)."""
-    assert _iou("low_light", 5000) >= 0.95
+    assert case_iou("low_light", 5000) >= 0.95
 
 
 def test_a_clear_step_under_a_textured_table_gets_two_planes():
     """A stone table 50+ levels under a plain wall: one smooth surface explained the
     textured border within the old 0.05 margin of two planes, could not follow the step,
     and kept the stone's blotches along the horizon as product (IoU 0.893 before)."""
-    assert _iou("textured", 5006) >= 0.97
+    assert case_iou("textured", 5006) >= 0.97
 
 
 # Sixth pass (OPS_VERSION 12): a smooth part of the product of the table's colour on a
@@ -233,7 +227,7 @@ def test_a_clear_step_under_a_textured_table_gets_two_planes():
     ("textured", 10, 0.883),    # a label's shaded half on a grey wood board (no wall)
 ])
 def test_a_smooth_part_of_the_tables_colour_on_a_textured_table_is_kept(category, seed, before):
-    assert _iou(category, seed) >= 0.97
+    assert case_iou(category, seed) >= 0.97
 
 
 def _grain(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
@@ -273,14 +267,14 @@ def test_a_plain_sweep_beside_a_sharp_cast_shadow_is_not_a_smooth_part():
     rows: the edge made those rows "textured", and ``_smooth_parts`` took the plain sweep on
     both sides of the bottle for a smooth part of it (IoU 0.865 before; 0.993 before the
     sixth pass)."""
-    assert _iou("cast_shadows", 7000) >= 0.97
+    assert case_iou("cast_shadows", 7000) >= 0.97
 
 
 def test_a_dark_box_told_by_its_tint_alone_is_not_white_on_white():
     """A brown box on a brown wood table: without its faint-tint evidence only its rim was
     found, a whiteish rim, so it was closed from its outline as white on white and lost
     whole (IoU 0.000 before)."""
-    assert _iou("textured", 7010) >= 0.93
+    assert case_iou("textured", 7010) >= 0.93
 
 
 # Eighth pass (OPS_VERSION 14): a product covering most of one side of the border.
@@ -288,7 +282,7 @@ def test_a_sole_covering_the_bottom_band_of_a_steep_sweep_is_not_the_backdrop():
     """A sneaker cropped by the bottom edge on a sweep darkening steeply to the floor: its
     cream sole covers most of the bottom band, the full border fit took the sole as the
     backdrop there, lost the sole and kept the dark floor beside it (IoU 0.676 before)."""
-    assert _iou("framing", 7006) >= 0.97
+    assert case_iou("framing", 7006) >= 0.97
 
 
 def _steep_sweep(h: int = 320, w: int = 320) -> np.ndarray:
@@ -358,7 +352,7 @@ def test_a_cropped_mugs_handle_hole_holding_its_shadow_is_see_through(seed):
     """A mug cropped at the bottom: its own soft shadow fills the lower part of the
     handle's hole, which is then only 45 % plain backdrop; it was filled as product
     (IoU 0.909 / 0.904 before)."""
-    assert _iou("framing", seed) >= 0.97
+    assert case_iou("framing", seed) >= 0.97
 
 
 def _ring_with_hole() -> np.ndarray:
@@ -406,13 +400,13 @@ def test_fill_holes_fills_a_plain_looking_hole_off_the_backdrops_colour():
 def test_a_cream_labels_shaded_side_on_a_beige_table_is_kept():
     """A green bottle with a cream label on a beige table under a pale wall: the label's
     shaded left third looked like the table's shade and was cut away (IoU 0.920 before)."""
-    assert _iou("textured", 8014) >= 0.97
+    assert case_iou("textured", 8014) >= 0.97
 
 
 def test_a_chrome_bottle_on_a_curved_sweep_keeps_no_band_of_the_sweep():
     """A sweep whose fall-off (gamma 0.73) the quadratic misses by 8 levels under the top
     band: a band of "brighter" sweep joined the bottle's cap (IoU 0.920 before)."""
-    assert _iou("glossy_transparent", 23) >= 0.97
+    assert case_iou("glossy_transparent", 23) >= 0.97
 
 
 def test_sweep_profile_follows_the_rows_both_strips_agree_on():

@@ -6,15 +6,9 @@ from __future__ import annotations
 import numpy as np
 
 from swiftshot.ops.cutout import ClassicalSegmenter, _find_horizon, _same_table, _smooth_parts
-from swiftshot.testing.products import HELDOUT_SEEDS, _eval_case, iou, make_photo
+from swiftshot.testing.products import case_iou
 
 SEG = ClassicalSegmenter()
-
-
-def _iou(category: str, seed: int, side: int = 640) -> float:
-    assert seed not in HELDOUT_SEEDS
-    photo = make_photo(_eval_case(category, seed), (side, side))
-    return iou(SEG.mask(photo.image), photo.coverage)
 
 
 def _grain(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
@@ -47,7 +41,7 @@ def test_a_smooth_streak_running_off_from_the_product_is_the_table():
 def test_a_smooth_streak_under_the_horizon_beside_a_sneaker_is_not_kept():
     """textured 10367 (fresh seeds): the wood's smooth streak under the wall, touching the
     sneaker's heel, was kept for 88 work px along the horizon (IoU 0.858 before)."""
-    assert _iou("textured", 10367) >= 0.97
+    assert case_iou("textured", 10367) >= 0.97
 
 
 def test_a_table_under_a_cast_shadow_in_one_strip_pairs_the_horizon():
@@ -78,4 +72,4 @@ def test_a_light_stone_table_in_a_mugs_shadow_is_not_kept():
     """textured 14042 (fresh seeds): a red mug on a light stone table under a mauve wall, its
     cast shadow over the left strip's table; one surface kept the table's light blotches in
     wide bands (IoU 0.371 before)."""
-    assert _iou("textured", 14042) >= 0.97
+    assert case_iou("textured", 14042) >= 0.97

@@ -4,12 +4,14 @@ apart, and scores that can fail."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from swiftshot.testing.products import (
     CATEGORIES,
     HELDOUT_SEEDS,
     TUNING_SEEDS,
     boundary_f,
+    case_iou,
     eval_cases,
     iou,
     make_photo,
@@ -85,6 +87,15 @@ CATEGORY_FLOORS = {  # category: (mean IoU, min IoU)
     "gradient_vignette": (0.98, 0.97), "cast_shadows": (0.975, 0.96), "low_light": (0.98, 0.97),
     "framing": (0.98, 0.96),
 }
+
+
+def test_case_iou_scores_one_case_and_refuses_held_out_and_blind_seeds():
+    """The tests' floor on one case (tests/ops/test_cutout_*): a drawn case scores high, and a
+    held-out or blind seed is refused before anything is drawn."""
+    assert case_iou("holes", 0, 320) > 0.9
+    for seed in (HELDOUT_SEEDS[0], 5600, 5699, 5150, 5540):
+        with pytest.raises(ValueError, match="held out or blind"):
+            case_iou("framing", seed)
 
 
 def test_every_category_holds_its_floor_on_the_tuning_seeds():

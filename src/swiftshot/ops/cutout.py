@@ -2074,6 +2074,11 @@ def _drop_cast_shadow(m: np.ndarray, ev: Evidence) -> np.ndarray:
     top, bottom = rows[0], rows[-1]
     height = bottom - top + 1
     shadowy = _shadow_coloured(ev.chroma, ev.ratio, ev.tol) & (m > 0)
+    if cv2.countNonZero(shadowy.view(np.uint8)) >= 0.01 * cv2.countNonZero(m):
+        # (Else no part is large enough to be a candidate.)
+        lines = _dark_lines(m, ev)
+        if lines is not None:
+            shadowy &= ~lines
     shadowy = cv2.morphologyEx(shadowy.astype(np.uint8), cv2.MORPH_OPEN, _CROSS)
     split = _split_dark_faces(shadowy, ev, top + 0.55 * height, 0.01 * int(m.sum()))
     cut = (shadowy > split) if split is not shadowy else None
@@ -2124,6 +2129,51 @@ def _drop_cast_shadow(m: np.ndarray, ev: Evidence) -> np.ndarray:
     if removed:
         out = cv2.morphologyEx(out, cv2.MORPH_OPEN, _CROSS)
     return out
+
+
+def _dark_lines(m: np.ndarray, ev: Evidence) -> np.ndarray | None:
+    """bool: thin dark lines of the mask, far darker than what lies beside them (the ratio's
+    black-hat over an 11 px disc over ``_LINE_DEPTH``), or None. A stool's metal legs and
+    foot ring on a grey or light floor have the backdrop's chroma at 0.3-0.5 of its
+    brightness: shadow-coloured, and one part with the floor in the stool's shadow between
+    and beside them. On a grey sweep that part started under the seat and was never taken
+    for a shadow (the cast shadow kept); on a light one it was, and the legs went with it
+    (novel cast shadows 56, 59 at 640²: IoU 0.71-0.76). The legs read 0.5-0.6 darker than
+    the floor beside them, a hard shadow's own edges and the legs' shadows 0.05-0.27."""
+    box = _around(m, 6)
+    if box is None:
+        return None
+    r = ev.ratio[box]
+    bh = cv2.morphologyEx(r, cv2.MORPH_BLACKHAT, _DISC11)
+    inside = m[box] > 0
+    # (Not black ones: those are product whatever the shadow rules say, and their grey edges
+    # carried off would change the shadow's outline: a black cable beside a dark case, fresh
+    # thin parts 18017 at 1500², a wedge of shadow kept, 0.992 -> 0.983.)
+    seed = (bh > _LINE_DEPTH) & inside & (r > _BLACK)
+    if not seed.any():
+        return None
+    # ...and what goes on from them darker than a shadow's lattice: a ring's arc in the
+    # stool's shadow is only 0.15-0.2 darker than the floor beside it.
+    weak = (bh > _FRAMED_LINE) & (r < _GAP_DARKEST) & inside
+    n, lab = cv2.connectedComponents((weak | seed).view(np.uint8), connectivity=8)
+    hit = np.zeros(n, bool)
+    hit[np.unique(lab[seed])] = True
+    hit[0] = False
+    lines = hit[lab]
+    # ...where they are a good share of the region (a stool's legs and ring: 15-21 % of it
+    # with the floor between them), not a narrow strip or two of a solid product's own
+    # shadow or shading (a bottle's cast shadow: 1-2 %, tuning cast shadows 6 and 21).
+    if cv2.countNonZero(lines.view(np.uint8)) < _LINE_SHARE * cv2.countNonZero(m):
+        return None
+    out = np.zeros(m.shape, bool)
+    out[box] = lines
+    return out
+
+
+_LINE_DEPTH = 0.35
+_LINE_SHARE = 0.05
+_BLACK = 0.25
+"""``_clearly_product``'s black: a ratio to the backdrop at or under this."""
 
 
 def _split_dark_faces(shadowy: np.ndarray, ev: Evidence, floor: float, min_area: float
@@ -2696,6 +2746,46 @@ _SANDWICH_SHADOW = 0.9
 """``_fill_sandwiched``: a part is one face when its columns' brightness spread (median over
 columns of the 10th-90th percentile) is within this share of the ratio's noise, and less
 than this share of it is shadow-coloured."""
+
+
+def _hung_bodies(m: np.ndarray, ev: Evidence) -> np.ndarray | None:
+    """0/1 uint8: the bodies of the mask (``_body``) that hang under its main one (the most
+    clearly coloured or dark pixels) by thin parts only, their top under its bottom and in
+    the lower 70 % of the mask (``_drop_framed_backdrop``'s bodies, before it asks whether
+    they look like the backdrop); None where there are none.
+
+    Closed by its legs and foot ring, the floor between a stool's legs is one such body,
+    larger than the seat; with the backdrop's chroma and 0.8-1.0 of its brightness it made
+    the whole region read as white on white, which is closed from its outline and keeps the
+    floor: a stool with a teal or red seat and dark legs on a grey sweep, IoU 0.49-0.50
+    said high (novel 44, 49, 430, 411 at 640²)."""
+    box = _around(m, 5)
+    if box is None:
+        return None
+    mb = m[box]
+    core = cv2.erode(mb, _DISC9)
+    if cv2.connectedComponents(core, connectivity=8)[0] <= 2:
+        return None
+    n, lab, st, _ = cv2.connectedComponentsWithStats(cv2.dilate(core, _DISC9), connectivity=8)
+    if n <= 2:
+        return None
+    solid = (mb > 0) & _clearly_product(ev.chroma[box], ev.ratio[box])
+    n_solid = np.bincount(lab.ravel(), weights=solid.ravel(), minlength=n)
+    main = 1 + int(np.argmax(n_solid[1:]))
+    main_bottom = st[main, cv2.CC_STAT_TOP] + st[main, cv2.CC_STAT_HEIGHT] - 1
+    rows = np.nonzero(mb.any(1))[0]
+    low = rows[0] + _FRAMED_LOW * (rows[-1] - rows[0] + 1)
+    total = int(cv2.countNonZero(mb))
+    hung = np.zeros(n, bool)
+    for i in range(1, n):
+        top = st[i, cv2.CC_STAT_TOP]
+        hung[i] = (i != main and st[i, cv2.CC_STAT_AREA] >= 0.01 * total and top >= low
+                   and top > main_bottom)
+    if not hung.any():
+        return None
+    out = np.zeros_like(m)
+    out[box] = hung[lab].view(np.uint8) & mb
+    return out
 
 
 def _drop_framed_backdrop(m: np.ndarray, ev: Evidence) -> np.ndarray:
@@ -3784,6 +3874,14 @@ class ClassicalSegmenter:
             ev, product=ev.product & ~ev.tint, tint=None)
         hard = _regions(plain_ev.product, ev.bg_like, ev.shadow_like, p, img, bg, plain_ev)
         white = bool(hard.any()) and _whiteish(hard, plain_ev) and _mostly_outline(hard, plain_ev)
+        if white:
+            # Not what hangs under the product's body by thin parts (the floor between a
+            # stool's legs, ``_hung_bodies``): read on the rest, a coloured seat is no white
+            # on white.
+            hung = _hung_bodies(hard, plain_ev)
+            if hung is not None:
+                rest = hard & ~hung
+                white = _whiteish(rest, plain_ev) and _mostly_outline(rest, plain_ev)
         full = None
         if white and plain_ev is not ev:
             # Decided without the tint, a product whose colour only the faint tint tells
@@ -3969,8 +4067,19 @@ class ClassicalSegmenter:
         fy, fx = (ys + 0.5) / ky - 0.5, (xs + 0.5) / kx - 0.5
         old = _bilinear(q_mid, fy, fx)
         pix, bg_pix = rgb[ys, xs].astype(np.float32), found.bg[iy, ix]
-        a = _matte(pix, bg_pix, found.fg[iy, ix], old,
-                   p.shadow_floor if p.dark_is_product else 0.0)
+        fg_pix = found.fg[iy, ix]
+        thin = _thin_parts(hard, found.small, found.bg)
+        ceil = None
+        if thin is not None:
+            # Thin parts kept whole in what caps a shadow-coloured pixel (``_thin_parts``),
+            # where the product beside it is shadow-coloured itself (grey metal): next to a
+            # coloured part (a mug's handle) such a pixel is its shadow.
+            soft_t = cv2.GaussianBlur((cv2.erode(hard, _CROSS) | thin).astype(np.float32),
+                                      (0, 0), 0.8)
+            lifted = np.maximum(old, _bilinear(guided_filter(soft_t, gray, r=2, eps=p.eps),
+                                               fy, fx))
+            ceil = np.where(_shadow_grey(fg_pix, bg_pix), lifted, old)
+        a = _matte(pix, bg_pix, fg_pix, old, p.shadow_floor if p.dark_is_product else 0.0, ceil)
         # Faint alpha away from the found region is filter noise and JPEG ringing; it would
         # print as specks of product colour on a new backdrop. Keep alpha only within about
         # one work pixel of the region, and drop the faintest levels.
@@ -3981,6 +4090,58 @@ class ClassicalSegmenter:
             signals.update(_matte_signals(pix, bg_pix, a, p.shadow_floor))
             signals["soft_rim"] = _soft_rim(hard, a, kx)
         return alpha
+
+
+def _shadow_grey(f: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """bool per row: the colour ``f`` has the backdrop ``b``'s chroma (within 10 levels) and
+    is darker than it: what ``_matte`` takes for a possible shadow (N×3 float32 each)."""
+    bb = _dot(b, b)
+    kb = _dot(f, b) / np.maximum(bb, 1.0)
+    off = np.sqrt(np.maximum(_dot(f, f) - kb * kb * bb, 0))
+    return (off < 10.0) & (kb < 1.0)
+
+
+def _thin_parts(hard: np.ndarray, small: np.ndarray, bg: np.ndarray) -> np.ndarray | None:
+    """0/1 uint8: the work mask's thin dark lines (what an opening by a 7×7 disc removes, in
+    pieces of ``_THIN_PIECE`` px or more, that is darker than the backdrop beside it: the
+    ratio's black-hat over an 11 px disc over ``_FRAMED_LINE``), or None.
+
+    The edge matte may only lower a pixel with the backdrop's chroma that is darker than it
+    (a shadow, or grey metal on a grey floor) to the guided filter's soft value, which is
+    blurred from the mask less its rim (a 3×3 cross's erosion). A stool's legs are 4-5 work
+    px across at 640², its foot ring ~3: eroded and blurred they read under 0.5 at their
+    edges, and half the ring and the legs' edges were given back (alpha 0.3-0.48: novel
+    stools on grey, 3-7 % of the stool lost). That ceiling keeps such lines whole; not the
+    thin strips of floor in shadow left along them (not darker than what is beside them)."""
+    opened = cv2.morphologyEx(hard, cv2.MORPH_OPEN, _DISC7)
+    thin = (hard > 0) & (opened == 0)
+    area = cv2.countNonZero(hard)
+    if cv2.countNonZero(thin.view(np.uint8)) < _THIN_SHARE * area:
+        return None  # (most products: a solid body)
+    box = _around(thin.view(np.uint8), 8)
+    if box is None:
+        return None
+    lum = cv2.transform(small[box].astype(np.float32), _MEAN3) + 1.0
+    r = lum / (cv2.transform(bg[box], _MEAN3) + 1.0)
+    dark = cv2.morphologyEx(r, cv2.MORPH_BLACKHAT, _DISC11) > _FRAMED_LINE
+    dark = cv2.dilate(dark.view(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    tb = thin[box] & dark
+    n, lab, st, _ = cv2.connectedComponentsWithStats(tb.view(np.uint8), connectivity=8)
+    big = st[:, cv2.CC_STAT_AREA] >= _THIN_PIECE
+    big[0] = False
+    # ...where they are a good share of the product (a stool's legs and ring: 30-45 % of
+    # it): a piece or two of a solid product's shadow kept beside it is not (the ring of a
+    # mug handle's hard shadow, under 1 %, tuning cast shadows 24 at 640²).
+    if st[big, cv2.CC_STAT_AREA].sum() < _THIN_SHARE * area:
+        return None
+    out = np.zeros_like(hard)
+    # ...and the mask right next to them (where a leg crosses the ring, or meets the seat).
+    out[box] = cv2.dilate(big[lab].view(np.uint8), np.ones((3, 3), np.uint8)) & hard[box]
+    return out
+
+
+_THIN_PIECE = 24
+_THIN_SHARE = 0.1
 
 
 def _nearest_map(n_small: int, n_full: int) -> np.ndarray:
@@ -4071,11 +4232,12 @@ def _chroma_matte(pix: np.ndarray, b: np.ndarray, f: np.ndarray
 
 
 def _matte(pix: np.ndarray, b: np.ndarray, f: np.ndarray, old: np.ndarray,
-           floor: float = 0.42) -> np.ndarray:
+           floor: float = 0.42, ceil: np.ndarray | None = None) -> np.ndarray:
     """Known-backdrop matting: a pixel is α·F + (1-α)·B with B the fitted backdrop and F the
     product colour next to it, so α is where the pixel sits on the segment B→F. Trusted where F
     and B differ clearly; elsewhere the guided filter's value (``old``) stays. ``floor``: the
-    darkest a shadow makes the backdrop (``ClassicalParams.shadow_floor``)."""
+    darkest a shadow makes the backdrop (``ClassicalParams.shadow_floor``). ``ceil``: the most
+    a shadow-coloured pixel may keep, where not ``old`` (thin dark lines, ``_thin_parts``)."""
     b = b.astype(np.float32)
     fb = f - b
     pb = pix - b
@@ -4102,7 +4264,7 @@ def _matte(pix: np.ndarray, b: np.ndarray, f: np.ndarray, old: np.ndarray,
     # filter's soft value (half-transparent black product over a cast shadow).
     off_chroma = np.sqrt(np.maximum(_dot(pix, pix) - kb * kb * bb, 0))
     shadowish = (off_chroma < 10.0) & (kb < 1.0) & (kb > 0.42)
-    alpha = np.where(shadowish, np.minimum(alpha, old), alpha)
+    alpha = np.where(shadowish, np.minimum(alpha, old if ceil is None else ceil), alpha)
     # The work mask is trusted to within half an alpha, unless the colour across B is clear:
     # then the matte decides (the work mask bulges a few pixels past a saturated product's edge
     # where JPEG smears its colour, and those bulges printed as specks of the old backdrop).

@@ -2074,11 +2074,6 @@ def _drop_cast_shadow(m: np.ndarray, ev: Evidence) -> np.ndarray:
     top, bottom = rows[0], rows[-1]
     height = bottom - top + 1
     shadowy = _shadow_coloured(ev.chroma, ev.ratio, ev.tol) & (m > 0)
-    if cv2.countNonZero(shadowy.view(np.uint8)) >= 0.01 * cv2.countNonZero(m):
-        # (Else no part is large enough to be a candidate.)
-        lines = _dark_lines(m, ev)
-        if lines is not None:
-            shadowy &= ~lines
     shadowy = cv2.morphologyEx(shadowy.astype(np.uint8), cv2.MORPH_OPEN, _CROSS)
     split = _split_dark_faces(shadowy, ev, top + 0.55 * height, 0.01 * int(m.sum()))
     cut = (shadowy > split) if split is not shadowy else None
@@ -2129,51 +2124,6 @@ def _drop_cast_shadow(m: np.ndarray, ev: Evidence) -> np.ndarray:
     if removed:
         out = cv2.morphologyEx(out, cv2.MORPH_OPEN, _CROSS)
     return out
-
-
-def _dark_lines(m: np.ndarray, ev: Evidence) -> np.ndarray | None:
-    """bool: thin dark lines of the mask, far darker than what lies beside them (the ratio's
-    black-hat over an 11 px disc over ``_LINE_DEPTH``), or None. A stool's metal legs and
-    foot ring on a grey or light floor have the backdrop's chroma at 0.3-0.5 of its
-    brightness: shadow-coloured, and one part with the floor in the stool's shadow between
-    and beside them. On a grey sweep that part started under the seat and was never taken
-    for a shadow (the cast shadow kept); on a light one it was, and the legs went with it
-    (novel cast shadows 56, 59 at 640²: IoU 0.71-0.76). The legs read 0.5-0.6 darker than
-    the floor beside them, a hard shadow's own edges and the legs' shadows 0.05-0.27."""
-    box = _around(m, 6)
-    if box is None:
-        return None
-    r = ev.ratio[box]
-    bh = cv2.morphologyEx(r, cv2.MORPH_BLACKHAT, _DISC11)
-    inside = m[box] > 0
-    # (Not black ones: those are product whatever the shadow rules say, and their grey edges
-    # carried off would change the shadow's outline: a black cable beside a dark case, fresh
-    # thin parts 18017 at 1500², a wedge of shadow kept, 0.992 -> 0.983.)
-    seed = (bh > _LINE_DEPTH) & inside & (r > _BLACK)
-    if not seed.any():
-        return None
-    # ...and what goes on from them darker than a shadow's lattice: a ring's arc in the
-    # stool's shadow is only 0.15-0.2 darker than the floor beside it.
-    weak = (bh > _FRAMED_LINE) & (r < _GAP_DARKEST) & inside
-    n, lab = cv2.connectedComponents((weak | seed).view(np.uint8), connectivity=8)
-    hit = np.zeros(n, bool)
-    hit[np.unique(lab[seed])] = True
-    hit[0] = False
-    lines = hit[lab]
-    # ...where they are a good share of the region (a stool's legs and ring: 15-21 % of it
-    # with the floor between them), not a narrow strip or two of a solid product's own
-    # shadow or shading (a bottle's cast shadow: 1-2 %, tuning cast shadows 6 and 21).
-    if cv2.countNonZero(lines.view(np.uint8)) < _LINE_SHARE * cv2.countNonZero(m):
-        return None
-    out = np.zeros(m.shape, bool)
-    out[box] = lines
-    return out
-
-
-_LINE_DEPTH = 0.35
-_LINE_SHARE = 0.05
-_BLACK = 0.25
-"""``_clearly_product``'s black: a ratio to the backdrop at or under this."""
 
 
 def _split_dark_faces(shadowy: np.ndarray, ev: Evidence, floor: float, min_area: float

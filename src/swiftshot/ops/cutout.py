@@ -2220,6 +2220,7 @@ def _face_goes_on(comp: np.ndarray, mb: np.ndarray, solid: np.ndarray, ev: Evide
     hh, ww = comp.shape
     cols = np.nonzero(comp.any(0))[0]
     ys = y0 + np.argmax(comp[:, cols], axis=0)
+
     def lum(yy: np.ndarray, xx: np.ndarray) -> np.ndarray:
         return ev.ratio[yy, xx] * ev.lum_bg[yy, xx]
 
@@ -2273,6 +2274,7 @@ def _flank_goes_on(comp: np.ndarray, mb: np.ndarray, solid: np.ndarray, ev: Evid
     if len(cols) < 3:
         return False
     ys = y0 + np.argmax(comp[:, cols], axis=0)
+
     def lum(yy: np.ndarray, xx: np.ndarray) -> np.ndarray:
         return ev.ratio[yy, xx] * ev.lum_bg[yy, xx]
 
@@ -2699,10 +2701,9 @@ than this share of it is shadow-coloured."""
 
 
 def _hung_bodies(m: np.ndarray, ev: Evidence) -> np.ndarray | None:
-    """0/1 uint8: the bodies of the mask (``_body``) that hang under its main one (the most
-    clearly coloured or dark pixels) by thin parts only, their top under its bottom and in
-    the lower 70 % of the mask (``_drop_framed_backdrop``'s bodies, before it asks whether
-    they look like the backdrop); None where there are none.
+    """0/1 uint8: the bodies of the mask that hang under its main one by thin parts only
+    (``_hanging``: ``_drop_framed_backdrop``'s bodies, before it asks whether they look like
+    the backdrop); None where there are none.
 
     Closed by its legs and foot ring, the floor between a stool's legs is one such body,
     larger than the seat; with the backdrop's chroma and 0.8-1.0 of its brightness it made
@@ -2713,29 +2714,42 @@ def _hung_bodies(m: np.ndarray, ev: Evidence) -> np.ndarray | None:
     if box is None:
         return None
     mb = m[box]
+    found = _hanging(mb, ev.chroma[box], ev.ratio[box])
+    if found is None or not found[2].any():
+        return None
+    lab, _, hung = found
+    out = np.zeros_like(m)
+    out[box] = hung[lab].view(np.uint8) & mb
+    return out
+
+
+def _hanging(mb: np.ndarray, chroma: np.ndarray, r: np.ndarray
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """The bodies of the (boxed) mask ``mb`` and which of them hang under its main one by
+    thin parts only: (labels, stats, hung: bool per label), or None where the mask is one
+    body. Opened by a 9×9 disc, the mask falls apart into its bodies (``_body``); the main
+    one holds the most solid product (``_clearly_product``); a body hangs under it where
+    it is 1 % of the mask or more, its top below the main body's bottom and in the lower
+    70 % of the mask (``_FRAMED_LOW``: the floor, not a part beside the body)."""
+    # Most products are one body. The opening's dilation joins parts, never splits one: an
+    # erosion in one piece is one body, and the dilation is not paid for.
     core = cv2.erode(mb, _DISC9)
     if cv2.connectedComponents(core, connectivity=8)[0] <= 2:
         return None
     n, lab, st, _ = cv2.connectedComponentsWithStats(cv2.dilate(core, _DISC9), connectivity=8)
     if n <= 2:
         return None
-    solid = (mb > 0) & _clearly_product(ev.chroma[box], ev.ratio[box])
+    solid = (mb > 0) & _clearly_product(chroma, r)
     n_solid = np.bincount(lab.ravel(), weights=solid.ravel(), minlength=n)
     main = 1 + int(np.argmax(n_solid[1:]))
     main_bottom = st[main, cv2.CC_STAT_TOP] + st[main, cv2.CC_STAT_HEIGHT] - 1
     rows = np.nonzero(mb.any(1))[0]
     low = rows[0] + _FRAMED_LOW * (rows[-1] - rows[0] + 1)
     total = int(cv2.countNonZero(mb))
-    hung = np.zeros(n, bool)
-    for i in range(1, n):
-        top = st[i, cv2.CC_STAT_TOP]
-        hung[i] = (i != main and st[i, cv2.CC_STAT_AREA] >= 0.01 * total and top >= low
-                   and top > main_bottom)
-    if not hung.any():
-        return None
-    out = np.zeros_like(m)
-    out[box] = hung[lab].view(np.uint8) & mb
-    return out
+    top = st[:, cv2.CC_STAT_TOP]
+    hung = (st[:, cv2.CC_STAT_AREA] >= 0.01 * total) & (top >= low) & (top > main_bottom)
+    hung[0] = hung[main] = False
+    return lab, st, hung
 
 
 def _drop_framed_backdrop(m: np.ndarray, ev: Evidence) -> np.ndarray:
@@ -2771,38 +2785,22 @@ def _drop_framed_backdrop(m: np.ndarray, ev: Evidence) -> np.ndarray:
     if box is None:
         return m
     mb = m[box]
-    # Most products are one body. The opening's dilation joins parts, never splits one: an
-    # erosion in one piece is one body, and the dilation is not paid for.
-    core = cv2.erode(mb, _DISC9)
-    if cv2.connectedComponents(core, connectivity=8)[0] <= 2:
-        return m
-    bodies = cv2.dilate(core, _DISC9)
-    n, lab, st, _ = cv2.connectedComponentsWithStats(bodies, connectivity=8)
-    if n <= 2:
-        return m
     r, chroma, tol = ev.ratio[box], ev.chroma[box], ev.tol[box]
+    found = _hanging(mb, chroma, r)
+    if found is None:
+        return m
+    lab, st, hung = found
+    n = len(st)
     prod = ev.product[box]
-    solid = (mb > 0) & _clearly_product(chroma, r)
     free = (mb > 0) & ~prod
     looks = free & (chroma < _FRAMED_CHROMA) & (r > 0.25) & (r < 1 + tol)
-    n_solid = np.bincount(lab.ravel(), weights=solid.ravel(), minlength=n)
     n_free = np.bincount(lab.ravel(), weights=free.ravel(), minlength=n)
     n_looks = np.bincount(lab.ravel(), weights=looks.ravel(), minlength=n)
     area = st[:, cv2.CC_STAT_AREA].astype(np.float64)
-    main = 1 + int(np.argmax(n_solid[1:]))
-    main_bottom = st[main, cv2.CC_STAT_TOP] + st[main, cv2.CC_STAT_HEIGHT] - 1
-    rows = np.nonzero(mb.any(1))[0]
-    top, bottom = rows[0], rows[-1]
-    low = top + _FRAMED_LOW * (bottom - top + 1)
-    total = int(cv2.countNonZero(mb))
     cut = np.zeros(mb.shape, bool)
-    for i in range(1, n):
-        if i == main or area[i] < 0.01 * total or st[i, cv2.CC_STAT_TOP] < low:
-            continue
+    for i in np.flatnonzero(hung):
         if n_free[i] < _FRAMED_FREE * area[i] or n_looks[i] < _FRAMED_LOOKS * n_free[i]:
             continue
-        if st[i, cv2.CC_STAT_TOP] <= main_bottom:
-            continue  # beside the main body, not under it
         comp = lab == i
         # Dark all through is a dark part of the product (a lamp's base on its pole: 0.47),
         # not the floor in shadow; the floor's share is lighter (a leg's inside on a grey

@@ -10,7 +10,10 @@ requests; a real two-node Ray cluster on loopback):
    realtime p95 at 1.5x ÷ unloaded, server overhead ÷ engine time (unloaded misses)
 2. the same at `--load 0.5`: miss p50 ÷ the naive server's at half capacity
 3. `bench/api_hits.py --only-get`: GET /i/ hits against a bare FastAPI app, alternated
-4. `python -m swiftshot.benchmarks.rayserve --quick --parts scaling`: fake engine sleeping
+4. `bench/process_roundtrip.py --kinds asyncio --work-ms 0,4 --gap-ms 50`: the floor of a
+   process boundary here (no swiftshot code; a miss's two messages after 50 ms idle), set
+   beside the unloaded misses' `hop` and taken off the server-side overhead ratio (context)
+5. `python -m swiftshot.benchmarks.rayserve --quick --parts scaling`: fake engine sleeping
    200 ms per batch on 1, 2, 4, 8 replicas
 
 then prints one table against the goals and writes bench/results/issue8-figures.json with the
@@ -58,12 +61,39 @@ def step(name: str, cmd: list[str], result: Path, timeout_s: float = 600.0) -> d
     return {"step": name, "load_before": round(before, 1), "load_after": round(os.getloadavg()[0], 1)}
 
 
+def _floor_us(floor: dict, work_ms: float) -> float:
+    row = next((v for k, v in floor.items() if isinstance(v, dict) and
+                k.startswith("asyncio+") and v.get("work_ms") == work_ms), None)
+    return float("nan") if row is None else float(row["p50_us"])
+
+
+def _floor(floor: dict, work_ms: float) -> str:
+    return f"{_floor_us(floor, work_ms):.0f}"
+
+
+def _stage(serve: dict, name: str) -> float:
+    over = serve["swiftshot"].get("unloaded", {}).get("overhead", {})
+    return float(over.get("stages_p50_ms", {}).get(name, float("nan")))
+
+
+def _less_floor(serve: dict, floor: dict) -> float:
+    """(server overhead p50 − the boundary's floor around 4 ms of work) ÷ infer p50, over the
+    unloaded misses: the server-side ratio with the least a process boundary costs taken off."""
+    over = serve["swiftshot"].get("unloaded", {}).get("overhead", {})
+    try:
+        return (over["server_overhead_p50_ms"] - _floor_us(floor, 4) / 1000) / \
+            over["infer_p50_ms"]
+    except (KeyError, TypeError, ZeroDivisionError):
+        return float("nan")
+
+
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--skip", default="", help="comma-separated step names to read, not run: "
-                    "'serve 1.5x', 'serve 0.5x', 'hits vs bare FastAPI', 'ray scaling'")
+                    "'serve 1.5x', 'serve 0.5x', 'hits vs bare FastAPI', 'boundary floor', "
+                    "'ray scaling'")
     SKIP.update(s.strip() for s in ap.parse_args(argv).skip.split(",") if s.strip())
     env_py = [PY]
     steps = [
@@ -79,6 +109,12 @@ def main(argv: list[str] | None = None) -> int:
                                       "--duration", "5", "--rounds", "3", "--only-get",
                                       "--out", str(RESULTS / "api_hits-vs-bare.json")],
              RESULTS / "api_hits-vs-bare.json"),
+        # what any process boundary costs on this box, with no swiftshot code: a bare round
+        # trip of a miss's two messages after 50 ms idle, the worker echoing or busy 4 ms
+        step("boundary floor", [*env_py, str(Path(__file__).with_name("process_roundtrip.py")),
+                                "--kinds", "asyncio", "--work-ms", "0,4", "--gap-ms", "50",
+                                "--out", str(RESULTS / "process-roundtrip-floor.json")],
+             RESULTS / "process-roundtrip-floor.json"),
         step("ray scaling", [*env_py, "-m", "swiftshot.benchmarks.rayserve", "--quick",
                              "--parts", "scaling", "--out", str(RESULTS / "rayserve-scaling.json")],
              RESULTS / "rayserve-scaling.json", timeout_s=420.0),
@@ -87,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     half = json.loads((RESULTS / "serve-process-half.json").read_text())
     hits = json.loads((RESULTS / "api_hits-vs-bare.json").read_text())
     ray = json.loads((RESULTS / "rayserve-scaling.json").read_text())
+    floor = json.loads((RESULTS / "process-roundtrip-floor.json").read_text())
     d15, d05 = full["swiftshot"]["derived"], half["swiftshot"]["derived"]
     rows = [
         {"figure": "realtime p95 at 1.5x ÷ unloaded", "value": d15["realtime_p95_load_ratio"],
@@ -110,6 +147,17 @@ def main(argv: list[str] | None = None) -> int:
                    f"({d15.get('overhead_alone_misses', 0)} of them)",
          "value": d15.get("server_side_overhead_ratio_alone", float("nan")),
          "goal": "(context; proposed restatement ≤ 0.5)", "run": "serve 1.5x"},
+        # how much of the server-side overhead a process boundary costs at the least: the bare
+        # round trip (bench/process_roundtrip.py) against Server-Timing's ``hop`` of the same
+        # unloaded misses; the ratio less that floor is what Python on both sides costs
+        {"figure": "process boundary's floor after 50 ms idle, p50 µs: bare echo / around "
+                   "4 ms of worker CPU", "value": _floor(floor, 0) + " / " + _floor(floor, 4),
+         "goal": "(context)", "run": "boundary floor"},
+        {"figure": "hop p50 ms of the unloaded misses (the same crossing in swiftshot, less "
+                   "the work)", "value": _stage(full, "hop"), "goal": "", "run": "serve 1.5x"},
+        {"figure": "overhead ÷ engine, server-side, less the boundary's floor (4 ms)",
+         "value": _less_floor(full, floor), "goal": "(context for a restated goal)",
+         "run": "serve 1.5x + boundary floor"},
         # the goal's "same requests": swiftshot's misses against the naive server's answers to
         # those very requests (first seen by both engines); the naive server's p50 over all its
         # answers (its Zipf repeats are kept frames in its studio engine since c02d36e) beside

@@ -10,7 +10,10 @@ blocked in ``recv``, so each crossing wakes a sleeping process. Three fronts:
   resolves a future (the process executor's way: runtime/pipe_reader.py), the answer awaited
   by a coroutine: the two wake-ups plus the loop's own turn;
 * ``spin``: the worker spins on ``poll(0)`` instead of sleeping (what a spinning worker would
-  save of the front → worker wake-up; not what swiftshot does).
+  save of the front → worker wake-up; not what swiftshot does);
+* ``frontspin``: the ``asyncio`` front, its loop kept turning (``call_soon``, so uvloop polls
+  without waiting) from the send until the answer: what a front that polls instead of sleeping
+  while its one batch runs would save of the worker → front wake-up.
 
     PYTHONPATH=src python bench/process_roundtrip.py [--n 3000] [--out FILE]
 
@@ -26,19 +29,46 @@ import asyncio
 import json
 import multiprocessing as mp
 import os
+import pickle
 import statistics
 import sys
 import time
 from pathlib import Path
 
-BATCH = ("batch", 1, [(1, '{"prompt":"white sneaker on a marble plinth","width":512,'
-                          '"height":512,"seed":123456,"engine":"studio","output_format":"webp",'
-                          '"category":"adhoc","tags":[]}', 0, ("k" * 64, 86400.0, ("master:" + "k" * 64,)))],
-         {}, {}, 1)
-DONE = ("done", 1, {"results": [(1, (0, 786445), {("webp", 80): (786445, 41000)}, 512, 512)],
-                    "infer_s": 0.004, "master_s": 0.0004, "variant_s": 0.002,
-                    "spans": [("engine", 1, 2, None), ("encode", 3, 4, 1)],
-                    "metrics": {"a": 1.0, "b": 2.0}})
+SPEC = ('{"prompt":"white sneaker on a marble plinth","negative_prompt":"","width":512,'
+        '"height":512,"seed":123456,"steps":null,"guidance":null,"engine":"studio","model":null,'
+        '"output_format":"webp","quality":null,"category":"adhoc","tags":[],'
+        '"product_sha256":null,"ops":[],"preset":null}')
+"""A miss's spec as ``ProcessExecutor.submit`` sends it (``RenderSpec.model_dump_json``)."""
+BATCH = ("batch", 1, [(1, SPEC, 0, ("k" * 64, 86400.0, ("master:" + "k" * 64,)))], {}, None, 1)
+"""The batch message of a lone 512² miss (runtime/process.py ``submit``)."""
+
+
+def _done() -> tuple:
+    """The "done" message of a lone 512² miss the worker stores itself, built by the real
+    ``result_to_wire`` (plain tuples; the master and the variant as shared-memory references)."""
+    try:
+        from swiftshot.runtime.executor import BatchResult, ItemResult
+        from swiftshot.runtime.process import result_to_wire
+        from swiftshot.runtime.shm import ShmRef
+    except ImportError:  # without swiftshot on the path: the same shape by hand
+        return ("done", 1, ((( 1, (0, 786445, 1), None, 512, 512, None,
+                               ((("webp", 80), (786445, 41000, 0)),), {}, True),),
+                            0.004, 0.0004, "studio/process-0", {}, 0.002,
+                            [("engine", 1, 2, None), ("encode", 3, 4, 1)]))
+    item = ItemResult(1, master=ShmRef(0, 786445, 1), width=512, height=512,
+                      variants={("webp", 80): ShmRef(786445, 41000)}, stored=True)
+    r = BatchResult([item], 0.004, 0.0004, worker="studio/process-0", variant_s=0.002,
+                    spans=[("engine", 1, 2, None), ("encode", 3, 4, 1)])
+    return ("done", 1, result_to_wire(r))
+
+
+DONE = _done()
+
+
+def _send(conn, msg) -> None:
+    """As runtime/process.py ``send_message``: the plain pickler, one ``send_bytes``."""
+    conn.send_bytes(pickle.dumps(msg, protocol=pickle.HIGHEST_PROTOCOL))
 
 
 def _worker(conn, spin: bool, work_ms: float) -> None:
@@ -54,20 +84,20 @@ def _worker(conn, spin: bool, work_ms: float) -> None:
             end = t0 + int(work_ms * 1e6)
             while time.perf_counter_ns() < end:
                 pass
-        conn.send((DONE, (time.perf_counter_ns() - t0) / 1e3))
+        _send(conn, (DONE, (time.perf_counter_ns() - t0) / 1e3))
 
 
 def _blocking(conn, n: int) -> list[float]:
     out = []
     for _ in range(n):
         t0 = time.perf_counter_ns()
-        conn.send(BATCH)
+        _send(conn, BATCH)
         _, work_us = conn.recv()
         out.append((time.perf_counter_ns() - t0) / 1e3 - work_us)
     return out
 
 
-def _asyncio(conn, n: int, gap_s: float = 0.0005) -> list[float]:
+def _asyncio(conn, n: int, gap_s: float = 0.0005, spin_s: float = 0.0) -> list[float]:
     from swiftshot.runtime.pipe_reader import PipeReader
 
     async def go() -> list[float]:
@@ -84,7 +114,14 @@ def _asyncio(conn, n: int, gap_s: float = 0.0005) -> list[float]:
                 fut = loop.create_future()
                 box[:] = [fut]
                 t0 = time.perf_counter_ns()
-                conn.send(BATCH)
+                _send(conn, BATCH)
+                if spin_s:  # the loop kept turning (epoll with no wait) until the answer
+                    until = time.monotonic() + spin_s
+
+                    def turn(fut=fut, until=until) -> None:
+                        if not fut.done() and time.monotonic() < until:
+                            loop.call_soon(turn)
+                    loop.call_soon(turn)
                 _, work_us = await fut
                 out.append((time.perf_counter_ns() - t0) / 1e3 - work_us)
                 await asyncio.sleep(gap_s)  # idle between misses, as a sequential client is
@@ -107,8 +144,8 @@ def run(kind: str, n: int, work_ms: float = 0.0, gap_s: float = 0.0005) -> list[
     p.start()
     child.close()
     try:
-        if kind == "asyncio":
-            out = _asyncio(parent, n, gap_s)
+        if kind in ("asyncio", "frontspin"):
+            out = _asyncio(parent, n, gap_s, 0.05 if kind == "frontspin" else 0.0)
         else:
             out = []
             for _ in range(n):

@@ -30,7 +30,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 SEQ = ["F0_handler", "Fa_validated", "Fb_spec", "Fc_one", "Fd_render", "Fe_keyed",
        "Ff_probed", "Fg_lead", "F1_generate", "Fh_admitted", "Fi_run_task", "F2_send",
-       "F3_sent", "W0_recv", "W1_run_one", "W2_ran", "W2b_deltas", "W3_put",
+       "F3_sent", "W0_recv", "W1_run_one", "W1a_work_from", "W1b_work_to", "W2_ran", "W2b_deltas", "W3_put",
        "F4_on_pipe_done", "F5_run_resumed", "G1_metrics", "G2_resolved", "G3_recorded",
        "G4_run_end", "G5_submit_woke", "F6_submit_back", "F7_generated", "H1_lead_done",
        "H2_caller_woke", "H3_render_back", "H4_stages", "H5_prefetcher", "F8_finish"]
@@ -57,6 +57,9 @@ WHAT = {
     ("F3_sent", "W0_recv"): "worker wakes, reads, unpickles",
     ("W0_recv", "W1_run_one"): "to the thread that runs it",
     ("W1_run_one", "W2_ran"): "WORK: spec parse, engine, master, variant",
+    ("W1_run_one", "W1a_work_from"): "spec parse, Batch, cv2 threads, to run_items' clock (hop, not work)",
+    ("W1a_work_from", "W1b_work_to"): "WORK as Server-Timing counts it (infer, master, variant) + results",
+    ("W1b_work_to", "W2_ran"): "back to run_one",
     ("W2_ran", "W2b_deltas"): "metric deltas",
     ("W2_ran", "W3_put"): "metric deltas (main; B: after the answer), result bytes into shared memory",
     ("W2b_deltas", "W3_put"): "result bytes into shared memory",

@@ -63,6 +63,8 @@ ANCHORS: list[tuple[str, str, str, str, str, str]] = [
     ("runtime/process.py", "    def _on_pipe(", r"", "first", "=\"F4_on_pipe_\" + msg[0]", ""),
     ("runtime/process.py", "    def pump(", r"if msg\[0\] == \"batch\":", "before", "W0_recv", ""),
     ("runtime/process.py", "    def run_one(", r"", "first", "W1_run_one", ""),
+    ("runtime/executor.py", "def run_items(", r"t0 = time\.perf_counter\(\)", "after", "W1a_work_from", ""),
+    ("runtime/executor.py", "def run_items(", r"return BatchResult\(results, infer_s", "before", "W1b_work_to", ""),
     ("runtime/process.py", "    def run_one(", r"result\.worker = f\"\{info\.name\}/process-\{index\}\"", "before", "W2_ran", ""),
     ("runtime/process.py", "    def run_one(", r"send\(\(\"done\", batch_id", "before", "W3_put", ""),
     ("runtime/process.py", "    def run_one(", r"send\(\(\"done\", batch_id", "after", "W4_sent", FLUSH),

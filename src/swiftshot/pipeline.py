@@ -33,7 +33,7 @@ from swiftshot.ops import (
 from swiftshot.ops.presets import apply_preset, get_preset
 from swiftshot.spec import RenderSpec
 
-OPS_VERSION = "46"
+OPS_VERSION = "47"
 """Part of every cache key: bump when an operation's pixels change, or what is cached with
 them: the cutout's confidence and its notes go with the master (its meta entry, and the
 answers of later hits), so a re-fit of the confidence bumps it too, or a hit would go on

@@ -142,9 +142,16 @@ def fit_rgba(rgba: np.ndarray, canvas: tuple[int, int], placement: Placement
             round(px * cw - tw / 2), round(py * ch - th / 2))
 
 
-def decontaminate(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+_TRUST = np.clip((np.arange(256, dtype=np.uint8).astype(np.float32) * (1 / 255.0) - 0.5) * 2.0,
+                 0, 1)
+"""``decontaminate``'s trust in a pixel's own colour for each 8-bit alpha: the same float32
+values as the expression on the gathered alpha, looked up."""
+
+
+def decontaminate(rgb: np.ndarray, alpha: np.ndarray, inplace: bool = False) -> np.ndarray:
     """Replace semi-transparent edge pixels by the colour of the solid product next to them.
-    ``alpha`` is float 0..1 or uint8 0..255."""
+    ``alpha`` is float 0..1 or uint8 0..255. ``inplace``: write into ``rgb`` (a contiguous
+    array the caller owns) instead of a copy."""
     a8 = alpha if alpha.dtype == np.uint8 else cv2.convertScaleAbs(alpha, alpha=255.0)
     edge = cv2.findNonZero(cv2.inRange(a8, 3, 247))  # ~30× faster than np.nonzero at 2000²
     if edge is None:
@@ -152,6 +159,7 @@ def decontaminate(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     edge = edge.reshape(-1, 2)
     ys, xs = edge[:, 1], edge[:, 0]
     h, w = a8.shape
+    c = rgb.shape[2]
     k = max(1, round(max(h, w) / 400))  # the fill colour is smooth: estimate it small
     sh, sw = max(1, h // k), max(1, w // k)
     # An exact integer factor (the few rows/columns past it are dropped) takes OpenCV's fast
@@ -160,14 +168,24 @@ def decontaminate(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     small_rgb = cv2.resize(rgb[:hk, :wk], (sw, sh), interpolation=cv2.INTER_AREA).astype(np.float32)
     small_w = cv2.resize((a8[:hk, :wk] >= 248).astype(np.float32), (sw, sh),
                          interpolation=cv2.INTER_AREA)
-    num = cv2.GaussianBlur(small_rgb * small_w[..., None], (0, 0), 3.0)
-    den = cv2.GaussianBlur(small_w, (0, 0), 3.0)[..., None]
-    fill = np.where(den > 1e-3, num / np.maximum(den, 1e-3), small_rgb)
-    f = fill[np.minimum(ys * sh // h, sh - 1), np.minimum(xs * sw // w, sw - 1)]
+    # (OpenCV's multiply by the weight merged to three channels: the same products as numpy's
+    # broadcast over a last axis of 3, several times faster.)
+    num = cv2.GaussianBlur(cv2.multiply(small_rgb, cv2.merge([small_w] * c)), (0, 0), 3.0)
+    den = cv2.GaussianBlur(small_w, (0, 0), 3.0)
+    # The fill colour only where edge pixels read it (the same per-pixel arithmetic as over the
+    # whole small copy), everything gathered by flat index: numpy's 2-D fancy indexing of an
+    # h×w×3 array is several times slower than a take along the first axis of its (h·w)×3 view.
+    si = (np.minimum(np.arange(h) * sh // h, sh - 1)[ys] * sw
+          + np.minimum(np.arange(w) * sw // w, sw - 1)[xs])
+    d = den.ravel().take(si)[:, None]
+    f = np.where(d > 1e-3, num.reshape(-1, c).take(si, 0) / np.maximum(d, 1e-3),
+                 small_rgb.reshape(-1, c).take(si, 0))
     # Trust the pixel itself in proportion to its alpha: at alpha 1 it is pure product.
-    t = np.clip((a8[ys, xs].astype(np.float32) * (1 / 255.0) - 0.5) * 2.0, 0, 1)[:, None]
-    out = rgb.copy()
-    out[ys, xs] = np.clip(rgb[ys, xs] * t + f * (1 - t) + 0.5, 0, 255).astype(np.uint8)
+    fi = ys.astype(np.intp) * w + xs
+    t = _TRUST.take(a8.ravel().take(fi))[:, None]
+    px = rgb.reshape(-1, c).take(fi, 0)
+    out = rgb if inplace and rgb.flags.c_contiguous else rgb.copy()
+    out.reshape(-1, c)[fi] = np.clip(px * t + f * (1 - t) + 0.5, 0, 255).astype(np.uint8)
     return out
 
 
@@ -269,7 +287,7 @@ def compose(product: Image.Image, backdrop: Image.Image | RGB, size: tuple[int, 
     product = product if product.mode == "RGBA" else product.convert("RGBA")
     rgb, a8, x, y = fit_rgba(_own_crop(product), size, params.placement)
     canvas = backdrop_image(backdrop, size)
-    prod = decontaminate(rgb, a8)
+    prod = decontaminate(rgb, a8, inplace=True)  # fit_rgba's rgb is a new array
     if params.colour_match > 0:
         if isinstance(backdrop, tuple):
             mean = np.asarray(backdrop, np.float32)
@@ -311,8 +329,10 @@ def _faint_rim(prod: np.ndarray, a8: np.ndarray, colour: RGB) -> bool:
     solid_box = alpha_bbox(solid, 0.5)
     if solid_box is None:
         return False
-    px = prod[::s, ::s].astype(np.int16)
-    off = np.abs(px - np.asarray(colour, np.int16)).max(2) >= _FAINT_LEVELS
+    d = np.abs(prod[::s, ::s].astype(np.int16) - np.asarray(colour, np.int16))
+    # (The largest channel by element-wise maxima: numpy's reduce over an axis of 3 took
+    # ~3× as long, the same values.)
+    off = np.maximum(np.maximum(d[..., 0], d[..., 1]), d[..., 2]) >= _FAINT_LEVELS
     seen = alpha_bbox(solid & off, 0.5)
     if seen is None:
         return True

@@ -42,6 +42,7 @@ from swiftshot.ops.compose import (
     placed_box,
 )
 from swiftshot.ops.cutout import ClassicalSegmenter, Segmenter
+from swiftshot.ops.pixels import rgb_array
 from swiftshot.ops.shadows import ShadowParams
 
 WHITE = (255, 255, 255)
@@ -337,7 +338,9 @@ def _fill_rule(rgb: Image.Image, rule: PresetRule, segmenter: Segmenter | None,
     if product_box is not False:
         box = product_box  # type: ignore[assignment]
     elif isinstance(seg, ClassicalSegmenter):
-        small = seg.regions(np.asarray(rgb)) * np.uint8(255)
+        # (Packed out of Pillow's memory in one pass: ``np.asarray`` makes two of 12 MB at
+        # 2000², ~2 ms more; the same bytes.)
+        small = seg.regions(rgb_array(rgb)) * np.uint8(255)
         keep = own_alpha(small)
         sbox = alpha_bbox(small * keep if keep is not None else small, 127)
         sh, sw = small.shape

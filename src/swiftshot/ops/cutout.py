@@ -1312,12 +1312,9 @@ def _confidence_signals(img: np.ndarray, bg: np.ndarray, sigma: float, band: int
     # Faint: under twice the "same colour" threshold (a white product's outline).
     sig["weak_outline"] = float((diff < 2.0 * thr).mean()) if diff is not None else 0.0
     sig["smooth"] = _smooth_beside(img, hard, band, sigma)
-    shape: dict | None = {} if sig["white"] else None
     sig["notch"], white_notch = _mirror_notches(img, bg, hard,
-                                                sigma if sig["white"] else None, shape)
+                                                sigma if sig["white"] else None)
     sig["white_notch"] = white_notch
-    if shape:
-        sig["white_shape_notch"] = shape.get("notch", 0.0)
     sig["amb_blob"] = _ambiguous_blob(inside, amb_px)
     sig["lit_beyond"] = _lit_beyond(hard, ev)
     sig["pocket"] = _backdrop_pockets(img, hard, ev)
@@ -1565,8 +1562,7 @@ sole of a sneaker is 0.2-0.25 of it."""
 
 
 def _mirror_notches(img: np.ndarray, bg: np.ndarray, hard: np.ndarray,
-                    sigma: float | None = None, shape: dict | None = None
-                    ) -> tuple[float, float]:
+                    sigma: float | None = None) -> tuple[float, float]:
     """Share of the product's area that a notch cut into one side of its silhouette took,
     judged against the silhouette's own mirror image: pixels outside the mask but inside its
     convex hull, open to the outside (not a hole), whose mirror image across the product's
@@ -1611,13 +1607,6 @@ def _mirror_notches(img: np.ndarray, bg: np.ndarray, hard: np.ndarray,
     outside = np.pad((~m).astype(np.uint8), 1, constant_values=1)
     cv2.floodFill(outside, None, (0, 0), 2)
     cand &= (hull > 0) & (outside[1:-1, 1:-1] == 2)
-    if shape is not None:
-        # By shape alone (``shape["notch"]``, recorded for the confidence's next fit, not
-        # weighed): a white bottle's lit neck half or a lamp shade's lit side lost whole is
-        # neither off the mirror's hue nor darker than the sweep.
-        opened = cv2.morphologyEx(cand.astype(np.uint8), cv2.MORPH_OPEN,
-                                  np.ones((3, 3), np.uint8))
-        shape["notch"] = float(cv2.countNonZero(opened) / max(int(cv2.countNonZero(mf)), 1))
     cy, cx = np.nonzero(cand)
     if not len(cy):
         return 0.0, 0.0
@@ -4235,7 +4224,7 @@ class ClassicalSegmenter:
             # The floor framed by thin parts (a stool's legs and ring): a body of the mask
             # that hangs by thin parts only, lies on the floor and looks like the backdrop.
             hard = _drop_framed_backdrop(hard, ev)
-            if ev.enclosed is not None and _GROW_STEPS:
+            if ev.enclosed is not None:
                 # The band of floor left round the gaps cut from between thin parts.
                 hard = _trim_gap_rims(hard, ev.enclosed, ev)
         # A smooth part of the product on a textured table (a label, a sole of the table's

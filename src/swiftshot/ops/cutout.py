@@ -2244,6 +2244,17 @@ def _drop_cast_shadow(m: np.ndarray, ev: Evidence) -> np.ndarray:
     return out
 
 
+def _high_parts(shadowy: np.ndarray, floor: float, min_area: float
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``shadowy``'s parts (4-connected) of ``min_area`` or more that start above the row
+    ``floor``: (labels, stats, their labels), the candidates ``_split_dark_faces`` and
+    ``_split_thin_legs`` part a lighter shadow from."""
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(shadowy, connectivity=4)
+    big = np.nonzero((stats[:, cv2.CC_STAT_AREA] >= min_area)
+                     & (stats[:, cv2.CC_STAT_TOP] < floor))[0]
+    return labels, stats, big[big > 0]
+
+
 def _split_dark_faces(shadowy: np.ndarray, ev: Evidence, floor: float, min_area: float
                       ) -> np.ndarray:
     """``shadowy`` (0/1) with each large part that starts above ``floor`` (a row) cut at
@@ -2255,10 +2266,7 @@ def _split_dark_faces(shadowy: np.ndarray, ev: Evidence, floor: float, min_area:
     dark product it touches meets it at the product's outline, a step; a grey product's
     faces over a darker shadow of theirs are left whole (the shadow is not lighter), and so
     is any part whose rest is not dark (``_DARK_FACE``)."""
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(shadowy, connectivity=4)
-    big = np.nonzero((stats[:, cv2.CC_STAT_AREA] >= min_area)
-                     & (stats[:, cv2.CC_STAT_TOP] < floor))[0]
-    big = big[big > 0]
+    labels, stats, big = _high_parts(shadowy, floor, min_area)
     if not len(big):
         return shadowy
     r = cv2.blur(ev.ratio, (3, 3))
@@ -2303,10 +2311,7 @@ def _split_thin_legs(shadowy: np.ndarray, ev: Evidence, floor: float, min_area: 
     the legs leave ``shadowy``). Only where the part above the floor is thin (no pixel over
     ``_LEG_HALF`` px inside it: legs, not a grey product's face) and dark (level at most
     ``_LEG_LEVEL``: not a white product's faces, 0.8 of a white sweep)."""
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(shadowy, connectivity=4)
-    big = np.nonzero((stats[:, cv2.CC_STAT_AREA] >= min_area)
-                     & (stats[:, cv2.CC_STAT_TOP] < floor))[0]
-    big = big[big > 0]
+    labels, stats, big = _high_parts(shadowy, floor, min_area)
     if not len(big):
         return shadowy
     out = shadowy

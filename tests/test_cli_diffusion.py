@@ -10,6 +10,7 @@ from PIL import Image
 pytest.importorskip("diffusers")
 
 from swiftshot.cli import main  # noqa: E402
+from swiftshot.engines.diffusion import cpu_has_bf16  # noqa: E402
 
 pytestmark = pytest.mark.diffusion
 
@@ -66,7 +67,11 @@ def test_bench_models_on_a_local_folder_writes_rows_and_deviations(tiny_sd_dir, 
                   "e2e_taesd_s", "peak_mem_gb"):
             assert r[k] > 0, k
     fp32, bf16 = rows[0], rows[2]
-    assert fp32["dev_vae_max"] == 0 and bf16["dev_vae_mean"] > 0  # bf16 measured against fp32
+    assert fp32["dev_vae_max"] == 0 and bf16["dev_vae_mean"] >= 0  # bf16 measured against fp32
+    if cpu_has_bf16():
+        # Native bf16 kernels change the tiny random pipeline's pixels; with bf16 emulated (a
+        # 2-core AMD EPYC, Zen 3) its 64² output came out equal to fp32's in uint8 levels.
+        assert bf16["dev_vae_mean"] > 0
     assert not (tmp_path / "models.json.tmp").exists()
     printed = capsys.readouterr().out
     assert "e2e_taesd_s" in printed and "goal 64²" in printed

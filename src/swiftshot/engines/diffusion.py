@@ -697,7 +697,7 @@ class DiffusionEngine:
         pipe.set_progress_bar_config(disable=True)
         cache = ob.IRCache(self.openvino_dir)
         keys = self._ov_components(pipe)
-        precision = "bf16" if self.dtype == "bf16" else "f32"
+        precision = ob.cpu_precision(self.dtype)
         report = self.load_report
         report.update(precision=precision, converted=[], from_cache=[])
 

@@ -232,6 +232,18 @@ class IRCache:
         return final / "model.xml"
 
 
+def cpu_precision(dtype: str) -> str:
+    """The precision OpenVINO's CPU plugin really computes in for the engine's ``dtype``: bf16
+    only where the CPU has it (``OPTIMIZATION_CAPABILITIES`` lists BF16: AVX-512 BF16 or AMX);
+    elsewhere the plugin ignores a bf16 hint and runs f32 (seen on a 2-core AMD EPYC, Zen 3:
+    the compiled model's ``INFERENCE_PRECISION_HINT`` read f32), so the load report says f32
+    and the f32 blob folder is used."""
+    if dtype != "bf16":
+        return "f32"
+    caps = core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    return "bf16" if "BF16" in caps else "f32"
+
+
 def compile_ir(xml: Path, precision: str, cache_dir: Path) -> Any:
     """Compile for the CPU: ``precision`` bf16 or f32 as the inference hint, latency mode, and
     OpenVINO's model cache (compiled blobs) in ``cache_dir``, one folder per precision: on a CPU

@@ -47,3 +47,30 @@ async def test_no_processes_runs_in_a_thread(tmp_path):
     cpu = CpuProcesses(Settings(data_dir=tmp_path), processes=0)
     assert not cpu.enabled and await cpu.run(os.getpid) == os.getpid()
     cpu.shutdown()
+
+
+def _nice() -> int:
+    return os.getpriority(os.PRIO_PROCESS, 0)
+
+
+async def test_children_run_below_the_front_by_cpu_nice(tmp_path):
+    # server.cpu_nice: the upload route's cutouts yield the cores to the front and to realtime
+    # renders when they are short, as lower-class renders do (engine.lower_class_nice)
+    by = min(4, 19 - _nice())
+    if by <= 0:
+        pytest.skip("this test process already runs at nice 19: nothing lower to set")
+    lowered = Settings(data_dir=tmp_path)
+    lowered.server.cpu_nice = by
+    level = Settings(data_dir=tmp_path)
+    level.server.cpu_nice = 0
+    for settings, want in ((lowered, _nice() + by), (level, _nice())):
+        cpu = CpuProcesses(settings, processes=1)
+        try:
+            assert await cpu.run(_nice) == want
+        finally:
+            cpu.shutdown()
+
+
+def test_cpu_nice_defaults_to_the_lower_class_renders_niceness(tmp_path):
+    s = Settings(data_dir=tmp_path)
+    assert s.server.cpu_nice == s.engine.lower_class_nice == 5

@@ -49,6 +49,13 @@ def _init(settings_json: dict[str, Any]) -> None:
     global _CHILD_SETTINGS
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the front drains; Ctrl-C is its business
     _CHILD_SETTINGS = Settings(**settings_json)
+    if _CHILD_SETTINGS.server.cpu_nice:
+        # Below the front and the engine workers' realtime renders (server.cpu_nice), as the
+        # workers' lowered thread runs the other classes' renders; set before this child starts
+        # any thread, so the threads it starts (OpenCV's pool) inherit it (Linux: per thread).
+        from swiftshot.runtime.process import _lower_this_thread
+
+        _lower_this_thread(_CHILD_SETTINGS.server.cpu_nice)
     from swiftshot import pipeline
     from swiftshot.ops import cutout  # noqa: F401 - imported once here, not on the first request
 

@@ -96,6 +96,10 @@ async def drive(url: str, n: int, warm: int, pause: float, size: int = 512,
             continue
         st = dict(parse_server_timing(resp.headers.get("server-timing")))
         st["latency"] = (t1 - t0) * 1000
+        if "infer" not in st:  # not rendered (seen once on a loaded box, 2026-12-06): no miss
+            print(f"request {i}: no infer in Server-Timing {resp.headers.get('server-timing')!r}, "
+                  f"X-Cache {resp.headers.get('x-cache')!r}: left out", flush=True)
+            continue
         rows.append(st)
     c1 = _cpu(pid)
     l1 = _loop_cpu(pid)

@@ -18,6 +18,7 @@ import asyncio
 import bisect
 import dataclasses
 import math
+import os
 import random
 import sys
 import tempfile
@@ -133,6 +134,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     result: dict[str, Any] = {
         "benchmark": "serve",
+        # the spawned servers inherit it: at nice 15-19 their lowered work is capped (report)
+        "nice": None if args.url else os.nice(0),
+        "lowered_by": lowered_by(),
         "command": "swiftshot bench " + " ".join(sys.argv[2:] if sys.argv[1:2] == ["bench"] else sys.argv[1:]),
         "config": {**{k: v for k, v in vars(args).items() if k != "func"}, **phases, "slo_ms": slo},
     }
@@ -548,7 +552,32 @@ def compare(sw: dict[str, float], naive: dict[str, float], window_s: float | Non
             "realtime_p95": ratio(sw["realtime_p95_ms"], naive["realtime_p95_ms"])}
 
 
+def lowered_by() -> int:
+    """The least niceness a spawned server adds to its lower-priority work
+    (``engine.lower_class_nice``, ``server.cpu_nice``; from this environment, which the
+    server inherits), 0 when neither is on."""
+    from swiftshot.config import Settings
+
+    s = Settings()
+    return min((v for v in (s.engine.lower_class_nice, s.server.cpu_nice) if v > 0), default=0)
+
+
+def capped_warning(nice: int, by: int) -> str | None:
+    """What a run at ``nice`` does not measure: niceness stops at 19, so work lowered by
+    ``by`` from there runs level with the realtime path (docs/PERFORMANCE.md, seventeenth
+    session: every run through the dev box's slot queue, at nice 19)."""
+    if by <= 0 or nice + by <= 19:
+        return None
+    return (f"warning: run at nice {nice}: the server's lowered work (lower-class renders, "
+            f"the upload processes: +{by}) is capped at 19"
+            + (", level with its realtime path: realtime isolation is off in this run"
+               if nice >= 19 else f", only {19 - nice} below its realtime path"))
+
+
 def report(result: dict[str, Any]) -> None:
+    warn = capped_warning(result.get("nice") or 0, result.get("lowered_by", 0))
+    if warn:
+        print(warn)
     cap = result["capacity"]
     print(f"capacity {cap['rps']:.1f} req/s (closed loop, uncached, on {cap['measured_on']}); "
           f"offered load {result['rate_rps']:.1f} req/s")

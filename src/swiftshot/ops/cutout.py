@@ -1316,7 +1316,7 @@ def _confidence_signals(img: np.ndarray, bg: np.ndarray, sigma: float, band: int
                                                 sigma if sig["white"] else None)
     sig["white_notch"] = white_notch
     sig["amb_blob"] = _ambiguous_blob(inside, amb_px)
-    sig["lit_beyond"] = _lit_beyond(hard, ev)
+    sig["lit_beyond"], sig["lit_down"] = _lit_beyond_parts(hard, ev)
     sig["pocket"] = _backdrop_pockets(img, hard, ev)
     if ev.lifted is not None:
         sig["white_left"] = _white_left(hard, ev.lifted)
@@ -1458,9 +1458,17 @@ def _lit_beyond(hard: np.ndarray, ev: Evidence) -> float:
     same miss in low light (a sneaker's sole on a grey-looking sweep, low light 4008, found
     in pieces) 0.19 / 0.14 / 0.11; cutouts that are not misses 0.06 at most (the lit gap
     between a ring and its soft shadow, holes 9008 at 640²)."""
+    return _lit_beyond_parts(hard, ev)[0]
+
+
+def _lit_beyond_parts(hard: np.ndarray, ev: Evidence) -> tuple[float, float]:
+    """``_lit_beyond``'s share of the outline, and the same share counting only the steps
+    *under* the product (the way out of the mask pointing down, ``_LIT_DOWN``): where a sole
+    left out lies. A plant's lit steps on wood lie round its leaves every way (novel textured
+    422, 454 at 640², right cutouts: 0.061 / 0.067 all told)."""
     steps = _lit_steps(hard, ev)
     if steps is None or not len(steps.ys):
-        return 0.0
+        return 0.0, 0.0
     hard, ys, xs = steps.hard, steps.ys, steps.xs
     h, w = hard.shape
     line = (hard > 0) & (cv2.erode(hard, _CROSS) == 0)  # the outline
@@ -1470,12 +1478,26 @@ def _lit_beyond(hard: np.ndarray, ev: Evidence) -> float:
     # pieces; a double edge does not count twice).
     _, near = cv2.distanceTransformWithLabels((hard == 0).astype(np.uint8), cv2.DIST_L2, 5,
                                               labelType=cv2.DIST_LABEL_PIXEL)
-    hit_lab = np.zeros(int(near.max()) + 1, bool)
-    hit_lab[near[ys, xs]] = True
-    hit = np.zeros((h, w), np.uint8)
-    hit[hard > 0] = hit_lab[near[hard > 0]]
-    hit = (cv2.dilate(hit, _DISC5) > 0) & line
-    return float(hit.sum() / per)
+    out = []
+    for sel in (slice(None), steps.ny >= _LIT_DOWN):
+        if out and out[0] < _LIT_DOWN_FROM:
+            out.append(0.0)  # (under the product there is no more: lit_grain cannot start)
+            break
+        hit_lab = np.zeros(int(near.max()) + 1, bool)
+        hit_lab[near[ys[sel], xs[sel]]] = True
+        hit = np.zeros((h, w), np.uint8)
+        hit[hard > 0] = hit_lab[near[hard > 0]]
+        hit = (cv2.dilate(hit, _DISC5) > 0) & line
+        out.append(float(hit.sum() / per))
+    return out[0], out[1]
+
+
+_LIT_DOWN = 0.7
+"""``_lit_beyond_parts``: a step is under the product when the way out of the mask there
+points down by this much (cos to the vertical)."""
+_LIT_DOWN_FROM = 0.055
+"""...counted only where the share all told reaches ``lit_grain``'s ramp start (else 0: the
+share under the product is no more, and the second pass is not paid for)."""
 
 
 @dataclass(frozen=True)
@@ -1768,6 +1790,8 @@ _SQ3 = np.ones((3, 3), np.uint8)
 # the cut alone 4.0 -> 3.0, ``bg_inside`` off the outline there (``bg_inside_core``), and
 # ``enclosed_unsup``; docs/OPS.md "Stools: the floor left round the gaps".
 _CONF_BIAS = 4.72
+_GRAIN_SIGMA = 2.5
+"""``lit_grain`` counts from a backdrop noise over this (levels), fully from one level more."""
 _ENC_W = 3.0
 _ENCU_A, _ENCU_B, _ENCU_W = 0.015, 0.05, 4.0
 _CONF_TERMS: tuple[tuple[str, float, float, float], ...] = (
@@ -1784,6 +1808,7 @@ _CONF_TERMS: tuple[tuple[str, float, float, float], ...] = (
     ("amb_blob", 0.02, 0.1, 1.19),     # a thick blob of backdrop or shadow kept (not white)
     ("smooth", 0.08, 0.33, 6.0),      # by hand: smooth beside it on a textured backdrop
     ("lit_beyond", 0.07, 0.13, 6.0),  # by hand: a lit band beyond the outline (a part left out)
+    ("lit_grain", _LIT_DOWN_FROM, 0.085, 6.0),  # by hand: ...under it, on a grained table
     ("tiny", 0.0, 0.015, 6.0),        # by hand: under 2 % of the frame (0.5 %: full)
     ("huge", 0.7, 0.9, 6.0),          # by hand: most of the frame
     ("enclosed", 0.02, 0.08, _ENC_W),  # by hand: shadowed gaps cut from between thin parts
@@ -1817,6 +1842,15 @@ def _conf_doubts(sig: dict[str, float]) -> dict[str, float]:
            "smooth": sig.get("smooth", 0.0), "notch": sig.get("notch", 0.0),
            "white_notch": sig.get("white_notch", 0.0) * white,
            "lit_beyond": sig.get("lit_beyond", 0.0),
+           # On a grained table (the backdrop's noise 3+ levels) a lit step must clear 1.5x
+           # the grain's noise in the ratio (``_lit_steps``): a sole's lower edge is found in
+           # a few places only (light stone: 9 % of the outline, textured 19012 at 640², IoU
+           # 0.685, said high at 0.955). Counted under the product only (``lit_down``): a
+           # plant's lit steps on wood lie round its leaves (novel textured 422 / 454, right
+           # cutouts: 0.061 / 0.067 all told, 0.018 / 0.047 under it). Set by hand between
+           # the two (19012: 0.087 under it): a narrow margin, read from one miss.
+           "lit_grain": sig.get("lit_down", 0.0) * float(
+               np.clip(sig.get("sigma", 0.0) - _GRAIN_SIGMA, 0.0, 1.0)),
            "amb_blob": sig.get("amb_blob", 0.0) * (1 - white),
            "tiny": max(0.0, 0.02 - sig.get("area", 0.1)), "huge": sig.get("area", 0.1),
            "enclosed": sig.get("enclosed", 0.0),
@@ -1871,6 +1905,9 @@ def _confidence_from(sig: dict[str, float]) -> tuple[float, tuple[str, ...]]:
         "lit_beyond": lambda: f"a light band runs beyond {sig['lit_beyond']:.0%} of the "
                               "outline, a sharp step away from it: a part of the product (a "
                               "sole, a face of the backdrop's colour) may be missing",
+        "lit_grain": lambda: f"a light band runs under {sig['lit_down']:.0%} of the outline "
+                             "on a grained table, a step past its grain: a part of the "
+                             "product (a sole) may be missing",
         "tiny": lambda: f"product covers only {sig['area']:.1%} of the frame",
         "huge": lambda: f"product covers {sig['area']:.0%} of the frame",
         "enclosed": lambda: f"{sig['enclosed']:.0%} of the region was the backdrop in shadow "
@@ -1901,7 +1938,8 @@ def _confidence_from(sig: dict[str, float]) -> tuple[float, tuple[str, ...]]:
                           "gaps may have been kept",
     }
     cost = sorted(((weights[k] * d, k) for k, d in doubts.items() if d > 0), reverse=True)
-    why = [said[k]() for c, k in cost if c >= 0.3 or k == "white"]
+    why = [said[k]() for c, k in cost if (c >= 0.3 or k == "white") and not (
+        k == "lit_beyond" and weights["lit_grain"] * doubts["lit_grain"] >= 0.3)]
     return round(conf, 3), tuple(why)
 
 
@@ -2883,7 +2921,7 @@ def _restore_lit_parts(m: np.ndarray, ev: Evidence) -> np.ndarray:
     return out
 
 
-def _fill_sandwiched(m: np.ndarray, ev: Evidence) -> np.ndarray:
+def _fill_sandwiched(m: np.ndarray, ev: Evidence, img: np.ndarray | None = None) -> np.ndarray:
     """Fill a part of the product that lies between two parts of it, above and below it in
     each of its columns, but opens to the outside through a gap in its outline.
 
@@ -2945,6 +2983,20 @@ def _fill_sandwiched(m: np.ndarray, ev: Evidence) -> np.ndarray:
     walled[ring & ~sel] = 1
     filled = _fill_holes(walled, ev.bg_like[box], ev.chroma[box]) > 0
     add = filled & sel
+    # A part that looks like the backdrop, with the colour of the solid product beside it: a
+    # face of it across a change of backdrop (a sole's strip above a table's horizon).
+    rest = sel & ~filled
+    if img is not None and ev.lum_bg is not None and rest.any():
+        n3, l3, s3, _ = cv2.connectedComponentsWithStats(rest.view(np.uint8), connectivity=4)
+        if n3 > 1:
+            add |= _face_across(img[box], l3, s3, np.ones(n3, bool), solid,
+                                ev.lum_bg[box])[l3]
+    # A band straight across the product (a cream label on light stone cut the bottle in two).
+    at_edge = (box[1].start == 0, box[1].stop >= m.shape[1])  # (_around does not clip stop)
+    for i in np.nonzero(keep)[0]:
+        comp = lab == i
+        if not (add & comp).any() and _band_across(comp, mb, at_edge):
+            add |= comp
     if not add.any():
         return m
     # ...and one face, shaded across (a cylinder's label, a sole): in each column it keeps
@@ -2972,6 +3024,85 @@ def _fill_sandwiched(m: np.ndarray, ev: Evidence) -> np.ndarray:
             add[sl][comp] = False
     return _put(m, box, add)
 
+
+def _band_across(comp: np.ndarray, mb: np.ndarray, at_edge: tuple[bool, bool]) -> bool:
+    """Whether a part between product above and below it is a band straight across the
+    product, the product's outline running straight on through it at both sides.
+
+    A cream label across a green bottle on a light stone table looks like the table (78 % of
+    it plain backdrop) and was cut away whole, the bottle in two (textured 17213 at 640²:
+    IoU 0.697, said high; 13024, 10312, 5399). tex18's first form (the rows just above and
+    below span the same columns, the part fills that rectangle) also took a bay between a
+    headphone's band and its cup cut by the frame's edge (novel framing 407, 408) and a gap
+    between two leaves (novel thin parts 407). Here, besides:
+
+    * the product's left and right ends over ``_BAND_RUN`` rows above and below the part lie
+      within ``_BAND_SIDE`` px of one upright line each (a bottle's sides; a leaf's or a
+      cup's round edges do not);
+    * in 90 % of the part's rows, the product with the part ends at those lines (no arm of
+      the product beside the part, as around a bay between two arms);
+    * neither the part nor those rows reach the frame's edge (``at_edge``: the box's left /
+      right edge is the frame's)."""
+    rows = np.nonzero(comp.any(1))[0]
+    y0, y1 = int(rows[0]), int(rows[-1])
+    hb, wb = comp.shape
+    if y0 < _BAND_RUN or y1 + _BAND_RUN >= hb:
+        return False
+    cols = np.nonzero(comp.any(0))[0]
+    x0, x1 = int(cols[0]), int(cols[-1])
+    if (at_edge[0] and x0 <= 1) or (at_edge[1] and x1 >= wb - 2):
+        return False
+    ends = []
+    for y in list(range(y0 - _BAND_RUN, y0)) + list(range(y1 + 1, y1 + 1 + _BAND_RUN)):
+        # The product's own extent on that row: its runs that meet the part's columns, to
+        # their real ends (a lamp's wide shade over its base is no band's edge).
+        row = mb[y]
+        xs = np.nonzero(row[x0:x1 + 1])[0]
+        if not len(xs):
+            return False
+        a, b = x0 + int(xs[0]), x0 + int(xs[-1])
+        while a > 0 and row[a - 1]:
+            a -= 1
+        while b + 1 < len(row) and row[b + 1]:
+            b += 1
+        if (at_edge[0] and a == 0) or (at_edge[1] and b == wb - 1):
+            return False
+        ends.append((y, a, b))
+    e = np.array(ends, np.float32)
+    # Each side one straight, upright line through the ends above and below.
+    if float(np.abs(e[:, 1:] - np.median(e[:, 1:], axis=0)).max()) > _BAND_SIDE:
+        return False
+    left, right = (int(round(v)) for v in np.median(e[:, 1:], axis=0))
+    if right - left < 8 or x0 < left - _BAND_SIDE or x1 > right + _BAND_SIDE:
+        return False
+    both = comp | mb
+    # ...and fills the rectangle between the sides but for 5 % (2 px in from each line: a
+    # rim the cutout lost).
+    if float(both[y0:y1 + 1, left + 2:right - 1].mean()) < 0.95:
+        return False
+    # The outline runs straight on through the band: in its rows the product with it ends
+    # where the sides above and below do (no arm of the product beside the part, as around
+    # a bay between two arms).
+    ok = 0
+    for y in range(y0, y1 + 1):
+        row = both[y]
+        a, b = left, right
+        while a > 0 and row[a - 1]:
+            a -= 1
+        while b + 1 < wb and row[b + 1]:
+            b += 1
+        ok += (left - _BAND_OUT <= a <= left + _BAND_IN
+               and right - _BAND_IN <= b <= right + _BAND_OUT)
+    return ok >= 0.9 * (y1 - y0 + 1)
+
+
+_BAND_SIDE = 2.0
+_BAND_RUN = 6
+_BAND_OUT = 3
+_BAND_IN = 6
+"""``_band_across``: in the band's rows the product with the part ends at most ``_BAND_OUT``
+px past the sides' lines (a rim the matte left) and at most ``_BAND_IN`` px inside them (a
+label's rim lost against a light table, textured 13024: 3-4 px)."""
 
 _SANDWICH_FLAT = 0.25
 _SANDWICH_SHADOW = 0.9
@@ -3132,7 +3263,8 @@ ring along and across it) and ``_FRAMED_LOOKS`` of that or more looks like the b
 the floor either side (the black-hat over ``_DISC11``)."""
 
 
-def _open_pockets(img: np.ndarray, m: np.ndarray, bg: np.ndarray, ev: Evidence) -> np.ndarray:
+def _open_pockets(img: np.ndarray, m: np.ndarray, bg: np.ndarray, ev: Evidence,
+                  faces: np.ndarray | None = None) -> np.ndarray:
     """Give back the backdrop in narrow bays between parts of the product (a plant's leaves).
 
     Between thin or leafy parts a few pixels apart, the backdrop is kept as product: JPEG
@@ -3149,7 +3281,9 @@ def _open_pockets(img: np.ndarray, m: np.ndarray, bg: np.ndarray, ev: Evidence) 
     way to the product's brightness. Such pixels are cut where they form a part 3+ px across
     that opens to the outside of the region: a bay of the backdrop. Parts walled in all round
     are left to the hole rules (a pale label between a bottle's green parts looks the same).
-    Not white on white (no coloured part to measure against)."""
+    Not white on white (no coloured part to measure against). A part that has the colour of
+    the solid product beside it is a face of it seen across a change of backdrop
+    (``_face_across``): left, and marked in ``faces`` (bool, the frame's shape) when given."""
     box = _around(m, 8)
     if box is None:
         return m
@@ -3209,12 +3343,78 @@ def _open_pockets(img: np.ndarray, m: np.ndarray, bg: np.ndarray, ev: Evidence) 
         # backdrop's is no bay (glossy 5 at 640²).
         if float(cv2.distanceTransform(c8, cv2.DIST_L2, 3).max()) < _POCKET_HALF_WIDTH:
             keep[i] = False
+    if keep.any() and ev.lum_bg is not None:
+        face = _face_across(img[box], lab, st, keep, solid, ev.lum_bg[box])
+        if face.any():
+            keep &= ~face
+            if faces is not None:
+                faces[box] |= face[lab] & between
     cut = keep[lab] & between
     if not cut.any():
         return m
     out = m.copy()
     out[box][cut] = 0
     return out
+
+
+def _face_across(ib: np.ndarray, lab: np.ndarray, st: np.ndarray, which: np.ndarray,
+                 solid: np.ndarray, lum_bg: np.ndarray) -> np.ndarray:
+    """Of the parts ``which`` (labels of ``lab``), those that are a face of the product running
+    on across a change of backdrop (bool per label): a light sole's strip above a table's
+    horizon, against a white wall.
+
+    The sole's part on the table is off its backdrop (solid); just above the horizon the
+    same sole has the wall's colour and brightness, and between the blue upper and its own
+    part below it was taken for the wall: a bay (``_open_pockets``) or a part that looks like
+    the backdrop (``_fill_sandwiched``) (textured 19099, two plane 19053 at 640²: the strip
+    lost along the sneaker, IoU 0.90 / 0.89, said high / low). The backdrop's colour is one
+    the product beside it cannot have where the backdrop is the same: so a part whose colour
+    (median) the solid product 3 px around it has (within ``_FACE_ACROSS_TOL`` levels in every
+    channel, over ``_FACE_ACROSS_SHARE`` of those pixels) is that product. A part found so
+    counts as solid for the parts next to it (a strip in pieces). The backdrop must change
+    between them: its brightness (``lum_bg``, the model's) at the part and at a tenth of the
+    matching pixels ``_FACE_ACROSS_BG`` levels apart or more (the wall and the table). On one sweep
+    the shaded sweep beside a light grey headband matched the band (novel cast shadows 414:
+    a wedge inside the band filled, 0.955 -> 0.875)."""
+    face = np.zeros(len(st), bool)
+    ref = solid > 0
+    origin = lum_bg.copy()
+    left = [int(i) for i in np.nonzero(which)[0] if i > 0]
+    changed = True
+    while left and changed:
+        changed = False
+        for i in list(left):
+            x, y, w, h = st[i, :4]
+            y0, x0 = max(y - 3, 0), max(x - 3, 0)
+            y1, x1 = min(y + h + 3, lab.shape[0]), min(x + w + 3, lab.shape[1])
+            c = lab[y0:y1, x0:x1] == i
+            ring = (cv2.dilate(c.view(np.uint8), _SQ7) > 0) & ~c & ref[y0:y1, x0:x1]
+            if not ring.any():
+                continue
+            col = np.median(ib[y0:y1, x0:x1][c], axis=0)
+            d = np.abs(ib[y0:y1, x0:x1][ring] - col).max(1)
+            match = d <= _FACE_ACROSS_TOL
+            if float(match.mean()) < _FACE_ACROSS_SHARE:
+                continue
+            # The backdrop under the matching pixels farthest from the part's (a tenth of
+            # them: the rest may lie in the horizon's blend). A part found so carries the
+            # backdrop of the solid product it was matched to.
+            here = float(np.median(lum_bg[y0:y1, x0:x1][c]))
+            lo, hi = np.percentile(origin[y0:y1, x0:x1][ring][match], [10, 90])
+            there = float(lo if here - lo >= hi - here else hi)
+            if abs(here - there) >= _FACE_ACROSS_BG:
+                face[i] = True
+                ref[y0:y1, x0:x1] |= c
+                origin[y0:y1, x0:x1][c] = there
+                left.remove(i)
+                changed = True
+    return face
+
+
+_SQ7 = np.ones((7, 7), np.uint8)
+_FACE_ACROSS_TOL = 8.0
+_FACE_ACROSS_SHARE = 0.25
+_FACE_ACROSS_BG = 20.0
 
 
 _DISC15 = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (15, 15))
@@ -4221,7 +4421,7 @@ class ClassicalSegmenter:
         # its outline (a label's shaded side beside the cast shadow): judged as a hole. Given
         # back on its own evidence, as the sole is, so the confidence does not doubt it again.
         before = hard
-        hard = _fill_sandwiched(hard, ev)
+        hard = _fill_sandwiched(hard, ev, img)
         if hard is not before:
             added = hard > before
             ev = replace(ev, restored=added if ev.restored is None else ev.restored | added)
@@ -4237,7 +4437,12 @@ class ClassicalSegmenter:
         hard = _smooth_parts(img, hard, band, p.min_region * hard.size, cast)
         if not white:
             # The backdrop in bays between leaves, kept by JPEG's colour and the closing.
-            hard = _open_pockets(img, hard, bg, ev)
+            faces = np.zeros(hard.shape, bool)
+            hard = _open_pockets(img, hard, bg, ev, faces)
+            if faces.any():
+                # Left as product on its own evidence, as a restored sole is: the
+                # confidence does not count it as backdrop kept.
+                ev = replace(ev, restored=faces if ev.restored is None else ev.restored | faces)
             # The backdrop under a bridge, lit at the top and shadowed below (sunglasses).
             hard = _open_shaded_holes(hard, ev)
         # What follows only matters near the product: work on its bounding box (plus more than

@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from swiftshot.ops import cutout
 from swiftshot.ops.cutout import (
     ClassicalSegmenter,
     _confidence_from,
@@ -42,15 +43,21 @@ def test_framing_cases(category, seed, side, floor):
     assert case_iou(category, seed, side) >= floor
 
 
-def test_a_white_bottle_with_its_neck_lost_is_not_said_high():
+def test_a_white_bottle_with_its_neck_lost_is_not_said_high(monkeypatch):
+    # Since OPS 52 (white19) the lit neck is given back by its own shading
+    # (``_shading_goes_up``: 5106 0.928 -> 0.977); without that step the neck is lost as before
+    # and the white notch must still doubt it.
     photo = make_photo(_eval_case("white_on_white", 5106), (640, 640))
     rgb = np.asarray(photo.image)
     found = SEG.find(rgb)
+    assert iou(SEG.refine(found, rgb) / 255.0, photo.coverage) >= 0.95
+    monkeypatch.setattr(cutout, "_shading_goes_up", lambda m, ev, sigma: m)
+    found = SEG.find(rgb)
     signals = dict(found.signals or {})
     alpha = SEG.refine(found, rgb, signals)
-    assert iou(alpha / 255.0, photo.coverage) < 0.93  # the neck is lost (main: 0.928)
+    assert iou(alpha / 255.0, photo.coverage) < 0.93  # the neck is lost (OPS 51: 0.928)
     conf, why = _confidence_from(signals)
-    assert conf < 0.9, conf  # main: 0.98
+    assert conf < 0.9, conf  # before the white notch: 0.98
     assert any("white part may be missing" in w for w in why)
 
 

@@ -866,6 +866,9 @@ class Evidence:
     lifted: np.ndarray | None = None
     """bool: white on white: the faintly lifted or tinted faces the outline's closing was
     seeded with; the confidence doubts a cutout that left large ones out (``white_left``)."""
+    grown: np.ndarray | None = None
+    """bool: white on white: what ``_shading_goes_up`` gave back above the outline's closing
+    (a lit neck), taken by the product's shading alone (``white_up``)."""
 
 
 def _evidence(img: np.ndarray, bg: np.ndarray, sigma: float, band_mask: np.ndarray,
@@ -1321,6 +1324,10 @@ def _confidence_signals(img: np.ndarray, bg: np.ndarray, sigma: float, band: int
     if ev.lifted is not None:
         sig["white_left"] = _white_left(hard, ev.lifted)
         sig["white_apart"] = _apart(hard)
+        # The share of the product given back by its shading alone (a lit neck; a white
+        # strap's lower part). Recorded, not weighed.
+        sig["white_up"] = (float(np.count_nonzero(ev.grown & inside)) / n_in
+                           if ev.grown is not None else 0.0)
     if ev.enclosed is not None:
         cut = int(np.count_nonzero(ev.enclosed))
         sig["enclosed"] = cut / max(n_in + cut, 1)
@@ -2280,6 +2287,95 @@ def _drop_cast_shadow(m: np.ndarray, ev: Evidence) -> np.ndarray:
     if removed:
         out = cv2.morphologyEx(out, cv2.MORPH_OPEN, _CROSS)
     return out
+
+
+def _drop_floor_line(m: np.ndarray, ev: Evidence) -> np.ndarray:
+    """White on white: give back the upper half of a soft shadow line on the floor that the
+    outline's closing kept under the product (the contact shadow under a pair of white
+    headphones, a thin dark line joining the two ear cups: its upper edge is a step the
+    closing follows, its core is where the mask ends).
+
+    Column by column, the mask's lowest run is such a line when it is short
+    (``_FLOOR_LINE_REACH`` of the work side), has the backdrop straight above it, the
+    backdrop's chroma and no black, and brightens upwards by ``_FLOOR_LINE_RISE`` noise units
+    from its bottom to its top (the line's core at the bottom, the sweep above it). A white
+    product's own lowest run is a face: long (a box, a bottle, a cup), or flat or darkening
+    upwards (a lamp's dark base, a rim). Only a stretch of such columns
+    ``_FLOOR_LINE_SPAN`` of the mask's width or wider, with taller product at both ends (the
+    two cups it joins), is cut (a rounded base's tips are a few columns; a white strap's kept
+    foot runs off into the sweep at one end)."""
+    h, w = m.shape
+    cols, low = _lowest(m)
+    if len(cols) < 2:
+        return m
+    reach = max(3, int(round(_FLOOR_LINE_REACH * max(h, w))))
+    # The run's length: the first row upwards from the column's lowest pixel that is not mask.
+    run = np.zeros(len(cols), np.int32)
+    going = np.ones(len(cols), bool)
+    for i in range(reach + 1):
+        y = low - i
+        inside = (y >= 0) & m[np.maximum(y, 0), cols].astype(bool)
+        going &= inside
+        run += going
+        if not going.any():
+            break
+    tall = going.copy()
+    ok = ~going & (run >= 1)
+    if not ok.any():
+        return m
+    # Each short run's pixels: no product colour, no black, brightening upwards.
+    idx = np.arange(reach)[None, :]
+    ys = low[:, None] - idx
+    within = ok[:, None] & (idx < run[:, None])
+    yc = np.clip(ys, 0, h - 1)
+    xc = np.broadcast_to(cols[:, None], yc.shape)
+    bad = within & ((ev.chroma[yc, xc] >= 0.5) | (ev.ratio[yc, xc] <= 0.25))
+    ok &= ~bad.any(1)
+    top_r = ev.ratio[np.clip(low - run + 1, 0, h - 1), cols]
+    ok &= top_r - ev.ratio[low, cols] >= _FLOOR_LINE_RISE * ev.tol[low, cols]
+    if not ok.any():
+        return m
+    # Stretches of neighbouring columns.
+    edge = np.diff(np.concatenate(([0], ok.astype(np.int8), [0])))
+    starts, ends = np.nonzero(edge == 1)[0], np.nonzero(edge == -1)[0]
+    wide = _FLOOR_LINE_SPAN * (cols[-1] - cols[0] + 1)
+    out = None
+    for a, b in zip(starts, ends):
+        # (Neighbouring in the list and in the frame: the mask may skip columns.)
+        if cols[b - 1] - cols[a] + 1 != b - a or b - a < wide:
+            continue
+        # Between two parts of the product standing on the floor (the ear cups): the stretch
+        # of short runs it lies in ends at a taller column of the product on both sides, on
+        # the floor too (its lowest pixel within the reach of the stretch's). A
+        # line that runs off into the sweep at one end is not this (a strap's foot, kept
+        # alone, is cut from the rest of the strap).
+        lo, hi = a, b
+        while lo > 0 and not tall[lo - 1] and cols[lo - 1] == cols[lo] - 1:
+            lo -= 1
+        while hi < len(cols) and not tall[hi] and cols[hi] == cols[hi - 1] + 1:
+            hi += 1
+        if not (lo > 0 and tall[lo - 1] and cols[lo - 1] == cols[lo] - 1
+                and abs(int(low[lo - 1]) - int(low[lo])) <= reach
+                and hi < len(cols) and tall[hi] and cols[hi] == cols[hi - 1] + 1
+                and abs(int(low[hi]) - int(low[hi - 1])) <= reach):
+            continue
+        if out is None:
+            out = m.copy()
+        for j in range(a, b):
+            out[low[j] - run[j] + 1:low[j] + 1, cols[j]] = 0
+    if out is None:
+        return m
+    return cv2.morphologyEx(out, cv2.MORPH_OPEN, _CROSS)
+
+
+_FLOOR_LINE_REACH = 0.035
+"""The tallest run (of the work copy's side) taken for a shadow line on the floor: 5-11 work
+px under novel white headphones at 640² (320 px); a lamp's base is ~19."""
+_FLOOR_LINE_RISE = 2.0
+"""Brighter at the run's top than at its bottom by this many ratio noise units (the line's
+core at the bottom: 0.74-0.80 of the sweep, 0.97 at its top)."""
+_FLOOR_LINE_SPAN = 0.1
+"""A stretch of such columns at least this share of the mask's width."""
 
 
 def _high_parts(shadowy: np.ndarray, floor: float, min_area: float
@@ -3847,6 +3943,129 @@ def _close_silhouette(m: np.ndarray, edges: np.ndarray, ev: Evidence, gap: int =
     return out
 
 
+def _shading_goes_up(m: np.ndarray, ev: Evidence, sigma: float) -> np.ndarray:
+    """White on white: give back what the outline's closing left out straight above the
+    product where the product's own shading goes on up the column (a white bottle's lit neck
+    and shoulder: a vertical cylinder lit from the side is shaded column by column, the same
+    down the body and the neck, and where that shade is within a level or two of the sweep
+    the neck has no edge, no tint and no lift, so the closing let it go with the wedge of sweep
+    beside it; known 5443, 5021, 15180).
+
+    From each free pixel inside the product's hull with the product straight under it, the
+    product's brightness in that column (``B``: the median of its deep pixels among the
+    ``_UP_BODY`` rows under it, at least ``_UP_MIN_BODY`` of them in one run, and no farther
+    than ``_UP_MAX_OFF`` levels from the sweep: not a cap, not a dark base) is followed upwards:
+    a pixel is the product's while its brightness (a ``_UP_WIN``-row mean down the column) is
+    nearer ``B`` than the sweep model's, by half their gap, where that gap is at least
+    ``_UP_MIN_OFF`` levels (and twice the noise); where the gap is narrower (the sweep's
+    brightness crossing the product's), while a 3-column mean is within ``_UP_KEEP`` levels of
+    ``B`` and nearer it than the sweep, once the walk has started, and only under more of the
+    product in the column (a cap over a neck). A wedge of sweep beside a
+    neck reads the sweep's brightness and stops the walk; a cast shadow is not walked into from
+    a thin rim or a kept strip of shadow (the body under a start must be deep)."""
+    h, w = m.shape
+    mb = m > 0
+    pts = _row_ends(mb)
+    if pts is None:
+        return m
+    hull = np.zeros((h, w), np.uint8)
+    cv2.fillConvexPoly(hull, cv2.convexHull(pts), 1)
+    # Starts: a free pixel inside the hull with the product straight under it.
+    start = ~mb[:-1] & mb[1:] & (hull[:-1] > 0)
+    ys, xs = np.nonzero(start)
+    if not len(ys):
+        return m
+    lum = ev.ratio * ev.lum_bg
+    deep = cv2.erode(m, np.ones((5, 5), np.uint8)) > 0
+    # The run of product under each start (``_UP_BODY`` rows at most) and its deep pixels.
+    below = ys[:, None] + 1 + np.arange(_UP_BODY)[None, :]
+    inb = below < h
+    yb = np.minimum(below, h - 1)
+    xb = np.broadcast_to(xs[:, None], yb.shape)
+    run = np.cumprod(inb & mb[yb, xb], axis=1).astype(bool)
+    dp = run & deep[yb, xb]
+    ok = (run.sum(1) >= _UP_MIN_BODY) & (dp.sum(1) >= 4)
+    if not ok.any():
+        return m
+    ys, xs, yb, xb, dp = ys[ok], xs[ok], yb[ok], xb[ok], dp[ok]
+    vals = np.where(dp, lum[yb, xb], np.nan)
+    body = np.nanmedian(vals, axis=1)
+    lum_v = cv2.blur(lum, (1, _UP_WIN))
+    lum_b = cv2.blur(lum, (3, _UP_WIN))
+    sweep_v = cv2.blur(ev.lum_bg, (1, _UP_WIN))
+    ok = np.abs(body - sweep_v[ys, xs]) <= _UP_MAX_OFF
+    ys, xs, body = ys[ok], xs[ok], body[ok]
+    min_off = max(_UP_MIN_OFF, 2.0 * sigma)
+    # Product somewhere above in the column (a cap over the neck, a case over a strap): where
+    # the gap is narrow, the walk goes on only between parts of the product. Beside a neck, a
+    # wedge of sweep at the product's level has nothing above it (known 5114 at 800²: a finger
+    # of sweep walked up beside the neck to the cap's height, 0.985 -> 0.970).
+    held = np.cumsum(mb, axis=0) > 0
+    out = None
+    going = np.ones(len(ys), bool)
+    walked = np.zeros(len(ys), np.int32)
+    steps = []
+    for i in range(h):
+        y = ys - i
+        going &= y >= 0
+        yc = np.maximum(y, 0)
+        going &= ~mb[yc, xs] & (hull[yc, xs] > 0)
+        if not going.any():
+            break
+        s = sweep_v[yc, xs]
+        gap = np.abs(body - s)
+        clear = gap >= min_off
+        v = lum_v[yc, xs]
+        vb = lum_b[yc, xs]
+        near = np.where(clear, np.abs(v - body) < 0.5 * gap,
+                        (i > 0) & held[yc, xs] & (np.abs(vb - body) < np.abs(vb - s))
+                        & (np.abs(vb - body) < _UP_KEEP))
+        going &= near
+        walked += going
+        if going.any():
+            steps.append((y[going], np.nonzero(going)[0]))
+    # A walk of a pixel or two is the column mean reaching over the outline (the 7 rows take
+    # in the product under the first pixel above it: a white box's top edge grew a one-pixel
+    # rim, a halo in the composite).
+    long = walked >= _UP_MIN_WALK
+    for yy, k in steps:
+        keep = long[k]
+        if keep.any():
+            if out is None:
+                out = m.copy()
+            out[yy[keep], xs[k[keep]]] = 1
+    if out is None:
+        return m
+    # Single columns the walk stopped short in (noise), between walked columns a few pixels
+    # apart on the same row: a neck is one face across.
+    added = (out > m).astype(np.uint8)
+    across = cv2.morphologyEx(added, cv2.MORPH_CLOSE, np.ones((1, _UP_ACROSS), np.uint8))
+    out |= across & (hull > 0) & ~mb
+    return cv2.morphologyEx(out, cv2.MORPH_OPEN, _CROSS) | m
+
+
+_UP_MIN_WALK = 3
+"""A walk shorter than this many rows is dropped (the column mean reaching over the outline)."""
+_UP_ACROSS = 5
+"""Columns walked this many pixels apart (a horizontal closing) take the pixels between."""
+_UP_WIN = 7
+"""Rows of the mean down a column that the walk up ``_shading_goes_up`` reads."""
+_UP_BODY = 12
+"""Rows under a start that give the product's brightness in its column..."""
+_UP_MIN_BODY = 8
+"""...of which at least this many in one run under it (a rim or a strip of kept shadow is
+thinner), four of them deep (5x5 inside the mask)."""
+_UP_MAX_OFF = 12.0
+"""A product brightness farther from the sweep than this (levels) is not walked from: the
+outline or the evidence has whatever is that far off."""
+_UP_MIN_OFF = 1.5
+"""Where the product is this many levels (and twice the noise) off the sweep, a pixel must be
+nearer the product's brightness by half the gap; a lit neck's shoulder: 2-4 levels."""
+_UP_KEEP = 1.0
+"""Where the gap is narrower, a 3-column mean within this many levels of the product's
+brightness (and nearer it than the sweep) goes on the walk already started."""
+
+
 def _neutral_sweep(bg: np.ndarray, band_mask: np.ndarray) -> bool:
     """The backdrop is a neutral sweep (white, grey, or white in dim light): the median
     spread of its channels over the border band is under ``_NEUTRAL_SPREAD`` levels (the
@@ -4387,8 +4606,13 @@ class ClassicalSegmenter:
                 # of the frame (textured 9419 at 1500²: IoU 0.17). Its colour result stands.
                 white = False
             else:
-                hard = closed
-                ev = replace(plain_ev, lifted=lifted)
+                # What the outline left out above a face that goes on up with its shading (a
+                # white bottle's lit neck and shoulder, as bright as the sweep give or take a
+                # level). After the growth check: that reads the outline's closing alone (a
+                # white watch's strap given back here took it past 2x the case it was found by).
+                hard = _shading_goes_up(closed, plain_ev, sigma)
+                ev = replace(plain_ev, lifted=lifted,
+                             grown=(hard > closed) if hard is not closed else None)
         if not white and plain_ev is not ev:
             hard = full if full is not None else _regions(
                 ev.product, ev.bg_like, ev.shadow_like, p, img, bg, ev)
@@ -4399,6 +4623,15 @@ class ClassicalSegmenter:
         cast = (before > 0) & (hard == 0) if hard is not before else None
         if white and neutral and hard is not before:
             hard = _keep_white_faces(before, hard, faces, edges, ev, p.min_region * hard.size)
+        if white and ev.grown is not None and hard is not before:
+            # What the product's shading gave back is no shadow on the floor: the walk up
+            # followed the product's own brightness from a deep part of it (a white strap's
+            # lower half, walked up from its foot, looks like the case's cast shadow).
+            hard = hard | (ev.grown & (before > 0)).astype(np.uint8)
+        if white:
+            # The upper half of a soft shadow line on the floor, kept under the product (the
+            # contact shadow between a pair of headphones' ear cups).
+            hard = _drop_floor_line(hard, ev)
         enclosed = hard
         if not white:
             # (White on white: its shaded faces have the backdrop's chroma, darker, walled in

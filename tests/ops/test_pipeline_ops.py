@@ -132,7 +132,7 @@ def test_product_less_spec_is_the_engine_image():
 
 
 def test_source_type_and_ops_version_kept():
-    assert pipeline.OPS_VERSION == "52"
+    assert pipeline.OPS_VERSION == "53"
     assert pipeline.source_type_for(spec(product_sha256=SHA)) == "compositeSynthetic"
 
 

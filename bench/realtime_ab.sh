@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Issue 8's realtime figure with the upload route's CPU processes lowered (server.cpu_nice, the
-# default 5) and at the front's priority (cpu_nice 0), alternated, in one command:
+# Issue 8's realtime figure with the upload route's CPU processes lowered (server.cpu_nice 5)
+# and at the front's priority (cpu_nice 0, the default since the quiet-box A/B of 2026-12-06), alternated, in one command:
 #
 #     bench/realtime_ab.sh [PAIRS]          # PAIRS default 3; ~2 min a run, ~12 min for 3 pairs
 #     VALUES="5 10" bench/realtime_ab.sh 2  # other cpu_nice values, in this order in each pair

@@ -77,12 +77,15 @@ class ServerSettings(_Section):
     2.54 with it against 5.54 and 4.61 without (front CPU 0.34 vs 0.65-0.77 of a core); on
     the crowded box (load 16-38) it was worse in two pairs (docs/PERFORMANCE.md, "Realtime
     isolation: the upload route off the front, lower-class renders below it")."""
-    cpu_nice: int = Field(5, ge=0, le=19)
+    cpu_nice: int = Field(0, ge=0, le=19)
     """Niceness added to the ``cpu_processes`` (the upload route's decode, cutout, compose and
     encode), as ``engine.lower_class_nice`` lowers the other classes' renders: when the cores
     are short, the front's loop and a realtime render in an engine worker run before an
     upload's cutout. The processes are shared by every class, so a realtime upload runs lowered
-    too. 0: the front's own priority (docs/PERFORMANCE.md, "seventeenth session")."""
+    too. Default 0 (the front's own priority): on the quiet 2-core AMD EPYC (2026-12-06,
+    15:50-16:04 UTC) 5 gave no measurable gain in the realtime ratio at 1.5x (1.53, 1.75, 1.29
+    against 1.00, 1.53 at 0) while the uploads' p95 under load rose from 110-135 to 181-186 ms
+    (docs/PERFORMANCE.md, "The goals at the end of the seventeenth session")."""
     realtime_reserve: float = Field(0.25, ge=0, lt=1)
     """Share of ``max_work`` only realtime requests may use (at least one place when > 0)."""
     shed_lag_ms: float | None = Field(None, gt=0)

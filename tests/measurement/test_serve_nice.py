@@ -14,7 +14,7 @@ def test_a_run_at_nice_19_says_the_realtime_isolation_is_off():
 
 
 def test_lowered_by_is_the_least_niceness_the_server_adds(monkeypatch):
-    assert lowered_by() == 5  # the defaults: lower_class_nice 5, cpu_nice 5
+    assert lowered_by() == 5  # the defaults: lower_class_nice 5, cpu_nice 0
     monkeypatch.setenv("SWIFTSHOT_SERVER__CPU_NICE", "2")
     assert lowered_by() == 2
     monkeypatch.setenv("SWIFTSHOT_ENGINE__LOWER_CLASS_NICE", "0")

@@ -2389,7 +2389,7 @@ def _drop_floor_line(m: np.ndarray, ev: Evidence) -> np.ndarray:
     starts, ends = np.nonzero(edge == 1)[0], np.nonzero(edge == -1)[0]
     wide = _FLOOR_LINE_SPAN * (cols[-1] - cols[0] + 1)
     out = None
-    for a, b in zip(starts, ends):
+    for a, b in zip(starts, ends, strict=True):
         # (Neighbouring in the list and in the frame: the mask may skip columns.)
         if cols[b - 1] - cols[a] + 1 != b - a or b - a < wide:
             continue

@@ -1534,18 +1534,18 @@ def _lit_beyond_parts(hard: np.ndarray, ev: Evidence) -> tuple[float, float]:
     # pieces; a double edge does not count twice).
     _, near = cv2.distanceTransformWithLabels((hard == 0).astype(np.uint8), cv2.DIST_L2, 5,
                                               labelType=cv2.DIST_LABEL_PIXEL)
-    out = []
-    for sel in (slice(None), steps.ny >= _LIT_DOWN):
-        if out and out[0] < _LIT_DOWN_FROM:
-            out.append(0.0)  # (under the product there is no more: lit_grain cannot start)
-            break
+
+    def share(sel) -> float:
         hit_lab = np.zeros(int(near.max()) + 1, bool)
         hit_lab[near[ys[sel], xs[sel]]] = True
         hit = np.zeros((h, w), np.uint8)
         hit[hard > 0] = hit_lab[near[hard > 0]]
-        hit = (cv2.dilate(hit, _DISC5) > 0) & line
-        out.append(float(hit.sum() / per))
-    return out[0], out[1]
+        return float(((cv2.dilate(hit, _DISC5) > 0) & line).sum() / per)
+
+    every = share(slice(None))
+    if every < _LIT_DOWN_FROM:
+        return every, 0.0  # (under the product there is no more: lit_grain cannot start)
+    return every, share(steps.ny >= _LIT_DOWN)
 
 
 _LIT_DOWN = 0.7
